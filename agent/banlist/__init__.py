@@ -1,0 +1,1 @@
+"""Ban-list documents: parsing, signatures, fetching."""

@@ -1,0 +1,50 @@
+"""`appban check`: collect (or load) an inventory, match it against the ban list in force, report.
+
+Exit 0 when there is no violation, 1 when there is one, 2 when no verdict could be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+from datetime import datetime, timezone
+
+from agent import __version__
+from agent.banlist.source import load_active
+from agent.commands.common import add_collection_args, add_config_arg, config_from, gather
+from agent.match import compile_banlist, match
+from agent.model import Report
+from agent.report.render import render_json, render_table
+
+EXIT_COMPLIANT, EXIT_VIOLATION, EXIT_NO_VERDICT = 0, 1, 2
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("check", help="check this machine (or saved inventories) against the ban list")
+    add_config_arg(parser)
+    parser.add_argument("--banlist", metavar="PATH|URL", help="ban list to use instead of the configured one")
+    parser.add_argument("--group", action="append", metavar="G",
+                        help="the local device's groups (repeatable; overrides config device.groups)")
+    add_collection_args(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the check; user errors propagate to the CLI, which prints one line and exits 2."""
+    now = datetime.now(timezone.utc)
+    config = config_from(args)
+    banlist, info = load_active(config, args.banlist, now)
+    inventory = gather(args, config, args.group)
+    devices = {d.id: d for d in inventory.devices}
+    findings = match(inventory.apps, devices, compile_banlist(banlist), now)
+    report = Report(
+        id=str(uuid.uuid4()), generated=now, agent_version=__version__, banlist=info,
+        inventory=inventory, findings=tuple(findings),
+    )
+    sys.stdout.write(render_json(report) if args.format == "json" else render_table(report))
+    if not report.compliant:
+        return EXIT_VIOLATION
+    if inventory.errors and not inventory.apps:
+        return EXIT_NO_VERDICT
+    return EXIT_COMPLIANT

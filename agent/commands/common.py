@@ -1,0 +1,55 @@
+"""What `check` and `inventory` share: config loading, the collection options and gathering an
+inventory either from this machine's collectors or from saved inventory files."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from agent.config import Config, load_config
+from agent.inventory import collect
+from agent.inventory.base import Context
+from agent.inventory.file import load_inventory_file
+from agent.model import Inventory
+from agent.runner import Runner
+
+
+def add_config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="agent config (default /etc/appban/agent.yaml if present)")
+
+
+def add_collection_args(parser: argparse.ArgumentParser) -> None:
+    """Add --source, --root and --inventory."""
+    parser.add_argument("--source", action="append", default=[], metavar="NAME",
+                        help="only run this collector (repeatable)")
+    parser.add_argument("--root", metavar="DIR",
+                        help="read the system mounted at DIR instead of the running one (live collectors are skipped)")
+    parser.add_argument("--inventory", action="append", default=[], metavar="FILE",
+                        help="check a saved inventory instead of collecting (repeatable)")
+    parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+
+
+def config_from(args: argparse.Namespace) -> Config:
+    """Load the config named by --config (or the default). Raises ConfigError."""
+    return load_config(getattr(args, "config", None))
+
+
+def gather(args: argparse.Namespace, config: Config, groups: list[str] | None = None) -> Inventory:
+    """Return the inventory to check: saved files when --inventory is given, else collected here.
+
+    Raises InventoryFileError or UnknownSourceError (both one-line user errors).
+    """
+    if args.inventory:
+        parts = [load_inventory_file(path) for path in args.inventory]
+        return Inventory(
+            devices=tuple(d for p in parts for d in p.devices),
+            apps=tuple(a for p in parts for a in p.apps),
+            errors=tuple(e for p in parts for e in p.errors),
+            notes=tuple(n for p in parts for n in p.notes),
+        )
+    root = args.root or config.inventory.root
+    ctx = Context(
+        root=Path(root), live=(args.root is None and root == "/"),
+        runner=Runner(commands=config.commands), config=config,
+    )
+    return collect(ctx, args.source or config.inventory.sources, groups)

@@ -1,0 +1,45 @@
+"""`appban inventory`: list what is installed, per source and per user, or save it as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+
+from agent.commands.common import add_collection_args, add_config_arg, config_from, gather
+from agent.inventory.file import inventory_to_dict
+from agent.model import Inventory
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("inventory", help="list installed and running apps")
+    add_config_arg(parser)
+    add_collection_args(parser)
+    parser.set_defaults(run=run)
+
+
+def render_counts(inventory: Inventory) -> str:
+    """Return a table of app counts per device and source, then per user, and any errors."""
+    lines = [f"{'DEVICE':<24} {'SOURCE':<12} {'APPS':>6}"]
+    per_source = Counter((a.device, a.source) for a in inventory.apps)
+    for (device, source), count in sorted(per_source.items()):
+        lines.append(f"{device[:24]:<24} {source:<12} {count:>6}")
+    per_user = Counter((a.device, a.user or "(system)") for a in inventory.apps if a.source != "process")
+    if per_user:
+        lines += ["", f"{'DEVICE':<24} {'USER':<12} {'APPS':>6}"]
+        for (device, user), count in sorted(per_user.items()):
+            lines.append(f"{device[:24]:<24} {user[:12]:<12} {count:>6}")
+    for error in inventory.errors:
+        lines.append(f"error: {error.collector}{' (' + error.device + ')' if error.device else ''}: {error.message}")
+    lines.append(f"{len(inventory.apps)} app(s) on {len(inventory.devices)} device(s)")
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    inventory = gather(args, config_from(args))
+    if args.format == "json":
+        sys.stdout.write(json.dumps(inventory_to_dict(inventory), indent=2, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(render_counts(inventory))
+    return 2 if inventory.errors and not inventory.apps else 0

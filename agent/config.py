@@ -1,0 +1,179 @@
+"""The agent's local configuration: YAML validated into frozen dataclasses.
+
+Local config is the administrator's word on this machine; in particular only it can turn on
+blocking (a central ban list never can). Every key is declared here, an unknown or mistyped key is
+refused with one line that names it, and `config/agent.example.yaml` documents each one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from agent.documents import DocumentError, load_document
+from agent.schema import SchemaError, build
+
+DEFAULT_PATH = "/etc/appban/agent.yaml"
+_INTERVAL = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)?")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message is one line naming the file and key."""
+
+
+def interval_seconds(text: str) -> float:
+    """Given `90s`, `15m`, `1h`, `1d` or a plain number of seconds, return seconds.
+
+    Raise ValueError if malformed or not positive.
+    """
+    found = _INTERVAL.fullmatch(str(text).strip())
+    if not found or float(found.group(1)) <= 0:
+        raise ValueError(f"bad interval {text!r} (expected e.g. 90s, 15m, 1h)")
+    return float(found.group(1)) * _UNIT[found.group(2)]
+
+
+def _interval(text: str) -> str:
+    interval_seconds(text)
+    return text
+
+
+_INTERVAL_CHECK = {"check": _interval}
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """Identity and groups of the host the agent runs on."""
+
+    id: str = ""
+    hostname: str = ""
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BanlistConfig:
+    """Where the ban list comes from and which signatures are trusted."""
+
+    path: str = ""
+    url: str = ""
+    signature_url: str = ""
+    trusted_keys: tuple[str, ...] = ()
+    allow_unsigned: bool = False
+    refresh: str = field(default="1h", metadata=_INTERVAL_CHECK)
+    timeout: float = 10.0
+    ca_bundle: str = ""
+    client_cert: str = ""
+    client_key: str = ""
+    max_bytes: int = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class InventoryConfig:
+    """Which collectors run and which tree they read."""
+
+    sources: tuple[str, ...] = ()
+    root: str = "/"
+
+
+@dataclass(frozen=True)
+class EnforcementConfig:
+    """Blocking: off (`report`) unless the local administrator sets `mode: block`."""
+
+    mode: Literal["report", "block"] = "report"
+    dry_run: bool = False
+    protected: tuple[str, ...] = ()
+    max_removals: int = 5
+    contact: str = ""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The pull endpoint; off while `listen` is empty."""
+
+    listen: str = ""
+    token_file: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+
+
+@dataclass(frozen=True)
+class PushConfig:
+    """Where reports are pushed; off while `url` is empty."""
+
+    url: str = ""
+    token_file: str = ""
+    ca_bundle: str = ""
+    client_cert: str = ""
+    client_key: str = ""
+    timeout: float = 10.0
+    max_queue: int = 1000
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """How often the service scans and pushes, and the random splay that spreads a fleet."""
+
+    scan: str = field(default="1h", metadata=_INTERVAL_CHECK)
+    push: str = field(default="5m", metadata=_INTERVAL_CHECK)
+    splay: str = field(default="5m", metadata=_INTERVAL_CHECK)
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """Log format (one event per line) and level."""
+
+    format: Literal["text", "json"] = "text"
+    level: Literal["debug", "info", "warning", "error"] = "warning"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole local configuration."""
+
+    state_dir: str = "/var/lib/appban"
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    banlist: BanlistConfig = field(default_factory=BanlistConfig)
+    inventory: InventoryConfig = field(default_factory=InventoryConfig)
+    commands: dict[str, str] = field(default_factory=dict)
+    enforcement: EnforcementConfig = field(default_factory=EnforcementConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    push: PushConfig = field(default_factory=PushConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+def parse_config(data: bytes, what: str) -> Config:
+    """Given a config document's bytes, return the Config. Raise ConfigError naming the key."""
+    try:
+        raw = load_document(data, what)
+    except DocumentError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        return build(Config, {} if raw is None else raw)
+    except SchemaError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+
+
+def load_config(path: str | None) -> Config:
+    """Return the config at `path`; with None, the default file if it exists, else defaults.
+
+    Raise ConfigError if the file cannot be read or is invalid.
+    """
+    if path is None:
+        if not os.path.exists(DEFAULT_PATH):
+            return Config()
+        path = DEFAULT_PATH
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"config {path}: cannot read: {exc.strerror or exc}") from None
+    return parse_config(data, f"config {path}")
+
+
+def local_device_id(config: Config) -> str:
+    """The id the local host reports under: config `device.id`, else the host name."""
+    return config.device.id or config.device.hostname or socket.gethostname()

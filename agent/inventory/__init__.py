@@ -1,0 +1,104 @@
+"""Inventory: the explicit registry of collectors and the one function that runs them.
+
+The registry is a plain tuple (no implicit subclass discovery), so what runs is visible in one
+place; a collector that fails becomes one error in the result while the others still run.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import socket
+from dataclasses import replace
+from typing import Sequence
+
+from agent.config import local_device_id
+from agent.inventory.base import Collected, Collector, Context
+from agent.inventory.desktop import DesktopCollector
+from agent.inventory.dpkg import DpkgCollector
+from agent.inventory.process import ProcessCollector
+from agent.log import log_event
+from agent.model import LOCAL_DEVICE, App, CollectorError, Device, Inventory
+
+logger = logging.getLogger(__name__)
+
+COLLECTORS: tuple[Collector, ...] = (
+    DpkgCollector(),
+    DesktopCollector(),
+    ProcessCollector(),
+)
+
+
+class UnknownSourceError(ValueError):
+    """`--source` named a collector that does not exist."""
+
+
+def collector_names() -> list[str]:
+    """Return the names `--source` accepts."""
+    return [c.name for c in COLLECTORS]
+
+
+def select(sources: Sequence[str]) -> list[Collector]:
+    """Return the collectors named in `sources` (all of them when empty), in registry order.
+
+    Raise UnknownSourceError naming the first unknown source.
+    """
+    known = {c.name: c for c in COLLECTORS}
+    for name in sources:
+        if name not in known:
+            raise UnknownSourceError(f"unknown source {name!r} (known: {', '.join(known)})")
+    return [c for c in COLLECTORS if not sources or c.name in sources]
+
+
+def local_device(ctx: Context, groups: Sequence[str] | None = None) -> Device:
+    """Return the Device record of the host being inspected (the running one, or the image)."""
+    cfg = ctx.config
+    live_os = f"{platform.system()} {platform.release()}".strip()
+    return Device(
+        id=local_device_id(cfg) if ctx.live else (cfg.device.id or str(ctx.root)),
+        hostname=cfg.device.hostname or (socket.gethostname() if ctx.live else ""),
+        kind="host",
+        os=live_os if ctx.live else "",
+        groups=tuple(groups if groups is not None else cfg.device.groups),
+    )
+
+
+def collect(ctx: Context, sources: Sequence[str] = (), groups: Sequence[str] | None = None) -> Inventory:
+    """Run the selected collectors and return the Inventory of the local host (and any devices
+    a gateway collector found). A requested collector that cannot run here is an error; one that
+    was not requested is skipped quietly."""
+    host = local_device(ctx, groups)
+    devices: dict[str, Device] = {host.id: host}
+    apps: list[App] = []
+    errors: list[CollectorError] = []
+    notes: list[str] = []
+    for collector in select(sources):
+        if collector.live_only and not ctx.live:
+            continue
+        reason = collector.unavailable(ctx)
+        if reason is not None:
+            log_event(logger, logging.INFO, "collector.unavailable", collector=collector.name, reason=reason)
+            if sources:
+                errors.append(CollectorError(collector.name, f"not available here: {reason}"))
+            continue
+        result = _run(collector, ctx)
+        apps.extend(replace(a, device=host.id) if a.device == LOCAL_DEVICE else a for a in result.apps)
+        for device in result.devices:
+            devices.setdefault(device.id, device)
+        errors.extend(result.errors)
+        notes.extend(result.notes)
+    return Inventory(devices=tuple(devices.values()), apps=tuple(apps), errors=tuple(errors), notes=tuple(notes))
+
+
+def _run(collector: Collector, ctx: Context) -> Collected:
+    """Run one collector; any failure becomes one CollectorError so the others still run."""
+    try:
+        result = collector.collect(ctx)
+    except Exception as exc:  # noqa: BLE001 - a broken collector must never stop the others
+        message = " ".join(f"{type(exc).__name__}: {exc}".split())
+        log_event(logger, logging.ERROR, "collector.failed", collector=collector.name, error=message)
+        return Collected(errors=[CollectorError(collector.name, message)])
+    for error in result.errors:
+        log_event(logger, logging.WARNING, "collector.error", collector=error.collector,
+                  device=error.device or None, error=error.message)
+    return result

@@ -1,0 +1,75 @@
+"""What every collector shares: the context it runs in and the shape of what it returns.
+
+A collector is a small class (as Ansible's package_facts has one per package manager) that says
+whether it can run here and lists what is installed; it does I/O and nothing else, returning
+plain records for the pure matcher.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from agent.config import Config
+from agent.model import App, CollectorError, Device
+from agent.runner import Runner
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where and how collectors read: `root` is "/" for the running system, or a mounted image."""
+
+    root: Path = Path("/")
+    live: bool = True
+    runner: Runner = field(default_factory=Runner)
+    config: Config = field(default_factory=Config)
+
+    def path(self, absolute: str) -> Path:
+        """Return the path of an absolute system path inside `root`."""
+        return self.root / absolute.lstrip("/")
+
+
+@dataclass
+class Collected:
+    """A collector's result: apps, the devices they are on when not the local host (gateways),
+    errors about single devices or files that did not stop the rest, and blind spots to report."""
+
+    apps: list[App] = field(default_factory=list)
+    devices: list[Device] = field(default_factory=list)
+    errors: list[CollectorError] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+class Collector(Protocol):
+    """The protocol every inventory backend implements."""
+
+    name: str
+    live_only: bool
+    """True for collectors of live state (processes), which make no sense on a mounted image."""
+
+    def unavailable(self, ctx: Context) -> str | None:
+        """Return why this collector cannot run here, or None when it can."""
+
+    def collect(self, ctx: Context) -> Collected:
+        """Return what is installed; raise on a failure that leaves nothing usable."""
+
+
+def home_dirs(ctx: Context) -> list[tuple[str, Path]]:
+    """Return (user, home) for every home folder under the root: /home/* and /root.
+
+    Why from the folder tree rather than the password database: on a mounted image the users'
+    names are known by their folders, and per-user installs must be found for users who are not
+    logged on.
+    """
+    homes = []
+    base = ctx.path("/home")
+    if base.is_dir():
+        for entry in sorted(os.scandir(base), key=lambda e: e.name):
+            if entry.is_dir(follow_symlinks=False):
+                homes.append((entry.name, Path(entry.path)))
+    root_home = ctx.path("/root")
+    if root_home.is_dir():
+        homes.append(("root", root_home))
+    return homes

@@ -1,0 +1,105 @@
+"""Desktop launchers (XDG .desktop entries), system-wide and per user.
+
+Apps unpacked into /opt, AppImages in a home folder and tarball installs appear in no package
+database, but a user who wants to start them usually has a launcher: each entry gives a display
+name and the executable it starts, which the matcher checks against `names` and `executables`.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+from agent.inventory.base import Collected, Context, home_dirs
+from agent.model import App, CollectorError
+
+SYSTEM_DIRS = (
+    "/usr/share/applications",
+    "/usr/local/share/applications",
+    "/var/lib/flatpak/exports/share/applications",
+    "/var/lib/snapd/desktop/applications",
+)
+USER_DIRS = (".local/share/applications", ".local/share/flatpak/exports/share/applications", "Desktop")
+BIN_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+
+
+def parse_desktop_entry(text: str) -> dict[str, str]:
+    """Return the keys of the `[Desktop Entry]` group (unlocalized keys only)."""
+    keys: dict[str, str] = {}
+    in_group = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("["):
+            in_group = line == "[Desktop Entry]"
+            continue
+        if in_group and "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            keys.setdefault(key.strip(), value.strip())
+    return keys
+
+
+def exec_program(exec_line: str) -> str:
+    """Return the program an Exec= line starts, skipping `env VAR=…` and field codes like %U."""
+    try:
+        words = shlex.split(exec_line)
+    except ValueError:
+        words = exec_line.split()
+    words = [w for w in words if not (len(w) == 2 and w.startswith("%"))]
+    if words and os.path.basename(words[0]) == "env":
+        words = [w for w in words[1:] if "=" not in w and not w.startswith("-")]
+    return words[0] if words else ""
+
+
+def resolve_program(ctx: Context, program: str) -> str:
+    """Return the program's absolute path as seen on the device (searching the usual bin folders
+    inside the root), or the bare name when it cannot be found."""
+    if not program or os.path.isabs(program):
+        return program
+    for folder in BIN_DIRS:
+        if ctx.path(f"{folder}/{program}").exists():
+            return f"{folder}/{program}"
+    return program
+
+
+def _entry_app(ctx: Context, path: Path, user: str) -> App | None:
+    keys = parse_desktop_entry(path.read_text(encoding="utf-8", errors="replace"))
+    if keys.get("Type", "Application") != "Application" or not keys.get("Name"):
+        return None
+    program = resolve_program(ctx, exec_program(keys.get("Exec", "")) or keys.get("TryExec", ""))
+    return App(
+        source="desktop", id=path.name.removesuffix(".desktop"), name=keys["Name"],
+        version=keys.get("X-AppImage-Version", ""), path=program, user=user,
+        extra=(("launcher", "/" + str(path.relative_to(ctx.root))),),
+    )
+
+
+class DesktopCollector:
+    """Launchers in the system's and every user's application folders."""
+
+    name = "desktop"
+    live_only = False
+
+    def unavailable(self, ctx: Context) -> str | None:
+        return None
+
+    def collect(self, ctx: Context) -> Collected:
+        folders = [(ctx.path(d), "") for d in SYSTEM_DIRS]
+        folders += [(home / d, user) for user, home in home_dirs(ctx) for d in USER_DIRS]
+        result = Collected()
+        for folder, user in folders:
+            if not folder.is_dir():
+                continue
+            for path in sorted(folder.glob("*.desktop")):
+                try:
+                    app = _entry_app(ctx, path, user)
+                except OSError as exc:
+                    result.errors.append(_error(path, exc))
+                    continue
+                if app is not None:
+                    result.apps.append(app)
+        return result
+
+
+def _error(path: Path, exc: OSError) -> CollectorError:
+    return CollectorError("desktop", f"{path}: {exc.strerror or exc}")

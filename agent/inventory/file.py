@@ -1,0 +1,65 @@
+"""Inventories saved earlier (`appban inventory --format json`), so a central server can check
+inventories collected elsewhere without collecting anything itself."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from agent.model import App, CollectorError, Device, Inventory
+
+FORMAT = "appban.inventory/v1"
+
+
+class InventoryFileError(ValueError):
+    """An inventory file that cannot be used; one line naming the file and the problem."""
+
+
+def inventory_to_dict(inventory: Inventory) -> dict[str, Any]:
+    """Return the `appban.inventory/v1` document for an inventory."""
+    return {
+        "format": FORMAT,
+        "devices": [d.to_dict() for d in inventory.devices],
+        "apps": [a.to_dict() for a in inventory.apps],
+        "errors": [e.to_dict() for e in inventory.errors],
+        "notes": list(inventory.notes),
+    }
+
+
+def inventory_from_dict(data: Any, what: str) -> Inventory:
+    """Given a parsed `appban.inventory/v1` document, return the Inventory.
+
+    Raise InventoryFileError naming the record at fault.
+    """
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise InventoryFileError(f"{what}: not an {FORMAT} document (field 'format')")
+    try:
+        devices = tuple(Device.from_dict(d) for d in data.get("devices") or ())
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise InventoryFileError(f"{what}: bad device record: {exc}") from None
+    apps = []
+    for number, record in enumerate(data.get("apps") or (), 1):
+        try:
+            apps.append(App.from_dict(record))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise InventoryFileError(f"{what}: app #{number}: missing or bad field {exc}") from None
+    errors = tuple(
+        CollectorError(str(e.get("collector", "")), str(e.get("message", "")), str(e.get("device", "")))
+        for e in data.get("errors") or () if isinstance(e, dict)
+    )
+    known = {d.id for d in devices}
+    devices += tuple(Device(id=i) for i in sorted({a.device for a in apps} - known))
+    return Inventory(devices=devices, apps=tuple(apps), errors=errors, notes=tuple(data.get("notes") or ()))
+
+
+def load_inventory_file(path: str) -> Inventory:
+    """Read an inventory file. Raise InventoryFileError if unreadable or malformed."""
+    what = f"inventory {path}"
+    try:
+        data = json.loads(Path(path).read_bytes())
+    except OSError as exc:
+        raise InventoryFileError(f"{what}: cannot read: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise InventoryFileError(f"{what}: not valid JSON: {exc}") from None
+    return inventory_from_dict(data, what)

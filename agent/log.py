@@ -1,0 +1,61 @@
+"""Structured logging: one event per line, as JSON or as `event key=value` text.
+
+Each event names what it concerns (app, device, rule, collector) as fields, so a fleet's logs
+can be searched and counted without parsing prose.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+_FIELDS = "appban_fields"
+
+
+def log_event(logger: logging.Logger, level: int, event: str, **fields: Any) -> None:
+    """Log one event with its fields (None values are left out)."""
+    clean = {k: v for k, v in fields.items() if v is not None}
+    logger.log(level, event, extra={_FIELDS: clean})
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, event and the event's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        data.update(getattr(record, _FIELDS, {}))
+        if record.exc_info:
+            data["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """`LEVEL event key=value ...` on one line, quoting values that contain spaces."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        parts = [record.levelname.lower(), record.getMessage()]
+        for key, value in getattr(record, _FIELDS, {}).items():
+            text = str(value)
+            parts.append(f"{key}={json.dumps(text, ensure_ascii=False) if (' ' in text or not text) else text}")
+        line = " ".join(parts)
+        if record.exc_info:
+            line += " traceback=" + json.dumps(self.formatException(record.exc_info))
+        return line
+
+
+def configure(fmt: str = "text", level: str = "warning") -> None:
+    """Send appban's logs to stderr in the given format ("json" or "text") and level."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger("agent")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False

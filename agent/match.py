@@ -1,0 +1,224 @@
+"""Match apps against a ban list: a pure function of (apps, devices, ban list, time).
+
+The list is compiled once into hash indexes (identifiers per platform, exact names, executable
+names, hashes) and glob indexes keyed by a literal fragment of each pattern, so the cost grows with
+apps + rules rather than apps x rules, and a fleet-sized inventory is matched in well under a second.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable, Mapping
+
+from agent.model import (
+    SOURCE_KIND, App, BanException, BanList, Device, Entry, Finding, Status, aware,
+)
+from agent.versions import VersionSpec, parse_spec
+
+_WILDCARD = re.compile(r"[*?\[]")
+_LITERAL_RUNS = re.compile(r"\[[^\]]*\]|[*?]")
+_STATUS_ORDER = {"violation": 0, "advisory": 1, "upcoming": 2, "exempt": 3}
+
+Hit = tuple[int, str]
+"""(entry index, how it matched — e.g. `android:com.zhiliaoapp.musically`)."""
+
+
+class GlobIndex:
+    """Case-insensitive globs, indexed so that a text is only tried against plausible patterns.
+
+    Exact patterns are a dict lookup; `prefix*`-style patterns are keyed by their first three
+    characters; patterns that start with a wildcard are keyed by a trigram of their longest
+    literal run; only patterns with no three-character literal at all are tried on every text.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.exact: dict[str, list[Hit]] = defaultdict(list)
+        self.by_prefix: dict[str, list[tuple[re.Pattern[str], Hit]]] = defaultdict(list)
+        self.by_trigram: dict[str, list[tuple[re.Pattern[str], Hit]]] = defaultdict(list)
+        self.loose: list[tuple[re.Pattern[str], Hit]] = []
+
+    def add(self, pattern: str, index: int) -> None:
+        hit = (index, f"{self.kind}:{pattern}")
+        if not _WILDCARD.search(pattern):
+            self.exact[pattern].append(hit)
+            return
+        compiled = (re.compile(fnmatch.translate(pattern), re.DOTALL), hit)
+        head = _WILDCARD.split(pattern, 1)[0]
+        if len(head) >= 3:
+            self.by_prefix[head[:3]].append(compiled)
+            return
+        longest = max(_LITERAL_RUNS.split(pattern), key=len)
+        if len(longest) >= 3:
+            self.by_trigram[longest[:3]].append(compiled)
+        else:
+            self.loose.append(compiled)
+
+    def lookup(self, text: str) -> Iterable[Hit]:
+        """Yield every hit whose pattern matches the (already case-folded) text."""
+        if not text:
+            return
+        yield from self.exact.get(text, ())
+        for regex, hit in self.by_prefix.get(text[:3], ()):
+            if regex.match(text):
+                yield hit
+        if self.by_trigram:
+            seen: set[str] = set()
+            for i in range(len(text) - 2):
+                gram = text[i:i + 3]
+                if gram in self.by_trigram and gram not in seen:
+                    seen.add(gram)
+                    for regex, hit in self.by_trigram[gram]:
+                        if regex.match(text):
+                            yield hit
+        for regex, hit in self.loose:
+            if regex.match(text):
+                yield hit
+
+
+@dataclass(frozen=True)
+class CompiledBanList:
+    """A ban list turned into lookups; build it once per list with `compile_banlist`."""
+
+    banlist: BanList
+    ids: Mapping[str, Mapping[str, list[Hit]]]
+    names: GlobIndex
+    publishers: GlobIndex
+    executables: Mapping[str, list[Hit]]
+    sha256: Mapping[str, list[Hit]]
+    versions: Mapping[int, VersionSpec]
+    exceptions: Mapping[str, tuple[BanException, ...]]
+
+
+def compile_banlist(banlist: BanList) -> CompiledBanList:
+    """Given a validated ban list, return its indexes (identifiers are already case-folded)."""
+    ids: dict[str, dict[str, list[Hit]]] = defaultdict(lambda: defaultdict(list))
+    names, publishers = GlobIndex("names"), GlobIndex("publishers")
+    executables: dict[str, list[Hit]] = defaultdict(list)
+    hashes: dict[str, list[Hit]] = defaultdict(list)
+    versions: dict[int, VersionSpec] = {}
+    for index, entry in enumerate(banlist.entries):
+        for kind in set(SOURCE_KIND.values()):
+            for ident in getattr(entry.match, kind):
+                ids[kind][ident].append((index, f"{kind}:{ident}"))
+        for pattern in entry.match.names:
+            names.add(pattern, index)
+        for pattern in entry.match.publishers:
+            publishers.add(pattern, index)
+        for exe in entry.match.executables:
+            executables[exe].append((index, f"executables:{exe}"))
+        for digest in entry.match.sha256:
+            hashes[digest].append((index, f"sha256:{digest}"))
+        if entry.versions:
+            versions[index] = parse_spec(entry.versions)
+    by_entry: dict[str, list[BanException]] = defaultdict(list)
+    for exc in banlist.exceptions:
+        by_entry[exc.entry].append(exc)
+    return CompiledBanList(
+        banlist=banlist, ids=ids, names=names, publishers=publishers, executables=executables,
+        sha256=hashes, versions=versions, exceptions={k: tuple(v) for k, v in by_entry.items()},
+    )
+
+
+def _hits(app: App, compiled: CompiledBanList) -> Iterable[Hit]:
+    """Yield every (entry, reason) pair that names this app, before scope and versions."""
+    kind = SOURCE_KIND.get(app.source)
+    if kind is not None and kind in compiled.ids:
+        table = compiled.ids[kind]
+        keys = {app.id.casefold(), *(a.casefold() for a in app.aliases)}
+        if kind == "windows" and app.name:
+            keys.add(app.name.casefold())  # Add/Remove Programs entries are known by display name
+        for key in keys:
+            yield from table.get(key, ())
+    name = app.name.casefold()
+    yield from compiled.names.lookup(name)
+    if app.publisher:
+        yield from compiled.publishers.lookup(app.publisher.casefold())
+    if compiled.executables:
+        exes = {os.path.basename(app.path).casefold()} if app.path else set()
+        if app.source == "process":
+            exes.add(app.id.casefold())
+        for exe in exes:
+            yield from compiled.executables.get(exe, ())
+    if app.sha256 and compiled.sha256:
+        yield from compiled.sha256.get(app.sha256.casefold(), ())
+
+
+def _casefolded(groups: Iterable[str]) -> frozenset[str]:
+    return frozenset(g.casefold() for g in groups)
+
+
+def scope_status(
+    entry: Entry, device: Device, app: App, exceptions: Iterable[BanException], now: datetime,
+) -> tuple[Status, BanException | None] | None:
+    """Return the status this entry gives this app on this device, or None when out of scope.
+
+    Exempt groups win over everything; an active individual exception turns a finding exempt;
+    otherwise a device in `applies_to` (or any device when it is omitted) is in violation, one in
+    `advisory_for` gets an advisory, and an entry not yet effective makes either `upcoming`.
+    """
+    groups = _casefolded(device.groups)
+    if groups & _casefolded(entry.exempt):
+        return "exempt", None
+    if entry.applies_to is None or groups & _casefolded(entry.applies_to):
+        status: Status = "violation"
+    elif groups & _casefolded(entry.advisory_for):
+        status = "advisory"
+    else:
+        return None
+    for exc in exceptions:
+        if aware(exc.expires) > now and _covers(exc, device, app):
+            return "exempt", exc
+    if entry.effective is not None and now < aware(entry.effective):
+        return "upcoming", None
+    return status, None
+
+
+def _covers(exc: BanException, device: Device, app: App) -> bool:
+    devices_ok = not exc.devices or device.id in exc.devices
+    users_ok = not exc.users or app.user in exc.users
+    return devices_ok and users_ok
+
+
+def match(
+    apps: Iterable[App], devices: Mapping[str, Device], compiled: CompiledBanList, now: datetime,
+) -> list[Finding]:
+    """Given apps, their devices by id, a compiled ban list and the time, return sorted findings.
+
+    One finding per (app, entry); the order of apps or entries in the input never changes the result.
+    """
+    now = aware(now)
+    entries = compiled.banlist.entries
+    findings: list[Finding] = []
+    for app in apps:
+        matched: dict[int, str] = {}
+        for index, label in _hits(app, compiled):
+            if index not in matched or label < matched[index]:
+                matched[index] = label
+        if not matched:
+            continue
+        device = devices.get(app.device) or Device(id=app.device)
+        for index, label in matched.items():
+            spec = compiled.versions.get(index)
+            if spec is not None and not spec.contains(app.version):
+                continue
+            entry = entries[index]
+            scoped = scope_status(entry, device, app, compiled.exceptions.get(entry.id, ()), now)
+            if scoped is not None:
+                findings.append(Finding(scoped[0], entry, app, device.id, label, scoped[1]))
+    findings.sort(key=finding_key)
+    return findings
+
+
+def finding_key(finding: Finding) -> tuple[str, ...]:
+    """Sort key that makes reports stable: device, status, entry, then the app's identity."""
+    app = finding.app
+    return (
+        finding.device, str(_STATUS_ORDER[finding.status]), finding.entry.id,
+        app.source, app.id, app.user, app.path, app.version, app.extra_value("pid"),
+    )

@@ -1,0 +1,327 @@
+"""The records every part of appban shares: apps, devices, ban lists, findings.
+
+Plain frozen dataclasses with no I/O, so collectors, the matcher, the planner and the reporters can
+be tested in isolation and a record can cross a process boundary as JSON without surprises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from agent.versions import parse_spec
+
+ID_PATTERN = r"[a-z0-9._-]+"
+
+
+def _lowered(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Identifiers compare case-insensitively, so they are folded once, when the list is read."""
+    return tuple(v.casefold() for v in values)
+
+
+def _valid_spec(text: str) -> str:
+    parse_spec(text)
+    return text
+
+
+_IDS = {"check": _lowered}
+
+LOCAL_DEVICE = "local"
+"""Placeholder device id that collectors of the local host use; the check replaces it with the
+real device id, so a collector never has to know how the device is named in config."""
+
+Status = Literal["violation", "advisory", "upcoming", "exempt"]
+STATUSES: tuple[Status, ...] = ("violation", "advisory", "upcoming", "exempt")
+
+MATCH_KINDS: tuple[str, ...] = (
+    "android", "ios", "macos", "windows", "deb", "rpm", "flatpak", "snap",
+    "names", "publishers", "executables", "sha256",
+)
+"""The identifier lists an entry's `match` may hold, in the order the format documents them."""
+
+SOURCE_KIND: dict[str, str] = {
+    "dpkg": "deb", "rpm": "rpm", "flatpak": "flatpak", "snap": "snap",
+    "android": "android", "ios": "ios", "macos": "macos", "windows": "windows",
+}
+"""Which `match` list holds identifiers of each source's `id` (sources not named here, such as
+`process` or `desktop`, are matched by names, publishers, executables and hashes only)."""
+
+
+@dataclass(frozen=True)
+class Device:
+    """A device that apps are installed on: the local host, or a phone seen through a gateway."""
+
+    id: str
+    hostname: str = ""
+    kind: str = "host"
+    os: str = ""
+    groups: tuple[str, ...] = ()
+    attributes: tuple[tuple[str, str], ...] = ()
+    """Extra identity (serial, model, MDM owner, …) as sorted pairs, so the record stays hashable."""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["groups"] = list(self.groups)
+        data["attributes"] = dict(self.attributes)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Device:
+        return cls(
+            id=str(data["id"]),
+            hostname=str(data.get("hostname") or ""),
+            kind=str(data.get("kind") or "host"),
+            os=str(data.get("os") or ""),
+            groups=tuple(str(g) for g in data.get("groups") or ()),
+            attributes=tuple(sorted((str(k), str(v)) for k, v in (data.get("attributes") or {}).items())),
+        )
+
+
+@dataclass(frozen=True)
+class App:
+    """One installed (or running) app as one source sees it.
+
+    `id` is the source's own identifier (package name, bundle id, store package name); `aliases`
+    carries other identifiers the same source knows the app by (a package family name, an uninstall
+    key), so the matcher can look every one of them up without knowing the source's quirks.
+    """
+
+    source: str
+    id: str
+    name: str = ""
+    version: str = ""
+    publisher: str = ""
+    path: str = ""
+    user: str = ""
+    device: str = LOCAL_DEVICE
+    aliases: tuple[str, ...] = ()
+    sha256: str = ""
+    extra: tuple[tuple[str, str], ...] = ()
+    """Source-specific facts (architecture, pid, install state) as sorted pairs."""
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "device": self.device, "source": self.source, "id": self.id, "name": self.name,
+            "version": self.version, "publisher": self.publisher, "path": self.path, "user": self.user,
+        }
+        if self.aliases:
+            data["aliases"] = list(self.aliases)
+        if self.sha256:
+            data["sha256"] = self.sha256
+        if self.extra:
+            data["extra"] = dict(self.extra)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> App:
+        return cls(
+            source=str(data["source"]),
+            id=str(data["id"]),
+            name=str(data.get("name") or ""),
+            version=str(data.get("version") or ""),
+            publisher=str(data.get("publisher") or ""),
+            path=str(data.get("path") or ""),
+            user=str(data.get("user") or ""),
+            device=str(data.get("device") or LOCAL_DEVICE),
+            aliases=tuple(str(a) for a in data.get("aliases") or ()),
+            sha256=str(data.get("sha256") or ""),
+            extra=tuple(sorted((str(k), str(v)) for k, v in (data.get("extra") or {}).items())),
+        )
+
+    def extra_value(self, key: str) -> str:
+        """Return one source-specific fact, or "" when the source did not record it."""
+        return dict(self.extra).get(key, "")
+
+
+@dataclass(frozen=True)
+class CollectorError:
+    """A collector (or one device behind it) that could not be read; the rest of the run goes on."""
+
+    collector: str
+    message: str
+    device: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        data = {"collector": self.collector, "message": self.message}
+        if self.device:
+            data["device"] = self.device
+        return data
+
+
+@dataclass(frozen=True)
+class Match:
+    """An entry's identifier lists, lower-cased at parse time (identifiers compare case-insensitively)."""
+
+    android: tuple[str, ...] = field(default=(), metadata=_IDS)
+    ios: tuple[str, ...] = field(default=(), metadata=_IDS)
+    macos: tuple[str, ...] = field(default=(), metadata=_IDS)
+    windows: tuple[str, ...] = field(default=(), metadata=_IDS)
+    deb: tuple[str, ...] = field(default=(), metadata=_IDS)
+    rpm: tuple[str, ...] = field(default=(), metadata=_IDS)
+    flatpak: tuple[str, ...] = field(default=(), metadata=_IDS)
+    snap: tuple[str, ...] = field(default=(), metadata=_IDS)
+    names: tuple[str, ...] = field(default=(), metadata=_IDS)
+    publishers: tuple[str, ...] = field(default=(), metadata=_IDS)
+    executables: tuple[str, ...] = field(default=(), metadata=_IDS)
+    sha256: tuple[str, ...] = field(default=(), metadata=_IDS)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One banned app (or vendor family) as a directive words it."""
+
+    id: str = field(metadata={"pattern": ID_PATTERN})
+    name: str
+    match: Match = field(default_factory=Match)
+    vendor: str = ""
+    reason: str = ""
+    references: tuple[str, ...] = ()
+    effective: datetime | None = None
+    action: Literal["report", "block"] = "report"
+    applies_to: tuple[str, ...] | None = None
+    advisory_for: tuple[str, ...] = ()
+    exempt: tuple[str, ...] = ()
+    versions: str = field(default="", metadata={"check": _valid_spec})
+
+
+@dataclass(frozen=True)
+class BanException:
+    """A documented, individual exception (real directives forbid blanket ones)."""
+
+    entry: str
+    approved_by: str
+    reason: str
+    expires: datetime
+    devices: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BanList:
+    """A parsed, validated `appban.banlist/v1` document."""
+
+    format: str
+    serial: int
+    issued: datetime
+    entries: tuple[Entry, ...]
+    expires: datetime | None = None
+    publisher: str = ""
+    exceptions: tuple[BanException, ...] = ()
+
+
+@dataclass(frozen=True)
+class BanListInfo:
+    """Where the list in force came from and how far it can be trusted, for every report."""
+
+    serial: int
+    source: str
+    signed: bool
+    stale: bool = False
+    stale_since: datetime | None = None
+    signer: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "serial": self.serial, "source": self.source, "signed": self.signed, "stale": self.stale,
+            "stale_since": self.stale_since.isoformat() if self.stale_since else None,
+            "signer": self.signer or None,
+        }
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One app matched by one entry on one device, with the status its scope gives it."""
+
+    status: Status
+    entry: Entry
+    app: App
+    device: str
+    matched_by: str
+    exception: BanException | None = None
+    outcome: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "status": self.status, "entry": self.entry.id, "name": self.entry.name,
+            "action": self.entry.action, "device": self.device, "reason": self.entry.reason,
+            "references": list(self.entry.references), "matched_by": self.matched_by,
+            "app": self.app.to_dict(),
+        }
+        if self.entry.effective is not None:
+            data["effective"] = self.entry.effective.isoformat()
+        if self.exception is not None:
+            data["exception"] = {
+                "approved_by": self.exception.approved_by, "reason": self.exception.reason,
+                "expires": self.exception.expires.isoformat(),
+            }
+        if self.outcome:
+            data["outcome"] = self.outcome
+        return data
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """Everything collected in one run: devices, their apps, and what could not be read."""
+
+    devices: tuple[Device, ...]
+    apps: tuple[App, ...]
+    errors: tuple[CollectorError, ...] = ()
+    notes: tuple[str, ...] = ()
+    """Blind spots worth telling the reader (e.g. what an MDM export cannot see)."""
+
+
+def app_counts(inventory: Inventory) -> dict[str, int]:
+    """Return how many apps each device has, for reports and metrics."""
+    counts = {device.id: 0 for device in inventory.devices}
+    for app in inventory.apps:
+        counts[app.device] = counts.get(app.device, 0) + 1
+    return counts
+
+
+def aware(moment: datetime) -> datetime:
+    """Return `moment` with a time zone, reading a naive one as UTC, so comparisons never raise."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Report:
+    """The result of one check: what was found where, against which list, and what failed."""
+
+    id: str
+    generated: datetime
+    agent_version: str
+    banlist: BanListInfo
+    inventory: Inventory
+    findings: tuple[Finding, ...]
+
+    @property
+    def compliant(self) -> bool:
+        """True when no finding is a violation (advisories, upcoming and exempt do not count)."""
+        return not any(f.status == "violation" for f in self.findings)
+
+    def counts(self) -> dict[str, int]:
+        """Return the number of findings per status (every status present, zeros included)."""
+        counts = dict.fromkeys(STATUSES, 0)
+        for finding in self.findings:
+            counts[finding.status] += 1
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the `appban.report/v1` document."""
+        apps = app_counts(self.inventory)
+        return {
+            "format": "appban.report/v1",
+            "id": self.id,
+            "generated": self.generated.isoformat(),
+            "agent": {"version": self.agent_version},
+            "banlist": self.banlist.to_dict(),
+            "devices": [{**d.to_dict(), "apps": apps.get(d.id, 0)} for d in self.inventory.devices],
+            "findings": [f.to_dict() for f in self.findings],
+            "counts": self.counts(),
+            "errors": [e.to_dict() for e in self.inventory.errors],
+            "notes": list(self.inventory.notes),
+            "complete": not self.inventory.errors,
+            "compliant": self.compliant,
+        }

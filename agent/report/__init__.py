@@ -1,0 +1,1 @@
+"""Reporting: building reports and rendering them for people and machines."""

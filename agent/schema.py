@@ -1,0 +1,154 @@
+"""Build frozen dataclasses from parsed YAML/JSON, rejecting anything the dataclass does not declare.
+
+Config files and ban lists are written by people and shipped to thousands of machines, so a typo
+must be an error that names the key, never a silently ignored option. One type-driven builder
+serves both, so the two documents cannot drift in how strictly they are read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from datetime import date, datetime, timezone
+from typing import Any, Literal, TypeVar, Union
+
+T = TypeVar("T")
+
+
+class SchemaError(ValueError):
+    """A document that does not fit its schema; `path` names the offending key."""
+
+    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
+        self.path = path
+        self.problem = message
+        super().__init__(f"key '{format_path(path)}': {message}" if path else message)
+
+
+def format_path(path: tuple[str | int, ...]) -> str:
+    """Return a path such as `entries[2].match.android` for messages."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """Return an aware datetime from YAML's date/datetime or an ISO 8601 string (naive means UTC)."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"expected an ISO 8601 timestamp, got {value!r}") from None
+    else:
+        raise ValueError(f"expected a timestamp, got {type_name(value)}")
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def type_name(value: Any) -> str:
+    """Name a YAML value's type the way a person writing YAML thinks of it."""
+    return {
+        bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+        list: "a list", dict: "a mapping", type(None): "nothing",
+    }.get(type(value), type(value).__name__)
+
+
+def build(cls: type[T], data: Any, path: tuple[str | int, ...] = ()) -> T:
+    """Given a dataclass type and a parsed mapping, return the instance.
+
+    Raise SchemaError naming the key for unknown keys, missing required keys, wrong types, and
+    values that fail a field's `pattern` (regex) or `check` (callable raising ValueError) metadata.
+    """
+    if not isinstance(data, dict):
+        raise SchemaError(path, f"expected a mapping, got {type_name(data)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for key in data:
+        if key not in fields:
+            raise SchemaError(path + (str(key),), "unknown key")
+    values: dict[str, Any] = {}
+    for name, fld in fields.items():
+        if name not in data:
+            if fld.default is dataclasses.MISSING and fld.default_factory is dataclasses.MISSING:
+                raise SchemaError(path + (name,), "required key is missing")
+            continue
+        values[name] = _field_value(fld, hints[name], data[name], path + (name,))
+    return cls(**values)
+
+
+def _field_value(fld: dataclasses.Field, hint: Any, raw: Any, path: tuple[str | int, ...]) -> Any:
+    value = convert(hint, raw, path)
+    pattern = fld.metadata.get("pattern")
+    if pattern is not None:
+        items = value if isinstance(value, tuple) else (value,)
+        for item in items:
+            if isinstance(item, str) and not re.fullmatch(pattern, item):
+                raise SchemaError(path, f"{item!r} does not match {pattern}")
+    check = fld.metadata.get("check")
+    if check is not None and value is not None:
+        try:
+            value = check(value)
+        except ValueError as exc:
+            raise SchemaError(path, str(exc)) from None
+    return value
+
+
+def convert(hint: Any, raw: Any, path: tuple[str | int, ...]) -> Any:
+    """Convert one raw value to the type `hint` describes, or raise SchemaError."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        if raw is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return convert(inner, raw, path)
+    if origin is Literal:
+        if raw not in args:
+            raise SchemaError(path, f"expected one of {', '.join(map(str, args))}, got {raw!r}")
+        return raw
+    if origin is tuple:
+        if not isinstance(raw, list):
+            raise SchemaError(path, f"expected a list, got {type_name(raw)}")
+        return tuple(convert(args[0], item, path + (i,)) for i, item in enumerate(raw))
+    if origin is dict:
+        if not isinstance(raw, dict):
+            raise SchemaError(path, f"expected a mapping, got {type_name(raw)}")
+        return {str(k): convert(args[1], v, path + (str(k),)) for k, v in raw.items()}
+    if dataclasses.is_dataclass(hint):
+        return build(hint, raw, path)
+    return _scalar(hint, raw, path)
+
+
+def _scalar(hint: Any, raw: Any, path: tuple[str | int, ...]) -> Any:
+    if hint is datetime:
+        try:
+            return parse_timestamp(raw)
+        except ValueError as exc:
+            raise SchemaError(path, str(exc)) from None
+    if hint is bool:
+        if isinstance(raw, bool):
+            return raw
+        raise SchemaError(path, f"expected true or false, got {type_name(raw)}")
+    if hint is int:
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
+        raise SchemaError(path, f"expected an integer, got {type_name(raw)}")
+    if hint is float:
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            return float(raw)
+        raise SchemaError(path, f"expected a number, got {type_name(raw)}")
+    if hint is str:
+        if isinstance(raw, str):
+            return raw
+        raise SchemaError(path, f"expected a string, got {type_name(raw)}")
+    if hint is Any:
+        return raw
+    raise TypeError(f"schema cannot convert to {hint!r}")  # a programming error, not bad input
