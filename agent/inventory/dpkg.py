@@ -56,3 +56,16 @@ class DpkgCollector:
     def collect(self, ctx: Context) -> Collected:
         text = ctx.path(STATUS_FILE).read_text(encoding="utf-8", errors="replace")
         return Collected(apps=parse_status(text))
+
+
+def package_files(root: str, package: str, arch: str = "") -> list[str]:
+    """Return the paths a package installed (from dpkg's `info/<pkg>[:arch].list`), so blocking
+    knows which executables belong to a banned package. Missing list → empty."""
+    info = f"{root.rstrip('/')}/var/lib/dpkg/info"
+    for name in ((f"{package}:{arch}", package) if arch else (package,)):
+        try:
+            with open(f"{info}/{name}.list", encoding="utf-8", errors="replace") as handle:
+                return [line.rstrip("\n") for line in handle if line.strip()]
+        except FileNotFoundError:
+            continue
+    return []

@@ -1,0 +1,1 @@
+"""Enforcement: planning (pure) and the actions that stop, remove and prevent banned apps."""

@@ -1,0 +1,1 @@
+"""The background service: scheduled scans, the pull endpoint, pushes."""
