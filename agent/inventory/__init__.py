@@ -13,9 +13,11 @@ from dataclasses import replace
 from typing import Sequence
 
 from agent.config import local_device_id
+from agent.inventory.android import AndroidCollector
 from agent.inventory.base import Collected, Collector, Context
 from agent.inventory.desktop import DesktopCollector
 from agent.inventory.dpkg import DpkgCollector
+from agent.inventory.ios import IosCollector
 from agent.inventory.process import ProcessCollector
 from agent.log import log_event
 from agent.model import LOCAL_DEVICE, App, CollectorError, Device, Inventory
@@ -26,6 +28,8 @@ COLLECTORS: tuple[Collector, ...] = (
     DpkgCollector(),
     DesktopCollector(),
     ProcessCollector(),
+    AndroidCollector(),
+    IosCollector(),
 )
 
 
