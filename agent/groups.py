@@ -44,13 +44,15 @@ def rule_matches(rule: GroupRule, device: Device) -> bool:
 
 def device_groups(device: Device, config: GatewayConfig) -> tuple[str, ...]:
     """Given a device that is not the local host, return its groups: the ones it already has (an
-    MDM export's own groups), then those of every matching rule, in order, without repeats; a
-    device left with none gets `default_groups`."""
-    groups = list(device.groups)
-    for rule in config.groups:
-        if rule_matches(rule, device):
-            groups += [g for g in rule.groups if g not in groups]
-    return tuple(groups) if groups else config.default_groups
+    MDM export's own groups) and those of the *first* matching rule, without repeats; a device
+    left with none gets `default_groups`.
+
+    First match wins, as in a firewall, so narrow rules (named ministers' phones) go before broad
+    ones (the Assembly's email domain); a device in two groups gets a rule naming both.
+    """
+    rule = next((r for r in config.groups if rule_matches(r, device)), None)
+    groups = tuple(dict.fromkeys(device.groups + (rule.groups if rule else ())))
+    return groups or config.default_groups
 
 
 def assign_groups(inventory: Inventory, config: GatewayConfig, local: str | None) -> Inventory:
