@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 
 from agent.config import Config, GatewayConfig
+from agent.enforce.android import block
 from agent.inventory.android import AndroidCollector
 from agent.inventory.base import Context
 from agent.inventory.ios import IosCollector
 from agent.runner import Runner
 from phone_standins import (
-    IPHONE, IPHONE_UNTRUSTED, PIXEL2, SAMSUNG, STUCK, android_calls_expected, android_replies, calls,
-    install, ios_replies,
+    IPHONE, IPHONE_UNTRUSTED, PIXEL2, SAMSUNG, STUCK, Reply, android_calls_expected, android_replies,
+    calls, install, ios_replies,
 )
 
 TIMEOUT = 1.5
@@ -137,3 +138,20 @@ def test_phone_collectors_stay_off_unless_the_gateway_is_enabled() -> None:
     ctx = Context(config=Config())
     assert "gateway.enabled" in AndroidCollector().unavailable(ctx)
     assert "gateway.enabled" in IosCollector().unavailable(ctx)
+
+
+def test_android_blocking_runs_pm_through_the_runner(tmp_path: Path) -> None:
+    log = tmp_path / "calls.log"
+    adb = install(tmp_path, "adb", {
+        ("-s", SAMSUNG, "shell", "pm", "uninstall", "-k", "--user", "10", "com.ss.android.ugc.trill"):
+            Reply("pm-uninstall-success.txt"),
+        ("-s", SAMSUNG, "shell", "pm", "disable-user", "--user", "0", "com.tencent.mm"): Reply("pm-disable-user.txt"),
+        ("-s", SAMSUNG, "shell", "pm", "uninstall", "-k", "--user", "0", "com.zhiliaoapp.musically"):
+            Reply("pm-uninstall-failure.txt", exit=1),
+    }, log)
+    runner = Runner(commands={"adb": adb})
+    assert block(runner, "uninstall", SAMSUNG, 10, "com.ss.android.ugc.trill") == "uninstalled"
+    assert block(runner, "disable", SAMSUNG, 0, "com.tencent.mm") == "disabled"
+    assert block(runner, "uninstall", SAMSUNG, 0, "com.zhiliaoapp.musically") == (
+        "failed: Failure [DELETE_FAILED_INTERNAL_ERROR]")
+    assert [c[-1] for c in calls(log)] == ["com.ss.android.ugc.trill", "com.tencent.mm", "com.zhiliaoapp.musically"]
