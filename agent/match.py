@@ -22,6 +22,9 @@ from agent.versions import VersionSpec, parse_spec
 
 _WILDCARD = re.compile(r"[*?\[]")
 _LITERAL_RUNS = re.compile(r"\[[^\]]*\]|[*?]")
+_MEMO_SIZE = 100_000
+"""Identities whose hits `match` remembers: a fleet's inventory repeats the same app on thousands
+of devices, and the name globs are the costly part of matching it."""
 _STATUS_ORDER = {"violation": 0, "advisory": 1, "upcoming": 2, "exempt": 3}
 
 Hit = tuple[int, str]
@@ -195,11 +198,15 @@ def match(
     now = aware(now)
     entries = compiled.banlist.entries
     findings: list[Finding] = []
+    seen: dict[tuple, dict[int, str]] = {}
     for app in apps:
-        matched: dict[int, str] = {}
-        for index, label in _hits(app, compiled):
-            if index not in matched or label < matched[index]:
-                matched[index] = label
+        identity = (app.source, app.id, app.name, app.publisher, app.path, app.sha256, app.aliases)
+        matched = seen.get(identity)
+        if matched is None:
+            matched = _matched(app, compiled)
+            if len(seen) >= _MEMO_SIZE:
+                seen.clear()
+            seen[identity] = matched
         if not matched:
             continue
         device = devices.get(app.device) or Device(id=app.device)
@@ -213,6 +220,15 @@ def match(
                 findings.append(Finding(scoped[0], entry, app, device.id, label, scoped[1]))
     findings.sort(key=finding_key)
     return findings
+
+
+def _matched(app: App, compiled: CompiledBanList) -> dict[int, str]:
+    """Return {entry index: the smallest label that names this app}, before scope and versions."""
+    matched: dict[int, str] = {}
+    for index, label in _hits(app, compiled):
+        if index not in matched or label < matched[index]:
+            matched[index] = label
+    return matched
 
 
 def finding_key(finding: Finding) -> tuple[str, ...]:
