@@ -45,6 +45,12 @@ def _interval(text: str) -> str:
 _INTERVAL_CHECK = {"check": _interval}
 
 
+def _positive(number: float) -> float:
+    if number <= 0:
+        raise ValueError(f"must be above zero, got {number}")
+    return number
+
+
 @dataclass(frozen=True)
 class DeviceConfig:
     """Identity and groups of the host the agent runs on."""
@@ -153,8 +159,8 @@ class GatewayConfig:
     enabled: bool = False
     """The phone collectors start adb's server and talk to whatever is plugged in, so a plain
     workstation must opt in; MDM exports (`--inventory`) need no opt-in."""
-    timeout: float = 20.0
-    parallel: int = 4
+    timeout: float = field(default=20.0, metadata={"check": _positive})
+    parallel: int = field(default=4, metadata={"check": _positive})
     android_block: Literal["uninstall", "disable"] = "uninstall"
     default_groups: tuple[str, ...] = ()
     groups: tuple[GroupRule, ...] = ()

@@ -57,3 +57,9 @@ def test_the_local_host_keeps_its_configured_groups(gateway) -> None:
 def test_a_rule_without_groups_is_refused() -> None:
     with pytest.raises(ConfigError, match="gateway.groups\\[0\\].groups"):
         parse_config(b"gateway:\n  groups:\n    - serials: [x]\n", "test")
+
+
+@pytest.mark.parametrize("text", [b"gateway: {timeout: 0}\n", b"gateway: {parallel: -1}\n"])
+def test_gateway_timeout_and_parallel_must_be_positive(text: bytes) -> None:
+    with pytest.raises(ConfigError, match="must be above zero"):
+        parse_config(text, "test")

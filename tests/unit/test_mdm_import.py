@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from agent.inventory.file import InventoryFileError, load_inventory_file
-from agent.inventory.mdm import INTUNE_NOTE, platform_source
+from agent.inventory.mdm import INTUNE_NOTE, _copy, platform_source
+from agent.model import App
 
 MDM = Path(__file__).resolve().parent.parent / "fixtures" / "mdm"
 MINISTER, MEMBER = "6b1c0f5e-1d2a-4c3b-9e8f-0a1b2c3d4e5f", "1f2e3d4c-5b6a-4978-8899-aabbccddeeff"
@@ -111,3 +113,11 @@ def test_json_inventory_still_loads_with_a_bom(tmp_path: Path) -> None:
 ])
 def test_platform_source(platform: str, source: str) -> None:
     assert platform_source(platform) == source
+
+
+def test_fast_copy_equals_the_constructor() -> None:
+    proto = App(source="", id="com.x", name="X", version="1", publisher="P")
+    copied = _copy(proto, "ios", "phone-1", "jsmith")
+    assert copied == App(source="ios", id="com.x", name="X", version="1", publisher="P", device="phone-1", user="jsmith")
+    assert hash(copied) == hash(replace(proto, source="ios", device="phone-1", user="jsmith"))
+    assert proto.device == "local" and proto.source == ""
