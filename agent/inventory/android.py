@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 
 from agent.inventory.base import Collected, Context
-from agent.inventory.gateway import UnsafeIdentifierError, read_all
+from agent.inventory.gateway import UnsafeIdentifierError, gateway_unavailable, pairs, read_all
 from agent.log import log_event
 from agent.model import App, CollectorError, Device
 from agent.runner import CommandError, Result, Runner
@@ -227,7 +227,7 @@ def _device(attached: Attached, props: dict[str, str]) -> Device:
     return Device(
         id=attached.serial, hostname=props.get("ro.product.name", ""), kind="android",
         os=f"Android {release}" + (f" (SDK {sdk})" if sdk else "") if release else "",
-        attributes=tuple(sorted((k, v) for k, v in attributes.items() if v)),
+        attributes=pairs(attributes),
     )
 
 
@@ -244,7 +244,7 @@ def _app(
     return App(
         source="android", id=listed.package, name=listed.package,
         version=versions.get(listed.package, ""), path=listed.path, user=str(user), device=device,
-        extra=tuple(sorted((k, v) for k, v in extra.items() if v)),
+        extra=pairs(extra),
     )
 
 
@@ -255,9 +255,7 @@ class AndroidCollector:
     live_only = True
 
     def unavailable(self, ctx: Context) -> str | None:
-        if not ctx.config.gateway.enabled:
-            return "gateway mode is off (set gateway.enabled: true)"
-        return None if ctx.runner.which(PROGRAM) else f"{PROGRAM} is not installed"
+        return gateway_unavailable(ctx, (PROGRAM,))
 
     def collect(self, ctx: Context) -> Collected:
         settings = ctx.config.gateway

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, Mapping, Sequence, TypeVar
 
-from agent.inventory.base import Collected
+from agent.inventory.base import Collected, Context
 from agent.log import log_event
 from agent.model import CollectorError
 from agent.runner import CommandError
@@ -20,6 +20,19 @@ from agent.runner import CommandError
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+def gateway_unavailable(ctx: Context, programs: Sequence[str]) -> str | None:
+    """Return why a phone collector cannot run: gateway mode off, or a tool missing; else None."""
+    if not ctx.config.gateway.enabled:
+        return "gateway mode is off (set gateway.enabled: true)"
+    missing = [p for p in programs if not ctx.runner.which(p)]
+    return f"not installed: {', '.join(missing)}" if missing else None
+
+
+def pairs(facts: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """Return the non-empty facts as sorted pairs, the hashable form of Device.attributes and App.extra."""
+    return tuple(sorted((k, v) for k, v in facts.items() if v))
 
 
 class UnsafeIdentifierError(ValueError):

@@ -17,7 +17,7 @@ import re
 from typing import Any
 
 from agent.inventory.base import Collected, Context
-from agent.inventory.gateway import UnsafeIdentifierError, read_all
+from agent.inventory.gateway import UnsafeIdentifierError, gateway_unavailable, pairs, read_all
 from agent.log import log_event
 from agent.model import App, Device
 from agent.runner import CommandError, Runner
@@ -73,7 +73,7 @@ def parse_device(udid: str, info: dict[str, Any]) -> Device:
     return Device(
         id=udid, hostname=str(info.get("DeviceName", "")), kind="ios",
         os=f"{system} {version}" if version else "",
-        attributes=tuple(sorted((k, str(v)) for k, v in attributes.items() if v)),
+        attributes=pairs({k: str(v) for k, v in attributes.items()}),
     )
 
 
@@ -94,7 +94,7 @@ def parse_apps(records: Any, device: str) -> list[App]:
             source="ios", id=bundle,
             name=str(record.get("CFBundleDisplayName") or record.get("CFBundleName") or bundle),
             version=str(record.get("CFBundleShortVersionString") or build), path=str(record.get("Path", "")),
-            device=device, extra=tuple(sorted((k, v) for k, v in extra.items() if v)),
+            device=device, extra=pairs(extra),
         ))
     return apps
 
@@ -123,10 +123,7 @@ class IosCollector:
     live_only = True
 
     def unavailable(self, ctx: Context) -> str | None:
-        if not ctx.config.gateway.enabled:
-            return "gateway mode is off (set gateway.enabled: true)"
-        missing = [p for p in (LIST_IDS, INFO, INSTALLER) if not ctx.runner.which(p)]
-        return f"not installed: {', '.join(missing)}" if missing else None
+        return gateway_unavailable(ctx, (LIST_IDS, INFO, INSTALLER))
 
     def collect(self, ctx: Context) -> Collected:
         settings = ctx.config.gateway

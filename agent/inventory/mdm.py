@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Iterator
 
+from agent.inventory.gateway import pairs
 from agent.model import App, CollectorError, Device, Inventory
 
 INTUNE_NOTE = (
@@ -133,7 +134,7 @@ def _intune_device(columns: _Columns, row: list[str], device_id: str, source: st
     return Device(
         id=device_id, hostname=columns.get(row, "devicename"), kind=source,
         os=f"{system} {columns.get(row, 'osversion')}".strip(),
-        attributes=tuple(sorted((k, v) for k, v in attributes.items() if v)),
+        attributes=pairs(attributes),
     )
 
 
@@ -145,7 +146,7 @@ def _generic_device(columns: _Columns, row: list[str], device_id: str, source: s
     return Device(
         id=device_id, hostname=columns.get(row, "device_name"), kind=source,
         os=columns.get(row, "os"), groups=groups,
-        attributes=tuple(sorted((k, v) for k, v in attributes.items() if v)),
+        attributes=pairs(attributes),
     )
 
 
