@@ -2,7 +2,7 @@
 
 Why `adb` and not a Python USB library: it is what every IT desk already has, it handles USB,
 Wi-Fi debugging and authorisation prompts, and its output can be recorded and replayed in tests.
-Per phone: identity from `getprop`, every user (work profiles are users too) from `pm list users`,
+Per phone: identity from `getprop` and the name set in Settings, every user (work profiles are users too) from `pm list users`,
 and per user the packages from `pm list packages` with path, versionCode, installer and uid, the
 third-party set (`-3`) and the disabled set (`-d`); versionName comes from one
 `dumpsys package packages` per phone (one call, instead of one per package: a phone has hundreds).
@@ -201,7 +201,8 @@ def read_phone(attached: Attached, runner: Runner, timeout: float) -> Collected:
     call that fails or times out (the caller turns it into an error for this phone)."""
     phone = Phone(checked_serial(attached.serial), runner, timeout)
     props = parse_properties(phone.shell("getprop").stdout)
-    device = _device(attached, props)
+    name = phone.shell("settings", "get", "global", "device_name", check=False).stdout.strip()
+    device = _device(attached, props, "" if name == "null" else name)
     apps: list[App] = []
     notes: list[str] = []
     versions = parse_version_names(phone.shell("dumpsys", "package", "packages", check=False).stdout)
@@ -215,7 +216,9 @@ def read_phone(attached: Attached, runner: Runner, timeout: float) -> Collected:
     return Collected(apps=apps, devices=[device], notes=notes)
 
 
-def _device(attached: Attached, props: dict[str, str]) -> Device:
+def _device(attached: Attached, props: dict[str, str], name: str) -> Device:
+    """The phone's identity; `name` is the one set in Settings (Android 7.1+), which group rules'
+    `names` patterns can match."""
     release, sdk = props.get("ro.build.version.release", ""), props.get("ro.build.version.sdk", "")
     attributes = {
         "serial": props.get("ro.serialno", ""),
@@ -225,7 +228,7 @@ def _device(attached: Attached, props: dict[str, str]) -> Device:
         "sdk": sdk,
     }
     return Device(
-        id=attached.serial, hostname=props.get("ro.product.name", ""), kind="android",
+        id=attached.serial, hostname=name, kind="android",
         os=f"Android {release}" + (f" (SDK {sdk})" if sdk else "") if release else "",
         attributes=pairs(attributes),
     )
@@ -236,7 +239,7 @@ def _app(
     third_party: set[str], disabled: set[str],
 ) -> App:
     extra = {
-        "android_user": str(user), "profile": profile, "installer": listed.installer,
+        "profile": profile, "installer": listed.installer,
         "version_code": listed.version_code, "uid": listed.uid,
         "system": "false" if listed.package in third_party else "true",
         "enabled": "false" if listed.package in disabled else "true",

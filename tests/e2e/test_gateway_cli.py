@@ -14,7 +14,7 @@ import pytest
 TOP = Path(__file__).resolve().parents[2]
 MDM = TOP / "tests" / "fixtures" / "mdm"
 sys.path.insert(0, str(TOP / "tests" / "integration"))
-from phone_standins import SAMSUNG, android_replies, install  # noqa: E402
+from phone_standins import PIXEL2, SAMSUNG, android_replies, install  # noqa: E402
 
 QUEBEC = """
 gateway:
@@ -80,7 +80,8 @@ def test_gateway_check_of_attached_phones(tmp_path: Path) -> None:
     adb = install(tmp_path, "adb", android_replies(stuck_for=30), tmp_path / "calls.log")
     config = tmp_path / "agent.yaml"
     config.write_text(
-        f"commands: {{adb: {adb}}}\ngateway: {{enabled: true, timeout: 1.0, default_groups: [staff]}}\n",
+        f"commands: {{adb: {adb}}}\ngateway: {{enabled: true, timeout: 1.0, default_groups: [staff],\n"
+        "  groups: [{groups: [ministers], names: ['QC-MIN-*']}]}\n",
         encoding="utf-8")
     done = appban("check", "--config", str(config), "--source", "android", "--format", "json")
     assert done.returncode == 1, done.stderr
@@ -89,6 +90,7 @@ def test_gateway_check_of_attached_phones(tmp_path: Path) -> None:
     assert (SAMSUNG, "com.ss.android.ugc.trill", "10") in tiktok  # the work profile
     assert (SAMSUNG, "com.zhiliaoapp.musically", "0") in tiktok
     phones = {d["id"]: d for d in report["devices"] if d["kind"] == "android"}
-    assert phones[SAMSUNG]["groups"] == ["staff"] and phones[SAMSUNG]["apps"] == 8
+    assert phones[SAMSUNG]["groups"] == ["ministers"] and phones[SAMSUNG]["apps"] == 8
+    assert phones[PIXEL2]["groups"] == ["staff"]
     assert report["complete"] is False
     assert {e["device"] for e in report["errors"]} == {"9A281FFAZ003KP", "192.168.1.20:5555", "HT7A1B234567"}

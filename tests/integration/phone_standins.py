@@ -93,6 +93,7 @@ def android_replies(stuck_for: float) -> dict[tuple[str, ...], Reply]:
     return {
         ("devices", "-l"): Reply("adb-devices-l.txt"),
         _shell(SAMSUNG, "getprop"): Reply("samsung-getprop.txt"),
+        _shell(SAMSUNG, "settings", "get", "global", "device_name"): Reply("samsung-device-name.txt"),
         _shell(SAMSUNG, "dumpsys", "package", "packages"): Reply("samsung-dumpsys-packages.txt"),
         _shell(SAMSUNG, "pm", "list", "users"): Reply("samsung-users.txt"),
         _pm_list(SAMSUNG, "-3", "--user", "0"): Reply("samsung-third-party-user0.txt"),
@@ -102,6 +103,7 @@ def android_replies(stuck_for: float) -> dict[tuple[str, ...], Reply]:
         _pm_list(SAMSUNG, "-d", "--user", "10"): Reply("empty.txt"),
         _pm_list(SAMSUNG, *FULL, "--user", "10"): Reply("samsung-packages-user10.txt"),
         _shell(PIXEL2, "getprop"): Reply("pixel2-getprop.txt"),
+        _shell(PIXEL2, "settings", "get", "global", "device_name"): Reply("settings-null.txt"),
         _shell(PIXEL2, "dumpsys", "package", "packages"): Reply("pixel2-dumpsys-packages.txt"),
         _shell(PIXEL2, "pm", "list", "users"): Reply("pixel2-users.txt"),
         _pm_list(PIXEL2, "-3", "--user", "0"): Reply("pixel2-third-party.txt"),

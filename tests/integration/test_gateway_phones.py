@@ -52,7 +52,8 @@ def test_android_reads_two_phones_and_the_work_profile(android) -> None:
     devices = {d.id: d for d in result.devices}
     assert set(devices) == {SAMSUNG, PIXEL2}
     samsung = devices[SAMSUNG]
-    assert (samsung.kind, samsung.os) == ("android", "Android 14 (SDK 34)")
+    assert (samsung.kind, samsung.os, samsung.hostname) == ("android", "Android 14 (SDK 34)", "QC-MIN-07 Galaxy S21")
+    assert devices[PIXEL2].hostname == ""
     assert dict(samsung.attributes)["model"] == "SM-G991B"
     assert dict(samsung.attributes)["manufacturer"] == "samsung"
     owner, work = _apps(result, SAMSUNG, "0"), _apps(result, SAMSUNG, "10")
