@@ -71,10 +71,10 @@ class _Columns:
 
     layout: Layout
     index: dict[str, int]
-
     width: int
 
     def get(self, row: list[str], name: str) -> str:
+        """Return one cell by column name, stripped ("" when the column or cell is absent)."""
         position = self.index.get(name, -1)
         return row[position].strip() if 0 <= position < len(row) else ""
 
@@ -123,11 +123,15 @@ class _Accumulator:
         )
 
 
+def _domain(email: str) -> str:
+    """The domain of an email address, which group rules use to tell organisations apart."""
+    return email.rpartition("@")[2].casefold() if "@" in email else ""
+
+
 def _intune_device(columns: _Columns, row: list[str], device_id: str, source: str) -> Device:
     email = columns.get(row, "emailaddress")
     attributes = {
-        "owner": columns.get(row, "username"), "email": email,
-        "email_domain": email.rpartition("@")[2] if "@" in email else "",
+        "owner": columns.get(row, "username"), "email": email, "email_domain": _domain(email),
         "user_id": columns.get(row, "userid"), "platform": columns.get(row, "platform"),
     }
     system = columns.get(row, "osdescription") or columns.get(row, "platform")
@@ -140,8 +144,7 @@ def _intune_device(columns: _Columns, row: list[str], device_id: str, source: st
 
 def _generic_device(columns: _Columns, row: list[str], device_id: str, source: str) -> Device:
     attributes = {name: columns.get(row, name) for name in _GENERIC_ATTRIBUTES}
-    email = attributes["email"]
-    attributes["email_domain"] = email.rpartition("@")[2] if "@" in email else ""
+    attributes["email_domain"] = _domain(attributes["email"])
     groups = tuple(g.strip() for g in columns.get(row, "groups").split(";") if g.strip())
     return Device(
         id=device_id, hostname=columns.get(row, "device_name"), kind=source,
