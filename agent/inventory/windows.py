@@ -12,7 +12,6 @@ the running registry with `winreg`, which only exists on Windows and is imported
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import sys
@@ -22,10 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 from xml.etree import ElementTree
 
 from agent.inventory.base import Collected, Context
-from agent.log import log_event
 from agent.model import App, CollectorError
-
-logger = logging.getLogger(__name__)
 
 UNINSTALL = r"Microsoft\Windows\CurrentVersion\Uninstall"
 MACHINE_UNINSTALL = ((UNINSTALL, "64-bit"), (rf"WOW6432Node\{UNINSTALL}", "32-bit"))
@@ -472,7 +468,6 @@ class WindowsCollector:
             try:
                 apps.extend(read_hive(source, manifest))
             except HiveError as exc:
-                log_event(logger, logging.WARNING, "windows.hive_unreadable", user=source.user or None, error=str(exc))
                 result.errors.append(CollectorError(self.name, str(exc)))
         result.apps = dedupe(apps)
         return result
