@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.hives import hivexregedit
-from tests.support.volumes import macos_volume, windows_volume
+from tests.hives import hivexregedit
+from tests.volumes import macos_volume, windows_volume
 
 TOP = Path(__file__).resolve().parents[2]
 TIMEOUT = 120

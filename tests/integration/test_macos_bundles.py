@@ -9,7 +9,7 @@ import pytest
 
 from agent.inventory.base import Context
 from agent.inventory.macos import MacosCollector, PlistError, read_info_plist
-from tests.support.volumes import app_bundle, macos_volume
+from tests.volumes import app_bundle, macos_volume
 
 
 @pytest.fixture(scope="module")

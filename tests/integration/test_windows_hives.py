@@ -13,8 +13,8 @@ from agent.inventory.windows import (
     USER_UNINSTALL, HiveError, HiveFileReader, WindowsCollector, package_apps, uninstall_apps,
 )
 from agent.model import App
-from tests.support.hives import PACKAGES, fixture_hive, hivexregedit
-from tests.support.volumes import CALCULATOR, MSI_CODE, TIKTOK, windows_volume
+from tests.hives import PACKAGES, fixture_hive, hivexregedit
+from tests.volumes import CALCULATOR, MSI_CODE, TIKTOK, windows_volume
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import plistlib
 from pathlib import Path
 
-from tests.support.hives import (
+from tests.hives import (
     PACKAGES, PROVISIONED, UNINSTALL, USER_UNINSTALL, empty_classes_hive, fixture_hive, merge,
 )
 

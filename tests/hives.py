@@ -1,4 +1,4 @@
-"""Build registry hives for tests and benchmarks from the real hives in shared/fixtures/windows.
+"""Build registry hives for tests and benchmarks from the real hives in tests/fixtures/windows.
 
 Nothing here writes the hive format itself: a real hive (from the regipy project's test data,
 taken from real Windows machines) is copied and keys are merged into the copy with the real
@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import lzma
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Mapping, Union
 
-import pytest
+from tests.conftest import require_tool
 
-FIXTURES = Path(os.environ.get("APPBAN_WINDOWS_FIXTURES", "/work/shared/fixtures/windows"))
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "windows"
 TIMEOUT = 300
 
 Value = Union[str, int, list]
@@ -27,13 +26,8 @@ int (REG_DWORD) or list of str (REG_MULTI_SZ)."""
 
 
 def hivexregedit() -> str:
-    """Return the hivexregedit path; skip the test when it is missing, unless CI is set."""
-    path = shutil.which("hivexregedit")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("hivexregedit not found, but CI installs libwin-hivex-perl", pytrace=False)
-        pytest.skip("hivexregedit (libwin-hivex-perl) not installed")
-    return path
+    """Return the hivexregedit path (libwin-hivex-perl); skip when missing, fail in CI."""
+    return require_tool("hivexregedit")
 
 
 def fixture_hive(name: str, dest: Path) -> Path:
