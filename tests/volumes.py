@@ -13,6 +13,7 @@ from tests.hives import (
 
 CONFIG = ("Windows", "System32", "config", "SOFTWARE")
 MSI_CODE = "{6D3B1A5C-0E2F-4C7A-9B1D-3E5F7A9C1B2D}"
+QQ_CODE = "{052CFB79-9D62-42E3-8A15-DE66C2C97C3E}"
 TIKTOK = "BytedancePte.Ltd.TikTok_1.0.17.0_x64__6yccndn6064se"
 TIKTOK_SCALE = "BytedancePte.Ltd.TikTok_1.0.17.0_neutral_split.scale-100_6yccndn6064se"
 CALCULATOR = "Microsoft.WindowsCalculator_11.2210.0.0_x64__8wekyb3d8bbwe"
@@ -24,6 +25,11 @@ MACHINE_KEYS = {
         "DisplayName": "微信", "DisplayVersion": "3.9.12.51", "Publisher": "腾讯科技(深圳)有限公司",
         "InstallLocation": r"C:\Program Files (x86)\Tencent\WeChat",
         "UninstallString": r'"C:\Program Files (x86)\Tencent\WeChat\Uninstall.exe"',
+    },
+    # QQ 9.x: ARP entry as winget's Tencent.QQ manifests record it (an MSI product code, 32-bit).
+    rf"WOW6432Node\{UNINSTALL}\{QQ_CODE}": {
+        "DisplayName": "腾讯QQ", "DisplayVersion": "9.6.7.28807", "Publisher": "腾讯科技(深圳)有限公司",
+        "WindowsInstaller": 1, "UninstallString": f"MsiExec.exe /X{QQ_CODE}",
     },
     # One MSI product registered in both views: one install, seen twice.
     rf"{UNINSTALL}\{MSI_CODE}": {

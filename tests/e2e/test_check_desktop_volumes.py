@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.hives import hivexregedit
-from tests.volumes import macos_volume, windows_volume
+from tests.volumes import QQ_CODE, macos_volume, windows_volume
 
 TOP = Path(__file__).resolve().parents[2]
 TIMEOUT = 120
@@ -34,7 +34,7 @@ def test_windows_volume_has_wechat_tiktok_capcut(tmp_path: Path) -> None:
     code, report = check(windows_volume(tmp_path), "windows")
     assert code == 1
     assert {("wechat", "WeChat", ""), ("tiktok", "BytedancePte.Ltd.TikTok", "anna"),
-            ("capcut", "CapCut", "anna")} <= found(report)
+            ("capcut", "CapCut", "anna"), ("qq", QQ_CODE, "")} <= found(report)
     assert report["complete"] is False  # the damaged hives are reported, not hidden
     assert any("/Users/cut/NTUSER.DAT" in e["message"] for e in report["errors"])
 
