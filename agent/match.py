@@ -22,9 +22,6 @@ from agent.versions import VersionSpec, parse_spec
 
 _WILDCARD = re.compile(r"[*?\[]")
 _LITERAL_RUNS = re.compile(r"\[[^\]]*\]|[*?]")
-_MEMO_SIZE = 100_000
-"""Identities whose hits `match` remembers: a fleet's inventory repeats the same app on thousands
-of devices, and the name globs are the costly part of matching it."""
 _STATUS_ORDER = {"violation": 0, "advisory": 1, "upcoming": 2, "exempt": 3}
 
 Hit = tuple[int, str]
@@ -61,6 +58,11 @@ class GlobIndex:
             self.by_trigram[longest[:3]].append(compiled)
         else:
             self.loose.append(compiled)
+
+    @property
+    def active(self) -> bool:
+        """Whether any pattern was added (most lists have no publisher globs at all)."""
+        return bool(self.exact or self.by_prefix or self.by_trigram or self.loose)
 
     def lookup(self, text: str) -> Iterable[Hit]:
         """Yield every hit whose pattern matches the (already case-folded) text."""
@@ -128,28 +130,36 @@ def compile_banlist(banlist: BanList) -> CompiledBanList:
     )
 
 
-def _hits(app: App, compiled: CompiledBanList) -> Iterable[Hit]:
-    """Yield every (entry, reason) pair that names this app, before scope and versions."""
+def _hits(app: App, compiled: CompiledBanList, memo: dict[tuple[int, str], tuple[Hit, ...]]) -> list[Hit]:
+    """Return every (entry, reason) pair that names this app, before scope and versions.
+
+    Glob results are memoized per distinct text for the duration of one `match` call: fleets and
+    MDM exports repeat the same names and publishers on thousands of devices.
+    """
+    hits: list[Hit] = []
     kind = SOURCE_KIND.get(app.source)
-    if kind is not None and kind in compiled.ids:
-        table = compiled.ids[kind]
-        keys = {app.id.casefold(), *(a.casefold() for a in app.aliases)}
-        if kind == "windows" and app.name:
-            keys.add(app.name.casefold())  # Add/Remove Programs entries are known by display name
-        for key in keys:
-            yield from table.get(key, ())
-    name = app.name.casefold()
-    yield from compiled.names.lookup(name)
-    if app.publisher:
-        yield from compiled.publishers.lookup(app.publisher.casefold())
+    table = compiled.ids.get(kind) if kind is not None else None
+    if table:
+        hits += table.get(app.id.casefold(), ())
+        for alias in app.aliases:
+            hits += table.get(alias.casefold(), ())
+        if kind == "windows" and app.name:  # Add/Remove Programs entries are known by display name
+            hits += table.get(app.name.casefold(), ())
+    for index, text in ((compiled.names, app.name), (compiled.publishers, app.publisher)):
+        if text and index.active:
+            key = (id(index), text)
+            found = memo.get(key)
+            if found is None:
+                found = memo[key] = tuple(index.lookup(text.casefold()))
+            hits += found
     if compiled.executables:
-        exes = {os.path.basename(app.path).casefold()} if app.path else set()
+        if app.path:
+            hits += compiled.executables.get(os.path.basename(app.path).casefold(), ())
         if app.source == "process":
-            exes.add(app.id.casefold())
-        for exe in exes:
-            yield from compiled.executables.get(exe, ())
+            hits += compiled.executables.get(app.id.casefold(), ())
     if app.sha256 and compiled.sha256:
-        yield from compiled.sha256.get(app.sha256.casefold(), ())
+        hits += compiled.sha256.get(app.sha256.casefold(), ())
+    return hits
 
 
 def _casefolded(groups: Iterable[str]) -> frozenset[str]:
@@ -198,17 +208,15 @@ def match(
     now = aware(now)
     entries = compiled.banlist.entries
     findings: list[Finding] = []
-    seen: dict[tuple, dict[int, str]] = {}
+    memo: dict[tuple[int, str], tuple[Hit, ...]] = {}
     for app in apps:
-        identity = (app.source, app.id, app.name, app.publisher, app.path, app.sha256, app.aliases)
-        matched = seen.get(identity)
-        if matched is None:
-            matched = _matched(app, compiled)
-            if len(seen) >= _MEMO_SIZE:
-                seen.clear()
-            seen[identity] = matched
-        if not matched:
+        hits = _hits(app, compiled, memo)
+        if not hits:
             continue
+        matched: dict[int, str] = {}
+        for index, label in hits:
+            if index not in matched or label < matched[index]:
+                matched[index] = label
         device = devices.get(app.device) or Device(id=app.device)
         for index, label in matched.items():
             spec = compiled.versions.get(index)
@@ -220,15 +228,6 @@ def match(
                 findings.append(Finding(scoped[0], entry, app, device.id, label, scoped[1]))
     findings.sort(key=finding_key)
     return findings
-
-
-def _matched(app: App, compiled: CompiledBanList) -> dict[int, str]:
-    """Return {entry index: the smallest label that names this app}, before scope and versions."""
-    matched: dict[int, str] = {}
-    for index, label in _hits(app, compiled):
-        if index not in matched or label < matched[index]:
-            matched[index] = label
-    return matched
 
 
 def finding_key(finding: Finding) -> tuple[str, ...]:

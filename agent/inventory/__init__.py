@@ -18,7 +18,9 @@ from agent.inventory.base import Collected, Collector, Context
 from agent.inventory.desktop import DesktopCollector
 from agent.inventory.dpkg import DpkgCollector
 from agent.inventory.ios import IosCollector
+from agent.inventory.macos import MacosCollector
 from agent.inventory.process import ProcessCollector
+from agent.inventory.windows import WindowsCollector
 from agent.log import log_event
 from agent.model import LOCAL_DEVICE, App, CollectorError, Device, Inventory
 
@@ -28,6 +30,8 @@ COLLECTORS: tuple[Collector, ...] = (
     DpkgCollector(),
     DesktopCollector(),
     ProcessCollector(),
+    WindowsCollector(),
+    MacosCollector(),
     AndroidCollector(),
     IosCollector(),
 )
