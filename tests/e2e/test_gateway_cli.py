@@ -4,17 +4,14 @@ gateway run against stand-in phone tools."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-TOP = Path(__file__).resolve().parents[2]
-MDM = TOP / "tests" / "fixtures" / "mdm"
-sys.path.insert(0, str(TOP / "tests" / "integration"))
-from phone_standins import PIXEL2, SAMSUNG, android_replies, install  # noqa: E402
+from tests.conftest import REPO, run_cli
+from tests.phones import PIXEL2, SAMSUNG, android_replies, install
+
+MDM = REPO / "tests" / "fixtures" / "mdm"
 
 QUEBEC = """
 gateway:
@@ -29,13 +26,6 @@ gateway:
 """
 
 
-def appban(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agent", *args], cwd=TOP, capture_output=True, text=True, timeout=60,
-        env={**os.environ, "PYTHONPATH": str(TOP)},
-    )
-
-
 @pytest.fixture()
 def quebec(tmp_path: Path) -> Path:
     config = tmp_path / "agent.yaml"
@@ -45,7 +35,7 @@ def quebec(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("export", ["intune-appinvrawdata.zip", "intune-appinvrawdata.csv"])
 def test_intune_export_checked_per_phone_and_group(quebec: Path, export: str) -> None:
-    done = appban("check", "--config", str(quebec), "--inventory", str(MDM / export), "--format", "json")
+    done = run_cli("check", "--config", str(quebec), "--inventory", str(MDM / export), "--format", "json")
     assert done.returncode == 1, done.stderr
     report = json.loads(done.stdout)
     names = {d["id"]: d["hostname"] for d in report["devices"]}
@@ -61,7 +51,7 @@ def test_intune_export_checked_per_phone_and_group(quebec: Path, export: str) ->
 
 
 def test_table_has_a_heading_per_phone(quebec: Path) -> None:
-    done = appban("check", "--config", str(quebec), "--inventory", str(MDM / "intune-appinvrawdata.csv"))
+    done = run_cli("check", "--config", str(quebec), "--inventory", str(MDM / "intune-appinvrawdata.csv"))
     assert done.returncode == 1
     headings = [line for line in done.stdout.splitlines() if line.startswith("== ")]
     assert headings[1] == "== ios · 6b1c0f5e-1d2a-4c3b-9e8f-0a1b2c3d4e5f · QC-MIN-07 · iOS 17.1.2 · groups:"
@@ -69,7 +59,7 @@ def test_table_has_a_heading_per_phone(quebec: Path) -> None:
 
 
 def test_export_missing_a_column_is_one_line_and_exit_2() -> None:
-    done = appban("check", "--inventory", str(MDM / "intune-missing-deviceid.csv"))
+    done = run_cli("check", "--inventory", str(MDM / "intune-missing-deviceid.csv"))
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr.splitlines() == [
@@ -83,7 +73,7 @@ def test_gateway_check_of_attached_phones(tmp_path: Path) -> None:
         f"commands: {{adb: {adb}}}\ngateway: {{enabled: true, timeout: 1.0, default_groups: [staff],\n"
         "  groups: [{groups: [ministers], names: ['QC-MIN-*']}]}\n",
         encoding="utf-8")
-    done = appban("check", "--config", str(config), "--source", "android", "--format", "json")
+    done = run_cli("check", "--config", str(config), "--source", "android", "--format", "json")
     assert done.returncode == 1, done.stderr
     report = json.loads(done.stdout)
     tiktok = {(f["device"], f["app"]["id"], f["app"]["user"]) for f in report["findings"] if f["entry"] == "tiktok"}

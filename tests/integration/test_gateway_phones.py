@@ -1,5 +1,5 @@
 """The android and ios collectors against stand-in adb / libimobiledevice tools replaying
-recorded output (see phone_standins.py and tests/fixtures/phones/README.md)."""
+recorded output (see tests/phones.py and tests/fixtures/phones/README.md)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from agent.inventory.android import AndroidCollector
 from agent.inventory.base import Context
 from agent.inventory.ios import IosCollector
 from agent.runner import Runner
-from phone_standins import (
+from tests.phones import (
     IPHONE, IPHONE_UNTRUSTED, PIXEL2, SAMSUNG, STUCK, Reply, android_calls_expected, android_replies,
     calls, install, ios_replies,
 )

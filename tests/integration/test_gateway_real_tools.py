@@ -5,7 +5,6 @@ come from the installed tools themselves, not from recordings."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 
@@ -17,12 +16,13 @@ from agent.inventory.base import Context
 from agent.inventory.ios import INSTALLER, IosCollector, list_arguments
 from agent.runner import Runner
 
-TOOLS = ("adb", "idevice_id", "ideviceinfo", "ideviceinstaller")
-MISSING = [tool for tool in TOOLS if shutil.which(tool) is None]
-if MISSING:
-    if os.environ.get("CI"):
-        pytest.fail(f"not installed, but CI installs them: {', '.join(MISSING)}", pytrace=False)
-    pytest.skip(f"not installed: {', '.join(MISSING)}", allow_module_level=True)
+from tests.conftest import require_tool
+
+
+@pytest.fixture(autouse=True)
+def _tools() -> None:
+    for tool in ("adb", "idevice_id", "ideviceinfo", "ideviceinstaller"):
+        require_tool(tool)
 
 
 def _context(env: dict[str, str] | None = None) -> Context:

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "phones"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "phones"
 
 _SCRIPT = """#!{python}
 import json, sys, time
