@@ -121,3 +121,13 @@ def test_fast_copy_equals_the_constructor() -> None:
     assert copied == App(source="ios", id="com.x", name="X", version="1", publisher="P", device="phone-1", user="jsmith")
     assert hash(copied) == hash(replace(proto, source="ios", device="phone-1", user="jsmith"))
     assert proto.device == "local" and proto.source == ""
+
+
+def test_csv_syntax_error_names_the_line_and_a_broken_zip_is_one_line(tmp_path: Path) -> None:
+    huge = _write(tmp_path, "device,platform,app_id,app_name,version\nd,ios,a,A,1\nd,ios,b," + "x" * 200_000 + ",1\n")
+    with pytest.raises(InventoryFileError, match=r"line 3: field larger than field limit"):
+        load_inventory_file(huge)
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(b"PK\x03\x04" + b"\0" * 40)
+    with pytest.raises(InventoryFileError, match="cannot read the ZIP"):
+        load_inventory_file(str(broken))
