@@ -13,7 +13,7 @@ from agent.enforce.android import block
 from agent.inventory.android import AndroidCollector
 from agent.inventory.base import Context
 from agent.inventory.ios import IosCollector
-from agent.runner import Runner
+from agent.runner import CommandError, Runner
 from tests.phones import (
     IPHONE, IPHONE_UNTRUSTED, PIXEL2, SAMSUNG, STUCK, Reply, android_calls_expected, android_replies,
     calls, install, ios_replies,
@@ -156,3 +156,15 @@ def test_android_blocking_runs_pm_through_the_runner(tmp_path: Path) -> None:
     assert block(runner, "uninstall", SAMSUNG, 0, "com.zhiliaoapp.musically") == (
         "failed: Failure [DELETE_FAILED_INTERNAL_ERROR]")
     assert [c[-1] for c in calls(log)] == ["com.ss.android.ugc.trill", "com.tencent.mm", "com.zhiliaoapp.musically"]
+
+
+def test_ios_without_usbmuxd_is_a_note_and_a_broken_tool_an_error(tmp_path: Path) -> None:
+    log = tmp_path / "calls.log"
+    commands = {tool: install(tmp_path, tool, {}, log) for tool in ("ideviceinfo", "ideviceinstaller")}
+    commands["idevice_id"] = install(tmp_path, "idevice_id", {("-l",): Reply(stderr="idevice_id-no-usbmuxd.txt", exit=255)}, log)
+    result = IosCollector().collect(_context(commands))
+    assert (result.devices, result.errors) == ([], [])
+    assert result.notes == ["usbmuxd is not running, so no iPhone is attached (it starts when one is plugged in)"]
+    commands["idevice_id"] = install(tmp_path, "idevice_id", {("-l",): Reply(stderr="idevice_id-broken.txt", exit=127)}, log)
+    with pytest.raises(CommandError, match="idevice_id -l: idevice_id: error while loading shared libraries"):
+        IosCollector().collect(_context(commands))
