@@ -22,7 +22,7 @@ USER_DIRS = (
     ("Applications", 2), ("AppImages", 2), ("Downloads", 1), ("Desktop", 1), ("bin", 1),
     (".local/bin", 1), ("opt", 2),
 )
-_ARCH = re.compile(r"[-_.](x86[-_]64|amd64|aarch64|arm64|armhf|i[36]86|x86)$", re.I)
+_ARCH = re.compile(r"[-_.](x86[-_]64|amd64|x64|aarch64|arm64|armhf|i[36]86|x86)$", re.I)
 _VERSION = re.compile(r"^(?P<name>.+?)[-_ ]v?(?P<version>\d[\w.+~-]*)$")
 _SKIP_DIRS = frozenset({"node_modules", ".git", "__pycache__", "lib", "share", "include"})
 
