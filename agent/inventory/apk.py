@@ -8,8 +8,8 @@ then the installed files as `F:` (folder, relative to /) followed by its `R:` (f
 
 from __future__ import annotations
 
-from agent.inventory.base import Collected, Context
-from agent.model import App, CollectorError
+from agent.inventory.base import Collected, Context, read_text_database
+from agent.model import App
 
 INSTALLED = "/lib/apk/db/installed"
 
@@ -66,9 +66,4 @@ class ApkCollector:
         return None if ctx.path(INSTALLED).exists() else f"no apk database at {ctx.path(INSTALLED)}"
 
     def collect(self, ctx: Context) -> Collected:
-        path = ctx.path(INSTALLED)
-        text = path.read_text(encoding="utf-8", errors="replace")
-        result = Collected(apps=parse_installed(text))
-        if text and not text.endswith("\n"):
-            result.errors.append(CollectorError("apk", f"{path}: ends in the middle of a record (truncated?)"))
-        return result
+        return read_text_database(self.name, ctx.path(INSTALLED), parse_installed)

@@ -15,8 +15,8 @@ import os
 import re
 from typing import Iterable
 
-from agent.inventory.base import Collected, Context
-from agent.model import App, CollectorError
+from agent.inventory.base import Collected, Context, read_text_database
+from agent.model import App
 
 STATUS_FILE = "/var/lib/dpkg/status"
 INFO_DIR = "/var/lib/dpkg/info"
@@ -71,14 +71,7 @@ class DpkgCollector:
         return None if ctx.path(STATUS_FILE).exists() else f"no dpkg database at {ctx.path(STATUS_FILE)}"
 
     def collect(self, ctx: Context) -> Collected:
-        path = ctx.path(STATUS_FILE)
-        text = path.read_text(encoding="utf-8", errors="replace")
-        result = Collected(apps=parse_status(text))
-        if text and not text.endswith("\n"):
-            # dpkg always ends the file with a newline: anything else was cut short while written
-            # or copied, and the last record read may be incomplete.
-            result.errors.append(CollectorError("dpkg", f"{path}: ends in the middle of a record (truncated?)"))
-        return result
+        return read_text_database(self.name, ctx.path(STATUS_FILE), parse_status)
 
 
 def package_files(root: str, package: str, arch: str = "") -> list[str]:
