@@ -134,3 +134,28 @@ def test_unreadable_databases_are_one_error_each_and_the_rest_survives(tree: Pat
     assert errors == [(name, True) for name in ("apk", "appimage", "dpkg", "flatpak", "pacman", "snap")]
     survivors = sorted((a["source"], a["id"]) for a in report["apps"])
     assert survivors == [("desktop", "tool"), ("flatpak", "org.example.Notes"), ("snap", "hello-world")]
+
+
+BANLIST = """format: appban.banlist/v1
+serial: 7
+issued: 2026-01-01T00:00:00Z
+entries:
+  - id: chat
+    name: Example Chat
+    match: {flatpak: [org.example.chat]}
+  - id: hello
+    name: Hello World
+    match: {snap: [hello-world]}
+  - id: zoom
+    name: Zoom
+    match: {deb: [zoom], names: ["Zoom*"]}
+"""
+
+
+def test_check_of_a_mounted_tree_finds_apps_from_every_kind_of_install(tree: Path) -> None:
+    banlist = tree / "banlist.yaml"
+    banlist.write_text(BANLIST)
+    done = appban("check", "--root", str(tree), "--banlist", str(banlist), "--format", "json")
+    assert done.returncode == 1, done.stderr
+    findings = sorted((f["entry"], f["app"]["source"], f["app"]["user"]) for f in json.loads(done.stdout)["findings"])
+    assert findings == [("chat", "flatpak", ""), ("hello", "snap", ""), ("zoom", "appimage", "bob"), ("zoom", "dpkg", "")]
