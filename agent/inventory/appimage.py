@@ -2,20 +2,29 @@
 folders.
 
 An AppImage is an ELF executable with the magic `AI` and its type (1: ISO 9660, 2: squashfs)
-at offset 8 (AppImage specification, "Magic bytes"). Only the first 11 bytes of each candidate
-file are read. The name and version are taken from the file name (`Name-1.2.3-x86_64.AppImage`,
-the convention appimagetool follows): reading the embedded .desktop file would mean opening the
-squashfs image appended to the runtime, which costs far more than this whole collector.
+at offset 8 (AppImage specification, "Magic bytes"). Only the first 64 bytes of each candidate
+file are read to recognise it. The name and version come from the .desktop file at the root of a
+type-2 image's squashfs (which starts where the ELF runtime ends: its section header table is
+last), read with `unsquashfs -o OFFSET -cat` — one short process per AppImage found, none per
+file scanned; without unsquashfs, or for type 1, from the file name (`Name-1.2.3-x86_64.AppImage`,
+the convention appimagetool follows).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import struct
 from pathlib import Path
 
 from agent.inventory.base import Collected, Context, home_dirs
+from agent.inventory.desktop import parse_desktop_entry
+from agent.log import log_event
 from agent.model import App, CollectorError
+from agent.runner import CommandError
+
+logger = logging.getLogger(__name__)
 
 SYSTEM_DIRS = (("/opt", 3), ("/usr/local/bin", 1), ("/Applications", 2))
 USER_DIRS = (
@@ -25,6 +34,8 @@ USER_DIRS = (
 _ARCH = re.compile(r"[-_.](x86[-_]64|amd64|x64|aarch64|arm64|armhf|i[36]86|x86)$", re.I)
 _VERSION = re.compile(r"^(?P<name>.+?)[-_ ]v?(?P<version>\d[\w.+~-]*)$")
 _SKIP_DIRS = frozenset({"node_modules", ".git", "__pycache__", "lib", "share", "include"})
+UNSQUASHFS_TIMEOUT = 15.0
+HEADER_SIZE = 64
 
 
 def appimage_type(head: bytes) -> int:
@@ -32,6 +43,35 @@ def appimage_type(head: bytes) -> int:
     if len(head) >= 11 and head[:4] == b"\x7fELF" and head[8:10] == b"AI" and head[10] in (1, 2):
         return head[10]
     return 0
+
+
+def elf_size(head: bytes) -> int:
+    """Given an ELF file's first 64 bytes, return where its section header table ends (the size
+    of the AppImage runtime, where the payload starts), or 0 if the header is not readable."""
+    if len(head) < HEADER_SIZE or head[4] not in (1, 2) or head[5] not in (1, 2):
+        return 0
+    order = "<" if head[5] == 1 else ">"
+    if head[4] == 2:  # 64-bit
+        (shoff,) = struct.unpack_from(order + "Q", head, 0x28)
+        shentsize, shnum = struct.unpack_from(order + "HH", head, 0x3A)
+    else:
+        (shoff,) = struct.unpack_from(order + "I", head, 0x20)
+        shentsize, shnum = struct.unpack_from(order + "HH", head, 0x2E)
+    return shoff + shentsize * shnum
+
+
+def embedded_entry(ctx: Context, path: Path, offset: int) -> dict[str, str]:
+    """Return the keys of the .desktop file at the root of a type-2 AppImage's squashfs, or {}
+    when unsquashfs is missing or cannot read it."""
+    if offset <= 0 or ctx.runner.which("unsquashfs") is None:
+        return {}
+    try:
+        result = ctx.runner.run("unsquashfs", ["-o", str(offset), "-cat", str(path), "*.desktop"],
+                                timeout=UNSQUASHFS_TIMEOUT)
+    except CommandError as exc:
+        log_event(logger, logging.INFO, "appimage.desktop_unreadable", path=str(path), error=str(exc))
+        return {}
+    return parse_desktop_entry(result.stdout)
 
 
 def name_version(filename: str) -> tuple[str, str]:
@@ -61,10 +101,14 @@ def _candidates(folder: Path, depth: int) -> list[Path]:
 def appimage_app(ctx: Context, path: Path, user: str) -> App | None:
     """Return the App of `path` if it is an AppImage, else None. Raise OSError if unreadable."""
     with open(path, "rb") as handle:
-        kind = appimage_type(handle.read(11))
+        head = handle.read(HEADER_SIZE)
+    kind = appimage_type(head)
     if not kind:
         return None
     name, version = name_version(path.name)
+    entry = embedded_entry(ctx, path, elf_size(head)) if kind == 2 else {}
+    name = entry.get("Name") or name
+    version = entry.get("X-AppImage-Version") or version
     device_path = "/" + str(path.relative_to(ctx.root)).lstrip("/")
     return App(
         source="appimage", id=path.name, name=name, version=version, path=device_path, user=user,

@@ -5,7 +5,8 @@ writes it (format from canonical/snapd: overlord/snapstate/snapstate.go SnapStat
 snap/info.go SideInfo, asserts/fsbackstore.go for assertions). The snap files are real squashfs
 images made by mksquashfs, read back with the real unsquashfs when a snap is not mounted.
 AppImages are real ELF executables (a copy of /bin/true) carrying the AppImage magic and a real
-squashfs payload, as appimagetool produces them.
+squashfs payload appended, as appimagetool produces them; the collector reads the embedded
+.desktop file with the real unsquashfs.
 """
 
 from __future__ import annotations
@@ -115,12 +116,16 @@ def _appimage(path: Path, payload: Path) -> None:
 
 
 def test_appimages_in_home_and_opt_with_their_users_and_launchers(tmp_path: Path) -> None:
-    require("mksquashfs")
+    require("mksquashfs", "unsquashfs")
     root = tmp_path / "root"
     payload = tmp_path / "AppDir"
     payload.mkdir()
     (payload / "AppRun").write_text("#!/bin/sh\n")
-    _appimage(root / "home/alice/Applications/Signal-7.2.1-x86_64.AppImage", payload)
+    signal = tmp_path / "SignalAppDir"
+    shutil.copytree(payload, signal)
+    (signal / "signal-desktop.desktop").write_text(
+        "[Desktop Entry]\nType=Application\nName=Signal\nExec=AppRun\nX-AppImage-Version=7.2.1\n")
+    _appimage(root / "home/alice/Applications/signal-desktop.AppImage", signal)
     _appimage(root / "home/bob/Downloads/Cursor-0.45.AppImage", payload)
     _appimage(root / "opt/tools/balenaEtcher-1.18.11-x64/balenaEtcher.AppImage", payload)
     (root / "home/alice/bin").mkdir(parents=True)
@@ -131,11 +136,11 @@ def test_appimages_in_home_and_opt_with_their_users_and_launchers(tmp_path: Path
     launchers.mkdir(parents=True)
     (launchers / "appimagekit-signal.desktop").write_text(
         "[Desktop Entry]\nType=Application\nName=Signal\n"
-        "Exec=/home/alice/Applications/Signal-7.2.1-x86_64.AppImage --no-sandbox %U\n")
+        "Exec=/home/alice/Applications/signal-desktop.AppImage --no-sandbox %U\n")
     apps = AppImageCollector().collect(context(root)).apps
     assert sorted((a.user, a.name, a.version, a.path) for a in apps) == [
         ("", "balenaEtcher", "", "/opt/tools/balenaEtcher-1.18.11-x64/balenaEtcher.AppImage"),
-        ("alice", "Signal", "7.2.1", "/home/alice/Applications/Signal-7.2.1-x86_64.AppImage"),
+        ("alice", "Signal", "7.2.1", "/home/alice/Applications/signal-desktop.AppImage"),
         ("bob", "Cursor", "0.45", "/home/bob/Downloads/Cursor-0.45.AppImage"),
     ]
     inventory = collect(context(root), ["appimage", "desktop"])

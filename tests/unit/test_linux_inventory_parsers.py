@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import struct
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from agent.inventory.appimage import appimage_type, name_version
+from agent.inventory.appimage import appimage_type, elf_size, name_version
 from agent.inventory.dedupe import merge_launchers
 from agent.inventory.dpkg import parse_status
 from agent.inventory.flatpak import appstream_facts, deploy_origin, read_keyfile
@@ -125,3 +126,17 @@ def test_merge_matches_users_appimage_paths_and_leaves_orphans() -> None:
     merged = merge_launchers([user_flatpak, appimage, *launchers])
     assert [(a.source, a.user) for a in merged] == [
         ("flatpak", "alice"), ("appimage", "bob"), ("desktop", "carol"), ("desktop", "")]
+
+
+def test_elf_size_is_the_end_of_the_section_header_table() -> None:
+    head64 = bytearray(64)
+    head64[:6] = b"\x7fELF\x02\x01"
+    struct.pack_into("<Q", head64, 0x28, 30000)
+    struct.pack_into("<HH", head64, 0x3A, 64, 30)
+    assert elf_size(bytes(head64)) == 30000 + 64 * 30
+    head32 = bytearray(64)
+    head32[:6] = b"\x7fELF\x01\x02"
+    struct.pack_into(">I", head32, 0x20, 5000)
+    struct.pack_into(">HH", head32, 0x2E, 40, 10)
+    assert elf_size(bytes(head32)) == 5400
+    assert elf_size(b"\x7fELF") == 0
