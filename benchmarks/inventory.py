@@ -83,13 +83,17 @@ def row(label: str, seconds: float, memory: float | None = None, versus: float |
 def this_machine() -> None:
     print("This machine (/):")
     ctx = Context(root=Path("/"), live=True, config=Config())
+    native = {"dpkg": best_measured(["dpkg-query", "-W"]) if shutil.which("dpkg-query") else None}
+    if native["dpkg"]:
+        row("native: dpkg-query -W", *native["dpkg"])
     for collector in COLLECTORS:
-        if collector.unavailable(ctx) is not None:
-            row(f"collector {collector.name} (not available here)", 0.0)
+        reason = collector.unavailable(ctx)
+        if reason is not None:
+            print(f"  collector {collector.name:<34} not available here ({reason})")
             continue
-        row(f"collector {collector.name}", best_of(lambda c=collector: c.collect(ctx)))
-    if shutil.which("dpkg-query"):
-        row("native: dpkg-query -W", *best_measured(["dpkg-query", "-W"]))
+        versus = native.get(collector.name)
+        row(f"collector {collector.name}", best_of(lambda c=collector: c.collect(ctx)),
+            versus=versus[0] if versus else None)
     row("appban inventory (all collectors)", *best_measured(appban("inventory")))
 
 
