@@ -20,10 +20,12 @@ from agent.inventory.dedupe import merge_launchers
 from agent.inventory.desktop import DesktopCollector
 from agent.inventory.dpkg import DpkgCollector
 from agent.inventory.flatpak import FlatpakCollector
+from agent.inventory.macos import MacosCollector
 from agent.inventory.pacman import PacmanCollector
 from agent.inventory.process import ProcessCollector
 from agent.inventory.rpm import RpmCollector
 from agent.inventory.snap import SnapCollector
+from agent.inventory.windows import WindowsCollector
 from agent.log import log_event
 from agent.model import LOCAL_DEVICE, App, CollectorError, Device, Inventory
 
@@ -39,6 +41,8 @@ COLLECTORS: tuple[Collector, ...] = (
     AppImageCollector(),
     DesktopCollector(),
     ProcessCollector(),
+    WindowsCollector(),
+    MacosCollector(),
 )
 
 
