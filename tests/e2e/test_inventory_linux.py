@@ -17,7 +17,8 @@ from typing import Iterator
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO
+
 TIMEOUT = 60
 DPKG_STATUS = """Package: zoom
 Status: install ok installed

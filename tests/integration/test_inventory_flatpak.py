@@ -12,10 +12,11 @@ import stat
 from pathlib import Path
 
 import pytest
-from linux_roots import context, require, run
 
 from agent.inventory import collect
 from agent.inventory.flatpak import FlatpakCollector
+from tests.conftest import require_tool
+from tests.linux_roots import context, run
 
 ARCH = {"x86_64": "x86_64", "aarch64": "aarch64"}.get(os.uname().machine, os.uname().machine)
 METAINFO = """<?xml version="1.0" encoding="UTF-8"?>
@@ -65,7 +66,7 @@ def _build_app(work: Path, env: dict[str, str], app_id: str, files: dict[str, st
 
 @pytest.fixture(scope="module")
 def flatpak_root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    require("flatpak")
+    require_tool("flatpak")
     work = tmp_path_factory.mktemp("flatpak")
     root = work / "root"
     (root / "home/alice").mkdir(parents=True)

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from linux_roots import context
-
 from agent.inventory import collect
 from agent.inventory.owned import app_files
+from tests.linux_roots import context
 
 PACMAN_DESC = """%NAME%
 {name}

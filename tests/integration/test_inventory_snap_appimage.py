@@ -16,11 +16,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from linux_roots import context, require, run
 
 from agent.inventory import collect
 from agent.inventory.appimage import AppImageCollector
 from agent.inventory.snap import SnapCollector
+from tests.conftest import require_tool
+from tests.linux_roots import context, run
 
 ACCOUNT_ID = "Xp7AqLxkTPn5k2bYVBvMMkRZ3p9ZZqUX"
 SNAP_IDS = {"telegram-desktop": "XXzVIXswXKHqlUATPxGCmUSRPyzEdlAn", "zoom-client": "1zE4ksGnXwLTyNrXwKiTvP8nFPIJKbvR"}
@@ -39,7 +40,8 @@ def _assertion(headers: dict[str, str]) -> str:
 def snap_root(tmp_path: Path) -> Path:
     """telegram-desktop mounted at /snap (revision 5000 current, 4900 kept); zoom-client not
     mounted (an image), so only its blob in /var/lib/snapd/snaps holds snap.yaml."""
-    require("mksquashfs", "unsquashfs")
+    require_tool("mksquashfs")
+    require_tool("unsquashfs")
     root = tmp_path / "root"
     mount = root / "snap/telegram-desktop/5000/meta"
     mount.mkdir(parents=True)
@@ -116,7 +118,8 @@ def _appimage(path: Path, payload: Path) -> None:
 
 
 def test_appimages_in_home_and_opt_with_their_users_and_launchers(tmp_path: Path) -> None:
-    require("mksquashfs", "unsquashfs")
+    require_tool("mksquashfs")
+    require_tool("unsquashfs")
     root = tmp_path / "root"
     payload = tmp_path / "AppDir"
     payload.mkdir()
