@@ -83,8 +83,9 @@ def name_version(filename: str) -> tuple[str, str]:
 
 
 def _candidates(folder: Path, depth: int) -> list[Path]:
-    """Return the regular files under `folder`, `depth` levels deep, without following links
-    into other folders (an AppImage is a file; a symlink to one is found at its target)."""
+    """Return the files under `folder`, `depth` levels deep, that may be AppImages: executable,
+    or named *.AppImage (a fresh download is often not executable yet). Links into other folders
+    are not followed (an AppImage is a file; a symlink to one is found at its target)."""
     files = []
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
@@ -92,7 +93,8 @@ def _candidates(folder: Path, depth: int) -> list[Path]:
         return files
     for entry in entries:
         if entry.is_file(follow_symlinks=False):
-            files.append(Path(entry.path))
+            if entry.name.lower().endswith(".appimage") or entry.stat(follow_symlinks=False).st_mode & 0o111:
+                files.append(Path(entry.path))
         elif depth > 1 and entry.is_dir(follow_symlinks=False) and entry.name not in _SKIP_DIRS:
             files.extend(_candidates(Path(entry.path), depth - 1))
     return files

@@ -152,7 +152,12 @@ class FlatpakCollector:
     def collect(self, ctx: Context) -> Collected:
         result = Collected()
         for folder, user, installation in installations(ctx):
-            for app_id, arch, branch, active in _deployments(folder / "app"):
+            try:
+                deployments = _deployments(folder / "app")
+            except OSError as exc:
+                result.errors.append(CollectorError("flatpak", f"{folder}: {exc.strerror or exc}"))
+                continue
+            for app_id, arch, branch, active in deployments:
                 try:
                     result.apps.append(deployed_app(active.resolve(), app_id, arch, branch, user, installation))
                 except (OSError, ValueError) as exc:
