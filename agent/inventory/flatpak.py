@@ -97,9 +97,10 @@ def _appstream(files: Path, app_id: str) -> dict[str, str]:
     return {}
 
 
-def deployed_app(deploy: Path, app_id: str, arch: str, branch: str, user: str, installation: str) -> App:
-    """Given an app's deployed commit folder, return its App. Raise ValueError or OSError if its
-    metadata cannot be read (a broken deployment)."""
+def deployed_app(deploy: Path, app_id: str, arch: str, branch: str, user: str, installation: str,
+                 device_path: str = "") -> App:
+    """Given an app's deployed commit folder (and its path as seen on the device), return its App.
+    Raise ValueError or OSError if its metadata cannot be read (a broken deployment)."""
     what = str(deploy / "metadata")
     meta = read_keyfile((deploy / "metadata").read_text(encoding="utf-8", errors="replace"), what)
     if not meta.has_section("Application"):
@@ -115,7 +116,7 @@ def deployed_app(deploy: Path, app_id: str, arch: str, branch: str, user: str, i
     }
     return App(
         source="flatpak", id=app_id, name=facts.get("name") or app_id, version=facts.get("version", ""),
-        publisher=facts.get("publisher", ""), path=str(deploy), user=user,
+        publisher=facts.get("publisher", ""), path=device_path or str(deploy), user=user,
         aliases=(f"app/{app_id}/{arch}/{branch}",),
         extra=tuple(sorted((k, v) for k, v in extra.items() if v)),
     )
@@ -159,11 +160,20 @@ class FlatpakCollector:
                 continue
             for app_id, arch, branch, active in deployments:
                 try:
-                    result.apps.append(deployed_app(active.resolve(), app_id, arch, branch, user, installation))
+                    deploy = _active_deploy(ctx, active)
+                    device_path = "/" + str(deploy.relative_to(ctx.root)).lstrip("/")
+                    result.apps.append(deployed_app(deploy, app_id, arch, branch, user, installation, device_path))
                 except (OSError, ValueError) as exc:
                     message = str(exc) if isinstance(exc, ValueError) else f"{active}: {exc.strerror or exc}"
                     result.errors.append(CollectorError("flatpak", message))
         return result
+
+
+def _active_deploy(ctx: Context, active: Path) -> Path:
+    """Return the commit folder an `active` link points to, inside the root (flatpak writes a
+    relative link; an absolute one is read as a path on the device, not on this host)."""
+    target = os.readlink(active)
+    return ctx.path(target) if os.path.isabs(target) else active.parent / target
 
 
 def _deployments(apps: Path) -> list[tuple[str, str, str, Path]]:

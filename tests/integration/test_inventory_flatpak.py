@@ -115,6 +115,9 @@ def test_flatpak_apps_carry_user_name_and_publisher(flatpak_root: tuple[Path, di
     assert (two.user, two.name, two.publisher) == ("", "Two Appban", "Two Devs")
     assert hello.aliases == (f"app/org.appban.Hello/{ARCH}/stable",)
     assert hello.extra_value("runtime") == f"org.appban.Platform/{ARCH}/1"
+    commit = hello.extra_value("commit")
+    assert hello.path == f"/home/alice/.local/share/flatpak/app/org.appban.Hello/{ARCH}/stable/{commit}"
+    assert (root / hello.path.lstrip("/") / "metadata").is_file()
 
 
 def test_exported_launchers_fold_into_their_flatpak(flatpak_root: tuple[Path, dict[str, str]]) -> None:
