@@ -32,7 +32,7 @@ from agent.inventory import COLLECTORS  # noqa: E402
 from agent.inventory.base import Context  # noqa: E402
 from agent.inventory.rpm import QUERY_FORMAT  # noqa: E402
 
-REPEAT = 3
+REPEAT = 5
 
 
 def best_of(action: Callable[[], object], repeat: int = REPEAT) -> float:
