@@ -98,7 +98,7 @@ def _appstream(files: Path, app_id: str) -> dict[str, str]:
 
 
 def deployed_app(deploy: Path, app_id: str, arch: str, branch: str, user: str, installation: str,
-                 device_path: str = "") -> App:
+                 device_path: str) -> App:
     """Given an app's deployed commit folder (and its path as seen on the device), return its App.
     Raise ValueError or OSError if its metadata cannot be read (a broken deployment)."""
     what = str(deploy / "metadata")
@@ -116,7 +116,7 @@ def deployed_app(deploy: Path, app_id: str, arch: str, branch: str, user: str, i
     }
     return App(
         source="flatpak", id=app_id, name=facts.get("name") or app_id, version=facts.get("version", ""),
-        publisher=facts.get("publisher", ""), path=device_path or str(deploy), user=user,
+        publisher=facts.get("publisher", ""), path=device_path, user=user,
         aliases=(f"app/{app_id}/{arch}/{branch}",),
         extra=tuple(sorted((k, v) for k, v in extra.items() if v)),
     )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from pathlib import Path
 from urllib.parse import quote_plus
@@ -134,7 +135,7 @@ def mounted_apps(ctx: Context) -> list[App]:
         if not base.is_dir():
             continue
         for current in sorted(base.glob("*/current")):
-            revision = current.resolve().name
+            revision = os.path.basename(os.readlink(current))
             facts = snap_yaml_facts(_read(current / "meta/snap.yaml"))
             if not facts:
                 continue
