@@ -135,6 +135,8 @@ def mounted_apps(ctx: Context) -> list[App]:
         if not base.is_dir():
             continue
         for current in sorted(base.glob("*/current")):
+            if not current.is_symlink():
+                continue
             revision = os.path.basename(os.readlink(current))
             facts = snap_yaml_facts(_read(current / "meta/snap.yaml"))
             if not facts:
