@@ -2,14 +2,21 @@
 runtime and two apps are built with `flatpak build-export`/`build-init`/`build-finish` into a
 local repository, then installed from it into a system installation (FLATPAK_SYSTEM_DIR) and a
 user's (FLATPAK_USER_DIR) inside a throwaway root. `flatpak list` on those installations is the
-reference the collector is compared with."""
+reference the collector is compared with.
+
+Not as root, flatpak would install system-wide through its D-Bus system helper, and asks
+accountsservice (system bus) for parental controls; then the system installation is written by
+the same code through `--user` pointed at its folder, and a private dbus-daemon stands in for the
+system bus (no accountsservice there means no parental controls, as flatpak reads it)."""
 
 from __future__ import annotations
 
 import gzip
 import os
 import stat
+import subprocess
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -65,20 +72,44 @@ def _build_app(work: Path, env: dict[str, str], app_id: str, files: dict[str, st
 
 
 @pytest.fixture(scope="module")
-def flatpak_root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+def system_bus() -> Iterator[dict[str, str]]:
+    """Nothing as root; otherwise the address of a private bus standing in for the system bus."""
+    if os.geteuid() == 0:
+        yield {}
+        return
+    daemon = subprocess.Popen([require_tool("dbus-daemon"), "--session", "--nofork", "--print-address=1"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert daemon.stdout is not None
+        yield {"DBUS_SYSTEM_BUS_ADDRESS": daemon.stdout.readline().strip()}
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=10)
+
+
+def _system_scope(env: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """Return the flatpak option and environment that write the system installation."""
+    if os.geteuid() == 0:
+        return "--system", env
+    return "--user", {**env, "FLATPAK_USER_DIR": env["FLATPAK_SYSTEM_DIR"]}
+
+
+@pytest.fixture(scope="module")
+def flatpak_root(tmp_path_factory: pytest.TempPathFactory, system_bus: dict[str, str]) -> tuple[Path, dict[str, str]]:
     require_tool("flatpak")
     work = tmp_path_factory.mktemp("flatpak")
     root = work / "root"
     (root / "home/alice").mkdir(parents=True)
-    env = _flatpak_env(work, root)
+    env = {**_flatpak_env(work, root), **system_bus}
+    system, system_env = _system_scope(env)
     runtime = work / "runtime"
     (runtime / "files/bin").mkdir(parents=True)
     (runtime / "usr").mkdir()
     (runtime / "metadata").write_text(
         f"[Runtime]\nname=org.appban.Platform\nruntime=org.appban.Platform/{ARCH}/1\nsdk=org.appban.Platform/{ARCH}/1\n")
     run("flatpak", "build-export", "--runtime", work / "repo", runtime, "1", env=env)
-    for scope in ("--system", "--user"):
-        run("flatpak", scope, "remote-add", "--no-gpg-verify", "appban-test", f"file://{work / 'repo'}", env=env)
+    for scope, scope_env in ((system, system_env), ("--user", env)):
+        run("flatpak", scope, "remote-add", "--no-gpg-verify", "appban-test", f"file://{work / 'repo'}", env=scope_env)
     run("flatpak", "--user", "install", "-y", "--noninteractive", "appban-test", "org.appban.Platform", env=env)
     _build_app(work, env, "org.appban.Hello", {
         "share/metainfo/org.appban.Hello.metainfo.xml": METAINFO,
@@ -89,7 +120,7 @@ def flatpak_root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
         "share/applications/org.appban.Two.desktop": LAUNCHER.format(name="Two Launcher"),
     })
     run("flatpak", "--user", "install", "-y", "--noninteractive", "appban-test", "org.appban.Hello", env=env)
-    run("flatpak", "--system", "install", "-y", "--noninteractive", "appban-test", "org.appban.Two", env=env)
+    run("flatpak", system, "install", "-y", "--noninteractive", "appban-test", "org.appban.Two", env=system_env)
     return root, env
 
 
