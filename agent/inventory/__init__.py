@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Sequence
 
 from agent.config import local_device_id
+from agent.inventory.android import AndroidCollector
 from agent.inventory.apk import ApkCollector
 from agent.inventory.appimage import AppImageCollector
 from agent.inventory.base import Collected, Collector, Context
@@ -20,6 +21,7 @@ from agent.inventory.dedupe import merge_launchers
 from agent.inventory.desktop import DesktopCollector
 from agent.inventory.dpkg import DpkgCollector
 from agent.inventory.flatpak import FlatpakCollector
+from agent.inventory.ios import IosCollector
 from agent.inventory.macos import MacosCollector
 from agent.inventory.pacman import PacmanCollector
 from agent.inventory.process import ProcessCollector
@@ -43,6 +45,8 @@ COLLECTORS: tuple[Collector, ...] = (
     ProcessCollector(),
     WindowsCollector(),
     MacosCollector(),
+    AndroidCollector(),
+    IosCollector(),
 )
 
 
