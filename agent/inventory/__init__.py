@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import platform
 import socket
-from dataclasses import replace
 from typing import Sequence
 
 from agent.config import local_device_id
@@ -106,7 +105,7 @@ def collect(ctx: Context, sources: Sequence[str] = (), groups: Sequence[str] | N
                 errors.append(CollectorError(collector.name, f"not available here: {reason}"))
             continue
         result = _run(collector, ctx)
-        apps.extend(replace(a, device=host.id) if a.device == LOCAL_DEVICE else a for a in result.apps)
+        apps.extend(a.on_device(host.id) if a.device == LOCAL_DEVICE else a for a in result.apps)
         for device in result.devices:
             devices.setdefault(device.id, device)
         errors.extend(result.errors)
