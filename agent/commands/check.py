@@ -13,11 +13,17 @@ from datetime import datetime, timezone
 from agent import __version__
 from agent.banlist.source import load_active
 from agent.commands.common import add_collection_args, add_config_arg, config_from, gather
+from agent.enforce.act import enforce, write_fapolicyd_rules
 from agent.match import compile_banlist, match
 from agent.model import Report
+from agent.runner import Runner
 from agent.report.render import render_json, render_table
 
 EXIT_COMPLIANT, EXIT_VIOLATION, EXIT_NO_VERDICT = 0, 1, 2
+
+
+class EnforceUsageError(ValueError):
+    """--enforce asked for something it cannot do (act on saved inventories)."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -27,6 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--group", action="append", metavar="G",
                         help="the local device's groups (repeatable; overrides config device.groups)")
     add_collection_args(parser)
+    parser.add_argument("--enforce", action="store_true",
+                        help="block what the list and local config (enforcement.mode: block) say to block")
+    parser.add_argument("--dry-run", action="store_true", help="with --enforce: print the exact plan, change nothing")
     parser.set_defaults(run=run)
 
 
@@ -38,6 +47,14 @@ def run(args: argparse.Namespace) -> int:
     inventory = gather(args, config, args.group)
     devices = {d.id: d for d in inventory.devices}
     findings = match(inventory.apps, devices, compile_banlist(banlist), now)
+    if args.enforce or args.dry_run:
+        if args.inventory:
+            raise EnforceUsageError("--enforce acts on this machine; it cannot be used with --inventory")
+        out = sys.stderr if args.format == "json" else sys.stdout
+        runner = Runner(commands=config.commands)
+        host = inventory.devices[0]
+        findings = list(enforce(findings, config, host, runner, out, args.dry_run).findings)
+        write_fapolicyd_rules(banlist, findings, config, host, runner, out, now, args.dry_run)
     report = Report(
         id=str(uuid.uuid4()), generated=now, agent_version=__version__, banlist=info,
         inventory=inventory, findings=tuple(findings),

@@ -11,7 +11,7 @@ from agent.inventory.base import Collected, Context
 from agent.model import App
 
 STATUS_FILE = "/var/lib/dpkg/status"
-_WANTED = ("Package", "Status", "Version", "Architecture", "Maintainer", "Multi-Arch")
+_WANTED = ("Package", "Status", "Version", "Architecture", "Maintainer", "Multi-Arch", "Essential", "Priority")
 
 
 def parse_status(text: str) -> list[App]:
@@ -27,9 +27,20 @@ def parse_status(text: str) -> list[App]:
             source="dpkg", id=name, name=name, version=fields.get("Version", ""),
             publisher=fields.get("Maintainer", ""),
             aliases=(f"{name}:{arch}",) if arch and arch != "all" else (),
-            extra=(("arch", arch),) if arch else (),
+            extra=_extra(arch, fields),
         ))
     return apps
+
+
+def _extra(arch: str, fields: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """The architecture, and the marks that put a package beyond blocking (Essential: yes,
+    Priority: required), so enforcement can refuse without reading the database again."""
+    extra = [("arch", arch)] if arch else []
+    if fields.get("Essential", "").lower() == "yes":
+        extra.append(("essential", "yes"))
+    if fields.get("Priority", "").lower() == "required":
+        extra.append(("priority", "required"))
+    return tuple(sorted(extra))
 
 
 def _fields(stanza: str) -> dict[str, str]:
