@@ -41,15 +41,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the check; user errors propagate to the CLI, which prints one line and exits 2."""
+    enforcing = args.enforce or args.dry_run
+    if enforcing and args.inventory:
+        raise EnforceUsageError("--enforce acts on this machine; it cannot be used with --inventory")
     now = datetime.now(timezone.utc)
     config = config_from(args)
     banlist, info = load_active(config, args.banlist, now)
     inventory = gather(args, config, args.group)
     devices = {d.id: d for d in inventory.devices}
     findings = match(inventory.apps, devices, compile_banlist(banlist), now)
-    if args.enforce or args.dry_run:
-        if args.inventory:
-            raise EnforceUsageError("--enforce acts on this machine; it cannot be used with --inventory")
+    if enforcing:
         out = sys.stderr if args.format == "json" else sys.stdout
         runner = Runner(commands=config.commands)
         host = inventory.devices[0]
