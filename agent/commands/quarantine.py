@@ -13,10 +13,10 @@ from agent.enforce.quarantine import records, restore
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("quarantine", help="list or restore quarantined installs")
-    add_config_arg(parser)
     actions = parser.add_subparsers(dest="quarantine_action", required=True, metavar="ACTION")
-    actions.add_parser("list", help="list quarantined installs")
+    add_config_arg(actions.add_parser("list", help="list quarantined installs"))
     restore_parser = actions.add_parser("restore", help="move a quarantined install back where it was")
+    add_config_arg(restore_parser)
     restore_parser.add_argument("id", help="record id from `appban quarantine list`")
     parser.set_defaults(run=run)
 

@@ -25,7 +25,7 @@ RELOAD_TIMEOUT = 60.0
 HEADER = "# Written by appban from the ban list in force; edits are overwritten.\n"
 
 _DECISIONS = "allow|deny|allow_audit|deny_audit|allow_syslog|deny_syslog|allow_log|deny_log"
-_ATTR = r"[a-z_]+=[^\s:=]+"
+_ATTR = r"[a-z0-9_]+=[^\s:=]+"
 _RULE = re.compile(rf"^(?:{_DECISIONS}) perm=(?:open|execute|any) (?:all|{_ATTR}(?: {_ATTR})*) : (?:all|{_ATTR}(?: {_ATTR})*)$")
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 

@@ -41,21 +41,19 @@ def session_env(environ: bytes) -> dict[str, str] | None:
 
 
 def desktop_sessions(proc: str = "/proc") -> list[Session]:
-    """Return one Session per user that has a graphical session running."""
-    sessions: dict[int, Session] = {}
+    """Return one Session per user and session bus found among running processes."""
+    sessions: dict[tuple[int, str], Session] = {}
     for name in os.listdir(proc):
         if not name.isdigit():
             continue
         try:
             uid = os.stat(f"{proc}/{name}").st_uid
-            if uid in sessions:
-                continue
             with open(f"{proc}/{name}/environ", "rb") as handle:
                 env = session_env(handle.read())
         except OSError:
             continue
         if env is not None:
-            sessions[uid] = Session(uid, tuple(sorted(env.items())))
+            sessions.setdefault((uid, env["DBUS_SESSION_BUS_ADDRESS"]), Session(uid, tuple(sorted(env.items()))))
     return list(sessions.values())
 
 
