@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from agent.enforce.deny import DenySet
-from agent.enforce.uninstall import write_atomic
+from agent.enforce.files import write_atomic
 from agent.log import log_event
 from agent.runner import CommandError, Runner
 

@@ -24,6 +24,7 @@ from agent.config import Config, interval_seconds
 from agent.enforce.audit import AuditLog
 from agent.enforce.deny import DenySet, deny_set, guard_entries
 from agent.enforce.execguard import Denial, ExecGuard, GuardUnavailable
+from agent.enforce.files import on_root
 from agent.enforce.fapolicyd import fapolicyd_running, install_rules, render_rules
 from agent.enforce.notify import desktop_sessions, message, notify
 from agent.enforce.plan import blocks, is_protected
@@ -55,11 +56,6 @@ def audit_path(config: Config) -> str:
 
 def quarantine_dir(config: Config) -> Path:
     return Path(config.enforcement.quarantine_dir or os.path.join(config.state_dir, "quarantine"))
-
-
-def on_root(root: str, path: str) -> str:
-    """Return a device path as seen from here, when the enforced system is mounted at `root`."""
-    return os.path.join(root, path.lstrip("/"))
 
 
 def essential_files(root: str) -> set[str]:

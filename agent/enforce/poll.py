@@ -16,7 +16,7 @@ from typing import Callable
 
 from agent.enforce.deny import DenySet, VerdictCache, file_key, sha256_fd
 from agent.enforce.execguard import Denial
-from agent.enforce.processes import KillError, terminate, unsafe_reason
+from agent.enforce.processes import KillError, stat_fields, terminate, unsafe_reason
 from agent.log import log_event
 
 logger = logging.getLogger(__name__)
@@ -131,8 +131,5 @@ class KillOnLaunch:
 
 def _start_time(proc: str, pid: int) -> str | None:
     """Return a process's start time (in clock ticks since boot), which tells a reused PID apart."""
-    try:
-        with open(f"{proc}/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
+    fields = stat_fields(pid, proc)
+    return fields[19] if len(fields) > 19 else None

@@ -60,12 +60,20 @@ def unsafe_pids(pids: Iterable[int], proc: str = "/proc") -> dict[int, str]:
     return {pid: why for pid, why in reasons.items() if why}
 
 
-def _is_kernel_thread(pid: int, proc: str) -> bool:
-    """Kernel threads have no executable and are children of kthreadd (pid 2)."""
+def stat_fields(pid: int, proc: str = "/proc") -> list[str]:
+    """Return the fields of /proc/PID/stat after the command name (index 0 is the state), or []
+    when the process is gone. The name is skipped by its last `)`, as it may hold spaces."""
     try:
         with open(f"{proc}/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
+            return handle.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
+        return []
+
+
+def _is_kernel_thread(pid: int, proc: str) -> bool:
+    """Kernel threads have no executable and are children of kthreadd (pid 2)."""
+    fields = stat_fields(pid, proc)
+    if len(fields) < 7:
         return False
     ppid, flags = int(fields[1]), int(fields[6])
     pf_kthread = 0x00200000

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from agent.enforce.files import on_root
 from agent.enforce.plan import PACKAGE_PATHS
 
 MANIFEST = "manifest.json"
@@ -57,7 +58,7 @@ def quarantine(root: str, store: Path, paths: list[str], entry: str, app: str) -
 
     Raise QuarantineError if nothing exists to move.
     """
-    present = [p for p in paths if os.path.lexists(_on(root, p))]
+    present = [p for p in paths if os.path.lexists(on_root(root, p))]
     if not present:
         raise QuarantineError(f"nothing to quarantine: {', '.join(paths)} not found")
     store.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -67,7 +68,7 @@ def quarantine(root: str, store: Path, paths: list[str], entry: str, app: str) -
     folder.mkdir(mode=0o700)
     items = []
     for index, original in enumerate(present):
-        source = _on(root, original)
+        source = on_root(root, original)
         st = os.lstat(source)
         stored = f"{index}-{os.path.basename(original)}"
         shutil.move(source, folder / stored)
@@ -100,11 +101,11 @@ def restore(root: str, store: Path, record_id: str) -> Record:
     if record is None:
         raise QuarantineError(f"no quarantine record {record_id!r} (see `appban quarantine list`)")
     for item in record.items:
-        if os.path.lexists(_on(root, item["original"])):
+        if os.path.lexists(on_root(root, item["original"])):
             raise QuarantineError(f"cannot restore {record_id}: {item['original']} exists again")
     folder = store / record_id
     for item in record.items:
-        destination = _on(root, item["original"])
+        destination = on_root(root, item["original"])
         os.makedirs(os.path.dirname(destination), exist_ok=True)
         shutil.move(folder / item["stored"], destination)
         os.lchown(destination, item["uid"], item["gid"])
@@ -112,10 +113,6 @@ def restore(root: str, store: Path, record_id: str) -> Record:
             os.chmod(destination, item["mode"])
     shutil.rmtree(folder)
     return record
-
-
-def _on(root: str, path: str) -> str:
-    return os.path.join(root, path.lstrip("/"))
 
 
 def _to_dict(record: Record) -> dict:

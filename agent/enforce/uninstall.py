@@ -9,12 +9,11 @@ never take half the system with it (the failure is reported instead).
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Callable
 
+from agent.enforce.files import write_atomic
 from agent.log import log_event
 from agent.model import App
 from agent.runner import Runner
@@ -141,20 +140,3 @@ def uninstall(app: App, root: str, entry: str, runner: Runner) -> str:
     if pinner is None:
         return f"removed ({program})"
     return f"removed ({program}); pinned: {pinner(app, root, entry, runner)}"
-
-
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write a file by renaming a complete temporary copy over it, so readers (apt, dnf,
-    fapolicyd) never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, mode)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise

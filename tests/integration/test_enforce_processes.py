@@ -69,8 +69,9 @@ def config_for(package: dict, **enforcement: object):
 def test_enforcement_kills_processes_with_children_then_removes_the_package(package: dict) -> None:
     sleeper = subprocess.Popen([str(package["exe"]), "300"])
     parent = subprocess.Popen([str(package["launcher"]), "-c", "sleep 300 & sleep 300 & wait"])
-    time.sleep(0.3)
-    children = psutil.Process(parent.pid).children()
+    deadline = time.monotonic() + 10
+    while len(children := psutil.Process(parent.pid).children()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert len(children) == 2
     names = [package["exe"].name, package["launcher"].name]
     done = enforce(findings_for(package, names), config_for(package), DEVICE, Runner(), io.StringIO())
@@ -127,8 +128,8 @@ def test_kill_on_launch_stops_a_banned_program_and_leaves_others(tmp_path: Path)
         assert wait_gone(victim) == -15
         assert time.monotonic() - started < 5
         assert survivor.poll() is None
-        assert [(d.path, d.pid, d.entry) for d in killed] == [(str(banned), victim.pid, "wps-office")]
     finally:
-        watcher.stop()
+        watcher.stop()  # joins the watcher, so its report of the kill is in
         survivor.kill()
         survivor.wait()
+    assert [(d.path, d.pid, d.entry) for d in killed] == [(str(banned), victim.pid, "wps-office")]
