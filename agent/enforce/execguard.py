@@ -7,7 +7,8 @@ would take longer than the deadline (hashing a large file) is answered with the 
 and finished in the background for next time. An internal error answers allow (fail-open, logged
 and counted) unless `fail_closed` is set; the guard's own process is always allowed.
 
-Use from a daemon (another thread keeps running the service):
+The service runs it in a worker process (agent/enforce/guardprocess.py), so answers never wait
+for the agent's GIL; on its own it is used as:
 
     guard = ExecGuard(deny_set, mounts=("/",))
     guard.start()          # raises GuardUnavailable without fanotify / CAP_SYS_ADMIN
@@ -96,6 +97,7 @@ class ExecGuard:
     def __init__(
         self, deny: DenySet, mounts: Sequence[str] = (), deadline: float = 0.25,
         fail_closed: bool = False, on_deny: Callable[[Denial], None] | None = None,
+        allow_pids: frozenset[int] = frozenset(),
     ) -> None:
         self.deny = deny
         self.mounts = tuple(mounts)
@@ -104,7 +106,7 @@ class ExecGuard:
         self.on_deny = on_deny
         self.stats: Counter[str] = Counter()
         self._cache = VerdictCache()
-        self._pid = os.getpid()
+        self._own = frozenset({os.getpid(), *allow_pids})
         self._fan = -1
         self._wake: tuple[int, int] | None = None
         self._thread: threading.Thread | None = None
@@ -211,7 +213,7 @@ class ExecGuard:
 
     def _decide(self, fd: int, pid: int) -> str:
         """Return the entry that bans the file behind `fd`, or "" to allow it."""
-        if pid == self._pid:
+        if pid in self._own:
             self.stats["self"] += 1
             return ""
         key = file_key(os.fstat(fd))

@@ -23,9 +23,10 @@ from typing import Callable, Iterable, Protocol
 from agent.config import Config, interval_seconds
 from agent.enforce.audit import AuditLog
 from agent.enforce.deny import DenySet, deny_set, guard_entries
-from agent.enforce.execguard import Denial, ExecGuard, GuardUnavailable
+from agent.enforce.execguard import Denial, GuardUnavailable
 from agent.enforce.files import on_root
 from agent.enforce.fapolicyd import fapolicyd_running, install_rules, render_rules
+from agent.enforce.guardprocess import GuardProcess
 from agent.enforce.notify import desktop_sessions, message, notify
 from agent.enforce.plan import blocks, is_protected
 from agent.enforce.poll import KillOnLaunch
@@ -141,7 +142,7 @@ def make_guard(
     poller = KillOnLaunch(deny, interval_seconds(cfg.kill_interval), cfg.kill_grace, on_deny)
     if cfg.guard == "poll":
         return poller
-    fanotify = ExecGuard(deny, cfg.guard_mounts, cfg.guard_deadline, cfg.fail_closed, on_deny)
+    fanotify = GuardProcess(deny, cfg.guard_mounts, cfg.guard_deadline, cfg.fail_closed, on_deny)
     if cfg.guard == "fanotify":
         return fanotify
     return _FirstThatStarts(fanotify, poller)
@@ -150,7 +151,7 @@ def make_guard(
 class _FirstThatStarts:
     """`guard: auto`: the fanotify guard, or kill-on-launch when fanotify cannot start here."""
 
-    def __init__(self, preferred: ExecGuard, fallback: KillOnLaunch) -> None:
+    def __init__(self, preferred: GuardProcess, fallback: KillOnLaunch) -> None:
         self.candidates: tuple[Guard, Guard] = (preferred, fallback)
         self.active: Guard | None = None
 

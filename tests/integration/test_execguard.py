@@ -25,6 +25,7 @@ from agent.config import parse_config
 from agent.enforce.deny import DenySet
 from agent.enforce.execguard import ExecGuard, GuardUnavailable
 from agent.enforce.guard import build_deny
+from agent.enforce.guardprocess import GuardProcess
 from agent.inventory.base import Context
 from agent.inventory.dpkg import DpkgCollector
 from agent.match import compile_banlist, match
@@ -66,7 +67,7 @@ def runs(path: Path) -> bool:
         return False
 
 
-def started(guard: ExecGuard) -> ExecGuard:
+def started(guard):
     try:
         guard.start()
     except GuardUnavailable as exc:
@@ -189,3 +190,49 @@ def test_the_guard_never_blocks_its_own_process(mount: Path) -> None:
     """)
     done = subprocess.run([sys.executable, "-c", script], cwd=TOP, capture_output=True, text=True, timeout=60)
     assert done.stdout.splitlines() == ["child denied", "own exec allowed"], done.stderr
+
+
+def test_the_service_guard_runs_in_a_worker_and_never_blocks_the_agent(mount: Path, tmp_path: Path) -> None:
+    """make_guard's fanotify guard answers from its own process: banned execs fail with EPERM,
+    the agent's own os.execv (which holds the GIL) is allowed, and stopping restores execution."""
+    victim, fine = program(mount, unique("victim"), "/bin/echo"), program(mount, unique("fine"))
+    config = tmp_path / "agent.yaml"
+    config.write_text(config_yaml(tmp_path, tmp_path / "state", guard="fanotify", guard_mounts=[str(mount)]))
+    script = textwrap.dedent(f"""
+        import os, subprocess
+        from agent.config import load_config
+        from agent.enforce.deny import DenySet
+        from agent.enforce.guard import make_guard
+        from agent.runner import Runner
+        guard = make_guard(load_config({str(config)!r}), DenySet(names={{{victim.name!r}: "e"}}), Runner())
+        guard.start()
+        try:
+            subprocess.run([{str(victim)!r}])
+        except PermissionError:
+            print("child denied", flush=True)
+        subprocess.run([{str(fine)!r}], check=True)
+        print("unbanned ran", flush=True)
+        guard.update(DenySet(names={{{fine.name!r}: "e"}}))
+        try:
+            subprocess.run([{str(fine)!r}])
+        except PermissionError:
+            print("update applied", flush=True)
+        os.execv({str(victim)!r}, [{str(victim)!r}, "agent exec allowed"])
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=TOP, capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines() == ["child denied", "unbanned ran", "update applied", "agent exec allowed"], done.stderr
+    assert runs(victim)  # the worker died with its parent's exec: the kernel dropped its group
+
+
+def test_worker_reports_denials_and_stats_to_the_agent(mount: Path) -> None:
+    banned = program(mount, unique("wps"))
+    denied = []
+    guard = GuardProcess(DenySet(names={banned.name: "wps-office"}), [str(mount)], on_deny=denied.append)
+    started(guard)
+    try:
+        assert not runs(banned)
+    finally:
+        guard.stop()
+    assert runs(banned)
+    assert [(d.path, d.entry) for d in denied] == [(str(banned), "wps-office")]
+    assert guard.stats["denied"] == 1
