@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterable, Protocol
@@ -93,12 +94,13 @@ def banned_package_files(findings: Iterable[Finding], config: Config, device: De
 
 
 def build_deny(banlist: BanList, findings: Iterable[Finding], config: Config, device: Device, now: datetime) -> DenySet:
-    """Given the list in force, this scan's findings, config and device, return what to deny."""
+    """Given the list in force, this scan's findings, config and device, return what to deny
+    (never the essential packages' files, nor the interpreter the agent and its guard run on)."""
     root = config.enforcement.root
     return deny_set(
         guard_entries(banlist, device, config.enforcement, now),
         banned_package_files(findings, config, device),
-        allowed=essential_files(root),
+        allowed=essential_files(root) | {os.path.realpath(sys.executable)},
         protected=[on_root(root, p) if p.startswith("/") else p for p in config.enforcement.protected],
     )
 

@@ -3,7 +3,8 @@
 One small argv builder per source, in a dict, so a new source plugs in with one line; every
 command goes through the runner (timeouts, configurable program paths). Removal never cascades:
 `dpkg --purge` and `rpm -e` refuse when other packages depend on the banned one, so a list can
-never take half the system with it (the failure is reported instead).
+never take half the system with it (the failure is reported instead), and it is rehearsed first
+(`--dry-run`, `--test`) so a refused removal changes nothing at all.
 """
 
 from __future__ import annotations
@@ -59,6 +60,22 @@ UNINSTALLERS: dict[str, Callable[[App, str], Argv]] = {
     "snap": snap_argv,
 }
 """source → argv builder; a source with no entry here is never uninstalled."""
+
+
+def _rehearsal(build: Callable[[App, str], Argv], flag: str) -> Callable[[App, str], Argv]:
+    def rehearse(app: App, root: str) -> Argv:
+        program, args = build(app, root)
+        return program, [flag, *args]
+    return rehearse
+
+
+REHEARSALS: dict[str, Callable[[App, str], Argv]] = {
+    "dpkg": _rehearsal(dpkg_argv, "--dry-run"),
+    "rpm": _rehearsal(rpm_argv, "--test"),
+}
+"""source → a run that changes nothing but fails like the real one would. Why: a failed
+`dpkg --purge` still leaves the package selected for purge, which a later apt run would carry
+out; rehearsing first means a refused removal leaves the system exactly as it was."""
 
 
 def available_sources(runner: Runner) -> frozenset[str]:
@@ -133,6 +150,9 @@ def uninstall(app: App, root: str, entry: str, runner: Runner) -> str:
     """Given an installed app, remove it through its source's manager and pin it; return a
     one-line description of what was done. Raise CommandError if the removal fails, OSError if
     the pin cannot be written (the package is gone either way then)."""
+    rehearse = REHEARSALS.get(app.source)
+    if rehearse is not None:
+        runner.run(*rehearse(app, root), timeout=REMOVE_TIMEOUT)
     program, args = UNINSTALLERS[app.source](app, root)
     runner.run(program, args, timeout=REMOVE_TIMEOUT)
     log_event(logger, logging.WARNING, "enforce.removed", app=app.id, source=app.source, rule=entry)

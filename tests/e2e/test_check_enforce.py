@@ -101,3 +101,13 @@ def test_enforce_with_saved_inventory_is_a_user_error(system: dict, tmp_path: Pa
     done = appban(system, "--enforce", "--inventory", str(tmp_path / "saved-inventory.json"))
     assert done.returncode == 2
     assert done.stderr.strip() == "appban: --enforce acts on this machine; it cannot be used with --inventory"
+
+
+def test_removal_never_cascades_to_packages_that_depend_on_the_banned_one(system: dict) -> None:
+    dependant = unique("appban-test-needs-wps")
+    deb = build_deb(system["tmp"], dependant, {dependant: b"#!/bin/sh\n"}, depends=system["wps"])
+    assert dpkg(system["root"], "-i", str(deb)).returncode == 0
+    done = appban(system, "--enforce", "--format", "json")
+    outcome = {f["app"]["id"]: f["outcome"] for f in json.loads(done.stdout)["findings"]}[system["wps"]]
+    assert outcome.startswith("failed: dpkg --dry-run") and "dependency problems" in outcome
+    assert installed(system["root"], system["wps"]) and installed(system["root"], dependant)

@@ -48,7 +48,8 @@ def make_dpkg_root(path: Path) -> Path:
     return path
 
 
-def build_deb(work: Path, package: str, programs: dict[str, bytes | Path], essential: bool = False) -> Path:
+def build_deb(work: Path, package: str, programs: dict[str, bytes | Path], essential: bool = False,
+              depends: str = "") -> Path:
     """Build a real .deb holding `programs` ({name in /usr/bin: content or a file to copy})."""
     tree = work / f"build-{package}"
     (tree / "DEBIAN").mkdir(parents=True)
@@ -64,6 +65,8 @@ def build_deb(work: Path, package: str, programs: dict[str, bytes | Path], essen
                f"Description: appban enforcement test package\n")
     if essential:
         control += "Essential: yes\nPriority: required\n"
+    if depends:
+        control += f"Depends: {depends}\n"
     (tree / "DEBIAN/control").write_text(control)
     deb = work / f"{package}.deb"
     subprocess.run([need("dpkg-deb"), "--root-owner-group", "--build", str(tree), str(deb)],
@@ -112,3 +115,23 @@ def config_yaml(root: Path, state: Path, **enforcement: object) -> str:
             value = f'"{value}"' if isinstance(value, str) else value
         lines.append(f"  {key}: {value}")
     return "\n".join(lines) + "\n"
+
+
+def build_rpm(work: Path, package: str, program: str) -> Path:
+    """Build a real noarch .rpm holding one shell script in /usr/bin, with rpmbuild."""
+    top = work / f"rpmbuild-{package}"
+    (top / "SPECS").mkdir(parents=True)
+    spec = top / "SPECS" / f"{package}.spec"
+    spec.write_text(
+        f"Name: {package}\nVersion: 1.0\nRelease: 1\nSummary: appban test\nLicense: MIT\nBuildArch: noarch\n"
+        f"%description\nappban enforcement test package\n"
+        f"%install\nmkdir -p %{{buildroot}}/usr/bin\nprintf '#!/bin/sh\\n' > %{{buildroot}}/usr/bin/{program}\n"
+        f"chmod 755 %{{buildroot}}/usr/bin/{program}\n%files\n/usr/bin/{program}\n"
+    )
+    subprocess.run([need("rpmbuild"), "--define", f"_topdir {top}", "--define", f"_rpmdir {top}/out", "-bb", str(spec)],
+                   check=True, capture_output=True, timeout=TIMEOUT)
+    return next((top / "out").rglob("*.rpm"))
+
+
+def rpm(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([need("rpm"), "--root", str(root), *args], capture_output=True, text=True, timeout=TIMEOUT)
