@@ -6,6 +6,7 @@ Exit 0 when there is no violation, 1 when there is one, 2 when no verdict could 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import uuid
 from datetime import datetime, timezone
@@ -24,6 +25,14 @@ EXIT_COMPLIANT, EXIT_VIOLATION, EXIT_NO_VERDICT = 0, 1, 2
 
 class EnforceUsageError(ValueError):
     """--enforce asked for something it cannot do (act on saved inventories)."""
+
+
+def _same_system(read: str, enforced: str) -> None:
+    """Refuse to act on one system after reading another (a `--root` image checked with
+    --enforce must never have its findings removed from the running machine)."""
+    if os.path.realpath(read) != os.path.realpath(enforced):
+        raise EnforceUsageError(
+            f"--enforce acts on enforcement.root ({enforced}) but the inventory was read from {read}")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -46,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         raise EnforceUsageError("--enforce acts on this machine; it cannot be used with --inventory")
     now = datetime.now(timezone.utc)
     config = config_from(args)
+    if enforcing:
+        _same_system(args.root or config.inventory.root, config.enforcement.root)
     banlist, info = load_active(config, args.banlist, now)
     inventory = gather(args, config, args.group)
     devices = {d.id: d for d in inventory.devices}

@@ -14,13 +14,13 @@ from typing import Sequence, TextIO
 
 from agent.config import Config
 from agent.enforce.audit import AuditLog
+from agent.enforce.fapolicyd import RulesError, fapolicyd_running
 from agent.enforce.guard import FapolicydRules, audit_path, build_deny, quarantine_dir
 from agent.enforce.notify import desktop_sessions, message, notify
 from agent.enforce.plan import DONE_OUTCOME, Action, Facts, Plan, plan
 from agent.enforce.processes import KillError, agent_pids, terminate, unsafe_pids
 from agent.enforce.quarantine import QuarantineError, quarantine, targets
 from agent.enforce.uninstall import available_sources, uninstall
-from agent.enforce.fapolicyd import RulesError, fapolicyd_running
 from agent.log import log_event
 from agent.model import BanList, Device, Finding
 from agent.runner import CommandError, Runner

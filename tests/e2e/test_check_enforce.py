@@ -111,3 +111,11 @@ def test_removal_never_cascades_to_packages_that_depend_on_the_banned_one(system
     outcome = {f["app"]["id"]: f["outcome"] for f in json.loads(done.stdout)["findings"]}[system["wps"]]
     assert outcome.startswith("failed: dpkg --dry-run") and "dependency problems" in outcome
     assert installed(system["root"], system["wps"]) and installed(system["root"], dependant)
+
+
+def test_enforce_refuses_to_act_on_another_system_than_it_read(system: dict) -> None:
+    done = appban(system, "--enforce", "--root", str(system["tmp"]))
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"appban: --enforce acts on enforcement.root ({system['root']}) "
+                                   f"but the inventory was read from {system['tmp']}")
+    assert installed(system["root"], system["wps"])

@@ -23,7 +23,7 @@ import pytest
 from agent.banlist.parse import parse_banlist
 from agent.config import parse_config
 from agent.enforce.deny import DenySet
-from agent.enforce.execguard import ExecGuard, GuardUnavailable
+from agent.enforce.execguard import ExecGuard, GuardUnavailable, exec_mounts
 from agent.enforce.guard import build_deny
 from agent.enforce.guardprocess import GuardProcess
 from agent.inventory.base import Context
@@ -236,3 +236,9 @@ def test_worker_reports_denials_and_stats_to_the_agent(mount: Path) -> None:
     assert runs(banned)
     assert [(d.path, d.entry) for d in denied] == [(str(banned), "wps-office")]
     assert guard.stats["denied"] == 1
+
+
+def test_the_guard_watches_real_filesystems_only(mount: Path) -> None:
+    points = exec_mounts()
+    assert "/" in points and str(mount) in points
+    assert "/proc" not in points and "/sys" not in points
