@@ -36,7 +36,7 @@ class KillOnLaunch:
         self.proc = proc
         self.stats: Counter[str] = Counter()
         self._cache = VerdictCache()
-        self._seen: dict[int, str] = {}
+        self._seen: dict[int, tuple[str, str]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -73,30 +73,32 @@ class KillOnLaunch:
             self._stop.wait(self.interval)
 
     def scan(self) -> list[Denial]:
-        """Look at every process not seen before; stop and return the banned ones."""
-        current: dict[int, str] = {}
+        """Look at every process whose (start time, executable) was not seen before — a process
+        that execs keeps its PID and start time, so the executable is part of what was seen —
+        and stop and return the banned ones."""
+        current: dict[int, tuple[str, str]] = {}
         stopped = []
         for name in os.listdir(self.proc):
             if not name.isdigit():
                 continue
             pid = int(name)
             started = _start_time(self.proc, pid)
+            try:
+                exe = os.readlink(f"{self.proc}/{pid}/exe").removesuffix(" (deleted)")
+            except OSError:
+                continue
             if started is None:
                 continue
-            current[pid] = started
-            if self._seen.get(pid) == started:
+            current[pid] = (started, exe)
+            if self._seen.get(pid) == current[pid]:
                 continue
-            denial = self._judge(pid)
+            denial = self._judge(pid, exe)
             if denial is not None:
                 stopped.append(denial)
         self._seen = current
         return stopped
 
-    def _judge(self, pid: int) -> Denial | None:
-        try:
-            exe = os.readlink(f"{self.proc}/{pid}/exe").removesuffix(" (deleted)")
-        except OSError:
-            return None
+    def _judge(self, pid: int, exe: str) -> Denial | None:
         entry = self._verdict(exe)
         if not entry or unsafe_reason(pid, self.proc):
             return None

@@ -8,6 +8,7 @@ import io
 import os
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -133,3 +134,20 @@ def test_kill_on_launch_stops_a_banned_program_and_leaves_others(tmp_path: Path)
         survivor.kill()
         survivor.wait()
     assert [(d.path, d.pid, d.entry) for d in killed] == [(str(banned), victim.pid, "wps-office")]
+
+
+def test_kill_on_launch_catches_a_process_that_execs_after_it_was_seen(tmp_path: Path) -> None:
+    """A forked child is seen running its parent's program first; when it later execs the banned
+    one it keeps PID and start time, and must still be caught."""
+    need_root()
+    banned = tmp_path / unique("wps")
+    shutil.copy("/bin/sleep", banned)
+    watcher = KillOnLaunch(DenySet(names={banned.name: "wps-office"}), interval=0.1, grace=2.0)
+    watcher.start()
+    try:
+        late = subprocess.Popen([sys.executable, "-c",
+                                 f"import os, time; time.sleep(1); os.execv({str(banned)!r}, [{str(banned)!r}, '300'])"])
+        assert wait_gone(late) == -15
+    finally:
+        watcher.stop()
+    assert watcher.stats["killed"] == 1
