@@ -5,7 +5,8 @@ file on the watched filesystems until the guard answers FAN_ALLOW or FAN_DENY, a
 fails with EPERM. Verdicts come from a cache keyed by (device, inode, mtime, size); a verdict that
 would take longer than the deadline (hashing a large file) is answered with the fail mode at once
 and finished in the background for next time. An internal error answers allow (fail-open, logged
-and counted) unless `fail_closed` is set; the guard's own process is always allowed.
+and counted) unless `fail_closed` is set; the guard's own process is always allowed. `stats`
+counts answers and the time spent deciding them (`decide_ns`), for metrics and the benchmark.
 
 The service runs it in a worker process (agent/enforce/guardprocess.py), so answers never wait
 for the agent's GIL; on its own it is used as:
@@ -198,6 +199,7 @@ class ExecGuard:
             if mask & FAN_Q_OVERFLOW or fd == FAN_NOFD:
                 self.stats["overflow"] += 1
                 continue
+            began = time.perf_counter_ns()
             try:
                 entry = self._decide(fd, pid)
                 allow = entry == ""
@@ -205,6 +207,7 @@ class ExecGuard:
                 self.stats["errors"] += 1
                 log_event(logger, logging.ERROR, "execguard.error", pid=pid, error=f"{type(exc).__name__}: {exc}")
                 allow, entry = not self.fail_closed, ""
+            self.stats["decide_ns"] += time.perf_counter_ns() - began
             os.write(self._fan, _RESPONSE.pack(fd, FAN_ALLOW if allow else FAN_DENY))
             self.stats["allowed" if allow else "denied"] += 1
             if not allow and entry:
