@@ -110,8 +110,8 @@ def file_key(st: os.stat_result) -> tuple[int, int, int, int]:
 
 
 class VerdictCache:
-    """Thread-safe verdicts keyed by file identity, bounded (cleared when full) and emptied
-    whenever the deny set changes."""
+    """Thread-safe verdicts keyed by file identity, bounded (cleared when full); a guard starts a
+    new one whenever the deny set changes."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -126,7 +126,3 @@ class VerdictCache:
             if len(self._verdicts) >= CACHE_LIMIT:
                 self._verdicts.clear()
             self._verdicts[key] = verdict
-
-    def clear(self) -> None:
-        with self._lock:
-            self._verdicts.clear()

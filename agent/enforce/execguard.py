@@ -57,6 +57,10 @@ PSEUDO_FILESYSTEMS = frozenset({
 })
 
 
+_LateWork = tuple[tuple[int, int, int, int], str, VerdictCache, DenySet]
+"""A verdict that missed its deadline: file key, path, and the cache and deny set it belongs to."""
+
+
 class GuardUnavailable(RuntimeError):
     """fanotify cannot be used here (old kernel, no CAP_SYS_ADMIN, seccomp); the message says why."""
 
@@ -112,7 +116,7 @@ class ExecGuard:
         self._wake: tuple[int, int] | None = None
         self._thread: threading.Thread | None = None
         self._helpers: list[threading.Thread] = []
-        self._late: queue.Queue[tuple[int, tuple[int, int, int, int], str]] = queue.Queue(maxsize=64)
+        self._late: queue.Queue[tuple[int, _LateWork | None]] = queue.Queue(maxsize=64)
         self._denials: queue.Queue[Denial | None] = queue.Queue()
 
     def start(self) -> None:
@@ -152,9 +156,10 @@ class ExecGuard:
         raise GuardUnavailable(f"fanotify_mark {mount}: {os.strerror(err)}")
 
     def update(self, deny: DenySet) -> None:
-        """Use a new deny set from now on (forgetting every cached verdict)."""
+        """Use a new deny set from now on, with a fresh verdict cache (a verdict still being made
+        under the old set lands in the old cache, never in the new one)."""
+        self._cache = VerdictCache()
         self.deny = deny
-        self._cache.clear()
 
     def stop(self) -> None:
         """Stop answering and close the group; the kernel then allows every pending exec."""
@@ -162,7 +167,7 @@ class ExecGuard:
             return
         os.write(self._wake[1], b"x")
         self._thread.join()
-        self._late.put((-1, (0, 0, 0, 0), ""))
+        self._late.put((-1, None))
         self._denials.put(None)
         for helper in self._helpers:
             helper.join()
@@ -219,36 +224,38 @@ class ExecGuard:
         if pid in self._own:
             self.stats["self"] += 1
             return ""
+        cache, deny = self._cache, self.deny
         key = file_key(os.fstat(fd))
-        cached = self._cache.get(key)
+        cached = cache.get(key)
         if cached is not None:
             self.stats["cached"] += 1
             return cached
         path = _fd_path(fd)
         deadline = time.monotonic() + self.deadline
         try:
-            verdict = self.deny.verdict(path, lambda: sha256_fd(fd, deadline, time.monotonic))
+            verdict = deny.verdict(path, lambda: sha256_fd(fd, deadline, time.monotonic))
         except TimeoutError:
             self.stats["deadline"] += 1
-            self._finish_later(fd, key, path)
+            self._finish_later(fd, (key, path, cache, deny))
             return "(deadline)" if self.fail_closed else ""
-        self._cache.put(key, verdict)
+        cache.put(key, verdict)
         return verdict
 
-    def _finish_later(self, fd: int, key: tuple[int, int, int, int], path: str) -> None:
+    def _finish_later(self, fd: int, work: _LateWork) -> None:
         try:
-            self._late.put_nowait((os.dup(fd), key, path))
+            self._late.put_nowait((os.dup(fd), work))
         except queue.Full:
             pass
 
     def _background(self) -> None:
         """Finish verdicts that missed the deadline, so the next exec of the file is judged."""
         while True:
-            fd, key, path = self._late.get()
-            if fd < 0:
+            fd, work = self._late.get()
+            if work is None:
                 return
+            key, path, cache, deny = work
             try:
-                self._cache.put(key, self.deny.verdict(path, lambda: sha256_fd(fd)))
+                cache.put(key, deny.verdict(path, lambda: sha256_fd(fd)))
             except OSError as exc:
                 log_event(logger, logging.WARNING, "execguard.hash_failed", path=path, error=str(exc))
             finally:

@@ -9,7 +9,8 @@ and allows everything (fail-open), and the agent sees it exit.
 
 Protocol (JSON lines): the agent writes `{"start": {...settings}, "deny": {...}}`, then any number
 of `{"deny": {...}}` updates; closing stdin stops the worker. The worker answers `{"ready": true}`
-or `{"unavailable": "why"}`, then `{"denied": {...}}` per denial and `{"stats": {...}}` at exit.
+or `{"unavailable": "why"}`, `{"updated": true}` once an update is in force, `{"denied": {...}}`
+per denial and `{"stats": {...}}` at exit.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class GuardProcess:
         self._worker: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
         self._ready = threading.Event()
+        self._updated = threading.Semaphore(0)
         self._failure = ""
 
     def start(self) -> None:
@@ -75,9 +77,13 @@ class GuardProcess:
             raise GuardUnavailable(self._failure or "exec guard worker did not start")
 
     def update(self, deny: DenySet) -> None:
+        """Send a new deny set and wait until the worker uses it (so the caller knows the new list
+        is in force when this returns). Raise GuardUnavailable if the worker does not confirm."""
         self.deny = deny
         if self._worker is not None:
             self._send({"deny": deny_to_dict(deny)})
+            if not self._updated.acquire(timeout=STARTUP_TIMEOUT):
+                raise GuardUnavailable("exec guard worker did not confirm the new deny set")
 
     def stop(self) -> None:
         if self._worker is None:
@@ -111,6 +117,8 @@ class GuardProcess:
             elif "unavailable" in message:
                 self._failure = message["unavailable"]
                 self._ready.set()
+            elif "updated" in message:
+                self._updated.release()
             elif "denied" in message and self.on_deny is not None:
                 self.on_deny(Denial(**message["denied"]))
             elif "stats" in message:
@@ -149,6 +157,7 @@ def main() -> int:
     _emit(sys.stdout, lock, {"ready": True})
     for line in sys.stdin:
         guard.update(deny_from_dict(json.loads(line)["deny"]))
+        _emit(sys.stdout, lock, {"updated": True})
     guard.stop()
     _emit(sys.stdout, lock, {"stats": dict(guard.stats)})
     return 0

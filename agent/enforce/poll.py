@@ -55,9 +55,10 @@ class KillOnLaunch:
         log_event(logger, logging.INFO, "killonlaunch.stopped", **dict(self.stats))
 
     def update(self, deny: DenySet) -> None:
+        """Judge every process again under the new deny set."""
+        self._cache = VerdictCache()
         self.deny = deny
-        self._cache.clear()
-        self._seen.clear()
+        self._seen = {}
 
     @property
     def running(self) -> bool:
