@@ -94,6 +94,19 @@ class EnforcementConfig:
     protected: tuple[str, ...] = ()
     max_removals: int = 5
     contact: str = ""
+    root: str = "/"
+    """The system acted on: packages are removed and pins and rules written under it (tests aim
+    it at a throwaway tree)."""
+    guard: Literal["auto", "fanotify", "fapolicyd", "poll", "off"] = "auto"
+    guard_mounts: tuple[str, ...] = ()
+    fail_closed: bool = False
+    guard_deadline: float = 0.25
+    kill_interval: str = field(default="0.5s", metadata=_INTERVAL_CHECK)
+    kill_grace: float = 3.0
+    fapolicyd_rules: str = "/etc/fapolicyd/rules.d/15-appban.rules"
+    audit_log: str = ""
+    quarantine_dir: str = ""
+    notify: bool = True
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ Exit 0 when there is no violation, 1 when there is one, 2 when no verdict could 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import uuid
 from datetime import datetime, timezone
@@ -13,11 +14,25 @@ from datetime import datetime, timezone
 from agent import __version__
 from agent.banlist.source import load_active
 from agent.commands.common import add_collection_args, add_config_arg, config_from, gather
+from agent.enforce.act import enforce, write_fapolicyd_rules
 from agent.match import compile_banlist, match
 from agent.model import Report
+from agent.runner import Runner
 from agent.report.render import render_json, render_table
 
 EXIT_COMPLIANT, EXIT_VIOLATION, EXIT_NO_VERDICT = 0, 1, 2
+
+
+class EnforceUsageError(ValueError):
+    """--enforce asked for something it cannot do (act on saved inventories)."""
+
+
+def _same_system(read: str, enforced: str) -> None:
+    """Refuse to act on one system after reading another (a `--root` image checked with
+    --enforce must never have its findings removed from the running machine)."""
+    if os.path.realpath(read) != os.path.realpath(enforced):
+        raise EnforceUsageError(
+            f"--enforce acts on enforcement.root ({enforced}) but the inventory was read from {read}")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -27,17 +42,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--group", action="append", metavar="G",
                         help="the local device's groups (repeatable; overrides config device.groups)")
     add_collection_args(parser)
+    parser.add_argument("--enforce", action="store_true",
+                        help="block what the list and local config (enforcement.mode: block) say to block")
+    parser.add_argument("--dry-run", action="store_true", help="with --enforce: print the exact plan, change nothing")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the check; user errors propagate to the CLI, which prints one line and exits 2."""
+    enforcing = args.enforce or args.dry_run
+    if enforcing and args.inventory:
+        raise EnforceUsageError("--enforce acts on this machine; it cannot be used with --inventory")
     now = datetime.now(timezone.utc)
     config = config_from(args)
+    if enforcing:
+        _same_system(args.root or config.inventory.root, config.enforcement.root)
     banlist, info = load_active(config, args.banlist, now)
     inventory = gather(args, config, args.group)
     devices = {d.id: d for d in inventory.devices}
     findings = match(inventory.apps, devices, compile_banlist(banlist), now)
+    if enforcing:
+        out = sys.stderr if args.format == "json" else sys.stdout
+        runner = Runner(commands=config.commands)
+        host = inventory.devices[0]
+        findings = list(enforce(findings, config, host, runner, out, args.dry_run).findings)
+        write_fapolicyd_rules(banlist, findings, config, host, runner, out, now, args.dry_run)
     report = Report(
         id=str(uuid.uuid4()), generated=now, agent_version=__version__, banlist=info,
         inventory=inventory, findings=tuple(findings),

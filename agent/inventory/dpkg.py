@@ -20,7 +20,7 @@ from agent.model import App
 
 STATUS_FILE = "/var/lib/dpkg/status"
 INFO_DIR = "/var/lib/dpkg/info"
-_FIELD = re.compile(r"\n(Package|Status|Version|Architecture|Maintainer|Multi-Arch):[ \t]*([^\n]*)")
+_FIELD = re.compile(r"\n(Package|Status|Version|Architecture|Maintainer|Multi-Arch|Essential|Priority):[ \t]*([^\n]*)")
 """The fields read, as (key, value) at the start of a line; continuation lines start with a space
 and are never matched. One pass over the whole file: at 100,000 packages, splitting it into
 stanzas first costs more than dpkg-query takes to list them."""
@@ -52,13 +52,27 @@ def _add(apps: list[App], fields: dict[str, str]) -> None:
     if not status.rstrip().endswith(" installed") or len(status.split()) != 3 or "Package" not in fields:
         return
     name, arch = fields["Package"].rstrip(), fields.get("Architecture", "").rstrip()
-    multi_arch = fields.get("Multi-Arch", "").rstrip()
     apps.append(App(
         source="dpkg", id=name, name=name, version=fields.get("Version", "").rstrip(),
         publisher=fields.get("Maintainer", "").rstrip(),
         aliases=(f"{name}:{arch}",) if arch and arch != "all" else (),
-        extra=(("arch", arch), ("multi_arch", multi_arch)) if multi_arch else (("arch", arch),) if arch else (),
+        extra=_extra(arch, fields),
     ))
+
+
+def _extra(arch: str, fields: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """The architecture and Multi-Arch, and the marks that put a package beyond blocking
+    (Essential: yes, Priority: required), so enforcement can refuse without reading the database
+    again."""
+    extra = [("arch", arch)] if arch else []
+    multi_arch = fields.get("Multi-Arch", "").rstrip()
+    if multi_arch:
+        extra.append(("multi_arch", multi_arch))
+    if fields.get("Essential", "").strip().lower() == "yes":
+        extra.append(("essential", "yes"))
+    if fields.get("Priority", "").strip().lower() == "required":
+        extra.append(("priority", "required"))
+    return tuple(sorted(extra))
 
 
 class DpkgCollector:

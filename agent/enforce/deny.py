@@ -1,0 +1,128 @@
+"""What the exec guards deny: the files, executable names and hashes of entries that block here.
+
+Shared by the fanotify guard, the kill-on-launch poller and the fapolicyd rules writer, so all
+three refuse exactly the same programs. Building the set is pure; the one piece of I/O a verdict
+may need (hashing a file) is passed in, and verdicts are cached per (device, inode, mtime, size) so
+an unchanged file is judged once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable, Iterable, Mapping
+
+from agent.config import EnforcementConfig
+from agent.match import scope_status
+from agent.model import App, BanList, Device, Entry, aware
+
+HASH_CHUNK = 1 << 20
+CACHE_LIMIT = 65536
+
+
+def guard_entries(banlist: BanList, device: Device, config: EnforcementConfig, now: datetime) -> list[Entry]:
+    """Given the list in force, return the entries whose programs must not start on this device:
+    action block, local mode block, and a violation here — a device with any active exception
+    for the entry is left out entirely, since an exec has no finding to weigh it against."""
+    if config.mode != "block":
+        return []
+    anyone = App(source="exec", id="")
+    chosen = []
+    for entry in banlist.entries:
+        if entry.action != "block":
+            continue
+        excepted = [e for e in banlist.exceptions if e.entry == entry.id and (not e.devices or device.id in e.devices)]
+        scoped = scope_status(entry, device, anyone, (), now)
+        if scoped is not None and scoped[0] == "violation" and not any(aware(e.expires) > aware(now) for e in excepted):
+            chosen.append(entry)
+    return chosen
+
+
+@dataclass(frozen=True)
+class DenySet:
+    """Programs to deny, each mapped to the entry that bans it, and the files never denied."""
+
+    paths: Mapping[str, str] = field(default_factory=dict)
+    names: Mapping[str, str] = field(default_factory=dict)
+    sha256: Mapping[str, str] = field(default_factory=dict)
+    allowed: frozenset[str] = frozenset()
+    """Files of essential or required packages: no list may stop the system's own tools."""
+    protected: tuple[str, ...] = ()
+    """The local `protected` paths (files or folders)."""
+
+    def __bool__(self) -> bool:
+        return bool(self.paths or self.names or self.sha256)
+
+    def verdict(self, path: str, digest: Callable[[], str]) -> str:
+        """Given a program's path and a way to hash it, return the id of the entry that bans it,
+        or "" when it may run. The hash is computed only when the list has hashes."""
+        if path in self.allowed or any(path == p or path.startswith(p.rstrip("/") + "/") for p in self.protected):
+            return ""
+        entry = self.paths.get(path) or self.names.get(os.path.basename(path).casefold(), "")
+        if entry or not self.sha256:
+            return entry
+        return self.sha256.get(digest(), "")
+
+
+def deny_set(
+    entries: Iterable[Entry], package_paths: Mapping[str, Iterable[str]],
+    allowed: Iterable[str] = (), protected: Iterable[str] = (),
+) -> DenySet:
+    """Given blocking entries, the files of installed packages they ban ({entry id: paths}),
+    the files of essential packages and the local protected list, return the DenySet."""
+    names: dict[str, str] = {}
+    hashes: dict[str, str] = {}
+    for entry in entries:
+        for name in entry.match.executables:
+            names.setdefault(name, entry.id)
+        for digest in entry.match.sha256:
+            hashes.setdefault(digest, entry.id)
+    paths = {p: entry for entry, files in package_paths.items() for p in files}
+    return DenySet(
+        paths=paths, names=names, sha256=hashes,
+        allowed=frozenset(allowed), protected=tuple(p for p in protected if p.startswith("/")),
+    )
+
+
+def sha256_fd(fd: int, deadline: float | None = None, clock: Callable[[], float] | None = None) -> str:
+    """Return the hex sha256 of an open file (read with pread, so the offset is untouched).
+
+    Raise TimeoutError if `deadline` (a `clock()` reading) passes before the end.
+    """
+    digest = hashlib.sha256()
+    offset = 0
+    while True:
+        chunk = os.pread(fd, HASH_CHUNK, offset)
+        if not chunk:
+            return digest.hexdigest()
+        digest.update(chunk)
+        offset += len(chunk)
+        if deadline is not None and clock is not None and clock() > deadline:
+            raise TimeoutError("hashing passed the deadline")
+
+
+def file_key(st: os.stat_result) -> tuple[int, int, int, int]:
+    """The identity of a file's content as far as a cache can tell without reading it."""
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+class VerdictCache:
+    """Thread-safe verdicts keyed by file identity, bounded (cleared when full); a guard starts a
+    new one whenever the deny set changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._verdicts: dict[tuple[int, int, int, int], str] = {}
+
+    def get(self, key: tuple[int, int, int, int]) -> str | None:
+        with self._lock:
+            return self._verdicts.get(key)
+
+    def put(self, key: tuple[int, int, int, int], verdict: str) -> None:
+        with self._lock:
+            if len(self._verdicts) >= CACHE_LIMIT:
+                self._verdicts.clear()
+            self._verdicts[key] = verdict

@@ -1,0 +1,280 @@
+"""The exec guard: deny the start of banned programs before their first instruction runs.
+
+It uses fanotify exec-permission events, as fapolicyd does: the kernel holds every execve of a
+file on the watched filesystems until the guard answers FAN_ALLOW or FAN_DENY, and a denied execve
+fails with EPERM. Verdicts come from a cache keyed by (device, inode, mtime, size); a verdict that
+would take longer than the deadline (hashing a large file) is answered with the fail mode at once
+and finished in the background for next time. An internal error answers allow (fail-open, logged
+and counted) unless `fail_closed` is set; the guard's own process is always allowed. `stats`
+counts answers and the time spent deciding them (`decide_ns`), for metrics and the benchmark.
+
+The service runs it in a worker process (agent/enforce/guardprocess.py), so answers never wait
+for the agent's GIL; on its own it is used as:
+
+    guard = ExecGuard(deny_set, mounts=("/",))
+    guard.start()          # raises GuardUnavailable without fanotify / CAP_SYS_ADMIN
+    ...
+    guard.update(new_set)  # after a new list or scan
+    guard.stop()           # closing the group lets the kernel allow anything still pending
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import queue
+import select
+import struct
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from agent.enforce.deny import DenySet, VerdictCache, file_key, sha256_fd
+from agent.log import log_event
+
+logger = logging.getLogger(__name__)
+
+FAN_CLOEXEC, FAN_NONBLOCK, FAN_CLASS_CONTENT = 0x1, 0x2, 0x4
+FAN_MARK_ADD, FAN_MARK_MOUNT, FAN_MARK_FILESYSTEM = 0x1, 0x10, 0x100
+FAN_OPEN_EXEC_PERM = 0x40000
+FAN_Q_OVERFLOW = 0x4000
+FAN_ALLOW, FAN_DENY = 0x1, 0x2
+FAN_NOFD = -1
+AT_FDCWD = -100
+
+_METADATA = struct.Struct("=IBBHQii")
+_RESPONSE = struct.Struct("=iI")
+_READ_SIZE = 64 * 1024
+
+PSEUDO_FILESYSTEMS = frozenset({
+    "proc", "sysfs", "cgroup", "cgroup2", "devpts", "mqueue", "debugfs", "tracefs", "securityfs",
+    "pstore", "bpf", "configfs", "fusectl", "hugetlbfs", "autofs", "binfmt_misc", "rpc_pipefs",
+    "nsfs", "efivarfs", "selinuxfs", "devtmpfs",
+})
+
+
+_LateWork = tuple[tuple[int, int, int, int], str, VerdictCache, DenySet]
+"""A verdict that missed its deadline: file key, path, and the cache and deny set it belongs to."""
+
+
+class GuardUnavailable(RuntimeError):
+    """fanotify cannot be used here (old kernel, no CAP_SYS_ADMIN, seccomp); the message says why."""
+
+
+@dataclass(frozen=True)
+class Denial:
+    """One refused exec: what, by whom, and which entry banned it."""
+
+    path: str
+    pid: int
+    entry: str
+
+
+def exec_mounts(mountinfo: str = "/proc/self/mountinfo") -> list[str]:
+    """Return the mount points of real filesystems (those programs can be started from)."""
+    points = []
+    with open(mountinfo, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            left, _, right = line.partition(" - ")
+            fstype = right.split(" ", 1)[0]
+            point = left.split(" ")[4].replace("\\040", " ")
+            if fstype not in PSEUDO_FILESYSTEMS and point not in points:
+                points.append(point)
+    return points
+
+
+def _libc() -> ctypes.CDLL:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fanotify_init.argtypes = [ctypes.c_uint, ctypes.c_uint]
+    libc.fanotify_init.restype = ctypes.c_int
+    libc.fanotify_mark.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_uint64, ctypes.c_int, ctypes.c_char_p]
+    libc.fanotify_mark.restype = ctypes.c_int
+    return libc
+
+
+class ExecGuard:
+    """A fanotify exec-permission guard running in its own thread (see the module docstring)."""
+
+    def __init__(
+        self, deny: DenySet, mounts: Sequence[str] = (), deadline: float = 0.25,
+        fail_closed: bool = False, on_deny: Callable[[Denial], None] | None = None,
+        allow_pids: frozenset[int] = frozenset(),
+    ) -> None:
+        self.deny = deny
+        self.mounts = tuple(mounts)
+        self.deadline = deadline
+        self.fail_closed = fail_closed
+        self.on_deny = on_deny
+        self.stats: Counter[str] = Counter()
+        self._cache = VerdictCache()
+        self._own = frozenset({os.getpid(), *allow_pids})
+        self._fan = -1
+        self._wake: tuple[int, int] | None = None
+        self._thread: threading.Thread | None = None
+        self._helpers: list[threading.Thread] = []
+        self._late: queue.Queue[tuple[int, _LateWork | None]] = queue.Queue(maxsize=64)
+        self._denials: queue.Queue[Denial | None] = queue.Queue()
+
+    def start(self) -> None:
+        """Open the fanotify group, mark every mount and start answering. Raise GuardUnavailable."""
+        libc = _libc()
+        fan = libc.fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK,
+                                 os.O_RDONLY | os.O_LARGEFILE | os.O_CLOEXEC)
+        if fan < 0:
+            raise GuardUnavailable(f"fanotify_init: {os.strerror(ctypes.get_errno())}")
+        try:
+            for mount in self.mounts or exec_mounts():
+                self._mark(libc, fan, mount)
+        except GuardUnavailable:
+            os.close(fan)
+            raise
+        self._fan = fan
+        self._wake = os.pipe2(os.O_CLOEXEC)
+        threads = [threading.Thread(target=self._loop, name="appban-execguard", daemon=True),
+                   threading.Thread(target=self._background, name="appban-execguard-late", daemon=True),
+                   threading.Thread(target=self._report, name="appban-execguard-report", daemon=True)]
+        for thread in threads:
+            thread.start()
+        self._thread, self._helpers = threads[0], threads[1:]
+        log_event(logger, logging.INFO, "execguard.started", mounts=",".join(self.mounts) or "all",
+                  paths=len(self.deny.paths), names=len(self.deny.names), hashes=len(self.deny.sha256))
+
+    @staticmethod
+    def _mark(libc: ctypes.CDLL, fan: int, mount: str) -> None:
+        """Watch a whole filesystem (every mount of it); fall back to the one mount when the
+        filesystem cannot be marked (no fsid, e.g. some FUSE or overlay setups)."""
+        for how in (FAN_MARK_FILESYSTEM, FAN_MARK_MOUNT):
+            if libc.fanotify_mark(fan, FAN_MARK_ADD | how, FAN_OPEN_EXEC_PERM, AT_FDCWD, os.fsencode(mount)) == 0:
+                return
+            err = ctypes.get_errno()
+            if err not in (errno.EINVAL, errno.EXDEV, errno.ENODEV, errno.EOPNOTSUPP):
+                break
+        raise GuardUnavailable(f"fanotify_mark {mount}: {os.strerror(err)}")
+
+    def update(self, deny: DenySet) -> None:
+        """Use a new deny set from now on, with a fresh verdict cache (a verdict still being made
+        under the old set lands in the old cache, never in the new one)."""
+        self._cache = VerdictCache()
+        self.deny = deny
+
+    def stop(self) -> None:
+        """Stop answering and close the group; the kernel then allows every pending exec."""
+        if self._thread is None or self._wake is None:
+            return
+        os.write(self._wake[1], b"x")
+        self._thread.join()
+        self._late.put((-1, None))
+        self._denials.put(None)
+        for helper in self._helpers:
+            helper.join()
+        os.close(self._fan)
+        for fd in self._wake:
+            os.close(fd)
+        self._fan, self._wake, self._thread = -1, None, None
+        log_event(logger, logging.INFO, "execguard.stopped", **dict(self.stats))
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def _loop(self) -> None:
+        assert self._wake is not None
+        poller = select.poll()
+        poller.register(self._fan, select.POLLIN)
+        poller.register(self._wake[0], select.POLLIN)
+        while True:
+            ready = {fd for fd, _ in poller.poll()}
+            if self._wake[0] in ready:
+                return
+            try:
+                data = os.read(self._fan, _READ_SIZE)
+            except BlockingIOError:
+                continue
+            self._answer_all(data)
+
+    def _answer_all(self, data: bytes) -> None:
+        offset = 0
+        while offset + _METADATA.size <= len(data):
+            length, _vers, _res, _mlen, mask, fd, pid = _METADATA.unpack_from(data, offset)
+            offset += length or _METADATA.size
+            if mask & FAN_Q_OVERFLOW or fd == FAN_NOFD:
+                self.stats["overflow"] += 1
+                continue
+            began = time.perf_counter_ns()
+            try:
+                entry = self._decide(fd, pid)
+                allow = entry == ""
+            except Exception as exc:  # noqa: BLE001 - a guard bug must never wedge every exec
+                self.stats["errors"] += 1
+                log_event(logger, logging.ERROR, "execguard.error", pid=pid, error=f"{type(exc).__name__}: {exc}")
+                allow, entry = not self.fail_closed, ""
+            self.stats["decide_ns"] += time.perf_counter_ns() - began
+            os.write(self._fan, _RESPONSE.pack(fd, FAN_ALLOW if allow else FAN_DENY))
+            self.stats["allowed" if allow else "denied"] += 1
+            if not allow and entry:
+                self._denials.put(Denial(_fd_path(fd), pid, entry))
+            os.close(fd)
+
+    def _decide(self, fd: int, pid: int) -> str:
+        """Return the entry that bans the file behind `fd`, or "" to allow it."""
+        if pid in self._own:
+            self.stats["self"] += 1
+            return ""
+        cache, deny = self._cache, self.deny
+        key = file_key(os.fstat(fd))
+        cached = cache.get(key)
+        if cached is not None:
+            self.stats["cached"] += 1
+            return cached
+        path = _fd_path(fd)
+        deadline = time.monotonic() + self.deadline
+        try:
+            verdict = deny.verdict(path, lambda: sha256_fd(fd, deadline, time.monotonic))
+        except TimeoutError:
+            self.stats["deadline"] += 1
+            self._finish_later(fd, (key, path, cache, deny))
+            return "(deadline)" if self.fail_closed else ""
+        cache.put(key, verdict)
+        return verdict
+
+    def _finish_later(self, fd: int, work: _LateWork) -> None:
+        try:
+            self._late.put_nowait((os.dup(fd), work))
+        except queue.Full:
+            pass
+
+    def _background(self) -> None:
+        """Finish verdicts that missed the deadline, so the next exec of the file is judged."""
+        while True:
+            fd, work = self._late.get()
+            if work is None:
+                return
+            key, path, cache, deny = work
+            try:
+                cache.put(key, deny.verdict(path, lambda: sha256_fd(fd)))
+            except OSError as exc:
+                log_event(logger, logging.WARNING, "execguard.hash_failed", path=path, error=str(exc))
+            finally:
+                os.close(fd)
+
+    def _report(self) -> None:
+        """Log denials and hand them to `on_deny` off the answering thread, so a slow
+        notification never delays an exec."""
+        while True:
+            denial = self._denials.get()
+            if denial is None:
+                return
+            log_event(logger, logging.WARNING, "execguard.denied", path=denial.path, pid=denial.pid, rule=denial.entry)
+            if self.on_deny is not None:
+                try:
+                    self.on_deny(denial)
+                except Exception as exc:  # noqa: BLE001 - reporting must not stop the guard
+                    log_event(logger, logging.ERROR, "execguard.report_failed", error=str(exc))
+
+
+def _fd_path(fd: int) -> str:
+    return os.readlink(f"/proc/self/fd/{fd}").removesuffix(" (deleted)")

@@ -1,0 +1,117 @@
+"""Pure pieces of enforcement: which entries the exec guard enforces here, deny verdicts, the
+fapolicyd rules text and its check, dnf excludes, APT pins, notification text, dpkg's marks."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from agent.config import EnforcementConfig
+from agent.enforce.deny import DenySet, deny_set, guard_entries
+from agent.enforce.fapolicyd import RulesError, check_rules, render_rules
+from agent.enforce.notify import message, session_env
+from agent.enforce.uninstall import apt_preference, safe_name, with_dnf_exclude
+from agent.inventory.dpkg import parse_status
+from agent.model import BanException, BanList, Device, Entry, Match
+
+NOW = datetime(2026, 11, 22, tzinfo=timezone.utc)
+BLOCK = EnforcementConfig(mode="block")
+DIGEST = "a" * 64
+
+
+def entry(eid: str, **kw) -> Entry:
+    return Entry(id=eid, name=eid, action=kw.pop("action", "block"), match=Match(executables=(eid,)), **kw)
+
+
+def banlist(*entries: Entry, exceptions=()) -> BanList:
+    return BanList("appban.banlist/v1", 1, NOW, tuple(entries), exceptions=tuple(exceptions))
+
+
+def test_guard_enforces_only_blocking_entries_in_force_on_this_device() -> None:
+    device = Device(id="pc-1", groups=("staff",))
+    listed = banlist(
+        entry("everywhere"), entry("reported", action="report"),
+        entry("staff-only", applies_to=("staff",)), entry("others", applies_to=("ministers",)),
+        entry("advisory", applies_to=("x",), advisory_for=("staff",)), entry("exempted", exempt=("staff",)),
+        entry("later", effective=NOW + timedelta(days=3)), entry("excepted"), entry("lapsed-exception"),
+        exceptions=[BanException("excepted", "CIO", "pilot", NOW + timedelta(days=1), devices=("pc-1",)),
+                    BanException("lapsed-exception", "CIO", "pilot", NOW - timedelta(days=1))],
+    )
+    assert [e.id for e in guard_entries(listed, device, BLOCK, NOW)] == ["everywhere", "staff-only", "lapsed-exception"]
+    assert guard_entries(listed, device, EnforcementConfig(), NOW) == []
+
+
+def test_verdicts_paths_names_hashes_and_what_is_never_denied() -> None:
+    deny = deny_set([Entry(id="wps", name="WPS", match=Match(executables=("wps",), sha256=(DIGEST,)))],
+                    {"wps": ["/usr/bin/wpp"]}, allowed=["/bin/wps"], protected=["/opt/keep", "wps-pkg"])
+    calls = []
+
+    def digest() -> str:
+        calls.append(1)
+        return DIGEST
+
+    assert deny.verdict("/usr/bin/wpp", digest) == "wps"
+    assert deny.verdict("/home/a/WPS", digest) == "wps"
+    assert deny.verdict("/bin/wps", digest) == ""            # an essential package's file
+    assert deny.verdict("/opt/keep/wps", digest) == ""       # protected folder
+    assert deny.verdict("/opt/keep-not/wps", digest) == "wps"
+    assert calls == []                                        # no hashing when a cheaper rule decides
+    assert deny.verdict("/tmp/renamed", digest) == "wps" and calls == [1]
+    assert DenySet(names={"x": "y"}).verdict("/a/b", lambda: pytest.fail("hashed without hashes")) == ""
+
+
+def test_fapolicyd_rules_are_valid_and_say_what_they_cannot_express() -> None:
+    deny = DenySet(paths={"/usr/bin/wps": "wps", "/opt/My App/x": "wps"}, names={"wps": "wps"}, sha256={DIGEST: "wps"})
+    text, skipped = render_rules(deny)
+    check_rules(text)
+    assert "deny_audit perm=execute all : path=/usr/bin/wps\n" in text
+    assert f"deny_audit perm=execute all : sha256hash={DIGEST}\n" in text
+    assert skipped == ["executable name 'wps' (fapolicyd has no basename match)",
+                       "path '/opt/My App/x' (cannot be written as a fapolicyd rule)"]
+
+
+@pytest.mark.parametrize("line,error", [
+    ("deny perm=execute all path=/x", "not a fapolicyd rule"),
+    ("deny perm=run all : path=/x", "not a fapolicyd rule"),
+    ("deny perm=execute all : path=relative", "path must be absolute"),
+    ("deny perm=execute all : sha256hash=ABC", "sha256hash must be 64"),
+])
+def test_a_bad_rules_file_is_refused_naming_the_line(line: str, error: str) -> None:
+    with pytest.raises(RulesError, match=f"line 2: .*{error}"):
+        check_rules(f"# header\n{line}\n")
+
+
+def test_dnf_exclude_is_added_once_to_main() -> None:
+    assert with_dnf_exclude("", "wps") == "[main]\nexcludepkgs=wps\n"
+    text = "[main]\ngpgcheck=1\nexcludepkgs=foo bar\n[updates]\nx=1\n"
+    once = with_dnf_exclude(text, "wps")
+    assert once == "[main]\ngpgcheck=1\nexcludepkgs=foo,bar,wps\n[updates]\nx=1\n"
+    assert with_dnf_exclude(once, "wps") == once
+    assert with_dnf_exclude("[main]\ngpgcheck=1\n[other]\n", "wps") == "[main]\ngpgcheck=1\nexcludepkgs=wps\n[other]\n"
+
+
+def test_apt_pin_text_and_file_name() -> None:
+    assert apt_preference("wps-office", "wps").endswith("Package: wps-office\nPin: version *\nPin-Priority: -1\n")
+    assert safe_name("libc++1:amd64") == "libc__1_amd64"
+
+
+def test_notification_names_app_rule_directive_and_contact() -> None:
+    banned = Entry(id="wps-office", name="WPS Office", reason="Kingsoft directive", references=("https://gov.example/d7",))
+    title, body = message(banned, "wps", "was removed", "IT desk, ext. 4357")
+    assert title == "WPS Office is not allowed on this device"
+    assert body == "wps was removed by rule wps-office: Kingsoft directive.\nDirective: https://gov.example/d7\nQuestions: IT desk, ext. 4357"
+
+
+def test_a_graphical_session_needs_a_bus_and_a_display() -> None:
+    env = b"HOME=/home/a\0DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/1000/bus\0WAYLAND_DISPLAY=wayland-0\0"
+    assert session_env(env) == {"DBUS_SESSION_BUS_ADDRESS": "unix:path=/run/user/1000/bus", "WAYLAND_DISPLAY": "wayland-0"}
+    assert session_env(b"DISPLAY=:0\0") is None
+
+
+def test_dpkg_status_marks_essential_and_required_packages() -> None:
+    status = ("Package: bash\nEssential: yes\nStatus: install ok installed\nPriority: required\nVersion: 5.2\n\n"
+              "Package: wps\nStatus: install ok installed\nPriority: optional\nVersion: 1\nArchitecture: amd64\n")
+    bash, wps = parse_status(status)
+    assert bash.extra == (("essential", "yes"), ("priority", "required"))
+    assert wps.extra == (("arch", "amd64"),)
