@@ -13,12 +13,12 @@ from typing import Sequence
 from agent import __version__
 from agent import log
 from agent.banlist.parse import BanListError
-from agent.commands import check, inventory
+from agent.commands import check, inventory, policy
 from agent.config import ConfigError
 from agent.inventory import UnknownSourceError
 from agent.inventory.file import InventoryFileError
 
-COMMANDS = (check, inventory)
+COMMANDS = (check, inventory, policy)
 USER_ERRORS = (ConfigError, BanListError, InventoryFileError, UnknownSourceError)
 EXIT_NO_VERDICT = 2
 
