@@ -207,22 +207,19 @@ def _transient(message: str) -> FetchError:
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
-    """The exception and everything it wraps (urllib3 nests reasons in args and __context__)."""
-    seen: list[BaseException] = []
-    todo: list[BaseException] = [exc]
-    while todo:
-        current = todo.pop()
-        if current in seen:
-            continue
-        seen.append(current)
-        todo += [a for a in current.args if isinstance(a, BaseException)]
-        reason = getattr(current, "reason", None)
-        if isinstance(reason, BaseException):
-            todo.append(reason)
-        for linked in (current.__cause__, current.__context__):
-            if linked is not None:
-                todo.append(linked)
-    return seen
+    """The exception, then what it wraps, outermost first (requests wraps urllib3, which wraps the
+    socket or ssl error in `reason`, in its arguments or as the cause)."""
+    chain = [exc]
+    while len(chain) < 20:
+        current = chain[-1]
+        inner = getattr(current, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = next((a for a in current.args if isinstance(a, BaseException)), None)
+        inner = inner or current.__cause__ or current.__context__
+        if inner is None or inner in chain:
+            break
+        chain.append(inner)
+    return chain
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
@@ -230,6 +227,6 @@ def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
 
 
 def _innermost(exc: BaseException) -> str:
-    """The most specific message in the chain, on one line (urllib3's outer ones repeat the URL)."""
+    """The most specific message in the chain, on one line (the outer ones repeat the URL)."""
     text = str(_chain(exc)[-1]) or str(exc)
     return " ".join(text.split())[:300]
