@@ -9,6 +9,9 @@ server), and has a second port that requires a client certificate (mutual TLS).
 `ScriptedServer` covers what a well-behaved nginx will not do on demand: answer 503 a given
 number of times, hang, cut a body short, or stream an endless body without a length. It is
 Python's http.server in a thread behind the same test certificate.
+
+The pytest fixtures at the end (`pki`, `nginx`, `scripted`, `site`, `direct`) are imported by the
+test modules that need them; `banlist_yaml` and `Site` publish signed lists into nginx's docroot.
 """
 
 from __future__ import annotations
@@ -24,12 +27,17 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Iterator
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from agent.banlist.signature import SecretKey, sign
 
 START_TIMEOUT = 10.0
 
@@ -300,3 +308,92 @@ class ScriptedServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=10)
+
+
+def require_nginx() -> None:
+    """Skip the calling test module when nginx is missing, except under CI (which installs it)."""
+    if shutil.which("nginx") is None and not os.path.exists("/usr/sbin/nginx"):
+        if os.environ.get("CI"):
+            pytest.fail("nginx not found, but CI installs it (scripts/apt-packages.txt)", pytrace=False)
+        pytest.skip("nginx not installed", allow_module_level=True)
+
+
+def banlist_yaml(serial: int, ids: tuple[str, ...] = ("tiktok", "wechat"), expires: datetime | None = None,
+                 names: dict[str, str] | None = None) -> bytes:
+    """Return a small valid ban list: one entry per id, matched by an executable of that name."""
+    lines = ["format: appban.banlist/v1", f"serial: {serial}", "issued: 2026-11-01T00:00:00Z"]
+    if expires is not None:
+        lines.append(f"expires: {expires.isoformat()}")
+    lines.append("entries:")
+    for entry_id in ids:
+        name = (names or {}).get(entry_id, entry_id.title())
+        lines += [f"  - id: {entry_id}", f"    name: {name}", "    match:", f"      executables: [{entry_id}]"]
+    return ("\n".join(lines) + "\n").encode()
+
+
+class Site:
+    """One test's corner of the nginx docroot: publishes lists and signatures there."""
+
+    def __init__(self, nginx: Nginx, name: str) -> None:
+        self.nginx = nginx
+        self.folder = nginx.docroot / name
+        self.folder.mkdir()
+        self.name = name
+        self.clock = 1_700_000_000
+
+    def path(self, file: str = "banlist.yaml") -> str:
+        return f"{self.name}/{file}"
+
+    def url(self, file: str = "banlist.yaml", mtls: bool = False) -> str:
+        return self.nginx.url(self.path(file), mtls=mtls)
+
+    def put(self, file: str, data: bytes) -> None:
+        target = self.folder / file
+        target.write_bytes(data)
+        self.clock += 10  # a new mtime, so nginx gives changed bytes a new ETag even within a second
+        os.utime(target, (self.clock, self.clock))
+
+    def publish(self, data: bytes, key: SecretKey | None, file: str = "banlist.yaml") -> None:
+        """Put the list and (when a key is given) its signature; with no key, remove the signature."""
+        if key is None:
+            (self.folder / f"{file}.minisig").unlink(missing_ok=True)
+        else:
+            self.put(f"{file}.minisig", sign(data, key, f"serial list for {self.name}").encode())
+        self.put(file, data)
+
+    def statuses(self, file: str = "banlist.yaml") -> list[str]:
+        """Return the HTTP status of every request nginx logged for this file, in order."""
+        return [line.split('" ')[1].split()[0] for line in self.nginx.requests_for(self.path(file))]
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def nginx(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Nginx]:
+    server = Nginx(tmp_path_factory.mktemp("nginx"), pki).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def scripted(pki: Pki) -> Iterator[ScriptedServer]:
+    server = ScriptedServer(pki).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def site(nginx: Nginx, request: pytest.FixtureRequest) -> Site:
+    name = request.node.name.replace("[", "-").replace("]", "").replace("/", "_")
+    return Site(nginx, name)
+
+
+@pytest.fixture
+def direct(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Talk to 127.0.0.1 directly even where the environment names a proxy."""
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")

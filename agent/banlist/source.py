@@ -132,12 +132,14 @@ class _Held:
 
 
 def refresh(
-    config: Config, state_dir: Path, now: datetime, sleep: Callable[[float], None] = time.sleep
+    config: Config, state_dir: Path, now: datetime, sleep: Callable[[float], None] = time.sleep,
+    log_failure: bool = True,
 ) -> RefreshResult:
     """Given a config with `banlist.url`, fetch the list and update the cache; return what happened.
 
     Never raises for network, server, list or cache problems: they come back as `error`, one line
-    naming the URL, what went wrong and which list stays in force (also logged).
+    naming the URL, what went wrong and which list stays in force, also logged unless
+    `log_failure` is false (a command that prints the line itself says it once, not twice).
     """
     settings = config.banlist
     folder = Path(state_dir)
@@ -151,7 +153,7 @@ def refresh(
     try:
         return _refresh(settings, folder, now, held, floor, sleep)
     except _REFRESH_PROBLEMS as exc:
-        return _failed(settings.url, exc, held)
+        return _failed(settings.url, exc, held, log_failure)
 
 
 def _refresh(
@@ -248,7 +250,7 @@ def _warn_if_stale(url: str, info: BanListInfo) -> None:
                   expired=info.stale_since.isoformat())
 
 
-def _failed(url: str, exc: BaseException, held: _Held | None) -> RefreshResult:
+def _failed(url: str, exc: BaseException, held: _Held | None, log_failure: bool) -> RefreshResult:
     """Return the failed refresh, with one line: URL, what went wrong, which list stays in force."""
     problem = " ".join(str(exc).split())
     prefix = f"ban list {url}"
@@ -258,8 +260,8 @@ def _failed(url: str, exc: BaseException, held: _Held | None) -> RefreshResult:
         kept = "no ban list in force"
     else:
         kept = f"keeping serial {held.info.serial} fetched {held.meta.fetched.isoformat(timespec='seconds')}"
-    log_event(logger, logging.WARNING, "banlist.refresh_failed", url=url, error=problem,
-              kept_serial=held.info.serial if held else None)
+    log_event(logger, logging.WARNING if log_failure else logging.DEBUG, "banlist.refresh_failed", url=url,
+              error=problem, kept_serial=held.info.serial if held else None)
     return RefreshResult(False, held.info if held else None, error=f"{problem}; {kept}",
                          banlist=held.banlist if held else None)
 
@@ -289,7 +291,8 @@ def load_fresh(
 ) -> tuple[BanList, BanListInfo, str | None]:
     """Return the list in force after refreshing it when it comes from a URL, plus a warning line.
 
-    The warning is set when the refresh failed but a cached list could be used. Raise
+    The warning is set when the refresh failed but a cached list could be used (the caller shows
+    it; it is not logged as well). Raise
     BanListError (one line) when there is no usable list at all.
     """
     if override and not is_url(override):
@@ -298,7 +301,7 @@ def load_fresh(
         config = with_url(config, override)
     if not config.banlist.url:
         return (*load_active(config, None, now), None)
-    result = refresh(config, Path(state_dir or config.state_dir), now)
+    result = refresh(config, Path(state_dir or config.state_dir), now, log_failure=False)
     if result.info is None or result.banlist is None:
         raise BanListError(result.error or f"ban list {config.banlist.url}: no list in force")
     return result.banlist, result.info, result.error

@@ -144,7 +144,7 @@ def run_fetch(args: argparse.Namespace) -> int:
         config = with_url(config, args.url)
     if not config.banlist.url:
         raise BanListError("no ban-list URL: set banlist.url in the config or pass --url")
-    result = refresh(config, state_dir_from(args, config), datetime.now(timezone.utc))
+    result = refresh(config, state_dir_from(args, config), datetime.now(timezone.utc), log_failure=False)
     if result.error:
         print(f"appban: {result.error}", file=sys.stderr)
         return EXIT_FAILED

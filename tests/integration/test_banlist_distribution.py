@@ -27,46 +27,14 @@ from agent.banlist.source import load_active, load_fresh, refresh
 from agent.config import BanlistConfig, Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from banlist_servers import Nginx, Pki, ScriptedServer, free_port, make_pki  # noqa: E402
+from banlist_servers import (  # noqa: E402 - the shared test servers live in tests/
+    Pki, ScriptedServer, Site, banlist_yaml, direct, free_port, nginx, pki, require_nginx, scripted, site,
+)
 
-if shutil.which("nginx") is None and not os.path.exists("/usr/sbin/nginx"):
-    if os.environ.get("CI"):
-        pytest.fail("nginx not found, but CI installs it (scripts/apt-packages.txt)", pytrace=False)
-    pytest.skip("nginx not installed", allow_module_level=True)
+require_nginx()
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
 Keys = dict[str, tuple[SecretKey, PublicKey]]
-
-
-def banlist_yaml(serial: int, ids: tuple[str, ...] = ("tiktok", "wechat"), expires: datetime | None = None,
-                 names: dict[str, str] | None = None) -> bytes:
-    lines = ["format: appban.banlist/v1", f"serial: {serial}", "issued: 2026-11-01T00:00:00Z"]
-    if expires is not None:
-        lines.append(f"expires: {expires.isoformat()}")
-    lines.append("entries:")
-    for entry_id in ids:
-        name = (names or {}).get(entry_id, entry_id.title())
-        lines += [f"  - id: {entry_id}", f"    name: {name}", "    match:", f"      executables: [{entry_id}]"]
-    return ("\n".join(lines) + "\n").encode()
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
-def nginx(tmp_path_factory: pytest.TempPathFactory, pki: Pki):
-    server = Nginx(tmp_path_factory.mktemp("nginx"), pki).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def scripted(pki: Pki):
-    server = ScriptedServer(pki).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -75,51 +43,8 @@ def keys() -> Keys:
 
 
 @pytest.fixture(autouse=True)
-def direct(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Talk to 127.0.0.1 directly even where the environment names a proxy."""
-    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-
-
-class Site:
-    """One test's corner of the nginx docroot: publishes lists and signatures there."""
-
-    def __init__(self, nginx: Nginx, name: str) -> None:
-        self.nginx = nginx
-        self.folder = nginx.docroot / name
-        self.folder.mkdir()
-        self.name = name
-        self.clock = 1_700_000_000
-
-    def path(self, file: str = "banlist.yaml") -> str:
-        return f"{self.name}/{file}"
-
-    def url(self, file: str = "banlist.yaml", mtls: bool = False) -> str:
-        return self.nginx.url(self.path(file), mtls=mtls)
-
-    def put(self, file: str, data: bytes) -> None:
-        target = self.folder / file
-        target.write_bytes(data)
-        self.clock += 10  # a new mtime, so nginx gives changed bytes a new ETag even within a second
-        os.utime(target, (self.clock, self.clock))
-
-    def publish(self, data: bytes, key: SecretKey | None, file: str = "banlist.yaml") -> None:
-        """Put the list and (when a key is given) its signature; with no key, remove the signature."""
-        if key is None:
-            (self.folder / f"{file}.minisig").unlink(missing_ok=True)
-        else:
-            self.put(f"{file}.minisig", sign(data, key, f"serial list for {self.name}").encode())
-        self.put(file, data)
-
-    def statuses(self, file: str = "banlist.yaml") -> list[str]:
-        return [line.split('" ')[1].split()[0] for line in self.nginx.requests_for(self.path(file))]
-
-
-@pytest.fixture
-def site(nginx: Nginx, request: pytest.FixtureRequest) -> Site:
-    name = request.node.name.replace("[", "-").replace("]", "").replace("/", "_")
-    return Site(nginx, name)
+def _direct(direct: None) -> None:
+    """Every test here talks to 127.0.0.1 without a proxy (one test then sets one on purpose)."""
 
 
 def make_config(tmp_path: Path, pki: Pki, url: str, trusted: tuple[PublicKey, ...], **banlist: object) -> Config:
