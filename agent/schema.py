@@ -8,6 +8,7 @@ serves both, so the two documents cannot drift in how strictly they are read.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import types
 import typing
@@ -61,6 +62,13 @@ def type_name(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
+@functools.lru_cache(maxsize=None)
+def _type_hints(cls: type) -> dict[str, Any]:
+    """Resolve a dataclass's annotations once: re-resolving them for every entry of a long ban
+    list was most of the cost of building it."""
+    return typing.get_type_hints(cls)
+
+
 def build(cls: type[T], data: Any, path: tuple[str | int, ...] = ()) -> T:
     """Given a dataclass type and a parsed mapping, return the instance.
 
@@ -69,7 +77,7 @@ def build(cls: type[T], data: Any, path: tuple[str | int, ...] = ()) -> T:
     """
     if not isinstance(data, dict):
         raise SchemaError(path, f"expected a mapping, got {type_name(data)}")
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in data:
         if key not in fields:
