@@ -147,6 +147,8 @@ http {{
         location / {{
             if (-f $request_filename.fail) {{ return 500; }}
         }}
+        location /moved/ {{ rewrite ^/moved/(.*)$ https://127.0.0.1:{port}/$1 permanent; }}
+        location /downgrade/ {{ rewrite ^/downgrade/(.*)$ http://127.0.0.1:{port}/$1 permanent; }}
     }}
     server {{
         listen 127.0.0.1:{mtls_port} ssl;

@@ -162,6 +162,8 @@ def _refresh(
     settings: BanlistConfig, folder: Path, now: datetime, held: _Held | None, floor: CacheMeta | None,
     sleep: Callable[[float], None],
 ) -> RefreshResult:
+    if not settings.url:
+        raise BanListError("no banlist.url configured")
     if not settings.trusted_keys and not settings.allow_unsigned:
         raise BanListError("no banlist.trusted_keys configured (or allow_unsigned: true, for labs only)")
     validators = Validators(held.meta.etag, held.meta.last_modified) if held else None

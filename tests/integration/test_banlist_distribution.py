@@ -222,6 +222,17 @@ def test_mutual_tls(tmp_path, pki, keys, site) -> None:
     assert result.error is None and result.info.serial == 5
 
 
+def test_redirects_are_followed_only_over_https(tmp_path, pki, keys, site, nginx) -> None:
+    secret, public = keys["publisher"]
+    site.publish(banlist_yaml(5), secret)
+    moved = run(make_config(tmp_path / "moved", pki, nginx.url(f"moved/{site.path()}"), (public,)))
+    assert moved.error is None and moved.info.serial == 5
+    downgrade = make_config(tmp_path / "downgrade", pki, nginx.url(f"downgrade/{site.path()}"), (public,))
+    result = run(downgrade)
+    assert f"redirected to http://127.0.0.1:{nginx.port}/{site.path()}, which is not https" in result.error
+    assert snapshot(downgrade) == {}
+
+
 def test_rotated_key(tmp_path, pki, keys, site) -> None:
     old_secret, old_public = keys["publisher"]
     new_secret, new_public = keys["rotated"]
