@@ -263,6 +263,22 @@ def test_cached_list_signed_by_a_key_no_longer_trusted_is_not_used(tmp_path, pki
         load_active(revoked, None, NOW, Path(revoked.state_dir))
 
 
+def test_damaged_cache_is_not_used_and_the_next_refresh_repairs_it(tmp_path, pki, keys, site) -> None:
+    secret, public = keys["publisher"]
+    site.publish(banlist_yaml(5), secret)
+    config = make_config(tmp_path, pki, site.url(), (public,))
+    assert run(config).error is None
+    list_file = cache.cache_dir(Path(config.state_dir)) / "list-5"
+    list_file.write_bytes(list_file.read_bytes().replace(b"Tiktok", b"Tiktak"))
+    with pytest.raises(BanListError, match="cached list unusable: .*list-5: content does not match its recorded hash"):
+        load_active(config, None, NOW, Path(config.state_dir))
+
+    repaired = run(config)
+    assert repaired.error is None and repaired.info.serial == 5
+    assert site.statuses() == ["200", "200"]  # no conditional GET for a copy that is not usable
+    assert load_active(config, None, NOW, Path(config.state_dir))[0].serial == 5
+
+
 def test_expired_list_is_used_but_stale(tmp_path, pki, keys, site) -> None:
     secret, public = keys["publisher"]
     expired = NOW - timedelta(days=3)
