@@ -24,14 +24,13 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 from agent.banlist.signature import generate_keypair, sign  # noqa: E402
 from agent.banlist import source  # noqa: E402
 from agent.banlist.source import load_active, refresh  # noqa: E402
 from agent.config import BanlistConfig, Config  # noqa: E402
-from banlist_servers import Nginx, make_pki  # noqa: E402
+from tests.banlist_servers import Nginx, make_pki  # noqa: E402
 
 
 def big_list(entries: int, as_json: bool = False) -> bytes:

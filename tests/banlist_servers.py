@@ -312,14 +312,6 @@ class ScriptedServer:
         self.thread.join(timeout=10)
 
 
-def require_nginx() -> None:
-    """Skip the calling test module when nginx is missing, except under CI (which installs it)."""
-    if shutil.which("nginx") is None and not os.path.exists("/usr/sbin/nginx"):
-        if os.environ.get("CI"):
-            pytest.fail("nginx not found, but CI installs it (scripts/apt-packages.txt)", pytrace=False)
-        pytest.skip("nginx not installed", allow_module_level=True)
-
-
 def banlist_yaml(serial: int, ids: tuple[str, ...] = ("tiktok", "wechat"), expires: datetime | None = None,
                  names: dict[str, str] | None = None) -> bytes:
     """Return a small valid ban list: one entry per id, matched by an executable of that name."""

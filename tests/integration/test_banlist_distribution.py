@@ -9,11 +9,8 @@ body cut short, an endless body.
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
 import socket
 import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
@@ -26,12 +23,12 @@ from agent.banlist.signature import PublicKey, SecretKey, generate_keypair, sign
 from agent.banlist.source import load_active, load_fresh, refresh
 from agent.config import BanlistConfig, Config
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from banlist_servers import (  # noqa: E402 - the shared test servers live in tests/
-    Pki, ScriptedServer, Site, banlist_yaml, direct, free_port, nginx, pki, require_nginx, scripted, site,
+from tests.banlist_servers import (  # noqa: F401 - fixtures are used by name
+    Pki, ScriptedServer, Site, banlist_yaml, direct, free_port, nginx, pki, scripted, site,
 )
+from tests.conftest import require_tool
 
-require_nginx()
+require_tool("nginx")
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
 Keys = dict[str, tuple[SecretKey, PublicKey]]
@@ -99,9 +96,7 @@ def test_new_serial_replaces_the_cache_and_reports_entry_changes(tmp_path, pki, 
 
 
 def test_list_signed_by_the_real_minisign_is_accepted(tmp_path, pki, site) -> None:
-    minisign = shutil.which("minisign")
-    if minisign is None:
-        pytest.fail("minisign not installed") if os.environ.get("CI") else pytest.skip("minisign not installed")
+    minisign = require_tool("minisign")
     work = tmp_path / "publisher"
     work.mkdir()
     run_tool = dict(cwd=work, stdin=subprocess.DEVNULL, capture_output=True, timeout=30, check=True,
