@@ -7,7 +7,8 @@ import argparse
 from pathlib import Path
 
 from agent.config import Config, load_config
-from agent.inventory import collect
+from agent.groups import assign_groups
+from agent.inventory import collect, local_device
 from agent.inventory.base import Context
 from agent.inventory.file import load_inventory_file
 from agent.model import Inventory
@@ -45,21 +46,24 @@ def config_from(args: argparse.Namespace) -> Config:
 
 
 def gather(args: argparse.Namespace, config: Config, groups: list[str] | None = None) -> Inventory:
-    """Return the inventory to check: saved files when --inventory is given, else collected here.
+    """Return the inventory to check: saved files when --inventory is given, else collected here;
+    devices other than this host get their groups from config `gateway` (agent.groups).
 
     Raises InventoryFileError or UnknownSourceError (both one-line user errors).
     """
     if args.inventory:
         parts = [load_inventory_file(path) for path in args.inventory]
-        return Inventory(
+        loaded = Inventory(
             devices=tuple(d for p in parts for d in p.devices),
             apps=tuple(a for p in parts for a in p.apps),
             errors=tuple(e for p in parts for e in p.errors),
             notes=tuple(n for p in parts for n in p.notes),
         )
+        return assign_groups(loaded, config.gateway, local=None)
     root = args.root or config.inventory.root
     ctx = Context(
         root=Path(root), live=(args.root is None and root == "/"),
         runner=Runner(commands=config.commands), config=config,
     )
-    return collect(ctx, args.source or config.inventory.sources, groups)
+    collected = collect(ctx, args.source or config.inventory.sources, groups)
+    return assign_groups(collected, config.gateway, local=local_device(ctx).id)
