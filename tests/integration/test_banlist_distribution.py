@@ -104,6 +104,20 @@ def test_new_serial_replaces_the_cache_and_reports_entry_changes(tmp_path, pki, 
     assert sorted(snapshot(config)) == ["banlist.json", "list-2", "list-2.minisig"]
 
 
+def test_same_bytes_served_again_are_accepted_without_a_change(tmp_path, pki, keys, site) -> None:
+    config = fetched_once(tmp_path, pki, keys, site)
+    site.put("banlist.yaml", banlist_yaml(5))  # touched: new ETag and Last-Modified, same bytes
+    result = run(config)
+    assert result.error is None and not result.changed and not result.not_modified
+    assert result.info.serial == 5 and site.statuses() == ["200", "200"]
+    assert cache.read_meta(Path(config.state_dir)).etag == site_etag(site)
+
+
+def site_etag(site: Site) -> str:
+    stat = (site.folder / "banlist.yaml").stat()
+    return f'"{int(stat.st_mtime):x}-{stat.st_size:x}"'  # how nginx spells a static file's ETag
+
+
 def test_list_signed_by_the_real_minisign_is_accepted(tmp_path, pki, site) -> None:
     minisign = require_tool("minisign")
     work = tmp_path / "publisher"
