@@ -13,14 +13,14 @@ from typing import Sequence
 from agent import __version__
 from agent import log
 from agent.banlist.parse import BanListError
-from agent.commands import check, inventory, quarantine
+from agent.commands import check, inventory, policy, quarantine
 from agent.commands.check import EnforceUsageError
 from agent.config import ConfigError
 from agent.enforce.quarantine import QuarantineError
 from agent.inventory import UnknownSourceError
 from agent.inventory.file import InventoryFileError
 
-COMMANDS = (check, inventory, quarantine)
+COMMANDS = (check, inventory, policy, quarantine)
 USER_ERRORS = (ConfigError, BanListError, InventoryFileError, UnknownSourceError, EnforceUsageError, QuarantineError)
 EXIT_NO_VERDICT = 2
 

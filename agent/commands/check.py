@@ -12,8 +12,10 @@ import uuid
 from datetime import datetime, timezone
 
 from agent import __version__
-from agent.banlist.source import load_active
-from agent.commands.common import add_collection_args, add_config_arg, config_from, gather
+from agent.banlist.source import load_fresh
+from agent.commands.common import (
+    add_collection_args, add_config_arg, add_state_dir_arg, config_from, gather, state_dir_from,
+)
 from agent.enforce.act import enforce, write_fapolicyd_rules
 from agent.match import compile_banlist, match
 from agent.model import Report
@@ -38,6 +40,7 @@ def _same_system(read: str, enforced: str) -> None:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("check", help="check this machine (or saved inventories) against the ban list")
     add_config_arg(parser)
+    add_state_dir_arg(parser)
     parser.add_argument("--banlist", metavar="PATH|URL", help="ban list to use instead of the configured one")
     parser.add_argument("--group", action="append", metavar="G",
                         help="the local device's groups (repeatable; overrides config device.groups)")
@@ -57,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
     config = config_from(args)
     if enforcing:
         _same_system(args.root or config.inventory.root, config.enforcement.root)
-    banlist, info = load_active(config, args.banlist, now)
+    banlist, info, warning = load_fresh(config, args.banlist, now, state_dir_from(args, config))
+    if warning:
+        print(f"appban: warning: {warning}", file=sys.stderr)
     inventory = gather(args, config, args.group)
     devices = {d.id: d for d in inventory.devices}
     findings = match(inventory.apps, devices, compile_banlist(banlist), now)
