@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Sequence, TextIO
 
 from agent.config import Config
+from agent.enforce.android import block as block_on_phone
 from agent.enforce.audit import AuditLog
 from agent.enforce.fapolicyd import RulesError, fapolicyd_running
 from agent.enforce.guard import FapolicydRules, audit_path, build_deny, quarantine_dir
@@ -21,13 +22,14 @@ from agent.enforce.plan import DONE_OUTCOME, Action, Facts, Plan, plan
 from agent.enforce.processes import KillError, agent_pids, terminate, unsafe_pids
 from agent.enforce.quarantine import QuarantineError, quarantine, targets
 from agent.enforce.uninstall import available_sources, uninstall
+from agent.inventory.android import UnsafeIdentifierError
 from agent.log import log_event
 from agent.model import BanList, Device, Finding
 from agent.runner import CommandError, Runner
 
 logger = logging.getLogger(__name__)
 
-ACTION_ERRORS = (KillError, CommandError, QuarantineError, RulesError, OSError)
+ACTION_ERRORS = (KillError, CommandError, QuarantineError, RulesError, UnsafeIdentifierError, OSError)
 
 
 @dataclass(frozen=True)
@@ -100,11 +102,23 @@ def _do(action: Action, config: Config, runner: Runner) -> str:
     entry = action.findings[0].entry.id
     if action.kind == "kill":
         return f"{terminate(int(action.target), action.app.path, cfg.kill_grace)} process(es) stopped"
+    if action.kind == "uninstall" and action.app.source == "android":
+        return _phone_uninstall(action, config, runner)
     if action.kind == "uninstall":
         return uninstall(action.app, cfg.root, entry, runner)
     record = quarantine(cfg.root, quarantine_dir(config),
                         targets(action.app.path, action.app.extra_value("launcher")), entry, action.app.id)
     return f"quarantine id {record.id}"
+
+
+def _phone_uninstall(action: Action, config: Config, runner: Runner) -> str:
+    """Remove or disable the app for its Android user on the attached phone (config
+    `gateway.android_block`); `pm` can exit 0 on failure, so its words decide."""
+    app = action.app
+    outcome = block_on_phone(runner, config.gateway.android_block, app.device, int(app.user or 0), app.id)
+    if outcome.startswith("failed"):
+        raise CommandError(f"adb pm on {app.device}: {outcome}")
+    return outcome
 
 
 def write_fapolicyd_rules(

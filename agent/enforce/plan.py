@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Iterable, Literal, Mapping
 
 from agent.config import EnforcementConfig
+from agent.enforce.ios import manual_instruction
+from agent.enforce.windows import UninstallRefused, uninstall_argv
 from agent.model import App, Device, Finding
 
 ActionKind = Literal["kill", "uninstall", "quarantine", "skip"]
@@ -23,6 +25,15 @@ PACKAGE_PATHS = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/", "/etc/")
 """Folders package managers own: a launcher's program there goes with its package, never alone."""
 
 TOO_MANY = "too many — refused"
+
+GATEWAY_SOURCES = frozenset({"android", "ios"})
+"""Sources whose apps live on phones attached to this gateway, so their findings are on the
+phone's device id, not this host's: Android apps are removed through adb; for iOS apps (which
+cannot be removed over USB without supervision) the plan says what to do by hand or in the MDM."""
+
+QUARANTINE_SOURCES = frozenset({"macos", "appimage"})
+"""Sources whose app is one bundle or file with no package manager to remove it (a macOS .app,
+an AppImage): it is moved into the restorable quarantine."""
 
 
 @dataclass(frozen=True)
@@ -90,8 +101,8 @@ def blocks(finding: Finding, config: EnforcementConfig, device: Device) -> bool:
     administrator said block, it is a violation (never advisory, exempt or upcoming), and it is
     on this device (whose scope the matcher already checked)."""
     return (
-        finding.entry.action == "block" and config.mode == "block"
-        and finding.status == "violation" and finding.device == device.id
+        finding.entry.action == "block" and config.mode == "block" and finding.status == "violation"
+        and (finding.device == device.id or finding.app.source in GATEWAY_SOURCES)
     )
 
 
@@ -142,6 +153,8 @@ def _choose(app: App, facts: Facts) -> tuple[ActionKind, str]:
         return "kill", app.extra_value("pid")
     if app.source in facts.uninstall_sources:
         return "uninstall", app.id
+    if app.source in QUARANTINE_SOURCES and app.path.startswith("/"):
+        return "quarantine", app.path
     if app.source == "desktop" and app.path.startswith("/"):
         if app.path.startswith(PACKAGE_PATHS):
             return "skip", app.path
@@ -160,10 +173,23 @@ def _refusal(kind: ActionKind, target: str, app: App, config: EnforcementConfig,
             return "essential package"
         if app.extra_value("priority") == "required":
             return "package required by the distribution"
+        if app.source == "windows":
+            return _windows_refusal(app)
     if kind == "skip":
+        if app.source == "ios":
+            return manual_instruction(app, Device(id=app.device))
         if app.source == "desktop":
             return "program belongs to a package; the package is what gets removed"
         return f"no blocking action for source {app.source!r} on this host"
+    return ""
+
+
+def _windows_refusal(app: App) -> str:
+    """An Add/Remove Programs entry with only an interactive uninstaller is refused, not guessed at."""
+    try:
+        uninstall_argv(app)
+    except UninstallRefused as exc:
+        return str(exc)
     return ""
 
 

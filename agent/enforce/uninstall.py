@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
+from agent.enforce import windows
 from agent.enforce.files import write_atomic
 from agent.log import log_event
 from agent.model import App
@@ -53,11 +54,18 @@ def snap_argv(app: App, root: str) -> Argv:
     return "snap", ["remove", "--purge", app.id]
 
 
+def windows_argv(app: App, root: str) -> Argv:
+    """The silent uninstaller of an Add/Remove Programs entry or Store package (on Windows)."""
+    program, *args = windows.uninstall_argv(app)
+    return program, args
+
+
 UNINSTALLERS: dict[str, Callable[[App, str], Argv]] = {
     "dpkg": dpkg_argv,
     "rpm": rpm_argv,
     "flatpak": flatpak_argv,
     "snap": snap_argv,
+    "windows": windows_argv,
 }
 """source → argv builder; a source with no entry here is never uninstalled."""
 
@@ -80,8 +88,9 @@ out; rehearsing first means a refused removal leaves the system exactly as it wa
 
 def available_sources(runner: Runner) -> frozenset[str]:
     """Return the sources whose uninstall program exists on this host."""
-    programs = {"dpkg": "dpkg", "rpm": "rpm", "flatpak": "flatpak", "snap": "snap"}
-    return frozenset(s for s in UNINSTALLERS if runner.which(programs[s]) is not None)
+    programs = {"dpkg": "dpkg", "rpm": "rpm", "flatpak": "flatpak", "snap": "snap",
+                "windows": "powershell.exe", "android": "adb"}
+    return frozenset(s for s, program in programs.items() if runner.which(program) is not None)
 
 
 def safe_name(package: str) -> str:

@@ -119,3 +119,39 @@ def test_a_launcher_of_a_packaged_program_and_an_unknown_source_are_left_alone()
 def test_a_source_without_an_uninstaller_here_is_not_uninstalled() -> None:
     snap = App(source="snap", id="wps-2019-snap", name="wps")
     assert only(plan([finding(snap)], BLOCK, DEVICE, FACTS))[2] == "no blocking action for source 'snap' on this host"
+
+
+PHONE_APP = App(source="android", id="com.zhiliaoapp.musically", name="TikTok", device="R58M31ABCDE", user="10")
+
+
+def test_a_gateway_acts_on_its_phones_through_adb() -> None:
+    facts = replace(FACTS, uninstall_sources=frozenset({"android"}))
+    item = finding(PHONE_APP, device="R58M31ABCDE")
+    assert blocks(item, BLOCK, DEVICE)
+    assert only(plan([item], BLOCK, DEVICE, facts)) == ("uninstall", "com.zhiliaoapp.musically", "")
+    # still never for an advisory, or without local block mode
+    assert not plan([finding(PHONE_APP, status="advisory", device="R58M31ABCDE")], BLOCK, DEVICE, facts).actions
+    assert not plan([item], EnforcementConfig(), DEVICE, facts).actions
+
+
+def test_ios_apps_are_left_with_what_to_do_by_hand() -> None:
+    iphone = App(source="ios", id="com.zhiliaoapp.musically", name="TikTok", device="00008030-001A")
+    kind, _, refused = only(plan([finding(iphone, device="00008030-001A")], BLOCK, DEVICE, FACTS))
+    assert kind == "skip"
+    assert "by hand" in refused and "MDM" in refused and "com.zhiliaoapp.musically" in refused
+
+
+def test_macos_bundles_and_appimages_go_to_the_quarantine() -> None:
+    bundle = App(source="macos", id="com.tencent.xinWeChat", name="WeChat", path="/Applications/WeChat.app")
+    image = App(source="appimage", id="wps", name="WPS", path="/home/al/Apps/WPS.AppImage")
+    assert only(plan([finding(bundle)], BLOCK, DEVICE, FACTS)) == ("quarantine", "/Applications/WeChat.app", "")
+    assert only(plan([finding(image)], BLOCK, DEVICE, FACTS)) == ("quarantine", "/home/al/Apps/WPS.AppImage", "")
+
+
+def test_windows_entries_without_a_silent_uninstaller_are_refused() -> None:
+    facts = replace(FACTS, uninstall_sources=frozenset({"windows"}))
+    msi = App(source="windows", id="{6D3B1A5C-0E2F-4C7A-9B1D-3E5F7A9C1B2D}", name="Kaspersky",
+              extra=(("msi_product_code", "{6D3B1A5C-0E2F-4C7A-9B1D-3E5F7A9C1B2D}"),))
+    interactive = App(source="windows", id="WeChat", name="WeChat", extra=(("uninstall", r"C:\WeChat\Uninstall.exe"),))
+    assert only(plan([finding(msi)], BLOCK, DEVICE, facts))[2] == ""
+    assert "interactive" in only(plan([finding(interactive)], BLOCK, DEVICE, facts))[2]
