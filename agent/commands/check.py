@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import uuid
 from datetime import datetime, timezone
 
-from agent import __version__
 from agent.banlist.source import load_active
 from agent.commands.common import add_collection_args, add_config_arg, config_from, gather
-from agent.match import compile_banlist, match
-from agent.model import Report
+from agent.report.build import build_report
 from agent.report.render import render_json, render_table
 
 EXIT_COMPLIANT, EXIT_VIOLATION, EXIT_NO_VERDICT = 0, 1, 2
@@ -36,12 +33,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from(args)
     banlist, info = load_active(config, args.banlist, now)
     inventory = gather(args, config, args.group)
-    devices = {d.id: d for d in inventory.devices}
-    findings = match(inventory.apps, devices, compile_banlist(banlist), now)
-    report = Report(
-        id=str(uuid.uuid4()), generated=now, agent_version=__version__, banlist=info,
-        inventory=inventory, findings=tuple(findings),
-    )
+    report = build_report(banlist, info, inventory, now)
     sys.stdout.write(render_json(report) if args.format == "json" else render_table(report))
     if not report.compliant:
         return EXIT_VIOLATION

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Sequence
 
 from agent.config import Config, load_config
 from agent.inventory import collect
@@ -47,9 +48,19 @@ def gather(args: argparse.Namespace, config: Config, groups: list[str] | None = 
             errors=tuple(e for p in parts for e in p.errors),
             notes=tuple(n for p in parts for n in p.notes),
         )
-    root = args.root or config.inventory.root
+    return collect_here(config, args.root, args.source, groups)
+
+
+def collect_here(config: Config, root: str | None = None, sources: Sequence[str] = (),
+                 groups: Sequence[str] | None = None) -> Inventory:
+    """Run this machine's collectors: `root` and `sources` override config; live collectors run
+    only on the running system (no root override and config root "/").
+
+    Raise UnknownSourceError for a source that does not exist.
+    """
+    chosen = root or config.inventory.root
     ctx = Context(
-        root=Path(root), live=(args.root is None and root == "/"),
+        root=Path(chosen), live=(root is None and chosen == "/"),
         runner=Runner(commands=config.commands), config=config,
     )
-    return collect(ctx, args.source or config.inventory.sources, groups)
+    return collect(ctx, sources or config.inventory.sources, groups)
