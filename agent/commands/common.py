@@ -19,6 +19,16 @@ def add_config_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="agent config (default /etc/appban/agent.yaml if present)")
 
 
+def add_state_dir_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", metavar="DIR",
+                        help="where the agent keeps its state, e.g. the ban-list cache (default: config state_dir)")
+
+
+def state_dir_from(args: argparse.Namespace, config: Config) -> Path:
+    """Return the state directory: --state-dir if given, else config `state_dir`."""
+    return Path(getattr(args, "state_dir", None) or config.state_dir)
+
+
 def add_collection_args(parser: argparse.ArgumentParser) -> None:
     """Add --source, --root and --inventory."""
     parser.add_argument("--source", action="append", default=[], metavar="NAME",

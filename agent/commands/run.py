@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from agent.commands.common import add_config_arg
+from agent.commands.common import add_config_arg, add_state_dir_arg
 from agent.service.daemon import run_service
-
-
-def add_state_dir_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state-dir", metavar="DIR", help="state directory (default: config state_dir)")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

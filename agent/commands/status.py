@@ -12,8 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from agent.commands.common import add_config_arg, config_from
-from agent.commands.run import add_state_dir_arg
+from agent.commands.common import add_config_arg, add_state_dir_arg, config_from, state_dir_from
 from agent.report.outbox import FILENAME, Outbox
 from agent.service.state import lock_holder, read_status
 
@@ -67,7 +66,7 @@ def render_status(status: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from(args)
-    status = gather_status(Path(args.state_dir or config.state_dir), config.push.max_queue)
+    status = gather_status(state_dir_from(args, config), config.push.max_queue)
     if args.format == "json":
         sys.stdout.write(json.dumps(status, indent=2) + "\n")
     else:
