@@ -218,3 +218,25 @@ def test_status_reports_not_running_without_state(tmp_path: Path) -> None:
     assert result.returncode == 3
     assert "not running" in result.stdout and "no scan yet" in result.stdout
     assert not (tmp_path / "state" / "outbox.sqlite").exists()
+
+
+def test_sigterm_lets_the_scan_in_progress_finish(tmp_path: Path) -> None:
+    """The dpkg database is a named pipe, so the first scan blocks reading it until the test writes."""
+    config = write_config(tmp_path)
+    status = tmp_path / "root" / "var" / "lib" / "dpkg" / "status"
+    content = status.read_text()
+    status.unlink()
+    os.mkfifo(status)
+    daemon = Daemon(config)
+    try:
+        wait_until(lambda: daemon.events("refresh.done"))
+        daemon.signal(signal.SIGTERM)
+        with pytest.raises(subprocess.TimeoutExpired):
+            daemon.wait(timeout=1.0)
+        with open(status, "w") as pipe:
+            pipe.write(content)
+        assert daemon.wait() == 0
+        assert len(daemon.events("scan.done")) == 1
+        assert json.loads((tmp_path / "state" / "report.json").read_text())["counts"]["violation"] == 1
+    finally:
+        daemon.stop()
