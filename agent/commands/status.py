@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,7 +32,10 @@ def gather_status(state_dir: Path, max_queue: int) -> dict[str, Any]:
     """Return the service's status: running pid (or None), its last saved facts, the live outbox depth."""
     facts = read_status(state_dir) or {}
     if (state_dir / FILENAME).exists():
-        outbox = Outbox(state_dir, max_queue)
+        try:
+            outbox = Outbox(state_dir, max_queue)
+        except sqlite3.Error:
+            return {"state_dir": str(state_dir), "pid": lock_holder(state_dir), **facts}
         try:
             facts.update(queue_depth=outbox.depth(), dropped=outbox.dropped())
         finally:
@@ -54,7 +58,7 @@ def render_status(status: dict[str, Any]) -> str:
     lines.append(f"last scan:    {_when(status.get('last_scan'))}"
                  + (f" ({duration:.2f} s)" if duration is not None else ""))
     lines.append(f"last refresh: {_when(status.get('last_refresh'))}"
-                 + (f" — failed since: {status['refresh_error']}" if status.get("refresh_error") else ""))
+                 + (f" (last attempt failed: {status['refresh_error']})" if status.get("refresh_error") else ""))
     serial = status.get("serial")
     lines.append(f"ban list:     {'none yet' if serial is None else 'serial ' + str(serial)}"
                  + (" (stale)" if status.get("stale") else ""))

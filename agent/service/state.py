@@ -8,6 +8,7 @@ import errno
 import fcntl
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, IO
 
@@ -15,6 +16,7 @@ LOCK = "appban.lock"
 REPORT = "report.json"
 INVENTORY = "inventory.json"
 STATUS = "status.json"
+LOCK_PATIENCE = 1.0
 
 
 class LockHeld(RuntimeError):
@@ -24,19 +26,26 @@ class LockHeld(RuntimeError):
 def acquire_lock(state_dir: Path) -> IO[str]:
     """Take the exclusive lock (flock, released by the kernel even after kill -9) and write our pid.
 
-    Return the open lock file, which must stay open while the service runs. Raise LockHeld naming
-    the holder's pid.
+    `appban status` holds a shared lock for an instant to test it, so a busy lock is retried for
+    LOCK_PATIENCE seconds before giving up. Return the open lock file, which must stay open while
+    the service runs. Raise LockHeld naming the holder's pid.
     """
     handle = open(state_dir / LOCK, "a+", encoding="ascii")  # noqa: SIM115 - held for the process's life
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        handle.seek(0)
-        holder = handle.read().strip() or "unknown"
-        handle.close()
-        if exc.errno in (errno.EAGAIN, errno.EACCES):
-            raise LockHeld(f"another appban run (pid {holder}) holds {state_dir / LOCK}") from None
-        raise
+    deadline = time.monotonic() + LOCK_PATIENCE
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                handle.close()
+                raise
+            if time.monotonic() >= deadline:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                handle.close()
+                raise LockHeld(f"another appban run (pid {holder}) holds {state_dir / LOCK}") from None
+            time.sleep(0.05)
     handle.seek(0)
     handle.truncate()
     handle.write(f"{os.getpid()}\n")
