@@ -134,17 +134,23 @@ def test_sighup_with_broken_config_keeps_the_old_one(running, tmp_path: Path) ->
 
 
 @pytest.mark.skipif(PROMETHEUS is None and not os.environ.get("CI"), reason="prometheus not installed")
-def test_prometheus_scrapes_findings_with_the_bearer_token(running, tmp_path: Path) -> None:
+def test_prometheus_scrapes_findings_over_tls_with_the_bearer_token(tmp_path: Path) -> None:
     assert PROMETHEUS, "CI installs the prometheus package"
-    _, base, _ = running
-    port = free_port()
+    pki = make_pki(tmp_path / "pki")
+    agent_port, port = free_port(), free_port()
+    config = write_config(tmp_path, server={
+        "listen": f"127.0.0.1:{agent_port}", "token_file": str(tmp_path / "token"),
+        "tls_cert": str(pki.server_cert), "tls_key": str(pki.server_key)})
     (tmp_path / "prometheus.yml").write_text(f"""\
 global: {{scrape_interval: 1s, scrape_timeout: 1s}}
 scrape_configs:
   - job_name: appban
+    scheme: https
+    tls_config: {{ca_file: {pki.ca}}}
     authorization: {{credentials_file: {tmp_path / 'token'}}}
-    static_configs: [{{targets: ["{base.removeprefix('http://')}"]}}]
+    static_configs: [{{targets: ["127.0.0.1:{agent_port}"]}}]
 """)
+    daemon = Daemon(config)
     prometheus = subprocess.Popen(
         [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
          f"--web.listen-address=127.0.0.1:{port}"],
@@ -168,6 +174,7 @@ scrape_configs:
     finally:
         prometheus.terminate()
         prometheus.wait(10)
+        daemon.stop()
 
 
 def outbox_ids(state: Path) -> list[str]:
