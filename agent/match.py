@@ -59,6 +59,11 @@ class GlobIndex:
         else:
             self.loose.append(compiled)
 
+    @property
+    def active(self) -> bool:
+        """Whether any pattern was added (most lists have no publisher globs at all)."""
+        return bool(self.exact or self.by_prefix or self.by_trigram or self.loose)
+
     def lookup(self, text: str) -> Iterable[Hit]:
         """Yield every hit whose pattern matches the (already case-folded) text."""
         if not text:
@@ -125,28 +130,36 @@ def compile_banlist(banlist: BanList) -> CompiledBanList:
     )
 
 
-def _hits(app: App, compiled: CompiledBanList) -> Iterable[Hit]:
-    """Yield every (entry, reason) pair that names this app, before scope and versions."""
+def _hits(app: App, compiled: CompiledBanList, memo: dict[tuple[int, str], tuple[Hit, ...]]) -> list[Hit]:
+    """Return every (entry, reason) pair that names this app, before scope and versions.
+
+    Glob results are memoized per distinct text for the duration of one `match` call: fleets and
+    MDM exports repeat the same names and publishers on thousands of devices.
+    """
+    hits: list[Hit] = []
     kind = SOURCE_KIND.get(app.source)
-    if kind is not None and kind in compiled.ids:
-        table = compiled.ids[kind]
-        keys = {app.id.casefold(), *(a.casefold() for a in app.aliases)}
-        if kind == "windows" and app.name:
-            keys.add(app.name.casefold())  # Add/Remove Programs entries are known by display name
-        for key in keys:
-            yield from table.get(key, ())
-    name = app.name.casefold()
-    yield from compiled.names.lookup(name)
-    if app.publisher:
-        yield from compiled.publishers.lookup(app.publisher.casefold())
+    table = compiled.ids.get(kind) if kind is not None else None
+    if table:
+        hits += table.get(app.id.casefold(), ())
+        for alias in app.aliases:
+            hits += table.get(alias.casefold(), ())
+        if kind == "windows" and app.name:  # Add/Remove Programs entries are known by display name
+            hits += table.get(app.name.casefold(), ())
+    for index, text in ((compiled.names, app.name), (compiled.publishers, app.publisher)):
+        if text and index.active:
+            key = (id(index), text)
+            found = memo.get(key)
+            if found is None:
+                found = memo[key] = tuple(index.lookup(text.casefold()))
+            hits += found
     if compiled.executables:
-        exes = {os.path.basename(app.path).casefold()} if app.path else set()
+        if app.path:
+            hits += compiled.executables.get(os.path.basename(app.path).casefold(), ())
         if app.source == "process":
-            exes.add(app.id.casefold())
-        for exe in exes:
-            yield from compiled.executables.get(exe, ())
+            hits += compiled.executables.get(app.id.casefold(), ())
     if app.sha256 and compiled.sha256:
-        yield from compiled.sha256.get(app.sha256.casefold(), ())
+        hits += compiled.sha256.get(app.sha256.casefold(), ())
+    return hits
 
 
 def _casefolded(groups: Iterable[str]) -> frozenset[str]:
@@ -195,13 +208,15 @@ def match(
     now = aware(now)
     entries = compiled.banlist.entries
     findings: list[Finding] = []
+    memo: dict[tuple[int, str], tuple[Hit, ...]] = {}
     for app in apps:
+        hits = _hits(app, compiled, memo)
+        if not hits:
+            continue
         matched: dict[int, str] = {}
-        for index, label in _hits(app, compiled):
+        for index, label in hits:
             if index not in matched or label < matched[index]:
                 matched[index] = label
-        if not matched:
-            continue
         device = devices.get(app.device) or Device(id=app.device)
         for index, label in matched.items():
             spec = compiled.versions.get(index)

@@ -8,6 +8,7 @@ serves both, so the two documents cannot drift in how strictly they are read.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import types
 import typing
@@ -69,8 +70,7 @@ def build(cls: type[T], data: Any, path: tuple[str | int, ...] = ()) -> T:
     """
     if not isinstance(data, dict):
         raise SchemaError(path, f"expected a mapping, got {type_name(data)}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints, fields = _described(cls)
     for key in data:
         if key not in fields:
             raise SchemaError(path + (str(key),), "unknown key")
@@ -82,6 +82,13 @@ def build(cls: type[T], data: Any, path: tuple[str | int, ...] = ()) -> T:
             continue
         values[name] = _field_value(fld, hints[name], data[name], path + (name,))
     return cls(**values)
+
+
+@functools.cache
+def _described(cls: type) -> tuple[dict[str, Any], dict[str, dataclasses.Field]]:
+    """Return a dataclass's resolved type hints and init fields, once per class: resolving string
+    annotations compiles each one, which would otherwise dominate reading a long ban list."""
+    return typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls) if f.init}
 
 
 def _field_value(fld: dataclasses.Field, hint: Any, raw: Any, path: tuple[str | int, ...]) -> Any:

@@ -16,7 +16,9 @@ from agent.config import local_device_id
 from agent.inventory.base import Collected, Collector, Context
 from agent.inventory.desktop import DesktopCollector
 from agent.inventory.dpkg import DpkgCollector
+from agent.inventory.macos import MacosCollector
 from agent.inventory.process import ProcessCollector
+from agent.inventory.windows import WindowsCollector
 from agent.log import log_event
 from agent.model import LOCAL_DEVICE, App, CollectorError, Device, Inventory
 
@@ -26,6 +28,8 @@ COLLECTORS: tuple[Collector, ...] = (
     DpkgCollector(),
     DesktopCollector(),
     ProcessCollector(),
+    WindowsCollector(),
+    MacosCollector(),
 )
 
 

@@ -37,7 +37,9 @@ def _detail(finding: Finding) -> str:
         parts.append(f"effective {finding.entry.effective.isoformat()}")
     if finding.outcome:
         parts.append(f"outcome: {finding.outcome}")
-    where = finding.app.path or finding.app.user
+    app = finding.app
+    where = " ".join(filter(None, (app.path, f"user {app.user}" if app.user else "",
+                                   f"pid {app.extra_value('pid')}" if app.extra_value("pid") else "")))
     if where:
         parts.append(where)
     return " — ".join(parts)
@@ -46,14 +48,13 @@ def _detail(finding: Finding) -> str:
 def render_table(report: Report) -> str:
     """Return a plain-text table grouped by device, with a summary line and any errors."""
     info = report.banlist
-    lines = [
-        f"ban list serial {info.serial} from {info.source}"
-        + ("" if info.signed else " (unsigned)")
-        + (f", signed by key {info.signer}" if info.signer else ""),
-    ]
+    header = (f"ban list serial {info.serial} from {info.source}" + ("" if info.signed else " (unsigned)")
+              + (f", signed by key {info.signer}" if info.signer else ""))
+    lines = textwrap.wrap(header, WIDTH, subsequent_indent="  ")
     if info.stale:
         since = info.stale_since.isoformat() if info.stale_since else "unknown"
-        lines.append(f"WARNING: the ban list is stale (expired {since}); the central list is not being renewed")
+        lines += textwrap.wrap(f"WARNING: the ban list is stale (expired {since}); the central list is not "
+                               "being renewed", WIDTH, subsequent_indent="  ")
     lines.append(f"{len(report.inventory.devices)} device(s), {len(report.inventory.apps)} app(s) checked")
     if report.findings:
         lines += ["", _row(tuple(name for name, _ in _COLUMNS))]

@@ -1,0 +1,152 @@
+"""macOS apps: .app bundles (their Contents/Info.plist) and Homebrew casks, live or mounted.
+
+Bundles are looked for where osquery's `apps` table looks (/Applications and each user's
+~/Applications, one folder level deep) and, beyond it, in /Users/Shared/Applications and each
+user's Desktop and Downloads, where an app dragged out of a downloaded disk image often stays.
+Users are found by their folders under /Users, so people who are not logged on count too.
+"""
+
+from __future__ import annotations
+
+import os
+import plistlib
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+from xml.parsers.expat import ExpatError
+
+from agent.inventory.base import Collected, Context
+from agent.model import App, CollectorError
+
+SYSTEM_DIRS = ("/Applications", "/Users/Shared/Applications")
+USER_DIRS = ("Applications", "Desktop", "Downloads")
+CASKROOMS = ("/opt/homebrew/Caskroom", "/usr/local/Caskroom")
+NOT_USERS = frozenset({"shared", "guest"})
+MARKERS = ("Applications", "System/Library/CoreServices/SystemVersion.plist")
+"""What makes a mounted folder a macOS volume (either is enough)."""
+
+
+class PlistError(Exception):
+    """An Info.plist that cannot be read or parsed; the message names the bundle."""
+
+
+def bundle_app(bundle: Path, info: dict[str, Any], *, path: str, user: str) -> App:
+    """Given a bundle and its parsed Info.plist, return its App (id = CFBundleIdentifier, or the
+    bundle's file name for the rare bundle without one)."""
+    name = _string(info, "CFBundleDisplayName") or _string(info, "CFBundleName") or bundle.stem
+    ident = _string(info, "CFBundleIdentifier")
+    short = _string(info, "CFBundleShortVersionString")
+    build = _string(info, "CFBundleVersion")
+    extra = {"kind": "bundle", "bundle_version": build, "executable": _string(info, "CFBundleExecutable")}
+    return App(
+        source="macos", id=ident or bundle.name, name=name, version=short or build, path=path, user=user,
+        aliases=(bundle.stem,) if bundle.stem != name else (),
+        extra=tuple(sorted((k, v) for k, v in extra.items() if v)),
+    )
+
+
+def _string(info: dict[str, Any], key: str) -> str:
+    value = info.get(key)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def read_info_plist(bundle: Path) -> dict[str, Any]:
+    """Return the bundle's Contents/Info.plist (binary or XML). Raise PlistError naming the bundle
+    if it is missing, unreadable, malformed or not a dictionary."""
+    plist = bundle / "Contents" / "Info.plist"
+    try:
+        with plist.open("rb") as handle:
+            info = plistlib.load(handle)
+    except FileNotFoundError:
+        raise PlistError(f"{bundle}: no Contents/Info.plist") from None
+    except OSError as exc:
+        raise PlistError(f"{plist}: {exc.strerror or exc}") from None
+    except (plistlib.InvalidFileException, ExpatError, ValueError, TypeError, IndexError) as exc:
+        raise PlistError(f"{plist}: malformed property list ({type(exc).__name__})") from None
+    if not isinstance(info, dict):
+        raise PlistError(f"{plist}: not a dictionary")
+    return info
+
+
+def find_bundles(folder: Path) -> Iterator[Path]:
+    """Yield the .app bundles in `folder` and in its subfolders one level down (such as
+    /Applications/Utilities), never looking inside a bundle."""
+    for entry in _entries(folder):
+        if entry.name.endswith(".app"):
+            yield Path(entry.path)
+        elif not entry.name.startswith("."):
+            for inner in _entries(Path(entry.path)):
+                if inner.name.endswith(".app"):
+                    yield Path(inner.path)
+
+
+def _entries(folder: Path) -> list[os.DirEntry[str]]:
+    try:
+        return sorted((e for e in os.scandir(folder) if e.is_dir(follow_symlinks=False)), key=lambda e: e.name)
+    except OSError:
+        return []
+
+
+def user_homes(ctx: Context) -> list[tuple[str, Path]]:
+    """Return (user, home) for each folder under /Users (not Shared), logged on or not."""
+    return [(e.name, Path(e.path)) for e in _entries(ctx.path("/Users"))
+            if e.name.casefold() not in NOT_USERS and not e.name.startswith(".")]
+
+
+def search_folders(ctx: Context) -> list[tuple[Path, str]]:
+    """Return (folder, user) for every folder searched for bundles ("" for system folders)."""
+    folders = [(ctx.path(d), "") for d in SYSTEM_DIRS]
+    folders += [(home / d, user) for user, home in user_homes(ctx) for d in USER_DIRS]
+    return folders
+
+
+def cask_apps(ctx: Context) -> list[App]:
+    """Return the Homebrew casks installed under each Caskroom: token and installed version(s)."""
+    apps = []
+    for room in CASKROOMS:
+        for token in _entries(ctx.path(room)):
+            if token.name.startswith("."):
+                continue
+            versions = [v.name for v in _entries(Path(token.path)) if not v.name.startswith(".")]
+            apps.append(App(
+                source="brew-cask", id=token.name, name=token.name, version=",".join(versions),
+                path=f"{room}/{token.name}", extra=(("kind", "cask"),),
+            ))
+    return apps
+
+
+class MacosCollector:
+    """.app bundles and Homebrew casks of a macOS system, live or mounted."""
+
+    name = "macos"
+    live_only = False
+
+    def unavailable(self, ctx: Context) -> str | None:
+        if ctx.live:
+            return None if sys.platform == "darwin" else "not a macOS system (use --root DIR for a mounted macOS volume)"
+        if not any(ctx.path(m).exists() for m in MARKERS):
+            return f"no macOS volume at {ctx.root} (no Applications folder or SystemVersion.plist)"
+        return None
+
+    def collect(self, ctx: Context) -> Collected:
+        result = Collected()
+        seen: set[Path] = set()
+        for folder, user in search_folders(ctx):
+            for bundle in find_bundles(folder):
+                if bundle in seen:
+                    continue
+                seen.add(bundle)
+                try:
+                    info = read_info_plist(bundle)
+                except PlistError as exc:
+                    result.errors.append(CollectorError(self.name, _on_device(ctx, str(exc))))
+                    continue
+                result.apps.append(bundle_app(bundle, info, path=_on_device(ctx, str(bundle)), user=user))
+        result.apps.extend(cask_apps(ctx))
+        return result
+
+
+def _on_device(ctx: Context, text: str) -> str:
+    """Return a path (or a message starting with one) as the device sees it, without the root."""
+    root = str(ctx.root).rstrip("/")
+    return "/" + text[len(root):].lstrip("/") if root and text.startswith(root + "/") else text

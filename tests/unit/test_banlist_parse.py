@@ -1,0 +1,135 @@
+"""The ban-list parser: what it accepts, and that every bad document is one clear line."""
+
+from __future__ import annotations
+
+import json
+from datetime import timezone
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.banlist.parse import BanListError, parse_banlist
+from agent.banlist.source import bundled_bytes
+
+MINIMAL = {
+    "format": "appban.banlist/v1", "serial": 7, "issued": "2026-01-01T00:00:00Z",
+    "entries": [{"id": "tiktok", "name": "TikTok", "match": {"android": ["com.zhiliaoapp.Musically"]}}],
+}
+
+
+def doc(**changes) -> bytes:
+    data = json.loads(json.dumps(MINIMAL))
+    data.update(changes)
+    return yaml.safe_dump(data, allow_unicode=True).encode()
+
+
+def entry_doc(**fields) -> bytes:
+    entry = {"id": "tiktok", "name": "TikTok", **fields}
+    return doc(entries=[entry])
+
+
+def test_minimal_yaml_and_json_give_the_same_list():
+    from_yaml = parse_banlist(doc())
+    from_json = parse_banlist(json.dumps(MINIMAL).encode())
+    assert from_yaml == from_json
+    assert from_yaml.serial == 7
+    assert from_yaml.issued.tzinfo is not None
+
+
+def test_identifiers_are_case_folded():
+    banlist = parse_banlist(doc())
+    assert banlist.entries[0].match.android == ("com.zhiliaoapp.musically",)
+
+
+def test_naive_and_date_only_timestamps_are_read_as_utc():
+    banlist = parse_banlist(entry_doc(effective="2023-02-28"))
+    assert banlist.entries[0].effective.tzinfo == timezone.utc
+
+
+def test_bundled_example_list_is_valid_and_researched():
+    banlist = parse_banlist(bundled_bytes(), "bundled")
+    ids = {e.id for e in banlist.entries}
+    assert {"tiktok", "wechat", "kaspersky"} <= ids
+    tiktok = next(e for e in banlist.entries if e.id == "tiktok")
+    assert "com.zhiliaoapp.musically" in tiktok.match.android
+    assert "com.ss.android.ugc.trill" in tiktok.match.android
+    assert all(e.references for e in banlist.entries), "every entry cites its directive"
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (entry_doc(colour="red"), "entry 'tiktok' (#1) field 'colour': unknown key"),
+        (entry_doc(match={"android": "com.x"}), "entry 'tiktok' (#1) field 'match.android': expected a list"),
+        (entry_doc(match={"androids": ["x"]}), "field 'match.androids': unknown key"),
+        (entry_doc(action="delete"), "field 'action': expected one of report, block"),
+        (entry_doc(versions="around 3"), "field 'versions': bad version constraint"),
+        (entry_doc(effective="last tuesday"), "field 'effective': expected an ISO 8601 timestamp"),
+        (doc(entries=[{"id": "Tik Tok", "name": "x"}]), "field 'id': 'Tik Tok' does not match"),
+        (doc(entries=[{"id": "a"}]), "entry 'a' (#1) field 'name': required key is missing"),
+        (doc(entries=[{"id": "a", "name": "x"}, {"id": "a", "name": "y"}]), "entry 'a': duplicate id"),
+        (doc(serial="12"), "field 'serial': expected an integer"),
+        (doc(serial=True), "field 'serial': expected an integer"),
+        (doc(format="appban.banlist/v2"), "field 'format' must be 'appban.banlist/v1'"),
+        (doc(exceptions=[{"entry": "nope", "devices": ["d"], "approved_by": "x", "reason": "r",
+                          "expires": "2030-01-01"}]), "exception #1 field 'entry': no entry 'nope'"),
+        (doc(exceptions=[{"entry": "tiktok", "approved_by": "x", "reason": "r", "expires": "2030-01-01"}]),
+         "blanket exceptions are not allowed"),
+        (doc(exceptions=[{"entry": "tiktok", "devices": ["d"], "approved_by": "x", "reason": "r"}]),
+         "exception 'tiktok' (#1) field 'expires': required key is missing"),
+        (b"serial: 1\nserial: 2\n", "duplicate key 'serial'"),
+        (b"a: &x [1, 2]\nb: *x\n", "YAML aliases are not allowed"),
+        (b"- just\n- a list\n", "expected a mapping at the top level"),
+        (b"\xff\xfe\x00", "not UTF-8 text"),
+        (b"{\"format\": ", "not valid YAML or JSON"),
+    ],
+)
+def test_bad_documents_give_one_line_naming_the_place(document, message):
+    with pytest.raises(BanListError) as caught:
+        parse_banlist(document, "list.yaml")
+    text = str(caught.value)
+    assert message in text
+    assert text.startswith("list.yaml: ")
+    assert "\n" not in text
+
+
+def test_oversized_document_is_refused():
+    with pytest.raises(BanListError, match="over the .*-byte limit"):
+        parse_banlist(b"#" * (16 * 1024 * 1024 + 1))
+
+
+def test_alias_bomb_is_refused_quickly():
+    bomb = b"a: &a [x,x,x,x,x,x,x,x,x]\n" + b"".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)}]\n".encode() for i in range(9)
+    )
+    with pytest.raises(BanListError, match="aliases are not allowed"):
+        parse_banlist(bomb)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_arbitrary_bytes_never_give_a_traceback(data):
+    try:
+        parse_banlist(data)
+    except BanListError as exc:
+        assert "\n" not in str(exc)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["id", "name", "match", "action", "applies_to", "versions",
+                                        "effective", "exempt", "references", "extra"]), json_values))
+def test_arbitrary_entries_give_an_error_or_a_list_never_a_traceback(entry):
+    document = json.dumps({**MINIMAL, "entries": [entry]}).encode()
+    try:
+        parse_banlist(document)
+    except BanListError as exc:
+        assert "\n" not in str(exc)
