@@ -22,8 +22,8 @@ from pathlib import Path
 import psutil
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from service_support import TOKEN, Daemon, free_port, wait_until, write_config  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.service_support import TOKEN, Daemon, free_port, wait_until, write_config  # noqa: E402
 
 MB = 1024 * 1024
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -14,14 +13,16 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import jsonschema
 import pytest
 
-from service_support import (
+from tests.conftest import REPO, require_tool
+from tests.service_support import (
     APPBAN, TOKEN, Daemon, Receiver, free_port, make_pki, wait_until, write_config,
 )
 
 HTTP_TIMEOUT = 5.0
-PROMETHEUS = shutil.which("prometheus")
+REPORT_SCHEMA = json.loads((REPO / "docs/schemas/report-v1.schema.json").read_text())
 
 
 def get(url: str, token: str | None = TOKEN, method: str = "GET") -> tuple[int, bytes]:
@@ -68,6 +69,7 @@ def test_endpoint_serves_the_check_report_and_refuses_without_token(running, tmp
     assert get(base + "/v1/report", method="DELETE")[0] == 405
 
     served = json.loads(get(base + "/v1/report")[1])
+    jsonschema.validate(served, REPORT_SCHEMA)
     check = subprocess.run([APPBAN, "check", "--config", str(config), "--format", "json"],
                            capture_output=True, timeout=60)
     assert check.returncode == 1, check.stderr
@@ -133,9 +135,8 @@ def test_sighup_with_broken_config_keeps_the_old_one(running, tmp_path: Path) ->
     assert daemon.wait() == 0
 
 
-@pytest.mark.skipif(PROMETHEUS is None and not os.environ.get("CI"), reason="prometheus not installed")
 def test_prometheus_scrapes_findings_over_tls_with_the_bearer_token(tmp_path: Path) -> None:
-    assert PROMETHEUS, "CI installs the prometheus package"
+    prometheus_path = require_tool("prometheus")
     pki = make_pki(tmp_path / "pki")
     agent_port, port = free_port(), free_port()
     config = write_config(tmp_path, server={
@@ -152,7 +153,7 @@ scrape_configs:
 """)
     daemon = Daemon(config)
     prometheus = subprocess.Popen(
-        [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+        [prometheus_path, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
          f"--web.listen-address=127.0.0.1:{port}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

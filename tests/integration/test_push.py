@@ -11,7 +11,7 @@ import requests
 from agent.config import PushConfig
 from agent.report.outbox import Outbox
 from agent.report.push import push_pending
-from service_support import PUSH_TOKEN, Receiver, make_pki
+from tests.service_support import PUSH_TOKEN, Receiver, make_pki
 
 
 @pytest.fixture

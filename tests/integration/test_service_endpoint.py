@@ -11,7 +11,7 @@ import requests
 
 from agent.service import server
 from agent.service.snapshot import Snapshot
-from service_support import TOKEN, make_pki, wait_until
+from tests.service_support import TOKEN, make_pki, wait_until
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

@@ -9,7 +9,7 @@ import pytest
 from agent.config import ConfigError
 from agent.inventory import UnknownSourceError
 from agent.service.settings import ServiceError, load_settings
-from service_support import TOKEN, make_pki
+from tests.service_support import TOKEN, make_pki
 
 
 def settings_for(tmp_path: Path, text: str):

@@ -3,22 +3,22 @@ writes, enables (real `systemctl --root`), disables and removes it in a system i
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from service_support import APPBAN
-
-SYSTEMCTL, ANALYZE = shutil.which("systemctl"), shutil.which("systemd-analyze")
-if not (SYSTEMCTL and ANALYZE):
-    if os.environ.get("CI"):
-        pytest.fail("systemctl/systemd-analyze not found, but CI installs systemd", pytrace=False)
-    pytest.skip("systemd tools not installed", allow_module_level=True)
+from tests.conftest import require_tool
+from tests.service_support import APPBAN
 
 UNIT_DIR = Path("etc/systemd/system")
+
+
+@pytest.fixture(autouse=True)
+def systemd_tools() -> None:
+    require_tool("systemctl")
+    require_tool("systemd-analyze")
 
 
 def appban(*args: str) -> subprocess.CompletedProcess[str]:
@@ -34,7 +34,7 @@ def test_install_verify_uninstall_in_an_image(tmp_path: Path) -> None:
     wants = tmp_path / UNIT_DIR / "multi-user.target.wants" / "appban.service"
     assert wants.is_symlink()
 
-    verify = subprocess.run([ANALYZE, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
     assert verify.returncode == 0, verify.stderr
     assert "appban.service" not in verify.stderr
 
