@@ -13,13 +13,13 @@ from typing import Sequence
 from agent import __version__
 from agent import log
 from agent.banlist.parse import BanListError
-from agent.commands import check, inventory, run, service, status
+from agent.commands import check, inventory, policy, run, service, status
 from agent.config import ConfigError
 from agent.inventory import UnknownSourceError
 from agent.inventory.file import InventoryFileError
 from agent.service.settings import ServiceError
 
-COMMANDS = (check, inventory, run, status, service)
+COMMANDS = (check, inventory, policy, run, status, service)
 USER_ERRORS = (ConfigError, BanListError, InventoryFileError, UnknownSourceError, ServiceError)
 EXIT_NO_VERDICT = 2
 

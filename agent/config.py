@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from agent.banlist.signature import SignatureError, parse_public_key
 from agent.documents import DocumentError, load_document
 from agent.schema import SchemaError, build
 
@@ -54,14 +55,31 @@ class DeviceConfig:
     groups: tuple[str, ...] = ()
 
 
+def _https(url: str) -> str:
+    """The list decides what is blocked fleet-wide, so it only travels over verified TLS."""
+    if url and not url.startswith("https://"):
+        raise ValueError(f"must be an https:// URL, got {url!r}")
+    return url
+
+
+def _public_keys(keys: tuple[str, ...]) -> tuple[str, ...]:
+    """Refuse a malformed trusted key when the config is read, not at the first refresh."""
+    for number, key in enumerate(keys, 1):
+        try:
+            parse_public_key(key)
+        except SignatureError as exc:
+            raise ValueError(f"key #{number}: {exc}") from None
+    return keys
+
+
 @dataclass(frozen=True)
 class BanlistConfig:
     """Where the ban list comes from and which signatures are trusted."""
 
     path: str = ""
-    url: str = ""
-    signature_url: str = ""
-    trusted_keys: tuple[str, ...] = ()
+    url: str = field(default="", metadata={"check": _https})
+    signature_url: str = field(default="", metadata={"check": _https})
+    trusted_keys: tuple[str, ...] = field(default=(), metadata={"check": _public_keys})
     allow_unsigned: bool = False
     refresh: str = field(default="1h", metadata=_INTERVAL_CHECK)
     timeout: float = 10.0
@@ -69,6 +87,8 @@ class BanlistConfig:
     client_cert: str = ""
     client_key: str = ""
     max_bytes: int = 16 * 1024 * 1024
+    retries: int = 3
+    backoff: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,13 @@
-"""Real parts for the service tests: a test PKI, an HTTPS push receiver on 127.0.0.1 that counts
-deliveries per report id, and helpers to run `appban run` as a subprocess on a temporary tree."""
+"""Real parts for the service tests: an HTTPS push receiver on 127.0.0.1 that counts deliveries
+per report id, and helpers to run `appban run` as a subprocess on a temporary tree (the test PKI
+comes from tests/banlist_servers.py)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import http.server
-import ipaddress
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -21,10 +19,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.banlist_servers import Pki, free_port
 
 APPBAN = str(Path(sys.executable).with_name("appban"))
 TOKEN = "pull-token-0123456789"
@@ -64,11 +60,11 @@ Maintainer: Matthias Klose <doko@debian.org>
 """
 
 
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def direct_env() -> dict[str, str]:
+    """Return this environment minus any proxy, so the agent talks to 127.0.0.1 directly."""
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env["NO_PROXY"] = "127.0.0.1,localhost"
+    return env
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, step: float = 0.05) -> Any:
@@ -80,53 +76,6 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, step: float 
             return value
         time.sleep(step)
     raise AssertionError(f"condition not met within {timeout}s")
-
-
-@dataclass(frozen=True)
-class Pki:
-    """A test CA with a server certificate for 127.0.0.1 and a client certificate (PEM files)."""
-
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-
-
-def _certificate(subject: str, key: ec.EllipticCurvePrivateKey, issuer: str, issuer_key: ec.EllipticCurvePrivateKey,
-                 usage: ExtendedKeyUsageOID | None) -> x509.Certificate:
-    now = dt.datetime.now(dt.timezone.utc)
-    builder = (x509.CertificateBuilder()
-               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-               .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-               .add_extension(x509.BasicConstraints(ca=usage is None, path_length=None), critical=True))
-    if usage is not None:
-        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-    if usage == ExtendedKeyUsageOID.SERVER_AUTH:
-        builder = builder.add_extension(x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def make_pki(folder: Path) -> Pki:
-    """Create the test CA, server and client certificates under `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    keys = {name: ec.generate_private_key(ec.SECP256R1()) for name in ("ca", "server", "client")}
-    certs = {
-        "ca": _certificate("appban service test CA", keys["ca"], "appban service test CA", keys["ca"], None),
-        "server": _certificate("127.0.0.1", keys["server"], "appban service test CA", keys["ca"],
-                               ExtendedKeyUsageOID.SERVER_AUTH),
-        "client": _certificate("agent", keys["client"], "appban service test CA", keys["ca"],
-                               ExtendedKeyUsageOID.CLIENT_AUTH),
-    }
-    for name in certs:
-        (folder / f"{name}.pem").write_bytes(certs[name].public_bytes(serialization.Encoding.PEM))
-        (folder / f"{name}.key").write_bytes(keys[name].private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    return Pki(folder / "ca.pem", folder / "server.pem", folder / "server.key",
-               folder / "client.pem", folder / "client.key")
 
 
 @dataclass
@@ -227,7 +176,7 @@ class Daemon:
         self.log_path = config.with_name(f"daemon-{time.monotonic_ns()}.log")
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen([APPBAN, "run", "--config", str(config), *extra],
-                                        stdout=subprocess.DEVNULL, stderr=self._log)
+                                        stdout=subprocess.DEVNULL, stderr=self._log, env=direct_env())
 
     def events(self, name: str | None = None) -> list[dict[str, Any]]:
         """Return the log events so far (those named `name`, if given)."""

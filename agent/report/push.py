@@ -31,27 +31,20 @@ class PushResult:
     error: str = ""
 
 
-def tls_options(ca_bundle: str, client_cert: str, client_key: str) -> dict[str, object]:
-    """Return the `verify` and `cert` arguments for requests: the system CAs unless a bundle is
-    named, and a client certificate for mutual TLS when one is configured."""
-    options: dict[str, object] = {"verify": ca_bundle or True}
-    if client_cert:
-        options["cert"] = (client_cert, client_key) if client_key else client_cert
-    return options
-
-
 def push_pending(outbox: Outbox, config: PushConfig, token: str, session: requests.Session) -> PushResult:
-    """Send every queued report in order; stop at the first failure so order is kept and the rest
-    wait for the next cycle. Never raises for network or server errors: they are in the result."""
+    """Send every queued report in order through `session` (made by make_session(config), which
+    carries the TLS settings); stop at the first failure so order is kept and the rest wait for
+    the next cycle. Never raises for network or server errors: they are in the result."""
     sent = 0
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     for item in outbox.pending():
         try:
-            response = session.post(config.url, data=item.body, timeout=config.timeout,
-                                    headers={**headers, IDEMPOTENCY_HEADER: item.id},
-                                    **tls_options(config.ca_bundle, config.client_cert, config.client_key))
+            # verify per request: requests lets REQUESTS_CA_BUNDLE override a Session's verify,
+            # and the administrator's ca_bundle must win over the environment.
+            response = session.post(config.url, data=item.body, timeout=config.timeout, verify=session.verify,
+                                    headers={**headers, IDEMPOTENCY_HEADER: item.id})
             response.close()
         except requests.RequestException as exc:
             return _failed(outbox, sent, item.id, " ".join(f"{type(exc).__name__}: {exc}".split()))

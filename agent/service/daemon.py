@@ -18,12 +18,12 @@ from datetime import datetime, timezone
 from types import FrameType
 from typing import Callable
 
-import requests
 import schedule
 
 from agent import log
+from agent.banlist.fetch import make_session
 from agent.banlist.parse import BanListError
-from agent.banlist.source import load_active, staleness
+from agent.banlist.source import load_fresh, staleness
 from agent.commands.common import collect_here
 from agent.config import ConfigError, interval_seconds
 from agent.inventory import UnknownSourceError
@@ -69,7 +69,7 @@ class Service:
         self.banlist: BanList | None = None
         self.banlist_info: BanListInfo | None = None
         self.outbox = Outbox(settings.state_dir, settings.config.push.max_queue)
-        self.session = requests.Session()
+        self.session = make_session(settings.config.push)
         self.scheduler = schedule.Scheduler()
         self.endpoint: server.Endpoint | None = None
         self.started = time.time()
@@ -134,17 +134,29 @@ class Service:
         write_status(self.settings.state_dir, self._status())
 
     def refresh(self) -> None:
-        """Load the ban list in force; on failure keep the previous one and record the error."""
+        """Refresh the ban list (fetch, verify and cache it when it comes from a URL) and load it.
+
+        A failed fetch keeps the cached list in force and records the error; when a list with a
+        new serial comes in after the first scan, scan at once rather than at the next interval.
+        """
         now = datetime.now(timezone.utc)
+        previous = self.banlist
         try:
-            # Ban-list refresh call site: the signed fetch into the state directory goes here.
-            self.banlist, self.banlist_info = load_active(self.settings.config, None, now)
+            self.banlist, self.banlist_info, warning = load_fresh(
+                self.settings.config, None, now, self.settings.state_dir)
         except BanListError as exc:
             log_event(logger, logging.ERROR, "refresh.failed", error=str(exc))
             self._update(refresh_error=str(exc))
             return
-        log_event(logger, logging.INFO, "refresh.done", serial=self.banlist.serial, source=self.banlist_info.source)
-        self._update(last_refresh=now.timestamp(), refresh_error="", banlist_issued=self.banlist.issued)
+        if warning:
+            log_event(logger, logging.WARNING, "refresh.failed", error=warning, serial=self.banlist.serial)
+            self._update(refresh_error=warning, banlist_issued=self.banlist.issued)
+        else:
+            log_event(logger, logging.INFO, "refresh.done", serial=self.banlist.serial,
+                      source=self.banlist_info.source, signed=self.banlist_info.signed)
+            self._update(last_refresh=now.timestamp(), refresh_error="", banlist_issued=self.banlist.issued)
+        if previous is not None and previous.serial != self.banlist.serial:
+            self.scan()
 
     def scan(self) -> None:
         """Collect, match and keep the report (memory, state dir, outbox); then try to push it."""
@@ -214,6 +226,8 @@ class Service:
         old, self.settings = self.settings, new
         log.configure(new.config.logging.format, new.config.logging.level)
         self.outbox.max_queue = max(1, new.config.push.max_queue)
+        self.session.close()
+        self.session = make_session(new.config.push)
         if new.server_key() != old.server_key():
             self._restart_endpoint(old, new)
         self._plan()

@@ -17,9 +17,8 @@ import jsonschema
 import pytest
 
 from tests.conftest import REPO, require_tool
-from tests.service_support import (
-    APPBAN, TOKEN, Daemon, Receiver, free_port, make_pki, wait_until, write_config,
-)
+from tests.banlist_servers import Site, free_port, make_pki, nginx, pki, require_nginx, site  # noqa: F401
+from tests.service_support import APPBAN, BANLIST, TOKEN, Daemon, Receiver, direct_env, wait_until, write_config
 
 HTTP_TIMEOUT = 5.0
 REPORT_SCHEMA = json.loads((REPO / "docs/schemas/report-v1.schema.json").read_text())
@@ -246,5 +245,62 @@ def test_sigterm_lets_the_scan_in_progress_finish(tmp_path: Path) -> None:
         assert daemon.wait() == 0
         assert len(daemon.events("scan.done")) == 1
         assert json.loads((tmp_path / "state" / "report.json").read_text())["counts"]["violation"] == 1
+    finally:
+        daemon.stop()
+
+
+def sign_with_appban(folder: Path, data: bytes) -> tuple[str, bytes]:
+    """Make a key pair with `appban policy keygen`, sign `data` with `appban policy sign`; return
+    (public key line, signature)."""
+    folder.mkdir(exist_ok=True)
+    if not (folder / "list.key").exists():
+        made = subprocess.run([APPBAN, "policy", "keygen", "--secret-key", "list.key", "--public-key", "list.pub"],
+                              cwd=folder, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert made.returncode == 0, made.stderr
+    (folder / "banlist.yaml").write_bytes(data)
+    signed = subprocess.run([APPBAN, "policy", "sign", "banlist.yaml", "--secret-key", "list.key"],
+                            cwd=folder, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert signed.returncode == 0, signed.stderr
+    return (folder / "list.pub").read_text().splitlines()[1], (folder / "banlist.yaml.minisig").read_bytes()
+
+
+def test_daemon_fetches_the_signed_list_and_picks_up_a_new_serial(tmp_path: Path, pki, site: Site) -> None:
+    require_nginx()
+    key, signature = sign_with_appban(tmp_path / "publisher", BANLIST.replace("serial: 7", "serial: 30").encode())
+    site.put("banlist.yaml.minisig", signature)
+    site.put("banlist.yaml", (tmp_path / "publisher" / "banlist.yaml").read_bytes())
+    port = free_port()
+    config = write_config(
+        tmp_path, server={"listen": f"127.0.0.1:{port}", "token_file": str(tmp_path / "token")},
+        banlist={"url": site.url(), "trusted_keys": [key], "ca_bundle": str(pki.ca), "timeout": 2.0,
+                 "retries": 1, "backoff": 0.01, "refresh": "1h"},
+    )
+    base = f"http://127.0.0.1:{port}"
+    daemon = Daemon(config)
+    try:
+        wait_until(lambda: get(base + "/v1/report")[0] == 200 if healthy(base) else False)
+        report = json.loads(get(base + "/v1/report")[1])
+        assert report["banlist"]["serial"] == 30 and report["banlist"]["signed"] is True
+        assert report["banlist"]["source"] == site.url()
+        assert report["counts"]["violation"] == 1
+
+        new = BANLIST.replace("serial: 7", "serial: 31").replace("[tiktok-desktop]", "[tiktok-other]")
+        key, signature = sign_with_appban(tmp_path / "publisher", new.encode())
+        site.put("banlist.yaml.minisig", signature)
+        site.put("banlist.yaml", (tmp_path / "publisher" / "banlist.yaml").read_bytes())
+        daemon.signal(signal.SIGHUP)
+        wait_until(lambda: json.loads(get(base + "/v1/report")[1])["banlist"]["serial"] == 31)
+        assert json.loads(get(base + "/v1/report")[1])["counts"]["violation"] == 0
+
+        site.put("banlist.yaml", new.replace("serial: 31", "serial: 32").encode())
+        daemon.signal(signal.SIGHUP)
+        failed = wait_until(lambda: daemon.events("refresh.failed"))
+        assert "serial 31" in failed[0]["error"]
+        assert json.loads(get(base + "/v1/report")[1])["banlist"]["serial"] == 31
+        status = subprocess.run([APPBAN, "status", "--config", str(config)], capture_output=True, text=True,
+                                timeout=30, env=direct_env())
+        assert "serial 31" in status.stdout and "last attempt failed" in status.stdout
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait() == 0
     finally:
         daemon.stop()

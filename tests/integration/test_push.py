@@ -6,16 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import requests
 
+from agent.banlist.fetch import make_session
 from agent.config import PushConfig
 from agent.report.outbox import Outbox
 from agent.report.push import push_pending
-from tests.service_support import PUSH_TOKEN, Receiver, make_pki
+from tests.banlist_servers import direct, make_pki  # noqa: F401 - direct is a fixture used by name
+from tests.service_support import PUSH_TOKEN, Receiver
 
 
 @pytest.fixture
-def setup(tmp_path: Path):
+def setup(tmp_path: Path, direct):
     pki = make_pki(tmp_path / "pki")
     receiver = Receiver(pki)
     outbox = Outbox(tmp_path, max_queue=10)
@@ -23,7 +24,7 @@ def setup(tmp_path: Path):
         outbox.put(f"report-{n}", f'{{"id": "report-{n}"}}'.encode())
     config = PushConfig(url=receiver.url, ca_bundle=str(pki.ca), client_cert=str(pki.client_cert),
                         client_key=str(pki.client_key), timeout=2.0)
-    with requests.Session() as session:
+    with make_session(config) as session:
         yield receiver, outbox, config, session
     receiver.stop()
     outbox.close()
@@ -56,13 +57,16 @@ def test_wrong_token_keeps_everything(setup) -> None:
 def test_untrusted_server_certificate_is_refused(setup) -> None:
     receiver, outbox, config, session = setup
     receiver.start()
-    result = push_pending(outbox, PushConfig(url=config.url, client_cert=config.client_cert,
-                                             client_key=config.client_key), PUSH_TOKEN, session)
+    untrusting = PushConfig(url=config.url, client_cert=config.client_cert, client_key=config.client_key)
+    with make_session(untrusting) as system_cas:
+        result = push_pending(outbox, untrusting, PUSH_TOKEN, system_cas)
     assert "SSLError" in result.error and outbox.depth() == 3 and not receiver.deliveries
 
 
 def test_missing_client_certificate_is_refused_by_the_receiver(setup) -> None:
     receiver, outbox, config, session = setup
     receiver.start()
-    result = push_pending(outbox, PushConfig(url=config.url, ca_bundle=config.ca_bundle), PUSH_TOKEN, session)
+    no_client_cert = PushConfig(url=config.url, ca_bundle=config.ca_bundle)
+    with make_session(no_client_cert) as anonymous:
+        result = push_pending(outbox, no_client_cert, PUSH_TOKEN, anonymous)
     assert result.error and outbox.depth() == 3 and not receiver.deliveries

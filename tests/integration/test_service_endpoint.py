@@ -11,7 +11,8 @@ import requests
 
 from agent.service import server
 from agent.service.snapshot import Snapshot
-from tests.service_support import TOKEN, make_pki, wait_until
+from tests.banlist_servers import make_pki
+from tests.service_support import TOKEN, wait_until
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

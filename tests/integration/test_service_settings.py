@@ -9,7 +9,8 @@ import pytest
 from agent.config import ConfigError
 from agent.inventory import UnknownSourceError
 from agent.service.settings import ServiceError, load_settings
-from tests.service_support import TOKEN, make_pki
+from tests.banlist_servers import make_pki
+from tests.service_support import TOKEN
 
 
 def settings_for(tmp_path: Path, text: str):
