@@ -50,7 +50,7 @@ def render_table(report: Report) -> str:
     info = report.banlist
     header = (f"ban list serial {info.serial} from {info.source}" + ("" if info.signed else " (unsigned)")
               + (f", signed by key {info.signer}" if info.signer else ""))
-    lines = textwrap.wrap(header, WIDTH, subsequent_indent="  ")
+    lines = textwrap.wrap(header, WIDTH, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)
     if info.stale:
         since = info.stale_since.isoformat() if info.stale_since else "unknown"
         lines += textwrap.wrap(f"WARNING: the ban list is stale (expired {since}); the central list is not "
