@@ -236,4 +236,5 @@ def finding_key(finding: Finding) -> tuple[str, ...]:
     return (
         finding.device, str(_STATUS_ORDER[finding.status]), finding.entry.id,
         app.source, app.id, app.user, app.path, app.version, app.extra_value("pid"),
+        app.name, app.publisher, app.sha256, finding.matched_by,
     )
