@@ -31,8 +31,8 @@ MB = 1024 * 1024
 def measure(process: psutil.Process, seconds: float) -> tuple[float, float, float]:
     """Sample the process for `seconds`; return (CPU % of one core, mean RSS MB, peak RSS MB).
 
-    RSS counts shared libraries (libssl, libpython) in full; USS, printed separately, is what the
-    process alone costs.
+    RSS counts shared libraries (libssl, libpython) in full; `footprint` adds USS (pages of this
+    process alone) and PSS (shared pages divided among the processes that map them).
     """
     cpu_before, started = process.cpu_times(), time.monotonic()
     rss = []
@@ -42,6 +42,12 @@ def measure(process: psutil.Process, seconds: float) -> tuple[float, float, floa
     cpu_after, elapsed = process.cpu_times(), time.monotonic() - started
     used = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
     return 100 * used / elapsed, statistics.mean(rss), max(rss)
+
+
+def footprint(process: psutil.Process) -> str:
+    """Return "USS x MB, PSS y MB" for the process."""
+    full = process.memory_full_info()
+    return f"USS {full.uss / MB:.1f} MB, PSS {full.pss / MB:.1f} MB"
 
 
 def hammer(port: int, path: str, seconds: float, threads: int) -> float:
@@ -92,7 +98,7 @@ def main() -> None:
 
             cpu, rss, peak = measure(process, args.idle)
             print(f"idle {args.idle:.0f} s:   CPU {cpu:.3f} % of one core, RSS mean {rss:.1f} MB, peak {peak:.1f} MB, "
-                  f"USS {process.memory_full_info().uss / MB:.1f} MB   (targets: < 0.5 %, < 40 MB)")
+                  f"{footprint(process)}   (targets: < 0.5 %, < 40 MB)")
 
             data = yaml.safe_load(config.read_text())
             data["schedule"] = {"scan": "1s", "push": "1h", "splay": "1s"}
@@ -109,8 +115,7 @@ def main() -> None:
             for path in ("/healthz", "/metrics", "/v1/report"):
                 rps = hammer(port, path, args.load, args.clients)
                 print(f"GET {path:<11} {rps:8.0f} requests/s ({args.clients} clients, new connection each)")
-            print(f"after load: RSS {process.memory_info().rss / MB:.1f} MB, "
-                  f"USS {process.memory_full_info().uss / MB:.1f} MB (memory of this process alone)")
+            print(f"after load: RSS {process.memory_info().rss / MB:.1f} MB, {footprint(process)}")
             daemon.signal(signal.SIGTERM)
             print(f"exit code after SIGTERM: {daemon.wait()}")
         finally:
