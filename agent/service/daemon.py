@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import threading
 import time
 from dataclasses import replace
@@ -56,7 +57,11 @@ def run_service(config_path: str | None, state_dir: str | None) -> int:
     except LockHeld as exc:
         raise ServiceError(str(exc)) from None
     with lock:
-        return Service(settings, lambda: load_settings(config_path, state_dir)).run()
+        try:
+            service = Service(settings, lambda: load_settings(config_path, state_dir))
+        except sqlite3.Error as exc:
+            raise ServiceError(f"outbox in {settings.state_dir}: {exc}") from None
+        return service.run()
 
 
 class Service:
@@ -131,7 +136,10 @@ class Service:
         except Exception as exc:  # noqa: BLE001 - one failed run must not end the service
             log_event(logger, logging.ERROR, "job.failed", job=job.__name__,
                       error=" ".join(f"{type(exc).__name__}: {exc}".split()))
-        write_status(self.settings.state_dir, self._status())
+        try:
+            write_status(self.settings.state_dir, self._status())
+        except OSError as exc:
+            log_event(logger, logging.ERROR, "status.write_failed", error=str(exc))
 
     def refresh(self) -> None:
         """Refresh the ban list (fetch, verify and cache it when it comes from a URL) and load it.

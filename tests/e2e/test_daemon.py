@@ -304,3 +304,12 @@ def test_daemon_fetches_the_signed_list_and_picks_up_a_new_serial(tmp_path: Path
         assert daemon.wait() == 0
     finally:
         daemon.stop()
+
+
+def test_unusable_outbox_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "outbox.sqlite").write_bytes(b"not a database, " * 100)
+    result = subprocess.run([APPBAN, "run", "--config", str(config)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr == f"appban: outbox in {tmp_path / 'state'}: file is not a database\n"
