@@ -46,6 +46,12 @@ def _interval(text: str) -> str:
 _INTERVAL_CHECK = {"check": _interval}
 
 
+def _positive(number: float) -> float:
+    if number <= 0:
+        raise ValueError(f"must be above zero, got {number}")
+    return number
+
+
 @dataclass(frozen=True)
 class DeviceConfig:
     """Identity and groups of the host the agent runs on."""
@@ -151,6 +157,36 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class GroupRule:
+    """Groups given to the devices (phones, MDM records) that a rule selects: every condition
+    given must hold, any value of a condition may (globs, case-insensitive)."""
+
+    groups: tuple[str, ...]
+    serials: tuple[str, ...] = ()
+    """Device ids, serial numbers or UDIDs."""
+    names: tuple[str, ...] = ()
+    """Globs on the device id or device name."""
+    kinds: tuple[str, ...] = ()
+    """Device kinds: android, ios, windows, macos, host."""
+    attributes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Globs per device attribute (owner, email, email_domain, department, category, model, …)."""
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Phones read over USB (adb, libimobiledevice) and the groups of devices that are not this host."""
+
+    enabled: bool = False
+    """The phone collectors start adb's server and talk to whatever is plugged in, so a plain
+    workstation must opt in; MDM exports (`--inventory`) need no opt-in."""
+    timeout: float = field(default=20.0, metadata={"check": _positive})
+    parallel: int = field(default=4, metadata={"check": _positive})
+    android_block: Literal["uninstall", "disable"] = "uninstall"
+    default_groups: tuple[str, ...] = ()
+    groups: tuple[GroupRule, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole local configuration."""
 
@@ -164,6 +200,7 @@ class Config:
     push: PushConfig = field(default_factory=PushConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
 
 
 def parse_config(data: bytes, what: str) -> Config:

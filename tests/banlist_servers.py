@@ -147,6 +147,8 @@ http {{
         location / {{
             if (-f $request_filename.fail) {{ return 500; }}
         }}
+        location /moved/ {{ rewrite ^/moved/(.*)$ https://127.0.0.1:{port}/$1 permanent; }}
+        location /downgrade/ {{ rewrite ^/downgrade/(.*)$ http://127.0.0.1:{port}/$1 permanent; }}
     }}
     server {{
         listen 127.0.0.1:{mtls_port} ssl;
@@ -308,14 +310,6 @@ class ScriptedServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=10)
-
-
-def require_nginx() -> None:
-    """Skip the calling test module when nginx is missing, except under CI (which installs it)."""
-    if shutil.which("nginx") is None and not os.path.exists("/usr/sbin/nginx"):
-        if os.environ.get("CI"):
-            pytest.fail("nginx not found, but CI installs it (scripts/apt-packages.txt)", pytrace=False)
-        pytest.skip("nginx not installed", allow_module_level=True)
 
 
 def banlist_yaml(serial: int, ids: tuple[str, ...] = ("tiktok", "wechat"), expires: datetime | None = None,

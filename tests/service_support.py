@@ -197,8 +197,11 @@ class Daemon:
         return self.process.wait(timeout)
 
     def stop(self) -> None:
-        """Make sure the process is gone (SIGKILL if it is still running) and close the log."""
+        """Make sure the process is gone (SIGKILL if it is still running) and close the log; under
+        pytest, print the log, which pytest shows only when the test failed."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
         self._log.close()
+        if os.environ.get("PYTEST_CURRENT_TEST"):
+            print(f"--- appban run log ({self.log_path}) ---\n{self.log_path.read_text()}")

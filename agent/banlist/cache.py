@@ -197,6 +197,8 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 def _fsync_dir(folder: Path) -> None:
     """Make the rename itself durable (on POSIX a rename lives in the directory's data)."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return  # Windows: directories cannot be opened for fsync; NTFS journals the rename
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)

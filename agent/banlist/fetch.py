@@ -21,6 +21,7 @@ import socket
 import time
 from dataclasses import dataclass
 from typing import Callable
+from urllib.parse import urljoin
 
 import requests
 
@@ -94,7 +95,16 @@ def make_session(config: BanlistConfig | PushConfig) -> requests.Session:
     if config.client_cert:
         session.cert = (config.client_cert, config.client_key) if config.client_key else config.client_cert
     session.headers["User-Agent"] = f"appban/{__version__}"
+    session.hooks["response"].append(_https_only)
     return session
+
+
+def _https_only(response: requests.Response, *args: object, **kwargs: object) -> None:
+    """Refuse to follow a redirect off TLS (requests would follow one to http:// silently)."""
+    if response.is_redirect:
+        target = urljoin(response.url, response.headers["Location"])
+        if not target.startswith("https://"):
+            raise FetchError(f"redirected to {target}, which is not https")
 
 
 def get(

@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 BUNDLED = "banlist.example.yaml"
 _REFRESH_PROBLEMS = (FetchError, BanListError, SignatureError, SuccessionError, CacheError, OSError)
+_PARSED: dict[str, BanList] = {}
+"""The last list parsed from the network or the cache, by SHA-256 of its bytes (one slot)."""
 
 
 def bundled_bytes() -> bytes:
@@ -160,6 +162,8 @@ def _refresh(
     settings: BanlistConfig, folder: Path, now: datetime, held: _Held | None, floor: CacheMeta | None,
     sleep: Callable[[float], None],
 ) -> RefreshResult:
+    if not settings.url:
+        raise BanListError("no banlist.url configured")
     if not settings.trusted_keys and not settings.allow_unsigned:
         raise BanListError("no banlist.trusted_keys configured (or allow_unsigned: true, for labs only)")
     validators = Validators(held.meta.etag, held.meta.last_modified) if held else None
@@ -175,7 +179,7 @@ def _refresh(
         assert download.body is not None
         signature = _get_signature(session, settings, sleep)
     verified = _authenticate(settings, download.body, signature)
-    banlist = parse_banlist(download.body, f"ban list {settings.url}")
+    banlist = _parse_remembered(download.body, f"ban list {settings.url}")
     digest = cache.sha256(download.body)
     cache.check_succession(floor, banlist.serial, digest)
     meta = cache.new_meta(
@@ -228,7 +232,7 @@ def _held(settings: BanlistConfig, folder: Path, now: datetime) -> tuple[_Held |
             return None, None
         stored = cache.read(folder, meta)
         verified = _authenticate(settings, stored.data, stored.signature)
-        banlist = parse_banlist(stored.data, f"cached ban list {cache.cache_dir(folder) / meta.list_file}")
+        banlist = _parse_remembered(stored.data, f"cached ban list {cache.cache_dir(folder) / meta.list_file}")
     except (CacheError, SignatureError, BanListError) as exc:
         return None, f"cached list unusable: {exc}"
     if banlist.serial != meta.serial:
@@ -236,6 +240,18 @@ def _held(settings: BanlistConfig, folder: Path, now: datetime) -> tuple[_Held |
     if verified is not None:
         meta = dataclasses.replace(meta, signer=verified.key_id_hex)
     return _Held(banlist, _info(banlist, meta, now), meta), None
+
+
+def _parse_remembered(data: bytes, what: str) -> BanList:
+    """Parse a list, or return it as parsed before: every refresh and load re-reads the cache, and
+    a 10,000-entry list takes seconds to parse but milliseconds to hash. Raise BanListError."""
+    digest = cache.sha256(data)
+    banlist = _PARSED.get(digest)
+    if banlist is None:
+        banlist = parse_banlist(data, what)
+        _PARSED.clear()
+        _PARSED[digest] = banlist
+    return banlist
 
 
 def _info(banlist: BanList, meta: CacheMeta, now: datetime) -> BanListInfo:

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Sequence
 
 from agent.config import Config, load_config
-from agent.inventory import collect
+from agent.groups import assign_groups
+from agent.inventory import collect, local_device
 from agent.inventory.base import Context
 from agent.inventory.file import load_inventory_file
 from agent.model import Inventory
@@ -46,25 +47,28 @@ def config_from(args: argparse.Namespace) -> Config:
 
 
 def gather(args: argparse.Namespace, config: Config, groups: list[str] | None = None) -> Inventory:
-    """Return the inventory to check: saved files when --inventory is given, else collected here.
+    """Return the inventory to check: saved files when --inventory is given, else collected here;
+    devices other than this host get their groups from config `gateway` (agent.groups).
 
     Raises InventoryFileError or UnknownSourceError (both one-line user errors).
     """
     if args.inventory:
         parts = [load_inventory_file(path) for path in args.inventory]
-        return Inventory(
+        loaded = Inventory(
             devices=tuple(d for p in parts for d in p.devices),
             apps=tuple(a for p in parts for a in p.apps),
             errors=tuple(e for p in parts for e in p.errors),
             notes=tuple(n for p in parts for n in p.notes),
         )
+        return assign_groups(loaded, config.gateway, local=None)
     return collect_here(config, args.root, args.source, groups)
 
 
 def collect_here(config: Config, root: str | None = None, sources: Sequence[str] = (),
                  groups: Sequence[str] | None = None) -> Inventory:
     """Run this machine's collectors: `root` and `sources` override config; live collectors run
-    only on the running system (no root override and config root "/").
+    only on the running system (no root override and config root "/"); devices other than this
+    host get their groups from config `gateway`.
 
     Raise UnknownSourceError for a source that does not exist.
     """
@@ -73,4 +77,5 @@ def collect_here(config: Config, root: str | None = None, sources: Sequence[str]
         root=Path(chosen), live=(root is None and chosen == "/"),
         runner=Runner(commands=config.commands), config=config,
     )
-    return collect(ctx, sources or config.inventory.sources, groups)
+    collected = collect(ctx, sources or config.inventory.sources, groups)
+    return assign_groups(collected, config.gateway, local=local_device(ctx).id)

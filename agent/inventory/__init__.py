@@ -13,9 +13,11 @@ from dataclasses import replace
 from typing import Sequence
 
 from agent.config import local_device_id
+from agent.inventory.android import AndroidCollector
 from agent.inventory.base import Collected, Collector, Context
 from agent.inventory.desktop import DesktopCollector
 from agent.inventory.dpkg import DpkgCollector
+from agent.inventory.ios import IosCollector
 from agent.inventory.macos import MacosCollector
 from agent.inventory.process import ProcessCollector
 from agent.inventory.windows import WindowsCollector
@@ -30,6 +32,8 @@ COLLECTORS: tuple[Collector, ...] = (
     ProcessCollector(),
     WindowsCollector(),
     MacosCollector(),
+    AndroidCollector(),
+    IosCollector(),
 )
 
 

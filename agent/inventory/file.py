@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from agent.inventory.mdm import ExportError, load_csv, load_zip
 from agent.model import App, CollectorError, Device, Inventory
 
 FORMAT = "appban.inventory/v1"
@@ -54,12 +55,21 @@ def inventory_from_dict(data: Any, what: str) -> Inventory:
 
 
 def load_inventory_file(path: str) -> Inventory:
-    """Read an inventory file. Raise InventoryFileError if unreadable or malformed."""
+    """Read an inventory file: appban JSON, or an MDM export (CSV, or a ZIP holding CSV), told
+    apart by content. Raise InventoryFileError if unreadable or malformed."""
     what = f"inventory {path}"
     try:
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+        if head.startswith(b"PK\x03\x04"):
+            return load_zip(path, what)
+        if not head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"{"):
+            return load_csv(path, what)
         data = json.loads(Path(path).read_bytes())
     except OSError as exc:
         raise InventoryFileError(f"{what}: cannot read: {exc.strerror or exc}") from None
+    except ExportError as exc:
+        raise InventoryFileError(str(exc)) from None
     except ValueError as exc:
         raise InventoryFileError(f"{what}: not valid JSON: {exc}") from None
     return inventory_from_dict(data, what)

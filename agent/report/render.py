@@ -6,7 +6,7 @@ import json
 import textwrap
 from itertools import groupby
 
-from agent.model import Finding, Report
+from agent.model import Device, Finding, Report, app_counts
 
 WIDTH = 80
 _COLUMNS = (("STATUS", 9), ("APP", 22), ("SOURCE", 8), ("DEVICE", 16), ("RULE", 21))
@@ -45,12 +45,27 @@ def _detail(finding: Finding) -> str:
     return " — ".join(parts)
 
 
+def device_heading(device: Device, apps: int) -> str:
+    """Return the line that opens a device's findings: kind, id, serial, model, OS, groups, app count."""
+    attributes = dict(device.attributes)
+    facts = [device.kind, device.id]
+    if device.hostname and device.hostname != device.id:
+        facts.append(device.hostname)
+    if attributes.get("serial") and attributes["serial"] != device.id:
+        facts.append(f"serial {attributes['serial']}")
+    model = " ".join(v for v in (attributes.get("manufacturer", ""), attributes.get("model", "")) if v)
+    facts += [v for v in (model, device.os) if v]
+    facts.append(f"groups: {', '.join(device.groups)}" if device.groups else "no groups")
+    facts.append(f"{apps} app(s)")
+    return "== " + " · ".join(facts)
+
+
 def render_table(report: Report) -> str:
     """Return a plain-text table grouped by device, with a summary line and any errors."""
     info = report.banlist
     header = (f"ban list serial {info.serial} from {info.source}" + ("" if info.signed else " (unsigned)")
               + (f", signed by key {info.signer}" if info.signer else ""))
-    lines = textwrap.wrap(header, WIDTH, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)
+    lines = textwrap.wrap(header, WIDTH, subsequent_indent="  ")
     if info.stale:
         since = info.stale_since.isoformat() if info.stale_since else "unknown"
         lines += textwrap.wrap(f"WARNING: the ban list is stale (expired {since}); the central list is not "
@@ -58,7 +73,11 @@ def render_table(report: Report) -> str:
     lines.append(f"{len(report.inventory.devices)} device(s), {len(report.inventory.apps)} app(s) checked")
     if report.findings:
         lines += ["", _row(tuple(name for name, _ in _COLUMNS))]
+        devices = {d.id: d for d in report.inventory.devices}
+        apps = app_counts(report.inventory)
         for device, group in groupby(report.findings, key=lambda f: f.device):
+            heading = device_heading(devices.get(device) or Device(id=device), apps.get(device, 0))
+            lines += textwrap.wrap(heading, WIDTH, subsequent_indent="   ")
             for finding in group:
                 app = finding.app
                 lines.append(_row((finding.status, app.name or app.id, app.source, device, finding.entry.id)))

@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 
 from tests.conftest import REPO, require_tool
-from tests.banlist_servers import Site, free_port, make_pki, nginx, pki, require_nginx, site  # noqa: F401
+from tests.banlist_servers import Site, free_port, make_pki, nginx, pki, site  # noqa: F401 - nginx, pki, site are fixtures
 from tests.service_support import APPBAN, BANLIST, TOKEN, Daemon, Receiver, direct_env, wait_until, write_config
 
 HTTP_TIMEOUT = 5.0
@@ -264,8 +264,15 @@ def sign_with_appban(folder: Path, data: bytes) -> tuple[str, bytes]:
     return (folder / "list.pub").read_text().splitlines()[1], (folder / "banlist.yaml.minisig").read_bytes()
 
 
-def test_daemon_fetches_the_signed_list_and_picks_up_a_new_serial(tmp_path: Path, pki, site: Site) -> None:
-    require_nginx()
+@pytest.fixture
+def nginx_site(request: pytest.FixtureRequest) -> Site:
+    """A corner of a real nginx's docroot (skipped without nginx on a developer machine)."""
+    require_tool("nginx")
+    return request.getfixturevalue("site")
+
+
+def test_daemon_fetches_the_signed_list_and_picks_up_a_new_serial(tmp_path: Path, pki, nginx_site: Site) -> None:
+    site = nginx_site
     key, signature = sign_with_appban(tmp_path / "publisher", BANLIST.replace("serial: 7", "serial: 30").encode())
     site.put("banlist.yaml.minisig", signature)
     site.put("banlist.yaml", (tmp_path / "publisher" / "banlist.yaml").read_bytes())

@@ -9,11 +9,8 @@ body cut short, an endless body.
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
 import socket
 import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
@@ -26,12 +23,12 @@ from agent.banlist.signature import PublicKey, SecretKey, generate_keypair, sign
 from agent.banlist.source import load_active, load_fresh, refresh
 from agent.config import BanlistConfig, Config
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from banlist_servers import (  # noqa: E402 - the shared test servers live in tests/
-    Pki, ScriptedServer, Site, banlist_yaml, direct, free_port, nginx, pki, require_nginx, scripted, site,
+from tests.banlist_servers import (  # noqa: F401 - fixtures are used by name
+    Pki, ScriptedServer, Site, banlist_yaml, direct, free_port, nginx, pki, scripted, site,
 )
+from tests.conftest import require_tool
 
-require_nginx()
+require_tool("nginx")
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
 Keys = dict[str, tuple[SecretKey, PublicKey]]
@@ -99,9 +96,7 @@ def test_new_serial_replaces_the_cache_and_reports_entry_changes(tmp_path, pki, 
 
 
 def test_list_signed_by_the_real_minisign_is_accepted(tmp_path, pki, site) -> None:
-    minisign = shutil.which("minisign")
-    if minisign is None:
-        pytest.fail("minisign not installed") if os.environ.get("CI") else pytest.skip("minisign not installed")
+    minisign = require_tool("minisign")
     work = tmp_path / "publisher"
     work.mkdir()
     run_tool = dict(cwd=work, stdin=subprocess.DEVNULL, capture_output=True, timeout=30, check=True,
@@ -222,6 +217,17 @@ def test_mutual_tls(tmp_path, pki, keys, site) -> None:
     assert result.error is None and result.info.serial == 5
 
 
+def test_redirects_are_followed_only_over_https(tmp_path, pki, keys, site, nginx) -> None:
+    secret, public = keys["publisher"]
+    site.publish(banlist_yaml(5), secret)
+    moved = run(make_config(tmp_path / "moved", pki, nginx.url(f"moved/{site.path()}"), (public,)))
+    assert moved.error is None and moved.info.serial == 5
+    downgrade = make_config(tmp_path / "downgrade", pki, nginx.url(f"downgrade/{site.path()}"), (public,))
+    result = run(downgrade)
+    assert f"redirected to http://127.0.0.1:{nginx.port}/{site.path()}, which is not https" in result.error
+    assert snapshot(downgrade) == {}
+
+
 def test_rotated_key(tmp_path, pki, keys, site) -> None:
     old_secret, old_public = keys["publisher"]
     new_secret, new_public = keys["rotated"]
@@ -250,6 +256,22 @@ def test_cached_list_signed_by_a_key_no_longer_trusted_is_not_used(tmp_path, pki
     revoked = make_config(tmp_path, pki, site.url(), (keys["rotated"][1],))
     with pytest.raises(BanListError, match="cached list unusable: signed by untrusted key id"):
         load_active(revoked, None, NOW, Path(revoked.state_dir))
+
+
+def test_damaged_cache_is_not_used_and_the_next_refresh_repairs_it(tmp_path, pki, keys, site) -> None:
+    secret, public = keys["publisher"]
+    site.publish(banlist_yaml(5), secret)
+    config = make_config(tmp_path, pki, site.url(), (public,))
+    assert run(config).error is None
+    list_file = cache.cache_dir(Path(config.state_dir)) / "list-5"
+    list_file.write_bytes(list_file.read_bytes().replace(b"Tiktok", b"Tiktak"))
+    with pytest.raises(BanListError, match="cached list unusable: .*list-5: content does not match its recorded hash"):
+        load_active(config, None, NOW, Path(config.state_dir))
+
+    repaired = run(config)
+    assert repaired.error is None and repaired.info.serial == 5
+    assert site.statuses() == ["200", "200"]  # no conditional GET for a copy that is not usable
+    assert load_active(config, None, NOW, Path(config.state_dir))[0].serial == 5
 
 
 def test_expired_list_is_used_but_stale(tmp_path, pki, keys, site) -> None:

@@ -1,0 +1,133 @@
+"""MDM exports through `load_inventory_file`: Intune AppInvRawData (CSV or ZIP) and the generic CSV."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from agent.inventory.file import InventoryFileError, load_inventory_file
+from agent.inventory.mdm import INTUNE_NOTE, _copy, platform_source
+from agent.model import App
+
+MDM = Path(__file__).resolve().parent.parent / "fixtures" / "mdm"
+MINISTER, MEMBER = "6b1c0f5e-1d2a-4c3b-9e8f-0a1b2c3d4e5f", "1f2e3d4c-5b6a-4978-8899-aabbccddeeff"
+
+
+@pytest.mark.parametrize("name", ["intune-appinvrawdata.csv", "intune-appinvrawdata.zip"])
+def test_intune_export(name: str) -> None:
+    inventory = load_inventory_file(str(MDM / name))
+    devices = {d.id: d for d in inventory.devices}
+    assert len(devices) == 3 and len(inventory.apps) == 6
+    minister = devices[MINISTER]
+    assert (minister.hostname, minister.kind, minister.os) == ("QC-MIN-07", "ios", "iOS 17.1.2")
+    assert dict(minister.attributes) == {
+        "owner": "Marie Roy", "email": "m.roy@mcc.gouv.qc.ca", "email_domain": "mcc.gouv.qc.ca",
+        "user_id": "9d8e7f6a-0000-4000-8000-000000000001", "platform": "iOS",
+    }
+    apps = {(a.device, a.id): a for a in inventory.apps}
+    tiktok = apps[(MINISTER, "com.zhiliaoapp.musically")]  # first column: read past the BOM
+    assert (tiktok.source, tiktok.name, tiktok.version, tiktok.publisher, tiktok.user) == (
+        "ios", "TikTok", "32.5.0", "TikTok Pte. Ltd.", "Marie Roy")
+    assert apps[(MINISTER, "com.apple.mobilesafari")].publisher == "Apple, Inc."
+    wechat = apps[(MEMBER, "com.tencent.mm")]
+    assert (wechat.source, wechat.name, wechat.version) == ("android", "WeChat, 微信", "8.0.47")
+    assert inventory.notes == (INTUNE_NOTE,)
+    assert inventory.errors == ()
+
+
+def test_generic_csv_with_groups_and_attributes() -> None:
+    inventory = load_inventory_file(str(MDM / "generic.csv"))
+    devices = {d.id: d for d in inventory.devices}
+    iphone = devices["00008030-001A35E11E88802E"]
+    assert iphone.groups == ("ministers", "assembly-members")
+    assert dict(iphone.attributes) == {"owner": "gtremblay", "department": "Cabinet"}
+    assert devices["R58M31ABCDE"].hostname == "Galaxy of J. Smith"
+    names = sorted((a.source, a.name) for a in inventory.apps)
+    assert names == [("android", "TikTok"), ("android", "WhatsApp"), ("ios", "微信, WeChat")]
+    assert inventory.notes == ()
+
+
+def _write(tmp_path: Path, text: str, name: str = "export.csv") -> str:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_header_case_and_spacing_vary(tmp_path: Path) -> None:
+    path = _write(tmp_path, "DEVICE,Platform,App ID,APP-NAME,version\nphone-1,Android,com.x.y,X,1.0\n")
+    (app,) = load_inventory_file(path).apps
+    assert (app.device, app.source, app.id, app.name, app.version) == ("phone-1", "android", "com.x.y", "X", "1.0")
+
+
+def test_missing_column_is_one_line_naming_it() -> None:
+    path = str(MDM / "intune-missing-deviceid.csv")
+    with pytest.raises(InventoryFileError) as caught:
+        load_inventory_file(path)
+    assert str(caught.value) == f"inventory {path}: Intune AppInvRawData CSV lacks the column DeviceId"
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    ("name,size\nx,1\n", "header is neither an Intune AppInvRawData export nor the appban generic CSV"),
+    ("", "empty file"),
+    ("device,platform,app_id,app_name\nd,ios,x,X\n", "appban generic CSV lacks the column version"),
+])
+def test_unusable_csv(tmp_path: Path, content: str, problem: str) -> None:
+    with pytest.raises(InventoryFileError, match=problem):
+        load_inventory_file(_write(tmp_path, content))
+
+
+def test_not_utf8_and_zip_without_csv(tmp_path: Path) -> None:
+    latin = tmp_path / "latin1.csv"
+    latin.write_bytes("device,platform,app_id,app_name,version\nd,ios,x,Caf\u00e9,1\n".encode("latin-1"))
+    with pytest.raises(InventoryFileError, match="not UTF-8 text"):
+        load_inventory_file(str(latin))
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("readme.txt", "nothing here")
+    with pytest.raises(InventoryFileError, match="the ZIP holds no .csv file"):
+        load_inventory_file(str(archive))
+
+
+def test_rows_without_device_are_counted_not_lost(tmp_path: Path) -> None:
+    path = _write(tmp_path, "device,platform,app_id,app_name,version\nd1,ios,a,A,1\n,ios,b,B,2\nd2,ios,,,\n\n")
+    inventory = load_inventory_file(path)
+    assert [a.id for a in inventory.apps] == ["a"]
+    (error,) = inventory.errors
+    assert error.message.endswith("2 row(s) without a device id or app skipped (first on line 3)")
+
+
+def test_json_inventory_still_loads_with_a_bom(tmp_path: Path) -> None:
+    path = tmp_path / "inv.json"
+    document = {"format": "appban.inventory/v1", "apps": [{"source": "ios", "id": "a.b", "device": "p"}]}
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(document).encode())
+    assert [d.id for d in load_inventory_file(str(path)).devices] == ["p"]
+
+
+@pytest.mark.parametrize(("platform", "source"), [
+    ("Android", "android"), ("androidWorkProfile", "android"), ("iOS", "ios"), ("iPadOS", "ios"),
+    ("macOS", "macos"), ("Windows", "windows"), ("3", "mdm"), ("", "mdm"),
+])
+def test_platform_source(platform: str, source: str) -> None:
+    assert platform_source(platform) == source
+
+
+def test_fast_copy_equals_the_constructor() -> None:
+    proto = App(source="", id="com.x", name="X", version="1", publisher="P")
+    copied = _copy(proto, "ios", "phone-1", "jsmith")
+    assert copied == App(source="ios", id="com.x", name="X", version="1", publisher="P", device="phone-1", user="jsmith")
+    assert hash(copied) == hash(replace(proto, source="ios", device="phone-1", user="jsmith"))
+    assert proto.device == "local" and proto.source == ""
+
+
+def test_csv_syntax_error_names_the_line_and_a_broken_zip_is_one_line(tmp_path: Path) -> None:
+    huge = _write(tmp_path, "device,platform,app_id,app_name,version\nd,ios,a,A,1\nd,ios,b," + "x" * 200_000 + ",1\n")
+    with pytest.raises(InventoryFileError, match=r"line 3: field larger than field limit"):
+        load_inventory_file(huge)
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(b"PK\x03\x04" + b"\0" * 40)
+    with pytest.raises(InventoryFileError, match="cannot read the ZIP"):
+        load_inventory_file(str(broken))
