@@ -279,13 +279,13 @@ def test_daemon_fetches_the_signed_list_and_picks_up_a_new_serial(tmp_path: Path
     port = free_port()
     config = write_config(
         tmp_path, server={"listen": f"127.0.0.1:{port}", "token_file": str(tmp_path / "token")},
-        banlist={"url": site.url(), "trusted_keys": [key], "ca_bundle": str(pki.ca), "timeout": 2.0,
-                 "retries": 1, "backoff": 0.01, "refresh": "1h"},
+        banlist={"url": site.url(), "trusted_keys": [key], "ca_bundle": str(pki.ca), "timeout": 10.0,
+                 "retries": 2, "backoff": 0.1, "refresh": "1h"},
     )
     base = f"http://127.0.0.1:{port}"
     daemon = Daemon(config)
     try:
-        wait_until(lambda: get(base + "/v1/report")[0] == 200 if healthy(base) else False)
+        wait_until(lambda: get(base + "/v1/report")[0] == 200 if healthy(base) else False, timeout=40)
         report = json.loads(get(base + "/v1/report")[1])
         assert report["banlist"]["serial"] == 30 and report["banlist"]["signed"] is True
         assert report["banlist"]["source"] == site.url()
@@ -296,12 +296,12 @@ def test_daemon_fetches_the_signed_list_and_picks_up_a_new_serial(tmp_path: Path
         site.put("banlist.yaml.minisig", signature)
         site.put("banlist.yaml", (tmp_path / "publisher" / "banlist.yaml").read_bytes())
         daemon.signal(signal.SIGHUP)
-        wait_until(lambda: json.loads(get(base + "/v1/report")[1])["banlist"]["serial"] == 31)
+        wait_until(lambda: json.loads(get(base + "/v1/report")[1])["banlist"]["serial"] == 31, timeout=40)
         assert json.loads(get(base + "/v1/report")[1])["counts"]["violation"] == 0
 
         site.put("banlist.yaml", new.replace("serial: 31", "serial: 32").encode())
         daemon.signal(signal.SIGHUP)
-        failed = wait_until(lambda: daemon.events("refresh.failed"))
+        failed = wait_until(lambda: daemon.events("refresh.failed"), timeout=40)
         assert "serial 31" in failed[0]["error"]
         assert json.loads(get(base + "/v1/report")[1])["banlist"]["serial"] == 31
         status = subprocess.run([APPBAN, "status", "--config", str(config)], capture_output=True, text=True,
