@@ -15,6 +15,7 @@ from typing import Any
 
 from agent.commands.common import add_config_arg, add_state_dir_arg, config_from, state_dir_from
 from agent.report.outbox import FILENAME, Outbox
+from agent.service.settings import ServiceError
 from agent.service.state import lock_holder, read_status
 
 EXIT_RUNNING, EXIT_NOT_RUNNING = 0, 3
@@ -70,7 +71,11 @@ def render_status(status: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from(args)
-    status = gather_status(state_dir_from(args, config), config.push.max_queue)
+    state_dir = state_dir_from(args, config)
+    try:
+        status = gather_status(state_dir, config.push.max_queue)
+    except OSError as exc:
+        raise ServiceError(f"state dir {state_dir}: cannot read: {exc.strerror or exc}") from None
     if args.format == "json":
         sys.stdout.write(json.dumps(status, indent=2) + "\n")
     else:

@@ -54,10 +54,14 @@ def acquire_lock(state_dir: Path) -> IO[str]:
 
 
 def lock_holder(state_dir: Path) -> int | None:
-    """Return the pid of the running service that holds the lock, or None when none does."""
+    """Return the pid of the running service that holds the lock, or None when none does.
+
+    Raise OSError (e.g. permission denied) when the lock file exists but cannot be opened, so a
+    caller without access is not told "not running".
+    """
     try:
         handle = open(state_dir / LOCK, encoding="ascii")  # noqa: SIM115
-    except OSError:
+    except FileNotFoundError:
         return None
     with handle:
         try:

@@ -42,3 +42,9 @@ def test_atomic_write_and_status_round_trip(tmp_path: Path) -> None:
     assert read_status(tmp_path) is None
     write_status(tmp_path, {"serial": 3})
     assert read_status(tmp_path) == {"serial": 3}
+
+
+def test_an_unreadable_lock_is_an_error_not_not_running(tmp_path: Path) -> None:
+    (tmp_path / LOCK).mkdir()
+    with pytest.raises(OSError):
+        lock_holder(tmp_path)
