@@ -130,11 +130,11 @@ def compile_banlist(banlist: BanList) -> CompiledBanList:
     )
 
 
-def _hits(app: App, compiled: CompiledBanList, memo: dict[tuple[int, str], tuple[Hit, ...]]) -> list[Hit]:
+def _hits(app: App, compiled: CompiledBanList, texts: dict[tuple[int, str], tuple[Hit, ...]]) -> list[Hit]:
     """Return every (entry, reason) pair that names this app, before scope and versions.
 
-    Glob results are memoized per distinct text for the duration of one `match` call: fleets and
-    MDM exports repeat the same names and publishers on thousands of devices.
+    Glob results are memoized in `texts` per distinct name or publisher: a few publishers
+    ("Microsoft Corporation", "Google LLC") cover most apps of a fleet.
     """
     hits: list[Hit] = []
     kind = SOURCE_KIND.get(app.source)
@@ -148,9 +148,9 @@ def _hits(app: App, compiled: CompiledBanList, memo: dict[tuple[int, str], tuple
     for index, text in ((compiled.names, app.name), (compiled.publishers, app.publisher)):
         if text and index.active:
             key = (id(index), text)
-            found = memo.get(key)
+            found = texts.get(key)
             if found is None:
-                found = memo[key] = tuple(index.lookup(text.casefold()))
+                found = texts[key] = tuple(index.lookup(text.casefold()))
             hits += found
     if compiled.executables:
         if app.path:
@@ -160,6 +160,12 @@ def _hits(app: App, compiled: CompiledBanList, memo: dict[tuple[int, str], tuple
     if app.sha256 and compiled.sha256:
         hits += compiled.sha256.get(app.sha256.casefold(), ())
     return hits
+
+
+def _same_app(one: App, other: App) -> bool:
+    """Whether two records name the same app (everything the matcher reads but the device)."""
+    return (one.source == other.source and one.name == other.name and one.publisher == other.publisher
+            and one.path == other.path and one.aliases == other.aliases and one.sha256 == other.sha256)
 
 
 def _casefolded(groups: Iterable[str]) -> frozenset[str]:
@@ -208,9 +214,23 @@ def match(
     now = aware(now)
     entries = compiled.banlist.entries
     findings: list[Finding] = []
-    memo: dict[tuple[int, str], tuple[Hit, ...]] = {}
+    seen: set[str] = set()
+    memo: dict[str, tuple[App, list[Hit]]] = {}
+    texts: dict[tuple[int, str], tuple[Hit, ...]] = {}
     for app in apps:
-        hits = _hits(app, compiled, memo)
+        # Fleets and MDM exports repeat the same app on thousands of devices: from the second
+        # time an id is seen, reuse the hits of the last app with that id when it is the same app.
+        # (Ids seen once are only remembered in a set of strings, which the garbage collector
+        # never scans; caching every app would make it rescan 100,000 records.)
+        cached = memo.get(app.id)
+        if cached is not None and _same_app(cached[0], app):
+            hits = cached[1]
+        else:
+            hits = _hits(app, compiled, texts)
+            if app.id in seen:
+                memo[app.id] = (app, hits)
+            else:
+                seen.add(app.id)
         if not hits:
             continue
         matched: dict[int, str] = {}
@@ -235,6 +255,6 @@ def finding_key(finding: Finding) -> tuple[str, ...]:
     app = finding.app
     return (
         finding.device, str(_STATUS_ORDER[finding.status]), finding.entry.id,
-        app.source, app.id, app.user, app.path, app.version, app.extra_value("pid"),
-        app.name, app.publisher, app.sha256, finding.matched_by,
+        app.source, app.id, app.user, app.path, app.version, app.name, app.publisher, app.sha256,
+        app.extra_value("pid"), finding.matched_by, repr(app.aliases), repr(app.extra),
     )

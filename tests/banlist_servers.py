@@ -73,7 +73,10 @@ def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
     return path
 
 
-def _cert(subject: str, key, issuer_name: str, issuer_key, ca: bool, usage=None, sans=()) -> x509.Certificate:
+def _cert(
+    subject: str, key: ec.EllipticCurvePrivateKey, issuer_name: str, issuer_key: ec.EllipticCurvePrivateKey,
+    ca: bool, usage: x509.ObjectIdentifier | None = None, sans: tuple[x509.GeneralName, ...] = (),
+) -> x509.Certificate:
     now = dt.datetime.now(dt.timezone.utc)
     builder = (
         x509.CertificateBuilder()
@@ -92,6 +95,7 @@ def _cert(subject: str, key, issuer_name: str, issuer_key, ca: bool, usage=None,
                           encipher_only=False, decipher_only=False), critical=True)
         builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     else:
+        assert usage is not None
         builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         builder = builder.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)

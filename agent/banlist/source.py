@@ -162,6 +162,11 @@ def _refresh(
     settings: BanlistConfig, folder: Path, now: datetime, held: _Held | None, floor: CacheMeta | None,
     sleep: Callable[[float], None],
 ) -> RefreshResult:
+    """Download, authenticate, parse and check succession, then store; raise any _REFRESH_PROBLEMS.
+
+    The order matters: nothing from the network is parsed before its signature is checked, and
+    nothing is written before every check has passed.
+    """
     if not settings.url:
         raise BanListError("no banlist.url configured")
     if not settings.trusted_keys and not settings.allow_unsigned:
@@ -187,8 +192,8 @@ def _refresh(
         signer=verified.key_id_hex if verified else "", trusted_comment=verified.trusted_comment if verified else "",
         etag=download.validators.etag, last_modified=download.validators.last_modified, fetched=now, checked=now,
     )
-    if held is not None and floor is not None and floor.sha256 == digest:
-        meta = dataclasses.replace(meta, fetched=floor.fetched)
+    if floor is not None and floor.sha256 == digest:
+        meta = dataclasses.replace(meta, fetched=floor.fetched)  # the same list, only served again
     cache.store(folder, meta, download.body, signature if verified else None)
     info = _info(banlist, meta, now)
     _warn_if_stale(settings.url, info)

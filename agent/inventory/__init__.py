@@ -9,17 +9,23 @@ from __future__ import annotations
 import logging
 import platform
 import socket
-from dataclasses import replace
 from typing import Sequence
 
 from agent.config import local_device_id
 from agent.inventory.android import AndroidCollector
+from agent.inventory.apk import ApkCollector
+from agent.inventory.appimage import AppImageCollector
 from agent.inventory.base import Collected, Collector, Context
+from agent.inventory.dedupe import merge_launchers
 from agent.inventory.desktop import DesktopCollector
 from agent.inventory.dpkg import DpkgCollector
+from agent.inventory.flatpak import FlatpakCollector
 from agent.inventory.ios import IosCollector
 from agent.inventory.macos import MacosCollector
+from agent.inventory.pacman import PacmanCollector
 from agent.inventory.process import ProcessCollector
+from agent.inventory.rpm import RpmCollector
+from agent.inventory.snap import SnapCollector
 from agent.inventory.windows import WindowsCollector
 from agent.log import log_event
 from agent.model import LOCAL_DEVICE, App, CollectorError, Device, Inventory
@@ -28,6 +34,12 @@ logger = logging.getLogger(__name__)
 
 COLLECTORS: tuple[Collector, ...] = (
     DpkgCollector(),
+    RpmCollector(),
+    PacmanCollector(),
+    ApkCollector(),
+    FlatpakCollector(),
+    SnapCollector(),
+    AppImageCollector(),
     DesktopCollector(),
     ProcessCollector(),
     WindowsCollector(),
@@ -80,7 +92,10 @@ def collect(ctx: Context, sources: Sequence[str] = (), groups: Sequence[str] | N
     apps: list[App] = []
     errors: list[CollectorError] = []
     notes: list[str] = []
-    for collector in select(sources):
+    collectors = select(sources)
+    if not ctx.root.is_dir():
+        return Inventory(devices=(host,), apps=(), errors=(CollectorError("inventory", f"root {ctx.root}: not a folder"),))
+    for collector in collectors:
         if collector.live_only and not ctx.live:
             continue
         reason = collector.unavailable(ctx)
@@ -90,12 +105,14 @@ def collect(ctx: Context, sources: Sequence[str] = (), groups: Sequence[str] | N
                 errors.append(CollectorError(collector.name, f"not available here: {reason}"))
             continue
         result = _run(collector, ctx)
-        apps.extend(replace(a, device=host.id) if a.device == LOCAL_DEVICE else a for a in result.apps)
+        apps.extend(a.on_device(host.id) if a.device == LOCAL_DEVICE else a for a in result.apps)
         for device in result.devices:
             devices.setdefault(device.id, device)
         errors.extend(result.errors)
         notes.extend(result.notes)
-    return Inventory(devices=tuple(devices.values()), apps=tuple(apps), errors=tuple(errors), notes=tuple(notes))
+    return Inventory(
+        devices=tuple(devices.values()), apps=tuple(merge_launchers(apps)), errors=tuple(errors), notes=tuple(notes),
+    )
 
 
 def _run(collector: Collector, ctx: Context) -> Collected:

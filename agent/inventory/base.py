@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 from agent.config import Config
 from agent.model import App, CollectorError, Device
@@ -73,3 +73,17 @@ def home_dirs(ctx: Context) -> list[tuple[str, Path]]:
     if root_home.is_dir():
         homes.append(("root", root_home))
     return homes
+
+
+def read_text_database(collector: str, path: Path, parse: Callable[[str], list[App]]) -> Collected:
+    """Given a text database its tool always ends with a newline (dpkg's status, apk's
+    installed), return the Apps `parse` finds in it, plus one error when the file ends in the
+    middle of a record (cut short while written or copied; the last record may be incomplete).
+
+    Raise OSError if the file cannot be read.
+    """
+    text = path.read_text(encoding="utf-8", errors="replace")
+    result = Collected(apps=parse(text))
+    if text and not text.endswith("\n"):
+        result.errors.append(CollectorError(collector, f"{path}: ends in the middle of a record (truncated?)"))
+    return result

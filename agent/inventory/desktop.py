@@ -7,12 +7,19 @@ name and the executable it starts, which the matcher checks against `names` and 
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
+from dataclasses import replace
 from pathlib import Path
 
+from agent.inventory import dpkg, rpm
 from agent.inventory.base import Collected, Context, home_dirs
+from agent.log import log_event
 from agent.model import App, CollectorError
+from agent.runner import CommandError
+
+logger = logging.getLogger(__name__)
 
 SYSTEM_DIRS = (
     "/usr/share/applications",
@@ -22,6 +29,7 @@ SYSTEM_DIRS = (
 )
 USER_DIRS = (".local/share/applications", ".local/share/flatpak/exports/share/applications", "Desktop")
 BIN_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+SNAP_DESKTOP_DIR = "/var/lib/snapd/desktop/applications"
 
 
 def parse_desktop_entry(text: str) -> dict[str, str]:
@@ -62,16 +70,60 @@ def resolve_program(ctx: Context, program: str) -> str:
     return program
 
 
+def exported_by(keys: dict[str, str], launcher: str) -> str:
+    """Return `source:id` of the Flatpak or snap that exported this launcher, or "".
+
+    flatpak adds `X-Flatpak=<app id>` to every launcher it exports, snapd adds
+    `X-SnapInstanceName=<instance>` (older snapd only names the file `<instance>_<app>.desktop`).
+    """
+    if keys.get("X-Flatpak"):
+        return f"flatpak:{keys['X-Flatpak']}"
+    if keys.get("X-SnapInstanceName"):
+        return f"snap:{keys['X-SnapInstanceName']}"
+    folder, _, name = launcher.rpartition("/")
+    if folder == SNAP_DESKTOP_DIR and "_" in name:
+        return f"snap:{name.partition('_')[0]}"
+    return ""
+
+
 def _entry_app(ctx: Context, path: Path, user: str) -> App | None:
     keys = parse_desktop_entry(path.read_text(encoding="utf-8", errors="replace"))
     if keys.get("Type", "Application") != "Application" or not keys.get("Name"):
         return None
     program = resolve_program(ctx, exec_program(keys.get("Exec", "")) or keys.get("TryExec", ""))
+    launcher = "/" + str(path.relative_to(ctx.root)).lstrip("/")
+    owner = exported_by(keys, launcher)
     return App(
         source="desktop", id=path.name.removesuffix(".desktop"), name=keys["Name"],
         version=keys.get("X-AppImage-Version", ""), path=program, user=user,
-        extra=(("launcher", "/" + str(path.relative_to(ctx.root))),),
+        extra=(("launcher", launcher), ("owner", owner)) if owner else (("launcher", launcher),),
     )
+
+
+def with_package_owners(ctx: Context, apps: list[App]) -> list[App]:
+    """Return `apps` with `owner` set to `dpkg:<package>` or `rpm:<package>` for each launcher
+    that a package installed, or whose executable a package installed, so the inventory can
+    fold the launcher into that package's record instead of counting the app twice."""
+    paths: dict[str, None] = {}
+    for app in apps:
+        if not app.extra_value("owner"):
+            paths[app.extra_value("launcher")] = None
+            if os.path.isabs(app.path) and not app.path.startswith("/home/"):
+                paths[app.path] = None
+    owners = {path: f"dpkg:{pkg}" for path, pkg in dpkg.path_owners(ctx, paths).items()}
+    if rpm.find_dbpath(ctx) is not None:
+        existing = [p for p in paths if p not in owners and ctx.path(p).exists()]
+        try:
+            owners.update((path, f"rpm:{pkg}") for path, pkg in rpm.path_owners(ctx, existing).items())
+        except CommandError as exc:
+            log_event(logger, logging.WARNING, "desktop.rpm_owner_unknown", error=str(exc))
+    owned = []
+    for app in apps:
+        owner = owners.get(app.extra_value("launcher")) or owners.get(app.path)
+        if owner and not app.extra_value("owner"):
+            app = replace(app, extra=tuple(sorted((*app.extra, ("owner", owner)))))
+        owned.append(app)
+    return owned
 
 
 class DesktopCollector:
@@ -98,6 +150,7 @@ class DesktopCollector:
                     continue
                 if app is not None:
                     result.apps.append(app)
+        result.apps = with_package_owners(ctx, result.apps)
         return result
 
 

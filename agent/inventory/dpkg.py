@@ -2,46 +2,63 @@
 
 Reading `/var/lib/dpkg/status` directly is faster than running `dpkg-query`, works on a mounted
 image, and gives the same answer: a package counts when its status's third word is `installed`
-(half-installed, config-files and other states are not installed apps).
+(half-installed, half-configured, unpacked, triggers-pending, config-files and not-installed are
+not installed apps — the same rule as `dpkg-query -W -f '${db:Status-Status}'`).
+
+File lists stay on disk (`info/<package>[:<arch>].list`) and are read on demand, per package, by
+`package_files` (blocking needs the executables of one banned package, never all of them).
 """
 
 from __future__ import annotations
 
-from agent.inventory.base import Collected, Context
+import os
+import re
+from typing import Iterable
+
+from agent.inventory.base import Collected, Context, read_text_database
 from agent.model import App
 
 STATUS_FILE = "/var/lib/dpkg/status"
-_WANTED = ("Package", "Status", "Version", "Architecture", "Maintainer", "Multi-Arch")
+INFO_DIR = "/var/lib/dpkg/info"
+_FIELD = re.compile(r"\n(Package|Status|Version|Architecture|Maintainer|Multi-Arch):[ \t]*([^\n]*)")
+"""The fields read, as (key, value) at the start of a line; continuation lines start with a space
+and are never matched. One pass over the whole file: at 100,000 packages, splitting it into
+stanzas first costs more than dpkg-query takes to list them."""
 
 
 def parse_status(text: str) -> list[App]:
-    """Given the text of a dpkg status file, return one App per installed package (per architecture)."""
-    apps = []
-    for stanza in text.split("\n\n"):
-        fields = _fields(stanza)
-        status = fields.get("Status", "").split()
-        if len(status) != 3 or status[2] != "installed" or "Package" not in fields:
-            continue
-        name, arch = fields["Package"], fields.get("Architecture", "")
-        apps.append(App(
-            source="dpkg", id=name, name=name, version=fields.get("Version", ""),
-            publisher=fields.get("Maintainer", ""),
-            aliases=(f"{name}:{arch}",) if arch and arch != "all" else (),
-            extra=(("arch", arch),) if arch else (),
-        ))
+    """Given the text of a dpkg status file, return one App per installed package (per architecture).
+
+    A `Multi-Arch: same` package installed for two architectures gives two Apps; every package with
+    an architecture other than `all` also answers to `name:arch`, dpkg's own spelling. Each record
+    starts with its `Package:` field (dpkg writes it first), so the fields seen since the last
+    `Package:` belong to it.
+    """
+    apps: list[App] = []
+    record: dict[str, str] = {}
+    for key, value in _FIELD.findall("\n" + text):
+        if key == "Package" and record:
+            _add(apps, record)
+            record = {}
+        record[key] = value
+    if record:
+        _add(apps, record)
     return apps
 
 
-def _fields(stanza: str) -> dict[str, str]:
-    """Return the few single-line fields we need (continuation lines are skipped)."""
-    fields = {}
-    for line in stanza.split("\n"):
-        if not line or line[0] in " \t#":
-            continue
-        key, sep, value = line.partition(":")
-        if sep and key in _WANTED:
-            fields[key] = value.strip()
-    return fields
+def _add(apps: list[App], fields: dict[str, str]) -> None:
+    """Append the App of one record if its status's third word is `installed`."""
+    status = fields.get("Status", "")
+    if not status.rstrip().endswith(" installed") or len(status.split()) != 3 or "Package" not in fields:
+        return
+    name, arch = fields["Package"].rstrip(), fields.get("Architecture", "").rstrip()
+    multi_arch = fields.get("Multi-Arch", "").rstrip()
+    apps.append(App(
+        source="dpkg", id=name, name=name, version=fields.get("Version", "").rstrip(),
+        publisher=fields.get("Maintainer", "").rstrip(),
+        aliases=(f"{name}:{arch}",) if arch and arch != "all" else (),
+        extra=(("arch", arch), ("multi_arch", multi_arch)) if multi_arch else (("arch", arch),) if arch else (),
+    ))
 
 
 class DpkgCollector:
@@ -54,8 +71,7 @@ class DpkgCollector:
         return None if ctx.path(STATUS_FILE).exists() else f"no dpkg database at {ctx.path(STATUS_FILE)}"
 
     def collect(self, ctx: Context) -> Collected:
-        text = ctx.path(STATUS_FILE).read_text(encoding="utf-8", errors="replace")
-        return Collected(apps=parse_status(text))
+        return read_text_database(self.name, ctx.path(STATUS_FILE), parse_status)
 
 
 def package_files(root: str, package: str, arch: str = "") -> list[str]:
@@ -69,3 +85,33 @@ def package_files(root: str, package: str, arch: str = "") -> list[str]:
         except FileNotFoundError:
             continue
     return []
+
+
+def app_files(ctx: Context, app: App) -> list[str]:
+    """Given a dpkg App, return the paths its package installed (see `package_files`)."""
+    return package_files(str(ctx.root), app.id, app.extra_value("arch"))
+
+
+def path_owners(ctx: Context, paths: Iterable[str]) -> dict[str, str]:
+    """Given absolute paths on the device, return {path: package} for those a package installed.
+
+    Why scan every list once rather than ask per path: dpkg keeps no reverse index, and one pass
+    over `info/*.list` answers any number of paths (as `dpkg -S` does internally).
+    """
+    wanted = set(paths)
+    found: dict[str, str] = {}
+    info = ctx.path(INFO_DIR)
+    if not wanted or not info.is_dir():
+        return found
+    for entry in os.scandir(info):
+        if not entry.name.endswith(".list"):
+            continue
+        package = entry.name[:-5].partition(":")[0]
+        try:
+            with open(entry.path, encoding="utf-8", errors="replace") as handle:
+                lines = handle.read().splitlines()
+        except OSError:
+            continue
+        for line in wanted.intersection(lines):
+            found.setdefault(line, package)
+    return found

@@ -60,6 +60,15 @@ def run(config: Config):
     return refresh(config, Path(config.state_dir), NOW)
 
 
+def fetched_once(tmp_path: Path, pki: Pki, keys: Keys, site: Site) -> Config:
+    """Publish serial 5 signed by the publisher's key, fetch it into the cache, return the config."""
+    secret, public = keys["publisher"]
+    site.publish(banlist_yaml(5), secret)
+    config = make_config(tmp_path, pki, site.url(), (public,))
+    assert run(config).error is None
+    return config
+
+
 def test_first_fetch_is_verified_and_cached_then_304_costs_one_request(tmp_path, pki, keys, site) -> None:
     secret, public = keys["publisher"]
     site.publish(banlist_yaml(1), secret)
@@ -93,6 +102,20 @@ def test_new_serial_replaces_the_cache_and_reports_entry_changes(tmp_path, pki, 
     assert result.error is None and result.changed and result.previous_serial == 1
     assert (result.added, result.removed, result.updated) == (("deepseek",), ("tiktok",), ("wechat",))
     assert sorted(snapshot(config)) == ["banlist.json", "list-2", "list-2.minisig"]
+
+
+def test_same_bytes_served_again_are_accepted_without_a_change(tmp_path, pki, keys, site) -> None:
+    config = fetched_once(tmp_path, pki, keys, site)
+    site.put("banlist.yaml", banlist_yaml(5))  # touched: new ETag and Last-Modified, same bytes
+    result = run(config)
+    assert result.error is None and not result.changed and not result.not_modified
+    assert result.info.serial == 5 and site.statuses() == ["200", "200"]
+    assert cache.read_meta(Path(config.state_dir)).etag == site_etag(site)
+
+
+def site_etag(site: Site) -> str:
+    stat = (site.folder / "banlist.yaml").stat()
+    return f'"{int(stat.st_mtime):x}-{stat.st_size:x}"'  # how nginx spells a static file's ETag
 
 
 def test_list_signed_by_the_real_minisign_is_accepted(tmp_path, pki, site) -> None:
@@ -158,10 +181,7 @@ BAD_CASES = ("http-404", "signature-404", "tampered-bytes", "untrusted-key", "ro
 
 @pytest.mark.parametrize("case", BAD_CASES)
 def test_refused_download_keeps_the_cache_byte_identical(tmp_path, pki, keys, site, case) -> None:
-    secret, public = keys["publisher"]
-    site.publish(banlist_yaml(5), secret)
-    config = make_config(tmp_path, pki, site.url(), (public,))
-    assert run(config).error is None
+    config = fetched_once(tmp_path, pki, keys, site)
     before = snapshot(config)
     breaks, expected = _bad_cases(keys)[case]
     breaks(site)
@@ -179,10 +199,8 @@ def test_refused_download_keeps_the_cache_byte_identical(tmp_path, pki, keys, si
 
 
 def test_server_error_is_retried_then_the_server_recovers(tmp_path, pki, keys, site) -> None:
-    secret, public = keys["publisher"]
-    site.publish(banlist_yaml(5), secret)
-    config = make_config(tmp_path, pki, site.url(), (public,), retries=2)
-    assert run(config).error is None
+    secret = keys["publisher"][0]
+    config = fetched_once(tmp_path, pki, keys, site)
     site.put("banlist.yaml.fail", b"")
 
     assert "HTTP 500" in run(config).error
@@ -249,20 +267,14 @@ def test_rotated_key(tmp_path, pki, keys, site) -> None:
 
 
 def test_cached_list_signed_by_a_key_no_longer_trusted_is_not_used(tmp_path, pki, keys, site) -> None:
-    secret, public = keys["publisher"]
-    site.publish(banlist_yaml(5), secret)
-    config = make_config(tmp_path, pki, site.url(), (public,))
-    assert run(config).error is None
+    config = fetched_once(tmp_path, pki, keys, site)
     revoked = make_config(tmp_path, pki, site.url(), (keys["rotated"][1],))
     with pytest.raises(BanListError, match="cached list unusable: signed by untrusted key id"):
         load_active(revoked, None, NOW, Path(revoked.state_dir))
 
 
 def test_damaged_cache_is_not_used_and_the_next_refresh_repairs_it(tmp_path, pki, keys, site) -> None:
-    secret, public = keys["publisher"]
-    site.publish(banlist_yaml(5), secret)
-    config = make_config(tmp_path, pki, site.url(), (public,))
-    assert run(config).error is None
+    config = fetched_once(tmp_path, pki, keys, site)
     list_file = cache.cache_dir(Path(config.state_dir)) / "list-5"
     list_file.write_bytes(list_file.read_bytes().replace(b"Tiktok", b"Tiktak"))
     with pytest.raises(BanListError, match="cached list unusable: .*list-5: content does not match its recorded hash"):
@@ -316,10 +328,7 @@ def test_unsigned_list_refused_unless_allowed(tmp_path, pki, keys, site) -> None
 
 
 def test_server_down_at_start_with_and_without_cache(tmp_path, pki, keys, site) -> None:
-    secret, public = keys["publisher"]
-    site.publish(banlist_yaml(5), secret)
-    config = make_config(tmp_path, pki, site.url(), (public,))
-    assert run(config).error is None
+    config = fetched_once(tmp_path, pki, keys, site)
     before = snapshot(config)
     down = f"https://127.0.0.1:{free_port()}/banlist.yaml"
     cached = dataclasses.replace(config, banlist=dataclasses.replace(config.banlist, url=down))

@@ -1,0 +1,152 @@
+"""AppImages: self-contained executables that no package database knows, in system and per-user
+folders.
+
+An AppImage is an ELF executable with the magic `AI` and its type (1: ISO 9660, 2: squashfs)
+at offset 8 (AppImage specification, "Magic bytes"). Only the first 64 bytes of each candidate
+file are read to recognise it. The name and version come from the .desktop file at the root of a
+type-2 image's squashfs (which starts where the ELF runtime ends: its section header table is
+last), read with `unsquashfs -o OFFSET -cat` — one short process per AppImage found, none per
+file scanned; without unsquashfs, or for type 1, from the file name (`Name-1.2.3-x86_64.AppImage`,
+the convention appimagetool follows).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import struct
+from pathlib import Path
+
+from agent.inventory.base import Collected, Context, home_dirs
+from agent.inventory.desktop import parse_desktop_entry
+from agent.log import log_event
+from agent.model import App, CollectorError
+from agent.runner import CommandError
+
+logger = logging.getLogger(__name__)
+
+SYSTEM_DIRS = (("/opt", 3), ("/usr/local/bin", 1), ("/Applications", 2))
+USER_DIRS = (
+    ("Applications", 2), ("AppImages", 2), ("Downloads", 1), ("Desktop", 1), ("bin", 1),
+    (".local/bin", 1), ("opt", 2),
+)
+_ARCH = re.compile(r"[-_.](x86[-_]64|amd64|x64|aarch64|arm64|armhf|i[36]86|x86)$", re.I)
+_VERSION = re.compile(r"^(?P<name>.+?)[-_ ]v?(?P<version>\d[\w.+~-]*)$")
+_SKIP_DIRS = frozenset({"node_modules", ".git", "__pycache__", "lib", "share", "include"})
+UNSQUASHFS_TIMEOUT = 15.0
+HEADER_SIZE = 64
+
+
+def appimage_type(head: bytes) -> int:
+    """Given a file's first bytes, return its AppImage type (1 or 2), or 0 if not an AppImage."""
+    if len(head) >= 11 and head[:4] == b"\x7fELF" and head[8:10] == b"AI" and head[10] in (1, 2):
+        return head[10]
+    return 0
+
+
+def elf_size(head: bytes) -> int:
+    """Given an ELF file's first 64 bytes, return where its section header table ends (the size
+    of the AppImage runtime, where the payload starts), or 0 if the header is not readable."""
+    if len(head) < HEADER_SIZE or head[4] not in (1, 2) or head[5] not in (1, 2):
+        return 0
+    order = "<" if head[5] == 1 else ">"
+    if head[4] == 2:  # 64-bit
+        (shoff,) = struct.unpack_from(order + "Q", head, 0x28)
+        shentsize, shnum = struct.unpack_from(order + "HH", head, 0x3A)
+    else:
+        (shoff,) = struct.unpack_from(order + "I", head, 0x20)
+        shentsize, shnum = struct.unpack_from(order + "HH", head, 0x2E)
+    return shoff + shentsize * shnum
+
+
+def embedded_entry(ctx: Context, path: Path, offset: int) -> dict[str, str]:
+    """Return the keys of the .desktop file at the root of a type-2 AppImage's squashfs, or {}
+    when unsquashfs is missing or cannot read it."""
+    if offset <= 0 or ctx.runner.which("unsquashfs") is None:
+        return {}
+    try:
+        result = ctx.runner.run("unsquashfs", ["-o", str(offset), "-cat", str(path), "*.desktop"],
+                                timeout=UNSQUASHFS_TIMEOUT)
+    except CommandError as exc:
+        log_event(logger, logging.INFO, "appimage.desktop_unreadable", path=str(path), error=str(exc))
+        return {}
+    return parse_desktop_entry(result.stdout)
+
+
+def name_version(filename: str) -> tuple[str, str]:
+    """Given an AppImage's file name, return (name, version); version "" when the name has none."""
+    stem = re.sub(r"\.appimage$", "", filename, flags=re.I)
+    stem = _ARCH.sub("", stem)
+    found = _VERSION.match(stem)
+    return (found["name"], found["version"]) if found else (stem, "")
+
+
+def _candidates(folder: Path, depth: int) -> list[Path]:
+    """Return the files under `folder`, `depth` levels deep, that may be AppImages: executable,
+    or named *.AppImage (a fresh download is often not executable yet). Links into other folders
+    are not followed (an AppImage is a file; a symlink to one is found at its target)."""
+    files = []
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return files
+    for entry in entries:
+        if entry.is_file(follow_symlinks=False):
+            if entry.name.lower().endswith(".appimage") or entry.stat(follow_symlinks=False).st_mode & 0o111:
+                files.append(Path(entry.path))
+        elif depth > 1 and entry.is_dir(follow_symlinks=False) and entry.name not in _SKIP_DIRS:
+            files.extend(_candidates(Path(entry.path), depth - 1))
+    return files
+
+
+def appimage_app(ctx: Context, path: Path, user: str) -> App | None:
+    """Return the App of `path` if it is an AppImage, else None. Raise OSError if unreadable."""
+    with open(path, "rb") as handle:
+        head = handle.read(HEADER_SIZE)
+    kind = appimage_type(head)
+    if not kind:
+        return None
+    name, version = name_version(path.name)
+    entry = embedded_entry(ctx, path, elf_size(head)) if kind == 2 else {}
+    name = entry.get("Name") or name
+    version = entry.get("X-AppImage-Version") or version
+    device_path = "/" + str(path.relative_to(ctx.root)).lstrip("/")
+    return App(
+        source="appimage", id=path.name, name=name, version=version, path=device_path, user=user,
+        extra=(("appimage_type", str(kind)),),
+    )
+
+
+class AppImageCollector:
+    """AppImages in the system's and every user's usual folders."""
+
+    name = "appimage"
+    live_only = False
+
+    def unavailable(self, ctx: Context) -> str | None:
+        return None
+
+    def collect(self, ctx: Context) -> Collected:
+        folders = [(ctx.path(d), depth, "") for d, depth in SYSTEM_DIRS]
+        folders += [(home / d, depth, user) for user, home in home_dirs(ctx) for d, depth in USER_DIRS]
+        result = Collected()
+        seen: set[Path] = set()
+        for folder, depth, user in folders:
+            try:
+                paths = _candidates(folder, depth)
+            except OSError as exc:
+                result.errors.append(CollectorError("appimage", f"{folder}: {exc.strerror or exc}"))
+                continue
+            for path in paths:
+                if path in seen:
+                    continue
+                seen.add(path)
+                try:
+                    app = appimage_app(ctx, path, user)
+                except OSError as exc:
+                    result.errors.append(CollectorError("appimage", f"{path}: {exc.strerror or exc}"))
+                    continue
+                if app is not None:
+                    result.apps.append(app)
+        return result

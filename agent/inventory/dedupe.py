@@ -1,0 +1,73 @@
+"""Fold launchers into the app they start, so one installed app is counted (and reported) once.
+
+A desktop launcher is a second view of an app that a package, a Flatpak, a snap or an AppImage
+already describes. The desktop collector records its `owner` (`dpkg:firefox-esr`,
+`flatpak:org.mozilla.firefox`, `snap:firefox`); a launcher whose executable is an AppImage found
+by the appimage collector is owned by that AppImage. The rule, a pure function of the records:
+
+- an owned launcher whose owner is in the inventory is dropped, and the owner's record keeps
+  the launcher's path (`extra.launchers`); when the owner has no display name of its own (its
+  name is its id, as for packages) it takes the launcher's `Name`, so `names` rules still see it;
+- when the owner already has a different display name, the launcher stays, marked with its
+  `owner`, because a `names` rule may match only the launcher's name (e.g. one package with
+  several launchers); the matcher must see every name;
+- a launcher whose owner was not collected (say `--source desktop`) stays as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Sequence
+
+from agent.model import App
+
+Key = tuple[str, str, str, str]
+
+
+def _key(app: App) -> Key:
+    return (app.device, app.source, app.id, app.user)
+
+
+def _owner_key(launcher: App, by_key: dict[Key, int], by_path: dict[tuple[str, str], int]) -> int | None:
+    """Return the index of the record that owns this launcher, or None."""
+    owner = launcher.extra_value("owner")
+    if owner:
+        source, _, ident = owner.partition(":")
+        for user in (launcher.user, ""):
+            index = by_key.get((launcher.device, source, ident, user))
+            if index is not None:
+                return index
+        return None
+    return by_path.get((launcher.device, launcher.path)) if launcher.path else None
+
+
+def merge_launchers(apps: Sequence[App]) -> list[App]:
+    """Given every collected App, return them with launchers folded into their owners (see above)."""
+    merged = list(apps)
+    by_key: dict[Key, int] = {}
+    by_path: dict[tuple[str, str], int] = {}
+    for index, app in enumerate(merged):
+        if app.source in ("desktop", "process"):
+            continue
+        by_key.setdefault(_key(app), index)
+        if app.source == "appimage":
+            by_path.setdefault((app.device, app.path), index)
+    dropped: set[int] = set()
+    for index, launcher in enumerate(merged):
+        if launcher.source != "desktop":
+            continue
+        owner_index = _owner_key(launcher, by_key, by_path)
+        if owner_index is None:
+            continue
+        owner = merged[owner_index]
+        same_name = launcher.name.casefold() == owner.name.casefold()
+        if not same_name and owner.name and owner.name != owner.id:
+            continue
+        extra = dict(owner.extra)
+        place = launcher.extra_value("launcher")
+        extra["launchers"] = ",".join(filter(None, (extra.get("launchers"), place)))
+        merged[owner_index] = replace(
+            owner, name=owner.name if same_name else launcher.name, extra=tuple(sorted(extra.items())),
+        )
+        dropped.add(index)
+    return [app for index, app in enumerate(merged) if index not in dropped]

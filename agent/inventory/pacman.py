@@ -1,0 +1,81 @@
+"""Installed Arch Linux packages, read from pacman's local database (no pacman process needed).
+
+Format (libalpm `be_local.c`, which writes it): one folder per package,
+/var/lib/pacman/local/<name>-<version>/, holding `desc` — blocks of a `%KEY%` line followed by
+value lines and a blank line (`%NAME%`, `%VERSION%` as `[epoch:]pkgver-pkgrel`, `%ARCH%`,
+`%PACKAGER%`) — and `files`, whose `%FILES%` block lists installed paths without the leading /.
+"""
+
+from __future__ import annotations
+
+import os
+
+from agent.inventory.base import Collected, Context
+from agent.model import App, CollectorError
+
+LOCAL_DB = "/var/lib/pacman/local"
+
+
+def parse_blocks(text: str) -> dict[str, list[str]]:
+    """Given a pacman database file (`desc`, `files`), return {KEY: value lines}."""
+    blocks: dict[str, list[str]] = {}
+    key = ""
+    for line in text.splitlines():
+        if line.startswith("%") and line.endswith("%") and len(line) > 2:
+            key = line[1:-1]
+            blocks[key] = []
+        elif line and key:
+            blocks[key].append(line)
+    return blocks
+
+
+def desc_app(text: str) -> App | None:
+    """Given a package's `desc` file, return its App (None without a %NAME%)."""
+    blocks = parse_blocks(text)
+    name = (blocks.get("NAME") or [""])[0]
+    if not name:
+        return None
+    arch = (blocks.get("ARCH") or [""])[0]
+    return App(
+        source="pacman", id=name, name=name, version=(blocks.get("VERSION") or [""])[0],
+        publisher=(blocks.get("PACKAGER") or [""])[0],
+        extra=(("arch", arch),) if arch else (),
+    )
+
+
+def app_files(ctx: Context, app: App) -> list[str]:
+    """Given a pacman App, return the paths its package installed (from its `files` entry)."""
+    folder = ctx.path(f"{LOCAL_DB}/{app.id}-{app.version}")
+    try:
+        text = (folder / "files").read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    return ["/" + p for p in parse_blocks(text).get("FILES", [])]
+
+
+class PacmanCollector:
+    """Arch Linux packages from pacman's local database under the context's root."""
+
+    name = "pacman"
+    live_only = False
+
+    def unavailable(self, ctx: Context) -> str | None:
+        return None if ctx.path(LOCAL_DB).is_dir() else f"no pacman database at {ctx.path(LOCAL_DB)}"
+
+    def collect(self, ctx: Context) -> Collected:
+        result = Collected()
+        for entry in sorted(os.scandir(ctx.path(LOCAL_DB)), key=lambda e: e.name):
+            if not entry.is_dir():
+                continue
+            desc = os.path.join(entry.path, "desc")
+            try:
+                with open(desc, encoding="utf-8", errors="replace") as handle:
+                    app = desc_app(handle.read())
+            except OSError as exc:
+                result.errors.append(CollectorError("pacman", f"{desc}: {exc.strerror or exc}"))
+                continue
+            if app is None:
+                result.errors.append(CollectorError("pacman", f"{desc}: no %NAME% (truncated?)"))
+            else:
+                result.apps.append(app)
+        return result

@@ -1,0 +1,142 @@
+"""Pure parts of the Linux collectors: the record parsers and the launcher folding rule."""
+
+from __future__ import annotations
+
+import struct
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from agent.inventory.appimage import appimage_type, elf_size, name_version
+from agent.inventory.dedupe import merge_launchers
+from agent.inventory.dpkg import parse_status
+from agent.inventory.flatpak import appstream_facts, deploy_origin, read_keyfile
+from agent.inventory.rpm import parse_query
+from agent.inventory.snap import assertion_headers, snap_yaml_facts
+from agent.model import App
+
+
+@pytest.mark.parametrize(("status", "installed"), [
+    ("install ok installed", True),
+    ("hold ok installed", True),
+    ("deinstall ok config-files", False),
+    ("install reinstreq half-installed", False),
+    ("install ok unpacked", False),
+    ("install ok half-configured", False),
+    ("install ok triggers-pending", False),
+    ("purge ok not-installed", False),
+    ("install ok", False),
+])
+def test_dpkg_counts_only_the_installed_state(status: str, installed: bool) -> None:
+    text = f"Package: p\nStatus: {status}\nArchitecture: amd64\nVersion: 1.0\n\n"
+    assert bool(parse_status(text)) is installed
+
+
+def test_dpkg_record_fields_and_continuation_lines() -> None:
+    text = ("Package: zoom\nStatus: install ok installed\nMaintainer: Zoom <a@b>\nArchitecture: amd64\n"
+            "Version: 6.0\nDescription: x\n Package: fake\n Version: 9\n\n"
+            "Package: tzdata\nStatus: install ok installed\nArchitecture: all\nVersion: 2024a\n")
+    apps = parse_status(text)
+    assert [(a.id, a.version, a.aliases, a.extra_value("arch")) for a in apps] == [
+        ("zoom", "6.0", ("zoom:amd64",), "amd64"), ("tzdata", "2024a", (), "all")]
+    assert apps[0].publisher == "Zoom <a@b>"
+
+
+def test_rpm_query_output() -> None:
+    text = ("zoom\t(none)\t6.0.2\t4680\tx86_64\tZoom Video Communications\t(none)\n"
+            "gpg-pubkey\t(none)\tabcd\t1234\t(none)\t(none)\t(none)\n"
+            "kernel\t1\t6.8\t300.fc40\tx86_64\tFedora Project\tFedora Project\n"
+            "broken line\n")
+    apps = parse_query(text)
+    assert [(a.id, a.version, a.publisher, a.aliases) for a in apps] == [
+        ("zoom", "6.0.2-4680", "Zoom Video Communications", ("zoom.x86_64",)),
+        ("kernel", "1:6.8-300.fc40", "Fedora Project", ("kernel.x86_64",))]
+    assert apps[1].extra_value("epoch") == "1" and apps[0].extra_value("epoch") == ""
+
+
+def test_flatpak_deploy_origin_and_keyfile() -> None:
+    assert deploy_origin(b"flathub\x0008db2360\x00\x00") == "flathub"
+    assert deploy_origin(b"flath") == ""
+    meta = read_keyfile("[Application]\nname=org.A\nruntime=org.P/x86_64/1\n", "metadata")
+    assert meta.get("Application", "runtime") == "org.P/x86_64/1"
+    with pytest.raises(ValueError, match="metadata: not a valid keyfile"):
+        read_keyfile("[Application\nname=x\n", "metadata")
+
+
+def test_appstream_facts_pick_the_unlocalized_name_and_newest_release() -> None:
+    doc = ET.fromstring(
+        "<components><component><id>org.Other</id><name>Other</name></component>"
+        "<component><id>org.A.desktop</id><name xml:lang='de'>Ein A</name><name>An A</name>"
+        "<developer_name>A Inc</developer_name><releases><release version='2.0'/><release version='1.0'/>"
+        "</releases></component></components>")
+    assert appstream_facts(doc, "org.A") == {"name": "An A", "version": "2.0", "publisher": "A Inc"}
+    assert appstream_facts(doc, "org.Missing") == {}
+
+
+def test_snap_yaml_and_assertion_headers() -> None:
+    assert snap_yaml_facts("name: zoom-client\nversion: '6.0'\napps:\n  zoom:\n    name: inner\n") == {
+        "name": "zoom-client", "version": "6.0"}
+    headers = assertion_headers("type: account\nusername: zoom\nlist:\n  - a\n\nsignature-body\nusername: fake\n")
+    assert headers["username"] == "zoom" and headers["type"] == "account"
+
+
+@pytest.mark.parametrize(("filename", "expected"), [
+    ("Signal-7.2.1-x86_64.AppImage", ("Signal", "7.2.1")),
+    ("balenaEtcher-1.18.11-x64.AppImage", ("balenaEtcher", "1.18.11")),
+    ("Obsidian-1.5.3.AppImage", ("Obsidian", "1.5.3")),
+    ("cursor_0.45_amd64.appimage", ("cursor", "0.45")),
+    ("MyApp.AppImage", ("MyApp", "")),
+    ("kdenlive-24.02.1-x86_64.AppImage", ("kdenlive", "24.02.1")),
+])
+def test_appimage_name_and_version_from_file_name(filename: str, expected: tuple[str, str]) -> None:
+    assert name_version(filename) == expected
+
+
+def test_appimage_magic() -> None:
+    assert appimage_type(b"\x7fELF\x02\x01\x01\x00AI\x02") == 2
+    assert appimage_type(b"\x7fELF\x02\x01\x01\x00AI\x01") == 1
+    assert appimage_type(b"\x7fELF\x02\x01\x01\x00\x00\x00\x00") == 0
+    assert appimage_type(b"#!/bin/sh\nAI\x02") == 0
+    assert appimage_type(b"\x7fELF") == 0
+
+
+def _launcher(name: str, path: str = "", owner: str = "", user: str = "") -> App:
+    extra = [("launcher", f"/usr/share/applications/{name}.desktop")] + ([("owner", owner)] if owner else [])
+    return App(source="desktop", id=name.lower(), name=name, path=path, user=user, extra=tuple(extra))
+
+
+def test_merge_takes_the_display_name_and_keeps_a_second_distinct_name() -> None:
+    package = App(source="dpkg", id="libreoffice-common", name="libreoffice-common")
+    writer = _launcher("LibreOffice Writer", owner="dpkg:libreoffice-common")
+    calc = _launcher("LibreOffice Calc", owner="dpkg:libreoffice-common")
+    merged = merge_launchers([package, writer, calc])
+    assert [(a.source, a.name) for a in merged] == [("dpkg", "LibreOffice Writer"), ("desktop", "LibreOffice Calc")]
+    assert merged[0].extra_value("launchers") == "/usr/share/applications/LibreOffice Writer.desktop"
+
+
+def test_merge_matches_users_appimage_paths_and_leaves_orphans() -> None:
+    user_flatpak = App(source="flatpak", id="org.A", name="A", user="alice")
+    appimage = App(source="appimage", id="A.AppImage", name="A", path="/home/bob/A.AppImage", user="bob")
+    launchers = [
+        _launcher("A", owner="flatpak:org.A", user="alice"),
+        _launcher("A", owner="flatpak:org.A", user="carol"),  # carol has no such flatpak
+        _launcher("A", path="/home/bob/A.AppImage", user="bob"),
+        _launcher("Orphan", owner="dpkg:not-collected"),
+    ]
+    merged = merge_launchers([user_flatpak, appimage, *launchers])
+    assert [(a.source, a.user) for a in merged] == [
+        ("flatpak", "alice"), ("appimage", "bob"), ("desktop", "carol"), ("desktop", "")]
+
+
+def test_elf_size_is_the_end_of_the_section_header_table() -> None:
+    head64 = bytearray(64)
+    head64[:6] = b"\x7fELF\x02\x01"
+    struct.pack_into("<Q", head64, 0x28, 30000)
+    struct.pack_into("<HH", head64, 0x3A, 64, 30)
+    assert elf_size(bytes(head64)) == 30000 + 64 * 30
+    head32 = bytearray(64)
+    head32[:6] = b"\x7fELF\x01\x02"
+    struct.pack_into(">I", head32, 0x20, 5000)
+    struct.pack_into(">HH", head32, 0x2E, 40, 10)
+    assert elf_size(bytes(head32)) == 5400
+    assert elf_size(b"\x7fELF") == 0
