@@ -13,15 +13,19 @@ from typing import Sequence
 from agent import __version__
 from agent import log
 from agent.banlist.parse import BanListError
-from agent.commands import check, inventory, policy, quarantine
+from agent.commands import check, inventory, policy, quarantine, run, service, status
 from agent.commands.check import EnforceUsageError
 from agent.config import ConfigError
 from agent.enforce.quarantine import QuarantineError
 from agent.inventory import UnknownSourceError
 from agent.inventory.file import InventoryFileError
+from agent.service.settings import ServiceError
 
-COMMANDS = (check, inventory, policy, quarantine)
-USER_ERRORS = (ConfigError, BanListError, InventoryFileError, UnknownSourceError, EnforceUsageError, QuarantineError)
+COMMANDS = (check, inventory, policy, quarantine, run, status, service)
+USER_ERRORS = (
+    ConfigError, BanListError, InventoryFileError, UnknownSourceError, EnforceUsageError, QuarantineError,
+    ServiceError,
+)
 EXIT_NO_VERDICT = 2
 
 

@@ -26,7 +26,7 @@ from urllib.parse import urljoin
 import requests
 
 from agent import __version__
-from agent.config import BanlistConfig
+from agent.config import BanlistConfig, PushConfig
 from agent.log import log_event
 
 logger = logging.getLogger(__name__)
@@ -84,8 +84,8 @@ def signature_url(config: BanlistConfig) -> str:
     return config.signature_url or config.url + SIGNATURE_SUFFIX
 
 
-def make_session(config: BanlistConfig) -> requests.Session:
-    """Given the ban-list config, return a requests Session with its TLS settings.
+def make_session(config: BanlistConfig | PushConfig) -> requests.Session:
+    """Given the ban-list (or push) config, return a requests Session with its TLS settings.
 
     Verification stays on: with `ca_bundle` only that CA file is trusted, else the system's. A
     client certificate is presented when `client_cert` is set (mutual TLS).

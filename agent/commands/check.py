@@ -6,20 +6,18 @@ Exit 0 when there is no violation, 1 when there is one, 2 when no verdict could 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
-import uuid
 from datetime import datetime, timezone
 
-from agent import __version__
 from agent.banlist.source import load_fresh
 from agent.commands.common import (
     add_collection_args, add_config_arg, add_state_dir_arg, config_from, gather, state_dir_from,
 )
-from agent.enforce.act import enforce, write_fapolicyd_rules
-from agent.match import compile_banlist, match
-from agent.model import Report
-from agent.runner import Runner
+from agent.config import Config
+from agent.model import BanList, Finding, Report
+from agent.report.build import build_report
 from agent.report.render import render_json, render_table
 
 EXIT_COMPLIANT, EXIT_VIOLATION, EXIT_NO_VERDICT = 0, 1, 2
@@ -51,6 +49,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+def _enforce(
+    args: argparse.Namespace, config: Config, banlist: BanList, report: Report, now: datetime,
+) -> tuple[Finding, ...]:
+    """Plan and carry out blocking on this host; return the findings with their outcomes.
+
+    The enforcement modules are imported here, not at the top: a plain check never needs them
+    and they are a noticeable share of the command's start-up.
+    """
+    from agent.enforce.act import enforce, write_fapolicyd_rules
+    from agent.runner import Runner
+
+    out = sys.stderr if args.format == "json" else sys.stdout
+    runner = Runner(commands=config.commands)
+    host = report.inventory.devices[0]
+    findings = enforce(report.findings, config, host, runner, out, args.dry_run).findings
+    write_fapolicyd_rules(banlist, findings, config, host, runner, out, now, args.dry_run)
+    return tuple(findings)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the check; user errors propagate to the CLI, which prints one line and exits 2."""
     enforcing = args.enforce or args.dry_run
@@ -64,18 +81,9 @@ def run(args: argparse.Namespace) -> int:
     if warning:
         print(f"appban: warning: {warning}", file=sys.stderr)
     inventory = gather(args, config, args.group)
-    devices = {d.id: d for d in inventory.devices}
-    findings = match(inventory.apps, devices, compile_banlist(banlist), now)
+    report = build_report(banlist, info, inventory, now)
     if enforcing:
-        out = sys.stderr if args.format == "json" else sys.stdout
-        runner = Runner(commands=config.commands)
-        host = inventory.devices[0]
-        findings = list(enforce(findings, config, host, runner, out, args.dry_run).findings)
-        write_fapolicyd_rules(banlist, findings, config, host, runner, out, now, args.dry_run)
-    report = Report(
-        id=str(uuid.uuid4()), generated=now, agent_version=__version__, banlist=info,
-        inventory=inventory, findings=tuple(findings),
-    )
+        report = dataclasses.replace(report, findings=_enforce(args, config, banlist, report, now))
     sys.stdout.write(render_json(report) if args.format == "json" else render_table(report))
     if not report.compliant:
         return EXIT_VIOLATION

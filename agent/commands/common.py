@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Sequence
 
 from agent.config import Config, load_config
 from agent.groups import assign_groups
@@ -60,10 +61,21 @@ def gather(args: argparse.Namespace, config: Config, groups: list[str] | None = 
             notes=tuple(n for p in parts for n in p.notes),
         )
         return assign_groups(loaded, config.gateway, local=None)
-    root = args.root or config.inventory.root
+    return collect_here(config, args.root, args.source, groups)
+
+
+def collect_here(config: Config, root: str | None = None, sources: Sequence[str] = (),
+                 groups: Sequence[str] | None = None) -> Inventory:
+    """Run this machine's collectors: `root` and `sources` override config; live collectors run
+    only on the running system (no root override and config root "/"); devices other than this
+    host get their groups from config `gateway`.
+
+    Raise UnknownSourceError for a source that does not exist.
+    """
+    chosen = root or config.inventory.root
     ctx = Context(
-        root=Path(root), live=(args.root is None and root == "/"),
+        root=Path(chosen), live=(root is None and chosen == "/"),
         runner=Runner(commands=config.commands), config=config,
     )
-    collected = collect(ctx, args.source or config.inventory.sources, groups)
+    collected = collect(ctx, sources or config.inventory.sources, groups)
     return assign_groups(collected, config.gateway, local=local_device(ctx).id)

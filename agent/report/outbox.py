@@ -1,0 +1,90 @@
+"""The durable outbox: reports wait here (SQLite in the state directory) until a push succeeds.
+
+A report is committed to disk before any attempt to send it and deleted only after the receiver
+answered 2xx, so a report made while the server is down, or just before a crash or `kill -9`, is
+sent later. The outbox is bounded: beyond `max_queue` the oldest reports are dropped, counted and
+logged, so a long outage never fills the disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.log import log_event
+
+logger = logging.getLogger(__name__)
+
+FILENAME = "outbox.sqlite"
+BUSY_TIMEOUT = 10.0
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "id TEXT NOT NULL UNIQUE, queued REAL NOT NULL, body BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One queued report: its id (the idempotency key), when it was queued and its JSON body."""
+
+    id: str
+    queued: float
+    body: bytes
+
+
+class Outbox:
+    """A bounded FIFO of report bodies keyed by report id, safe across crashes (WAL, fsync)."""
+
+    def __init__(self, state_dir: str | Path, max_queue: int) -> None:
+        """Open (creating if needed) the outbox in `state_dir`. Raise sqlite3.Error if unusable."""
+        self.path = Path(state_dir) / FILENAME
+        self.max_queue = max(1, max_queue)
+        self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None,
+                                   check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        for statement in _SCHEMA:
+            self._db.execute(statement)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def put(self, report_id: str, body: bytes) -> int:
+        """Queue a report (a second put of the same id is ignored); return how many old reports
+        were dropped to stay within the bound."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("INSERT OR IGNORE INTO outbox (id, queued, body) VALUES (?, ?, ?)",
+                             (report_id, time.time(), body))
+            excess = self.depth() - self.max_queue
+            if excess > 0:
+                self._db.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)",
+                                 (excess,))
+                self._db.execute("INSERT INTO counters VALUES ('dropped', ?) "
+                                 "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value", (excess,))
+        if excess > 0:
+            log_event(logger, logging.WARNING, "outbox.dropped", count=excess, total_dropped=self.dropped(),
+                      max_queue=self.max_queue)
+        return max(excess, 0)
+
+    def pending(self) -> list[Pending]:
+        """Return the queued reports, oldest first."""
+        rows = self._db.execute("SELECT id, queued, body FROM outbox ORDER BY seq").fetchall()
+        return [Pending(id=r[0], queued=r[1], body=bytes(r[2])) for r in rows]
+
+    def delete(self, report_id: str) -> None:
+        """Remove a report the receiver has acknowledged."""
+        self._db.execute("DELETE FROM outbox WHERE id = ?", (report_id,))
+
+    def depth(self) -> int:
+        """Return how many reports wait to be sent."""
+        return int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+
+    def dropped(self) -> int:
+        """Return how many reports were dropped over the outbox's lifetime to respect the bound."""
+        row = self._db.execute("SELECT value FROM counters WHERE name = 'dropped'").fetchone()
+        return int(row[0]) if row else 0

@@ -1,0 +1,62 @@
+"""Push queued reports to the central server, oldest first, each exactly once per report id.
+
+Each report is POSTed as `appban.report/v1` JSON with the header `Idempotency-Key: <report id>`
+and removed from the outbox only after a 2xx answer. If the agent dies between the server's 2xx
+and the removal, the same report is sent again with the same key on the next cycle; receivers
+deduplicate on that key, which makes delivery exactly once per report id end to end.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import requests
+
+from agent.config import PushConfig
+from agent.log import log_event
+from agent.report.outbox import Outbox
+
+logger = logging.getLogger(__name__)
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What one push cycle did: reports sent, reports still queued, and the error that stopped it."""
+
+    sent: int
+    remaining: int
+    error: str = ""
+
+
+def push_pending(outbox: Outbox, config: PushConfig, token: str, session: requests.Session) -> PushResult:
+    """Send every queued report in order through `session` (made by make_session(config), which
+    carries the TLS settings); stop at the first failure so order is kept and the rest wait for
+    the next cycle. Never raises for network or server errors: they are in the result."""
+    sent = 0
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    for item in outbox.pending():
+        try:
+            # verify per request: requests lets REQUESTS_CA_BUNDLE override a Session's verify,
+            # and the administrator's ca_bundle must win over the environment.
+            response = session.post(config.url, data=item.body, timeout=config.timeout, verify=session.verify,
+                                    headers={**headers, IDEMPOTENCY_HEADER: item.id})
+            response.close()
+        except requests.RequestException as exc:
+            return _failed(outbox, sent, item.id, " ".join(f"{type(exc).__name__}: {exc}".split()))
+        if not 200 <= response.status_code < 300:
+            return _failed(outbox, sent, item.id, f"HTTP {response.status_code}")
+        outbox.delete(item.id)
+        sent += 1
+        log_event(logger, logging.INFO, "push.sent", report=item.id, status=response.status_code)
+    return PushResult(sent=sent, remaining=0)
+
+
+def _failed(outbox: Outbox, sent: int, report_id: str, error: str) -> PushResult:
+    remaining = outbox.depth()
+    log_event(logger, logging.WARNING, "push.failed", report=report_id, error=error, queued=remaining)
+    return PushResult(sent=sent, remaining=remaining, error=error)

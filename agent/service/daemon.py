@@ -1,0 +1,259 @@
+"""`appban run`: the long-running service — ban-list refresh, scan and push on a schedule.
+
+One main thread runs the jobs (`schedule`) and sleeps on an event between them, so the idle
+service costs nothing but its memory; signals only set flags and wake it: SIGTERM/SIGINT let the
+job in progress finish and then exit 0, SIGHUP reloads the config (a bad one is refused with one
+log line and the old one stays). The pull endpoint serves from its own threads and reads the
+latest immutable Snapshot. A lock in the state directory keeps a second instance out.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sqlite3
+import threading
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+from types import FrameType
+from typing import Callable
+
+import schedule
+
+from agent import log
+from agent.banlist.fetch import make_session
+from agent.banlist.parse import BanListError
+from agent.banlist.source import load_fresh, staleness
+from agent.commands.common import collect_here
+from agent.config import ConfigError, interval_seconds
+from agent.inventory import UnknownSourceError
+from agent.log import log_event
+from agent.model import BanList, BanListInfo
+from agent.report.build import build_report
+from agent.report.outbox import Outbox
+from agent.report.push import push_pending
+from agent.service import server
+from agent.service.settings import ServiceError, Settings, load_settings
+from agent.service.snapshot import Snapshot, render_documents
+from agent.service.state import INVENTORY, REPORT, LockHeld, acquire_lock, write_atomic, write_status
+
+logger = logging.getLogger(__name__)
+
+MAX_SLEEP = 3600.0
+RELOAD_ERRORS = (ConfigError, UnknownSourceError, ServiceError)
+
+
+def run_service(config_path: str | None, state_dir: str | None) -> int:
+    """Run the service until SIGTERM or SIGINT; return the exit code (0 after a clean stop).
+
+    Raise ConfigError, UnknownSourceError or ServiceError (one line) when it cannot start.
+    """
+    settings = load_settings(config_path, state_dir)
+    log.configure(settings.config.logging.format, settings.config.logging.level)
+    settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    try:
+        lock = acquire_lock(settings.state_dir)
+    except LockHeld as exc:
+        raise ServiceError(str(exc)) from None
+    with lock:
+        try:
+            service = Service(settings, lambda: load_settings(config_path, state_dir))
+        except sqlite3.Error as exc:
+            raise ServiceError(f"outbox in {settings.state_dir}: {exc}") from None
+        return service.run()
+
+
+class Service:
+    """The jobs, the signal flags and the latest snapshot of one running service."""
+
+    def __init__(self, settings: Settings, reload: Callable[[], Settings]) -> None:
+        self.settings = settings
+        self._reload_settings = reload
+        self.snapshot = Snapshot()
+        self.banlist: BanList | None = None
+        self.banlist_info: BanListInfo | None = None
+        self.outbox = Outbox(settings.state_dir, settings.config.push.max_queue)
+        self.session = make_session(settings.config.push)
+        self.scheduler = schedule.Scheduler()
+        self.endpoint: server.Endpoint | None = None
+        self.started = time.time()
+        self._stop = False
+        self._reload = False
+        self._wake = threading.Event()
+
+    def run(self) -> int:
+        """Start the endpoint, run every job once, then follow the schedule until told to stop."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_reload)
+        log_event(logger, logging.INFO, "service.started", state_dir=str(self.settings.state_dir))
+        self._start_endpoint(self.settings)
+        self._update(queue_depth=self.outbox.depth(), dropped=self.outbox.dropped())
+        self._plan()
+        for job in (self.refresh, self.scan, self.push):
+            self._guarded(job)
+        while not self._stop:
+            self._wake.clear()
+            if self._reload:
+                self._reload = False
+                self._apply_reload()
+            self.scheduler.run_pending()
+            if self._stop:
+                break
+            idle = self.scheduler.idle_seconds
+            self._wake.wait(MAX_SLEEP if idle is None else min(max(idle, 0.0), MAX_SLEEP))
+        self._shutdown()
+        return 0
+
+    # Signals: only flags and a wake-up, so a job in progress always finishes.
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        self._stop = True
+        self._wake.set()
+
+    def _on_reload(self, signum: int, frame: FrameType | None) -> None:
+        self._reload = True
+        self._wake.set()
+
+    def _plan(self) -> None:
+        """(Re)create the periodic jobs from config: interval to interval + splay, in seconds."""
+        self.scheduler.clear()
+        schedule_config = self.settings.config.schedule
+        splay = interval_seconds(schedule_config.splay)
+        jobs = [(self.settings.config.banlist.refresh, self.refresh), (schedule_config.scan, self.scan)]
+        if self.settings.config.push.url:
+            jobs.append((schedule_config.push, self.push))
+        for every, job in jobs:
+            base = max(1, round(interval_seconds(every)))
+            self.scheduler.every(base).to(base + round(splay)).seconds.do(self._guarded, job)
+
+    def _guarded(self, job: Callable[[], None]) -> None:
+        """Run one job unless a stop was requested; a failing job is logged and the service goes on."""
+        if self._stop:
+            return
+        try:
+            job()
+        except Exception as exc:  # noqa: BLE001 - one failed run must not end the service
+            log_event(logger, logging.ERROR, "job.failed", job=job.__name__,
+                      error=" ".join(f"{type(exc).__name__}: {exc}".split()))
+        try:
+            write_status(self.settings.state_dir, self._status())
+        except OSError as exc:
+            log_event(logger, logging.ERROR, "status.write_failed", error=str(exc))
+
+    def refresh(self) -> None:
+        """Refresh the ban list (fetch, verify and cache it when it comes from a URL) and load it.
+
+        A failed fetch keeps the cached list in force and records the error; when a list with a
+        new serial comes in after the first scan, scan at once rather than at the next interval.
+        """
+        now = datetime.now(timezone.utc)
+        previous = self.banlist
+        try:
+            self.banlist, self.banlist_info, warning = load_fresh(
+                self.settings.config, None, now, self.settings.state_dir)
+        except BanListError as exc:
+            log_event(logger, logging.ERROR, "refresh.failed", error=str(exc))
+            self._update(refresh_error=str(exc))
+            return
+        if warning:
+            log_event(logger, logging.WARNING, "refresh.failed", error=warning, serial=self.banlist.serial)
+            self._update(refresh_error=warning, banlist_issued=self.banlist.issued)
+        else:
+            log_event(logger, logging.INFO, "refresh.done", serial=self.banlist.serial,
+                      source=self.banlist_info.source, signed=self.banlist_info.signed)
+            self._update(last_refresh=now.timestamp(), refresh_error="", banlist_issued=self.banlist.issued)
+        if previous is not None and previous.serial != self.banlist.serial:
+            self.scan()
+
+    def scan(self) -> None:
+        """Collect, match and keep the report (memory, state dir, outbox); then try to push it."""
+        if self.banlist is None or self.banlist_info is None:
+            log_event(logger, logging.ERROR, "scan.skipped", reason="no usable ban list")
+            return
+        began = time.monotonic()
+        now = datetime.now(timezone.utc)
+        stale, since = staleness(self.banlist, now)
+        info = replace(self.banlist_info, stale=stale, stale_since=since)
+        report = build_report(self.banlist, info, collect_here(self.settings.config), now)
+        report_json, inventory_json = render_documents(report)
+        state_dir = self.settings.state_dir
+        write_atomic(state_dir / REPORT, report_json)
+        write_atomic(state_dir / INVENTORY, inventory_json)
+        if self.settings.config.push.url:
+            self.outbox.put(report.id, report_json)
+        duration = time.monotonic() - began
+        self._update(report=report, report_json=report_json, inventory_json=inventory_json,
+                     last_scan=time.time(), scan_duration=duration,
+                     queue_depth=self.outbox.depth(), dropped=self.outbox.dropped())
+        counts = report.counts()
+        log_event(logger, logging.INFO, "scan.done", report=report.id, apps=len(report.inventory.apps),
+                  violations=counts["violation"], errors=len(report.inventory.errors),
+                  seconds=round(duration, 3))
+        self.push()
+
+    def push(self) -> None:
+        """Send what waits in the outbox (no-op while push is off)."""
+        config = self.settings.config
+        if not config.push.url or not self.outbox.depth():
+            return
+        push_pending(self.outbox, config.push, self.settings.push_token, self.session)
+        self._update(queue_depth=self.outbox.depth(), dropped=self.outbox.dropped())
+
+    def _update(self, **changes: object) -> None:
+        self.snapshot = replace(self.snapshot, **changes)
+
+    def _current(self) -> Snapshot:
+        return self.snapshot
+
+    def _status(self) -> dict[str, object]:
+        return {"started": self.started, **self.snapshot.facts()}
+
+    def _start_endpoint(self, settings: Settings) -> None:
+        if settings.config.server.listen:
+            self.endpoint = server.start(settings.config.server.listen, settings.server_token,
+                                         self._current, settings.tls)
+
+    def _stop_endpoint(self) -> None:
+        if self.endpoint is not None:
+            self.endpoint.shutdown()
+            self.endpoint.server_close()
+            self.endpoint = None
+
+    def _apply_reload(self) -> None:
+        """Load the config again; refuse a bad one (one log line) and keep running on the old one."""
+        try:
+            new = self._reload_settings()
+        except RELOAD_ERRORS as exc:
+            log_event(logger, logging.ERROR, "config.rejected", error=str(exc))
+            return
+        if new.state_dir != self.settings.state_dir:
+            log_event(logger, logging.WARNING, "config.state_dir_ignored", wanted=str(new.state_dir),
+                      kept=str(self.settings.state_dir))
+            new = replace(new, state_dir=self.settings.state_dir)
+        old, self.settings = self.settings, new
+        log.configure(new.config.logging.format, new.config.logging.level)
+        self.outbox.max_queue = max(1, new.config.push.max_queue)
+        self.session.close()
+        self.session = make_session(new.config.push)
+        if new.server_key() != old.server_key():
+            self._restart_endpoint(old, new)
+        self._plan()
+        log_event(logger, logging.INFO, "config.reloaded")
+        self._guarded(self.refresh)
+
+    def _restart_endpoint(self, old: Settings, new: Settings) -> None:
+        """Serve with the new endpoint settings; if the new address cannot be bound, keep the old."""
+        self._stop_endpoint()
+        try:
+            self._start_endpoint(new)
+        except OSError as exc:
+            log_event(logger, logging.ERROR, "server.failed", listen=new.config.server.listen, error=str(exc))
+            self._start_endpoint(old)
+
+    def _shutdown(self) -> None:
+        log_event(logger, logging.INFO, "service.stopping")
+        self._stop_endpoint()
+        self.outbox.close()
+        self.session.close()
+        log_event(logger, logging.INFO, "service.stopped")

@@ -1,0 +1,200 @@
+"""The pull endpoint: central collectors and Prometheus read the agent's latest report.
+
+Why the standard library's ThreadingHTTPServer (hardened here) rather than waitress or cheroot:
+the endpoint serves four small read-only GETs, so a dependency would add code to audit and
+memory to an agent that must stay tiny, while the hardening it needs is short: a bound on
+concurrent connections, a socket timeout on every connection, the TLS handshake done in the
+connection's own thread under that timeout (so a silent client cannot stall the accept loop),
+request bodies refused, the stdlib's limits on the request line (64 KiB) and header count (100),
+GET only (others 405), unknown paths 404, and a bearer token compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import socket
+import ssl
+import sys
+import threading
+from datetime import datetime, timezone
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from agent.log import log_event
+from agent.report.metrics import make_registry
+from agent.service.snapshot import Snapshot
+
+logger = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT = 10.0
+MAX_CONNECTIONS = 32
+DEFAULT_HOST = "127.0.0.1"
+JSON = "application/json"
+
+
+class ListenError(ValueError):
+    """A `server.listen` value that is not `host:port` or `port`; one line naming it."""
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """Given `host:port`, `[v6]:port` or `port`, return (host, port), host defaulting to 127.0.0.1.
+
+    Raise ListenError if the port is missing or out of range.
+    """
+    host, sep, port = text.strip().rpartition(":")
+    host = host.strip("[]") if sep else DEFAULT_HOST
+    try:
+        number = int(port)
+    except ValueError:
+        raise ListenError(f"server.listen {text!r}: expected host:port, e.g. 127.0.0.1:9464") from None
+    if not 0 <= number <= 65535:
+        raise ListenError(f"server.listen {text!r}: port out of range")
+    return host or DEFAULT_HOST, number
+
+
+class Endpoint(ThreadingHTTPServer):
+    """The HTTP(S) server; handlers read `snapshot()` and check `token`."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, address: tuple[str, int], token: str, snapshot: Callable[[], Snapshot],
+                 tls: ssl.SSLContext | None = None) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        super().__init__(address, _Handler)
+        self.token = token.encode()
+        self.snapshot = snapshot
+        self.tls = tls
+        self.registry = make_registry(snapshot, lambda: datetime.now(timezone.utc))
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request: socket.socket, client_address: tuple) -> None:
+        """Start a handler thread, or drop the connection when MAX_CONNECTIONS are busy."""
+        if not self._slots.acquire(blocking=False):
+            log_event(logger, logging.WARNING, "server.busy", client=client_address[0])
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: socket.socket, client_address: tuple) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def finish_request(self, request: socket.socket, client_address: tuple) -> None:
+        """Run in the connection's thread: set the timeout, do the TLS handshake, then serve."""
+        request.settimeout(REQUEST_TIMEOUT)
+        if self.tls is not None:
+            try:
+                request = self.tls.wrap_socket(request, server_side=True)
+            except (OSError, ssl.SSLError) as exc:
+                log_event(logger, logging.INFO, "server.tls_failed", client=client_address[0], error=str(exc))
+                return
+        super().finish_request(request, client_address)
+
+    def handle_error(self, request: object, client_address: tuple) -> None:
+        log_event(logger, logging.WARNING, "server.error", client=client_address[0], error=repr(sys.exc_info()[1]))
+
+    def authorized(self, header: str | None) -> bool:
+        """True when the Authorization header carries the token (constant-time comparison)."""
+        scheme, _, offered = (header or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(offered.strip().encode(), self.token)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Endpoint
+    server_version = "appban"
+    sys_version = ""
+    timeout = REQUEST_TIMEOUT
+
+    def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches on
+        if self.headers.get("Content-Length", "0") not in ("", "0") or self.headers.get("Transfer-Encoding"):
+            self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b"request bodies are not accepted\n")
+            return
+        path = self.path.split("?", 1)[0]
+        if path == "/healthz":
+            self._send(HTTPStatus.OK, b"ok\n")
+            return
+        if path not in _ROUTES:
+            self._send(HTTPStatus.NOT_FOUND, b"not found\n")
+            return
+        if not self.server.authorized(self.headers.get("Authorization")):
+            self._send(HTTPStatus.UNAUTHORIZED, b"bearer token required\n",
+                       extra={"WWW-Authenticate": 'Bearer realm="appban"'})
+            return
+        status, body, content_type = _ROUTES[path](self.server)
+        self._send(status, body, content_type)
+
+    def _not_allowed(self) -> None:
+        self._send(HTTPStatus.METHOD_NOT_ALLOWED, b"only GET is allowed\n", extra={"Allow": "GET"})
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed
+
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str = "text/plain; charset=utf-8",
+              extra: dict[str, str] | None = None) -> None:
+        self.close_connection = True
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        log_event(logger, logging.DEBUG, "server.request", client=self.client_address[0], line=format % args)
+
+
+def _report(server: Endpoint) -> tuple[HTTPStatus, bytes, str]:
+    snapshot = server.snapshot()
+    if not snapshot.report_json:
+        return HTTPStatus.SERVICE_UNAVAILABLE, b"no scan has finished yet\n", "text/plain; charset=utf-8"
+    return HTTPStatus.OK, snapshot.report_json, JSON
+
+
+def _inventory(server: Endpoint) -> tuple[HTTPStatus, bytes, str]:
+    snapshot = server.snapshot()
+    if not snapshot.inventory_json:
+        return HTTPStatus.SERVICE_UNAVAILABLE, b"no scan has finished yet\n", "text/plain; charset=utf-8"
+    return HTTPStatus.OK, snapshot.inventory_json, JSON
+
+
+def _metrics(server: Endpoint) -> tuple[HTTPStatus, bytes, str]:
+    return HTTPStatus.OK, generate_latest(server.registry), CONTENT_TYPE_LATEST
+
+
+_ROUTES = {"/v1/report": _report, "/v1/inventory": _inventory, "/metrics": _metrics}
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    """Return a server TLS context (TLS 1.2+) for the configured certificate and key.
+
+    Raise OSError or ssl.SSLError if they cannot be loaded.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key or None)
+    return context
+
+
+def start(listen: str, token: str, snapshot: Callable[[], Snapshot], tls: ssl.SSLContext | None) -> Endpoint:
+    """Bind the endpoint and serve it from a background thread; return it (call shutdown() to stop).
+
+    Raise ListenError for a bad address and OSError if the port cannot be bound.
+    """
+    endpoint = Endpoint(parse_listen(listen), token, snapshot, tls)
+    threading.Thread(target=endpoint.serve_forever, name="appban-endpoint", daemon=True).start()
+    host, port = endpoint.server_address[:2]
+    log_event(logger, logging.INFO, "server.listening", address=f"{host}:{port}", tls=tls is not None)
+    return endpoint

@@ -1,0 +1,1 @@
+"""The systemd unit and drop-in shipped with appban (installed by `appban service install`)."""

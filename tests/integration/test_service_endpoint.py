@@ -1,0 +1,81 @@
+"""The pull endpoint on real sockets: TLS, bodies refused, idle clients timed out, connections
+bounded, and a client that never finishes its TLS handshake cannot stall the others."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+import requests
+
+from agent.service import server
+from agent.service.snapshot import Snapshot
+from tests.banlist_servers import make_pki
+from tests.service_support import TOKEN, wait_until
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def short_timeouts(monkeypatch):
+    monkeypatch.setattr(server, "REQUEST_TIMEOUT", 0.5)
+    monkeypatch.setattr(server._Handler, "timeout", 0.5)
+    monkeypatch.setattr(server, "MAX_CONNECTIONS", 2)
+
+
+@pytest.fixture
+def plain(short_timeouts):
+    endpoint = server.start("127.0.0.1:0", TOKEN, Snapshot, None)
+    yield endpoint, f"http://127.0.0.1:{endpoint.server_address[1]}"
+    endpoint.shutdown()
+    endpoint.server_close()
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    sock.settimeout(5.0)
+    return sock.recv(1) == b""
+
+
+def test_routes_and_refusals(plain) -> None:
+    _, base = plain
+    assert requests.get(base + "/healthz", timeout=5).text == "ok\n"
+    assert requests.get(base + "/v1/report", headers=AUTH, timeout=5).status_code == 503
+    assert requests.get(base + "/v1/report", headers={"Authorization": "Basic " + TOKEN}, timeout=5).status_code == 401
+    metrics = requests.get(base + "/metrics", headers=AUTH, timeout=5)
+    assert metrics.status_code == 200 and "appban_push_queue_depth 0.0" in metrics.text
+    assert requests.get(base + "/v1/report", headers=AUTH, data=b"x" * 10, timeout=5).status_code == 413
+    put = requests.put(base + "/metrics", headers=AUTH, timeout=5)
+    assert put.status_code == 405 and put.headers["Allow"] == "GET"
+
+
+def test_idle_client_is_disconnected_and_connections_are_bounded(plain) -> None:
+    endpoint, base = plain
+    port = endpoint.server_address[1]
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+    wait_until(lambda: endpoint._slots._value == 0)
+    extra = socket.create_connection(("127.0.0.1", port))
+    assert closed_by_server(extra)
+    assert all(closed_by_server(sock) for sock in idle)
+    wait_until(lambda: requests.get(base + "/healthz", timeout=5).status_code == 200)
+    for sock in [*idle, extra]:
+        sock.close()
+
+
+def test_tls_endpoint_and_a_stalled_handshake(short_timeouts, tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    endpoint = server.start("127.0.0.1:0", TOKEN, Snapshot, server.tls_context(str(pki.server_cert), str(pki.server_key)))
+    port = endpoint.server_address[1]
+    try:
+        stalled = socket.create_connection(("127.0.0.1", port))
+        response = requests.get(f"https://127.0.0.1:{port}/healthz", verify=str(pki.ca), timeout=5)
+        assert response.status_code == 200
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(f"https://127.0.0.1:{port}/healthz", timeout=5)
+        assert closed_by_server(stalled)
+        stalled.close()
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+    finally:
+        endpoint.shutdown()
+        endpoint.server_close()
