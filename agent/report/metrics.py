@@ -51,9 +51,14 @@ def _report_families(snapshot: Snapshot, now: datetime) -> list[Metric]:
                                labels=["collector"])
     for collector, count in sorted(Counter(e.collector for e in report.inventory.errors).items()):
         errors.add_metric([collector], count)
+    outcomes = GaugeMetricFamily("appban_enforcement_outcomes", "Findings per enforcement outcome "
+                                 "(blocked, removed, quarantined, failed, refused, dry-run) in the last scan.",
+                                 labels=["outcome"])
+    for outcome, count in sorted(Counter(f.outcome.split(":")[0] for f in report.findings if f.outcome).items()):
+        outcomes.add_metric([outcome], count)
     info = report.banlist
     result = [
-        by_status, findings, apps, errors,
+        by_status, findings, apps, errors, outcomes,
         GaugeMetricFamily("appban_compliant", "1 when the last scan found no violation.", value=int(report.compliant)),
         GaugeMetricFamily("appban_banlist_serial", "Serial of the ban list in force.", value=info.serial),
         GaugeMetricFamily("appban_banlist_stale", "1 when the ban list in force is past its expiry.",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import signal
 import sqlite3
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -26,13 +27,16 @@ from agent.banlist.fetch import make_session
 from agent.banlist.parse import BanListError
 from agent.banlist.source import load_fresh, staleness
 from agent.commands.common import collect_here
-from agent.config import ConfigError, interval_seconds
+from agent.config import Config, ConfigError, interval_seconds
+from agent.enforce.act import enforce
+from agent.enforce.guard import Guard, build_deny, denial_reporter, make_guard
 from agent.inventory import UnknownSourceError
 from agent.log import log_event
-from agent.model import BanList, BanListInfo
+from agent.model import BanList, BanListInfo, Report
 from agent.report.build import build_report
 from agent.report.outbox import Outbox
 from agent.report.push import push_pending
+from agent.runner import Runner
 from agent.service import server
 from agent.service.settings import ServiceError, Settings, load_settings
 from agent.service.snapshot import Snapshot, render_documents
@@ -77,6 +81,7 @@ class Service:
         self.session = make_session(settings.config.push)
         self.scheduler = schedule.Scheduler()
         self.endpoint: server.Endpoint | None = None
+        self.guard: Guard | None = None
         self.started = time.time()
         self._stop = False
         self._reload = False
@@ -176,6 +181,7 @@ class Service:
         stale, since = staleness(self.banlist, now)
         info = replace(self.banlist_info, stale=stale, stale_since=since)
         report = build_report(self.banlist, info, collect_here(self.settings.config), now)
+        report = self._enforce(self.settings.config, self.banlist, report, now)
         report_json, inventory_json = render_documents(report)
         state_dir = self.settings.state_dir
         write_atomic(state_dir / REPORT, report_json)
@@ -191,6 +197,34 @@ class Service:
                   violations=counts["violation"], errors=len(report.inventory.errors),
                   seconds=round(duration, 3))
         self.push()
+
+    def _enforce(self, config: Config, banlist: BanList, report: Report, now: datetime) -> Report:
+        """Block what the list and the *local* config say to block (nothing while
+        `enforcement.mode` is report), and keep the exec guard's deny list in step with this scan:
+        the guard starts at the first blocking scan and runs until the service stops or blocking
+        is turned off in the config."""
+        if config.enforcement.mode != "block":
+            self._stop_guard()
+            return report
+        runner = Runner(commands=config.commands)
+        host = report.inventory.devices[0]
+        findings = enforce(report.findings, config, host, runner, sys.stderr).findings
+        deny = build_deny(banlist, findings, config, host, now)
+        if self.guard is not None:
+            self.guard.update(deny)
+        else:
+            guard = make_guard(config, deny, runner, on_deny=denial_reporter(config, banlist, runner))
+            if guard is not None:
+                guard.start()
+                self.guard = guard
+                log_event(logger, logging.INFO, "guard.started", guard=type(guard).__name__)
+        return replace(report, findings=tuple(findings))
+
+    def _stop_guard(self) -> None:
+        if self.guard is not None:
+            self.guard.stop()
+            self.guard = None
+            log_event(logger, logging.INFO, "guard.stopped")
 
     def push(self) -> None:
         """Send what waits in the outbox (no-op while push is off)."""
@@ -253,6 +287,7 @@ class Service:
 
     def _shutdown(self) -> None:
         log_event(logger, logging.INFO, "service.stopping")
+        self._stop_guard()
         self._stop_endpoint()
         self.outbox.close()
         self.session.close()
