@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from agent.banlist.signature import SignatureError, parse_public_key
 from agent.documents import DocumentError, load_document
+from agent.errors import UserError
 from agent.schema import SchemaError, build
 
 DEFAULT_PATH = "/etc/appban/agent.yaml"
@@ -23,7 +23,7 @@ _INTERVAL = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)?")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config file that cannot be used; the message is one line naming the file and key."""
 
 
@@ -69,7 +69,13 @@ def _https(url: str) -> str:
 
 
 def _public_keys(keys: tuple[str, ...]) -> tuple[str, ...]:
-    """Refuse a malformed trusted key when the config is read, not at the first refresh."""
+    """Refuse a malformed trusted key when the config is read, not at the first refresh.
+
+    The signature module (and the crypto library it loads) is imported only when keys are
+    configured: most checks never verify a signature, and start-up time is a goal of `check`.
+    """
+    from agent.banlist.signature import SignatureError, parse_public_key
+
     for number, key in enumerate(keys, 1):
         try:
             parse_public_key(key)

@@ -27,8 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agent.banlist.signature import generate_keypair, sign  # noqa: E402
-from agent.banlist import source  # noqa: E402
-from agent.banlist.source import load_active, refresh  # noqa: E402
+from agent.banlist import central  # noqa: E402
+from agent.banlist.central import refresh  # noqa: E402
+from agent.banlist.source import load_active  # noqa: E402
 from agent.config import BanlistConfig, Config  # noqa: E402
 from tests.banlist_servers import Nginx, make_pki  # noqa: E402
 
@@ -86,7 +87,7 @@ def main() -> None:
 
             def full_fetch(url: str):
                 state = work / f"state-{next(rounds)}"
-                source._PARSED.clear()  # measure the parse, not the in-process memo of the last list
+                central._PARSED.clear()  # measure the parse, not the in-process memo of the last list
                 return refresh(Config(state_dir=str(state), banlist=replace(settings, url=url)), state, now)
 
             before = log_lines(nginx)
@@ -101,7 +102,7 @@ def main() -> None:
             assert refresh(config, state, now).error is None
 
             def cold_304():
-                source._PARSED.clear()  # as in a freshly started agent: the cached list is parsed once
+                central._PARSED.clear()  # as in a freshly started agent: the cached list is parsed once
                 return refresh(config, state, now)
 
             cold, _ = timed(cold_304, args.rounds)

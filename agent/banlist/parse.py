@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.errors import UserError
 from agent.documents import DocumentError, load_document
 from agent.model import BanList
 from agent.schema import SchemaError, build
@@ -16,7 +17,7 @@ from agent.schema import SchemaError, build
 FORMAT = "appban.banlist/v1"
 
 
-class BanListError(ValueError):
+class BanListError(UserError):
     """A ban list that cannot be used; the message is one line that says what and where."""
 
 

@@ -11,6 +11,7 @@ import os
 import sys
 from datetime import datetime, timezone
 
+from agent.errors import UserError
 from agent.banlist.source import load_fresh
 from agent.commands.common import (
     add_collection_args, add_config_arg, add_state_dir_arg, config_from, gather, state_dir_from,
@@ -23,7 +24,7 @@ from agent.report.render import render_json, render_table
 EXIT_COMPLIANT, EXIT_VIOLATION, EXIT_NO_VERDICT = 0, 1, 2
 
 
-class EnforceUsageError(ValueError):
+class EnforceUsageError(UserError):
     """--enforce asked for something it cannot do (act on saved inventories)."""
 
 

@@ -21,7 +21,8 @@ from typing import Any
 from agent.banlist import cache
 from agent.banlist.parse import BanListError, parse_banlist
 from agent.banlist.signature import SignatureError, generate_keypair, parse_public_key, parse_secret_key, sign, verify
-from agent.banlist.source import RefreshResult, load_active, refresh, with_url
+from agent.banlist.central import RefreshResult, refresh
+from agent.banlist.source import load_active, with_url
 from agent.commands.common import add_config_arg, add_state_dir_arg, config_from, state_dir_from
 from agent.config import Config
 

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from agent.errors import UserError
 from agent.enforce.files import on_root
 from agent.enforce.plan import PACKAGE_PATHS
 
 MANIFEST = "manifest.json"
 
 
-class QuarantineError(ValueError):
+class QuarantineError(UserError):
     """A quarantine that cannot be done or undone; the message is one line."""
 
 

@@ -11,6 +11,7 @@ import platform
 import socket
 from typing import Sequence
 
+from agent.errors import UserError
 from agent.config import local_device_id
 from agent.inventory.android import AndroidCollector
 from agent.inventory.apk import ApkCollector
@@ -49,7 +50,7 @@ COLLECTORS: tuple[Collector, ...] = (
 )
 
 
-class UnknownSourceError(ValueError):
+class UnknownSourceError(UserError):
     """`--source` named a collector that does not exist."""
 
 

@@ -7,13 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from agent.errors import UserError
 from agent.inventory.mdm import ExportError, load_csv, load_zip
 from agent.model import App, CollectorError, Device, Inventory
 
 FORMAT = "appban.inventory/v1"
 
 
-class InventoryFileError(ValueError):
+class InventoryFileError(UserError):
     """An inventory file that cannot be used; one line naming the file and the problem."""
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from agent.errors import UserError
 from agent.config import Config, load_config
 from agent.inventory import select
 from agent.service.server import parse_listen, tls_context
@@ -20,7 +21,7 @@ from agent.service.server import parse_listen, tls_context
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
-class ServiceError(ValueError):
+class ServiceError(UserError):
     """The service cannot start or apply a config; the message is one line naming what and where."""
 
 

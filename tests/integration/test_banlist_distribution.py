@@ -20,7 +20,8 @@ import pytest
 from agent.banlist import cache
 from agent.banlist.parse import BanListError
 from agent.banlist.signature import PublicKey, SecretKey, generate_keypair, sign
-from agent.banlist.source import load_active, load_fresh, refresh
+from agent.banlist.central import refresh
+from agent.banlist.source import load_active, load_fresh
 from agent.config import BanlistConfig, Config
 
 from tests.banlist_servers import (  # noqa: F401 - fixtures are used by name

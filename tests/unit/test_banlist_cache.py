@@ -13,7 +13,7 @@ from agent.banlist import cache
 from agent.banlist.cache import CacheError, SuccessionError
 from agent.banlist.fetch import MAX_BACKOFF, Validators, backoff_delay
 from agent.banlist.signature import generate_keypair
-from agent.banlist.source import RefreshResult
+from agent.banlist.central import RefreshResult
 from agent.commands.policy import describe_refresh
 from agent.config import ConfigError, parse_config
 from agent.model import BanListInfo
