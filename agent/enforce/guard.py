@@ -131,13 +131,13 @@ class FapolicydRules:
 def make_guard(
     config: Config, deny: DenySet, runner: Runner, on_deny: Callable[[Denial], None] | None = None,
 ) -> Guard | None:
-    """Return the guard config asks for (not started), or None when blocking is off.
+    """Return the guard config asks for (not started), or None when blocking is off or a dry run.
 
     Raise GuardUnavailable only when `guard: fanotify` is forced and cannot work here; `auto`
     falls back to polling instead.
     """
     cfg = config.enforcement
-    if cfg.mode != "block" or cfg.guard == "off":
+    if cfg.mode != "block" or cfg.dry_run or cfg.guard == "off":
         return None
     if cfg.guard == "fapolicyd" or (cfg.guard == "auto" and fapolicyd_running()):
         return FapolicydRules(config, deny, runner)

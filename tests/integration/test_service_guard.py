@@ -1,0 +1,72 @@
+"""The service's exec guard across scans and reloads, with the service in this process and real
+parts: a real banned process (a copy of `sleep`), the kill-on-launch poller, the fapolicyd rules
+writer with `fagenrules` pointed at `true` or `false`."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agent.service.daemon import Service
+from agent.service.settings import load_settings
+from agent.service.state import REPORT
+from tests.service_support import write_config
+
+LIST = """\
+format: appban.banlist/v1
+serial: 1
+issued: 2026-01-01T00:00:00Z
+entries:
+  - id: wechat
+    name: WeChat
+    action: block
+    match:
+      executables: [{exe}]
+"""
+
+
+def service(tmp_path: Path, **enforcement: Any) -> tuple[Service, Path]:
+    """Return a Service (ban list loaded) blocking a copy of `sleep`, and that copy's path."""
+    exe = tmp_path / f"wechat-appban-{tmp_path.name[-8:]}".lower()
+    shutil.copy(shutil.which("sleep"), exe)
+    (tmp_path / "list.yaml").write_text(LIST.format(exe=exe.name))
+    config = write_config(
+        tmp_path, banlist={"path": str(tmp_path / "list.yaml")},
+        inventory={"root": "/", "sources": ["process"]},
+        commands={"fagenrules": shutil.which("true")},
+        enforcement={"mode": "block", "guard": "poll", "kill_interval": "0.1s", "kill_grace": 1.0,
+                     "notify": False, "root": str(tmp_path / "root"), **enforcement},
+    )
+    (tmp_path / "state").mkdir()
+    svc = Service(load_settings(str(config), None), lambda: load_settings(str(config), None))
+    svc.refresh()
+    return svc, exe
+
+
+def reconfigure(tmp_path: Path, **changes: Any) -> None:
+    """Rewrite sections of the config file, as an administrator would before SIGHUP."""
+    path = tmp_path / "agent.yaml"
+    config = yaml.safe_load(path.read_text())
+    for section, values in changes.items():
+        config[section] = {**config.get(section, {}), **values}
+    path.write_text(yaml.safe_dump(config))
+
+
+def test_a_dry_run_starts_no_guard_and_stops_nothing(tmp_path: Path) -> None:
+    svc, exe = service(tmp_path, dry_run=True)
+    banned = subprocess.Popen([str(exe), "60"])
+    try:
+        svc.scan()
+        later = subprocess.Popen([str(exe), "60"])
+        time.sleep(1.0)
+        assert svc.guard is None
+        assert banned.poll() is None and later.poll() is None, "a dry run must change nothing"
+        later.kill()
+    finally:
+        banned.kill()
+        svc._shutdown()
