@@ -128,6 +128,14 @@ class FapolicydRules:
         return None
 
 
+def guard_settings(config: Config) -> tuple[object, ...]:
+    """Return the settings a running guard was made from: when a reloaded config changes any of
+    them, the guard is stopped and the one the new config asks for started."""
+    cfg = config.enforcement
+    return (cfg.dry_run, cfg.guard, cfg.guard_mounts, cfg.guard_deadline, cfg.fail_closed, cfg.kill_interval,
+            cfg.kill_grace, cfg.root, cfg.fapolicyd_rules, tuple(sorted(config.commands.items())))
+
+
 def make_guard(
     config: Config, deny: DenySet, runner: Runner, on_deny: Callable[[Denial], None] | None = None,
 ) -> Guard | None:

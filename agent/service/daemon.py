@@ -29,14 +29,17 @@ from agent.banlist.source import load_fresh, staleness
 from agent.commands.common import collect_here
 from agent.config import Config, ConfigError, interval_seconds
 from agent.enforce.act import enforce
-from agent.enforce.guard import Guard, build_deny, denial_reporter, make_guard
+from agent.enforce.deny import DenySet
+from agent.enforce.execguard import Denial, GuardUnavailable
+from agent.enforce.fapolicyd import RulesError
+from agent.enforce.guard import Guard, build_deny, denial_reporter, guard_settings, make_guard
 from agent.inventory import UnknownSourceError
 from agent.log import log_event
 from agent.model import BanList, BanListInfo, Report
 from agent.report.build import build_report
 from agent.report.outbox import Outbox
 from agent.report.push import push_pending
-from agent.runner import Runner
+from agent.runner import CommandError, Runner
 from agent.service import server
 from agent.service.settings import ServiceError, Settings, load_settings
 from agent.service.snapshot import Snapshot, render_documents
@@ -46,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 MAX_SLEEP = 3600.0
 RELOAD_ERRORS = (ConfigError, UnknownSourceError, ServiceError)
+GUARD_ERRORS = (GuardUnavailable, RulesError, CommandError, OSError)
 
 
 def run_service(config_path: str | None, state_dir: str | None) -> int:
@@ -82,6 +86,8 @@ class Service:
         self.scheduler = schedule.Scheduler()
         self.endpoint: server.Endpoint | None = None
         self.guard: Guard | None = None
+        self._guard_settings: tuple[object, ...] = ()
+        self._deny_reporter: Callable[[Denial], None] = lambda denial: None
         self.started = time.time()
         self._stop = False
         self._reload = False
@@ -202,28 +208,48 @@ class Service:
         """Block what the list and the *local* config say to block (nothing while
         `enforcement.mode` is report), and keep the exec guard's deny list in step with this scan:
         the guard starts at the first blocking scan and runs until the service stops or blocking
-        is turned off in the config."""
+        is turned off in the config (a dry run never runs one)."""
         if config.enforcement.mode != "block":
             self._stop_guard()
             return report
         runner = Runner(commands=config.commands)
         host = report.inventory.devices[0]
         findings = enforce(report.findings, config, host, runner, sys.stderr).findings
-        deny = build_deny(banlist, findings, config, host, now)
-        if self.guard is not None:
-            self.guard.update(deny)
-        else:
-            guard = make_guard(config, deny, runner, on_deny=denial_reporter(config, banlist, runner))
-            if guard is not None:
-                guard.start()
-                self.guard = guard
-                log_event(logger, logging.INFO, "guard.started", guard=type(guard).__name__)
+        self._deny_reporter = denial_reporter(config, banlist, runner)
+        self._keep_guard(config, build_deny(banlist, findings, config, host, now), runner)
         return replace(report, findings=tuple(findings))
+
+    def _keep_guard(self, config: Config, deny: DenySet, runner: Runner) -> None:
+        """Update the running guard, or (re)start the one config asks for when none runs, the
+        guard settings changed on reload, or the running one failed to take the update. A guard
+        that cannot start is logged and the scan's report is still kept; the next scan tries again."""
+        settings = guard_settings(config)
+        if self.guard is not None and settings != self._guard_settings:
+            self._stop_guard()
+        if self.guard is not None:
+            try:
+                self.guard.update(deny)
+                return
+            except GUARD_ERRORS as exc:
+                log_event(logger, logging.ERROR, "guard.failed", error=f"{type(exc).__name__}: {exc}")
+                self._stop_guard()
+        guard = make_guard(config, deny, runner, on_deny=lambda denial: self._deny_reporter(denial))
+        if guard is None:
+            return
+        try:
+            guard.start()
+        except GUARD_ERRORS as exc:
+            log_event(logger, logging.ERROR, "guard.failed", guard=type(guard).__name__,
+                      error=f"{type(exc).__name__}: {exc}")
+            guard.stop()
+            return
+        self.guard, self._guard_settings = guard, settings
+        log_event(logger, logging.INFO, "guard.started", guard=type(guard).__name__)
 
     def _stop_guard(self) -> None:
         if self.guard is not None:
-            self.guard.stop()
-            self.guard = None
+            guard, self.guard = self.guard, None
+            guard.stop()
             log_event(logger, logging.INFO, "guard.stopped")
 
     def push(self) -> None:

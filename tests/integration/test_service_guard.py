@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from agent.enforce.guard import FapolicydRules
+from agent.enforce.poll import KillOnLaunch
 from agent.service.daemon import Service
 from agent.service.settings import load_settings
 from agent.service.state import REPORT
@@ -69,4 +71,44 @@ def test_a_dry_run_starts_no_guard_and_stops_nothing(tmp_path: Path) -> None:
         later.kill()
     finally:
         banned.kill()
+        svc._shutdown()
+
+
+def test_a_guard_that_cannot_start_loses_no_report_and_is_tried_again(tmp_path: Path) -> None:
+    svc, _ = service(tmp_path, guard="fapolicyd")
+    reconfigure(tmp_path, commands={"fagenrules": shutil.which("false")})
+    svc._apply_reload()
+    try:
+        (svc.settings.state_dir / REPORT).unlink(missing_ok=True)
+        svc.scan()
+        assert svc.guard is None
+        assert (svc.settings.state_dir / REPORT).exists(), "the scan's report must be kept"
+        reconfigure(tmp_path, commands={"fagenrules": shutil.which("true")})
+        svc._apply_reload()
+        svc.scan()
+        assert isinstance(svc.guard, FapolicydRules)
+    finally:
+        svc._shutdown()
+
+
+def test_a_reload_that_changes_the_guard_replaces_or_stops_it(tmp_path: Path) -> None:
+    svc, exe = service(tmp_path)
+    try:
+        svc.scan()
+        poller = svc.guard
+        assert isinstance(poller, KillOnLaunch) and poller.running
+        reconfigure(tmp_path, enforcement={"guard": "fapolicyd"})
+        svc._apply_reload()
+        svc.scan()
+        assert isinstance(svc.guard, FapolicydRules)
+        assert not poller.running, "the old guard must stop when the config names another"
+        reconfigure(tmp_path, enforcement={"guard": "off"})
+        svc._apply_reload()
+        svc.scan()
+        assert svc.guard is None
+        reconfigure(tmp_path, enforcement={"guard": "poll", "dry_run": True})
+        svc._apply_reload()
+        svc.scan()
+        assert svc.guard is None
+    finally:
         svc._shutdown()
