@@ -59,11 +59,13 @@ def run_service(config_path: str | None, state_dir: str | None) -> int:
     """
     settings = load_settings(config_path, state_dir)
     log.configure(settings.config.logging.format, settings.config.logging.level)
-    settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
     try:
+        settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
         lock = acquire_lock(settings.state_dir)
     except LockHeld as exc:
         raise ServiceError(str(exc)) from None
+    except OSError as exc:
+        raise ServiceError(f"state_dir {settings.state_dir}: {exc.strerror or exc}") from None
     with lock:
         try:
             service = Service(settings, lambda: load_settings(config_path, state_dir))
@@ -99,7 +101,11 @@ class Service:
             signal.signal(signum, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)
         log_event(logger, logging.INFO, "service.started", state_dir=str(self.settings.state_dir))
-        self._start_endpoint(self.settings)
+        try:
+            self._start_endpoint(self.settings)
+        except OSError as exc:
+            raise ServiceError(f"server.listen {self.settings.config.server.listen}: cannot listen: "
+                               f"{exc.strerror or exc}") from None
         self._update(queue_depth=self.outbox.depth(), dropped=self.outbox.dropped())
         self._plan()
         for job in (self.refresh, self.scan, self.push):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import urllib.error
@@ -320,3 +321,23 @@ def test_unusable_outbox_is_one_line_and_exit_2(tmp_path: Path) -> None:
     result = subprocess.run([APPBAN, "run", "--config", str(config)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert result.stderr == f"appban: outbox in {tmp_path / 'state'}: file is not a database\n"
+
+
+def test_unusable_state_dir_or_busy_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    config = write_config(tmp_path)
+    result = subprocess.run([APPBAN, "run", "--config", str(config), "--state-dir", str(tmp_path / "file" / "state")],
+                            capture_output=True, text=True, timeout=30)
+    assert (result.returncode, result.stderr) == (2, f"appban: state_dir {tmp_path / 'file' / 'state'}: Not a directory\n")
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    try:
+        config = write_config(tmp_path, server={"listen": f"127.0.0.1:{port}", "token_file": str(tmp_path / "token")})
+        result = subprocess.run([APPBAN, "run", "--config", str(config)], capture_output=True, text=True, timeout=30)
+    finally:
+        taken.close()
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == f"appban: server.listen 127.0.0.1:{port}: cannot listen: Address already in use"
