@@ -97,11 +97,14 @@ def terminate(pid: int, exe: str, grace: float = 3.0) -> int:
     """Given a pid and the executable it was matched on, stop it and its children: SIGTERM,
     wait up to `grace` seconds, then SIGKILL. Return how many processes were stopped.
 
-    Raise KillError if the pid now runs another executable (reused PID), is unsafe, or survives.
+    Raise KillError if no executable is given, the pid now runs another one (reused PID), is
+    unsafe, or survives.
     """
     why = unsafe_reason(pid)
     if why:
         raise KillError(f"pid {pid}: {why}")
+    if not exe:
+        raise KillError(f"pid {pid}: no executable was recorded, so a reused PID could not be told apart; not touched")
     try:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
@@ -109,7 +112,7 @@ def terminate(pid: int, exe: str, grace: float = 3.0) -> int:
     fds = [pidfd]
     try:
         now_running = running_exe(pid)
-        if exe and now_running != exe.removesuffix(" (deleted)"):
+        if now_running != exe.removesuffix(" (deleted)"):
             raise KillError(f"pid {pid} now runs {now_running}, not {exe}: PID reused, not touched")
         fds += _children_fds(pid)
         _signal_all(fds, signal.SIGTERM)

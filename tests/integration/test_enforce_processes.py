@@ -102,9 +102,24 @@ def test_a_pid_that_now_runs_another_program_is_never_hit(package: dict, tmp_pat
 
 def test_init_the_agent_and_its_parent_are_refused() -> None:
     for pid in (1, os.getpid(), os.getppid()):
-        with pytest.raises(KillError):
-            terminate(pid, "")
+        with pytest.raises(KillError, match="PID 1|the agent itself"):
+            terminate(pid, sys.executable)
     assert psutil.pid_exists(os.getppid())
+
+
+def test_a_process_matched_without_its_executable_is_never_hit(tmp_path: Path) -> None:
+    """A process found by name only (its executable unreadable at scan time) cannot be told
+    apart from one that reused its PID since, so it is left alone."""
+    other = tmp_path / "innocent"
+    shutil.copy("/bin/sleep", other)
+    victim = subprocess.Popen([str(other), "300"])
+    try:
+        with pytest.raises(KillError, match="reused PID"):
+            terminate(victim.pid, "")
+        assert victim.poll() is None
+    finally:
+        victim.kill()
+        victim.wait()
 
 
 def test_an_exited_process_is_reported_not_guessed() -> None:
