@@ -194,6 +194,13 @@ class ExecGuard:
                 data = os.read(self._fan, _READ_SIZE)
             except BlockingIOError:
                 continue
+            except OSError as exc:
+                # e.g. EMFILE: the kernel could not open the event's file for us and has denied
+                # that exec itself; the loop must live on, or every later exec would wait forever.
+                self.stats["errors"] += 1
+                log_event(logger, logging.ERROR, "execguard.read_failed", error=os.strerror(exc.errno or 0))
+                time.sleep(0.01)
+                continue
             self._answer_all(data)
 
     def _answer_all(self, data: bytes) -> None:
@@ -213,11 +220,16 @@ class ExecGuard:
                 log_event(logger, logging.ERROR, "execguard.error", pid=pid, error=f"{type(exc).__name__}: {exc}")
                 allow, entry = not self.fail_closed, ""
             self.stats["decide_ns"] += time.perf_counter_ns() - began
-            os.write(self._fan, _RESPONSE.pack(fd, FAN_ALLOW if allow else FAN_DENY))
-            self.stats["allowed" if allow else "denied"] += 1
-            if not allow and entry:
-                self._denials.put(Denial(_fd_path(fd), pid, entry))
-            os.close(fd)
+            try:
+                os.write(self._fan, _RESPONSE.pack(fd, FAN_ALLOW if allow else FAN_DENY))
+                self.stats["allowed" if allow else "denied"] += 1
+                if not allow and entry:
+                    self._denials.put(Denial(_fd_path(fd), pid, entry))
+            except OSError as exc:
+                self.stats["errors"] += 1
+                log_event(logger, logging.ERROR, "execguard.answer_failed", pid=pid, error=str(exc))
+            finally:
+                os.close(fd)
 
     def _decide(self, fd: int, pid: int) -> str:
         """Return the entry that bans the file behind `fd`, or "" to allow it."""

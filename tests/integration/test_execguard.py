@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -144,6 +145,45 @@ def test_internal_error_fails_open_or_closed_as_configured(mount: Path, fail_clo
     finally:
         guard.stop()
     assert guard.stats["errors"] == 1
+
+
+def test_a_failed_read_does_not_stop_the_guard(mount: Path) -> None:
+    """With no file descriptor left, the kernel cannot hand the guard an exec event (read fails
+    with EMFILE and the kernel denies that exec); the guard must keep answering afterwards, or
+    every later exec on the watched filesystem would wait forever."""
+    target = program(mount, unique("any"))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    guard = started(ExecGuard(DenySet(names={"x": "y"}), [str(mount)]))
+    child = subprocess.Popen(["/bin/sh", "-c", f"read go; exec {target}"], stdin=subprocess.PIPE)
+    filler: list[int] = []
+    try:
+        highest = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 16, hard))
+        try:
+            while True:
+                filler.append(os.dup(0))
+        except OSError:
+            pass
+        assert child.stdin is not None
+        os.write(child.stdin.fileno(), b"go\n")
+        child.wait(timeout=30)
+        wait_for(lambda: guard.stats["errors"] >= 1)
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        assert runs(target)
+    finally:
+        guard.stop()
+        child.kill()
+
+
+def wait_for(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met"
+        time.sleep(0.02)
 
 
 def test_slow_hash_answers_by_the_deadline_and_judges_next_time(mount: Path) -> None:
