@@ -120,7 +120,10 @@ class GuardProcess:
             elif "updated" in message:
                 self._updated.release()
             elif "denied" in message and self.on_deny is not None:
-                self.on_deny(Denial(**message["denied"]))
+                try:
+                    self.on_deny(Denial(**message["denied"]))
+                except Exception as exc:  # noqa: BLE001 - reporting must not stop the reader
+                    log_event(logger, logging.ERROR, "execguard.report_failed", error=str(exc))
             elif "stats" in message:
                 self.stats.update(message["stats"])
         self._ready.set()

@@ -274,6 +274,27 @@ def test_worker_reports_denials_and_stats_to_the_agent(mount: Path) -> None:
     assert guard.stats["denied"] == 1
 
 
+def test_a_failing_denial_report_does_not_stop_the_worker_reader(mount: Path) -> None:
+    """An on_deny that fails (an unwritable audit log) is logged; later denials are still
+    reported and updates still confirmed, since the agent keeps reading the worker."""
+    banned = program(mount, unique("wps"))
+    denied = []
+
+    def report(denial) -> None:
+        denied.append(denial)
+        if len(denied) == 1:
+            raise OSError("audit log: disk full")
+
+    guard = started(GuardProcess(DenySet(names={banned.name: "wps-office"}), [str(mount)], on_deny=report))
+    try:
+        assert not runs(banned)
+        assert not runs(banned)
+        guard.update(DenySet(names={banned.name: "wps-office"}))
+    finally:
+        guard.stop()
+    assert len(denied) == 2
+
+
 def test_the_guard_watches_real_filesystems_only(mount: Path) -> None:
     points = exec_mounts()
     assert "/" in points and str(mount) in points
