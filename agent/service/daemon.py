@@ -32,7 +32,8 @@ from agent.enforce.act import enforce
 from agent.enforce.deny import DenySet
 from agent.enforce.execguard import Denial, GuardUnavailable
 from agent.enforce.fapolicyd import RulesError
-from agent.enforce.guard import Guard, build_deny, denial_reporter, guard_settings, make_guard
+from agent.enforce.guard import (Guard, build_deny, denial_reporter, guard_settings, make_guard,
+                                 withdraw_fapolicyd_rules)
 from agent.inventory import UnknownSourceError
 from agent.log import log_event
 from agent.model import BanList, BanListInfo, Report
@@ -217,6 +218,7 @@ class Service:
         is turned off in the config (a dry run never runs one)."""
         if config.enforcement.mode != "block":
             self._stop_guard()
+            self._withdraw_rules(config)
             return report
         runner = Runner(commands=config.commands)
         host = report.inventory.devices[0]
@@ -251,6 +253,14 @@ class Service:
             return
         self.guard, self._guard_settings = guard, settings
         log_event(logger, logging.INFO, "guard.started", guard=type(guard).__name__)
+
+    def _withdraw_rules(self, config: Config) -> None:
+        """Take back fapolicyd deny rules written while blocking was on (they outlive the guard)."""
+        try:
+            if withdraw_fapolicyd_rules(config, Runner(commands=config.commands)):
+                log_event(logger, logging.INFO, "fapolicyd.rules_withdrawn")
+        except GUARD_ERRORS as exc:
+            log_event(logger, logging.ERROR, "fapolicyd.withdraw_failed", error=f"{type(exc).__name__}: {exc}")
 
     def _stop_guard(self) -> None:
         if self.guard is not None:

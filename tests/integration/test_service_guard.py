@@ -29,6 +29,7 @@ entries:
     action: block
     match:
       executables: [{exe}]
+      sha256: ["{digest}"]
 """
 
 
@@ -36,7 +37,7 @@ def service(tmp_path: Path, **enforcement: Any) -> tuple[Service, Path]:
     """Return a Service (ban list loaded) blocking a copy of `sleep`, and that copy's path."""
     exe = tmp_path / f"wechat-appban-{tmp_path.name[-8:]}".lower()
     shutil.copy(shutil.which("sleep"), exe)
-    (tmp_path / "list.yaml").write_text(LIST.format(exe=exe.name))
+    (tmp_path / "list.yaml").write_text(LIST.format(exe=exe.name, digest="ab" * 32))
     config = write_config(
         tmp_path, banlist={"path": str(tmp_path / "list.yaml")},
         inventory={"root": "/", "sources": ["process"]},
@@ -110,5 +111,22 @@ def test_a_reload_that_changes_the_guard_replaces_or_stops_it(tmp_path: Path) ->
         svc._apply_reload()
         svc.scan()
         assert svc.guard is None
+    finally:
+        svc._shutdown()
+
+
+def test_turning_blocking_off_withdraws_the_fapolicyd_rules(tmp_path: Path) -> None:
+    """fapolicyd keeps its rules after appban's guard stops; once the local config says report,
+    the rules appban wrote must go, or fapolicyd would go on blocking for it."""
+    svc, _ = service(tmp_path, guard="fapolicyd")
+    rules = tmp_path / "root/etc/fapolicyd/rules.d/15-appban.rules"
+    try:
+        svc.scan()
+        assert "sha256hash=" + "ab" * 32 in rules.read_text()
+        reconfigure(tmp_path, enforcement={"mode": "report"})
+        svc._apply_reload()
+        svc.scan()
+        assert svc.guard is None
+        assert "deny" not in rules.read_text()
     finally:
         svc._shutdown()
