@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import shutil
 import signal
 import ssl
 import subprocess
@@ -39,6 +40,19 @@ entries:
     applies_to: [ministers]
     match: {deb: [wechat]}
 """
+BLOCKING_LIST = """\
+format: appban.banlist/v1
+serial: 1
+issued: 2026-01-01T00:00:00Z
+entries:
+  - id: wechat
+    name: WeChat
+    action: block
+    match:
+      executables: [{exe}]
+      sha256: [{digests}]
+"""
+"""A list that blocks one program by name (and by the given hashes); format with exe and digests."""
 DPKG_STATUS = """\
 Package: tiktok-desktop
 Status: install ok installed
@@ -136,6 +150,13 @@ class Receiver:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+def banned_program(folder: Path) -> Path:
+    """Return a copy of `sleep` in `folder` under a unique name that BLOCKING_LIST can ban."""
+    exe = folder / f"wechat-appban-{folder.name[-8:]}".lower()
+    shutil.copy(shutil.which("sleep"), exe)
+    return exe
 
 
 def make_tree(folder: Path) -> Path:

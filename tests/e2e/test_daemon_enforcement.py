@@ -5,33 +5,14 @@ started later, for as long as the service runs. With `mode: report` the same lis
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
-from tests.service_support import Daemon, wait_until, write_config
-
-LIST = """\
-format: appban.banlist/v1
-serial: 1
-issued: 2026-01-01T00:00:00Z
-entries:
-  - id: wechat
-    name: WeChat
-    action: block
-    match:
-      executables: [{exe}]
-"""
-
-
-def banned_program(tmp_path: Path) -> Path:
-    exe = tmp_path / f"wechat-appban-{tmp_path.name[-8:]}".lower()
-    shutil.copy(shutil.which("sleep"), exe)
-    return exe
+from tests.service_support import BLOCKING_LIST, Daemon, banned_program, wait_until, write_config
 
 
 def start(tmp_path: Path, exe: Path, mode: str) -> tuple[Daemon, Path]:
-    (tmp_path / "list.yaml").write_text(LIST.format(exe=exe.name))
+    (tmp_path / "list.yaml").write_text(BLOCKING_LIST.format(exe=exe.name, digests=""))
     state = tmp_path / "state"
     config = write_config(
         tmp_path, banlist={"path": str(tmp_path / "list.yaml")},

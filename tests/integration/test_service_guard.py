@@ -17,27 +17,12 @@ from agent.enforce.poll import KillOnLaunch
 from agent.service.daemon import Service
 from agent.service.settings import load_settings
 from agent.service.state import REPORT
-from tests.service_support import write_config
-
-LIST = """\
-format: appban.banlist/v1
-serial: 1
-issued: 2026-01-01T00:00:00Z
-entries:
-  - id: wechat
-    name: WeChat
-    action: block
-    match:
-      executables: [{exe}]
-      sha256: ["{digest}"]
-"""
-
+from tests.service_support import BLOCKING_LIST, banned_program, write_config
 
 def service(tmp_path: Path, **enforcement: Any) -> tuple[Service, Path]:
     """Return a Service (ban list loaded) blocking a copy of `sleep`, and that copy's path."""
-    exe = tmp_path / f"wechat-appban-{tmp_path.name[-8:]}".lower()
-    shutil.copy(shutil.which("sleep"), exe)
-    (tmp_path / "list.yaml").write_text(LIST.format(exe=exe.name, digest="ab" * 32))
+    exe = banned_program(tmp_path)
+    (tmp_path / "list.yaml").write_text(BLOCKING_LIST.format(exe=exe.name, digests='"' + "ab" * 32 + '"'))
     config = write_config(
         tmp_path, banlist={"path": str(tmp_path / "list.yaml")},
         inventory={"root": "/", "sources": ["process"]},
