@@ -18,6 +18,8 @@ from agent.enforce.files import on_root
 from agent.enforce.plan import PACKAGE_PATHS
 
 MANIFEST = "manifest.json"
+STORED_NAME_MAX = 200
+"""Stored names are `<index>-<original name>`, cut so they stay under NAME_MAX (255)."""
 
 
 class QuarantineError(UserError):
@@ -71,7 +73,7 @@ def quarantine(root: str, store: Path, paths: list[str], entry: str, app: str) -
     for index, original in enumerate(present):
         source = on_root(root, original)
         st = os.lstat(source)
-        stored = f"{index}-{os.path.basename(original)}"
+        stored = f"{index}-{os.path.basename(original)}"[:STORED_NAME_MAX]
         shutil.move(source, folder / stored)
         items.append({"original": original, "stored": stored, "mode": st.st_mode & 0o7777,
                       "uid": st.st_uid, "gid": st.st_gid})
