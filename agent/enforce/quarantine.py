@@ -9,12 +9,12 @@ import json
 import os
 import secrets
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from agent.errors import UserError
-from agent.enforce.files import on_root
+from agent.enforce.files import on_root, write_atomic
 from agent.enforce.plan import PACKAGE_PATHS
 
 MANIFEST = "manifest.json"
@@ -69,16 +69,23 @@ def quarantine(root: str, store: Path, paths: list[str], entry: str, app: str) -
     record_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
     folder = store / record_id
     folder.mkdir(mode=0o700)
-    items = []
+    record = Record(record_id, entry, app, datetime.now(timezone.utc).isoformat(), ())
     for index, original in enumerate(present):
         source = on_root(root, original)
         st = os.lstat(source)
         stored = f"{index}-{os.path.basename(original)}"[:STORED_NAME_MAX]
-        shutil.move(source, folder / stored)
-        items.append({"original": original, "stored": stored, "mode": st.st_mode & 0o7777,
-                      "uid": st.st_uid, "gid": st.st_gid})
-    record = Record(record_id, entry, app, datetime.now(timezone.utc).isoformat(), tuple(items))
-    (folder / MANIFEST).write_text(json.dumps(_to_dict(record), indent=2) + "\n", encoding="utf-8")
+        try:
+            shutil.move(source, folder / stored)
+        except OSError:
+            if not record.items:
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
+        # The manifest is rewritten after every move, so what was moved before a later move
+        # fails (or the agent dies) is still listed and restorable.
+        record = replace(record, items=(*record.items, {"original": original, "stored": stored,
+                                                        "mode": st.st_mode & 0o7777, "uid": st.st_uid,
+                                                        "gid": st.st_gid}))
+        write_atomic(folder / MANIFEST, json.dumps(_to_dict(record), indent=2) + "\n", 0o600)
     return record
 
 

@@ -1,11 +1,16 @@
 """The quarantine store on real files: a program with a name at the file-name limit can be
-quarantined."""
+quarantined, and when a later move fails (a read-only filesystem) what was already moved stays
+listed and restorable."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
-from agent.enforce.quarantine import quarantine, restore
+import pytest
+
+from agent.enforce.quarantine import quarantine, records, restore
+from enforce_support import need_root
 
 
 def test_a_name_at_the_file_name_limit_is_quarantined_and_restored(tmp_path: Path) -> None:
@@ -17,3 +22,27 @@ def test_a_name_at_the_file_name_limit_is_quarantined_and_restored(tmp_path: Pat
     assert not program.exists()
     restore(str(root), store, record.id)
     assert program.read_text() == "#!/bin/sh\n"
+
+
+def test_what_was_moved_before_a_failed_move_stays_restorable(tmp_path: Path) -> None:
+    need_root()
+    root, store = tmp_path / "root", tmp_path / "store"
+    first = root / "opt/tiktok/tiktok"
+    first.parent.mkdir(parents=True)
+    first.write_text("binary")
+    media = root / "media"
+    media.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "appban-test", str(media)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        (media / "TikTok.AppImage").write_text("image")
+        subprocess.run(["mount", "-o", "remount,ro", str(media)], check=True)
+        with pytest.raises(OSError):
+            quarantine(str(root), store, ["/opt/tiktok/tiktok", "/media/TikTok.AppImage"], "tiktok", "tiktok")
+    finally:
+        subprocess.run(["umount", "-l", str(media)], check=True)
+    [record] = records(store)
+    assert [item["original"] for item in record.items] == ["/opt/tiktok/tiktok"]
+    restore(str(root), store, record.id)
+    assert first.read_text() == "binary"
