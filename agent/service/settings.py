@@ -7,6 +7,7 @@ config is refused whole with one log line, and the running service keeps the old
 
 from __future__ import annotations
 
+import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,10 @@ def load_settings(config_path: str | None, state_dir: str | None) -> Settings:
                 tls = tls_context(server.tls_cert, server.tls_key)
             except (OSError, ssl.SSLError) as exc:
                 raise ServiceError(f"server.tls_cert {server.tls_cert}: cannot load: {exc}") from None
+    enforcement = config.enforcement
+    if enforcement.mode == "block" and os.path.realpath(config.inventory.root) != os.path.realpath(enforcement.root):
+        raise ServiceError(f"enforcement.mode block acts on enforcement.root ({enforcement.root}) but the "
+                           f"inventory is read from inventory.root ({config.inventory.root}); they must be the same")
     push_token = read_token(push.token_file, "push.token_file") if push.url and push.token_file else ""
     if push.url:
         _check_push_url(push.url)

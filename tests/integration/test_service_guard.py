@@ -28,7 +28,7 @@ def service(tmp_path: Path, **enforcement: Any) -> tuple[Service, Path]:
         inventory={"root": "/", "sources": ["process"]},
         commands={"fagenrules": shutil.which("true")},
         enforcement={"mode": "block", "guard": "poll", "kill_interval": "0.1s", "kill_grace": 1.0,
-                     "notify": False, "root": str(tmp_path / "root"), **enforcement},
+                     "notify": False, "fapolicyd_rules": str(tmp_path / "15-appban.rules"), **enforcement},
     )
     (tmp_path / "state").mkdir()
     svc = Service(load_settings(str(config), None), lambda: load_settings(str(config), None))
@@ -104,7 +104,7 @@ def test_turning_blocking_off_withdraws_the_fapolicyd_rules(tmp_path: Path) -> N
     """fapolicyd keeps its rules after appban's guard stops; once the local config says report,
     the rules appban wrote must go, or fapolicyd would go on blocking for it."""
     svc, _ = service(tmp_path, guard="fapolicyd")
-    rules = tmp_path / "root/etc/fapolicyd/rules.d/15-appban.rules"
+    rules = tmp_path / "15-appban.rules"
     try:
         svc.scan()
         assert "sha256hash=" + "ab" * 32 in rules.read_text()

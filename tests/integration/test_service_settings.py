@@ -40,6 +40,8 @@ push: {{url: "https://reports.example/v1", token_file: {tmp_path / 'token'}}}
     ("push: {url: 'https://r.example', token_file: EMPTY}", ServiceError, "is empty"),
     ("inventory: {sources: [nothing]}", UnknownSourceError, "unknown source 'nothing'"),
     ("schedule: {scan: sometimes}", ConfigError, "schedule.scan"),
+    ("inventory: {root: /srv/image}\nenforcement: {mode: block}", ServiceError,
+     r"acts on enforcement.root \(/\) but the inventory is read from inventory.root \(/srv/image\)"),
 ])
 def test_bad_settings_are_refused(tmp_path: Path, text: str, error: type, message: str) -> None:
     (tmp_path / "token").write_text(TOKEN)
