@@ -317,6 +317,8 @@ class Service:
         self._plan()
         log_event(logger, logging.INFO, "config.reloaded")
         self._guarded(self.refresh)
+        if (old.config.enforcement, old.config.commands) != (new.config.enforcement, new.config.commands):
+            self._guarded(self.scan)  # blocking turned on or off, or the guard changed: at once
 
     def _restart_endpoint(self, old: Settings, new: Settings) -> None:
         """Serve with the new endpoint settings; if the new address cannot be bound, keep the old."""

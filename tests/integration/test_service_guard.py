@@ -115,3 +115,21 @@ def test_turning_blocking_off_withdraws_the_fapolicyd_rules(tmp_path: Path) -> N
         assert "deny" not in rules.read_text()
     finally:
         svc._shutdown()
+
+
+def test_a_reload_that_turns_blocking_off_stops_the_guard_at_once(tmp_path: Path) -> None:
+    """Not at the next scheduled scan, which may be an hour away."""
+    svc, exe = service(tmp_path)
+    try:
+        svc.scan()
+        poller = svc.guard
+        assert isinstance(poller, KillOnLaunch) and poller.running
+        reconfigure(tmp_path, enforcement={"mode": "report"})
+        svc._apply_reload()
+        assert svc.guard is None and not poller.running
+        banned = subprocess.Popen([str(exe), "60"])
+        time.sleep(0.5)
+        assert banned.poll() is None
+        banned.kill()
+    finally:
+        svc._shutdown()
