@@ -179,7 +179,7 @@ def _active_deploy(ctx: Context, active: Path) -> Path:
 def _deployments(apps: Path) -> list[tuple[str, str, str, Path]]:
     """Return (app id, arch, branch, active link) of every deployed ref under an `app` folder."""
     found = []
-    for app_dir in sorted(apps.iterdir()):
+    for app_dir in sorted(p for p in apps.iterdir() if p.is_dir()):
         for arch_dir in sorted(p for p in app_dir.iterdir() if p.is_dir() and p.name != "current"):
             for branch_dir in sorted(arch_dir.iterdir()):
                 active = branch_dir / "active"

@@ -179,3 +179,15 @@ def test_broken_flatpak_metadata_is_one_error_and_other_apps_survive(
     inventory = collect(context(copy), ["flatpak"])
     assert len(inventory.errors) == 1 and "not a valid keyfile" in inventory.errors[0].message
     assert [a.id for a in inventory.apps] == ["org.appban.Hello"]
+
+
+def test_a_stray_file_in_an_installation_costs_nothing(
+    flatpak_root: tuple[Path, dict[str, str]], tmp_path: Path,
+) -> None:
+    root, _ = flatpak_root
+    copy = tmp_path / "root"
+    run("cp", "-a", root, copy)
+    (copy / "var/lib/flatpak/app/stray").write_text("not an app\n")
+    inventory = collect(context(copy), ["flatpak"])
+    assert inventory.errors == ()
+    assert sorted(a.id for a in inventory.apps) == ["org.appban.Hello", "org.appban.Two"]
