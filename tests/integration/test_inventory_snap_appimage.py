@@ -151,3 +151,13 @@ def test_appimages_in_home_and_opt_with_their_users_and_launchers(tmp_path: Path
     signal = next(a for a in inventory.apps if a.name == "Signal")
     assert signal.extra_value("launchers") == "/home/alice/.local/share/applications/appimagekit-signal.desktop"
 
+
+
+def test_one_malformed_snap_in_the_state_is_one_error_and_the_others_survive(snap_root: Path) -> None:
+    path = snap_root / "var/lib/snapd/state.json"
+    state = json.loads(path.read_text())
+    state["data"]["snaps"]["broken"] = {"current": "1", "sequence": 7}
+    path.write_text(json.dumps(state))
+    inventory = collect(context(snap_root), ["snap"])
+    assert [(e.collector, "broken" in e.message) for e in inventory.errors] == [("snap", True)]
+    assert sorted(a.id for a in inventory.apps) == ["telegram-desktop", "zoom-client"]
