@@ -191,3 +191,19 @@ def test_a_stray_file_in_an_installation_costs_nothing(
     inventory = collect(context(copy), ["flatpak"])
     assert inventory.errors == ()
     assert sorted(a.id for a in inventory.apps) == ["org.appban.Hello", "org.appban.Two"]
+
+
+def test_corrupt_composed_appstream_falls_back_and_loses_no_app(
+    flatpak_root: tuple[Path, dict[str, str]], tmp_path: Path,
+) -> None:
+    root, _ = flatpak_root
+    copy = tmp_path / "root"
+    run("cp", "-a", root, copy)
+    composed = next((copy / "var/lib/flatpak/app/org.appban.Two").glob(
+        "*/stable/active/files/share/app-info/xmls/org.appban.Two.xml.gz"))
+    composed.chmod(stat.S_IWUSR | stat.S_IRUSR)
+    data = gzip.compress(COMPOSED.encode())
+    composed.write_bytes(data[:10] + b"\xff" * 30 + data[40:])  # a valid header, then a broken stream
+    inventory = collect(context(copy), ["flatpak"])
+    assert inventory.errors == ()
+    assert sorted(a.id for a in inventory.apps) == ["org.appban.Hello", "org.appban.Two"]
