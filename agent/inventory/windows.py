@@ -297,7 +297,7 @@ def read_manifest(path: Path) -> dict[str, str]:
     """
     try:
         tree = ElementTree.parse(path)
-    except (OSError, ElementTree.ParseError):
+    except (OSError, ElementTree.ParseError, ValueError, LookupError):  # LookupError: unknown encoding
         return {}
     found: dict[str, str] = {}
     identity = tree.find("{*}Identity")
