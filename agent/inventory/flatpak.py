@@ -90,7 +90,7 @@ def _appstream(files: Path, app_id: str) -> dict[str, str]:
         try:
             raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
             facts = appstream_facts(ET.fromstring(raw), app_id)
-        except (OSError, EOFError, zlib.error, ET.ParseError) as exc:
+        except (OSError, EOFError, zlib.error, ET.ParseError, ValueError, LookupError) as exc:
             log_event(logger, logging.WARNING, "flatpak.appstream_unreadable", app=app_id, path=str(path), error=str(exc))
             continue
         if facts:

@@ -207,3 +207,19 @@ def test_corrupt_composed_appstream_falls_back_and_loses_no_app(
     inventory = collect(context(copy), ["flatpak"])
     assert inventory.errors == ()
     assert sorted(a.id for a in inventory.apps) == ["org.appban.Hello", "org.appban.Two"]
+
+
+def test_a_metainfo_in_an_unknown_encoding_costs_its_facts_only(
+    flatpak_root: tuple[Path, dict[str, str]], tmp_path: Path,
+) -> None:
+    root, _ = flatpak_root
+    copy = tmp_path / "root"
+    run("cp", "-a", root, copy)
+    metainfo = next(copy.glob(
+        "home/alice/.local/share/flatpak/app/org.appban.Hello/*/stable/active/files/share/metainfo/*.xml"))
+    metainfo.chmod(stat.S_IWUSR | stat.S_IRUSR)
+    metainfo.write_text('<?xml version="1.0" encoding="bogus"?><component/>')
+    inventory = collect(context(copy), ["flatpak"])
+    assert inventory.errors == ()
+    assert sorted((a.id, a.name) for a in inventory.apps) == [
+        ("org.appban.Hello", "org.appban.Hello"), ("org.appban.Two", "Two Appban")]
