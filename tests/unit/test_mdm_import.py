@@ -139,3 +139,16 @@ def test_a_saved_inventory_whose_list_is_not_a_list_is_one_error_naming_it(tmp_p
     path.write_text(json.dumps({"format": "appban.inventory/v1", field: 5}))
     with pytest.raises(InventoryFileError, match=f"field '{field}' is not a list"):
         load_inventory_file(str(path))
+
+
+@pytest.mark.parametrize(("record", "problem"), [
+    ({"devices": [{"id": "pc", "groups": "ministers"}]}, "bad device record"),
+    ({"apps": [{"source": "android", "id": "x", "aliases": "com.zhiliaoapp.musically"}]}, "app #1"),
+])
+def test_a_saved_inventory_with_a_string_for_a_list_is_refused_not_split_into_letters(
+    tmp_path: Path, record: dict, problem: str,
+) -> None:
+    path = tmp_path / "inventory.json"
+    path.write_text(json.dumps({"format": "appban.inventory/v1", **record}))
+    with pytest.raises(InventoryFileError, match=problem):
+        load_inventory_file(str(path))
