@@ -98,6 +98,9 @@ def collect(ctx: Context, sources: Sequence[str] = (), groups: Sequence[str] | N
         return Inventory(devices=(host,), apps=(), errors=(CollectorError("inventory", f"root {ctx.root}: not a folder"),))
     for collector in collectors:
         if collector.live_only and not ctx.live:
+            if sources:
+                reason = f"reads the running system, not {ctx.root}"
+                errors.append(CollectorError(collector.name, f"not available here: {reason}"))
             continue
         reason = collector.unavailable(ctx)
         if reason is not None:
