@@ -171,3 +171,16 @@ entries:
     merged = merge_launchers(apps)
     assert [a.source for a in merged] == ["dpkg", "snap"]  # still counted once
     assert {f.entry.id for f in match(merged, devices, compiled, now)} == before
+
+
+@pytest.mark.parametrize(("line", "program"), [
+    ("/usr/bin/tiktok %U", "/usr/bin/tiktok"),
+    ("env BAMF_DESKTOP_FILE_HINT=x /snap/bin/telegram-desktop -- %u", "/snap/bin/telegram-desktop"),
+    ("env -u GTK_IM_MODULE /opt/tiktok/tiktok", "/opt/tiktok/tiktok"),
+    ("env --unset=QT_QPA_PLATFORM -i LANG=C tiktok %F", "tiktok"),
+    ("env -C /opt/app ./run", "./run"),
+])
+def test_exec_program_skips_env_and_its_options(line: str, program: str) -> None:
+    from agent.inventory.desktop import exec_program
+
+    assert exec_program(line) == program
