@@ -158,7 +158,7 @@ def _number(values: dict[str, Any], name: str) -> int:
     value = values.get(name.casefold())
     try:
         return int(value) if value is not None and not isinstance(value, bytes) else 0
-    except ValueError:
+    except (ValueError, TypeError):  # TypeError: a REG_MULTI_SZ where a DWORD belongs
         return 0
 
 
