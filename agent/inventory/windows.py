@@ -312,10 +312,12 @@ def read_manifest(path: Path) -> dict[str, str]:
 def dedupe(apps: Iterable[App]) -> list[App]:
     """Return apps with 32/64-bit duplicates merged: the same entry (key, name, version) in both
     registry views is one install seen twice, kept once with view "64-bit,32-bit". Entries of
-    different users, or different versions, stay apart."""
-    kept: dict[tuple[str, ...], App] = {}
+    different users or versions, or that differ in anything the matcher reads (publisher,
+    location, aliases), stay apart."""
+    kept: dict[tuple[object, ...], App] = {}
     for app in apps:
-        key = (app.user, app.extra_value("kind"), app.id.casefold(), app.name, app.version)
+        key = (app.user, app.extra_value("kind"), app.id.casefold(), app.name, app.version,
+               app.publisher, app.path, app.aliases)
         first = kept.get(key)
         if first is None:
             kept[key] = app
