@@ -32,6 +32,7 @@ def rule_matches(rule: GroupRule, device: Device) -> bool:
         return False
     if rule.serials:
         own = {device.id.casefold(), *(attributes.get(a, "").casefold() for a in SERIAL_ATTRIBUTES)}
+        own.discard("")  # a missing attribute is no serial: an empty one in a rule selects nothing
         if not own & {s.casefold() for s in rule.serials}:
             return False
     if rule.names and not _any_glob((device.id, device.hostname), rule.names):

@@ -24,6 +24,9 @@ _WILDCARD = re.compile(r"[*?\[]")
 _LITERAL_RUNS = re.compile(r"\[[^\]]*\]|[*?]")
 _STATUS_ORDER = {"violation": 0, "advisory": 1, "upcoming": 2, "exempt": 3}
 
+FOLDED_FACTS = ("former_names", "launcher_programs")
+"""Facts of a folded launcher the matcher reads on its owner's record (see inventory/dedupe.py)."""
+
 Hit = tuple[int, str]
 """(entry index, how it matched — e.g. `android:com.zhiliaoapp.musically`)."""
 
@@ -145,7 +148,10 @@ def _hits(app: App, compiled: CompiledBanList, texts: dict[tuple[int, str], tupl
             hits += table.get(alias.casefold(), ())
         if kind == "windows" and app.name:  # Add/Remove Programs entries are known by display name
             hits += table.get(app.name.casefold(), ())
-    for index, text in ((compiled.names, app.name), (compiled.publishers, app.publisher)):
+    folded = app.extra_value("former_names")
+    named = [(compiled.names, app.name), (compiled.publishers, app.publisher)]
+    named += [(compiled.names, former) for former in folded.split(",") if former]
+    for index, text in named:
         if text and index.active:
             key = (id(index), text)
             found = texts.get(key)
@@ -155,6 +161,9 @@ def _hits(app: App, compiled: CompiledBanList, texts: dict[tuple[int, str], tupl
     if compiled.executables:
         if app.path:
             hits += compiled.executables.get(os.path.basename(app.path).casefold(), ())
+        for program in app.extra_value("launcher_programs").split(","):
+            if program:
+                hits += compiled.executables.get(program.casefold(), ())
         if app.source == "process":
             hits += compiled.executables.get(app.id.casefold(), ())
     if app.sha256 and compiled.sha256:
@@ -165,7 +174,8 @@ def _hits(app: App, compiled: CompiledBanList, texts: dict[tuple[int, str], tupl
 def _same_app(one: App, other: App) -> bool:
     """Whether two records name the same app (everything the matcher reads but the device)."""
     return (one.source == other.source and one.name == other.name and one.publisher == other.publisher
-            and one.path == other.path and one.aliases == other.aliases and one.sha256 == other.sha256)
+            and one.path == other.path and one.aliases == other.aliases and one.sha256 == other.sha256
+            and all(one.extra_value(k) == other.extra_value(k) for k in FOLDED_FACTS))
 
 
 def _casefolded(groups: Iterable[str]) -> frozenset[str]:

@@ -28,6 +28,16 @@ def _valid_spec(text: str) -> str:
 
 _IDS = {"check": _lowered}
 
+
+def _strings(value: Any, key: str) -> tuple[str, ...]:
+    """Return a JSON list as a tuple of strings. Raise TypeError naming `key` if it is not a list
+    (a string would otherwise be split into letters: groups "ministers" read as no group at all)."""
+    if not value:
+        return ()
+    if not isinstance(value, list):
+        raise TypeError(f"{key!r} is not a list")
+    return tuple(str(v) for v in value)
+
 LOCAL_DEVICE = "local"
 """Placeholder device id that collectors of the local host use; the check replaces it with the
 real device id, so a collector never has to know how the device is named in config."""
@@ -74,7 +84,7 @@ class Device:
             hostname=str(data.get("hostname") or ""),
             kind=str(data.get("kind") or "host"),
             os=str(data.get("os") or ""),
-            groups=tuple(str(g) for g in data.get("groups") or ()),
+            groups=_strings(data.get("groups"), "groups"),
             attributes=tuple(sorted((str(k), str(v)) for k, v in (data.get("attributes") or {}).items())),
         )
 
@@ -125,7 +135,7 @@ class App:
             path=str(data.get("path") or ""),
             user=str(data.get("user") or ""),
             device=str(data.get("device") or LOCAL_DEVICE),
-            aliases=tuple(str(a) for a in data.get("aliases") or ()),
+            aliases=_strings(data.get("aliases"), "aliases"),
             sha256=str(data.get("sha256") or ""),
             extra=tuple(sorted((str(k), str(v)) for k, v in (data.get("extra") or {}).items())),
         )

@@ -98,8 +98,15 @@ def collect(ctx: Context, sources: Sequence[str] = (), groups: Sequence[str] | N
         return Inventory(devices=(host,), apps=(), errors=(CollectorError("inventory", f"root {ctx.root}: not a folder"),))
     for collector in collectors:
         if collector.live_only and not ctx.live:
+            if sources:
+                reason = f"reads the running system, not {ctx.root}"
+                errors.append(CollectorError(collector.name, f"not available here: {reason}"))
             continue
-        reason = collector.unavailable(ctx)
+        try:
+            reason = collector.unavailable(ctx)
+        except Exception as exc:  # noqa: BLE001 - as in _run: one broken collector never stops the others
+            errors.append(_failed(collector, exc))
+            continue
         if reason is not None:
             log_event(logger, logging.INFO, "collector.unavailable", collector=collector.name, reason=reason)
             if sources:
@@ -121,10 +128,15 @@ def _run(collector: Collector, ctx: Context) -> Collected:
     try:
         result = collector.collect(ctx)
     except Exception as exc:  # noqa: BLE001 - a broken collector must never stop the others
-        message = " ".join(f"{type(exc).__name__}: {exc}".split())
-        log_event(logger, logging.ERROR, "collector.failed", collector=collector.name, error=message)
-        return Collected(errors=[CollectorError(collector.name, message)])
+        return Collected(errors=[_failed(collector, exc)])
     for error in result.errors:
         log_event(logger, logging.WARNING, "collector.error", collector=error.collector,
                   device=error.device or None, error=error.message)
     return result
+
+
+def _failed(collector: Collector, exc: Exception) -> CollectorError:
+    """Return the one error a collector that raised becomes, and log it."""
+    message = " ".join(f"{type(exc).__name__}: {exc}".split())
+    log_event(logger, logging.ERROR, "collector.failed", collector=collector.name, error=message)
+    return CollectorError(collector.name, message)

@@ -82,21 +82,28 @@ def name_version(filename: str) -> tuple[str, str]:
     return (found["name"], found["version"]) if found else (stem, "")
 
 
-def _candidates(folder: Path, depth: int) -> list[Path]:
+def _candidates(folder: Path, depth: int, errors: list[CollectorError]) -> list[Path]:
     """Return the files under `folder`, `depth` levels deep, that may be AppImages: executable,
     or named *.AppImage (a fresh download is often not executable yet). Links into other folders
-    are not followed (an AppImage is a file; a symlink to one is found at its target)."""
-    files = []
+    are not followed (an AppImage is a file; a symlink to one is found at its target). A folder
+    that cannot be listed is one error in `errors`; its siblings are still searched."""
+    files: list[Path] = []
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except (FileNotFoundError, NotADirectoryError):
         return files
+    except OSError as exc:
+        errors.append(CollectorError("appimage", f"{folder}: {exc.strerror or exc}"))
+        return files
     for entry in entries:
-        if entry.is_file(follow_symlinks=False):
-            if entry.name.lower().endswith(".appimage") or entry.stat(follow_symlinks=False).st_mode & 0o111:
-                files.append(Path(entry.path))
-        elif depth > 1 and entry.is_dir(follow_symlinks=False) and entry.name not in _SKIP_DIRS:
-            files.extend(_candidates(Path(entry.path), depth - 1))
+        try:
+            if entry.is_file(follow_symlinks=False):
+                if entry.name.lower().endswith(".appimage") or entry.stat(follow_symlinks=False).st_mode & 0o111:
+                    files.append(Path(entry.path))
+            elif depth > 1 and entry.is_dir(follow_symlinks=False) and entry.name not in _SKIP_DIRS:
+                files.extend(_candidates(Path(entry.path), depth - 1, errors))
+        except FileNotFoundError:  # removed while the folder was read
+            continue
     return files
 
 
@@ -133,12 +140,7 @@ class AppImageCollector:
         result = Collected()
         seen: set[Path] = set()
         for folder, depth, user in folders:
-            try:
-                paths = _candidates(folder, depth)
-            except OSError as exc:
-                result.errors.append(CollectorError("appimage", f"{folder}: {exc.strerror or exc}"))
-                continue
-            for path in paths:
+            for path in _candidates(folder, depth, result.errors):
                 if path in seen:
                     continue
                 seen.add(path)

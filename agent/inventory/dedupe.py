@@ -6,8 +6,11 @@ already describes. The desktop collector records its `owner` (`dpkg:firefox-esr`
 by the appimage collector is owned by that AppImage. The rule, a pure function of the records:
 
 - an owned launcher whose owner is in the inventory is dropped, and the owner's record keeps
-  the launcher's path (`extra.launchers`); when the owner has no display name of its own (its
-  name is its id, as for packages) it takes the launcher's `Name`, so `names` rules still see it;
+  the launcher's path (`extra.launchers`) and what the matcher read on the launcher: its
+  program's base name (`extra.launcher_programs`, for `executables` rules); when the owner has
+  no display name of its own (its name is its id, as for packages) it takes the launcher's
+  `Name`, so `names` rules still see it, and keeps the name it had (`extra.former_names`), so a
+  banned app never disappears from the matcher by being folded;
 - when the owner already has a different display name, the launcher stays, marked with its
   `owner`, because a `names` rule may match only the launcher's name (e.g. one package with
   several launchers); the matcher must see every name;
@@ -16,6 +19,7 @@ by the appimage collector is owned by that AppImage. The rule, a pure function o
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from typing import Sequence
 
@@ -64,10 +68,19 @@ def merge_launchers(apps: Sequence[App]) -> list[App]:
         if not same_name and owner.name and owner.name != owner.id:
             continue
         extra = dict(owner.extra)
-        place = launcher.extra_value("launcher")
-        extra["launchers"] = ",".join(filter(None, (extra.get("launchers"), place)))
+        _append(extra, "launchers", launcher.extra_value("launcher"))
+        _append(extra, "launcher_programs", os.path.basename(launcher.path))
+        if not same_name and owner.name:
+            _append(extra, "former_names", owner.name)
         merged[owner_index] = replace(
             owner, name=owner.name if same_name else launcher.name, extra=tuple(sorted(extra.items())),
         )
         dropped.add(index)
     return [app for index, app in enumerate(merged) if index not in dropped]
+
+
+def _append(extra: dict[str, str], key: str, value: str) -> None:
+    """Add `value` to the comma-separated list under `key`, once."""
+    values = [v for v in extra.get(key, "").split(",") if v]
+    if value and value not in values:
+        extra[key] = ",".join((*values, value))

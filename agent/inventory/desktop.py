@@ -30,6 +30,7 @@ SYSTEM_DIRS = (
 USER_DIRS = (".local/share/applications", ".local/share/flatpak/exports/share/applications", "Desktop")
 BIN_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 SNAP_DESKTOP_DIR = "/var/lib/snapd/desktop/applications"
+_ENV_OPTIONS_WITH_VALUE = frozenset({"-u", "--unset", "-C", "--chdir"})
 
 
 def parse_desktop_entry(text: str) -> dict[str, str]:
@@ -55,7 +56,13 @@ def exec_program(exec_line: str) -> str:
         words = exec_line.split()
     words = [w for w in words if not (len(w) == 2 and w.startswith("%"))]
     if words and os.path.basename(words[0]) == "env":
-        words = [w for w in words[1:] if "=" not in w and not w.startswith("-")]
+        rest = iter(words[1:])
+        for word in rest:
+            if word in _ENV_OPTIONS_WITH_VALUE:
+                next(rest, None)  # `env -u NAME`: NAME is the option's value, not the program
+            elif "=" not in word and not word.startswith("-"):
+                return word
+        return ""
     return words[0] if words else ""
 
 

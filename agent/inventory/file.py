@@ -36,6 +36,9 @@ def inventory_from_dict(data: Any, what: str) -> Inventory:
     """
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise InventoryFileError(f"{what}: not an {FORMAT} document (field 'format')")
+    for key in ("devices", "apps", "errors", "notes"):
+        if not isinstance(data.get(key) or [], list):
+            raise InventoryFileError(f"{what}: field {key!r} is not a list")
     try:
         devices = tuple(Device.from_dict(d) for d in data.get("devices") or ())
     except (KeyError, TypeError, AttributeError) as exc:
@@ -52,7 +55,7 @@ def inventory_from_dict(data: Any, what: str) -> Inventory:
     )
     known = {d.id for d in devices}
     devices += tuple(Device(id=i) for i in sorted({a.device for a in apps} - known))
-    return Inventory(devices=devices, apps=tuple(apps), errors=errors, notes=tuple(data.get("notes") or ()))
+    return Inventory(devices=devices, apps=tuple(apps), errors=errors, notes=tuple(str(n) for n in data.get("notes") or ()))
 
 
 def load_inventory_file(path: str) -> Inventory:

@@ -23,6 +23,7 @@ import gzip
 import logging
 import os
 import xml.etree.ElementTree as ET
+import zlib
 from pathlib import Path
 
 from agent.inventory.base import Collected, Context, home_dirs
@@ -89,7 +90,7 @@ def _appstream(files: Path, app_id: str) -> dict[str, str]:
         try:
             raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
             facts = appstream_facts(ET.fromstring(raw), app_id)
-        except (OSError, EOFError, ET.ParseError) as exc:
+        except (OSError, EOFError, zlib.error, ET.ParseError, ValueError, LookupError) as exc:
             log_event(logger, logging.WARNING, "flatpak.appstream_unreadable", app=app_id, path=str(path), error=str(exc))
             continue
         if facts:
@@ -179,7 +180,7 @@ def _active_deploy(ctx: Context, active: Path) -> Path:
 def _deployments(apps: Path) -> list[tuple[str, str, str, Path]]:
     """Return (app id, arch, branch, active link) of every deployed ref under an `app` folder."""
     found = []
-    for app_dir in sorted(apps.iterdir()):
+    for app_dir in sorted(p for p in apps.iterdir() if p.is_dir()):
         for arch_dir in sorted(p for p in app_dir.iterdir() if p.is_dir() and p.name != "current"):
             for branch_dir in sorted(arch_dir.iterdir()):
                 active = branch_dir / "active"

@@ -15,6 +15,7 @@ import logging
 import plistlib
 import re
 from typing import Any
+from xml.parsers.expat import ExpatError
 
 from agent.inventory.base import Collected, Context
 from agent.inventory.gateway import UnsafeIdentifierError, gateway_unavailable, pairs, read_all
@@ -57,8 +58,10 @@ def list_arguments(help_text: str, udid: str) -> list[str]:
 def _plist(text: str, what: str) -> Any:
     try:
         return plistlib.loads(text.encode("utf-8"))
-    except (plistlib.InvalidFileException, ValueError) as exc:
-        raise CommandError(f"{what}: output is not an XML plist: {exc}") from None
+    except (plistlib.InvalidFileException, ExpatError, ValueError, AttributeError) as exc:
+        # A cut-short XML plist raises ExpatError, a malformed <date> AttributeError: either is
+        # this phone's error, never the end of the whole collector.
+        raise CommandError(f"{what}: output is not an XML plist: {type(exc).__name__}: {exc}") from None
 
 
 def parse_device(udid: str, info: dict[str, Any]) -> Device:

@@ -61,7 +61,7 @@ def read_info_plist(bundle: Path) -> dict[str, Any]:
         raise PlistError(f"{bundle}: no Contents/Info.plist") from None
     except OSError as exc:
         raise PlistError(f"{plist}: {exc.strerror or exc}") from None
-    except (plistlib.InvalidFileException, ExpatError, ValueError, TypeError, IndexError) as exc:
+    except (plistlib.InvalidFileException, ExpatError, ValueError, TypeError, IndexError, AttributeError) as exc:
         raise PlistError(f"{plist}: malformed property list ({type(exc).__name__})") from None
     if not isinstance(info, dict):
         raise PlistError(f"{plist}: not a dictionary")

@@ -178,5 +178,13 @@ class SnapCollector:
                 apps=mounted_apps(ctx),
                 errors=[CollectorError("snap", f"{path}: {detail}; listed the mounted snaps instead")],
             )
-        apps = [snap_app(ctx, instance, entry) for instance, entry in sorted(snaps.items()) if isinstance(entry, dict)]
-        return Collected(apps=[a for a in apps if a is not None])
+        result = Collected()
+        for instance, entry in sorted(snaps.items()):
+            try:
+                app = snap_app(ctx, instance, entry) if isinstance(entry, dict) else None
+            except (TypeError, ValueError, AttributeError) as exc:
+                result.errors.append(CollectorError("snap", f"{path}: snap {instance!r}: unreadable entry ({exc})"))
+                continue
+            if app is not None:
+                result.apps.append(app)
+        return result

@@ -158,7 +158,7 @@ def _number(values: dict[str, Any], name: str) -> int:
     value = values.get(name.casefold())
     try:
         return int(value) if value is not None and not isinstance(value, bytes) else 0
-    except ValueError:
+    except (ValueError, TypeError):  # TypeError: a REG_MULTI_SZ where a DWORD belongs
         return 0
 
 
@@ -297,7 +297,7 @@ def read_manifest(path: Path) -> dict[str, str]:
     """
     try:
         tree = ElementTree.parse(path)
-    except (OSError, ElementTree.ParseError):
+    except (OSError, ElementTree.ParseError, ValueError, LookupError):  # LookupError: unknown encoding
         return {}
     found: dict[str, str] = {}
     identity = tree.find("{*}Identity")
@@ -312,10 +312,12 @@ def read_manifest(path: Path) -> dict[str, str]:
 def dedupe(apps: Iterable[App]) -> list[App]:
     """Return apps with 32/64-bit duplicates merged: the same entry (key, name, version) in both
     registry views is one install seen twice, kept once with view "64-bit,32-bit". Entries of
-    different users, or different versions, stay apart."""
-    kept: dict[tuple[str, ...], App] = {}
+    different users or versions, or that differ in anything the matcher reads (publisher,
+    location, aliases), stay apart."""
+    kept: dict[tuple[object, ...], App] = {}
     for app in apps:
-        key = (app.user, app.extra_value("kind"), app.id.casefold(), app.name, app.version)
+        key = (app.user, app.extra_value("kind"), app.id.casefold(), app.name, app.version,
+               app.publisher, app.path, app.aliases)
         first = kept.get(key)
         if first is None:
             kept[key] = app

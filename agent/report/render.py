@@ -88,7 +88,14 @@ def render_table(report: Report) -> str:
         who = f"{error.collector} ({error.device})" if error.device else error.collector
         lines += textwrap.wrap(f"error: {who}: {error.message}", WIDTH, subsequent_indent="  ")
     lines += ["", _summary(report)]
-    return "\n".join(lines) + "\n"
+    return "\n".join(map(_printable, lines)) + "\n"
+
+
+def _printable(line: str) -> str:
+    """Return `line` with control characters shown as U+FFFD: names, paths and serials come from
+    phones, MDM exports and files, and an escape sequence or a line break in one must not
+    repaint the terminal or forge a line of the report."""
+    return line if line.isprintable() else "".join(c if c.isprintable() else "\ufffd" for c in line)
 
 
 def _summary(report: Report) -> str:

@@ -159,3 +159,9 @@ def test_check_of_a_mounted_tree_finds_apps_from_every_kind_of_install(tree: Pat
     assert done.returncode == 1, done.stderr
     findings = sorted((f["entry"], f["app"]["source"], f["app"]["user"]) for f in json.loads(done.stdout)["findings"])
     assert findings == [("chat", "flatpak", ""), ("hello", "snap", ""), ("zoom", "appimage", "bob"), ("zoom", "dpkg", "")]
+
+
+def test_a_live_source_asked_for_on_a_mounted_tree_is_no_verdict(tree: Path) -> None:
+    done = appban("check", "--root", str(tree), "--source", "process")
+    assert done.returncode == 2, done.stdout
+    assert "process" in done.stderr + done.stdout

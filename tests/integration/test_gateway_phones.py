@@ -15,7 +15,7 @@ from agent.inventory.base import Context
 from agent.inventory.ios import IosCollector
 from agent.runner import CommandError, Runner
 from tests.phones import (
-    IPHONE, IPHONE_UNTRUSTED, PIXEL2, SAMSUNG, STUCK, Reply, android_calls_expected, android_replies,
+    FIXTURES, IPHONE, IPHONE_UNTRUSTED, PIXEL2, SAMSUNG, STUCK, Reply, android_calls_expected, android_replies,
     calls, install, ios_replies,
 )
 
@@ -168,3 +168,18 @@ def test_ios_without_usbmuxd_is_a_note_and_a_broken_tool_an_error(tmp_path: Path
     commands["idevice_id"] = install(tmp_path, "idevice_id", {("-l",): Reply(stderr="idevice_id-broken.txt", exit=127)}, log)
     with pytest.raises(CommandError, match="idevice_id -l: idevice_id: error while loading shared libraries"):
         IosCollector().collect(_context(commands))
+
+
+def test_ios_a_listing_cut_short_is_an_error_for_that_phone_only(tmp_path: Path) -> None:
+    replies = ios_replies("ideviceinstaller-1.2.0-help.txt", ("list", "--xml"))
+    replies["ideviceinfo"][("-u", IPHONE_UNTRUSTED, "-x")] = Reply("ideviceinfo-x.xml")
+    listing = (FIXTURES / "ideviceinstaller-list.xml").read_text(encoding="utf-8")
+    cut = tmp_path / "cut.xml"
+    cut.write_text(listing[: len(listing) // 2], encoding="utf-8")
+    replies["ideviceinstaller"][("-u", IPHONE_UNTRUSTED, "list", "--xml")] = Reply(str(cut))
+    log = tmp_path / "calls.log"
+    commands = {tool: install(tmp_path, tool, tool_replies, log) for tool, tool_replies in replies.items()}
+    result = IosCollector().collect(_context(commands))
+    assert {a.device for a in result.apps} == {IPHONE}
+    (error,) = result.errors
+    assert error.device == IPHONE_UNTRUSTED and "not an XML plist" in error.message

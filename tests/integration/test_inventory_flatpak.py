@@ -167,15 +167,60 @@ def test_exported_launchers_fold_into_their_flatpak(flatpak_root: tuple[Path, di
     assert launcher.extra_value("owner") == "flatpak:org.appban.Two"
 
 
-def test_broken_flatpak_metadata_is_one_error_and_other_apps_survive(
-    flatpak_root: tuple[Path, dict[str, str]], tmp_path: Path,
-) -> None:
+def _damaged(flatpak_root: tuple[Path, dict[str, str]], tmp_path: Path, glob: str, content: str | bytes | None) -> Path:
+    """Copy the installations, replace the one file `glob` finds with `content` (None: keep it),
+    and return the copy's root."""
     root, _ = flatpak_root
     copy = tmp_path / "root"
     run("cp", "-a", root, copy)
-    metadata = next((copy / "var/lib/flatpak/app/org.appban.Two").glob("*/stable/active/metadata"))
-    metadata.chmod(stat.S_IWUSR | stat.S_IRUSR)
-    metadata.write_text("[Application\nname=org.appban.Two\n")
+    if content is not None:
+        target = next(copy.glob(glob))
+        target.chmod(stat.S_IWUSR | stat.S_IRUSR)
+        (target.write_bytes if isinstance(content, bytes) else target.write_text)(content)
+    return copy
+
+
+def test_broken_flatpak_metadata_is_one_error_and_other_apps_survive(
+    flatpak_root: tuple[Path, dict[str, str]], tmp_path: Path,
+) -> None:
+    copy = _damaged(flatpak_root, tmp_path, "var/lib/flatpak/app/org.appban.Two/*/stable/active/metadata",
+                    "[Application\nname=org.appban.Two\n")
     inventory = collect(context(copy), ["flatpak"])
     assert len(inventory.errors) == 1 and "not a valid keyfile" in inventory.errors[0].message
     assert [a.id for a in inventory.apps] == ["org.appban.Hello"]
+
+
+def test_a_stray_file_in_an_installation_costs_nothing(
+    flatpak_root: tuple[Path, dict[str, str]], tmp_path: Path,
+) -> None:
+    copy = _damaged(flatpak_root, tmp_path, "", None)
+    (copy / "var/lib/flatpak/app/stray").write_text("not an app\n")
+    inventory = collect(context(copy), ["flatpak"])
+    assert inventory.errors == ()
+    assert sorted(a.id for a in inventory.apps) == ["org.appban.Hello", "org.appban.Two"]
+
+
+def test_corrupt_composed_appstream_falls_back_and_loses_no_app(
+    flatpak_root: tuple[Path, dict[str, str]], tmp_path: Path,
+) -> None:
+    data = gzip.compress(COMPOSED.encode())
+    copy = _damaged(  # a valid gzip header, then a broken deflate stream
+        flatpak_root, tmp_path,
+        "var/lib/flatpak/app/org.appban.Two/*/stable/active/files/share/app-info/xmls/org.appban.Two.xml.gz",
+        data[:10] + b"\xff" * 30 + data[40:])
+    inventory = collect(context(copy), ["flatpak"])
+    assert inventory.errors == ()
+    assert sorted(a.id for a in inventory.apps) == ["org.appban.Hello", "org.appban.Two"]
+
+
+def test_a_metainfo_in_an_unknown_encoding_costs_its_facts_only(
+    flatpak_root: tuple[Path, dict[str, str]], tmp_path: Path,
+) -> None:
+    copy = _damaged(
+        flatpak_root, tmp_path,
+        "home/alice/.local/share/flatpak/app/org.appban.Hello/*/stable/active/files/share/metainfo/*.xml",
+        '<?xml version="1.0" encoding="bogus"?><component/>')
+    inventory = collect(context(copy), ["flatpak"])
+    assert inventory.errors == ()
+    assert sorted((a.id, a.name) for a in inventory.apps) == [
+        ("org.appban.Hello", "org.appban.Hello"), ("org.appban.Two", "Two Appban")]

@@ -4,6 +4,7 @@ compared with `dpkg-query -W` and `rpm -qa` on that same database."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,20 @@ def test_rpm_database_without_the_rpm_command_is_an_error(rpm_packages: list[Pat
     ctx = type(ctx)(root=ctx.root, live=False, runner=Runner(commands={"rpm": str(tmp_path / "no-rpm")}))
     inventory = collect(ctx, [])
     assert [(e.collector, e.message) for e in inventory.errors] == [("rpm", "CommandError: rpm: command not found")]
+
+
+def test_a_collector_that_fails_while_checking_availability_is_one_error(
+    deb_root: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (deb_root / "home").mkdir(exist_ok=True)
+    real_scandir = os.scandir
+
+    def scandir(path):  # these tests run as root, whom a mode of 000 does not stop
+        if os.fspath(path) == str(deb_root / "home"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr("agent.inventory.base.os.scandir", scandir)
+    inventory = collect(context(deb_root), ["dpkg", "flatpak"])
+    assert [(e.collector, "Permission denied" in e.message) for e in inventory.errors] == [("flatpak", True)]
+    assert "hello-deb" in {a.id for a in inventory.apps}

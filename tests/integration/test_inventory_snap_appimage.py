@@ -12,6 +12,7 @@ squashfs payload appended, as appimagetool produces them; the collector reads th
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -151,3 +152,36 @@ def test_appimages_in_home_and_opt_with_their_users_and_launchers(tmp_path: Path
     signal = next(a for a in inventory.apps if a.name == "Signal")
     assert signal.extra_value("launchers") == "/home/alice/.local/share/applications/appimagekit-signal.desktop"
 
+
+
+def test_one_malformed_snap_in_the_state_is_one_error_and_the_others_survive(snap_root: Path) -> None:
+    path = snap_root / "var/lib/snapd/state.json"
+    state = json.loads(path.read_text())
+    state["data"]["snaps"]["broken"] = {"current": "1", "sequence": 7}
+    path.write_text(json.dumps(state))
+    inventory = collect(context(snap_root), ["snap"])
+    assert [(e.collector, "broken" in e.message) for e in inventory.errors] == [("snap", True)]
+    assert sorted(a.id for a in inventory.apps) == ["telegram-desktop", "zoom-client"]
+
+
+def test_an_unreadable_subfolder_is_one_error_and_its_siblings_are_still_searched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    require_tool("mksquashfs")
+    root = tmp_path / "root"
+    payload = tmp_path / "AppDir"
+    payload.mkdir()
+    (payload / "AppRun").write_text("#!/bin/sh\n")
+    _appimage(root / "opt/tools/Banned-1.0.AppImage", payload)
+    (root / "opt/locked").mkdir(parents=True)
+    real_scandir = os.scandir
+
+    def scandir(path):  # these tests run as root, whom a mode of 000 does not stop
+        if os.fspath(path).endswith("/opt/locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr("agent.inventory.appimage.os.scandir", scandir)
+    result = AppImageCollector().collect(context(root))
+    assert [a.path for a in result.apps] == ["/opt/tools/Banned-1.0.AppImage"]
+    assert [e.message for e in result.errors] == [f"{root}/opt/locked: Permission denied"]

@@ -72,3 +72,11 @@ def test_availability_follows_the_root_layout(volume: Path, tmp_path: Path) -> N
     assert collector.unavailable(Context(root=volume, live=False)) is None
     assert "no macOS volume" in collector.unavailable(Context(root=tmp_path, live=False))
     assert "not a macOS system" in collector.unavailable(Context(live=True))
+
+
+def test_a_malformed_date_in_a_plist_is_a_plist_error(tmp_path: Path) -> None:
+    bundle = app_bundle(tmp_path, "Dated", None)
+    (bundle / "Contents" / "Info.plist").write_bytes(
+        b'<?xml version="1.0"?><plist version="1.0"><dict><key>D</key><date>soon</date></dict></plist>')
+    with pytest.raises(PlistError, match=r"Dated\.app/Contents/Info\.plist: malformed property list"):
+        read_info_plist(bundle)

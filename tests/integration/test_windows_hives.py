@@ -3,6 +3,7 @@ they are and laid out as a mounted Windows volume with keys merged in by hivexre
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,16 @@ def test_collect_with_root_runs_the_windows_source(volume: Path) -> None:
     inventory = collect(Context(root=volume, live=False), ["windows"])
     assert by_id(list(inventory.apps), "WeChat")[0].device == str(volume)
     assert len(inventory.errors) == 2
+
+
+@pytest.mark.parametrize("encoding", ["bogus", "shift_jis"])
+def test_a_manifest_in_an_unknown_encoding_costs_its_display_name_only(
+    volume: Path, collected, tmp_path: Path, encoding: str,
+) -> None:
+    copy = tmp_path / "volume"
+    shutil.copytree(volume, copy, symlinks=True)
+    manifest = copy / "Program Files" / "WindowsApps" / CALCULATOR / "AppxManifest.xml"
+    manifest.write_text(f'<?xml version="1.0" encoding="{encoding}"?><Package/>', encoding="utf-8")
+    result = WindowsCollector().collect(Context(root=copy, live=False))
+    assert result.errors == collected.errors
+    assert sorted(a.id for a in result.apps) == sorted(a.id for a in collected.apps)

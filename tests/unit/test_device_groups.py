@@ -63,3 +63,14 @@ def test_a_rule_without_groups_is_refused() -> None:
 def test_gateway_timeout_and_parallel_must_be_positive(text: bytes) -> None:
     with pytest.raises(ConfigError, match="must be above zero"):
         parse_config(text, "test")
+
+
+def test_an_empty_serial_in_a_rule_selects_no_device_without_a_serial() -> None:
+    config = parse_config(b"""
+gateway:
+  default_groups: [staff]
+  groups:
+    - groups: [security-research]
+      serials: [""]
+""", "test").gateway
+    assert device_groups(_device(id="phone-without-serial-attribute"), config) == ("staff",)

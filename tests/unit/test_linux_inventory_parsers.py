@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 
 import pytest
 
@@ -140,3 +141,46 @@ def test_elf_size_is_the_end_of_the_section_header_table() -> None:
     struct.pack_into(">HH", head32, 0x2E, 40, 10)
     assert elf_size(bytes(head32)) == 5400
     assert elf_size(b"\x7fELF") == 0
+
+
+def test_folding_a_launcher_never_hides_an_app_from_the_matcher() -> None:
+    from datetime import datetime, timezone
+
+    from agent.banlist.parse import parse_banlist
+    from agent.match import compile_banlist, match
+    from agent.model import Device
+
+    banlist = parse_banlist(b"""
+format: appban.banlist/v1
+serial: 1
+issued: 2026-01-01T00:00:00Z
+entries:
+  - {id: by-name, name: WeChat, match: {names: ["wechat*"]}}
+  - {id: by-exe, name: WeChat, match: {executables: [wechat]}}
+  - {id: snap-exe, name: Other, match: {executables: [other-bin]}}
+""")
+    package = App(source="dpkg", id="wechat", name="wechat", device="pc")
+    launcher = replace(_launcher("\u5fae\u4fe1", path="/usr/bin/wechat", owner="dpkg:wechat"), device="pc")
+    snap = App(source="snap", id="other", name="Other", path="/snap/other/7", device="pc")
+    snap_launcher = replace(_launcher("Other", path="/snap/bin/other-bin", owner="snap:other"), device="pc")
+    apps = [package, launcher, snap, snap_launcher]
+    compiled, devices = compile_banlist(banlist), {"pc": Device(id="pc")}
+    now = datetime(2026, 6, 1, tzinfo=timezone.utc)
+    before = {f.entry.id for f in match(apps, devices, compiled, now)}
+    assert before == {"by-name", "by-exe", "snap-exe"}
+    merged = merge_launchers(apps)
+    assert [a.source for a in merged] == ["dpkg", "snap"]  # still counted once
+    assert {f.entry.id for f in match(merged, devices, compiled, now)} == before
+
+
+@pytest.mark.parametrize(("line", "program"), [
+    ("/usr/bin/tiktok %U", "/usr/bin/tiktok"),
+    ("env BAMF_DESKTOP_FILE_HINT=x /snap/bin/telegram-desktop -- %u", "/snap/bin/telegram-desktop"),
+    ("env -u GTK_IM_MODULE /opt/tiktok/tiktok", "/opt/tiktok/tiktok"),
+    ("env --unset=QT_QPA_PLATFORM -i LANG=C tiktok %F", "tiktok"),
+    ("env -C /opt/app ./run", "./run"),
+])
+def test_exec_program_skips_env_and_its_options(line: str, program: str) -> None:
+    from agent.inventory.desktop import exec_program
+
+    assert exec_program(line) == program

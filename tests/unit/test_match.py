@@ -265,3 +265,19 @@ def test_index_agrees_with_brute_force(apps, kinds):
                 expected.add((app, entry.id))
     found = match(apps, {}, compile_banlist(banlist), NOW + timedelta(days=1))
     assert {(f.app, f.entry.id) for f in found} == expected
+
+
+def test_the_memo_tells_apart_records_of_one_id_that_differ_in_folded_launcher_facts():
+    banlist = """
+format: appban.banlist/v1
+serial: 1
+issued: 2026-01-01T00:00:00Z
+entries:
+  - {id: by-exe, name: WeChat, match: {executables: [wechat]}}
+"""
+    plain = App(source="dpkg", id="wechat", name="WeChat", device="phone-1")
+    folded = App(source="dpkg", id="wechat", name="WeChat", device="phone-2",
+                 extra=(("launcher_programs", "wechat"),))
+    later = App(source="dpkg", id="wechat", name="WeChat", device="phone-3")
+    found = findings_for(banlist, [plain, folded, later], [phone([], d) for d in ("phone-1", "phone-2", "phone-3")])
+    assert [f.device for f in found] == ["phone-2"]

@@ -131,3 +131,24 @@ def test_csv_syntax_error_names_the_line_and_a_broken_zip_is_one_line(tmp_path: 
     broken.write_bytes(b"PK\x03\x04" + b"\0" * 40)
     with pytest.raises(InventoryFileError, match="cannot read the ZIP"):
         load_inventory_file(str(broken))
+
+
+@pytest.mark.parametrize("field", ["devices", "apps", "errors", "notes"])
+def test_a_saved_inventory_whose_list_is_not_a_list_is_one_error_naming_it(tmp_path: Path, field: str) -> None:
+    path = tmp_path / "inventory.json"
+    path.write_text(json.dumps({"format": "appban.inventory/v1", field: 5}))
+    with pytest.raises(InventoryFileError, match=f"field '{field}' is not a list"):
+        load_inventory_file(str(path))
+
+
+@pytest.mark.parametrize(("record", "problem"), [
+    ({"devices": [{"id": "pc", "groups": "ministers"}]}, "bad device record"),
+    ({"apps": [{"source": "android", "id": "x", "aliases": "com.zhiliaoapp.musically"}]}, "app #1"),
+])
+def test_a_saved_inventory_with_a_string_for_a_list_is_refused_not_split_into_letters(
+    tmp_path: Path, record: dict, problem: str,
+) -> None:
+    path = tmp_path / "inventory.json"
+    path.write_text(json.dumps({"format": "appban.inventory/v1", **record}))
+    with pytest.raises(InventoryFileError, match=problem):
+        load_inventory_file(str(path))

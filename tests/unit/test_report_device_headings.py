@@ -37,3 +37,18 @@ def test_each_device_with_findings_gets_its_heading_before_its_rows() -> None:
     assert [lines[n].split(" · ")[1] for n in headings] == ["ipad-1", "R58M31ABCDE"]
     assert lines[headings[1] + 1] == "   groups: staff, comms · 2 app(s)"  # a long heading wraps, indented
     assert lines[headings[0] + 1].startswith("violation") and lines[headings[1] + 2].startswith("violation")
+
+
+def test_control_characters_from_collected_names_never_reach_the_terminal() -> None:
+    entry = Entry(id="tiktok", name="TikTok")
+    app = App(source="mdm", id="x", name="TikTok\x1b[2J\nCOMPLIANT: 0 violation", path="/tmp/a\rb", device="phone\x07")
+    report = Report(
+        id="r", generated=datetime(2026, 11, 22, tzinfo=timezone.utc), agent_version="0",
+        banlist=BanListInfo(serial=1, source="test", signed=True),
+        inventory=Inventory(devices=(Device(id="phone\x07", hostname="h\x1b]0;x\x07"),), apps=(app,),
+                            notes=("n\x1b[1m",)),
+        findings=(Finding("violation", entry, app, "phone\x07", "names:tiktok*"),),
+    )
+    text = render_table(report)
+    assert not [c for c in text if not c.isprintable() and c != "\n"]
+    assert [line for line in text.splitlines() if line.startswith("COMPLIANT")] == []

@@ -110,3 +110,17 @@ def test_builders_refuse_what_would_not_be_a_plain_name() -> None:
         msiexec_argv("{not-a-guid}; rm")
     with pytest.raises(UninstallRefused):
         remove_appx_argv("Evil_1.0_x64__abcdefghijklm'; Remove-Item C:\\ -Recurse; '")
+
+
+def test_a_number_stored_with_an_odd_registry_type_reads_as_zero() -> None:
+    entry = {"displayname": "TikTok", "systemcomponent": ["1"], "windowsinstaller": None}
+    assert is_hidden_entry(entry) is False
+    assert msi_product_code("{0F8C5E4B-3B4A-4F4A-9B0E-6C1D2E3F4A5B}", {"windowsinstaller": ["1"]}) == ""
+
+
+def test_dedupe_never_merges_away_what_the_matcher_reads() -> None:
+    def arp(view: str, **facts: str) -> App:
+        return App(source="windows", id=CODE, name="Tool", version="1.0", extra=(("kind", "arp"), ("view", view)),
+                   **facts)
+    merged = dedupe([arp("64-bit", publisher="Acme"), arp("32-bit", publisher="Bytedance Ltd.", path=r"C:\TikTok")])
+    assert [(a.publisher, a.path) for a in merged] == [("Acme", ""), ("Bytedance Ltd.", r"C:\TikTok")]
