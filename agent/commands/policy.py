@@ -114,7 +114,10 @@ def run_sign(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise BanListError(f"trusted comment: {exc}") from None
     output = args.signature or args.file + ".minisig"
-    Path(output).write_text(text)
+    try:
+        Path(output).write_text(text)
+    except OSError as exc:
+        raise BanListError(f"signature {output}: cannot write: {exc.strerror or exc}") from None
     print(f"signed {args.file} (serial {banlist.serial}) with key {secret.key_id_hex}: {output}")
     return EXIT_OK
 

@@ -106,6 +106,14 @@ def test_sign_refuses_an_invalid_list(publisher: Path) -> None:
     assert not (publisher / "banlist.yaml.minisig").exists()
 
 
+def test_sign_to_an_unwritable_place_is_one_line(publisher: Path) -> None:
+    (publisher / "banlist.yaml").write_bytes(banlist_yaml(4))
+    target = publisher / "absent" / "banlist.yaml.minisig"
+    done = appban("policy", "sign", "banlist.yaml", "--secret-key", "list.key", "--signature", target, cwd=publisher)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == f"appban: signature {target}: cannot write: No such file or directory\n"
+
+
 def test_fetch_prints_what_changed_and_show_describes_the_list(tmp_path, pki, site, publisher) -> None:
     config = agent_config(tmp_path, pki, site.url(), public_line(publisher))
     publish(site, publisher, banlist_yaml(1, ("tiktok", "wechat")))
