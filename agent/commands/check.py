@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from agent.errors import UserError
 from agent.banlist.source import load_fresh
 from agent.commands.common import (
-    add_collection_args, add_config_arg, add_state_dir_arg, config_from, gather, state_dir_from,
+    add_collection_args, add_config_arg, add_state_dir_arg, config_from, gather, nothing_read, state_dir_from,
 )
 from agent.config import Config
 from agent.model import BanList, Finding, Report
@@ -88,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.write(render_json(report) if args.format == "json" else render_table(report))
     if not report.compliant:
         return EXIT_VIOLATION
-    if inventory.errors and not inventory.apps:
+    reason = nothing_read(inventory)
+    if reason:
+        print(f"appban: {reason}", file=sys.stderr)
         return EXIT_NO_VERDICT
     return EXIT_COMPLIANT

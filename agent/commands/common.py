@@ -79,3 +79,14 @@ def collect_here(config: Config, root: str | None = None, sources: Sequence[str]
     )
     collected = collect(ctx, sources or config.inventory.sources, groups)
     return assign_groups(collected, config.gateway, local=local_device(ctx).id)
+
+
+def nothing_read(inventory: Inventory) -> str | None:
+    """Given an inventory, return the one line that says why it gives no verdict (every source
+    failed and no app was read), or None when it can be judged. The commands print it on stderr
+    and exit 2, so a script sees why without parsing the report."""
+    if not inventory.errors or inventory.apps:
+        return None
+    first = inventory.errors[0]
+    more = f" and {len(inventory.errors) - 1} more error(s)" if len(inventory.errors) > 1 else ""
+    return f"no verdict: nothing could be read ({first.collector}: {first.message}{more})"

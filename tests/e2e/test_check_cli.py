@@ -107,6 +107,14 @@ def test_no_verdict_is_exit_2_with_one_line(args, message):
     assert done.stdout == ""
 
 
+@pytest.mark.parametrize("command", ["check", "inventory"])
+def test_nothing_read_is_exit_2_with_one_line_saying_why(tmp_path, command):
+    absent = tmp_path / "absent"
+    done = run_cli(command, "--root", str(absent))
+    assert done.returncode == 2
+    assert done.stderr == f"appban: no verdict: nothing could be read (inventory: root {absent}: not a folder)\n"
+
+
 def test_invalid_list_and_config_name_the_entry_and_key(tmp_path):
     bad_list = tmp_path / "bad.yaml"
     bad_list.write_text(LIST.format(exe="x").replace("name: WeChat", "name: [WeChat]"))
