@@ -52,6 +52,16 @@ def _positive(number: float) -> float:
     return number
 
 
+def _not_negative(number: float) -> float:
+    if number < 0:
+        raise ValueError(f"must not be negative, got {number}")
+    return number
+
+
+_POSITIVE = {"check": _positive}
+_NOT_NEGATIVE = {"check": _not_negative}
+
+
 @dataclass(frozen=True)
 class DeviceConfig:
     """Identity and groups of the host the agent runs on."""
@@ -94,13 +104,13 @@ class BanlistConfig:
     trusted_keys: tuple[str, ...] = field(default=(), metadata={"check": _public_keys})
     allow_unsigned: bool = False
     refresh: str = field(default="1h", metadata=_INTERVAL_CHECK)
-    timeout: float = 10.0
+    timeout: float = field(default=10.0, metadata=_POSITIVE)
     ca_bundle: str = ""
     client_cert: str = ""
     client_key: str = ""
-    max_bytes: int = 16 * 1024 * 1024
-    retries: int = 3
-    backoff: float = 1.0
+    max_bytes: int = field(default=16 * 1024 * 1024, metadata=_POSITIVE)
+    retries: int = field(default=3, metadata=_NOT_NEGATIVE)
+    backoff: float = field(default=1.0, metadata=_NOT_NEGATIVE)
 
 
 @dataclass(frozen=True)
@@ -154,7 +164,7 @@ class PushConfig:
     ca_bundle: str = ""
     client_cert: str = ""
     client_key: str = ""
-    timeout: float = 10.0
+    timeout: float = field(default=10.0, metadata=_POSITIVE)
     max_queue: int = 1000
 
 
@@ -198,8 +208,8 @@ class GatewayConfig:
     enabled: bool = False
     """The phone collectors start adb's server and talk to whatever is plugged in, so a plain
     workstation must opt in; MDM exports (`--inventory`) need no opt-in."""
-    timeout: float = field(default=20.0, metadata={"check": _positive})
-    parallel: int = field(default=4, metadata={"check": _positive})
+    timeout: float = field(default=20.0, metadata=_POSITIVE)
+    parallel: int = field(default=4, metadata=_POSITIVE)
     android_block: Literal["uninstall", "disable"] = "uninstall"
     default_groups: tuple[str, ...] = ()
     groups: tuple[GroupRule, ...] = ()

@@ -126,6 +126,20 @@ def test_config_refuses_plain_http_and_malformed_keys() -> None:
     assert (config.banlist.retries, config.banlist.backoff) == (0, 0.5)
 
 
+@pytest.mark.parametrize(("text", "problem"), [
+    ("banlist: {timeout: 0}", "banlist.timeout': must be above zero"),
+    ("banlist: {max_bytes: 0}", "banlist.max_bytes': must be above zero"),
+    ("banlist: {retries: -1}", "banlist.retries': must not be negative"),
+    ("banlist: {backoff: -1}", "banlist.backoff': must not be negative"),
+    ("push: {timeout: -2}", "push.timeout': must be above zero"),
+])
+def test_config_refuses_numbers_the_http_client_would_crash_on(text: str, problem: str) -> None:
+    """requests raises ValueError for a timeout <= 0, time.sleep for a negative backoff: neither
+    may surface as a traceback at the first refresh, so the config refuses them when read."""
+    with pytest.raises(ConfigError, match=problem):
+        parse_config(text.encode(), "config t")
+
+
 def test_describe_refresh_names_the_changed_entries() -> None:
     info = BanListInfo(8, "https://l.example/b.yaml", signed=True, signer="ABCD")
     text = describe_refresh("https://l.example/b.yaml", RefreshResult(
