@@ -21,6 +21,8 @@ from agent.schema import SchemaError, build
 DEFAULT_PATH = "/etc/appban/agent.yaml"
 _INTERVAL = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)?")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+MAX_INTERVAL = 365 * 86400
+"""Longer is surely a typo, and the scheduler's timedelta overflows on absurd values."""
 
 
 class ConfigError(UserError):
@@ -30,12 +32,15 @@ class ConfigError(UserError):
 def interval_seconds(text: str) -> float:
     """Given `90s`, `15m`, `1h`, `1d` or a plain number of seconds, return seconds.
 
-    Raise ValueError if malformed or not positive.
+    Raise ValueError if malformed, not positive or over a year.
     """
     found = _INTERVAL.fullmatch(str(text).strip())
     if not found or float(found.group(1)) <= 0:
         raise ValueError(f"bad interval {text!r} (expected e.g. 90s, 15m, 1h)")
-    return float(found.group(1)) * _UNIT[found.group(2)]
+    seconds = float(found.group(1)) * _UNIT[found.group(2)]
+    if seconds > MAX_INTERVAL:
+        raise ValueError(f"bad interval {text!r} (at most 365d)")
+    return seconds
 
 
 def _interval(text: str) -> str:
