@@ -4,6 +4,8 @@ inventory either from this machine's collectors or from saved inventory files.""
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -90,3 +92,15 @@ def nothing_read(inventory: Inventory) -> str | None:
     first = inventory.errors[0]
     more = f" and {len(inventory.errors) - 1} more error(s)" if len(inventory.errors) > 1 else ""
     return f"no verdict: nothing could be read ({first.collector}: {first.message}{more})"
+
+
+def write_out(text: str) -> None:
+    """Write `text` to stdout. A reader that has gone (`| head`, `| grep -q`) is not an error:
+    the command's exit code (the verdict, for `check`) must stand, not turn into a traceback or 0."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # else Python's flush at exit fails again, with a warning
+        os.close(devnull)

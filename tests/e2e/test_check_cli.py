@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -62,6 +64,22 @@ def test_running_banned_process_is_a_violation_in_a_valid_json_report(tmp_path, 
     assert report["compliant"] is False
     assert report["banlist"] == {"serial": 12, "source": str(tmp_path / "list.yaml"), "signed": False,
                                  "stale": False, "stale_since": None, "signer": None}
+
+
+def test_violation_stays_exit_1_when_the_reader_has_gone(tmp_path, banned_process):
+    """`appban check | grep -q …` closes the pipe early: the verdict must not turn into 0."""
+    name, _ = banned_process
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write now fails with EPIPE
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "agent", "check", "--banlist", str(write_list(tmp_path, name)),
+             "--source", "process", "--format", "json"],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60, cwd=REPO)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert done.stderr == ""
 
 
 def test_table_names_status_app_device_rule_and_reason_in_80_columns(tmp_path, banned_process):
