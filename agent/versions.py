@@ -53,12 +53,13 @@ class VersionSpec:
     """(operator, epoch or None when the clause names none, key of the rest)."""
 
     def contains(self, version: str) -> bool:
-        """Return whether `version` satisfies every clause; an unknown ("") version satisfies it.
+        """Return whether `version` satisfies every clause; an unknown version (empty, or with no
+        digit at all: `unknown`, `N/A`, `-`) satisfies it.
 
         Why: an app whose version a source cannot tell must still be reported, or an unreadable
         version field would hide a banned app.
         """
-        if not version.strip():
+        if not any(char.isdigit() for char in version):
             return True
         epoch, rest = _split_epoch(version)
         key = version_key(rest)

@@ -31,3 +31,11 @@ from agent.versions import parse_spec
 )
 def test_contains(spec, version, hit):
     assert parse_spec(spec).contains(version) is hit
+
+
+@pytest.mark.parametrize("version", ["", "  ", "unknown", "N/A", "-", "latest"])
+def test_a_version_with_no_number_is_unknown_and_matches(version):
+    """Registries and exports write placeholders for a version they do not know; like an empty
+    one, such a version must not hide a banned app behind a `>=` constraint."""
+    assert parse_spec(">=2.0").contains(version) is True
+    assert parse_spec("<35").contains(version) is True
