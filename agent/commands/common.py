@@ -10,12 +10,17 @@ from pathlib import Path
 from typing import Sequence
 
 from agent.config import Config, load_config
+from agent.errors import UserError
 from agent.groups import assign_groups
 from agent.inventory import collect, local_device
 from agent.inventory.base import Context
 from agent.inventory.file import load_inventory_file
 from agent.model import Inventory
 from agent.runner import Runner
+
+
+class CollectionUsageError(UserError):
+    """Options that steer collecting on this machine, given with saved inventories instead."""
 
 
 def add_config_arg(parser: argparse.ArgumentParser) -> None:
@@ -52,9 +57,14 @@ def gather(args: argparse.Namespace, config: Config, groups: list[str] | None = 
     """Return the inventory to check: saved files when --inventory is given, else collected here;
     devices other than this host get their groups from config `gateway` (agent.groups).
 
-    Raises InventoryFileError or UnknownSourceError (both one-line user errors).
+    Raises InventoryFileError, UnknownSourceError or CollectionUsageError (one-line user errors).
     """
     if args.inventory:
+        unused = [flag for flag, value in (("--root", args.root), ("--source", args.source), ("--group", groups))
+                  if value]
+        if unused:  # silently checking something else than asked would give a misleading verdict
+            verb = "does" if len(unused) == 1 else "do"
+            raise CollectionUsageError(f"{', '.join(unused)} {verb} not apply to saved inventories (--inventory)")
         parts = [load_inventory_file(path) for path in args.inventory]
         loaded = Inventory(
             devices=tuple(d for p in parts for d in p.devices),

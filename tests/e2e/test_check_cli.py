@@ -115,6 +115,10 @@ def test_bundled_list_is_used_without_any_config():
         (["--config", "/nonexistent/agent.yaml"], "appban: config /nonexistent/agent.yaml: cannot read"),
         (["--inventory", "/nonexistent/inv.json"], "appban: inventory /nonexistent/inv.json: cannot read"),
         (["--source", "nosuch"], "appban: unknown source 'nosuch'"),
+        (["--inventory", "inv.json", "--root", "/mnt"],
+         "appban: --root does not apply to saved inventories (--inventory)"),
+        (["--inventory", "inv.json", "--source", "dpkg", "--group", "staff"],
+         "appban: --source, --group do not apply to saved inventories (--inventory)"),
     ],
 )
 def test_no_verdict_is_exit_2_with_one_line(args, message):
