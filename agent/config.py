@@ -21,6 +21,8 @@ from agent.schema import SchemaError, build
 DEFAULT_PATH = "/etc/appban/agent.yaml"
 _INTERVAL = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)?")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+MAX_INTERVAL = 365 * 86400
+"""Longer is surely a typo, and the scheduler's timedelta overflows on absurd values."""
 
 
 class ConfigError(UserError):
@@ -30,12 +32,15 @@ class ConfigError(UserError):
 def interval_seconds(text: str) -> float:
     """Given `90s`, `15m`, `1h`, `1d` or a plain number of seconds, return seconds.
 
-    Raise ValueError if malformed or not positive.
+    Raise ValueError if malformed, not positive or over a year.
     """
     found = _INTERVAL.fullmatch(str(text).strip())
     if not found or float(found.group(1)) <= 0:
         raise ValueError(f"bad interval {text!r} (expected e.g. 90s, 15m, 1h)")
-    return float(found.group(1)) * _UNIT[found.group(2)]
+    seconds = float(found.group(1)) * _UNIT[found.group(2)]
+    if seconds > MAX_INTERVAL:
+        raise ValueError(f"bad interval {text!r} (at most 365d)")
+    return seconds
 
 
 def _interval(text: str) -> str:
@@ -50,6 +55,16 @@ def _positive(number: float) -> float:
     if number <= 0:
         raise ValueError(f"must be above zero, got {number}")
     return number
+
+
+def _not_negative(number: float) -> float:
+    if number < 0:
+        raise ValueError(f"must not be negative, got {number}")
+    return number
+
+
+_POSITIVE = {"check": _positive}
+_NOT_NEGATIVE = {"check": _not_negative}
 
 
 @dataclass(frozen=True)
@@ -94,13 +109,13 @@ class BanlistConfig:
     trusted_keys: tuple[str, ...] = field(default=(), metadata={"check": _public_keys})
     allow_unsigned: bool = False
     refresh: str = field(default="1h", metadata=_INTERVAL_CHECK)
-    timeout: float = 10.0
+    timeout: float = field(default=10.0, metadata=_POSITIVE)
     ca_bundle: str = ""
     client_cert: str = ""
     client_key: str = ""
-    max_bytes: int = 16 * 1024 * 1024
-    retries: int = 3
-    backoff: float = 1.0
+    max_bytes: int = field(default=16 * 1024 * 1024, metadata=_POSITIVE)
+    retries: int = field(default=3, metadata=_NOT_NEGATIVE)
+    backoff: float = field(default=1.0, metadata=_NOT_NEGATIVE)
 
 
 @dataclass(frozen=True)
@@ -154,7 +169,7 @@ class PushConfig:
     ca_bundle: str = ""
     client_cert: str = ""
     client_key: str = ""
-    timeout: float = 10.0
+    timeout: float = field(default=10.0, metadata=_POSITIVE)
     max_queue: int = 1000
 
 
@@ -198,8 +213,8 @@ class GatewayConfig:
     enabled: bool = False
     """The phone collectors start adb's server and talk to whatever is plugged in, so a plain
     workstation must opt in; MDM exports (`--inventory`) need no opt-in."""
-    timeout: float = field(default=20.0, metadata={"check": _positive})
-    parallel: int = field(default=4, metadata={"check": _positive})
+    timeout: float = field(default=20.0, metadata=_POSITIVE)
+    parallel: int = field(default=4, metadata=_POSITIVE)
     android_block: Literal["uninstall", "disable"] = "uninstall"
     default_groups: tuple[str, ...] = ()
     groups: tuple[GroupRule, ...] = ()

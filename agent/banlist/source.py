@@ -47,9 +47,13 @@ def load_file(path: str, now: datetime) -> tuple[BanList, BanListInfo]:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise BanListError(f"ban list {path}: cannot read: {exc.strerror or exc}") from None
-    banlist = parse_banlist(data, f"ban list {path}")
+    return _unsigned(parse_banlist(data, f"ban list {path}"), path, now)
+
+
+def _unsigned(banlist: BanList, source: str, now: datetime) -> tuple[BanList, BanListInfo]:
+    """Return a local (file or bundled) list with its info: unsigned, stale past `expires`."""
     stale, since = staleness(banlist, now)
-    return banlist, BanListInfo(banlist.serial, path, signed=False, stale=stale, stale_since=since)
+    return banlist, BanListInfo(banlist.serial, source, signed=False, stale=stale, stale_since=since)
 
 
 def with_url(config: Config, url: str) -> Config:
@@ -72,9 +76,7 @@ def load_active(
     """
     choice = override or config.banlist.url or config.banlist.path
     if not choice:
-        banlist = parse_banlist(bundled_bytes(), "bundled ban list")
-        stale, since = staleness(banlist, now)
-        return banlist, BanListInfo(banlist.serial, "bundled example", signed=False, stale=stale, stale_since=since)
+        return _unsigned(parse_banlist(bundled_bytes(), "bundled ban list"), "bundled example", now)
     if not is_url(choice):
         return load_file(choice, now)
     if override:

@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 from agent.errors import UserError
 from agent.banlist.source import load_fresh
 from agent.commands.common import (
-    add_collection_args, add_config_arg, add_state_dir_arg, config_from, gather, state_dir_from,
+    add_collection_args, add_config_arg, add_state_dir_arg, config_from, gather, nothing_read, state_dir_from,
+    write_out,
 )
 from agent.config import Config
 from agent.model import BanList, Finding, Report
@@ -85,9 +86,11 @@ def run(args: argparse.Namespace) -> int:
     report = build_report(banlist, info, inventory, now)
     if enforcing:
         report = dataclasses.replace(report, findings=_enforce(args, config, banlist, report, now))
-    sys.stdout.write(render_json(report) if args.format == "json" else render_table(report))
+    write_out(render_json(report) if args.format == "json" else render_table(report))
     if not report.compliant:
         return EXIT_VIOLATION
-    if inventory.errors and not inventory.apps:
+    reason = nothing_read(inventory)
+    if reason:
+        print(f"appban: {reason}", file=sys.stderr)
         return EXIT_NO_VERDICT
     return EXIT_COMPLIANT

@@ -4,16 +4,23 @@ inventory either from this machine's collectors or from saved inventory files.""
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 from typing import Sequence
 
 from agent.config import Config, load_config
+from agent.errors import UserError
 from agent.groups import assign_groups
 from agent.inventory import collect, local_device
 from agent.inventory.base import Context
 from agent.inventory.file import load_inventory_file
 from agent.model import Inventory
 from agent.runner import Runner
+
+
+class CollectionUsageError(UserError):
+    """Options that steer collecting on this machine, given with saved inventories instead."""
 
 
 def add_config_arg(parser: argparse.ArgumentParser) -> None:
@@ -50,9 +57,14 @@ def gather(args: argparse.Namespace, config: Config, groups: list[str] | None = 
     """Return the inventory to check: saved files when --inventory is given, else collected here;
     devices other than this host get their groups from config `gateway` (agent.groups).
 
-    Raises InventoryFileError or UnknownSourceError (both one-line user errors).
+    Raises InventoryFileError, UnknownSourceError or CollectionUsageError (one-line user errors).
     """
     if args.inventory:
+        unused = [flag for flag, value in (("--root", args.root), ("--source", args.source), ("--group", groups))
+                  if value]
+        if unused:  # silently checking something else than asked would give a misleading verdict
+            verb = "does" if len(unused) == 1 else "do"
+            raise CollectionUsageError(f"{', '.join(unused)} {verb} not apply to saved inventories (--inventory)")
         parts = [load_inventory_file(path) for path in args.inventory]
         loaded = Inventory(
             devices=tuple(d for p in parts for d in p.devices),
@@ -79,3 +91,26 @@ def collect_here(config: Config, root: str | None = None, sources: Sequence[str]
     )
     collected = collect(ctx, sources or config.inventory.sources, groups)
     return assign_groups(collected, config.gateway, local=local_device(ctx).id)
+
+
+def nothing_read(inventory: Inventory) -> str | None:
+    """Given an inventory, return the one line that says why it gives no verdict (every source
+    failed and no app was read), or None when it can be judged. The commands print it on stderr
+    and exit 2, so a script sees why without parsing the report."""
+    if not inventory.errors or inventory.apps:
+        return None
+    first = inventory.errors[0]
+    more = f" and {len(inventory.errors) - 1} more error(s)" if len(inventory.errors) > 1 else ""
+    return f"no verdict: nothing could be read ({first.collector}: {first.message}{more})"
+
+
+def write_out(text: str) -> None:
+    """Write `text` to stdout. A reader that has gone (`| head`, `| grep -q`) is not an error:
+    the command's exit code (the verdict, for `check`) must stand, not turn into a traceback or 0."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # else Python's flush at exit fails again, with a warning
+        os.close(devnull)

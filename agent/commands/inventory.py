@@ -7,7 +7,7 @@ import json
 import sys
 from collections import Counter
 
-from agent.commands.common import add_collection_args, add_config_arg, config_from, gather
+from agent.commands.common import add_collection_args, add_config_arg, config_from, gather, nothing_read
 from agent.inventory.file import inventory_to_dict
 from agent.model import Inventory
 
@@ -42,4 +42,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(inventory_to_dict(inventory), indent=2, ensure_ascii=False) + "\n")
     else:
         sys.stdout.write(render_counts(inventory))
-    return 2 if inventory.errors and not inventory.apps else 0
+    reason = nothing_read(inventory)
+    if reason:
+        print(f"appban: {reason}", file=sys.stderr)
+        return 2
+    return 0

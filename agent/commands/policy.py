@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -75,23 +76,43 @@ def _read(path: str, what: str) -> bytes:
         raise BanListError(f"{what} {path}: cannot read: {exc.strerror or exc}") from None
 
 
-def _create(path: str, text: str, mode: int, force: bool) -> None:
-    """Write a new file with `mode` from the start (a secret key is never briefly world-readable)."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+def _create_all(files: list[tuple[str, str, int]], force: bool) -> None:
+    """Write every (path, text, mode) key file or none: each is first written to a temporary file
+    beside its target (with `mode` from the start: a secret key is never briefly world-readable),
+    so a target that cannot be written is found before an existing key is replaced."""
+    staged: list[tuple[str, str]] = []
     try:
-        fd = os.open(path, flags, mode)
-    except FileExistsError:
-        raise BanListError(f"key file {path}: already exists (use --force to overwrite)") from None
+        for path, text, mode in files:
+            if not force and os.path.lexists(path):
+                raise BanListError(f"key file {path}: already exists (use --force to overwrite)")
+            staged.append((_stage(path, text, mode), path))
+        for temp, path in staged:
+            try:
+                os.replace(temp, path)
+            except OSError as exc:
+                raise BanListError(f"key file {path}: cannot create: {exc.strerror or exc}") from None
+    finally:
+        for temp, _ in staged:
+            Path(temp).unlink(missing_ok=True)
+
+
+def _stage(path: str, text: str, mode: int) -> str:
+    """Write `text` to a new temporary file in `path`'s folder; return its name."""
+    folder = os.path.dirname(path) or "."
+    try:
+        fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     except OSError as exc:
         raise BanListError(f"key file {path}: cannot create: {exc.strerror or exc}") from None
     with os.fdopen(fd, "w") as handle:
+        os.chmod(temp, mode)
         handle.write(text)
+    return temp
 
 
 def run_keygen(args: argparse.Namespace) -> int:
     secret, public = generate_keypair()
-    _create(args.secret_key, secret.to_minisign_file(), 0o600, args.force)
-    _create(args.public_key, public.to_minisign_file(), 0o644, args.force)
+    _create_all([(args.secret_key, secret.to_minisign_file(), 0o600),
+                 (args.public_key, public.to_minisign_file(), 0o644)], args.force)
     print(f"key id {public.key_id_hex}")
     print(f"secret key: {args.secret_key} (unencrypted: keep it offline, readable by the publisher only)")
     print(f"public key: {args.public_key}")
@@ -114,7 +135,10 @@ def run_sign(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise BanListError(f"trusted comment: {exc}") from None
     output = args.signature or args.file + ".minisig"
-    Path(output).write_text(text)
+    try:
+        Path(output).write_text(text)
+    except OSError as exc:
+        raise BanListError(f"signature {output}: cannot write: {exc.strerror or exc}") from None
     print(f"signed {args.file} (serial {banlist.serial}) with key {secret.key_id_hex}: {output}")
     return EXIT_OK
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -64,6 +66,22 @@ def test_running_banned_process_is_a_violation_in_a_valid_json_report(tmp_path, 
                                  "stale": False, "stale_since": None, "signer": None}
 
 
+def test_violation_stays_exit_1_when_the_reader_has_gone(tmp_path, banned_process):
+    """`appban check | grep -q …` closes the pipe early: the verdict must not turn into 0."""
+    name, _ = banned_process
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write now fails with EPIPE
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "agent", "check", "--banlist", str(write_list(tmp_path, name)),
+             "--source", "process", "--format", "json"],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60, cwd=REPO)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert done.stderr == ""
+
+
 def test_table_names_status_app_device_rule_and_reason_in_80_columns(tmp_path, banned_process):
     name, _ = banned_process
     done = run_cli("check", "--banlist", str(write_list(tmp_path, name)), "--source", "process")
@@ -97,6 +115,10 @@ def test_bundled_list_is_used_without_any_config():
         (["--config", "/nonexistent/agent.yaml"], "appban: config /nonexistent/agent.yaml: cannot read"),
         (["--inventory", "/nonexistent/inv.json"], "appban: inventory /nonexistent/inv.json: cannot read"),
         (["--source", "nosuch"], "appban: unknown source 'nosuch'"),
+        (["--inventory", "inv.json", "--root", "/mnt"],
+         "appban: --root does not apply to saved inventories (--inventory)"),
+        (["--inventory", "inv.json", "--source", "dpkg", "--group", "staff"],
+         "appban: --source, --group do not apply to saved inventories (--inventory)"),
     ],
 )
 def test_no_verdict_is_exit_2_with_one_line(args, message):
@@ -105,6 +127,14 @@ def test_no_verdict_is_exit_2_with_one_line(args, message):
     assert done.stderr.startswith(message)
     assert done.stderr.count("\n") == 1
     assert done.stdout == ""
+
+
+@pytest.mark.parametrize("command", ["check", "inventory"])
+def test_nothing_read_is_exit_2_with_one_line_saying_why(tmp_path, command):
+    absent = tmp_path / "absent"
+    done = run_cli(command, "--root", str(absent))
+    assert done.returncode == 2
+    assert done.stderr == f"appban: no verdict: nothing could be read (inventory: root {absent}: not a folder)\n"
 
 
 def test_invalid_list_and_config_name_the_entry_and_key(tmp_path):

@@ -106,6 +106,27 @@ def test_sign_refuses_an_invalid_list(publisher: Path) -> None:
     assert not (publisher / "banlist.yaml.minisig").exists()
 
 
+def test_keygen_that_cannot_write_the_public_key_leaves_the_old_pair_alone(publisher: Path) -> None:
+    """With --force, writing the new secret key before finding the public key's folder missing
+    would destroy the publisher's only secret key and leave no public key for the new one."""
+    before = (publisher / "list.key").read_bytes()
+    target = publisher / "absent" / "list.pub"
+    done = appban("policy", "keygen", "--force", "--secret-key", "list.key", "--public-key", target, cwd=publisher)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == f"appban: key file {target}: cannot create: No such file or directory\n"
+    assert (publisher / "list.key").read_bytes() == before
+    fresh = appban("policy", "keygen", "--secret-key", "new.key", "--public-key", target, cwd=publisher)
+    assert fresh.returncode == 2 and not (publisher / "new.key").exists()
+
+
+def test_sign_to_an_unwritable_place_is_one_line(publisher: Path) -> None:
+    (publisher / "banlist.yaml").write_bytes(banlist_yaml(4))
+    target = publisher / "absent" / "banlist.yaml.minisig"
+    done = appban("policy", "sign", "banlist.yaml", "--secret-key", "list.key", "--signature", target, cwd=publisher)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == f"appban: signature {target}: cannot write: No such file or directory\n"
+
+
 def test_fetch_prints_what_changed_and_show_describes_the_list(tmp_path, pki, site, publisher) -> None:
     config = agent_config(tmp_path, pki, site.url(), public_line(publisher))
     publish(site, publisher, banlist_yaml(1, ("tiktok", "wechat")))

@@ -15,7 +15,7 @@ from agent.banlist.fetch import MAX_BACKOFF, Validators, backoff_delay
 from agent.banlist.signature import generate_keypair
 from agent.banlist.central import RefreshResult
 from agent.commands.policy import describe_refresh
-from agent.config import ConfigError, parse_config
+from agent.config import ConfigError, interval_seconds, parse_config
 from agent.model import BanListInfo
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
@@ -126,6 +126,20 @@ def test_config_refuses_plain_http_and_malformed_keys() -> None:
     assert (config.banlist.retries, config.banlist.backoff) == (0, 0.5)
 
 
+@pytest.mark.parametrize(("text", "problem"), [
+    ("banlist: {timeout: 0}", "banlist.timeout': must be above zero"),
+    ("banlist: {max_bytes: 0}", "banlist.max_bytes': must be above zero"),
+    ("banlist: {retries: -1}", "banlist.retries': must not be negative"),
+    ("banlist: {backoff: -1}", "banlist.backoff': must not be negative"),
+    ("push: {timeout: -2}", "push.timeout': must be above zero"),
+])
+def test_config_refuses_numbers_the_http_client_would_crash_on(text: str, problem: str) -> None:
+    """requests raises ValueError for a timeout <= 0, time.sleep for a negative backoff: neither
+    may surface as a traceback at the first refresh, so the config refuses them when read."""
+    with pytest.raises(ConfigError, match=problem):
+        parse_config(text.encode(), "config t")
+
+
 def test_describe_refresh_names_the_changed_entries() -> None:
     info = BanListInfo(8, "https://l.example/b.yaml", signed=True, signer="ABCD")
     text = describe_refresh("https://l.example/b.yaml", RefreshResult(
@@ -140,3 +154,13 @@ def test_describe_refresh_names_the_changed_entries() -> None:
         "ban list u: not modified (HTTP 304); serial 8 (UNSIGNED) stays in force",
         f"WARNING: serial 8 is stale (expired {NOW.isoformat()})",
     ]
+
+
+@pytest.mark.parametrize("text", ["schedule: {scan: 99999999999999999999d}", "banlist: {refresh: 400d}",
+                                  "enforcement: {kill_interval: 9999999h}"])
+def test_config_refuses_an_interval_over_a_year(text: str) -> None:
+    """The scheduler turns an interval into a timedelta; an absurd one crashed `appban run`
+    with an OverflowError traceback instead of a config error naming the key."""
+    with pytest.raises(ConfigError, match=r"bad interval .* \(at most 365d\)"):
+        parse_config(text.encode(), "config t")
+    assert interval_seconds("365d") == 365 * 86400

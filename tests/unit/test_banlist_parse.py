@@ -95,6 +95,17 @@ def test_bad_documents_give_one_line_naming_the_place(document, message):
     assert "\n" not in text
 
 
+def test_yaml_flow_mapping_is_yaml_not_broken_json():
+    """A document starting with `{` is tried as JSON first (fast), but `{format: ..., serial: 1}`
+    is valid YAML and must be read as such; a broken JSON document still names the JSON error."""
+    flow = b"{format: appban.banlist/v1, serial: 3, issued: 2026-01-01, entries: [{id: a, name: A}]}"
+    assert parse_banlist(flow).serial == 3
+    with pytest.raises(BanListError, match="not valid YAML or JSON: Expecting ',' delimiter"):
+        parse_banlist(b'{"format": "appban.banlist/v1"')
+    with pytest.raises(BanListError, match="duplicate key 'serial'"):
+        parse_banlist(b'{"serial": 1, "serial": 2}')
+
+
 def test_oversized_document_is_refused():
     with pytest.raises(BanListError, match="over the .*-byte limit"):
         parse_banlist(b"#" * (16 * 1024 * 1024 + 1))
