@@ -190,6 +190,7 @@ class Service:
             log_event(logger, logging.ERROR, "scan.skipped", reason="no usable ban list")
             return
         began = time.monotonic()
+        log_event(logger, logging.INFO, "scan.started", serial=self.banlist.serial)
         now = datetime.now(timezone.utc)
         stale, since = staleness(self.banlist, now)
         info = replace(self.banlist_info, stale=stale, stale_since=since)
