@@ -76,6 +76,13 @@ class DeviceConfig:
     groups: tuple[str, ...] = ()
 
 
+def _not_empty(text: str) -> str:
+    """An empty path would silently mean the current directory."""
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text
+
+
 def _https(url: str) -> str:
     """The list decides what is blocked fleet-wide, so it only travels over verified TLS."""
     if url and not url.startswith("https://"):
@@ -224,7 +231,7 @@ class GatewayConfig:
 class Config:
     """The whole local configuration."""
 
-    state_dir: str = "/var/lib/appban"
+    state_dir: str = field(default="/var/lib/appban", metadata={"check": _not_empty})
     device: DeviceConfig = field(default_factory=DeviceConfig)
     banlist: BanlistConfig = field(default_factory=BanlistConfig)
     inventory: InventoryConfig = field(default_factory=InventoryConfig)

@@ -186,7 +186,7 @@ class Match:
     names: tuple[str, ...] = field(default=(), metadata=_IDS)
     publishers: tuple[str, ...] = field(default=(), metadata=_IDS)
     executables: tuple[str, ...] = field(default=(), metadata=_IDS)
-    sha256: tuple[str, ...] = field(default=(), metadata=_IDS)
+    sha256: tuple[str, ...] = field(default=(), metadata={"check": _lowered, "pattern": r"[0-9a-fA-F]{64}"})
 
 
 @dataclass(frozen=True)

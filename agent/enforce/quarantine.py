@@ -97,8 +97,11 @@ def records(store: Path) -> list[Record]:
     for folder in sorted(store.iterdir()):
         manifest = folder / MANIFEST
         if manifest.is_file():
-            data = json.loads(manifest.read_text(encoding="utf-8"))
-            found.append(Record(data["id"], data["entry"], data["app"], data["time"], tuple(data["items"])))
+            try:
+                data = json.loads(manifest.read_text(encoding="utf-8"))
+                found.append(Record(data["id"], data["entry"], data["app"], data["time"], tuple(data["items"])))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise QuarantineError(f"quarantine record {manifest}: unreadable manifest ({exc})") from None
     return found
 
 

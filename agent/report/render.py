@@ -103,5 +103,6 @@ def _summary(report: Report) -> str:
     text = ", ".join(f"{n} {status}" for status, n in counts.items())
     verdict = "COMPLIANT" if report.compliant else "NOT COMPLIANT"
     if report.inventory.errors and report.compliant:
-        verdict += " as far as could be read (some sources failed)"
+        verdict = ("NO VERDICT (nothing could be read)" if not report.inventory.apps
+                   else verdict + " as far as could be read (some sources failed)")
     return f"{verdict}: {text}"

@@ -46,3 +46,13 @@ def test_what_was_moved_before_a_failed_move_stays_restorable(tmp_path: Path) ->
     assert [item["original"] for item in record.items] == ["/opt/tiktok/tiktok"]
     restore(str(root), store, record.id)
     assert first.read_text() == "binary"
+
+
+def test_a_damaged_manifest_is_one_clear_error(tmp_path: Path) -> None:
+    from agent.enforce.quarantine import QuarantineError
+
+    folder = tmp_path / "store" / "20261122T000000-abcdef"
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text('{"id": "20261122T0')
+    with pytest.raises(QuarantineError, match="unreadable manifest"):
+        records(tmp_path / "store")

@@ -164,3 +164,10 @@ def test_config_refuses_an_interval_over_a_year(text: str) -> None:
     with pytest.raises(ConfigError, match=r"bad interval .* \(at most 365d\)"):
         parse_config(text.encode(), "config t")
     assert interval_seconds("365d") == 365 * 86400
+
+
+def test_config_refuses_an_empty_state_dir() -> None:
+    from agent.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match="key 'state_dir': must not be empty"):
+        parse_config(b"state_dir: ''\n", "config x")

@@ -79,6 +79,7 @@ def test_bundled_example_list_is_valid_and_researched():
          "blanket exceptions are not allowed"),
         (doc(exceptions=[{"entry": "tiktok", "devices": ["d"], "approved_by": "x", "reason": "r"}]),
          "exception 'tiktok' (#1) field 'expires': required key is missing"),
+        (entry_doc(match={"sha256": ["abc123"]}), "field 'match.sha256': 'abc123' does not match [0-9a-fA-F]{64}"),
         (b"serial: 1\nserial: 2\n", "duplicate key 'serial'"),
         (b"a: &x [1, 2]\nb: *x\n", "YAML aliases are not allowed"),
         (b"- just\n- a list\n", "expected a mapping at the top level"),

@@ -52,3 +52,14 @@ def test_control_characters_from_collected_names_never_reach_the_terminal() -> N
     text = render_table(report)
     assert not [c for c in text if not c.isprintable() and c != "\n"]
     assert [line for line in text.splitlines() if line.startswith("COMPLIANT")] == []
+
+
+def test_a_report_with_nothing_read_says_no_verdict_not_compliant() -> None:
+    from datetime import datetime, timezone
+
+    from agent.model import BanListInfo, CollectorError, Device, Inventory, Report
+    from agent.report.render import render_table
+
+    inventory = Inventory(devices=(Device(id="pc"),), apps=(), errors=(CollectorError("dpkg", "unreadable"),))
+    report = Report("r", datetime.now(timezone.utc), "0", BanListInfo(1, "x", False), inventory, ())
+    assert render_table(report).splitlines()[-1].startswith("NO VERDICT (nothing could be read)")
