@@ -14,7 +14,9 @@ refused download never touches any of it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -22,7 +24,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from agent.documents import DocumentError, load_document
 from agent.schema import SchemaError, build
@@ -76,9 +78,33 @@ class Cached:
     signature: bytes | None
 
 
+LOCK_FILE = "banlist.lock"
+"""Beside the cache folder, not in it, so the cache holds exactly the list, signature and metadata."""
+
+
 def cache_dir(state_dir: Path) -> Path:
     """Return the directory under the state dir that holds the ban-list cache."""
     return Path(state_dir) / CACHE_DIR
+
+
+@contextlib.contextmanager
+def exclusive(state_dir: Path) -> Iterator[None]:
+    """Hold the cache's lock for one refresh: reading the serial floor, fetching and storing.
+
+    Why: the service and a one-off `appban check` may refresh at the same moment; without the
+    lock the one holding an older list could commit it last — a rollback through a race. Where
+    the lock file cannot be created (a read-only state directory) the refresh runs unlocked,
+    since it cannot store anything there either, and says so when it tries.
+    """
+    try:
+        Path(state_dir).mkdir(parents=True, exist_ok=True)
+        handle = open(Path(state_dir) / LOCK_FILE, "a+b")  # noqa: SIM115 - closed below
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def sha256(data: bytes) -> str:

@@ -75,17 +75,18 @@ def refresh(
     """
     settings = config.banlist
     folder = Path(state_dir)
-    held, problem = _held(settings, folder, now)
-    if problem:
-        log_event(logger, logging.WARNING, "banlist.cache_unusable", error=problem)
-    try:
-        floor = cache.read_meta(folder)
-    except CacheError:
-        floor = None  # already reported by _held; any properly signed list may replace it
-    try:
-        return _refresh(settings, folder, now, held, floor, sleep)
-    except _REFRESH_PROBLEMS as exc:
-        return _failed(settings.url, exc, held, log_failure)
+    with cache.exclusive(folder):
+        held, problem = _held(settings, folder, now)
+        if problem:
+            log_event(logger, logging.WARNING, "banlist.cache_unusable", error=problem)
+        try:
+            floor = cache.read_meta(folder)
+        except CacheError:
+            floor = None  # already reported by _held; any properly signed list may replace it
+        try:
+            return _refresh(settings, folder, now, held, floor, sleep)
+        except _REFRESH_PROBLEMS as exc:
+            return _failed(settings.url, exc, held, log_failure)
 
 
 def _refresh(

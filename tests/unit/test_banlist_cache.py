@@ -171,3 +171,26 @@ def test_config_refuses_an_empty_state_dir() -> None:
 
     with pytest.raises(ConfigError, match="key 'state_dir': must not be empty"):
         parse_config(b"state_dir: ''\n", "config x")
+
+
+def test_a_refresh_waits_for_another_one_holding_the_cache(tmp_path) -> None:
+    """Two refreshes (service and a one-off check) must not interleave: the second waits."""
+    import fcntl
+    import threading
+    from datetime import datetime, timezone
+
+    from agent.banlist import cache as cache_module
+    from agent.banlist.central import refresh
+    from agent.config import BanlistConfig, Config
+
+    config = Config(banlist=BanlistConfig(url="https://127.0.0.1:9/list.yaml", allow_unsigned=True,
+                                          retries=0, timeout=2.0))
+    results = []
+    with open(tmp_path / cache_module.LOCK_FILE, "a+b") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        worker = threading.Thread(target=lambda: results.append(refresh(config, tmp_path, datetime.now(timezone.utc))))
+        worker.start()
+        worker.join(timeout=1.0)
+        assert worker.is_alive() and not results, "the refresh went ahead while the cache was held"
+    worker.join(timeout=30)
+    assert results and results[0].error and "127.0.0.1:9" in results[0].error
