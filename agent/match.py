@@ -148,9 +148,9 @@ def _hits(app: App, compiled: CompiledBanList, texts: dict[tuple[int, str], tupl
             hits += table.get(alias.casefold(), ())
         if kind == "windows" and app.name:  # Add/Remove Programs entries are known by display name
             hits += table.get(app.name.casefold(), ())
-    folded = app.extra_value("former_names")
     named = [(compiled.names, app.name), (compiled.publishers, app.publisher)]
-    named += [(compiled.names, former) for former in folded.split(",") if former]
+    if app.extra:
+        named += [(compiled.names, former) for former in app.extra_value("former_names").split(",") if former]
     for index, text in named:
         if text and index.active:
             key = (id(index), text)
@@ -161,9 +161,10 @@ def _hits(app: App, compiled: CompiledBanList, texts: dict[tuple[int, str], tupl
     if compiled.executables:
         if app.path:
             hits += compiled.executables.get(os.path.basename(app.path).casefold(), ())
-        for program in app.extra_value("launcher_programs").split(","):
-            if program:
-                hits += compiled.executables.get(program.casefold(), ())
+        if app.extra:
+            for program in app.extra_value("launcher_programs").split(","):
+                if program:
+                    hits += compiled.executables.get(program.casefold(), ())
         if app.source == "process":
             hits += compiled.executables.get(app.id.casefold(), ())
     if app.sha256 and compiled.sha256:

@@ -152,8 +152,13 @@ class App:
         return clone
 
     def extra_value(self, key: str) -> str:
-        """Return one source-specific fact, or "" when the source did not record it."""
-        return dict(self.extra).get(key, "")
+        """Return one source-specific fact, or "" when the source did not record it.
+
+        A scan of the few pairs, not a dict: the matcher asks this for every app."""
+        for name, value in self.extra:
+            if name == key:
+                return value
+        return ""
 
 
 @dataclass(frozen=True)
