@@ -198,10 +198,12 @@ class Service:
         report = self._enforce(self.settings.config, self.banlist, report, now)
         report_json, inventory_json = render_documents(report)
         state_dir = self.settings.state_dir
+        if self.settings.config.push.url:
+            # Queued first: the outbox is what survives a crash, so no report that reached the
+            # state directory can be lost to a kill between the two writes.
+            self.outbox.put(report.id, report_json)
         write_atomic(state_dir / REPORT, report_json)
         write_atomic(state_dir / INVENTORY, inventory_json)
-        if self.settings.config.push.url:
-            self.outbox.put(report.id, report_json)
         duration = time.monotonic() - began
         self._update(report=report, report_json=report_json, inventory_json=inventory_json,
                      last_scan=time.time(), scan_duration=duration,
