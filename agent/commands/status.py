@@ -34,11 +34,13 @@ def gather_status(state_dir: Path, max_queue: int) -> dict[str, Any]:
     facts = read_status(state_dir) or {}
     if (state_dir / FILENAME).exists():
         try:
-            outbox = Outbox(state_dir, max_queue)
+            outbox = Outbox(state_dir, max_queue, read_only=True)
         except sqlite3.Error:
             return {"state_dir": str(state_dir), "pid": lock_holder(state_dir), **facts}
         try:
             facts.update(queue_depth=outbox.depth(), dropped=outbox.dropped())
+        except sqlite3.Error:
+            pass  # not an outbox the service wrote: status shows what else it knows
         finally:
             outbox.close()
     return {"state_dir": str(state_dir), "pid": lock_holder(state_dir), **facts}

@@ -39,10 +39,16 @@ class Pending:
 class Outbox:
     """A bounded FIFO of report bodies keyed by report id, safe across crashes (WAL, fsync)."""
 
-    def __init__(self, state_dir: str | Path, max_queue: int) -> None:
-        """Open (creating if needed) the outbox in `state_dir`. Raise sqlite3.Error if unusable."""
+    def __init__(self, state_dir: str | Path, max_queue: int, read_only: bool = False) -> None:
+        """Open (creating if needed) the outbox in `state_dir`; `read_only` opens an existing one
+        without changing it (for `appban status`, which must not write the service's files).
+        Raise sqlite3.Error if unusable."""
         self.path = Path(state_dir) / FILENAME
         self.max_queue = max(1, max_queue)
+        if read_only:
+            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT,
+                                       isolation_level=None, check_same_thread=False)
+            return
         self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None,
                                    check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -38,3 +38,20 @@ def test_dropped_count_is_kept_across_reopening(tmp_path: Path) -> None:
     outbox.put("b", b"2")
     outbox.close()
     assert Outbox(tmp_path, max_queue=1).dropped() == 1
+
+
+def test_status_reads_the_outbox_without_changing_it(tmp_path) -> None:
+    from agent.commands.status import gather_status
+
+    outbox = Outbox(tmp_path, max_queue=10)
+    outbox.put("r-1", b"{}")
+    outbox.close()
+    assert gather_status(tmp_path, max_queue=10)["queue_depth"] == 1
+    # A file that is not (yet) the service's outbox is left exactly as it is: status never
+    # creates tables or changes the journal mode of the service's files.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "outbox.sqlite").write_bytes(b"")
+    status = gather_status(other, max_queue=10)
+    assert "queue_depth" not in status
+    assert (other / "outbox.sqlite").read_bytes() == b""
