@@ -19,13 +19,12 @@ import dataclasses
 import fcntl
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
+from agent.atomic import write_atomic
 from agent.documents import DocumentError, load_document
 from agent.schema import SchemaError, build
 
@@ -184,9 +183,9 @@ def store(state_dir: Path, meta: CacheMeta, data: bytes, signature: bytes | None
     folder = cache_dir(state_dir)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write(folder / meta.list_file, data)
+        write_atomic(folder / meta.list_file, data, 0o644)
         if signature is not None and meta.signature_file:
-            atomic_write(folder / meta.signature_file, signature)
+            write_atomic(folder / meta.signature_file, signature, 0o644)
         write_meta(state_dir, meta)
     except OSError as exc:
         raise CacheError(f"ban-list cache {folder}: cannot write: {exc.strerror or exc}") from None
@@ -199,34 +198,4 @@ def store(state_dir: Path, meta: CacheMeta, data: bytes, signature: bytes | None
 def write_meta(state_dir: Path, meta: CacheMeta) -> None:
     """Atomically replace the cache metadata (the commit point of every cache change)."""
     text = json.dumps(meta.to_dict(), indent=2, ensure_ascii=False) + "\n"
-    atomic_write(cache_dir(state_dir) / META_FILE, text.encode())
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that a reader or a crash sees the old file or the new, whole.
-
-    Raise OSError if the directory cannot be written.
-    """
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (on POSIX a rename lives in the directory's data)."""
-    if not hasattr(os, "O_DIRECTORY"):
-        return  # Windows: directories cannot be opened for fsync; NTFS journals the rename
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_atomic(cache_dir(state_dir) / META_FILE, text.encode(), 0o644)

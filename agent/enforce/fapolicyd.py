@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from agent.enforce.deny import DenySet
-from agent.enforce.files import write_atomic
+from agent.atomic import write_atomic
 from agent.log import log_event
 from agent.runner import CommandError, Runner
 
@@ -76,7 +76,7 @@ def install_rules(path: Path, text: str, runner: Runner, reload: bool = True) ->
     previous = path.read_text(encoding="utf-8") if path.exists() else None
     if previous == text:
         return False
-    write_atomic(path, text)
+    write_atomic(path, text.encode(), 0o644, parents=True)
     if not reload:
         return True
     try:
@@ -85,7 +85,7 @@ def install_rules(path: Path, text: str, runner: Runner, reload: bool = True) ->
         if previous is None:
             os.unlink(path)
         else:
-            write_atomic(path, previous)
+            write_atomic(path, previous.encode(), 0o644, parents=True)
         raise
     log_event(logger, logging.INFO, "fapolicyd.rules_loaded", path=str(path), rules=text.count("\ndeny"))
     return True

@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from agent.errors import UserError
-from agent.enforce.files import on_root, write_atomic
+from agent.atomic import write_atomic
+from agent.enforce.files import on_root
 from agent.enforce.plan import PACKAGE_PATHS
 
 MANIFEST = "manifest.json"
@@ -85,7 +86,8 @@ def quarantine(root: str, store: Path, paths: list[str], entry: str, app: str) -
         record = replace(record, items=(*record.items, {"original": original, "stored": stored,
                                                         "mode": st.st_mode & 0o7777, "uid": st.st_uid,
                                                         "gid": st.st_gid}))
-        write_atomic(folder / MANIFEST, json.dumps(_to_dict(record), indent=2) + "\n", 0o600)
+        write_atomic(folder / MANIFEST, (json.dumps(_to_dict(record), indent=2) + "\n").encode(), 0o600,
+                     parents=True)
     return record
 
 

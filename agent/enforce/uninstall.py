@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from agent.enforce import windows
-from agent.enforce.files import write_atomic
+from agent.atomic import write_atomic
 from agent.log import log_event
 from agent.model import App
 from agent.runner import Runner
@@ -108,7 +108,7 @@ def apt_preference(package: str, entry: str) -> str:
 
 def pin_apt(app: App, root: str, entry: str, runner: Runner) -> str:
     path = Path(root, "etc/apt/preferences.d", f"appban-{safe_name(app.id)}")
-    write_atomic(path, apt_preference(app.id, entry))
+    write_atomic(path, apt_preference(app.id, entry).encode(), 0o644, parents=True)
     return str(path)
 
 
@@ -134,7 +134,7 @@ def with_dnf_exclude(text: str, package: str) -> str:
 def pin_dnf(app: App, root: str, entry: str, runner: Runner) -> str:
     path = Path(root, "etc/dnf/dnf.conf")
     text = path.read_text(encoding="utf-8") if path.exists() else ""
-    write_atomic(path, with_dnf_exclude(text, app.id))
+    write_atomic(path, with_dnf_exclude(text, app.id).encode(), 0o644, parents=True)
     return str(path)
 
 

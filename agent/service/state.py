@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any, IO
 
+from agent.atomic import write_atomic
+
 LOCK = "appban.lock"
 REPORT = "report.json"
 INVENTORY = "inventory.json"
@@ -70,16 +72,6 @@ def lock_holder(state_dir: Path) -> int | None:
             text = handle.read().strip()
             return int(text) if text.isdigit() else 0
         return None
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so a reader (or a crash) sees the old file or the new, never half."""
-    temp = path.with_name(f".{path.name}.tmp")
-    with open(temp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
 
 
 def write_status(state_dir: Path, status: dict[str, Any]) -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.service.state import LOCK, LockHeld, acquire_lock, lock_holder, read_status, write_atomic, write_status
+from agent.atomic import write_atomic
+from agent.service.state import LOCK, LockHeld, acquire_lock, lock_holder, read_status, write_status
 
 
 def test_lock_is_exclusive_and_names_the_holder(tmp_path: Path) -> None:
