@@ -76,4 +76,6 @@ def load_inventory_file(path: str) -> Inventory:
         raise InventoryFileError(str(exc)) from None
     except ValueError as exc:
         raise InventoryFileError(f"{what}: not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InventoryFileError(f"{what}: not usable JSON: nested too deeply") from None
     return inventory_from_dict(data, what)
