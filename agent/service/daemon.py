@@ -126,7 +126,7 @@ class Service:
             self._wake.clear()
             if self._reload:
                 self._reload = False
-                self._apply_reload()
+                self._guarded(self._apply_reload)
             self.scheduler.run_pending()
             if self._stop:
                 break
@@ -324,11 +324,18 @@ class Service:
             self.endpoint = None
 
     def _apply_reload(self) -> None:
-        """Load the config again; refuse a bad one (one log line) and keep running on the old one."""
+        """Load the config again; refuse a bad one (one log line) and keep running on the old one.
+
+        Any error while loading, not only the expected ones, is a refusal: a config the checks did
+        not foresee must never end the service.
+        """
         try:
             new = self._reload_settings()
         except RELOAD_ERRORS as exc:
             log_event(logger, logging.ERROR, "config.rejected", error=str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - see above: the old config stays in force
+            log_event(logger, logging.ERROR, "config.rejected", error=" ".join(f"{type(exc).__name__}: {exc}".split()))
             return
         if new.state_dir != self.settings.state_dir:
             log_event(logger, logging.WARNING, "config.state_dir_ignored", wanted=str(new.state_dir),

@@ -108,3 +108,37 @@ def test_sighup_wakes_the_sleeping_service_promptly(tmp_path: Path) -> None:
         daemon.signal(signal.SIGTERM)
         daemon.wait()
         daemon.stop()
+
+
+BAD_RELOADS = [
+    ("push", {"url": "https://[x"}, "push.url"),
+    ("push", {"url": "https://reports.example:99999/v1"}, "push.url"),
+    ("push", {"url": "ftp://reports.example/"}, "push.url"),
+    ("banlist", {"url": "https://[::1/list.yaml"}, "banlist.url"),
+    ("schedule", {"scan": "soon"}, "schedule.scan"),
+]
+
+
+def test_a_bad_config_on_reload_keeps_the_old_one_and_the_service_running(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    good = config.read_text()
+    daemon = Daemon(config)
+    try:
+        wait_until(lambda: daemon.events("scan.done"), timeout=40)
+        for number, (section, values, key) in enumerate(BAD_RELOADS, 1):
+            data = yaml.safe_load(good)
+            data[section] = {**data.get(section, {}), **values}
+            config.write_text(yaml.safe_dump(data))
+            daemon.signal(signal.SIGHUP)
+            rejected = wait_until(lambda: (lambda seen: seen if len(seen) >= number else None)(
+                daemon.events("config.rejected")), timeout=40)
+            assert key in rejected[-1]["error"], rejected[-1]
+            assert daemon.process.poll() is None
+        config.write_text(good)
+        daemon.signal(signal.SIGHUP)
+        wait_until(lambda: daemon.events("config.reloaded"), timeout=40)
+        assert not daemon.events("job.failed")
+    finally:
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait() == 0
+        daemon.stop()
