@@ -3,6 +3,7 @@ never 1, which means "violation" and nothing else."""
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -82,3 +83,23 @@ def test_any_unexpected_error_is_exit_2_with_one_line(monkeypatch: pytest.Monkey
     assert cli.main(["check"]) == 2
     err = capsys.readouterr().err
     assert err == "appban: internal error: RecursionError: maximum recursion depth exceeded while calling a Python object\n"
+
+
+def _saved(path: Path, devices: list[dict], apps: list[dict]) -> str:
+    path.write_text(json.dumps({"format": "appban.inventory/v1", "devices": devices, "apps": apps}))
+    return str(path)
+
+
+def test_one_device_in_several_inventory_files_is_one_device_with_its_findings_once(tmp_path: Path) -> None:
+    wechat = {"device": "pc-7", "source": "flatpak", "id": "com.tencent.WeChat", "name": "WeChat"}
+    tiktok = {"device": "pc-7", "source": "snap", "id": "tiktok", "name": "TikTok"}
+    twin = {"device": "pc-8", "source": "flatpak", "id": "com.tencent.WeChat", "name": "WeChat"}
+    first = _saved(tmp_path / "a.json", [{"id": "pc-7", "hostname": "pc-7", "os": "Linux", "groups": ["staff"]}],
+                   [wechat])
+    second = _saved(tmp_path / "b.json", [], [wechat, tiktok])  # pc-7 again, not described here
+    other = _saved(tmp_path / "c.json", [{"id": "pc-8", "hostname": "pc-7"}], [twin])  # same name, other device
+    done = run_cli("check", "--inventory", first, "--inventory", second, "--inventory", other, "--format", "json")
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    assert sorted((d["id"], d["hostname"], d["apps"]) for d in report["devices"]) == [("pc-7", "pc-7", 2), ("pc-8", "pc-7", 1)]
+    assert sorted(f["device"] for f in report["findings"] if f["entry"] == "wechat") == ["pc-7", "pc-8"]
