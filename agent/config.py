@@ -133,12 +133,17 @@ class BanlistConfig:
     allow_unsigned: bool = False
     refresh: str = field(default="1h", metadata=_INTERVAL_CHECK)
     timeout: float = field(default=10.0, metadata=_POSITIVE)
+    """Seconds for the connection and for each read."""
+    deadline: float = field(default=60.0, metadata=_POSITIVE)
+    """Seconds for a whole download (the list, or its signature), retries included."""
     ca_bundle: str = ""
     client_cert: str = ""
     client_key: str = ""
     max_bytes: int = field(default=16 * 1024 * 1024, metadata=_POSITIVE)
     retries: int = field(default=3, metadata=_NOT_NEGATIVE)
     backoff: float = field(default=1.0, metadata=_NOT_NEGATIVE)
+    max_age: str = field(default="90d", metadata=_INTERVAL_CHECK)
+    """A list without `expires` is flagged stale this long after it was issued."""
 
 
 @dataclass(frozen=True)

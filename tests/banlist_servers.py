@@ -239,18 +239,28 @@ class Nginx:
         self.process = None
 
 
+ENDLESS_LIMIT = 64 * 1024 * 1024
+"""What an "endless" answer sends at most: far beyond any test's max_bytes, far below the memory."""
+
+
 class ScriptedServer:
     """An HTTPS server on 127.0.0.1 that answers each request with the next scripted step.
 
     Steps: ("status", code) · ("body", bytes) · ("hang", None) — wait until the server stops ·
     ("truncate", bytes) — promise len+100 bytes, send these, close · ("endless", None) — stream
-    without Content-Length forever. The last step repeats once the script runs out.
+    without Content-Length forever · ("trickle", bytes) — send the body a byte every 0.2 s ·
+    ("trickle-headers", None) — send a header line every 0.2 s, never ending the headers ·
+    ("gated", bytes) — send the body once `gate` is set. The last step repeats once the script
+    runs out.
     """
 
     def __init__(self, pki: Pki) -> None:
         self.steps: list[tuple[str, object]] = [("status", 404)]
         self.requests: list[str] = []
         self.released = threading.Event()
+        self.gate = threading.Event()
+        self.waiting = threading.Event()
+        """Set while a "gated" answer waits for `gate`."""
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -287,12 +297,44 @@ class ScriptedServer:
             handler.send_header("Content-Length", "0")
             handler.end_headers()
             return
+        if kind == "trickle-headers":
+            handler.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            for number in range(10_000):
+                if self.released.wait(0.2):
+                    return
+                try:
+                    handler.wfile.write(f"X-Slow-{number}: 1\r\n".encode())
+                    handler.wfile.flush()
+                except OSError:
+                    return
+            return
         handler.send_response(200)
+        if kind in ("trickle", "gated"):
+            body = bytes(value)  # type: ignore[arg-type]
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            handler.wfile.flush()
+            if kind == "gated":
+                self.waiting.set()
+                self.gate.wait(30)
+                handler.wfile.write(body)
+                return
+            for byte in body:
+                if self.released.wait(0.2):
+                    return
+                try:
+                    handler.wfile.write(bytes([byte]))
+                    handler.wfile.flush()
+                except OSError:
+                    return
+            return
         if kind == "endless":
             handler.end_headers()
             handler.close_connection = True
             chunk = b"# padding\n" * 6000
-            while not self.released.is_set():
+            sent = 0
+            while not self.released.is_set() and sent < ENDLESS_LIMIT:  # bounded, so a client
+                sent += len(chunk)  # without its size cap fails the test instead of running out of memory
                 try:
                     handler.wfile.write(chunk)
                 except OSError:
@@ -311,6 +353,7 @@ class ScriptedServer:
 
     def stop(self) -> None:
         self.released.set()
+        self.gate.set()
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=10)

@@ -88,10 +88,12 @@ def cache_dir(state_dir: Path) -> Path:
 
 @contextlib.contextmanager
 def exclusive(state_dir: Path) -> Iterator[None]:
-    """Hold the cache's lock for one refresh: reading the serial floor, fetching and storing.
+    """Hold the cache's lock while reading the cache, and while comparing a downloaded list with
+    the cache as it is then and committing it — never during the download itself.
 
     Why: the service and a one-off `appban check` may refresh at the same moment; without the
-    lock the one holding an older list could commit it last — a rollback through a race. Where
+    lock the one holding an older list could commit it last — a rollback through a race. Why not
+    during the download: a slow list server would then hold every other check waiting. Where
     the lock file cannot be created (a read-only state directory) the refresh runs unlocked,
     since it cannot store anything there either, and says so when it tries.
     """

@@ -20,10 +20,11 @@ import requests
 
 from agent.banlist import cache
 from agent.banlist.cache import CacheError, CacheMeta, SuccessionError
-from agent.banlist.fetch import MAX_SIGNATURE_BYTES, FetchError, Validators, get, make_session, signature_url
+from agent.banlist.fetch import (MAX_SIGNATURE_BYTES, Download, FetchError, Validators, get, make_session,
+                                 signature_url)
 from agent.banlist.parse import BanListError, parse_banlist
 from agent.banlist.signature import SignatureError, Verified, parse_public_key, verify
-from agent.banlist.source import staleness
+from agent.banlist.source import check_issued, staleness
 from agent.config import BanlistConfig, Config
 from agent.log import log_event
 from agent.model import BanList, BanListInfo
@@ -77,26 +78,29 @@ def refresh(
     folder = Path(state_dir)
     with cache.exclusive(folder):
         held, problem = _held(settings, folder, now)
-        if problem:
-            log_event(logger, logging.WARNING, "banlist.cache_unusable", error=problem)
-        try:
-            floor = cache.read_meta(folder)
-        except CacheError:
-            floor = None  # already reported by _held; any properly signed list may replace it
-        try:
-            return _refresh(settings, folder, now, held, floor, sleep)
-        except _REFRESH_PROBLEMS as exc:
-            return _failed(settings.url, exc, held, log_failure)
+    if problem:
+        log_event(logger, logging.WARNING, "banlist.cache_unusable", error=problem)
+    try:
+        candidate = _download(settings, held, sleep)
+        with cache.exclusive(folder):
+            return _commit(settings, folder, now, held, candidate)
+    except _REFRESH_PROBLEMS as exc:
+        return _failed(settings.url, exc, held, log_failure)
 
 
-def _refresh(
-    settings: BanlistConfig, folder: Path, now: datetime, held: _Held | None, floor: CacheMeta | None,
-    sleep: Callable[[float], None],
-) -> RefreshResult:
-    """Download, authenticate, parse and check succession, then store; raise any _REFRESH_PROBLEMS.
+@dataclass(frozen=True)
+class _Candidate:
+    """What a download brought: a 304 for the held list, or new bytes (and their signature)."""
 
-    The order matters: nothing from the network is parsed before its signature is checked, and
-    nothing is written before every check has passed.
+    download: Download
+    signature: bytes | None = None
+
+
+def _download(settings: BanlistConfig, held: _Held | None, sleep: Callable[[float], None]) -> _Candidate:
+    """Fetch the list (conditionally, when one is held) and its signature. Raise _REFRESH_PROBLEMS.
+
+    Runs without the cache lock: a slow server may take up to `deadline` per download, and a
+    concurrent `appban check` must not wait for it.
     """
     if not settings.url:
         raise BanListError("no banlist.url configured")
@@ -106,16 +110,38 @@ def _refresh(
     with make_session(settings) as session:
         download = get(session, settings.url, settings, validators, sleep=sleep)
         if download.not_modified and held is not None:
-            meta = dataclasses.replace(held.meta, checked=now, etag=download.validators.etag,
-                                       last_modified=download.validators.last_modified)
-            cache.write_meta(folder, meta)
-            log_event(logger, logging.INFO, "banlist.not_modified", url=settings.url, serial=held.info.serial)
-            _warn_if_stale(settings.url, held.info)
-            return RefreshResult(False, held.info, not_modified=True, banlist=held.banlist)
-        assert download.body is not None
-        signature = _get_signature(session, settings, sleep)
-    verified = _authenticate(settings, download.body, signature)
+            return _Candidate(download)
+        return _Candidate(download, _get_signature(session, settings, sleep))
+
+
+def _commit(settings: BanlistConfig, folder: Path, now: datetime, held: _Held | None,
+            candidate: _Candidate) -> RefreshResult:
+    """Authenticate, parse and check succession, then store; raise any _REFRESH_PROBLEMS.
+
+    Called under the cache lock, against the cache as it is *now* (another process may have
+    committed a newer list during the download): compare, then commit. Nothing from the network
+    is parsed before its signature is checked, and nothing is written before every check passed.
+    """
+    try:
+        floor = cache.read_meta(folder)
+    except CacheError:
+        floor = None  # already reported by _held; any properly signed list may replace it
+    download = candidate.download
+    if download.not_modified and held is not None:
+        if floor is None or floor.sha256 != held.meta.sha256:
+            current, _ = _held(settings, folder, now)  # replaced meanwhile: report what is in force
+            if current is not None:
+                return RefreshResult(False, current.info, not_modified=True, banlist=current.banlist)
+        meta = dataclasses.replace(held.meta, checked=now, etag=download.validators.etag,
+                                   last_modified=download.validators.last_modified)
+        cache.write_meta(folder, meta)
+        log_event(logger, logging.INFO, "banlist.not_modified", url=settings.url, serial=held.info.serial)
+        _warn_if_stale(settings.url, held.info)
+        return RefreshResult(False, held.info, not_modified=True, banlist=held.banlist)
+    assert download.body is not None
+    verified = _authenticate(settings, download.body, candidate.signature)
     banlist = _parse_remembered(download.body, f"ban list {settings.url}")
+    check_issued(banlist, now, f"ban list {settings.url}")
     digest = cache.sha256(download.body)
     cache.check_succession(floor, banlist.serial, digest)
     meta = cache.new_meta(
@@ -125,8 +151,8 @@ def _refresh(
     )
     if floor is not None and floor.sha256 == digest:
         meta = dataclasses.replace(meta, fetched=floor.fetched)  # the same list, only served again
-    cache.store(folder, meta, download.body, signature if verified else None)
-    info = _info(banlist, meta, now)
+    cache.store(folder, meta, download.body, candidate.signature if verified else None)
+    info = _info(banlist, meta, now, settings.max_age)
     _warn_if_stale(settings.url, info)
     return _changes(held, banlist, info)
 
@@ -175,7 +201,7 @@ def _held(settings: BanlistConfig, folder: Path, now: datetime) -> tuple[_Held |
         return None, f"cached list unusable: serial {banlist.serial} does not match its metadata ({meta.serial})"
     if verified is not None:
         meta = dataclasses.replace(meta, signer=verified.key_id_hex)
-    return _Held(banlist, _info(banlist, meta, now), meta), None
+    return _Held(banlist, _info(banlist, meta, now, settings.max_age), meta), None
 
 
 def _parse_remembered(data: bytes, what: str) -> BanList:
@@ -190,8 +216,8 @@ def _parse_remembered(data: bytes, what: str) -> BanList:
     return banlist
 
 
-def _info(banlist: BanList, meta: CacheMeta, now: datetime) -> BanListInfo:
-    stale, since = staleness(banlist, now)
+def _info(banlist: BanList, meta: CacheMeta, now: datetime, max_age: str) -> BanListInfo:
+    stale, since = staleness(banlist, now, max_age)
     return BanListInfo(banlist.serial, meta.url, signed=bool(meta.signature_file), stale=stale,
                        stale_since=since, signer=meta.signer)
 

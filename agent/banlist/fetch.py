@@ -4,7 +4,10 @@ The list server is contacted by every device of a fleet on every refresh, so an 
 cost one small request (a conditional GET answered 304), a struggling server must not be hammered
 (exponential backoff with jitter, and only for errors that can pass: 5xx and broken connections,
 never 4xx), and a hostile or broken server must not be able to hang the agent (connect and read
-timeouts) or fill its memory (the body is streamed and cut off at `max_bytes`). TLS verification is
+timeouts, and a total `deadline` per download: requests' timeouts apply to each socket read, so
+a server sending a byte a second would never trip them; a watchdog shuts the connection's socket
+down when the deadline passes) or fill its memory (the body is streamed and cut off at
+`max_bytes`). TLS verification is
 always on; `ca_bundle` can narrow it to a private CA, never switch it off. Proxies come from the
 environment as requests reads them (`HTTPS_PROXY`, `NO_PROXY`).
 
@@ -15,15 +18,20 @@ force.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import random
 import socket
+import threading
 import time
+import weakref
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 from urllib.parse import urljoin
 
 import requests
+import urllib3
+from requests.adapters import HTTPAdapter
 
 from agent import __version__
 from agent.config import BanlistConfig, PushConfig
@@ -84,6 +92,48 @@ def signature_url(config: BanlistConfig) -> str:
     return config.signature_url or config.url + SIGNATURE_SUFFIX
 
 
+class DeadlineAdapter(HTTPAdapter):
+    """requests' HTTPS adapter, with `cut()` to shut down its open connections from another thread.
+
+    Why shut the socket down rather than close it: close() from another thread does not wake a
+    thread blocked reading it on Linux, shutdown() does, and the reader then fails at once.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._open: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        opened = self._open
+
+        class Connection(urllib3.connection.HTTPSConnection):
+            # Both sockets, as objects (http.client drops conn.sock once a response owns it): the
+            # TCP one during the TLS handshake (which can trickle too), the TLS one after it
+            # (wrapping detaches the TCP socket object from the file descriptor).
+            def _new_conn(self) -> socket.socket:
+                sock = super()._new_conn()
+                opened.add(sock)
+                return sock
+
+            def connect(self) -> None:
+                super().connect()
+                opened.add(self.sock)
+
+        class Pool(urllib3.HTTPSConnectionPool):
+            ConnectionCls = Connection
+
+        self.poolmanager.pool_classes_by_scheme = {**self.poolmanager.pool_classes_by_scheme, "https": Pool}
+
+    def cut(self) -> None:
+        """Shut down every connection this adapter has open (their readers fail at once)."""
+        for sock in list(self._open):
+            try:
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the raw socket, under any TLS layer
+            except OSError:
+                pass  # already closed
+
+
 def make_session(config: BanlistConfig | PushConfig) -> requests.Session:
     """Given the ban-list (or push) config, return a requests Session with its TLS settings.
 
@@ -95,6 +145,7 @@ def make_session(config: BanlistConfig | PushConfig) -> requests.Session:
     if config.client_cert:
         session.cert = (config.client_cert, config.client_key) if config.client_key else config.client_cert
     session.headers["User-Agent"] = f"appban/{__version__}"
+    session.mount("https://", DeadlineAdapter())
     session.hooks["response"].append(_https_only)
     return session
 
@@ -118,20 +169,53 @@ def get(
     """Given a URL, return its Download (status 200 or, with validators, 304).
 
     Retries with exponential backoff and jitter on 5xx answers and connection errors, up to
-    `config.retries` times. Raise FetchError (one line) on any other answer or failure.
+    `config.retries` times, all within `config.deadline` seconds. Raise FetchError (one line) on
+    any other answer or failure, or when the deadline passes.
     """
+    ends = time.monotonic() + config.deadline
     attempt = 0
     while True:
         try:
-            return _get_once(session, url, config, validators, max_bytes or config.max_bytes)
+            return _within(ends, config.deadline, session, url,
+                           lambda: _get_once(session, url, config, validators, max_bytes or config.max_bytes))
         except FetchError as exc:
             if not _retryable(exc) or attempt >= config.retries:
                 raise
             delay = backoff_delay(config.backoff, attempt)
+            if time.monotonic() + delay >= ends:
+                raise FetchError(f"{exc}; no time left to retry within the {config.deadline:g}s deadline") from None
             log_event(logger, logging.INFO, "banlist.fetch_retry", url=url, error=str(exc),
                       attempt=attempt + 1, delay=round(delay, 3))
             sleep(delay)
             attempt += 1
+
+
+def _within(ends: float, deadline: float, session: requests.Session, url: str,
+            attempt: Callable[[], Download]) -> Download:
+    """Run one attempt, cutting its connection when the monotonic time `ends` passes."""
+    adapter = session.get_adapter(url)
+    if not isinstance(adapter, DeadlineAdapter):
+        return attempt()
+    fired = threading.Event()
+
+    def cut() -> None:
+        fired.set()
+        adapter.cut()
+
+    timer = threading.Timer(max(ends - time.monotonic(), 0.0), cut)
+    timer.daemon = True
+    timer.start()
+    try:
+        result = attempt()
+    except (FetchError, OSError, http.client.HTTPException, urllib3.exceptions.HTTPError):
+        if fired.is_set():
+            raise FetchError(f"took longer than the {deadline:g}s deadline for the whole download") from None
+        raise
+    finally:
+        timer.cancel()
+    if fired.is_set():
+        raise FetchError(f"took longer than the {deadline:g}s deadline for the whole download")
+    return result
 
 
 def backoff_delay(base: float, attempt: int, rng: Callable[[], float] = random.random) -> float:

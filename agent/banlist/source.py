@@ -9,12 +9,12 @@ play: a check against a local or bundled list must start fast.
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
 from agent.banlist.parse import BanListError, parse_banlist
-from agent.config import Config
+from agent.config import Config, interval_seconds
 from agent.model import BanList, BanListInfo, aware
 
 BUNDLED = "banlist.example.yaml"
@@ -25,11 +25,29 @@ def bundled_bytes() -> bytes:
     return resources.files("agent.bundled").joinpath(BUNDLED).read_bytes()
 
 
-def staleness(banlist: BanList, now: datetime) -> tuple[bool, datetime | None]:
-    """Return (stale, since): a list past its `expires` is still used, but flagged everywhere."""
-    if banlist.expires is not None and aware(now) > aware(banlist.expires):
-        return True, banlist.expires
+CLOCK_SKEW = timedelta(minutes=5)
+"""How far in the future a list's `issued` may lie: clocks of publisher and device differ a little."""
+
+
+def staleness(banlist: BanList, now: datetime, max_age: str) -> tuple[bool, datetime | None]:
+    """Return (stale, since): a list past its `expires` is still used, but flagged everywhere; a
+    list without `expires` is flagged the same way once it is older than `max_age` (an interval,
+    config banlist.max_age), so a list that stopped being updated years ago does not look current."""
+    if banlist.expires is not None:
+        ends = aware(banlist.expires)
+    else:
+        ends = aware(banlist.issued) + timedelta(seconds=interval_seconds(max_age))
+    if aware(now) > ends:
+        return True, ends
     return False, None
+
+
+def check_issued(banlist: BanList, now: datetime, what: str) -> None:
+    """Refuse a list issued in the future (beyond CLOCK_SKEW): it was made by a clock that is
+    wrong, or made to outrank lists not yet written. Raise BanListError naming `what`."""
+    if aware(banlist.issued) > aware(now) + CLOCK_SKEW:
+        raise BanListError(f"{what}: issued {aware(banlist.issued).isoformat()}, in the future "
+                           f"(more than {int(CLOCK_SKEW.total_seconds() // 60)} minutes ahead of this device's clock)")
 
 
 def is_url(choice: str) -> bool:
@@ -37,7 +55,7 @@ def is_url(choice: str) -> bool:
     return choice.startswith(("http://", "https://"))
 
 
-def load_file(path: str, now: datetime) -> tuple[BanList, BanListInfo]:
+def load_file(path: str, now: datetime, max_age: str) -> tuple[BanList, BanListInfo]:
     """Given a local ban-list file, return it and its info. Raise BanListError if unusable.
 
     A file the local administrator names is trusted as local config is; it is reported as
@@ -47,12 +65,14 @@ def load_file(path: str, now: datetime) -> tuple[BanList, BanListInfo]:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise BanListError(f"ban list {path}: cannot read: {exc.strerror or exc}") from None
-    return _unsigned(parse_banlist(data, f"ban list {path}"), path, now)
+    banlist = parse_banlist(data, f"ban list {path}")
+    check_issued(banlist, now, f"ban list {path}")
+    return _unsigned(banlist, path, now, max_age)
 
 
-def _unsigned(banlist: BanList, source: str, now: datetime) -> tuple[BanList, BanListInfo]:
-    """Return a local (file or bundled) list with its info: unsigned, stale past `expires`."""
-    stale, since = staleness(banlist, now)
+def _unsigned(banlist: BanList, source: str, now: datetime, max_age: str) -> tuple[BanList, BanListInfo]:
+    """Return a local (file or bundled) list with its info: unsigned, stale past `expires` or `max_age`."""
+    stale, since = staleness(banlist, now, max_age)
     return banlist, BanListInfo(banlist.serial, source, signed=False, stale=stale, stale_since=since)
 
 
@@ -76,9 +96,10 @@ def load_active(
     """
     choice = override or config.banlist.url or config.banlist.path
     if not choice:
-        return _unsigned(parse_banlist(bundled_bytes(), "bundled ban list"), "bundled example", now)
+        return _unsigned(parse_banlist(bundled_bytes(), "bundled ban list"), "bundled example", now,
+                         config.banlist.max_age)
     if not is_url(choice):
-        return load_file(choice, now)
+        return load_file(choice, now, config.banlist.max_age)
     if override:
         config = with_url(config, override)
     from agent.banlist import central  # the network, cache and crypto stack: only for a URL
@@ -96,7 +117,7 @@ def load_fresh(
     BanListError (one line) when there is no usable list at all.
     """
     if override and not is_url(override):
-        return (*load_file(override, now), None)
+        return (*load_file(override, now, config.banlist.max_age), None)
     if override:
         config = with_url(config, override)
     if not config.banlist.url:

@@ -208,7 +208,7 @@ class Service:
         began = time.monotonic()
         log_event(logger, logging.INFO, "scan.started", serial=self.banlist.serial)
         now = datetime.now(timezone.utc)
-        stale, since = staleness(self.banlist, now)
+        stale, since = staleness(self.banlist, now, self.settings.config.banlist.max_age)
         info = replace(self.banlist_info, stale=stale, stale_since=since)
         report = build_report(self.banlist, info, self._collect(), now)
         report = self._enforce(self.settings.config, self.banlist, report, now)

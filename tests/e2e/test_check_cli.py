@@ -21,6 +21,7 @@ LIST = """
 format: appban.banlist/v1
 serial: 12
 issued: 2026-01-01T00:00:00Z
+expires: 2099-12-31T00:00:00Z
 entries:
   - id: wechat
     name: WeChat

@@ -103,3 +103,10 @@ def test_one_device_in_several_inventory_files_is_one_device_with_its_findings_o
     report = json.loads(done.stdout)
     assert sorted((d["id"], d["hostname"], d["apps"]) for d in report["devices"]) == [("pc-7", "pc-7", 2), ("pc-8", "pc-7", 1)]
     assert sorted(f["device"] for f in report["findings"] if f["entry"] == "wechat") == ["pc-7", "pc-8"]
+
+
+def test_a_local_list_issued_in_the_future_is_refused(tmp_path: Path) -> None:
+    future = tmp_path / "list.yaml"
+    future.write_text("format: appban.banlist/v1\nserial: 3\nissued: 2099-01-01T00:00:00Z\nentries: []\n")
+    done = run_cli("check", "--banlist", str(future), "--source", "process")
+    _one_line_no_verdict(done, f"appban: ban list {future}: issued 2099-01-01T00:00:00+00:00, in the future")
