@@ -105,6 +105,10 @@ class Receiver:
     port: int = field(default_factory=free_port)
     status: int = 200
     deliveries: list[tuple[str, str]] = field(default_factory=list)
+    answers: dict[str, int] = field(default_factory=dict)
+    """Per report id, a status to answer instead of `status` (e.g. 422 for one poisoned report)."""
+    headers: dict[str, str] = field(default_factory=dict)
+    """Extra headers on every answer that is not a 200 (Retry-After, Location)."""
     _server: http.server.ThreadingHTTPServer | None = None
 
     @property
@@ -121,14 +125,18 @@ class Receiver:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                key = self.headers.get("Idempotency-Key", "")
+                status = receiver.answers.get(key, receiver.status)
                 if self.headers.get("Authorization") != f"Bearer {PUSH_TOKEN}":
                     self.send_response(401)
-                elif receiver.status == 200:
+                elif status == 200:
                     report = json.loads(body)
-                    receiver.deliveries.append((self.headers.get("Idempotency-Key", ""), report["id"]))
+                    receiver.deliveries.append((key, report["id"]))
                     self.send_response(200)
                 else:
-                    self.send_response(receiver.status)
+                    self.send_response(status)
+                    for name, value in receiver.headers.items():
+                        self.send_header(name, value)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

@@ -38,7 +38,7 @@ def gather_status(state_dir: Path, max_queue: int) -> dict[str, Any]:
         except sqlite3.Error:
             return {"state_dir": str(state_dir), "pid": lock_holder(state_dir), **facts}
         try:
-            facts.update(queue_depth=outbox.depth(), dropped=outbox.dropped())
+            facts.update(queue_depth=outbox.depth(), dropped=outbox.dropped(), dead_lettered=outbox.dead_lettered())
         except sqlite3.Error:
             pass  # not an outbox the service wrote: status shows what else it knows
         finally:
@@ -67,7 +67,8 @@ def render_status(status: dict[str, Any]) -> str:
                  + (" (stale)" if status.get("stale") else ""))
     counts = status.get("counts") or {}
     lines.append("findings:     " + (", ".join(f"{n} {s}" for s, n in counts.items()) if counts else "no scan yet"))
-    lines.append(f"outbox:       {status.get('queue_depth', 0)} queued, {status.get('dropped', 0)} dropped")
+    lines.append(f"outbox:       {status.get('queue_depth', 0)} queued, {status.get('dropped', 0)} dropped, "
+                 f"{status.get('dead_lettered', 0)} dead-lettered (refused by the receiver)")
     return "\n".join(lines) + "\n"
 
 

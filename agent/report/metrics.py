@@ -24,7 +24,9 @@ def families(snapshot: Snapshot, now: datetime) -> list[Metric]:
                               value=snapshot.queue_depth)
     dropped = CounterMetricFamily("appban_push_dropped", "Reports dropped because the outbox was full.",
                                   value=snapshot.dropped)
-    result: list[Metric] = [queue, dropped]
+    dead = CounterMetricFamily("appban_push_dead_lettered", "Reports the receiver refused for good (kept aside).",
+                               value=snapshot.dead_lettered)
+    result: list[Metric] = [queue, dropped, dead]
     if snapshot.last_refresh is not None:
         result.append(GaugeMetricFamily("appban_banlist_last_refresh_timestamp_seconds",
                                         "When the ban list was last refreshed.", value=snapshot.last_refresh))

@@ -3,7 +3,9 @@
 A report is committed to disk before any attempt to send it and deleted only after the receiver
 answered 2xx, so a report made while the server is down, or just before a crash or `kill -9`, is
 sent later. The outbox is bounded: beyond `max_queue` the oldest reports are dropped, counted and
-logged, so a long outage never fills the disk.
+logged, so a long outage never fills the disk. A report the receiver refuses for good (a 4xx about
+that report) is moved to the dead letters, kept for a person to look at and counted, so it cannot
+block the reports behind it; the dead letters are bounded by `max_queue` too.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
     "id TEXT NOT NULL UNIQUE, queued REAL NOT NULL, body BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS dead (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, "
+    "queued REAL NOT NULL, failed REAL NOT NULL, status INTEGER NOT NULL, reason TEXT NOT NULL, body BLOB NOT NULL)",
 )
 
 
@@ -86,11 +90,46 @@ class Outbox:
         """Remove a report the receiver has acknowledged."""
         self._db.execute("DELETE FROM outbox WHERE id = ?", (report_id,))
 
+    def dead_letter(self, report_id: str, status: int, reason: str) -> None:
+        """Move a report the receiver refused for good out of the queue into the dead letters
+        (kept with the answer that refused it; the oldest beyond `max_queue` are dropped)."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("INSERT OR REPLACE INTO dead (id, queued, failed, status, reason, body) "
+                             "SELECT id, queued, ?, ?, ?, body FROM outbox WHERE id = ?",
+                             (time.time(), status, reason, report_id))
+            self._db.execute("DELETE FROM outbox WHERE id = ?", (report_id,))
+            self._db.execute("DELETE FROM dead WHERE seq IN (SELECT seq FROM dead ORDER BY seq DESC LIMIT -1 OFFSET ?)",
+                             (self.max_queue,))
+            self._db.execute("INSERT INTO counters VALUES ('dead_lettered', 1) "
+                             "ON CONFLICT(name) DO UPDATE SET value = value + 1")
+
+    def dead_lettered(self) -> int:
+        """Return how many reports were dead-lettered over the outbox's lifetime."""
+        return self._counter("dead_lettered")
+
+    def dead_letters(self) -> list[tuple[str, int, str]]:
+        """Return (report id, HTTP status, reason) of the dead letters kept, oldest first."""
+        return [(r[0], int(r[1]), r[2]) for r in
+                self._db.execute("SELECT id, status, reason FROM dead ORDER BY seq").fetchall()]
+
+    def hold_until(self, when: float) -> None:
+        """Send nothing before `when` (seconds since the epoch): the receiver asked to wait."""
+        self._db.execute("INSERT INTO counters VALUES ('not_before', ?) "
+                         "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (int(when) + 1,))
+
+    def not_before(self) -> float:
+        """Return when sending may resume (0: now), as set by `hold_until`."""
+        return float(self._counter("not_before"))
+
     def depth(self) -> int:
         """Return how many reports wait to be sent."""
         return int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
 
     def dropped(self) -> int:
         """Return how many reports were dropped over the outbox's lifetime to respect the bound."""
-        row = self._db.execute("SELECT value FROM counters WHERE name = 'dropped'").fetchone()
+        return self._counter("dropped")
+
+    def _counter(self, name: str) -> int:
+        row = self._db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
         return int(row[0]) if row else 0

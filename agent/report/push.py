@@ -4,15 +4,32 @@ Each report is POSTed as `appban.report/v1` JSON with the header `Idempotency-Ke
 and removed from the outbox only after a 2xx answer. If the agent dies between the server's 2xx
 and the removal, the same report is sent again with the same key on the next cycle; receivers
 deduplicate on that key, which makes delivery exactly once per report id end to end.
+
+What the other answers mean:
+- 3xx: not delivered. Redirects are not followed (a POST turned into a GET by a 302 would "succeed"
+  without the report arriving); the report stays queued and the cycle stops.
+- 429 and 503: the receiver is overloaded; its `Retry-After` (seconds or an HTTP date, at most a
+  day) is honoured: nothing is sent before then, across restarts.
+- 401, 403, 404, 405, 407, 408, 410, 421, 425: about the endpoint or the credentials, not this
+  report; every report would get the same, so all stay queued and the cycle stops.
+- any other 4xx (400, 409, 413, 415, 422, …): the receiver refuses *this* report for good; it is
+  dead-lettered (kept, counted in metrics and `appban status`) and the next report goes on, so one
+  poisoned report cannot block the outbox forever.
+- 5xx and network errors: tried again next cycle.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
+from datetime import timezone
+from email.utils import parsedate_to_datetime
+from typing import Callable
 
 import requests
 
+from agent.banlist.fetch import FetchError
 from agent.config import PushConfig
 from agent.log import log_event
 from agent.report.outbox import Outbox
@@ -20,22 +37,51 @@ from agent.report.outbox import Outbox
 logger = logging.getLogger(__name__)
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+NOT_ABOUT_THE_REPORT = frozenset({401, 403, 404, 405, 407, 408, 410, 421, 425, 429})
+"""4xx answers about the endpoint, the credentials or the rate: keep the report, stop the cycle."""
+BUSY = frozenset({429, 503})
+MAX_RETRY_AFTER = 24 * 3600.0
 
 
 @dataclass(frozen=True)
 class PushResult:
-    """What one push cycle did: reports sent, reports still queued, and the error that stopped it."""
+    """What one push cycle did: reports sent, reports still queued, the error that stopped it,
+    and how many reports it dead-lettered."""
 
     sent: int
     remaining: int
     error: str = ""
+    dead_lettered: int = 0
 
 
-def push_pending(outbox: Outbox, config: PushConfig, token: str, session: requests.Session) -> PushResult:
+def retry_after_seconds(value: str | None, now: float) -> float:
+    """Given a Retry-After header (delay-seconds or an HTTP date) and the time, return how long to
+    wait, between 0 and MAX_RETRY_AFTER; 0 when absent or unreadable (RFC 9110, 10.2.3)."""
+    text = (value or "").strip()
+    if not text:
+        return 0.0
+    if text.isdigit():
+        wait = float(text)
+    else:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return 0.0
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        wait = when.timestamp() - now
+    return min(max(wait, 0.0), MAX_RETRY_AFTER)
+
+
+def push_pending(outbox: Outbox, config: PushConfig, token: str, session: requests.Session,
+                 clock: Callable[[], float] = time.time) -> PushResult:
     """Send every queued report in order through `session` (made by make_session(config), which
-    carries the TLS settings); stop at the first failure so order is kept and the rest wait for
-    the next cycle. Never raises for network or server errors: they are in the result."""
-    sent = 0
+    carries the TLS settings); stop at the first failure that is not about one report, so order is
+    kept and the rest wait for the next cycle. Never raises for network or server errors: they
+    are in the result."""
+    sent = dead = 0
+    if clock() < outbox.not_before():
+        return PushResult(sent=0, remaining=outbox.depth(), error="waiting, as the receiver's Retry-After asked")
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -44,19 +90,34 @@ def push_pending(outbox: Outbox, config: PushConfig, token: str, session: reques
             # verify per request: requests lets REQUESTS_CA_BUNDLE override a Session's verify,
             # and the administrator's ca_bundle must win over the environment.
             response = session.post(config.url, data=item.body, timeout=config.timeout, verify=session.verify,
-                                    headers={**headers, IDEMPOTENCY_HEADER: item.id})
+                                    headers={**headers, IDEMPOTENCY_HEADER: item.id}, allow_redirects=False)
             response.close()
-        except requests.RequestException as exc:
-            return _failed(outbox, sent, item.id, " ".join(f"{type(exc).__name__}: {exc}".split()))
-        if not 200 <= response.status_code < 300:
-            return _failed(outbox, sent, item.id, f"HTTP {response.status_code}")
-        outbox.delete(item.id)
-        sent += 1
-        log_event(logger, logging.INFO, "push.sent", report=item.id, status=response.status_code)
-    return PushResult(sent=sent, remaining=0)
+        except (requests.RequestException, FetchError) as exc:
+            return _failed(outbox, sent, dead, item.id, " ".join(f"{type(exc).__name__}: {exc}".split()))
+        status = response.status_code
+        if 200 <= status < 300:
+            outbox.delete(item.id)
+            sent += 1
+            log_event(logger, logging.INFO, "push.sent", report=item.id, status=status)
+            continue
+        if 400 <= status < 500 and status not in NOT_ABOUT_THE_REPORT:
+            outbox.dead_letter(item.id, status, f"HTTP {status}")
+            dead += 1
+            log_event(logger, logging.ERROR, "push.dead_lettered", report=item.id, status=status)
+            continue
+        error = f"HTTP {status}"
+        if 300 <= status < 400:
+            error += " (a redirect, not followed: only a 2xx delivers a report)"
+        if status in BUSY:
+            wait = retry_after_seconds(response.headers.get("Retry-After"), clock())
+            if wait:
+                outbox.hold_until(clock() + wait)
+                error += f" (retrying after {wait:g}s, as Retry-After asked)"
+        return _failed(outbox, sent, dead, item.id, error)
+    return PushResult(sent=sent, remaining=0, dead_lettered=dead)
 
 
-def _failed(outbox: Outbox, sent: int, report_id: str, error: str) -> PushResult:
+def _failed(outbox: Outbox, sent: int, dead: int, report_id: str, error: str) -> PushResult:
     remaining = outbox.depth()
     log_event(logger, logging.WARNING, "push.failed", report=report_id, error=error, queued=remaining)
-    return PushResult(sent=sent, remaining=remaining, error=error)
+    return PushResult(sent=sent, remaining=remaining, error=error, dead_lettered=dead)

@@ -118,7 +118,8 @@ class Service:
         except OSError as exc:
             raise ServiceError(f"server.listen {self.settings.config.server.listen}: cannot listen: "
                                f"{exc.strerror or exc}") from None
-        self._update(queue_depth=self.outbox.depth(), dropped=self.outbox.dropped())
+        self._update(queue_depth=self.outbox.depth(), dropped=self.outbox.dropped(),
+                     dead_lettered=self.outbox.dead_lettered())
         self._plan()
         for job in (self.refresh, self.scan, self.push):
             self._guarded(job)
@@ -223,7 +224,8 @@ class Service:
         duration = time.monotonic() - began
         self._update(report=report, report_json=report_json, inventory_json=inventory_json,
                      last_scan=time.time(), scan_duration=duration,
-                     queue_depth=self.outbox.depth(), dropped=self.outbox.dropped())
+                     queue_depth=self.outbox.depth(), dropped=self.outbox.dropped(),
+                     dead_lettered=self.outbox.dead_lettered())
         counts = report.counts()
         log_event(logger, logging.INFO, "scan.done", report=report.id, apps=len(report.inventory.apps),
                   violations=counts["violation"], errors=len(report.inventory.errors),
@@ -301,7 +303,8 @@ class Service:
         if not config.push.url or not self.outbox.depth():
             return
         push_pending(self.outbox, config.push, self.settings.push_token, self.session)
-        self._update(queue_depth=self.outbox.depth(), dropped=self.outbox.dropped())
+        self._update(queue_depth=self.outbox.depth(), dropped=self.outbox.dropped(),
+                     dead_lettered=self.outbox.dead_lettered())
 
     def _update(self, **changes: object) -> None:
         self.snapshot = replace(self.snapshot, **changes)

@@ -33,6 +33,7 @@ class Snapshot:
     refresh_error: str = ""
     queue_depth: int = 0
     dropped: int = 0
+    dead_lettered: int = 0
 
     def facts(self) -> dict[str, Any]:
         """Return the facts `appban status` shows, as a JSON-ready dict."""
@@ -44,7 +45,7 @@ class Snapshot:
             "serial": report.banlist.serial if report else None,
             "stale": report.banlist.stale if report else None,
             "counts": report.counts() if report else None,
-            "queue_depth": self.queue_depth, "dropped": self.dropped,
+            "queue_depth": self.queue_depth, "dropped": self.dropped, "dead_lettered": self.dead_lettered,
         }
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent.banlist.fetch import make_session
+from agent.commands.status import gather_status, render_status
 from agent.config import PushConfig
 from agent.report.outbox import Outbox
 from agent.report.push import push_pending
@@ -70,3 +71,55 @@ def test_missing_client_certificate_is_refused_by_the_receiver(setup) -> None:
     with make_session(no_client_cert) as anonymous:
         result = push_pending(outbox, no_client_cert, PUSH_TOKEN, anonymous)
     assert result.error and outbox.depth() == 3 and not receiver.deliveries
+
+
+def test_a_report_refused_for_good_is_dead_lettered_and_the_rest_go_on(setup, tmp_path) -> None:
+    receiver, outbox, config, session = setup
+    receiver.answers = {"report-1": 422}
+    receiver.start()
+    result = push_pending(outbox, config, PUSH_TOKEN, session)
+    assert (result.sent, result.remaining, result.dead_lettered, result.error) == (2, 0, 1, "")
+    assert receiver.deliveries == [("report-0", "report-0"), ("report-2", "report-2")]
+    assert outbox.dead_letters() == [("report-1", 422, "HTTP 422")] and outbox.dead_lettered() == 1
+    outbox.put("report-3", b'{"id": "report-3"}')
+    assert push_pending(outbox, config, PUSH_TOKEN, session).sent == 1  # nothing blocks the queue
+    status = gather_status(tmp_path, 10)
+    assert status["dead_lettered"] == 1
+    assert "0 queued, 0 dropped, 1 dead-lettered" in render_status(status)
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 408])
+def test_answers_about_the_endpoint_keep_every_report(setup, status) -> None:
+    receiver, outbox, config, session = setup
+    receiver.status = status
+    receiver.start()
+    result = push_pending(outbox, config, PUSH_TOKEN, session)
+    assert (result.sent, result.remaining, result.dead_lettered) == (0, 3, 0)
+    assert outbox.dead_lettered() == 0
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_never_delivered(setup, status) -> None:
+    receiver, outbox, config, session = setup
+    receiver.status = status
+    receiver.headers = {"Location": receiver.url.replace("/v1/reports", "/elsewhere")}
+    receiver.start()
+    result = push_pending(outbox, config, PUSH_TOKEN, session)
+    assert (result.sent, result.remaining) == (0, 3) and result.error.startswith(f"HTTP {status} (a redirect")
+    assert outbox.depth() == 3 and not receiver.deliveries
+
+
+@pytest.mark.parametrize(("status", "retry_after"), [(429, "120"), (503, "Tue, 01 Dec 2026 12:02:00 GMT")])
+def test_retry_after_is_honoured(setup, status, retry_after) -> None:
+    receiver, outbox, config, session = setup
+    now = 1_796_126_400.0  # 2026-12-01T12:00:00Z
+    receiver.status = status
+    receiver.headers = {"Retry-After": retry_after}
+    receiver.start()
+    busy = push_pending(outbox, config, PUSH_TOKEN, session, clock=lambda: now)
+    assert "retrying after 120s" in busy.error and busy.remaining == 3
+    receiver.status = 200
+    early = push_pending(outbox, config, PUSH_TOKEN, session, clock=lambda: now + 60)
+    assert early.sent == 0 and "Retry-After" in early.error and not receiver.deliveries
+    late = push_pending(outbox, config, PUSH_TOKEN, session, clock=lambda: now + 125)
+    assert late.sent == 3

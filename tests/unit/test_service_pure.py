@@ -38,7 +38,7 @@ def snapshot() -> Snapshot:
     info = BanListInfo(12, "test", signed=True, stale=True, stale_since=BANLIST.expires)
     report = build_report(BANLIST, info, inventory, NOW)
     return Snapshot(report=report, banlist_issued=BANLIST.issued, last_scan=1000.0, scan_duration=0.25,
-                    queue_depth=4, dropped=1)
+                    queue_depth=4, dropped=1, dead_lettered=2)
 
 
 def samples(snap: Snapshot) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -59,12 +59,13 @@ def test_metrics_from_a_report() -> None:
     assert values[("appban_last_scan_duration_seconds", ())] == 0.25
     assert values[("appban_push_queue_depth", ())] == 4
     assert values[("appban_push_dropped_total", ())] == 1
+    assert values[("appban_push_dead_lettered_total", ())] == 2
     assert values[("appban_compliant", ())] == 0
 
 
 def test_before_the_first_scan_only_service_metrics() -> None:
     names = {f.name for f in families(Snapshot(), NOW)}
-    assert names == {"appban_push_queue_depth", "appban_push_dropped"}
+    assert names == {"appban_push_queue_depth", "appban_push_dropped", "appban_push_dead_lettered"}
 
 
 def test_registry_renders_text_format() -> None:
