@@ -2,21 +2,31 @@
 
 Why the standard library's ThreadingHTTPServer (hardened here) rather than waitress or cheroot:
 the endpoint serves four small read-only GETs, so a dependency would add code to audit and
-memory to an agent that must stay tiny, while the hardening it needs is short: a bound on
-concurrent connections, a socket timeout on every connection, the TLS handshake done in the
-connection's own thread under that timeout (so a silent client cannot stall the accept loop),
-request bodies refused, the stdlib's limits on the request line (64 KiB) and header count (100),
-GET only (others 405), unknown paths 404, and a bearer token compared in constant time.
+memory to an agent that must stay tiny, while the hardening it needs is short:
+- at most MAX_CONNECTIONS connections, and MAX_PER_CLIENT from one address, so clients from one
+  address cannot take every slot (more are closed at once, logged as server.busy);
+- a deadline for the whole exchange (REQUEST_DEADLINE, from accept to the last byte of the
+  answer, TLS handshake included): one watchdog thread shuts down the socket of any connection
+  past it, since a per-read timeout never fires for a client sending a header line every 5 s;
+- at most MAX_HEADER_BYTES for the request line and headers together (stdlib: 100 headers of
+  64 KiB each, 6.4 MB per connection), so memory is bounded by design: about
+  MAX_CONNECTIONS × MAX_HEADER_BYTES plus the threads' stacks, whatever clients send;
+- the TLS handshake done in the connection's own thread (a silent client cannot stall the
+  accept loop), request bodies refused, GET only (others 405), unknown paths 404, and a bearer
+  token compared in constant time.
 """
 
 from __future__ import annotations
 
 import hmac
+import http.client
 import logging
 import socket
 import ssl
 import sys
 import threading
+import time
+from collections import Counter
 from datetime import datetime, timezone
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,7 +41,13 @@ from agent.service.snapshot import Snapshot
 logger = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = 10.0
+"""Seconds for each read or write."""
+REQUEST_DEADLINE = 10.0
+"""Seconds for a whole connection: handshake, request, answer."""
 MAX_CONNECTIONS = 32
+MAX_PER_CLIENT = 4
+MAX_HEADER_BYTES = 16 * 1024
+"""The request line and all headers together: a GET with a bearer token needs under 1 KiB."""
 DEFAULT_HOST = "127.0.0.1"
 JSON = "application/json"
 
@@ -70,32 +86,78 @@ class Endpoint(ThreadingHTTPServer):
         self.snapshot = snapshot
         self.tls = tls
         self.registry = make_registry(snapshot, lambda: datetime.now(timezone.utc))
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._lock = threading.Lock()
+        self._clients: Counter[str] = Counter()
+        self._due: dict[socket.socket, tuple[float, socket.socket]] = {}
+        """Accepted socket → (deadline, the socket to shut down: the TLS one once wrapped)."""
+        self._closed = threading.Event()
+        threading.Thread(target=self._watch_deadlines, name="appban-endpoint-deadlines", daemon=True).start()
 
     def process_request(self, request: socket.socket, client_address: tuple) -> None:
-        """Start a handler thread, or drop the connection when MAX_CONNECTIONS are busy."""
-        if not self._slots.acquire(blocking=False):
-            log_event(logger, logging.WARNING, "server.busy", client=client_address[0])
+        """Start a handler thread, or drop the connection when MAX_CONNECTIONS are busy or its
+        address already has MAX_PER_CLIENT."""
+        client = client_address[0]
+        with self._lock:
+            admitted = len(self._due) < MAX_CONNECTIONS and self._clients[client] < MAX_PER_CLIENT
+            if admitted:
+                self._clients[client] += 1
+                self._due[request] = (time.monotonic() + REQUEST_DEADLINE, request)
+        if not admitted:
+            log_event(logger, logging.WARNING, "server.busy", client=client)
             self.shutdown_request(request)
             return
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._slots.release()
+            self._release(request, client)
             raise
 
     def process_request_thread(self, request: socket.socket, client_address: tuple) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._slots.release()
+            self._release(request, client_address[0])
+
+    def _release(self, request: socket.socket, client: str) -> None:
+        with self._lock:
+            self._due.pop(request, None)
+            self._clients[client] -= 1
+            if self._clients[client] <= 0:
+                del self._clients[client]
+
+    def _watch_deadlines(self) -> None:
+        """Shut down the socket of every connection past REQUEST_DEADLINE (its thread then fails
+        at once and frees the slot), until the server is closed."""
+        while not self._closed.wait(0.25):
+            now = time.monotonic()
+            with self._lock:
+                late = [live for due, live in self._due.values() if due <= now]
+            for sock in late:
+                try:
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the raw socket, under any TLS layer
+                except OSError:
+                    pass  # already gone
+
+    def active(self) -> int:
+        """Return how many connections are being served."""
+        with self._lock:
+            return len(self._due)
+
+    def server_close(self) -> None:
+        self._closed.set()
+        super().server_close()
 
     def finish_request(self, request: socket.socket, client_address: tuple) -> None:
         """Run in the connection's thread: set the timeout, do the TLS handshake, then serve."""
         request.settimeout(REQUEST_TIMEOUT)
         if self.tls is not None:
             try:
-                request = self.tls.wrap_socket(request, server_side=True)
+                accepted, request = request, self.tls.wrap_socket(request, server_side=True,
+                                                                  do_handshake_on_connect=False)
+                with self._lock:  # wrapping moved the descriptor: the watchdog must cut this one
+                    due, _ = self._due[accepted]
+                    self._due[accepted] = (due, request)
+                request.do_handshake()
             except (OSError, ssl.SSLError) as exc:
                 log_event(logger, logging.INFO, "server.tls_failed", client=client_address[0], error=str(exc))
                 return
@@ -110,11 +172,35 @@ class Endpoint(ThreadingHTTPServer):
         return scheme.lower() == "bearer" and hmac.compare_digest(offered.strip().encode(), self.token)
 
 
+class _BoundedReader:
+    """The request's input, refusing to give more than MAX_HEADER_BYTES of request line and
+    headers (LineTooLong, which http.server answers 431 for headers)."""
+
+    def __init__(self, raw: object) -> None:
+        self._raw = raw
+        self._left = MAX_HEADER_BYTES
+
+    def readline(self, limit: int = -1) -> bytes:
+        if self._left <= 0:
+            raise http.client.LineTooLong(f"request line and headers over {MAX_HEADER_BYTES} bytes")
+        budget = self._left if limit < 0 else min(limit, self._left)
+        line = self._raw.readline(budget)  # type: ignore[attr-defined]
+        self._left -= len(line)
+        return line
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._raw, name)
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: Endpoint
     server_version = "appban"
     sys_version = ""
     timeout = REQUEST_TIMEOUT
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile = _BoundedReader(self.rfile)  # type: ignore[assignment]
 
     def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches on
         if self.headers.get("Content-Length", "0") not in ("", "0") or self.headers.get("Transfer-Encoding"):

@@ -53,7 +53,7 @@ def test_idle_client_is_disconnected_and_connections_are_bounded(plain) -> None:
     endpoint, base = plain
     port = endpoint.server_address[1]
     idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
-    wait_until(lambda: endpoint._slots._value == 0)
+    wait_until(lambda: endpoint.active() == 2)
     extra = socket.create_connection(("127.0.0.1", port))
     assert closed_by_server(extra)
     assert all(closed_by_server(sock) for sock in idle)
