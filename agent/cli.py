@@ -17,6 +17,7 @@ from typing import Sequence
 from agent import __version__
 from agent import log
 from agent.errors import UserError
+from agent.printable import printable
 
 COMMANDS = {
     "check": "agent.commands.check",
@@ -56,12 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except UserError as exc:
-        print(f"appban: {exc}", file=sys.stderr)
+        print(printable(f"appban: {exc}"), file=sys.stderr)
         return EXIT_NO_VERDICT
     except BrokenPipeError:
         return 0
     except Exception as exc:  # noqa: BLE001 - an unexpected error is "no verdict", never 1 ("violation")
-        print(f"appban: internal error: {one_line(exc)}", file=sys.stderr)
+        print(printable(f"appban: internal error: {one_line(exc)}"), file=sys.stderr)
         return EXIT_NO_VERDICT
 
 

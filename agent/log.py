@@ -12,6 +12,8 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
+from agent.printable import printable
+
 _FIELDS = "appban_fields"
 
 
@@ -38,13 +40,16 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """`LEVEL event key=value ...` on one line, quoting values that contain spaces."""
+    """`LEVEL event key=value ...` on one line: control characters in any value are escaped
+    (agent.printable), so a name with a line break cannot forge a second log line, and values
+    with spaces, quotes or `=` are quoted, so a value cannot pass for another key."""
 
     def format(self, record: logging.LogRecord) -> str:
-        parts = [record.levelname.lower(), record.getMessage()]
+        parts = [record.levelname.lower(), printable(record.getMessage())]
         for key, value in getattr(record, _FIELDS, {}).items():
-            text = str(value)
-            parts.append(f"{key}={json.dumps(text, ensure_ascii=False) if (' ' in text or not text) else text}")
+            text = printable(str(value))
+            quote = not text or any(c in text for c in ' "=\\')
+            parts.append(f"{key}={json.dumps(text, ensure_ascii=False) if quote else text}")
         line = " ".join(parts)
         if record.exc_info:
             line += " traceback=" + json.dumps(self.formatException(record.exc_info))

@@ -250,7 +250,8 @@ class ScriptedServer:
     ("truncate", bytes) — promise len+100 bytes, send these, close · ("endless", None) — stream
     without Content-Length forever · ("trickle", bytes) — send the body a byte every 0.2 s ·
     ("trickle-headers", None) — send a header line every 0.2 s, never ending the headers ·
-    ("gated", bytes) — send the body once `gate` is set. The last step repeats once the script
+    ("gated", bytes) — send the body once `gate` is set · ("reason", (code, phrase)) — a status
+    with that reason phrase. The last step repeats once the script
     runs out.
     """
 
@@ -292,8 +293,9 @@ class ScriptedServer:
         if kind == "hang":
             self.released.wait(30)
             return
-        if kind == "status":
-            handler.send_response(int(value))  # type: ignore[arg-type]
+        if kind in ("status", "reason"):
+            code, phrase = value if kind == "reason" else (value, None)  # type: ignore[misc]
+            handler.send_response(int(code), phrase)
             handler.send_header("Content-Length", "0")
             handler.end_headers()
             return

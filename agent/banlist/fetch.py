@@ -36,6 +36,7 @@ from requests.adapters import HTTPAdapter
 from agent import __version__
 from agent.config import BanlistConfig, PushConfig
 from agent.log import log_event
+from agent.printable import printable
 
 logger = logging.getLogger(__name__)
 
@@ -242,8 +243,8 @@ def _get_once(
             if response.status_code == 304 and validators:
                 return Download(url, 304, None, _validators(response, validators))
             if response.status_code != 200:
-                raise FetchError(f"HTTP {response.status_code} {response.reason or ''}".rstrip(),
-                                 status=response.status_code)
+                reason = printable(response.reason or "")[:100]  # the server's words, shown to people
+                raise FetchError(f"HTTP {response.status_code} {reason}".rstrip(), status=response.status_code)
             body = _read_capped(response, max_bytes)
             return Download(url, 200, body, _validators(response, Validators()))
     except requests.RequestException as exc:

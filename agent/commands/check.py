@@ -19,6 +19,7 @@ from agent.commands.common import (
 )
 from agent.config import Config
 from agent.model import BanList, Finding, Report
+from agent.printable import printable
 from agent.report.build import build_report
 from agent.report.render import render_json, render_table
 
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         _same_system(args.root or config.inventory.root, config.enforcement.root)
     banlist, info, warning = load_fresh(config, args.banlist, now, state_dir_from(args, config))
     if warning:
-        print(f"appban: warning: {warning}", file=sys.stderr)
+        print(printable(f"appban: warning: {warning}"), file=sys.stderr)
     inventory = gather(args, config, args.group)
     report = build_report(banlist, info, inventory, now)
     if enforcing:
@@ -91,6 +92,6 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_VIOLATION
     reason = nothing_read(inventory)
     if reason:
-        print(f"appban: {reason}", file=sys.stderr)
+        print(printable(f"appban: {reason}"), file=sys.stderr)
         return EXIT_NO_VERDICT
     return EXIT_COMPLIANT

@@ -9,6 +9,7 @@ from agent.commands.common import add_config_arg, config_from
 from agent.enforce.guard import audit_path, quarantine_dir
 from agent.enforce.audit import AuditLog
 from agent.enforce.quarantine import records, restore
+from agent.printable import printable
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -29,12 +30,12 @@ def run(args: argparse.Namespace) -> int:
         found = records(store)
         for record in found:
             paths = ", ".join(item["original"] for item in record.items)
-            sys.stdout.write(f"{record.id}  {record.time[:19]}  entry {record.entry}  {paths}\n")
+            sys.stdout.write(printable(f"{record.id}  {record.time[:19]}  entry {record.entry}  {paths}") + "\n")
         if not found:
             sys.stdout.write("quarantine is empty\n")
         return 0
     record = restore(config.enforcement.root, store, args.id)
     AuditLog(audit_path(config)).write("done", action="restore", target=record.id, entry=record.entry,
                                        app=record.app, outcome="restored")
-    sys.stdout.write(f"restored {record.id}: {', '.join(i['original'] for i in record.items)}\n")
+    sys.stdout.write(printable(f"restored {record.id}: {', '.join(i['original'] for i in record.items)}") + "\n")
     return 0

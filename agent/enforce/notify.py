@@ -4,6 +4,7 @@ desktop, or a notification that fails, changes nothing about the enforcement its
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 import pwd
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 from agent.log import log_event
 from agent.model import Entry
+from agent.printable import printable
 from agent.runner import CommandError, Runner
 
 logger = logging.getLogger(__name__)
@@ -60,19 +62,21 @@ def desktop_sessions(proc: str = "/proc") -> list[Session]:
 def message(entry: Entry, app: str, what: str, contact: str) -> tuple[str, str]:
     """Return (title, body) telling the user which app was blocked, by which rule and directive,
     and whom to ask."""
-    body = [f"{app} {what} by rule {entry.id}: {entry.reason or entry.name}."]
+    body = [printable(f"{app} {what} by rule {entry.id}: {entry.reason or entry.name}.")]
     if entry.references:
-        body.append(f"Directive: {entry.references[0]}")
+        body.append(printable(f"Directive: {entry.references[0]}"))
     if contact:
-        body.append(f"Questions: {contact}")
-    return f"{entry.name} is not allowed on this device", "\n".join(body)
+        body.append(printable(f"Questions: {contact}"))
+    return printable(f"{entry.name} is not allowed on this device"), "\n".join(body)
 
 
 def notify(runner: Runner, sessions: list[Session], title: str, body: str) -> int:
     """Show the notification in every session; return how many accepted it."""
     shown = 0
     for session in sessions:
-        args = ["--app-name=appban", "--urgency=critical", title, body]
+        # `--`: a title starting with "-" is not an option; the body is markup (the notification
+        # spec's subset of HTML), so a name like "<b>" or "&" is shown as written, not interpreted.
+        args = ["--app-name=appban", "--urgency=critical", "--", title, html.escape(body, quote=False)]
         program = "notify-send"
         if session.uid != os.getuid():
             try:

@@ -34,24 +34,24 @@ def _in_root(root: str) -> bool:
 def dpkg_argv(app: App, root: str) -> Argv:
     """Purge a Debian package (architecture-qualified when dpkg knows it so)."""
     package = app.aliases[0] if app.aliases else app.id
-    return "dpkg", [*(["--root", root] if _in_root(root) else []), "--purge", package]
+    return "dpkg", [*(["--root", root] if _in_root(root) else []), "--purge", "--", package]
 
 
 def rpm_argv(app: App, root: str) -> Argv:
-    return "rpm", [*(["--root", root] if _in_root(root) else []), "-e", app.id]
+    return "rpm", [*(["--root", root] if _in_root(root) else []), "-e", "--", app.id]
 
 
 def flatpak_argv(app: App, root: str) -> Argv:
     """System installs are removed by root; a user's install as that user (`--user` means the
     caller's own installation, so the command must run under their account)."""
-    args = ["uninstall", "--noninteractive", "-y", "--user" if app.user else "--system", app.id]
+    args = ["uninstall", "--noninteractive", "-y", "--user" if app.user else "--system", "--", app.id]
     if app.user:
         return "runuser", ["-u", app.user, "--", "flatpak", *args]
     return "flatpak", args
 
 
 def snap_argv(app: App, root: str) -> Argv:
-    return "snap", ["remove", "--purge", app.id]
+    return "snap", ["remove", "--purge", "--", app.id]
 
 
 def windows_argv(app: App, root: str) -> Argv:
@@ -141,9 +141,9 @@ def pin_dnf(app: App, root: str, entry: str, runner: Runner) -> str:
 def pin_flatpak(app: App, root: str, entry: str, runner: Runner) -> str:
     """`flatpak mask` stops installs and updates of a ref (flatpak 1.8+)."""
     if app.user:
-        runner.run("runuser", ["-u", app.user, "--", "flatpak", "mask", "--user", app.id])
+        runner.run("runuser", ["-u", app.user, "--", "flatpak", "mask", "--user", "--", app.id])
     else:
-        runner.run("flatpak", ["mask", "--system", app.id])
+        runner.run("flatpak", ["mask", "--system", "--", app.id])
     return f"flatpak mask {app.id}"
 
 

@@ -7,6 +7,7 @@ import textwrap
 from itertools import groupby
 
 from agent.model import Device, Finding, Report, app_counts
+from agent.printable import printable
 
 WIDTH = 80
 _COLUMNS = (("STATUS", 9), ("APP", 22), ("SOURCE", 8), ("DEVICE", 16), ("RULE", 21))
@@ -88,14 +89,7 @@ def render_table(report: Report) -> str:
         who = f"{error.collector} ({error.device})" if error.device else error.collector
         lines += textwrap.wrap(f"error: {who}: {error.message}", WIDTH, subsequent_indent="  ")
     lines += ["", _summary(report)]
-    return "\n".join(map(_printable, lines)) + "\n"
-
-
-def _printable(line: str) -> str:
-    """Return `line` with control characters shown as U+FFFD: names, paths and serials come from
-    phones, MDM exports and files, and an escape sequence or a line break in one must not
-    repaint the terminal or forge a line of the report."""
-    return line if line.isprintable() else "".join(c if c.isprintable() else "\ufffd" for c in line)
+    return "\n".join(map(printable, lines)) + "\n"
 
 
 def _summary(report: Report) -> str:

@@ -88,7 +88,7 @@ def test_notification_reaches_each_graphical_session(tmp_path: Path) -> None:
         assert len(sessions) == 1
         sender = stand_in(tmp_path / "notify-send", "exit 0")
         assert notify(Runner({"notify-send": str(sender)}), sessions, "WPS Office is not allowed", "body") == 1
-        assert Path(f"{sender}.calls").read_text() == "--app-name=appban --urgency=critical WPS Office is not allowed body\n"
+        assert Path(f"{sender}.calls").read_text() == "--app-name=appban --urgency=critical -- WPS Office is not allowed body\n"
         assert "DBUS_SESSION_BUS_ADDRESS=unix:path=/tmp/appban-test-bus" in Path(f"{sender}.env").read_text()
     finally:
         session.kill()

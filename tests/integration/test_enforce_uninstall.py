@@ -53,8 +53,8 @@ def test_flatpak_system_and_user_installs_and_snaps_get_their_own_commands(tmp_p
     uninstall(user, "/", "wps", runner)
     assert uninstall(snap, "/", "wps", runner) == "removed (snap)"
     assert Path(commands["flatpak"] + ".calls").read_text().splitlines() == [
-        "uninstall --noninteractive -y --system com.wps.Office", "mask --system com.wps.Office"]
+        "uninstall --noninteractive -y --system -- com.wps.Office", "mask --system -- com.wps.Office"]
     assert Path(commands["runuser"] + ".calls").read_text().splitlines() == [
-        "-u alice -- flatpak uninstall --noninteractive -y --user com.wps.Office",
-        "-u alice -- flatpak mask --user com.wps.Office"]
-    assert Path(commands["snap"] + ".calls").read_text().splitlines() == ["remove --purge wps-2019-snap"]
+        "-u alice -- flatpak uninstall --noninteractive -y --user -- com.wps.Office",
+        "-u alice -- flatpak mask --user -- com.wps.Office"]
+    assert Path(commands["snap"] + ".calls").read_text().splitlines() == ["remove --purge -- wps-2019-snap"]
