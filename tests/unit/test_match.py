@@ -281,3 +281,27 @@ entries:
     later = App(source="dpkg", id="wechat", name="WeChat", device="phone-3")
     found = findings_for(banlist, [plain, folded, later], [phone([], d) for d in ("phone-1", "phone-2", "phone-3")])
     assert [f.device for f in found] == ["phone-2"]
+
+
+# Mutants the suite once let through (issue 11, "test strength"): each test below fails when the
+# matcher checks `upcoming` before an individual exception, or marks only violations upcoming.
+
+
+def test_an_individual_exception_wins_over_upcoming() -> None:
+    """Before its effective date, an entry with an active exception for this device is exempt
+    (with the exception shown), not upcoming: the exception is what the device will be under."""
+    upcoming = EXCEPTIONS.replace("    exempt: [security-research]\n",
+                                  "    exempt: [security-research]\n    effective: 2027-06-01T00:00:00Z\n")
+    (covered,) = findings_for(upcoming, [TIKTOK], [phone([])])
+    assert (covered.status, covered.exception.approved_by) == ("exempt", "CISO")
+    other = App(source="android", id="com.zhiliaoapp.musically", device="phone-9")
+    (uncovered,) = findings_for(upcoming, [other], [phone([], "phone-9")])
+    assert (uncovered.status, uncovered.exception) == ("upcoming", None)
+
+
+def test_advisories_are_upcoming_too_before_the_effective_date() -> None:
+    early = datetime(2023, 2, 27, 12, 0, tzinfo=timezone.utc)
+    found = findings_for(QUEBEC, [TIKTOK], [phone(["deputies"])], now=early)
+    assert [f.status for f in found] == ["upcoming"]
+    found = findings_for(QUEBEC, [TIKTOK], [phone(["press"])], now=early)
+    assert found == []  # out of scope stays out of scope, effective or not
