@@ -308,10 +308,17 @@ _b64_alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+
 
 
 def _check_only_signature_error(signature: str | bytes) -> None:
+    """Garbage must raise SignatureError (one line). A success is a failure of the test, except
+    where the generator reassembled the real signature's authenticated lines: only those verify."""
     try:
-        verify(DATA, signature, [_KEYPAIR[1]])
+        result = verify(DATA, signature, [_KEYPAIR[1]])
     except SignatureError as exc:
         assert "\n" not in str(exc)
+        return
+    text = signature.decode("utf-8", "replace") if isinstance(signature, bytes) else signature
+    authenticated = _lines(_VALID_SIG)[1:4]
+    assert all(line in text for line in authenticated), f"garbage verified: {signature!r}"
+    assert result.trusted_comment == "v7"
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
@@ -373,3 +380,48 @@ def test_key_parsers_only_raise_signature_error(text: str | bytes) -> None:
             parser(text)
         except SignatureError as exc:
             assert "\n" not in str(exc)
+
+
+# --- mutants the suite once let through (issue 11, "test strength") ---------------------------
+
+
+def _last_char_bits_changed(line: str) -> str:
+    """Return a base64 line whose last data character differs only in bits the decoder ignores
+    (the line encodes a length that is not a multiple of 3, so such bits exist)."""
+    body = line.rstrip("=")
+    padding = line[len(body):]
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    unused = {1: 2, 2: 4}[len(padding)]  # "=": 2 bits unused, "==": 4 bits
+    index = alphabet.index(body[-1])
+    changed = alphabet[index ^ ((1 << unused) - 1)]
+    return body[:-1] + changed + padding
+
+
+def test_non_canonical_base64_is_refused(keypair: tuple[SecretKey, PublicKey]) -> None:
+    sk, pk = keypair
+    lines = _lines(sign(DATA, sk, "v7"))
+    for number in (1, 3):  # the signature line (74 bytes) and the global signature (64 bytes)
+        mutated = list(lines)
+        mutated[number] = _last_char_bits_changed(lines[number])
+        assert base64.b64decode(mutated[number]) == base64.b64decode(lines[number])  # same bytes
+        with pytest.raises(SignatureError, match="non-canonical base64"):
+            verify(DATA, "\n".join(mutated), [pk])
+
+
+def test_a_validly_signed_trusted_comment_with_control_characters_is_refused(
+    keypair: tuple[SecretKey, PublicKey],
+) -> None:
+    """sign() refuses such comments, so the file is made by hand as another tool could: the
+    global signature covers the comment, so only the control-character check can refuse it."""
+    sk, pk = keypair
+    lines = _lines(sign(DATA, sk, "v7"))
+    signature = base64.b64decode(lines[1])[10:]  # after "ED" and the key id
+    for comment in ("v7\x1b[2J", "v7\x00", "v7\x7f"):
+        global_signature = sk._ed25519().sign(signature + comment.encode())
+        forged = [lines[0], lines[1], "trusted comment: " + comment, base64.b64encode(global_signature).decode(), ""]
+        with pytest.raises(SignatureError, match="trusted comment contains control characters"):
+            verify(DATA, "\n".join(forged), [pk])
+    tabbed = "v7\tserial 7"  # a tab is allowed, as in minisign
+    global_signature = sk._ed25519().sign(signature + tabbed.encode())
+    ok = [lines[0], lines[1], "trusted comment: " + tabbed, base64.b64encode(global_signature).decode(), ""]
+    assert verify(DATA, "\n".join(ok), [pk]).trusted_comment == tabbed
