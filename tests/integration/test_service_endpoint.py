@@ -79,3 +79,14 @@ def test_tls_endpoint_and_a_stalled_handshake(short_timeouts, tmp_path: Path) ->
     finally:
         endpoint.shutdown()
         endpoint.server_close()
+
+
+@pytest.mark.parametrize("offered", [
+    TOKEN[:-1], TOKEN[:1], "", TOKEN + "x", TOKEN.upper(), " " + TOKEN[:-1], TOKEN[1:], TOKEN + TOKEN,
+])
+def test_only_the_exact_token_is_accepted(plain, offered: str) -> None:
+    """A prefix, a suffix, an extension or a case change of the token is refused (a mutant that
+    accepted a prefix of the configured token passed the whole suite before, issue 11)."""
+    _, base = plain
+    assert requests.get(base + "/v1/report", headers={"Authorization": f"Bearer {offered}"}, timeout=5).status_code == 401
+    assert requests.get(base + "/v1/report", headers={"Authorization": f"bearer {TOKEN}"}, timeout=5).status_code == 503

@@ -194,3 +194,24 @@ def test_a_refresh_waits_for_another_one_holding_the_cache(tmp_path) -> None:
         assert worker.is_alive() and not results, "the refresh went ahead while the cache was held"
     worker.join(timeout=30)
     assert results and results[0].error and "127.0.0.1:9" in results[0].error
+
+
+def test_the_metadata_is_written_after_the_list_it_names(tmp_path: Path) -> None:
+    """The metadata is the commit point: when writing the new list fails (here for real: a folder
+    sits where the list file must go, so the rename fails), the metadata must still name the old
+    list, which must still read. A mutant writing the metadata first passed the suite before."""
+    cache.store(tmp_path, meta_for(1, b"one"), b"one", b"sig one")
+    (cache.cache_dir(tmp_path) / "list-2").mkdir()
+    with pytest.raises(CacheError, match="cannot write"):
+        cache.store(tmp_path, meta_for(2, b"two"), b"two", b"sig two")
+    meta = cache.read_meta(tmp_path)
+    assert meta is not None and meta.serial == 1
+    assert cache.read(tmp_path, meta).data == b"one"
+
+
+def test_the_metadata_is_written_after_the_signature_it_names(tmp_path: Path) -> None:
+    cache.store(tmp_path, meta_for(1, b"one"), b"one", b"sig one")
+    (cache.cache_dir(tmp_path) / "list-2.minisig").mkdir()
+    with pytest.raises(CacheError, match="cannot write"):
+        cache.store(tmp_path, meta_for(2, b"two"), b"two", b"sig two")
+    assert cache.read(tmp_path, cache.read_meta(tmp_path)).signature == b"sig one"

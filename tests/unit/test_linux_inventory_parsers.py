@@ -27,6 +27,12 @@ from agent.model import App
     ("install ok triggers-pending", False),
     ("purge ok not-installed", False),
     ("install ok", False),
+    # Exactly three words, the third `installed` (a mutant that only checked the last word let
+    # these through, issue 11): a damaged or hand-edited record is not an installed package.
+    ("ok installed", False),
+    ("install ok not installed", False),
+    ("installed", False),
+    ("hold reinstreq ok installed", False),
 ])
 def test_dpkg_counts_only_the_installed_state(status: str, installed: bool) -> None:
     text = f"Package: p\nStatus: {status}\nArchitecture: amd64\nVersion: 1.0\n\n"
