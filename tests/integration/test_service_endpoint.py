@@ -90,3 +90,9 @@ def test_only_the_exact_token_is_accepted(plain, offered: str) -> None:
     _, base = plain
     assert requests.get(base + "/v1/report", headers={"Authorization": f"Bearer {offered}"}, timeout=5).status_code == 401
     assert requests.get(base + "/v1/report", headers={"Authorization": f"bearer {TOKEN}"}, timeout=5).status_code == 503
+
+
+def test_the_scheme_may_be_followed_by_several_spaces(plain) -> None:
+    """RFC 9110 11.4 allows `1*SP` between the scheme and the credentials."""
+    _, base = plain
+    assert requests.get(base + "/v1/report", headers={"Authorization": f"Bearer   {TOKEN}"}, timeout=5).status_code == 503
