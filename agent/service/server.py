@@ -91,6 +91,8 @@ class Endpoint(ThreadingHTTPServer):
         self._due: dict[socket.socket, tuple[float, socket.socket]] = {}
         """Accepted socket → (deadline, the socket to shut down: the TLS one once wrapped)."""
         self._closed = threading.Event()
+        self._refused = 0
+        self._busy_logged = float("-inf")
         threading.Thread(target=self._watch_deadlines, name="appban-endpoint-deadlines", daemon=True).start()
 
     def process_request(self, request: socket.socket, client_address: tuple) -> None:
@@ -103,7 +105,7 @@ class Endpoint(ThreadingHTTPServer):
                 self._clients[client] += 1
                 self._due[request] = (time.monotonic() + REQUEST_DEADLINE, request)
         if not admitted:
-            log_event(logger, logging.WARNING, "server.busy", client=client)
+            self._log_busy(client)
             self.shutdown_request(request)
             return
         try:
@@ -117,6 +119,17 @@ class Endpoint(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self._release(request, client_address[0])
+
+    def _log_busy(self, client: str) -> None:
+        """Log refused connections at most once a second (with how many), so a flood of them
+        cannot flood the log as well."""
+        now = time.monotonic()
+        with self._lock:
+            self._refused += 1
+            if now - self._busy_logged < 1.0:
+                return
+            refused, self._refused, self._busy_logged = self._refused, 0, now
+        log_event(logger, logging.WARNING, "server.busy", client=client, refused=refused)
 
     def _release(self, request: socket.socket, client: str) -> None:
         with self._lock:

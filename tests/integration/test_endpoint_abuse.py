@@ -178,3 +178,27 @@ def test_memory_stays_bounded_under_a_header_flood() -> None:
     finally:
         process.kill()
         process.wait(10)
+
+
+def test_refused_connections_do_not_flood_the_log(endpoint) -> None:
+    import logging
+
+    running, port = endpoint
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    server_logger = logging.getLogger("agent.service.server")
+    server_logger.addHandler(handler)
+    held = [_connect(port) for _ in range(server.MAX_PER_CLIENT)]
+    try:
+        wait_until(lambda: running.active() == server.MAX_PER_CLIENT, timeout=30)
+        for _ in range(50):
+            extra = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(ATTACKER, 0))
+            extra.recv(1)  # closed by the server at once
+            extra.close()
+    finally:
+        server_logger.removeHandler(handler)
+        for sock in held:
+            sock.close()
+    busy = [r for r in records if r.getMessage() == "server.busy"]
+    assert 1 <= len(busy) <= 5
