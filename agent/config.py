@@ -198,6 +198,8 @@ class PushConfig:
     client_cert: str = ""
     client_key: str = ""
     timeout: float = field(default=10.0, metadata=_POSITIVE)
+    deadline: float = field(default=60.0, metadata=_POSITIVE)
+    """Seconds for one whole POST: a receiver that trickles its answer must not hold the service."""
     max_queue: int = 1000
 
 

@@ -26,7 +26,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 from urllib.parse import urljoin
 
 import requests
@@ -39,6 +39,7 @@ from agent.log import log_event
 from agent.printable import printable
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SIGNATURE_SUFFIX = ".minisig"
 MAX_SIGNATURE_BYTES = 16 * 1024
@@ -177,7 +178,7 @@ def get(
     attempt = 0
     while True:
         try:
-            return _within(ends, config.deadline, session, url,
+            return within(ends, config.deadline, session, url,
                            lambda: _get_once(session, url, config, validators, max_bytes or config.max_bytes))
         except FetchError as exc:
             if not _retryable(exc) or attempt >= config.retries:
@@ -191,9 +192,9 @@ def get(
             attempt += 1
 
 
-def _within(ends: float, deadline: float, session: requests.Session, url: str,
-            attempt: Callable[[], Download]) -> Download:
-    """Run one attempt, cutting its connection when the monotonic time `ends` passes."""
+def within(ends: float, deadline: float, session: requests.Session, url: str, attempt: Callable[[], T]) -> T:
+    """Run one request through `session` (made by make_session), cutting its connection when the
+    monotonic time `ends` passes. Raise FetchError naming `deadline` (the seconds allowed) then."""
     adapter = session.get_adapter(url)
     if not isinstance(adapter, DeadlineAdapter):
         return attempt()
@@ -210,12 +211,12 @@ def _within(ends: float, deadline: float, session: requests.Session, url: str,
         result = attempt()
     except (FetchError, OSError, http.client.HTTPException, urllib3.exceptions.HTTPError):
         if fired.is_set():
-            raise FetchError(f"took longer than the {deadline:g}s deadline for the whole download") from None
+            raise FetchError(f"took longer than the {deadline:g}s deadline for the whole exchange") from None
         raise
     finally:
         timer.cancel()
     if fired.is_set():
-        raise FetchError(f"took longer than the {deadline:g}s deadline for the whole download")
+        raise FetchError(f"took longer than the {deadline:g}s deadline for the whole exchange")
     return result
 
 

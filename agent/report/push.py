@@ -16,6 +16,8 @@ What the other answers mean:
   dead-lettered (kept, counted in metrics and `appban status`) and the next report goes on, so one
   poisoned report cannot block the outbox forever.
 - 5xx and network errors: tried again next cycle.
+Each POST, answer included, has a total deadline (`push.deadline`): a receiver that trickles its
+answer a byte at a time cannot hold the service's main loop.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Callable
 
 import requests
 
-from agent.banlist.fetch import FetchError
+from agent.banlist.fetch import FetchError, within
 from agent.config import PushConfig
 from agent.log import log_event
 from agent.report.outbox import Outbox
@@ -89,9 +91,8 @@ def push_pending(outbox: Outbox, config: PushConfig, token: str, session: reques
         try:
             # verify per request: requests lets REQUESTS_CA_BUNDLE override a Session's verify,
             # and the administrator's ca_bundle must win over the environment.
-            response = session.post(config.url, data=item.body, timeout=config.timeout, verify=session.verify,
-                                    headers={**headers, IDEMPOTENCY_HEADER: item.id}, allow_redirects=False)
-            response.close()
+            response = within(time.monotonic() + config.deadline, config.deadline, session, config.url,
+                              lambda: _post(session, config, item.body, {**headers, IDEMPOTENCY_HEADER: item.id}))
         except (requests.RequestException, FetchError) as exc:
             return _failed(outbox, sent, dead, item.id, " ".join(f"{type(exc).__name__}: {exc}".split()))
         status = response.status_code
@@ -115,6 +116,14 @@ def push_pending(outbox: Outbox, config: PushConfig, token: str, session: reques
                 error += f" (retrying after {wait:g}s, as Retry-After asked)"
         return _failed(outbox, sent, dead, item.id, error)
     return PushResult(sent=sent, remaining=0, dead_lettered=dead)
+
+
+def _post(session: requests.Session, config: PushConfig, body: bytes, headers: dict[str, str]) -> requests.Response:
+    response = session.post(config.url, data=body, timeout=config.timeout, verify=session.verify, headers=headers,
+                            allow_redirects=False)
+    response.content  # noqa: B018 - read the answer within the deadline, then give the connection back
+    response.close()
+    return response
 
 
 def _failed(outbox: Outbox, sent: int, dead: int, report_id: str, error: str) -> PushResult:

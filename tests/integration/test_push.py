@@ -123,3 +123,22 @@ def test_retry_after_is_honoured(setup, status, retry_after) -> None:
     assert early.sent == 0 and "Retry-After" in early.error and not receiver.deliveries
     late = push_pending(outbox, config, PUSH_TOKEN, session, clock=lambda: now + 125)
     assert late.sent == 3
+
+
+def test_a_receiver_trickling_its_answer_is_cut_off_at_the_deadline(tmp_path, direct) -> None:  # noqa: F811 - fixture
+    from tests.banlist_servers import ScriptedServer
+
+    pki = make_pki(tmp_path / "pki2")
+    receiver = ScriptedServer(pki).start()
+    (tmp_path / "slow").mkdir()
+    outbox = Outbox(tmp_path / "slow", max_queue=10)
+    try:
+        receiver.script(("trickle-headers", None))
+        outbox.put("report-0", b'{"id": "report-0"}')
+        config = PushConfig(url=receiver.url("v1/reports"), ca_bundle=str(pki.ca), timeout=5.0, deadline=2.0)
+        with make_session(config) as session:
+            result = push_pending(outbox, config, PUSH_TOKEN, session)
+        assert "took longer than the 2s deadline" in result.error and outbox.depth() == 1
+    finally:
+        receiver.stop()
+        outbox.close()
