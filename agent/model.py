@@ -51,14 +51,6 @@ MATCH_KINDS: tuple[str, ...] = (
 )
 """The identifier lists an entry's `match` may hold, in the order the format documents them."""
 
-SOURCE_KIND: dict[str, str] = {
-    "dpkg": "deb", "rpm": "rpm", "flatpak": "flatpak", "snap": "snap",
-    "android": "android", "ios": "ios", "macos": "macos", "windows": "windows",
-}
-"""Which `match` list holds identifiers of each source's `id` (sources not named here, such as
-`process` or `desktop`, are matched by names, publishers, executables and hashes only)."""
-
-
 @dataclass(frozen=True)
 class Device:
     """A device that apps are installed on: the local host, or a phone seen through a gateway."""
