@@ -303,6 +303,13 @@ def aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
+def staleness(banlist: BanList, now: datetime) -> tuple[bool, datetime | None]:
+    """Return (stale, since): a list past its `expires` is still used, but flagged everywhere."""
+    if banlist.expires is not None and aware(now) > aware(banlist.expires):
+        return True, banlist.expires
+    return False, None
+
+
 @dataclass(frozen=True)
 class Report:
     """The result of one check: what was found where, against which list, and what failed."""

@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Sequence, TextIO
 
 from agent import __version__
-from agent.banlist.source import staleness
 from agent.config import Config
 from agent.groups import assign_groups
 from agent.inventory import collect, local_device
 from agent.inventory.base import Context
 from agent.match import compile_banlist, match
-from agent.model import BanList, BanListInfo, Inventory, Report
+from agent.model import BanList, BanListInfo, Inventory, Report, staleness
 from agent.runner import Runner
 
 

@@ -7,7 +7,8 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from agent.config import Config, load_config
+from agent.banlist.keys import load_agent_config
+from agent.config import Config
 from agent.errors import UserError
 from agent.groups import assign_groups
 from agent.inventory.file import load_inventory_file
@@ -46,7 +47,7 @@ def add_collection_args(parser: argparse.ArgumentParser) -> None:
 
 def config_from(args: argparse.Namespace) -> Config:
     """Load the config named by --config (or the default). Raises ConfigError."""
-    return load_config(getattr(args, "config", None))
+    return load_agent_config(getattr(args, "config", None))
 
 
 def gather(args: argparse.Namespace, config: Config, groups: list[str] | None = None) -> Inventory:

@@ -38,7 +38,7 @@ from agent.scan import build_report, collect_here, enforce_report
 from agent.service import server
 from agent.service.keeper import GuardKeeper
 from agent.service.settings import ServiceError, Settings, load_settings
-from agent.service.snapshot import Snapshot, render_documents
+from agent.report.snapshot import Snapshot, render_documents
 from agent.service.state import INVENTORY, REPORT, LockHeld, acquire_lock, write_atomic, write_status
 
 logger = logging.getLogger(__name__)

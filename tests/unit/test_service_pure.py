@@ -14,7 +14,7 @@ from agent.model import App, BanListInfo, CollectorError, Device, Inventory
 from agent.scan import build_report
 from agent.report.metrics import families, make_registry
 from agent.service.server import ListenError, parse_listen
-from agent.service.snapshot import Snapshot
+from agent.report.snapshot import Snapshot
 
 NOW = datetime(2026, 11, 20, tzinfo=timezone.utc)
 BANLIST = parse_banlist(b"""
