@@ -166,6 +166,13 @@ class PushConfig:
 
 
 @dataclass(frozen=True)
+class JsonlConfig:
+    """The JSON-lines file sink for a SIEM (agent/report/jsonl.py); off while `path` is empty."""
+
+    path: str = ""
+
+
+@dataclass(frozen=True)
 class ScheduleConfig:
     """How often the service scans and pushes, and the random splay that spreads a fleet."""
 
@@ -224,6 +231,7 @@ class Config:
     enforcement: EnforcementConfig = field(default_factory=EnforcementConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     push: PushConfig = field(default_factory=PushConfig)
+    jsonl: JsonlConfig = field(default_factory=JsonlConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)

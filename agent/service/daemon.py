@@ -33,6 +33,7 @@ from agent.log import log_event
 from agent.model import BanList, BanListInfo, Report
 from agent.report.outbox import Outbox
 from agent.report.push import push_pending
+from agent.report.sinks import deliver, open_sinks
 from agent.runner import Runner
 from agent.scan import build_report, collect_here, enforce_report
 from agent.service import server
@@ -45,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 MAX_SLEEP = 3600.0
 RELOAD_ERRORS = (ConfigError, UnknownSourceError, ServiceError)
+SINK_ERRORS = (OSError,)
 
 
 def run_service(config_path: str | None, state_dir: str | None) -> int:
@@ -177,7 +179,7 @@ class Service:
             self.scan()
 
     def scan(self) -> None:
-        """Collect, match and keep the report (memory, state dir, outbox); then try to push it."""
+        """Collect, match and keep the report (memory, state dir, sinks); then try to push it."""
         if self.banlist is None or self.banlist_info is None:
             log_event(logger, logging.ERROR, "scan.skipped", reason="no usable ban list")
             return
@@ -188,10 +190,10 @@ class Service:
         report = self._enforce(self.settings.config, self.banlist, report, now)
         report_json, inventory_json = render_documents(report)
         state_dir = self.settings.state_dir
-        if self.settings.config.push.url:
-            # Queued first: the outbox is what survives a crash, so no report that reached the
-            # state directory can be lost to a kill between the two writes.
-            self.outbox.put(report.id, report_json)
+        # Sinks first: the push outbox is what survives a crash, so no report that reached the
+        # state directory can be lost to a kill between the two writes. (An outbox that cannot
+        # be written fails the scan, as before; a file sink that cannot be written is logged.)
+        deliver(open_sinks(self.settings.config, self.outbox), report, report_json, SINK_ERRORS)
         write_atomic(state_dir / REPORT, report_json)
         write_atomic(state_dir / INVENTORY, inventory_json)
         duration = time.monotonic() - began
