@@ -75,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
     config = config_from(args)
     if enforcing:
         _same_system(args.root or config.inventory.root, config.enforcement.root)
+        if config.enforcement.mode != "block":  # opt-in is local: say why nothing will happen
+            print("appban: --enforce: the local config has enforcement.mode: report, so nothing is blocked "
+                  "(set enforcement.mode: block to allow it)", file=sys.stderr)
     banlist, info, warning = load_fresh(config, args.banlist, now, state_dir_from(args, config))
     if warning:
         print(f"appban: warning: {warning}", file=sys.stderr)
