@@ -1,6 +1,7 @@
-"""Quarantine: unpackaged installs (AppImages, tarballs in /opt, home-folder binaries) are moved
-into a root-only folder with a manifest, never deleted, so a mistaken ban is undone with
-`appban quarantine restore ID`.
+"""Quarantine: unpackaged installs the scan found (AppImages, macOS .app bundles) are moved into
+a root-only folder with a manifest, never deleted, so a mistaken ban is undone with
+`appban quarantine restore ID`. What may be moved at all is decided by agent/enforce/evidence.py
+(the planner, and again just before the move); this module only moves and restores.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from pathlib import Path
 from agent.errors import UserError
 from agent.atomic import write_atomic
 from agent.enforce.files import on_root
-from agent.enforce.plan import PACKAGE_PATHS
 
 MANIFEST = "manifest.json"
 STORED_NAME_MAX = 200
@@ -37,24 +37,6 @@ class Record:
     time: str
     items: tuple[dict, ...]
     """Each: original (path on the device), stored (name inside the record), mode, uid, gid."""
-
-
-def install_root(path: str) -> str:
-    """Return what to move for a program: the whole `/opt/<name>` tree for an /opt install,
-    otherwise the file itself."""
-    parts = Path(path).parts
-    if len(parts) > 3 and parts[1] == "opt":
-        return str(Path(*parts[:3]))
-    return path
-
-
-def targets(app_path: str, launcher: str) -> list[str]:
-    """Return the device paths to move for one finding: the install and its launcher (a
-    launcher in a package-owned folder stays, its package is dealt with separately)."""
-    chosen = [install_root(app_path)]
-    if launcher and not launcher.startswith(PACKAGE_PATHS):
-        chosen.append(launcher)
-    return chosen
 
 
 def quarantine(root: str, store: Path, paths: list[str], entry: str, app: str) -> Record:
