@@ -144,9 +144,10 @@ def write_fapolicyd_rules(
     cfg = config.enforcement
     if cfg.mode != "block" or not (cfg.guard == "fapolicyd" or (cfg.guard == "auto" and fapolicyd_running())):
         return
-    rules = FapolicydRules(config, build_deny(banlist, findings, config, device, now), runner)
+    rules = FapolicydRules(config, build_deny(banlist, findings, config, device, now, runner), runner)
     if dry_run or cfg.dry_run:
-        out.write(f"enforcement plan: write fapolicyd rules to {rules.path}\n")
+        refused = f" — deny list refused: {rules.deny.refused}" if rules.deny.refused else ""
+        out.write(f"enforcement plan: write fapolicyd rules to {rules.path}{refused}\n")
         return
     try:
         rules.start()
