@@ -121,7 +121,7 @@ def _quarantine(action: Action, config: Config, runner: Runner) -> str:
     if why or seen.resolved != action.target:
         raise QuarantineError(f"not moved: {why or f'{action.app.path} now resolves to {seen.resolved}'}")
     record = quarantine(config.enforcement.root, quarantine_dir(config), [action.target],
-                        action.findings[0].entry.id, action.app.id)
+                        action.findings[0].entry.id, action.app.id, expect=seen.inode)
     return f"quarantine id {record.id}"
 
 

@@ -46,6 +46,8 @@ class PathFacts:
     """Resolution left the system acted on (an absolute symlink out of a mounted tree)."""
     uid: int = -1
     links: int = 1
+    inode: tuple[int, int] = (-1, -1)
+    """(device, inode) of the resolved path: the move takes this very file or nothing."""
     home: str = ""
     """The resolved home folder of the app's user; "" when the user has none under the root."""
     home_uid: int = -1
@@ -98,7 +100,8 @@ def examine(root: str, app: App, runner: Runner | None = None) -> PathFacts:
     except FileNotFoundError:
         return PathFacts(home=home, home_uid=home_uid)
     links = st.st_nlink if not stat.S_ISDIR(st.st_mode) else 1
-    return PathFacts(resolved=device_path, uid=st.st_uid, links=links, home=home, home_uid=home_uid,
+    return PathFacts(resolved=device_path, uid=st.st_uid, links=links, inode=(st.st_dev, st.st_ino),
+                     home=home, home_uid=home_uid,
                      package=_owner(Context(root=Path(base), live=False, runner=runner or Runner()),
                                     list(dict.fromkeys((device_path, app.path)))))
 

@@ -20,7 +20,7 @@ import pytest
 from agent.config import parse_config
 from agent.enforce.act import _quarantine
 from agent.enforce.plan import Action
-from agent.enforce.quarantine import QuarantineError
+from agent.enforce.quarantine import QuarantineError, quarantine, records, restore
 from agent.model import App, Entry, Finding
 from agent.runner import Runner
 
@@ -170,3 +170,52 @@ def test_a_symlink_swapped_in_after_the_scan_is_judged_again(tmp_path: Path) -> 
     with pytest.raises(QuarantineError, match="outside alice's home"):
         _quarantine(action, config, Runner())
     assert (root / "etc/shadow").read_bytes() == kept["/etc/shadow"]
+
+
+def test_a_folder_swapped_for_a_link_after_the_check_stops_the_move_and_the_restore(tmp_path: Path) -> None:
+    """The last races: after the check, alice replaces a folder on the way by a link to /etc
+    (the move must not follow it); while her file is in quarantine, she replaces the folder it
+    came from by a link to /etc (the restore must not write into /etc)."""
+    need_root()
+    root = tmp_path / "sys"
+    kept = build_tree(root)
+    store = tmp_path / "store"
+    apps = root / "home/alice/Applications"
+    image = apps / "WPS-Office-x86_64.AppImage"
+    checked = os.lstat(image)
+    (root / "etc/WPS-Office-x86_64.AppImage").write_bytes(b"root's file\n")
+    apps.rename(root / "home/alice/Applications.away")
+    apps.symlink_to("../../etc")
+    with pytest.raises(QuarantineError, match="'Applications' on the way is missing or a symlink"):
+        quarantine(str(root), store, ["/home/alice/Applications/WPS-Office-x86_64.AppImage"], "wps", "wps",
+                   expect=(checked.st_dev, checked.st_ino))
+    assert (root / "etc/WPS-Office-x86_64.AppImage").read_bytes() == b"root's file\n"
+    (root / "etc/WPS-Office-x86_64.AppImage").unlink()
+    apps.unlink()
+    (root / "home/alice/Applications.away").rename(apps)
+
+    record = quarantine(str(root), store, ["/home/alice/Applications/WPS-Office-x86_64.AppImage"], "wps", "wps",
+                        expect=(checked.st_dev, checked.st_ino))
+    apps.rename(root / "home/alice/Applications.away")
+    apps.symlink_to("../../etc")
+    with pytest.raises(QuarantineError, match="on the way is missing or a symlink"):
+        restore(str(root), store, record.id)
+    assert not (root / "etc/WPS-Office-x86_64.AppImage").exists()
+    assert [r.id for r in records(store)] == [record.id]
+    for device_path, data in kept.items():
+        assert (root / device_path.lstrip("/")).read_bytes() == data, f"{device_path} was changed"
+
+
+def test_a_file_replaced_after_the_check_is_not_moved(tmp_path: Path) -> None:
+    need_root()
+    root = tmp_path / "sys"
+    build_tree(root)
+    image = root / "home/alice/Applications/WPS-Office-x86_64.AppImage"
+    checked = os.lstat(image)
+    with open(image, "rb"):  # held open, so the new file cannot get the old inode number
+        image.unlink()
+        image.write_bytes(b"another file now\n")
+        with pytest.raises(QuarantineError, match="no longer the file that was checked"):
+            quarantine(str(root), tmp_path / "store", ["/home/alice/Applications/WPS-Office-x86_64.AppImage"],
+                       "wps", "wps", expect=(checked.st_dev, checked.st_ino))
+    assert image.read_bytes() == b"another file now\n"
