@@ -8,6 +8,7 @@ agent's own interpreter and libraries.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from dataclasses import replace
@@ -18,7 +19,7 @@ import pytest
 
 from agent.banlist.parse import parse_banlist
 from agent.config import parse_config
-from agent.enforce.act import host_facts
+from agent.enforce.act import host_facts, write_fapolicyd_rules
 from agent.enforce.critical import agent_files, shells
 from agent.enforce.execguard import ExecGuard
 from agent.enforce.guard import build_deny
@@ -28,7 +29,7 @@ from agent.inventory.base import Context
 from agent.match import compile_banlist, match
 from agent.model import Device
 from agent.runner import Runner
-from enforce_support import banlist_yaml, config_yaml, need, need_root, unique
+from enforce_support import banlist_yaml, config_yaml, need, unique
 from test_execguard import mount, runs, started  # noqa: F401  (the tmpfs fixture and helpers)
 from tests.integration.test_inventory_pacman_apk import APK_INSTALLED, PACMAN_DESC, PACMAN_FILES
 from tests.linux_roots import build_rpm, rpm_install
@@ -142,3 +143,11 @@ def test_even_under_a_huge_cap_the_shells_login_path_and_agent_are_never_denied(
     venv_lib = Path(os.__file__).parent
     assert not any(Path(p).is_relative_to(venv_lib) for p in deny.paths)
     assert deny.verdict(os.path.realpath(os.__file__), lambda: "") == ""
+
+
+def test_the_dry_run_says_the_deny_list_is_refused() -> None:
+    banlist, findings, config = everything(max_removals=5)
+    config = replace(config, enforcement=replace(config.enforcement, guard="fapolicyd"))
+    out = io.StringIO()
+    write_fapolicyd_rules(banlist, findings, config, DEVICE, Runner(), out, NOW, dry_run=True)
+    assert "write fapolicyd rules" in out.getvalue() and f"deny list refused: {TOO_MANY}" in out.getvalue()
