@@ -29,7 +29,7 @@ from agent.enforce.files import on_root
 from agent.enforce.fapolicyd import HEADER, fapolicyd_running, install_rules, render_rules
 from agent.enforce.guardprocess import GuardProcess
 from agent.enforce.notify import desktop_sessions, message, notify
-from agent.enforce.critical import agent_files, agent_trees, base_package, shells, with_real
+from agent.enforce.critical import agent_files, agent_trees, base_package, never_denied_program, shells, with_real
 from agent.enforce.plan import blocks, is_protected, over_cap
 from agent.enforce.poll import KillOnLaunch
 from agent.inventory.base import Context
@@ -72,15 +72,11 @@ def essential_files(root: str) -> set[str]:
     return with_real(files)
 
 
-def banned_package_files(
-    findings: Iterable[Finding], config: Config, device: Device, runner: Runner,
-) -> dict[str, tuple[str, list[str]]]:
-    """Return {`source:package`: (entry id, resolved regular files)} for the installed packages
-    (dpkg, rpm, pacman, apk) that blocking findings name — essential, required, base-system and
-    protected packages left out. A package whose file list cannot be read is logged and skipped."""
-    root = config.enforcement.root
-    ctx = Context(root=Path(root), live=False, runner=runner, config=config)
-    found: dict[str, tuple[str, list[str]]] = {}
+def banned_packages(findings: Iterable[Finding], config: Config, device: Device) -> dict[str, Finding]:
+    """Return {`source:package`: the finding} for the installed packages (dpkg, rpm, pacman, apk)
+    whose files blocking findings would deny — essential, required, base-system and protected
+    packages left out. Pure: counted against the cap before any file list is read."""
+    found: dict[str, Finding] = {}
     for finding in findings:
         app = finding.app
         key = f"{app.source}:{app.id}"
@@ -89,14 +85,25 @@ def banned_package_files(
         if is_protected(app, config.enforcement.protected) or app.extra_value("essential") == "yes" \
                 or app.extra_value("priority") == "required" or base_package(app):
             continue
+        found[key] = finding
+    return found
+
+
+def package_files_by_entry(packages: Iterable[Finding], config: Config, runner: Runner) -> dict[str, list[str]]:
+    """Return {entry id: resolved regular files} of these packages, read from their managers'
+    databases; a package whose file list cannot be read is logged and skipped."""
+    root = config.enforcement.root
+    ctx = Context(root=Path(root), live=False, runner=runner, config=config)
+    found: dict[str, list[str]] = {}
+    for finding in packages:
         try:
-            listed = app_files(ctx, app) or []
+            listed = app_files(ctx, finding.app) or []
         except (OSError, CommandError) as exc:
-            log_event(logger, logging.WARNING, "guard.files_unreadable", app=app.id, source=app.source,
-                      rule=finding.entry.id, error=str(exc))
+            log_event(logger, logging.WARNING, "guard.files_unreadable", app=finding.app.id,
+                      source=finding.app.source, rule=finding.entry.id, error=str(exc))
             continue
         paths = {os.path.realpath(on_root(root, p)) for p in listed}
-        found[key] = (finding.entry.id, sorted(p for p in paths if os.path.isfile(p)))
+        found.setdefault(finding.entry.id, []).extend(sorted(p for p in paths if os.path.isfile(p)))
     return found
 
 
@@ -109,25 +116,25 @@ def build_deny(
     interpreter and libraries the agent runs on — or an empty set that says why when it would
     deny more than the one cap (`max_removals`) allows (then nothing is denied at all)."""
     root = config.enforcement.root
-    packages = banned_package_files(findings, config, device, runner or Runner(commands=config.commands))
-    by_entry: dict[str, list[str]] = {}
-    for entry, files in packages.values():
-        by_entry.setdefault(entry, []).extend(files)
-    deny = deny_set(
-        guard_entries(banlist, device, config.enforcement, now), by_entry,
+    entries = guard_entries(banlist, device, config.enforcement, now)
+    packages = banned_packages(findings, config, device)
+    counts = Counter({
+        "deny-exec package": len(packages),
+        "deny-exec name": len({n for e in entries for n in e.match.executables if not never_denied_program(n)}),
+        "deny-exec hash": len({h for e in entries for h in e.match.sha256}),
+    })
+    reason = over_cap(counts, config.enforcement.max_removals)
+    if reason:
+        log_event(logger, logging.WARNING, "guard.refused", device=device.id, reason=reason)
+        AuditLog(audit_path(config)).write("refused", action="deny-exec", target=f"{sum(counts.values())} entries",
+                                           device=device.id, outcome=f"refused: {reason}")
+        return DenySet(refused=reason)
+    return deny_set(
+        entries, package_files_by_entry(packages.values(), config, runner or Runner(commands=config.commands)),
         allowed=essential_files(root) | shells(root) | agent_files(),
         protected=[*with_real(on_root(root, p) for p in config.enforcement.protected if p.startswith("/")),
                    *agent_trees()],
     )
-    counts = Counter({"deny-exec package": len(packages), "deny-exec name": len(deny.names),
-                      "deny-exec hash": len(deny.sha256)})
-    reason = over_cap(counts, config.enforcement.max_removals)
-    if not reason:
-        return deny
-    log_event(logger, logging.WARNING, "guard.refused", device=device.id, reason=reason)
-    AuditLog(audit_path(config)).write("refused", action="deny-exec", target=f"{sum(counts.values())} entries",
-                                       device=device.id, outcome=f"refused: {reason}")
-    return DenySet(refused=reason)
 
 
 class FapolicydRules:
