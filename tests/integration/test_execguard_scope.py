@@ -129,7 +129,6 @@ def test_a_list_that_matches_everything_is_refused_whole() -> None:
         assert deny.verdict(os.path.realpath(program), lambda: "") == ""
 
 
-@pytest.mark.slow
 def test_even_under_a_huge_cap_the_shells_login_path_and_agent_are_never_denied() -> None:
     banlist, findings, config = everything(max_removals=10**9)
     deny = build_deny(banlist, findings, config, DEVICE, NOW, Runner())
