@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -263,3 +264,26 @@ def test_kill_on_launch_catches_a_process_that_execs_after_it_was_seen(tmp_path:
     finally:
         watcher.stop()
     assert watcher.stats["killed"] == 1
+
+
+def test_pid_2_inside_a_pid_namespace_is_an_ordinary_process() -> None:
+    """In a container (here a real new PID namespace with its own /proc, `unshare --pid
+    --mount-proc`), PID 2 is the first child of the container's init, not kthreadd: it is not
+    refused as a kernel thread, and the collector lists it."""
+    need_root()
+    program = textwrap.dedent(f"""
+        import subprocess, sys
+        sys.path.insert(0, {str(Path(__file__).parents[2])!r})
+        from agent.enforce.processes import unsafe_reason
+        from agent.inventory.base import Context
+        from agent.inventory.process import ProcessCollector
+        child = subprocess.Popen(["/bin/sleep", "30"])
+        listed = any(a.extra_value("pid") == "2" for a in ProcessCollector().collect(Context()).apps)
+        print(child.pid, repr(unsafe_reason(2)), listed)
+        child.kill()
+    """)
+    done = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", program],
+                          capture_output=True, text=True, timeout=60)
+    if done.returncode != 0 and "unshare failed" in done.stderr:
+        pytest.skip(f"cannot make a PID namespace here: {done.stderr.strip()}")
+    assert done.stdout.split() == ["2", "''", "True"], done.stderr
