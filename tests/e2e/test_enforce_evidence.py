@@ -25,7 +25,8 @@ from agent.model import App, Entry, Finding
 from agent.runner import Runner
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "integration"))
-from enforce_support import banlist_yaml, config_yaml, make_dpkg_root, need_root  # noqa: E402
+from enforce_support import (banlist_yaml, build_deb, config_yaml, dpkg, installed, make_dpkg_root,  # noqa: E402
+                             need_root, unique)
 
 TOP = Path(__file__).parents[2]
 ALICE, BOB = 61001, 61002
@@ -219,3 +220,22 @@ def test_a_file_replaced_after_the_check_is_not_moved(tmp_path: Path) -> None:
             quarantine(str(root), tmp_path / "store", ["/home/alice/Applications/WPS-Office-x86_64.AppImage"],
                        "wps", "wps", expect=(checked.st_dev, checked.st_ino))
     assert image.read_bytes() == b"another file now\n"
+
+
+def test_a_users_launcher_cannot_rename_a_system_package_into_a_banned_app(tmp_path: Path) -> None:
+    """`Name=TikTok` with `Exec=/usr/bin/<a system package's program>` in alice's launcher: the
+    launcher is reported, the package (real dpkg, installed in the tree) is not uninstalled."""
+    need_root()
+    root = tmp_path / "sys"
+    build_tree(root)
+    package = unique("appban-test-webserver")
+    deb = build_deb(tmp_path, package, {package: b"#!/bin/sh\n"})
+    assert dpkg(root, "-i", str(deb)).returncode == 0
+    (root / "home/alice/.local/share/applications/webserver.desktop").write_text(
+        f"[Desktop Entry]\nType=Application\nName=TikTok\nExec=/usr/bin/{package}\n")
+    done = check(tmp_path, root, "--enforce")
+    findings = json.loads(done.stdout)["findings"]
+    assert not [f for f in findings if f["app"]["source"] == "dpkg"], findings
+    assert next(f for f in findings if f["app"]["id"] == "webserver")["outcome"].startswith(
+        "refused: a launcher is evidence for the report")
+    assert installed(root, package)
