@@ -14,9 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
-
-import requests
+from typing import TYPE_CHECKING, Callable
 
 from agent.banlist import cache
 from agent.banlist.cache import CacheError, CacheMeta, SuccessionError
@@ -27,6 +25,9 @@ from agent.banlist.source import staleness
 from agent.config import BanlistConfig, Config
 from agent.log import log_event
 from agent.model import BanList, BanListInfo
+
+if TYPE_CHECKING:
+    import requests
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ from agent.errors import UserError
 from agent.groups import assign_groups
 from agent.inventory import collect, local_device
 from agent.inventory.base import Context
-from agent.inventory.file import load_inventory_file
 from agent.model import Inventory
 from agent.runner import Runner
 
@@ -65,6 +64,8 @@ def gather(args: argparse.Namespace, config: Config, groups: list[str] | None = 
         if unused:  # silently checking something else than asked would give a misleading verdict
             verb = "does" if len(unused) == 1 else "do"
             raise CollectionUsageError(f"{', '.join(unused)} {verb} not apply to saved inventories (--inventory)")
+        from agent.inventory.file import load_inventory_file  # the MDM readers: only for saved inventories
+
         parts = [load_inventory_file(path) for path in args.inventory]
         loaded = Inventory(
             devices=tuple(d for p in parts for d in p.devices),

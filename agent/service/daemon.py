@@ -18,12 +18,11 @@ import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from types import FrameType
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import schedule
 
 from agent import log
-from agent.banlist.fetch import make_session
 from agent.banlist.parse import BanListError
 from agent.banlist.source import load_fresh, staleness
 from agent.commands.common import collect_here
@@ -39,12 +38,14 @@ from agent.log import log_event
 from agent.model import BanList, BanListInfo, Report
 from agent.report.build import build_report
 from agent.report.outbox import Outbox
-from agent.report.push import push_pending
 from agent.runner import CommandError, Runner
 from agent.service import server
 from agent.service.settings import ServiceError, Settings, load_settings
 from agent.service.snapshot import Snapshot, render_documents
 from agent.service.state import INVENTORY, REPORT, LockHeld, acquire_lock, write_atomic, write_status
+
+if TYPE_CHECKING:
+    import requests
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class Service:
         self.banlist: BanList | None = None
         self.banlist_info: BanListInfo | None = None
         self.outbox = Outbox(settings.state_dir, settings.config.push.max_queue)
-        self.session = make_session(settings.config.push)
+        self._session: requests.Session | None = None
         self.scheduler = schedule.Scheduler()
         self.endpoint: server.Endpoint | None = None
         self.guard: Guard | None = None
@@ -276,8 +277,24 @@ class Service:
         config = self.settings.config
         if not config.push.url or not self.outbox.depth():
             return
-        push_pending(self.outbox, config.push, self.settings.push_token, self.session)
+        from agent.report.push import push_pending  # requests: only once there is something to push
+
+        push_pending(self.outbox, config.push, self.settings.push_token, self._push_session())
         self._update(queue_depth=self.outbox.depth(), dropped=self.outbox.dropped())
+
+    def _push_session(self) -> requests.Session:
+        """Return the push session, made on first use: requests costs ~6 MB of a service that
+        may never push."""
+        if self._session is None:
+            from agent.banlist.fetch import make_session
+
+            self._session = make_session(self.settings.config.push)
+        return self._session
+
+    def _close_session(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
 
     def _update(self, **changes: object) -> None:
         self.snapshot = replace(self.snapshot, **changes)
@@ -313,8 +330,7 @@ class Service:
         old, self.settings = self.settings, new
         log.configure(new.config.logging.format, new.config.logging.level)
         self.outbox.max_queue = max(1, new.config.push.max_queue)
-        self.session.close()
-        self.session = make_session(new.config.push)
+        self._close_session()  # the next push makes one with the new TLS settings
         if new.server_key() != old.server_key():
             self._restart_endpoint(old, new)
         self._plan()
@@ -337,5 +353,5 @@ class Service:
         self._stop_guard()
         self._stop_endpoint()
         self.outbox.close()
-        self.session.close()
+        self._close_session()
         log_event(logger, logging.INFO, "service.stopped")
