@@ -33,10 +33,19 @@ def _modules_after(code: str) -> set[str]:
      {"agent.inventory.process", "psutil", "agent.inventory.windows", "agent.inventory.android", "yaml"}),
     ("from agent.documents import load_document; load_document(b'{\"a\": 1}', 'x')", {"yaml"}),
     ("import agent.service.daemon", {"requests", "prometheus_client", "agent.report.push"}),
-    ("import agent.commands.check", {"requests", "agent.inventory.mdm"}),
 ])
 def test_modules_are_imported_on_use(code: str, absent: set[str]) -> None:
     assert not absent & _modules_after(code)
+
+
+def test_a_check_against_the_bundled_list_loads_no_yaml_network_or_mdm_code(tmp_path) -> None:
+    config = tmp_path / "agent.json"
+    config.write_text("{}")  # a JSON config, so that reading the config needs no YAML either
+    code = ("import contextlib, io\nfrom agent.cli import main\nwith contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    main(['check', '--config', {str(config)!r}, '--source', 'dpkg', '--format', 'json'])")
+    loaded = _modules_after(code)
+    assert "agent.inventory.dpkg" in loaded
+    assert not {"yaml", "requests", "agent.inventory.mdm", "importlib.resources", "psutil"} & loaded
 
 
 def test_yaml_is_still_read_when_a_document_is_yaml() -> None:
