@@ -39,12 +39,14 @@ def _strings(value: Any, key: str) -> tuple[str, ...]:
         raise TypeError(f"{key!r} is not a list")
     return tuple(str(v) for v in value)
 
-def _filled(cls: type[Any], values: dict[str, Any]) -> Any:
+def build_record(cls: type[Any], values: dict[str, Any]) -> Any:
     """Return an instance of the frozen dataclass `cls` with `values` over its fields' defaults,
     without running its __init__ (which sets each field through object.__setattr__). Fields
     added later get their defaults here too, so adding a field stays a one-line change."""
     record = object.__new__(cls)
-    record.__dict__.update(_defaults(cls), **values)
+    fields = _defaults(cls).copy()
+    fields.update(values)
+    object.__setattr__(record, "__dict__", fields)
     return record
 
 
@@ -148,7 +150,7 @@ class App:
         (a setattr per field) was a third of reading one."""
         get = data.get
         extra = get("extra")
-        return _filled(cls, {
+        return build_record(cls, {
             "source": str(data["source"]), "id": str(data["id"]), "name": str(get("name") or ""),
             "version": str(get("version") or ""), "publisher": str(get("publisher") or ""),
             "path": str(get("path") or ""), "user": str(get("user") or ""),
