@@ -18,17 +18,18 @@ the app's own metainfo/appdata file.
 
 from __future__ import annotations
 
-import configparser
-import gzip
 import logging
 import os
-import xml.etree.ElementTree as ET
-import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.inventory.base import Collected, Context, home_dirs
 from agent.log import log_event
 from agent.model import App, CollectorError
+
+if TYPE_CHECKING:
+    import configparser
+    import xml.etree.ElementTree as ET
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ _LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 
 def read_keyfile(text: str, what: str) -> configparser.ConfigParser:
     """Given a GLib keyfile's text, return it parsed. Raise ValueError naming `what` if malformed."""
+    import configparser  # the parsers load when flatpak is installed, not on every check
+
     parser = configparser.ConfigParser(interpolation=None, strict=False, delimiters=("=",))
     parser.optionxform = str  # type: ignore[assignment,method-assign]
     try:
@@ -84,6 +87,10 @@ def _appstream(files: Path, app_id: str) -> dict[str, str]:
         files / "share" / folder / f"{app_id}{suffix}"
         for folder in ("metainfo", "appdata") for suffix in (".metainfo.xml", ".appdata.xml")
     ]
+    import gzip
+    import xml.etree.ElementTree as ET
+    import zlib
+
     for path in candidates:
         if not path.is_file():
             continue

@@ -48,5 +48,12 @@ def test_a_check_against_the_bundled_list_loads_no_yaml_network_or_mdm_code(tmp_
     assert not {"yaml", "requests", "agent.inventory.mdm", "importlib.resources", "psutil"} & loaded
 
 
+def test_a_full_check_loads_no_parser_of_a_system_that_is_not_here() -> None:
+    code = ("import contextlib, io\nfrom agent.cli import main\nwith contextlib.redirect_stdout(io.StringIO()):\n"
+            "    main(['check', '--root', '/nonexistent-root-for-test', '--format', 'json'])")
+    loaded = _modules_after(code)
+    assert not {"plistlib", "xml.etree.ElementTree", "configparser", "gzip", "concurrent.futures"} & loaded
+
+
 def test_yaml_is_still_read_when_a_document_is_yaml() -> None:
     assert "yaml" in _modules_after("from agent.documents import load_document; load_document(b'a: 1', 'x')")
