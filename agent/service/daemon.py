@@ -54,6 +54,23 @@ RELOAD_ERRORS = (ConfigError, UnknownSourceError, ServiceError)
 GUARD_ERRORS = (GuardUnavailable, RulesError, CommandError, OSError)
 
 
+def release_free_memory() -> None:
+    """Hand the heap a scan freed back to the system (glibc's malloc_trim; a no-op elsewhere).
+
+    Why: a scan's transient data (the status file's text, every package file list the desktop
+    collector reads, the JSON being rendered) grows the heap, and glibc keeps freed pages mapped
+    until asked; the idle service stayed ~4 MiB larger than it needed to for the rest of the hour.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (AttributeError, OSError):  # not glibc (musl has no malloc_trim)
+        pass
+
+
 def run_service(config_path: str | None, state_dir: str | None) -> int:
     """Run the service until SIGTERM or SIGINT; return the exit code (0 after a clean stop).
 
@@ -209,6 +226,7 @@ class Service:
         self._update(report=report, report_json=report_json, inventory_json=inventory_json,
                      last_scan=time.time(), scan_duration=duration,
                      queue_depth=self.outbox.depth(), dropped=self.outbox.dropped())
+        release_free_memory()
         counts = report.counts()
         log_event(logger, logging.INFO, "scan.done", report=report.id, apps=len(report.inventory.apps),
                   violations=counts["violation"], errors=len(report.inventory.errors),
