@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+from agent.domains import normalise_domains
 from agent.versions import parse_spec
 
 ID_PATTERN = r"[a-z0-9._-]+"
@@ -47,7 +48,7 @@ STATUSES: tuple[Status, ...] = ("violation", "advisory", "upcoming", "exempt")
 
 MATCH_KINDS: tuple[str, ...] = (
     "android", "ios", "macos", "windows", "deb", "rpm", "flatpak", "snap",
-    "names", "publishers", "executables", "sha256",
+    "names", "publishers", "executables", "sha256", "domains",
 )
 """The identifier lists an entry's `match` may hold, in the order the format documents them."""
 
@@ -192,6 +193,9 @@ class Match:
     publishers: tuple[str, ...] = field(default=(), metadata=_IDS)
     executables: tuple[str, ...] = field(default=(), metadata=_IDS)
     sha256: tuple[str, ...] = field(default=(), metadata={"check": _lowered, "pattern": r"[0-9a-fA-F]{64}"})
+    domains: tuple[str, ...] = field(default=(), metadata={"check": normalise_domains})
+    """The service's DNS names (`example.com`, or `*.example.com` for it and every name below it),
+    for the resolver and hosts-file exports and on-device network blocking; apps never match them."""
 
 
 @dataclass(frozen=True)
