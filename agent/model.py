@@ -17,9 +17,25 @@ from agent.versions import parse_spec
 ID_PATTERN = r"[a-z0-9._-]+"
 
 
+class Folded(tuple):
+    """Case-folded identifiers that remember the list's own spelling in `spelled`.
+
+    Why: appban compares identifiers case-insensitively, but the engines a list is exported to
+    (MDMs, Santa) compare bundle ids and package names exactly, so an export needs the original."""
+
+    spelled: tuple[str, ...]
+
+
 def _lowered(values: tuple[str, ...]) -> tuple[str, ...]:
     """Identifiers compare case-insensitively, so they are folded once, when the list is read."""
-    return tuple(v.casefold() for v in values)
+    folded = Folded(v.casefold() for v in values)
+    folded.spelled = tuple(values)
+    return folded
+
+
+def spelled(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Return identifiers as the ban list spelled them (for exports to case-sensitive engines)."""
+    return getattr(values, "spelled", values)
 
 
 def _valid_spec(text: str) -> str:
