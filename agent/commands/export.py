@@ -71,7 +71,7 @@ def run_export(args: argparse.Namespace) -> int:
             raise ExportError(f"output {args.output}: cannot write: {exc.strerror or exc}") from None
     else:
         write_out(result.text)
-    for note in result.notes:
+    for note in (*selection.notes, *result.notes):
         print(f"appban: {args.to} cannot express: {safe(note)}", file=sys.stderr)
     entries = len(selection.entries)
     where = f" to {args.output}" if args.output else ""

@@ -16,5 +16,5 @@ def render(selection: Selection) -> Export:
     """Given a Selection, return `{"applications": [...]}` with package names as the list spells them."""
     packages = dict.fromkeys(p for e in selection.entries for p in spelled(e.match.android))
     apps = [{"packageName": p, "installType": "BLOCKED"} for p in packages]
-    notes = user_exception_notes(selection, KIND) + selection.notes
+    notes = user_exception_notes(selection, KIND)
     return Export(json.dumps({"applications": apps}, indent=2) + "\n", notes)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from agent.export.common import Export, Selection, commented, header_lines, stable_id, user_exception_notes
+from agent.export.common import Export, Selection, commented, header_lines, safe, stable_id, user_exception_notes
 from agent.model import Entry, spelled
 
 KIND = "applocker"
@@ -36,7 +36,7 @@ def render(selection: Selection) -> Export:
     """Given a Selection, return the AppLocker policy XML."""
     mode = "Enabled" if selection.enforce else "AuditOnly"
     root = ET.Element("AppLockerPolicy", Version="1")
-    notes = list(user_exception_notes(selection, KIND) + selection.notes)
+    notes = list(user_exception_notes(selection, KIND))
     exe = _collection(root, "Exe", mode)
     appx = _collection(root, "Appx", mode)
     for entry in selection.entries:
@@ -78,22 +78,22 @@ def _entry_rules(entry: Entry, exe: ET.Element, appx: ET.Element, notes: list[st
                      EVERYONE)
         condition = ET.SubElement(ET.SubElement(rule, "Conditions"), "FileHashCondition")
         ET.SubElement(condition, "FileHash", Type="SHA256Flat", Data="0x" + digest.upper(),
-                      SourceFileName=entry.name, SourceFileLength="0")
+                      SourceFileName=safe(entry.name), SourceFileLength="0")
 
 
 def _rule(parent: ET.Element, tag: str, key: tuple[str, ...], name: str, action: str, sid: str) -> ET.Element:
-    return ET.SubElement(parent, tag, Id=str(stable_id(*key)), Name=name[:1024], Description="",
+    return ET.SubElement(parent, tag, Id=str(stable_id(*key)), Name=safe(name)[:1024], Description="",
                          UserOrGroupSid=sid, Action=action)
 
 
 def _path_rule(parent: ET.Element, key: tuple[str, ...], name: str, path: str, action: str, sid: str) -> None:
     rule = _rule(parent, "FilePathRule", key, name, action, sid)
-    ET.SubElement(ET.SubElement(rule, "Conditions"), "FilePathCondition", Path=path)
+    ET.SubElement(ET.SubElement(rule, "Conditions"), "FilePathCondition", Path=safe(path))
 
 
 def _publisher_rule(parent: ET.Element, key: tuple[str, ...], name: str, publisher: str, product: str,
                     action: str, sid: str) -> None:
     rule = _rule(parent, "FilePublisherRule", key, name, action, sid)
     condition = ET.SubElement(ET.SubElement(rule, "Conditions"), "FilePublisherCondition",
-                              PublisherName=publisher, ProductName=product, BinaryName="*")
+                              PublisherName=safe(publisher), ProductName=safe(product), BinaryName="*")
     ET.SubElement(condition, "BinaryVersionRange", LowSection="*", HighSection="*")

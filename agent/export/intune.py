@@ -25,7 +25,7 @@ def _policy(selection: Selection, kind: str, odata: str, ids: Callable[[Entry], 
                 seen.add(app_id)
                 apps.append({"@odata.type": "#microsoft.graph.appListItem", "name": entry.name,
                              "publisher": entry.vendor or None, "appStoreUrl": None, "appId": app_id})
-    notes = user_exception_notes(selection, kind) + selection.notes
+    notes = user_exception_notes(selection, kind)
     body = {
         "@odata.type": odata,
         "displayName": f"appban: banned apps (ban list serial {selection.provenance.serial})",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import plistlib
 
-from agent.export.common import Export, Selection, header_lines, stable_id, user_exception_notes
+from agent.export.common import Export, Selection, header_lines, safe, stable_id, user_exception_notes
 from agent.model import spelled
 
 KIND = "ios-mobileconfig"
@@ -16,8 +16,8 @@ IDENTIFIER = "org.appban.banned-apps"
 
 def render(selection: Selection) -> Export:
     """Given a Selection, return the profile as an XML property list (unsigned; sign it with your MDM)."""
-    bundles = list(dict.fromkeys(b for e in selection.entries for b in spelled(e.match.ios)))
-    notes = user_exception_notes(selection, KIND) + selection.notes
+    bundles = list(dict.fromkeys(safe(b) for e in selection.entries for b in spelled(e.match.ios)))
+    notes = user_exception_notes(selection, KIND)
     lines = header_lines(selection, KIND, notes)
     scope = ",".join(selection.groups) + "|" + selection.device
     restrictions = {
@@ -33,7 +33,7 @@ def render(selection: Selection) -> Export:
         "PayloadUUID": str(stable_id("profile", scope)).upper(),
         "PayloadDisplayName": f"appban: banned apps (ban list serial {selection.provenance.serial})",
         "PayloadDescription": "\n".join(lines),
-        "PayloadOrganization": selection.provenance.publisher or "appban",
+        "PayloadOrganization": safe(selection.provenance.publisher) or "appban",
         "PayloadContent": [restrictions],
     }
     xml = plistlib.dumps(profile, sort_keys=False).decode("utf-8")

@@ -29,7 +29,7 @@ def render(selection: Selection) -> Export:
                 rules.append({"identifier": digest, "policy": "BLOCKLIST", "rule_type": "BINARY",
                               "custom_msg": message})
     bundles = sorted({b for e in selection.entries for b in spelled(e.match.macos)})
-    notes = user_exception_notes(selection, KIND) + selection.notes
+    notes = user_exception_notes(selection, KIND)
     if bundles:
         notes += (f"macOS bundle ids without a Team ID (SIGNINGID rules need TEAMID:id): {', '.join(bundles)}",)
     return Export(json.dumps({"rules": rules}, indent=2, ensure_ascii=False) + "\n", notes)
