@@ -60,14 +60,16 @@ def _enforce(
     and they are a noticeable share of the command's start-up.
     """
     from agent.enforce.act import enforce, write_fapolicyd_rules
+    from agent.enforce.network import keep_network_block
     from agent.runner import Runner
 
     out = sys.stderr if args.format == "json" else sys.stdout
     runner = Runner(commands=config.commands)
     host = report.inventory.devices[0]
-    findings = enforce(report.findings, config, host, runner, out, args.dry_run).findings
-    write_fapolicyd_rules(banlist, findings, config, host, runner, out, now, args.dry_run)
-    return tuple(findings)
+    enforced = enforce(report.findings, config, host, runner, out, args.dry_run)
+    write_fapolicyd_rules(banlist, enforced.findings, config, host, runner, out, now, args.dry_run)
+    keep_network_block(banlist, config, host, runner, out, now, enforced.plan, args.dry_run)
+    return tuple(enforced.findings)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -32,6 +32,8 @@ from agent.enforce.act import enforce
 from agent.enforce.deny import DenySet
 from agent.enforce.execguard import Denial, GuardUnavailable
 from agent.enforce.fapolicyd import RulesError
+from agent.enforce.network import keep_network_block
+from agent.enforce.plan import Plan
 from agent.enforce.guard import (Guard, build_deny, denial_reporter, guard_settings, make_guard,
                                  withdraw_fapolicyd_rules)
 from agent.inventory import UnknownSourceError
@@ -219,13 +221,16 @@ class Service:
         `enforcement.mode` is report), and keep the exec guard's deny list in step with this scan:
         the guard starts at the first blocking scan and runs until the service stops or blocking
         is turned off in the config (a dry run never runs one)."""
+        runner = Runner(commands=config.commands)
+        host = report.inventory.devices[0]
         if config.enforcement.mode != "block":
             self._stop_guard()
             self._withdraw_rules(config)
+            keep_network_block(banlist, config, host, runner, sys.stderr, now, Plan())  # takes a block back
             return report
-        runner = Runner(commands=config.commands)
-        host = report.inventory.devices[0]
-        findings = enforce(report.findings, config, host, runner, sys.stderr).findings
+        enforced = enforce(report.findings, config, host, runner, sys.stderr)
+        findings = enforced.findings
+        keep_network_block(banlist, config, host, runner, sys.stderr, now, enforced.plan)
         self._deny_reporter = denial_reporter(config, banlist, runner)
         self._keep_guard(config, build_deny(banlist, findings, config, host, now), runner)
         return replace(report, findings=tuple(findings))

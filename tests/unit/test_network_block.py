@@ -1,0 +1,96 @@
+"""On-device network blocking, the pure part: the managed block in a hosts file (every other line
+kept, the file restored exactly once nothing is banned) and the plan (cap, foreign drop-ins)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.config import Config, EnforcementConfig
+from agent.enforce.network import (
+    BEGIN, DROPIN_HEADER, END, NetworkBlockError, blocked_lines, plan_network, with_hosts_block,
+)
+from agent.enforce.plan import TOO_MANY, Plan
+from agent.model import Device
+from tests.export_support import NOW, QUEBEC, quebec, with_exceptions
+
+HOSTS = "127.0.0.1 localhost\n::1 localhost ip6-localhost\n# office printer\n10.0.0.5 printer.corp\n"
+LINES = ["0.0.0.0 tiktokv.com", ":: tiktokv.com"]
+
+
+def config(network: str = "hosts", mode: str = "block", **more: object) -> Config:
+    return Config(enforcement=EnforcementConfig(mode=mode, network=network, root="/srv/image", **more))
+
+
+def blocking_list():
+    entry = {**QUEBEC["entries"][0], "action": "block"}
+    return quebec(entries=[entry])
+
+
+def test_the_block_is_appended_and_every_other_line_kept() -> None:
+    text = with_hosts_block(HOSTS, LINES, 42)
+    assert text.startswith(HOSTS)
+    assert text[len(HOSTS):] == f"{BEGIN}\n# ban list serial 42\n0.0.0.0 tiktokv.com\n:: tiktokv.com\n{END}\n"
+
+
+def test_a_new_list_replaces_only_the_block_and_no_ban_restores_the_file() -> None:
+    first = with_hosts_block(HOSTS, LINES, 42)
+    edited = first + "192.0.2.7 added-later.corp\n"
+    second = with_hosts_block(edited, ["0.0.0.0 wechat.com"], 43)
+    assert "tiktokv.com" not in second and "0.0.0.0 wechat.com" in second
+    assert "192.0.2.7 added-later.corp\n" in second and second.startswith(HOSTS)
+    assert with_hosts_block(second, [], 44) == HOSTS + "192.0.2.7 added-later.corp\n"
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r"), max_size=200))
+def test_any_hosts_file_comes_back_exactly(original: str) -> None:
+    if BEGIN in original or END in original:
+        return
+    assert with_hosts_block(with_hosts_block(original, LINES, 1), [], 2) == original
+
+
+def test_a_damaged_block_is_refused_rather_than_guessed_at() -> None:
+    with pytest.raises(NetworkBlockError, match="not closed"):
+        with_hosts_block(HOSTS + BEGIN + "\n0.0.0.0 x.com\n", LINES, 1)
+
+
+def test_lines_come_from_the_guard_entries_only() -> None:
+    staff = Device(id="pc-1", groups=("staff",))
+    lines, names = blocked_lines(blocking_list(), staff, config(), NOW)
+    assert names == 3 and "0.0.0.0 tiktokv.com" in lines
+    assert blocked_lines(quebec(), staff, config(), NOW) == ([], 0), "action report never blocks"
+    assert blocked_lines(blocking_list(), Device(id="pc-2", groups=("deputies",)), config(), NOW) == ([], 0)
+    assert blocked_lines(blocking_list(), staff, config(mode="report"), NOW) == ([], 0)
+    excepted = with_exceptions({"devices": ["pc-1"]})
+    excepted = dataclasses.replace(excepted, entries=blocking_list().entries)
+    assert blocked_lines(excepted, staff, config(), NOW) == ([], 0)
+    unbound, _ = blocked_lines(blocking_list(), staff, config("unbound"), NOW)
+    assert unbound[0] == "server:" and '    local-zone: "tiktokv.com." always_nxdomain' in unbound
+
+
+def test_the_plan_is_refused_when_the_run_hits_the_cap() -> None:
+    capped = Plan(note=f"{TOO_MANY} (9 removals, max_removals is 5)")
+    change = plan_network(config(), HOSTS, (LINES, 1), 42, capped)
+    assert change is not None and change.refused.startswith(TOO_MANY) and "refused" in change.describe()
+    assert plan_network(config(), HOSTS, (LINES, 1), 42, Plan()).refused == ""
+
+
+def test_network_none_plans_nothing_and_an_up_to_date_file_is_unchanged() -> None:
+    assert plan_network(config("none"), HOSTS, (LINES, 1), 42, Plan()) is None
+    assert plan_network(config(), HOSTS, ([], 0), 42, Plan()).unchanged
+    assert plan_network(config(), None, ([], 0), 42, Plan()).unchanged
+
+
+def test_drop_ins_are_written_whole_removed_when_empty_and_never_taken_over() -> None:
+    change = plan_network(config("dnsmasq"), None, (["address=/tiktokv.com/#"], 1), 42, Plan())
+    assert change.path == "/srv/image/etc/dnsmasq.d/appban.conf"
+    assert change.text == DROPIN_HEADER + "# ban list serial 42\naddress=/tiktokv.com/#\n"
+    removal = plan_network(config("dnsmasq"), change.text, ([], 0), 43, Plan())
+    assert removal.text is None and "remove" in removal.describe()
+    with pytest.raises(NetworkBlockError, match="not written by appban"):
+        plan_network(config("unbound"), "server:\n  verbosity: 1\n", (["server:"], 0), 42, Plan())
+    custom = plan_network(config("unbound", network_file="/etc/unbound/local.d/ban.conf"), None, (["server:"], 0), 1, Plan())
+    assert custom.path == "/srv/image/etc/unbound/local.d/ban.conf"
