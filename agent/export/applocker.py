@@ -17,7 +17,6 @@ packaged apps); deny rules win over them. Audit mode (AuditOnly) unless `--enfor
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
 
 from agent.export.common import Export, Selection, commented, header_lines, safe, stable_id, user_exception_notes
 from agent.model import Entry, spelled
@@ -33,67 +32,78 @@ DEFAULTS = {
 
 
 def render(selection: Selection) -> Export:
-    """Given a Selection, return the AppLocker policy XML."""
+    """Given a Selection, return the AppLocker policy XML.
+
+    Written as text rather than through ElementTree: serialising a 10,000-entry policy that way
+    takes most of a second; every value passes through `_attr`, and the tests parse the result."""
     mode = "Enabled" if selection.enforce else "AuditOnly"
-    root = ET.Element("AppLockerPolicy", Version="1")
     notes = list(user_exception_notes(selection, KIND))
-    exe = _collection(root, "Exe", mode)
-    appx = _collection(root, "Appx", mode)
+    rules: dict[str, list[str]] = {"Exe": _defaults("Exe"), "Appx": _defaults("Appx")}
     for entry in selection.entries:
-        _entry_rules(entry, exe, appx, notes)
-    ET.indent(root)
-    body = ET.tostring(root, encoding="unicode")
+        _entry_rules(entry, rules, notes)
     comment = "<!--\n" + commented(header_lines(selection, KIND, tuple(notes)), " ").replace("--", "- -") + "-->\n"
-    return Export('<?xml version="1.0" encoding="utf-8"?>\n' + comment + body + "\n", tuple(notes))
+    body = "".join(f'  <RuleCollection Type="{kind}" EnforcementMode="{mode}">\n{"".join(items)}  </RuleCollection>\n'
+                   for kind, items in rules.items())
+    return Export(f'<?xml version="1.0" encoding="utf-8"?>\n{comment}<AppLockerPolicy Version="1">\n{body}</AppLockerPolicy>\n',
+                  tuple(notes))
 
 
-def _collection(root: ET.Element, kind: str, mode: str) -> ET.Element:
-    collection = ET.SubElement(root, "RuleCollection", Type=kind, EnforcementMode=mode)
+def _defaults(kind: str) -> list[str]:
+    out = []
     for rule, value, sid in DEFAULTS[kind]:
         name = f"(Default rule) {value} for {'Everyone' if sid == EVERYONE else 'Administrators'}"
         if rule == "path":
-            _path_rule(collection, ("default", kind, value, sid), name, value, "Allow", sid)
+            out.append(_path_rule(("default", kind, value, sid), name, value, "Allow", sid))
         else:
-            _publisher_rule(collection, ("default", kind, value, sid), name, "*", "*", "Allow", sid)
-    return collection
+            out.append(_publisher_rule(("default", kind, value, sid), name, "*", "*", "Allow", sid))
+    return out
 
 
-def _entry_rules(entry: Entry, exe: ET.Element, appx: ET.Element, notes: list[str]) -> None:
+def _entry_rules(entry: Entry, rules: dict[str, list[str]], notes: list[str]) -> None:
     label = f"{entry.name} (appban entry {entry.id})"
     for package in spelled(entry.match.windows):
         if _PACKAGE.match(package) and "_" not in package:
-            _publisher_rule(appx, (entry.id, "appx", package.casefold()), f"Deny {label}: {package}", "*", package,
-                            "Deny", EVERYONE)
+            rules["Appx"].append(_publisher_rule((entry.id, "appx", package.casefold()), f"Deny {label}: {package}",
+                                                 "*", package, "Deny", EVERYONE))
     for publisher in spelled(entry.match.publishers):
         if _SUBJECT.match(publisher):
-            _publisher_rule(exe, (entry.id, "publisher", publisher.casefold()), f"Deny {label}: {publisher}",
-                            publisher, "*", "Deny", EVERYONE)
+            rules["Exe"].append(_publisher_rule((entry.id, "publisher", publisher.casefold()),
+                                                f"Deny {label}: {publisher}", publisher, "*", "Deny", EVERYONE))
         else:
             notes.append(f"publisher {publisher!r} of entry {entry.id} (not a signing certificate subject)")
     for name in entry.match.executables:
         if name.endswith(".exe"):
-            _path_rule(exe, (entry.id, "path", name), f"Deny {label}: {name}", f"*\\{name}", "Deny", EVERYONE)
+            rules["Exe"].append(_path_rule((entry.id, "path", name), f"Deny {label}: {name}", f"*\\{name}", "Deny",
+                                           EVERYONE))
     for digest in entry.match.sha256:
-        rule = _rule(exe, "FileHashRule", (entry.id, "hash", digest), f"Deny {label}: sha256 {digest[:12]}", "Deny",
-                     EVERYONE)
-        condition = ET.SubElement(ET.SubElement(rule, "Conditions"), "FileHashCondition")
-        ET.SubElement(condition, "FileHash", Type="SHA256Flat", Data="0x" + digest.upper(),
-                      SourceFileName=safe(entry.name), SourceFileLength="0")
+        head = _head((entry.id, "hash", digest), f"Deny {label}: sha256 {digest[:12]}", "Deny", EVERYONE)
+        rules["Exe"].append(
+            f'    <FileHashRule {head}>\n      <Conditions>\n        <FileHashCondition>\n'
+            f'          <FileHash Type="SHA256Flat" Data="0x{digest.upper()}" SourceFileName={_attr(entry.name)} '
+            f'SourceFileLength="0" />\n        </FileHashCondition>\n      </Conditions>\n    </FileHashRule>\n')
 
 
-def _rule(parent: ET.Element, tag: str, key: tuple[str, ...], name: str, action: str, sid: str) -> ET.Element:
-    return ET.SubElement(parent, tag, Id=str(stable_id(*key)), Name=safe(name)[:1024], Description="",
-                         UserOrGroupSid=sid, Action=action)
+_XML_SPECIAL = re.compile(r'[&<>"]')
+_XML_ENTITY = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}
 
 
-def _path_rule(parent: ET.Element, key: tuple[str, ...], name: str, path: str, action: str, sid: str) -> None:
-    rule = _rule(parent, "FilePathRule", key, name, action, sid)
-    ET.SubElement(ET.SubElement(rule, "Conditions"), "FilePathCondition", Path=safe(path))
+def _attr(value: str) -> str:
+    """Return a double-quoted XML attribute value, control characters escaped first."""
+    return '"' + _XML_SPECIAL.sub(lambda m: _XML_ENTITY[m.group()], safe(value)) + '"'
 
 
-def _publisher_rule(parent: ET.Element, key: tuple[str, ...], name: str, publisher: str, product: str,
-                    action: str, sid: str) -> None:
-    rule = _rule(parent, "FilePublisherRule", key, name, action, sid)
-    condition = ET.SubElement(ET.SubElement(rule, "Conditions"), "FilePublisherCondition",
-                              PublisherName=safe(publisher), ProductName=safe(product), BinaryName="*")
-    ET.SubElement(condition, "BinaryVersionRange", LowSection="*", HighSection="*")
+def _head(key: tuple[str, ...], name: str, action: str, sid: str) -> str:
+    return (f'Id="{stable_id(*key)}" Name={_attr(name[:1024])} Description="" UserOrGroupSid="{sid}" '
+            f'Action="{action}"')
+
+
+def _path_rule(key: tuple[str, ...], name: str, path: str, action: str, sid: str) -> str:
+    return (f'    <FilePathRule {_head(key, name, action, sid)}>\n      <Conditions>\n'
+            f'        <FilePathCondition Path={_attr(path)} />\n      </Conditions>\n    </FilePathRule>\n')
+
+
+def _publisher_rule(key: tuple[str, ...], name: str, publisher: str, product: str, action: str, sid: str) -> str:
+    return (f'    <FilePublisherRule {_head(key, name, action, sid)}>\n      <Conditions>\n'
+            f'        <FilePublisherCondition PublisherName={_attr(publisher)} ProductName={_attr(product)} '
+            f'BinaryName="*">\n          <BinaryVersionRange LowSection="*" HighSection="*" />\n'
+            f'        </FilePublisherCondition>\n      </Conditions>\n    </FilePublisherRule>\n')

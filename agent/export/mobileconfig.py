@@ -23,14 +23,14 @@ def render(selection: Selection) -> Export:
     restrictions = {
         "PayloadType": "com.apple.applicationaccess", "PayloadVersion": 1,
         "PayloadIdentifier": f"{IDENTIFIER}.restrictions",
-        "PayloadUUID": str(stable_id("restrictions", scope)).upper(),
+        "PayloadUUID": stable_id("restrictions", scope).upper(),
         "PayloadDisplayName": "Banned apps",
         "blockedAppBundleIDs": bundles,
     }
     profile = {
         "PayloadType": "Configuration", "PayloadVersion": 1,
         "PayloadIdentifier": IDENTIFIER,
-        "PayloadUUID": str(stable_id("profile", scope)).upper(),
+        "PayloadUUID": stable_id("profile", scope).upper(),
         "PayloadDisplayName": f"appban: banned apps (ban list serial {selection.provenance.serial})",
         "PayloadDescription": "\n".join(lines),
         "PayloadOrganization": safe(selection.provenance.publisher) or "appban",
