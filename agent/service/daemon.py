@@ -221,13 +221,15 @@ class Service:
         `enforcement.mode` is report), and keep the exec guard's deny list in step with this scan:
         the guard starts at the first blocking scan and runs until the service stops or blocking
         is turned off in the config (a dry run never runs one)."""
-        runner = Runner(commands=config.commands)
-        host = report.inventory.devices[0]
         if config.enforcement.mode != "block":
             self._stop_guard()
             self._withdraw_rules(config)
-            keep_network_block(banlist, config, host, runner, sys.stderr, now, Plan())  # takes a block back
+            if config.enforcement.network != "none":  # take back a block written while blocking was on
+                keep_network_block(banlist, config, report.inventory.devices[0], Runner(commands=config.commands),
+                                   sys.stderr, now, Plan())
             return report
+        runner = Runner(commands=config.commands)
+        host = report.inventory.devices[0]
         enforced = enforce(report.findings, config, host, runner, sys.stderr)
         findings = enforced.findings
         keep_network_block(banlist, config, host, runner, sys.stderr, now, enforced.plan)
