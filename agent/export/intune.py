@@ -33,8 +33,7 @@ def _policy(selection: Selection, kind: str, odata: str, ids: Callable[[Entry], 
         "restrictedApps": apps,
         "scheduledActionsForRule": [{
             "ruleName": "PasswordRequired",
-            "scheduledActionConfigurations": [{"actionType": "block", "gracePeriodHours": 0,
-                                               "notificationTemplateId": "", "notificationMessageCCList": []}],
+            "scheduledActionConfigurations": [{"actionType": "block", "gracePeriodHours": 0}],
         }],
     }
     return Export(json.dumps(body, indent=2, ensure_ascii=False) + "\n", notes)

@@ -9,7 +9,6 @@ from agent.export.common import Export, Selection, commented, header_lines
 from agent.export.dns import blocked_names, no_domains_note
 
 KIND = "rpz"
-ORIGIN = "appban.rpz."
 TTL = 300
 SERIAL_MODULO = 2 ** 32
 
@@ -18,8 +17,8 @@ def render(selection: Selection) -> Export:
     """Given a Selection, return the zone file text (`named-checkzone appban.rpz FILE` accepts it)."""
     notes = no_domains_note(selection)
     serial = selection.provenance.serial % SERIAL_MODULO
-    lines = [
-        f"$ORIGIN {ORIGIN}", f"$TTL {TTL}",
+    lines = [  # names relative to the zone, so it loads under any zone name (appban.rpz by convention)
+        f"$TTL {TTL}",
         f"@ IN SOA localhost. hostmaster.localhost. ({serial} 3600 600 86400 {TTL})",
         "@ IN NS localhost.",
     ]
