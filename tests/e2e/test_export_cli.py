@@ -1,4 +1,5 @@
-"""`appban policy export` as a subprocess: files written atomically, notes on stderr, exit codes."""
+"""`appban policy export` as a subprocess: files written atomically, notes on stderr, exit codes,
+and the signer of a list fetched from real nginx over HTTPS named in the header."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import run_cli
+from agent.banlist.signature import generate_keypair
+from tests.banlist_servers import Pki, Site, nginx, pki, site  # noqa: F401 - fixtures
+from tests.conftest import require_tool, run_cli
 from tests.export_support import QUEBEC
 
 
@@ -50,3 +53,18 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert unwritable.returncode == 2 and "cannot write" in unwritable.stderr and "Traceback" not in unwritable.stderr
     unknown = run_cli("policy", "export", "--to", "pf")
     assert unknown.returncode == 2 and "invalid choice" in unknown.stderr
+
+
+def test_a_fetched_signed_list_is_exported_with_its_signer(tmp_path: Path, pki: Pki, site: Site) -> None:
+    require_tool("nginx")
+    secret, public = generate_keypair()
+    site.publish(yaml.safe_dump(QUEBEC, allow_unicode=True).encode(), secret)
+    config = tmp_path / "agent.yaml"
+    config.write_text(f"state_dir: {tmp_path / 'state'}\nbanlist:\n  url: {site.url()}\n"
+                      f"  trusted_keys: [{public.to_base64()}]\n  ca_bundle: {pki.ca}\n  timeout: 5\n")
+    env = {"NO_PROXY": "127.0.0.1,localhost"}
+    assert run_cli("policy", "fetch", "--config", str(config), env=env).returncode == 0
+    done = run_cli("policy", "export", "--to", "rpz", "--group", "staff", "--config", str(config), env=env)
+    assert done.returncode == 0, done.stderr
+    assert f"; Ban list serial 42, signed by key {public.key_id_hex}, from {site.url()}" in done.stdout
+    assert "tiktokv.com CNAME ." in done.stdout
