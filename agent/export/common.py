@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Callable, Mapping
 
 from agent.match import scope_status
-from agent.model import App, BanList, Device, Entry, aware
+from agent.model import App, BanException, BanList, Device, Entry, aware
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 NAMESPACE = uuid.UUID("5b8f4e59-1f7a-4d1e-9a4c-6170706261e2")
@@ -79,19 +79,25 @@ def select(
     chosen: list[Entry] = []
     users: dict[str, tuple[str, ...]] = {}
     notes: list[str] = []
+    active: dict[str, list[BanException]] = {}
+    for exc in banlist.exceptions:
+        if aware(exc.expires) > now:
+            active.setdefault(exc.entry, []).append(exc)
     for entry in banlist.entries:
         if only_block and entry.action != "block":
             continue
-        exceptions = [e for e in banlist.exceptions if e.entry == entry.id and aware(e.expires) > now]
+        exceptions = active.get(entry.id, [])
         scoped = scope_status(entry, target, anyone, exceptions, now)
         if scoped is None or scoped[0] != "violation":
             continue
         chosen.append(entry)
+        elsewhere = [d for exc in exceptions if exc.devices and device not in exc.devices for d in exc.devices]
+        if elsewhere:
+            named = ", ".join(elsewhere[:5]) + (f" and {len(elsewhere) - 5} more" if len(elsewhere) > 5 else "")
+            notes.append(f"exceptions for entry {entry.id} on devices {named} are not in this export "
+                         "(export with --device for those devices)")
         for exc in exceptions:
-            if exc.devices and device not in exc.devices:
-                notes.append(f"exception for entry {entry.id} on devices {', '.join(exc.devices)} is not in this "
-                             "export (export with --device for those devices)")
-            elif exc.users:
+            if exc.users and (not exc.devices or device in exc.devices):
                 users[entry.id] = tuple(dict.fromkeys(users.get(entry.id, ()) + exc.users))
     return Selection(tuple(chosen), tuple(groups), now, provenance, device, users, tuple(notes), enforce)
 

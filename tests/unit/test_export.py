@@ -231,3 +231,13 @@ def test_control_characters_from_the_list_never_reach_a_line_of_configuration(ki
         plistlib.loads(text.encode())
     elif kind == "applocker":
         check_applocker(ET.fromstring(text.encode()))
+
+
+def test_a_user_exception_on_another_device_is_not_applied_and_many_devices_are_summed_up() -> None:
+    banlist = with_exceptions({"devices": ["phone-7"], "users": ["alice"]},
+                              {"devices": [f"pc-{n}" for n in range(9)]})
+    elsewhere = chosen(banlist, "staff", device="phone-8")
+    assert elsewhere.allowed_users == {}
+    (note,) = elsewhere.notes
+    assert "phone-7, pc-0, pc-1, pc-2, pc-3 and 5 more" in note
+    assert chosen(banlist, "staff", device="phone-7").allowed_users == {"tiktok-assembly": ("alice",)}
