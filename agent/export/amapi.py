@@ -1,6 +1,9 @@
 """Android Management API: the `applications[]` fragment of a policy, each banned package with
 `installType: BLOCKED` (the app is removed and cannot be installed). Merge it into the policy
-you patch; JSON has no comments, so the provenance goes on stderr and in the CLI's notes."""
+you patch; JSON has no comments, so the provenance goes on stderr and in the CLI's notes.
+
+Format: developers.google.com/android/management/reference/rest/v1/enterprises.policies
+(Policy.applications, ApplicationPolicy.installType)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,10 @@
 `appListItem`): a device with a listed app is non-compliant and the scheduled action blocks it.
 
 The JSON is the body of `POST /deviceManagement/deviceCompliancePolicies`; its `description`
-carries the provenance (JSON has no comments)."""
+carries the provenance (JSON has no comments).
+
+Format: learn.microsoft.com/graph/api/resources/intune-deviceconfig-ioscompliancepolicy,
+…-androidcompliancepolicy and …-applistitem (Microsoft Graph v1.0)."""
 
 from __future__ import annotations
 

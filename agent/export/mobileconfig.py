@@ -1,7 +1,10 @@
 """An Apple configuration profile (.mobileconfig) with a Restrictions payload
 (`com.apple.applicationaccess`) whose `blockedAppBundleIDs` keeps the banned apps from launching
 (supervised iOS/iPadOS devices). UUIDs derive from the list's serial and the scope, so a
-re-export of the same list replaces the same profile."""
+re-export of the same list replaces the same profile.
+
+Format: Apple's Restrictions payload (developer.apple.com/documentation/devicemanagement/restrictions,
+apple/device-management mdm/profiles/com.apple.applicationaccess.yaml)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,10 @@ fields of Santa's sync protocol (identifier, policy, rule_type, custom_msg).
 From the list: sha256 -> BINARY rules. A SIGNINGID rule needs the signing Team ID in front of the
 bundle id (`TEAMID:com.example.app`) and the list holds bundle ids only, so macOS bundle ids are
 reported as not expressed rather than written as rules Santa would never match. JSON has no
-comments: the provenance is in each rule's custom_msg, which Santa shows when it blocks."""
+comments: the provenance is in each rule's custom_msg, which Santa shows when it blocks.
+
+Format: Santa's rules (docs/concepts/rules.md) and the rule fields of its sync protocol
+(docs/development/sync-protocol.md), which `santactl rule --import/--export` use."""
 
 from __future__ import annotations
 
