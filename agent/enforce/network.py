@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Iterable, TextIO
 
 from agent.atomic import write_atomic
 from agent.config import Config
@@ -25,12 +25,12 @@ from agent.enforce.audit import AuditLog
 from agent.enforce.deny import guard_entries
 from agent.enforce.files import on_root
 from agent.enforce.guard import audit_path
-from agent.enforce.plan import TOO_MANY, Plan
+from agent.enforce.plan import TOO_MANY
 from agent.export import dnsmasq, hosts, unbound
 from agent.export.common import Provenance, Selection, safe
 from agent.export.dns import blocked_names
 from agent.log import log_event
-from agent.model import BanList, Device
+from agent.model import BanList, Device, Finding
 from agent.runner import CommandError, Runner
 
 logger = logging.getLogger(__name__)
@@ -125,14 +125,20 @@ def _without_block(text: str) -> str:
     return "".join(out)
 
 
+def cap_reason(findings: Iterable[Finding]) -> str:
+    """Return why this run's plan was refused as a whole (the one cap, `max_removals`), or ""."""
+    marker = f"refused: {TOO_MANY}"
+    return next((f.outcome[len("refused: "):] for f in findings if f.outcome.startswith(marker)), "")
+
+
 def plan_network(
-    config: Config, current: str | None, blocked: tuple[list[str], int], serial: int, plan: Plan,
+    config: Config, current: str | None, blocked: tuple[list[str], int], serial: int, capped: str = "",
 ) -> NetworkChange | None:
     """Given config, the file's current text (None: absent), the lines to block and how many
-    names they hold, the list serial and this run's enforcement plan, return the change to make (None when network blocking is
-    off and there is nothing of appban's to take back).
+    names they hold, the list serial and why this run's plan hit the cap (`cap_reason`), return
+    the change to make (None while network blocking is off).
 
-    Refused when the plan hit the one cap: a list that asks for too much is not obeyed in part.
+    Refused when the run hit the one cap: a list that asks for too much is not obeyed in part.
     Raise NetworkBlockError for a file appban did not write.
     """
     cfg = config.enforcement
@@ -148,17 +154,17 @@ def plan_network(
         if current is not None and not current.startswith(DROPIN_HEADER):
             raise NetworkBlockError(f"{path} was not written by appban; set enforcement.network_file to another file")
         text = DROPIN_HEADER + f"# ban list serial {serial}\n" + "".join(f"{l}\n" for l in lines) if lines else None
-    refused = plan.note if plan.note.startswith(TOO_MANY) else ""
-    return NetworkChange(path, text, names, refused, unchanged=text == current)
+    return NetworkChange(path, text, names, capped, unchanged=text == current)
 
 
 def keep_network_block(
     banlist: BanList, config: Config, device: Device, runner: Runner, out: TextIO, now: datetime,
-    plan: Plan, dry_run: bool = False,
+    findings: Iterable[Finding] = (), dry_run: bool = False,
 ) -> NetworkChange | None:
-    """Bring the network block in step with the list (or, with blocking off, take it back): plan,
-    then print (dry run) or apply, audit and log. Errors are logged and audited, never raised:
-    the scan's report must still be kept."""
+    """Bring the network block in step with the list (or, with blocking off, take it back), given
+    this run's enforced findings (whose outcomes say whether the run hit the cap): plan, then
+    print (dry run) or apply, audit and log. Errors are logged and audited, never raised: the
+    scan's report must still be kept."""
     cfg = config.enforcement
     if cfg.network == "none":
         return None
@@ -168,7 +174,8 @@ def keep_network_block(
         if path.is_symlink():
             raise NetworkBlockError(f"{path} is a symbolic link; point enforcement.network_file at the real file")
         current = path.read_text(encoding="utf-8") if path.exists() else None
-        change = plan_network(config, current, blocked_lines(banlist, device, config, now), banlist.serial, plan)
+        change = plan_network(config, current, blocked_lines(banlist, device, config, now), banlist.serial,
+                              cap_reason(findings))
     except (OSError, UnicodeDecodeError, NetworkBlockError) as exc:
         _failed(audit, str(path), exc)
         return None

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from agent.config import Config, EnforcementConfig
 from agent.enforce.network import keep_network_block
-from agent.enforce.plan import TOO_MANY, Plan
-from agent.model import Device
+from agent.enforce.plan import TOO_MANY
+from agent.model import App, Device, Finding
 from agent.runner import Runner
 from tests.export_support import NOW, QUEBEC, quebec
 
@@ -40,7 +40,8 @@ def events(tmp_path: Path) -> list[dict]:
 
 def test_the_cap_refuses_the_change_and_says_so(tmp_path: Path) -> None:
     config, hosts = setup(tmp_path)
-    capped = Plan(note=f"{TOO_MANY} (7 removals, max_removals is 5)")
+    refused = f"refused: {TOO_MANY} (7 removals, max_removals is 5)"
+    capped = [Finding("violation", blocking().entries[0], App(source="dpkg", id="x"), "pc-1", "deb:x", outcome=refused)]
     change = keep_network_block(blocking(), config, STAFF, Runner(), io.StringIO(), NOW, capped)
     assert change is not None and change.refused
     assert hosts.read_text() == HOSTS
@@ -50,9 +51,9 @@ def test_the_cap_refuses_the_change_and_says_so(tmp_path: Path) -> None:
 def test_the_block_is_written_with_the_files_mode_and_a_dry_run_writes_nothing(tmp_path: Path) -> None:
     config, hosts = setup(tmp_path)
     out = io.StringIO()
-    keep_network_block(blocking(), config, STAFF, Runner(), out, NOW, Plan(), dry_run=True)
+    keep_network_block(blocking(), config, STAFF, Runner(), out, NOW, dry_run=True)
     assert "enforcement plan: write 3 blocked names to" in out.getvalue() and hosts.read_text() == HOSTS
-    keep_network_block(blocking(), config, STAFF, Runner(), io.StringIO(), NOW, Plan())
+    keep_network_block(blocking(), config, STAFF, Runner(), io.StringIO(), NOW)
     assert "0.0.0.0 tiktokv.com" in hosts.read_text() and hosts.stat().st_mode & 0o777 == 0o640
 
 
@@ -62,6 +63,6 @@ def test_a_symbolic_link_is_not_replaced(tmp_path: Path) -> None:
     real.write_text(HOSTS)
     hosts.unlink()
     hosts.symlink_to(real)
-    keep_network_block(blocking(), config, STAFF, Runner(), io.StringIO(), NOW, Plan())
+    keep_network_block(blocking(), config, STAFF, Runner(), io.StringIO(), NOW)
     assert hosts.is_symlink() and real.read_text() == HOSTS
     assert events(tmp_path)[0]["event"] == "failed" and "symbolic link" in events(tmp_path)[0]["outcome"]

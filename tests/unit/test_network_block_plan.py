@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from agent.config import Config, EnforcementConfig
 from agent.enforce.network import (
-    BEGIN, DROPIN_HEADER, END, NetworkBlockError, blocked_lines, plan_network, with_hosts_block,
+    BEGIN, DROPIN_HEADER, END, NetworkBlockError, blocked_lines, cap_reason, plan_network, with_hosts_block,
 )
-from agent.enforce.plan import TOO_MANY, Plan
-from agent.model import Device
+from agent.enforce.plan import TOO_MANY
+from agent.model import App, Device, Finding
 from tests.export_support import NOW, QUEBEC, quebec, with_exceptions
 
 HOSTS = "127.0.0.1 localhost\n::1 localhost ip6-localhost\n# office printer\n10.0.0.5 printer.corp\n"
@@ -72,25 +72,32 @@ def test_lines_come_from_the_guard_entries_only() -> None:
 
 
 def test_the_plan_is_refused_when_the_run_hits_the_cap() -> None:
-    capped = Plan(note=f"{TOO_MANY} (9 removals, max_removals is 5)")
-    change = plan_network(config(), HOSTS, (LINES, 1), 42, capped)
-    assert change is not None and change.refused.startswith(TOO_MANY) and "refused" in change.describe()
-    assert plan_network(config(), HOSTS, (LINES, 1), 42, Plan()).refused == ""
+    entry = blocking_list().entries[0]
+    app = App(source="dpkg", id="tiktok")
+    capped = [Finding("violation", entry, app, "pc-1", "deb:tiktok", outcome="removed"),
+              Finding("violation", entry, app, "pc-1", "deb:tiktok",
+                      outcome=f"refused: {TOO_MANY} (9 removals, max_removals is 5)")]
+    reason = cap_reason(capped)
+    assert reason == f"{TOO_MANY} (9 removals, max_removals is 5)"
+    assert cap_reason(capped[:1]) == "" and cap_reason([]) == ""
+    change = plan_network(config(), HOSTS, (LINES, 1), 42, reason)
+    assert change is not None and change.refused == reason and "refused" in change.describe()
+    assert plan_network(config(), HOSTS, (LINES, 1), 42).refused == ""
 
 
 def test_network_none_plans_nothing_and_an_up_to_date_file_is_unchanged() -> None:
-    assert plan_network(config("none"), HOSTS, (LINES, 1), 42, Plan()) is None
-    assert plan_network(config(), HOSTS, ([], 0), 42, Plan()).unchanged
-    assert plan_network(config(), None, ([], 0), 42, Plan()).unchanged
+    assert plan_network(config("none"), HOSTS, (LINES, 1), 42) is None
+    assert plan_network(config(), HOSTS, ([], 0), 42).unchanged
+    assert plan_network(config(), None, ([], 0), 42).unchanged
 
 
 def test_drop_ins_are_written_whole_removed_when_empty_and_never_taken_over() -> None:
-    change = plan_network(config("dnsmasq"), None, (["address=/tiktokv.com/#"], 1), 42, Plan())
+    change = plan_network(config("dnsmasq"), None, (["address=/tiktokv.com/#"], 1), 42)
     assert change.path == "/srv/image/etc/dnsmasq.d/appban.conf"
     assert change.text == DROPIN_HEADER + "# ban list serial 42\naddress=/tiktokv.com/#\n"
-    removal = plan_network(config("dnsmasq"), change.text, ([], 0), 43, Plan())
+    removal = plan_network(config("dnsmasq"), change.text, ([], 0), 43)
     assert removal.text is None and "remove" in removal.describe()
     with pytest.raises(NetworkBlockError, match="not written by appban"):
-        plan_network(config("unbound"), "server:\n  verbosity: 1\n", (["server:"], 0), 42, Plan())
-    custom = plan_network(config("unbound", network_file="/etc/unbound/local.d/ban.conf"), None, (["server:"], 0), 1, Plan())
+        plan_network(config("unbound"), "server:\n  verbosity: 1\n", (["server:"], 0), 42)
+    custom = plan_network(config("unbound", network_file="/etc/unbound/local.d/ban.conf"), None, (["server:"], 0), 1)
     assert custom.path == "/srv/image/etc/unbound/local.d/ban.conf"
