@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +26,7 @@ from agent.enforce.audit import AuditLog
 from agent.enforce.deny import guard_entries
 from agent.enforce.files import on_root
 from agent.enforce.guard import audit_path
-from agent.enforce.plan import TOO_MANY
+from agent.enforce.plan import TOO_MANY, over_cap
 from agent.export import dnsmasq, hosts, unbound
 from agent.export.common import Provenance, Selection, safe
 from agent.export.dns import blocked_names
@@ -79,16 +80,26 @@ def network_path(config: Config) -> str:
     return on_root(cfg.root, cfg.network_file or DEFAULT_FILES[cfg.network])
 
 
-def blocked_lines(banlist: BanList, device: Device, config: Config, now: datetime) -> tuple[list[str], int]:
+@dataclass(frozen=True)
+class Blocked:
+    """The lines that block this device's banned names, how many names and entries they cover."""
+
+    lines: tuple[str, ...] = ()
+    names: int = 0
+    entries: int = 0
+
+
+def blocked_lines(banlist: BanList, device: Device, config: Config, now: datetime) -> Blocked:
     """Return the lines that block this device's banned names in `enforcement.network`'s syntax
-    and how many names they block (none when nothing is banned, or blocking is off)."""
+    (none when nothing is banned, or blocking is off)."""
     if config.enforcement.mode != "block":
-        return [], 0
+        return Blocked()
     entries = tuple(e for e in guard_entries(banlist, device, config.enforcement, now) if e.match.domains)
     if not entries:
-        return [], 0
+        return Blocked()
     selection = Selection(entries, device.groups, now, Provenance(serial=banlist.serial), device.id)
-    return LINES[config.enforcement.network](selection), len(blocked_names(selection))
+    lines = LINES[config.enforcement.network](selection)
+    return Blocked(tuple(lines), len(blocked_names(selection)), len(entries))
 
 
 def with_hosts_block(current: str, lines: list[str], serial: int) -> str:
@@ -132,20 +143,23 @@ def cap_reason(findings: Iterable[Finding]) -> str:
 
 
 def plan_network(
-    config: Config, current: str | None, blocked: tuple[list[str], int], serial: int, capped: str = "",
+    config: Config, current: str | None, blocked: Blocked, serial: int, capped: str = "",
 ) -> NetworkChange | None:
-    """Given config, the file's current text (None: absent), the lines to block and how many
-    names they hold, the list serial and why this run's plan hit the cap (`cap_reason`), return
-    the change to make (None while network blocking is off).
+    """Given config, the file's current text (None: absent), what to block, the list serial and
+    why this run's plan hit the cap (`cap_reason`), return the change to make (None while network
+    blocking is off).
 
-    Refused when the run hit the one cap: a list that asks for too much is not obeyed in part.
+    Refused under the one cap: when this run's plan was refused whole, or when more entries
+    would be blocked than `max_removals` (one action per banned service, however many names it
+    has), since a list that asks for too much is a mistake and is not obeyed in part.
     Raise NetworkBlockError for a file appban did not write.
     """
     cfg = config.enforcement
     if cfg.network == "none":
         return None
     path = network_path(config)
-    lines, names = blocked
+    lines = list(blocked.lines)
+    refused = capped or over_cap(Counter({"dns-block entry": blocked.entries}), cfg.max_removals)
     if cfg.network == "hosts":
         text: str | None = with_hosts_block(current or "", lines, serial)
         if current is None and not lines:
@@ -154,7 +168,7 @@ def plan_network(
         if current is not None and not current.startswith(DROPIN_HEADER):
             raise NetworkBlockError(f"{path} was not written by appban; set enforcement.network_file to another file")
         text = DROPIN_HEADER + f"# ban list serial {serial}\n" + "".join(f"{l}\n" for l in lines) if lines else None
-    return NetworkChange(path, text, names, capped, unchanged=text == current)
+    return NetworkChange(path, text, blocked.names, refused, unchanged=text == current)
 
 
 def keep_network_block(

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from agent.config import Config, EnforcementConfig
 from agent.enforce.network import (
-    BEGIN, DROPIN_HEADER, END, NetworkBlockError, blocked_lines, cap_reason, plan_network, with_hosts_block,
+    BEGIN, DROPIN_HEADER, END, Blocked, NetworkBlockError, blocked_lines, cap_reason, plan_network, with_hosts_block,
 )
 from agent.enforce.plan import TOO_MANY
 from agent.model import App, Device, Finding
@@ -59,15 +59,15 @@ def test_a_damaged_block_is_refused_rather_than_guessed_at() -> None:
 
 def test_lines_come_from_the_guard_entries_only() -> None:
     staff = Device(id="pc-1", groups=("staff",))
-    lines, names = blocked_lines(blocking_list(), staff, config(), NOW)
-    assert names == 3 and "0.0.0.0 tiktokv.com" in lines
-    assert blocked_lines(quebec(), staff, config(), NOW) == ([], 0), "action report never blocks"
-    assert blocked_lines(blocking_list(), Device(id="pc-2", groups=("deputies",)), config(), NOW) == ([], 0)
-    assert blocked_lines(blocking_list(), staff, config(mode="report"), NOW) == ([], 0)
+    blocked = blocked_lines(blocking_list(), staff, config(), NOW)
+    assert (blocked.names, blocked.entries) == (3, 1) and "0.0.0.0 tiktokv.com" in blocked.lines
+    assert blocked_lines(quebec(), staff, config(), NOW) == Blocked(), "action report never blocks"
+    assert blocked_lines(blocking_list(), Device(id="pc-2", groups=("deputies",)), config(), NOW) == Blocked()
+    assert blocked_lines(blocking_list(), staff, config(mode="report"), NOW) == Blocked()
     excepted = with_exceptions({"devices": ["pc-1"]})
     excepted = dataclasses.replace(excepted, entries=blocking_list().entries)
-    assert blocked_lines(excepted, staff, config(), NOW) == ([], 0)
-    unbound, _ = blocked_lines(blocking_list(), staff, config("unbound"), NOW)
+    assert blocked_lines(excepted, staff, config(), NOW) == Blocked()
+    unbound = blocked_lines(blocking_list(), staff, config("unbound"), NOW).lines
     assert unbound[0] == "server:" and '    local-zone: "tiktokv.com." always_nxdomain' in unbound
 
 
@@ -80,24 +80,31 @@ def test_the_plan_is_refused_when_the_run_hits_the_cap() -> None:
     reason = cap_reason(capped)
     assert reason == f"{TOO_MANY} (9 removals, max_removals is 5)"
     assert cap_reason(capped[:1]) == "" and cap_reason([]) == ""
-    change = plan_network(config(), HOSTS, (LINES, 1), 42, reason)
+    change = plan_network(config(), HOSTS, Blocked(tuple(LINES), 1, 1), 42, reason)
     assert change is not None and change.refused == reason and "refused" in change.describe()
-    assert plan_network(config(), HOSTS, (LINES, 1), 42).refused == ""
+    assert plan_network(config(), HOSTS, Blocked(tuple(LINES), 1, 1), 42).refused == ""
 
 
 def test_network_none_plans_nothing_and_an_up_to_date_file_is_unchanged() -> None:
-    assert plan_network(config("none"), HOSTS, (LINES, 1), 42) is None
-    assert plan_network(config(), HOSTS, ([], 0), 42).unchanged
-    assert plan_network(config(), None, ([], 0), 42).unchanged
+    assert plan_network(config("none"), HOSTS, Blocked(tuple(LINES), 1, 1), 42) is None
+    assert plan_network(config(), HOSTS, Blocked(), 42).unchanged
+    assert plan_network(config(), None, Blocked(), 42).unchanged
 
 
 def test_drop_ins_are_written_whole_removed_when_empty_and_never_taken_over() -> None:
-    change = plan_network(config("dnsmasq"), None, (["address=/tiktokv.com/#"], 1), 42)
+    change = plan_network(config("dnsmasq"), None, Blocked(("address=/tiktokv.com/#",), 1, 1), 42)
     assert change.path == "/srv/image/etc/dnsmasq.d/appban.conf"
     assert change.text == DROPIN_HEADER + "# ban list serial 42\naddress=/tiktokv.com/#\n"
-    removal = plan_network(config("dnsmasq"), change.text, ([], 0), 43)
+    removal = plan_network(config("dnsmasq"), change.text, Blocked(), 43)
     assert removal.text is None and "remove" in removal.describe()
     with pytest.raises(NetworkBlockError, match="not written by appban"):
-        plan_network(config("unbound"), "server:\n  verbosity: 1\n", (["server:"], 0), 42)
-    custom = plan_network(config("unbound", network_file="/etc/unbound/local.d/ban.conf"), None, (["server:"], 0), 1)
+        plan_network(config("unbound"), "server:\n  verbosity: 1\n", Blocked(("server:",), 0, 1), 42)
+    custom = plan_network(config("unbound", network_file="/etc/unbound/local.d/ban.conf"), None, Blocked(("server:",), 0, 1), 1)
     assert custom.path == "/srv/image/etc/unbound/local.d/ban.conf"
+
+
+def test_more_banned_services_than_the_cap_allows_are_refused_whole() -> None:
+    many = Blocked(tuple(f"0.0.0.0 s{n}.example" for n in range(6)), 6, 6)
+    change = plan_network(config(max_removals=5), HOSTS, many, 42)
+    assert change.refused.startswith(TOO_MANY) and "6 dns-block entry" in change.refused
+    assert plan_network(config(max_removals=6), HOSTS, many, 42).refused == ""
