@@ -108,7 +108,7 @@ def test_above_the_cap_every_action_is_refused() -> None:
     assert not any(a.refused for a in within.actions)
 
 
-@pytest.mark.parametrize("counted", [PROC, APPIMAGE, PKG, replace(PROC, extra=(("pid", "3001"),))])
+@pytest.mark.parametrize("counted", [PROC, APPIMAGE, PKG, replace(PROC, path="/usr/bin/other", extra=(("pid", "3001"),))])
 def test_every_kind_of_action_counts_against_the_one_cap(counted: App) -> None:
     """Kills and quarantines count as uninstalls do: one more action of any kind than the cap
     refuses the whole run, kills included."""
@@ -243,3 +243,12 @@ def test_one_file_seen_twice_is_judged_by_the_evidence_that_allows_it_whatever_t
     for order in ([system, linked], [linked, system]):
         (action,) = plan([finding(a) for a in order], BLOCK, DEVICE, facts).actions
         assert (action.target, action.refused, action.app) == ("/opt/wps/WPS.AppImage", "", system)
+
+
+def test_the_processes_of_one_program_are_one_unit_of_the_cap_and_each_is_still_killed() -> None:
+    sixteen = [replace(PROC, extra=(("pid", str(5000 + i)),)) for i in range(16)]
+    result = plan([finding(a) for a in sixteen], EnforcementConfig(mode="block", max_removals=1), DEVICE, FACTS)
+    assert not result.note and [(a.kind, a.refused) for a in result.actions] == [("kill", "")] * 16
+    two = [*sixteen, replace(PROC, path="/usr/bin/other", extra=(("pid", "6000"),))]
+    over = plan([finding(a) for a in two], EnforcementConfig(mode="block", max_removals=1), DEVICE, FACTS)
+    assert over.note.startswith("too many — refused (2 actions: 2 kill;")
