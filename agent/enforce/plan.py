@@ -237,8 +237,17 @@ def _refusal(kind: ActionKind, target: str, app: App, config: EnforcementConfig,
     return ""
 
 
+WINDOWS_USER_ENTRY = ("per-user entry from the user's own registry hive: its uninstall command and package name "
+                      "are text the user can write, so they are reported, never run as an administrator")
+
+
 def _windows_refusal(app: App) -> str:
-    """An Add/Remove Programs entry with only an interactive uninstaller is refused, not guessed at."""
+    """An Add/Remove Programs entry with only an interactive uninstaller is refused, not guessed
+    at; a per-user entry (NTUSER.DAT, UsrClass.dat) is evidence only: run as SYSTEM, its
+    QuietUninstallString would be the user's own command, its MSI product code or package name
+    could name a machine-wide product (an endpoint agent) for removal."""
+    if app.extra_value("scope") == "user":
+        return WINDOWS_USER_ENTRY
     try:
         uninstall_argv(app)
     except UninstallRefused as exc:

@@ -252,3 +252,18 @@ def test_the_processes_of_one_program_are_one_unit_of_the_cap_and_each_is_still_
     two = [*sixteen, replace(PROC, path="/usr/bin/other", extra=(("pid", "6000"),))]
     over = plan([finding(a) for a in two], EnforcementConfig(mode="block", max_removals=1), DEVICE, FACTS)
     assert over.note.startswith("too many — refused (2 actions: 2 kill;")
+
+
+@pytest.mark.parametrize("extra", [
+    (("kind", "arp"), ("quiet_uninstall", r'"C:\Users\al\evil.exe" /S')),
+    (("kind", "arp"), ("msi_product_code", "{6D3B1A5C-0E2F-4C7A-9B1D-3E5F7A9C1B2D}")),
+    (("kind", "msix"), ("package_full_name", "Microsoft.WindowsStore_22401.1401.6.0_x64__8wekyb3d8bbwe")),
+])
+def test_a_per_user_windows_entry_is_never_run_as_an_administrator(extra) -> None:
+    """A user writes their own NTUSER.DAT: a QuietUninstallString there is their command, an MSI
+    product code there may be the endpoint agent's. Reported, never uninstalled by the agent."""
+    facts = replace(FACTS, uninstall_sources=frozenset({"windows"}))
+    app = App(source="windows", id="TikTok", name="TikTok", user="al", extra=(*extra, ("scope", "user")))
+    assert only(plan([finding(app)], BLOCK, DEVICE, facts))[2].startswith("per-user entry from the user's own registry hive")
+    machine = replace(app, user="", extra=(*extra, ("scope", "machine")))
+    assert only(plan([finding(machine)], BLOCK, DEVICE, facts))[2] == ""
