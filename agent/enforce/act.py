@@ -19,7 +19,7 @@ from agent.enforce.fapolicyd import RulesError, fapolicyd_running
 from agent.enforce.guard import FapolicydRules, audit_path, build_deny, quarantine_dir
 from agent.enforce.notify import desktop_sessions, message, notify
 from agent.enforce.evidence import examine, examine_all, target_refusal
-from agent.enforce.plan import DONE_OUTCOME, QUARANTINE_SOURCES, Action, Facts, Plan, plan
+from agent.enforce.plan import DONE_OUTCOME, Action, Facts, Plan, plan
 from agent.enforce.processes import Identity, KillError, agent_pids, terminate, unsafe_pids
 from agent.enforce.quarantine import QuarantineError, quarantine
 from agent.enforce.uninstall import available_sources, uninstall
@@ -27,6 +27,7 @@ from agent.inventory.android import UnsafeIdentifierError
 from agent.log import log_event
 from agent.model import BanList, Device, Finding
 from agent.runner import CommandError, Runner
+from agent.sources import facts
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def host_facts(findings: Sequence[Finding], runner: Runner, root: str = "/") -> 
     pids = [int(f.app.extra_value("pid")) for f in findings
             if f.app.source == "process" and f.app.extra_value("pid").isdigit()]
     paths = examine_all(root, [f.app for f in findings
-                               if f.app.source in QUARANTINE_SOURCES and f.app.path.startswith("/")], runner)
+                               if facts(f.app.source).quarantine and f.app.path.startswith("/")], runner)
     return Facts(agent_pids(), unsafe_pids(pids), available_sources(runner), paths)
 
 

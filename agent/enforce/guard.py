@@ -34,10 +34,11 @@ from agent.enforce.plan import blocks, is_protected, over_cap
 from agent.enforce.poll import KillOnLaunch
 from agent.inventory.base import Context
 from agent.inventory.dpkg import STATUS_FILE, package_files, parse_status
-from agent.inventory.owned import FILE_LISTS, app_files
+from agent.inventory.owned import app_files
 from agent.log import log_event
 from agent.model import BanList, Device, Finding
 from agent.runner import CommandError, Runner
+from agent.sources import facts
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def banned_packages(findings: Iterable[Finding], config: Config, device: Device)
     for finding in findings:
         app = finding.app
         key = f"{app.source}:{app.id}"
-        if key in found or app.source not in FILE_LISTS or not blocks(finding, config.enforcement, device):
+        if key in found or not facts(app.source).file_list or not blocks(finding, config.enforcement, device):
             continue
         if is_protected(app, config.enforcement.protected) or app.extra_value("essential") == "yes" \
                 or app.extra_value("priority") == "required" or base_package(app):

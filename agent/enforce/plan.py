@@ -24,6 +24,7 @@ from agent.enforce.evidence import PathFacts, inside, target_refusal
 from agent.enforce.ios import manual_instruction
 from agent.enforce.windows import UninstallRefused, uninstall_argv
 from agent.model import App, Device, Finding
+from agent import sources
 
 ActionKind = Literal["kill", "uninstall", "quarantine", "skip"]
 KIND_ORDER: dict[str, int] = {"kill": 0, "uninstall": 1, "quarantine": 2, "skip": 3}
@@ -35,15 +36,6 @@ TOO_MANY = "too many — refused"
 
 LAUNCHER_ONLY = ("a launcher is evidence for the report, never a reason to move a file "
                  "(a running program is stopped, a package removed, an AppImage found by the scan quarantined)")
-
-GATEWAY_SOURCES = frozenset({"android", "ios"})
-"""Sources whose apps live on phones attached to this gateway, so their findings are on the
-phone's device id, not this host's: Android apps are removed through adb; for iOS apps (which
-cannot be removed over USB without supervision) the plan says what to do by hand or in the MDM."""
-
-QUARANTINE_SOURCES = frozenset({"macos", "appimage"})
-"""Sources whose app is one bundle or file with no package manager to remove it (a macOS .app,
-an AppImage): it is moved into the restorable quarantine."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +106,7 @@ def blocks(finding: Finding, config: EnforcementConfig, device: Device) -> bool:
     on this device (whose scope the matcher already checked)."""
     return (
         finding.entry.action == "block" and config.mode == "block" and finding.status == "violation"
-        and (finding.device == device.id or finding.app.source in GATEWAY_SOURCES)
+        and (finding.device == device.id or sources.facts(finding.app.source).gateway)
     )
 
 
@@ -201,7 +193,7 @@ def _choose(app: App, facts: Facts) -> tuple[ActionKind, str]:
         return "kill", app.extra_value("pid")
     if app.source in facts.uninstall_sources:
         return "uninstall", app.id
-    if app.source in QUARANTINE_SOURCES and app.path.startswith("/"):
+    if sources.facts(app.source).quarantine and app.path.startswith("/"):
         seen = facts.paths.get(app.path)
         return "quarantine", (seen.resolved if seen is not None and seen.resolved else app.path)
     if app.source == "desktop" and app.path:
