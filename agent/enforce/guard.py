@@ -23,13 +23,13 @@ from typing import Callable, Iterable, Protocol
 
 from agent.config import Config, interval_seconds
 from agent.enforce.audit import AuditLog
-from agent.enforce.deny import DenySet, deny_set, guard_entries
+from agent.enforce.deny import DenySet, denied_names, deny_set, guard_entries
 from agent.enforce.execguard import Denial, GuardUnavailable
 from agent.enforce.files import on_root
 from agent.enforce.fapolicyd import HEADER, fapolicyd_running, install_rules, render_rules
 from agent.enforce.guardprocess import GuardProcess
 from agent.enforce.notify import desktop_sessions, message, notify
-from agent.enforce.critical import agent_files, agent_trees, base_package, never_denied_program, shells, with_real
+from agent.enforce.critical import agent_files, agent_trees, base_package, shells, with_real
 from agent.enforce.plan import blocks, is_protected, over_cap
 from agent.enforce.poll import KillOnLaunch
 from agent.inventory.base import Context
@@ -121,7 +121,7 @@ def build_deny(
     packages = banned_packages(findings, config, device)
     counts = Counter({
         "deny-exec package": len(packages),
-        "deny-exec name": len({n for e in entries for n in e.match.executables if not never_denied_program(n)}),
+        "deny-exec name": len(denied_names(entries, config.enforcement.protected)),
         "deny-exec hash": len({h for e in entries for h in e.match.sha256}),
     })
     reason = over_cap(counts, config.enforcement.max_removals)
@@ -134,7 +134,7 @@ def build_deny(
         entries, package_files_by_entry(packages.values(), config, runner or Runner(commands=config.commands)),
         allowed=essential_files(root) | shells(root) | agent_files(),
         protected=[*with_real(on_root(root, p) for p in config.enforcement.protected if p.startswith("/")),
-                   *agent_trees()],
+                   *agent_trees(), *(p for p in config.enforcement.protected if not p.startswith("/"))],
     )
 
 

@@ -115,3 +115,12 @@ def test_dpkg_status_marks_essential_and_required_packages() -> None:
     bash, wps = parse_status(status)
     assert bash.extra == (("essential", "yes"), ("priority", "required"))
     assert wps.extra == (("arch", "amd64"),)
+
+
+def test_the_deny_set_never_holds_the_shell_login_path_or_protected_names() -> None:
+    entry = Entry(id="all", name="All", match=Match(executables=("sh", "bash", "sshd", "sudo", "WPS", "tiktok")))
+    deny = deny_set([entry], {"all": ["/usr/sbin/sshd", "/usr/lib/x86_64-linux-gnu/security/pam_unix.so", "/opt/t/tiktok"]},
+                    protected=["wps"])
+    assert deny.names == {"tiktok": "all"} and deny.paths == {"/opt/t/tiktok": "all"}
+    for path in ("/usr/bin/bash", "/bin/sh", "/usr/sbin/sshd", "/usr/bin/sudo", "/srv/copy/sshd", "/usr/bin/wps"):
+        assert deny.verdict(path, lambda: "") == "", path
