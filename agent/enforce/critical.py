@@ -55,9 +55,19 @@ def base_package(app: App) -> bool:
     return app.id in BASE_PACKAGES or app.name in BASE_PACKAGES
 
 
+USER_WRITABLE = ("/home", "/root", "/tmp", "/var/tmp", "/dev/shm", "/run/user")
+"""Where users put files of their own: a program there is never the system's login path, so a
+banned app renamed to `bash` in a home is still stopped."""
+
+
 def never_denied_program(path: str) -> bool:
-    """Return True when a file's base name is a shell, init or login-path program (NEVER_DENIED_PROGRAMS)."""
-    name = PurePosixPath(path).name.casefold()
+    """Return True when a file's base name is a shell, init or login-path program
+    (NEVER_DENIED_PROGRAMS) and it does not lie where users keep their own files (USER_WRITABLE);
+    a bare name (an `executables` rule) is judged by the name alone."""
+    pure = PurePosixPath(path)
+    if pure.is_absolute() and any(pure.is_relative_to(folder) for folder in USER_WRITABLE):
+        return False
+    name = pure.name.casefold()
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in NEVER_DENIED_PROGRAMS)
 
 

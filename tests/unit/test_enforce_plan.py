@@ -187,6 +187,7 @@ def test_protected_paths_are_compared_after_folding_and_resolution() -> None:
 def test_the_shell_and_login_path_are_never_killed_or_removed() -> None:
     for exe in ("/usr/sbin/sshd", "/usr/bin/bash", "/usr/lib/systemd/systemd", "/usr/bin/sudo"):
         assert only(plan([finding(replace(PROC, path=exe))], BLOCK, DEVICE, FACTS))[2] == "on the shell, boot or login path"
+    assert only(plan([finding(replace(PROC, path="/home/al/bin/bash"))], BLOCK, DEVICE, FACTS))[2] == ""
     for package in ("openssh-server", "sudo", "libpam-modules", "systemd"):
         app = App(source="dpkg", id=package, name=package)
         assert only(plan([finding(app)], BLOCK, DEVICE, FACTS))[2] == "part of the base system or the login path"

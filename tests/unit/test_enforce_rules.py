@@ -124,3 +124,11 @@ def test_the_deny_set_never_holds_the_shell_login_path_or_protected_names() -> N
     assert deny.names == {"tiktok": "all"} and deny.paths == {"/opt/t/tiktok": "all"}
     for path in ("/usr/bin/bash", "/bin/sh", "/usr/sbin/sshd", "/usr/bin/sudo", "/srv/copy/sshd", "/usr/bin/wps"):
         assert deny.verdict(path, lambda: "") == "", path
+
+
+def test_a_banned_app_renamed_to_a_shell_in_a_home_is_still_denied() -> None:
+    """The login-path names protect the system's programs, not a user's copy named `bash`."""
+    deny = deny_set([Entry(id="tiktok", name="TikTok", match=Match(sha256=(DIGEST,)))], {})
+    assert deny.verdict("/home/al/bin/bash", lambda: DIGEST) == "tiktok"
+    assert deny.verdict("/tmp/sshd", lambda: DIGEST) == "tiktok"
+    assert deny.verdict("/usr/bin/bash", lambda: DIGEST) == ""
