@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import posixpath
+import re
 import site
 import sys
 import sysconfig
@@ -60,15 +62,21 @@ USER_WRITABLE = ("/home", "/root", "/tmp", "/var/tmp", "/dev/shm", "/run/user")
 banned app renamed to `bash` in a home is still stopped."""
 
 
+_NEVER_DENIED = re.compile("|".join(fnmatch.translate(pattern) for pattern in NEVER_DENIED_PROGRAMS))
+
+
 def never_denied_program(path: str) -> bool:
     """Return True when a file's base name is a shell, init or login-path program
     (NEVER_DENIED_PROGRAMS) and it does not lie where users keep their own files (USER_WRITABLE);
-    a bare name (an `executables` rule) is judged by the name alone."""
-    pure = PurePosixPath(path)
-    if pure.is_absolute() and any(pure.is_relative_to(folder) for folder in USER_WRITABLE):
-        return False
-    name = pure.name.casefold()
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in NEVER_DENIED_PROGRAMS)
+    a bare name (an `executables` rule) is judged by the name alone.
+
+    Called for every exec the guard has no cached verdict for, so it stays a few microseconds:
+    one compiled pattern, and whole-component containment on the normalised path."""
+    if path.startswith("/"):
+        path = posixpath.normpath("/" + path.lstrip("/"))
+        if any(path == folder or path.startswith(folder + "/") for folder in USER_WRITABLE):
+            return False
+    return _NEVER_DENIED.match(path.rsplit("/", 1)[-1].casefold()) is not None
 
 
 def shells(root: str) -> set[str]:

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from agent.config import EnforcementConfig
+from agent.enforce.critical import never_denied_program
 from agent.enforce.deny import DenySet, deny_set, guard_entries
 from agent.enforce.fapolicyd import RulesError, check_rules, render_rules
 from agent.enforce.notify import message, session_env
@@ -132,3 +133,9 @@ def test_a_banned_app_renamed_to_a_shell_in_a_home_is_still_denied() -> None:
     assert deny.verdict("/home/al/bin/bash", lambda: DIGEST) == "tiktok"
     assert deny.verdict("/tmp/sshd", lambda: DIGEST) == "tiktok"
     assert deny.verdict("/usr/bin/bash", lambda: DIGEST) == ""
+
+
+def test_login_path_names_are_judged_on_the_folded_path() -> None:
+    assert not never_denied_program("//home/al/bash") and not never_denied_program("/usr/../home/al/sshd")
+    assert never_denied_program("/usr/./sbin/sshd") and never_denied_program("SSHD")
+    assert never_denied_program("/homework/bash")  # /homework is not /home
