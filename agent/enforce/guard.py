@@ -29,9 +29,10 @@ from agent.enforce.files import on_root
 from agent.enforce.fapolicyd import HEADER, fapolicyd_running, install_rules, render_rules
 from agent.enforce.guardprocess import GuardProcess
 from agent.enforce.notify import desktop_sessions, message, notify
-from agent.enforce.critical import agent_files, agent_trees, base_package, shells, with_real
+from agent.enforce.critical import BASE_PACKAGES, agent_files, agent_trees, base_package, shells, with_real
 from agent.enforce.plan import blocks, is_protected, over_cap
 from agent.enforce.poll import KillOnLaunch
+from agent.inventory import rpm
 from agent.inventory.base import Context
 from agent.inventory.dpkg import STATUS_FILE, package_files, parse_status
 from agent.inventory.owned import app_files
@@ -71,6 +72,20 @@ def essential_files(root: str) -> set[str]:
         if app.extra_value("essential") == "yes" or app.extra_value("priority") == "required" or base_package(app):
             files.update(on_root(root, p) for p in package_files(root, app.id, app.extra_value("arch")))
     return with_real(files)
+
+
+def rpm_base_files(config: Config, runner: Runner) -> set[str]:
+    """Return the files the base-system and login-path packages (critical.BASE_PACKAGES) of an
+    rpm system installed, as listed and resolved: rpm has no Essential mark, so these names are
+    what keeps `ls` or `sshd` from a hash rule. Empty without an rpm database; an rpm that
+    cannot run is logged."""
+    ctx = Context(root=Path(config.enforcement.root), live=False, runner=runner, config=config)
+    try:
+        listed = rpm.installed_files(ctx, sorted(BASE_PACKAGES))
+    except CommandError as exc:
+        log_event(logger, logging.WARNING, "guard.base_files_unreadable", source="rpm", error=str(exc))
+        return set()
+    return with_real(on_root(config.enforcement.root, p) for p in listed)
 
 
 def banned_packages(findings: Iterable[Finding], config: Config, device: Device) -> dict[str, Finding]:
@@ -130,9 +145,10 @@ def build_deny(
         AuditLog(audit_path(config)).write("refused", action="deny-exec", target=f"{sum(counts.values())} entries",
                                            device=device.id, outcome=f"refused: {reason}")
         return DenySet(refused=reason)
+    runner = runner or Runner(commands=config.commands)
     return deny_set(
-        entries, package_files_by_entry(packages.values(), config, runner or Runner(commands=config.commands)),
-        allowed=essential_files(root) | shells(root) | agent_files(),
+        entries, package_files_by_entry(packages.values(), config, runner),
+        allowed=essential_files(root) | rpm_base_files(config, runner) | shells(root) | agent_files(),
         protected=[*with_real(on_root(root, p) for p in config.enforcement.protected if p.startswith("/")),
                    *agent_trees(), *(p for p in config.enforcement.protected if not p.startswith("/"))],
     )

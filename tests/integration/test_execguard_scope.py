@@ -8,6 +8,7 @@ agent's own interpreter and libraries.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import sys
@@ -151,3 +152,28 @@ def test_the_dry_run_says_the_deny_list_is_refused() -> None:
     out = io.StringIO()
     write_fapolicyd_rules(banlist, findings, config, DEVICE, Runner(), out, NOW, dry_run=True)
     assert "write fapolicyd rules" in out.getvalue() and f"deny list refused: {TOO_MANY}" in out.getvalue()
+
+
+def test_a_hash_rule_never_denies_a_file_of_an_rpm_base_package(mount: Path) -> None:  # noqa: F811
+    """rpm has no Essential mark: a package of the base system by name (here a real rpm named
+    `coreutils` in a real rpm database) keeps its files from a hash rule that matches them,
+    while the same bytes elsewhere are denied."""
+    need("rpmbuild")
+    root, work = mount / "sys", mount / "work"
+    work.mkdir()
+    script = "#!/bin/sh\nexit 0\n"
+    rpm_install(root, "/var/lib/rpm", build_rpm(work, "coreutils", "9.0", "1", {"/usr/bin/lsx": script}))
+    base = root / "usr/bin/lsx"
+    base.chmod(0o755)
+    copy = _program(root, unique("copy"))
+    digest = hashlib.sha256(script.encode()).hexdigest()
+    banlist, findings = findings_on(root, ["rpm"], [{"id": "by-hash", "match": {"sha256": [digest]}}])
+    config = parse_config(config_yaml(root, mount / "state").encode(), "config")
+    deny = build_deny(banlist, findings, config, DEVICE, NOW, Runner())
+    assert deny.sha256 == {digest: "by-hash"} and str(base) in deny.allowed
+    guard = started(ExecGuard(deny, [str(mount)]))
+    try:
+        assert runs(base)
+        assert not runs(copy)
+    finally:
+        guard.stop()
