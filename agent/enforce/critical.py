@@ -5,7 +5,8 @@ Why a table of names as well as the dpkg `Essential`/`Priority: required` marks:
 apk have no such marks, and on Debian the login path (sshd, sudo, PAM, util-linux's agetty) is
 neither essential nor required — a list with `names: ["*"]` must still leave an administrator a
 way in. Names are matched exactly (package ids) or as globs on a file's base name (programs and
-PAM modules found anywhere), so a copy of sshd under another folder is kept too.
+PAM modules), so a copy of sshd in /opt is kept too — but not one in a home or /tmp
+(USER_WRITABLE), where a banned app renamed `bash` would otherwise escape.
 """
 
 from __future__ import annotations
@@ -45,16 +46,17 @@ NEVER_DENIED_PROGRAMS = (
     "doas", "runuser", "pkexec", "unix_chkpwd", "sshd", "sshd-session", "sshd-auth", "ssh", "sftp-server",
     "dbus-daemon", "dbus-broker*", "polkitd", "ld-linux*.so*", "ld-musl*.so*", "pam_*.so",
 )
-"""Base-name globs of programs on the shell, boot and login path: never denied wherever they lie."""
-
+"""Base-name globs of programs on the shell, boot and login path: never denied nor killed,
+wherever they lie outside USER_WRITABLE."""
 SHELLS_FILE = "/etc/shells"
 MIN_TREE_DEPTH = 4
 """Parts of the shallowest folder kept whole (`/usr/lib/python3` has four: `/`, usr, lib, python3)."""
 
 
 def base_package(app: App) -> bool:
-    """Return True when the app is a package of the base system or the login path (BASE_PACKAGES)."""
-    return app.id in BASE_PACKAGES or app.name in BASE_PACKAGES
+    """Return True when the app's package id is one of the base system or the login path
+    (BASE_PACKAGES); the id, not the display name, which a launcher may have given it."""
+    return app.id in BASE_PACKAGES
 
 
 USER_WRITABLE = ("/home", "/root", "/tmp", "/var/tmp", "/dev/shm", "/run/user")
