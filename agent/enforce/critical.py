@@ -48,6 +48,11 @@ NEVER_DENIED_PROGRAMS = (
 )
 """Base-name globs of programs on the shell, boot and login path: never denied nor killed,
 wherever they lie outside USER_WRITABLE."""
+USER_WRITABLE = ("/home", "/root", "/tmp", "/var/tmp", "/dev/shm", "/run/user")
+"""Where users put files of their own: a program there is never the system's login path, so a
+banned app renamed to `bash` in a home is still stopped."""
+
+
 SHELLS_FILE = "/etc/shells"
 MIN_TREE_DEPTH = 4
 """Parts of the shallowest folder kept whole (`/usr/lib/python3` has four: `/`, usr, lib, python3)."""
@@ -57,11 +62,6 @@ def base_package(app: App) -> bool:
     """Return True when the app's package id is one of the base system or the login path
     (BASE_PACKAGES); the id, not the display name, which a launcher may have given it."""
     return app.id in BASE_PACKAGES
-
-
-USER_WRITABLE = ("/home", "/root", "/tmp", "/var/tmp", "/dev/shm", "/run/user")
-"""Where users put files of their own: a program there is never the system's login path, so a
-banned app renamed to `bash` in a home is still stopped."""
 
 
 _NEVER_DENIED = re.compile("|".join(fnmatch.translate(pattern) for pattern in NEVER_DENIED_PROGRAMS))
