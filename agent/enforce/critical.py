@@ -48,10 +48,10 @@ NEVER_DENIED_PROGRAMS = (
 )
 """Base-name globs of programs on the shell, boot and login path: never denied nor killed,
 wherever they lie outside USER_WRITABLE."""
+
 USER_WRITABLE = ("/home", "/root", "/tmp", "/var/tmp", "/dev/shm", "/run/user")
 """Where users put files of their own: a program there is never the system's login path, so a
 banned app renamed to `bash` in a home is still stopped."""
-
 
 SHELLS_FILE = "/etc/shells"
 MIN_TREE_DEPTH = 4
