@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -106,8 +107,9 @@ def banned_packages(findings: Iterable[Finding], config: Config, device: Device)
 
 
 def package_files_by_entry(packages: Iterable[Finding], config: Config, runner: Runner) -> dict[str, list[str]]:
-    """Return {entry id: resolved regular files} of these packages, read from their managers'
-    databases; a package whose file list cannot be read is logged and skipped."""
+    """Return {entry id: resolved regular files} of these packages (never what their symlinks
+    point to), read from their managers' databases; a package whose file list cannot be read is
+    logged and skipped."""
     root = config.enforcement.root
     ctx = Context(root=Path(root), live=False, runner=runner, config=config)
     found: dict[str, list[str]] = {}
@@ -118,9 +120,19 @@ def package_files_by_entry(packages: Iterable[Finding], config: Config, runner: 
             log_event(logger, logging.WARNING, "guard.files_unreadable", app=finding.app.id,
                       source=finding.app.source, rule=finding.entry.id, error=str(exc))
             continue
-        paths = {os.path.realpath(on_root(root, p)) for p in listed}
-        found.setdefault(finding.entry.id, []).extend(sorted(p for p in paths if os.path.isfile(p)))
+        paths = {os.path.realpath(path) for path in (on_root(root, p) for p in listed) if _regular(path)}
+        found.setdefault(finding.entry.id, []).extend(sorted(paths))
     return found
+
+
+def _regular(path: str) -> bool:
+    """Return True for a regular file itself, not a symlink: a banned package's link to another
+    package's program (an alternatives link) must not put that program on the deny list. Folders
+    on the way are still resolved (usrmerge's /bin → /usr/bin), as the kernel reports execs."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def build_deny(

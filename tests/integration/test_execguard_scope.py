@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
+import subprocess
 import sys
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -30,7 +32,7 @@ from agent.inventory.base import Context
 from agent.match import compile_banlist, match
 from agent.model import Device
 from agent.runner import Runner
-from enforce_support import banlist_yaml, config_yaml, need, unique
+from enforce_support import banlist_yaml, build_deb, config_yaml, dpkg, make_dpkg_root, need, unique
 from test_execguard import mount, runs, started  # noqa: F401  (the tmpfs fixture and helpers)
 from tests.integration.test_inventory_pacman_apk import APK_INSTALLED, PACMAN_DESC, PACMAN_FILES
 from tests.linux_roots import build_rpm, rpm_install
@@ -175,5 +177,35 @@ def test_a_hash_rule_never_denies_a_file_of_an_rpm_base_package(mount: Path) -> 
     try:
         assert runs(base)
         assert not runs(copy)
+    finally:
+        guard.stop()
+
+
+def test_a_symlink_in_a_banned_package_never_denies_the_file_it_points_to(mount: Path) -> None:  # noqa: F811
+    """A banned package may ship a link to another package's program (as update-alternatives
+    links do): the guard denies the banned package's own files, never the link's target."""
+    root = make_dpkg_root(mount / "sys")
+    work = mount / "work"
+    work.mkdir()
+    banned, other = unique("appban-test-banned"), unique("appban-test-other")
+    assert dpkg(root, "-i", str(build_deb(work, other, {other: Path("/bin/true")}))).returncode == 0
+    tree = work / "tree"
+    (tree / "DEBIAN").mkdir(parents=True)
+    (tree / "usr/bin").mkdir(parents=True)
+    shutil.copy("/bin/true", tree / "usr/bin" / banned)
+    (tree / "usr/bin" / f"{banned}-link").symlink_to(other)
+    (tree / "DEBIAN/control").write_text(f"Package: {banned}\nVersion: 1.0\nArchitecture: all\n"
+                                         "Maintainer: appban tests <tests@example.org>\nDescription: test\n")
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(tree), str(work / "banned.deb")],
+                   check=True, capture_output=True, timeout=60)
+    assert dpkg(root, "-i", str(work / "banned.deb")).returncode == 0
+    banlist, findings = findings_on(root, ["dpkg"], [{"id": "banned", "match": {"deb": [banned]}}])
+    config = parse_config(config_yaml(root, mount / "state").encode(), "config")
+    deny = build_deny(banlist, findings, config, DEVICE, NOW, Runner())
+    assert deny.paths == {str(root / "usr/bin" / banned): "banned"}
+    guard = started(ExecGuard(deny, [str(mount)]))
+    try:
+        assert not runs(root / "usr/bin" / banned)
+        assert runs(root / "usr/bin" / other) and runs(root / "usr/bin" / f"{banned}-link")
     finally:
         guard.stop()
