@@ -12,14 +12,31 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+from agent.domains import normalise_domains
 from agent.versions import parse_spec
 
 ID_PATTERN = r"[a-z0-9._-]+"
 
 
+class Folded(tuple):
+    """Case-folded identifiers that remember the list's own spelling in `spelled`.
+
+    Why: appban compares identifiers case-insensitively, but the engines a list is exported to
+    (MDMs, Santa) compare bundle ids and package names exactly, so an export needs the original."""
+
+    spelled: tuple[str, ...]
+
+
 def _lowered(values: tuple[str, ...]) -> tuple[str, ...]:
     """Identifiers compare case-insensitively, so they are folded once, when the list is read."""
-    return tuple(v.casefold() for v in values)
+    folded = Folded(v.casefold() for v in values)
+    folded.spelled = tuple(values)
+    return folded
+
+
+def spelled(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Return identifiers as the ban list spelled them (for exports to case-sensitive engines)."""
+    return getattr(values, "spelled", values)
 
 
 def _valid_spec(text: str) -> str:
@@ -64,7 +81,7 @@ STATUSES: tuple[Status, ...] = ("violation", "advisory", "upcoming", "exempt")
 
 MATCH_KINDS: tuple[str, ...] = (
     "android", "ios", "macos", "windows", "deb", "rpm", "flatpak", "snap",
-    "names", "publishers", "executables", "sha256",
+    "names", "publishers", "executables", "sha256", "domains",
 )
 """The identifier lists an entry's `match` may hold, in the order the format documents them."""
 
@@ -203,6 +220,9 @@ class Match:
     publishers: tuple[str, ...] = field(default=(), metadata=_IDS)
     executables: tuple[str, ...] = field(default=(), metadata=_IDS)
     sha256: tuple[str, ...] = field(default=(), metadata={"check": _lowered, "pattern": r"[0-9a-fA-F]{64}"})
+    domains: tuple[str, ...] = field(default=(), metadata={"check": normalise_domains})
+    """The service's DNS names (`example.com`, or `*.example.com` for it and every name below it),
+    for the resolver and hosts-file exports and on-device network blocking; apps never match them."""
 
 
 @dataclass(frozen=True)
