@@ -11,6 +11,7 @@ import os
 import re
 import socket
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -106,22 +107,6 @@ def _url(url: str) -> str:
     return url
 
 
-def _public_keys(keys: tuple[str, ...]) -> tuple[str, ...]:
-    """Refuse a malformed trusted key when the config is read, not at the first refresh.
-
-    The signature module (and the crypto library it loads) is imported only when keys are
-    configured: most checks never verify a signature, and start-up time is a goal of `check`.
-    """
-    from agent.banlist.signature import SignatureError, parse_public_key
-
-    for number, key in enumerate(keys, 1):
-        try:
-            parse_public_key(key)
-        except SignatureError as exc:
-            raise ValueError(f"key #{number}: {exc}") from None
-    return keys
-
-
 @dataclass(frozen=True)
 class BanlistConfig:
     """Where the ban list comes from and which signatures are trusted."""
@@ -129,7 +114,8 @@ class BanlistConfig:
     path: str = ""
     url: str = field(default="", metadata={"check": _https})
     signature_url: str = field(default="", metadata={"check": _https})
-    trusted_keys: tuple[str, ...] = field(default=(), metadata={"check": _public_keys})
+    trusted_keys: tuple[str, ...] = ()
+    """minisign public keys; checked as the config is loaded (agent.banlist.keys)."""
     allow_unsigned: bool = False
     refresh: str = field(default="1h", metadata=_INTERVAL_CHECK)
     timeout: float = field(default=10.0, metadata=_POSITIVE)
@@ -144,6 +130,10 @@ class BanlistConfig:
     backoff: float = field(default=1.0, metadata=_NOT_NEGATIVE)
     max_age: str = field(default="90d", metadata=_INTERVAL_CHECK)
     """A list without `expires` is flagged stale this long after it was issued."""
+
+    def stale_after(self) -> timedelta:
+        """Return `max_age` as a duration (for agent.model.staleness)."""
+        return timedelta(seconds=interval_seconds(self.max_age))
 
 
 @dataclass(frozen=True)
@@ -176,6 +166,12 @@ class EnforcementConfig:
     audit_log: str = ""
     quarantine_dir: str = ""
     notify: bool = True
+    network: Literal["none", "hosts", "dnsmasq", "unbound"] = "none"
+    """Block banned services' DNS names here: a managed block in /etc/hosts, or a resolver drop-in."""
+    network_file: str = ""
+    """The file written (under `root`); default /etc/hosts or the resolver's drop-in folder."""
+    network_reload: tuple[str, ...] = ()
+    """Command run after a drop-in changes, e.g. [unbound-control, reload]; none for hosts."""
 
 
 @dataclass(frozen=True)
@@ -201,6 +197,13 @@ class PushConfig:
     deadline: float = field(default=60.0, metadata=_POSITIVE)
     """Seconds for one whole POST: a receiver that trickles its answer must not hold the service."""
     max_queue: int = 1000
+
+
+@dataclass(frozen=True)
+class JsonlConfig:
+    """The JSON-lines file sink for a SIEM (agent/report/jsonl.py); off while `path` is empty."""
+
+    path: str = ""
 
 
 @dataclass(frozen=True)
@@ -262,6 +265,7 @@ class Config:
     enforcement: EnforcementConfig = field(default_factory=EnforcementConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     push: PushConfig = field(default_factory=PushConfig)
+    jsonl: JsonlConfig = field(default_factory=JsonlConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)

@@ -23,12 +23,17 @@ def log_event(logger: logging.Logger, level: int, event: str, **fields: Any) -> 
     logger.log(level, event, extra={_FIELDS: clean})
 
 
+def timestamp(record: logging.LogRecord) -> str:
+    """The record's time in ISO 8601, UTC, to the millisecond (as journald and SIEMs sort it)."""
+    return datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, event and the event's fields."""
 
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "time": timestamp(record),
             "level": record.levelname.lower(),
             "logger": record.name,
             "event": record.getMessage(),
@@ -40,12 +45,12 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """`LEVEL event key=value ...` on one line: control characters in any value are escaped
+    """`TIME LEVEL event key=value ...` on one line: control characters in any value are escaped
     (agent.printable), so a name with a line break cannot forge a second log line, and values
     with spaces, quotes or `=` are quoted, so a value cannot pass for another key."""
 
     def format(self, record: logging.LogRecord) -> str:
-        parts = [record.levelname.lower(), printable(record.getMessage())]
+        parts = [timestamp(record), record.levelname.lower(), printable(record.getMessage())]
         for key, value in getattr(record, _FIELDS, {}).items():
             text = printable(str(value))
             quote = not text or any(c in text for c in ' "=\\')

@@ -12,22 +12,22 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable
-
-import requests
+from typing import TYPE_CHECKING, Callable
 
 from agent.banlist import cache
 from agent.banlist.cache import CacheError, CacheMeta, SuccessionError
 from agent.banlist.fetch import (MAX_SIGNATURE_BYTES, Download, FetchError, Validators, get, make_session,
                                  signature_url)
-from agent.banlist.parse import BanListError, parse_banlist
+from agent.banlist.parse import BanListError, check_issued, parse_banlist
 from agent.banlist.signature import SignatureError, Verified, parse_public_key, verify
-from agent.banlist.source import check_issued, staleness
 from agent.config import BanlistConfig, Config
 from agent.log import log_event
-from agent.model import BanList, BanListInfo
+from agent.model import BanList, BanListInfo, staleness
+
+if TYPE_CHECKING:
+    import requests
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def _commit(settings: BanlistConfig, folder: Path, now: datetime, held: _Held | 
     if floor is not None and floor.sha256 == digest:
         meta = dataclasses.replace(meta, fetched=floor.fetched)  # the same list, only served again
     cache.store(folder, meta, download.body, candidate.signature if verified else None)
-    info = _info(banlist, meta, now, settings.max_age)
+    info = _info(banlist, meta, now, settings.stale_after())
     _warn_if_stale(settings.url, info)
     return _changes(held, banlist, info)
 
@@ -201,7 +201,7 @@ def _held(settings: BanlistConfig, folder: Path, now: datetime) -> tuple[_Held |
         return None, f"cached list unusable: serial {banlist.serial} does not match its metadata ({meta.serial})"
     if verified is not None:
         meta = dataclasses.replace(meta, signer=verified.key_id_hex)
-    return _Held(banlist, _info(banlist, meta, now, settings.max_age), meta), None
+    return _Held(banlist, _info(banlist, meta, now, settings.stale_after()), meta), None
 
 
 def _parse_remembered(data: bytes, what: str) -> BanList:
@@ -216,7 +216,7 @@ def _parse_remembered(data: bytes, what: str) -> BanList:
     return banlist
 
 
-def _info(banlist: BanList, meta: CacheMeta, now: datetime, max_age: str) -> BanListInfo:
+def _info(banlist: BanList, meta: CacheMeta, now: datetime, max_age: timedelta) -> BanListInfo:
     stale, since = staleness(banlist, now, max_age)
     return BanListInfo(banlist.serial, meta.url, signed=bool(meta.signature_file), stale=stale,
                        stale_since=since, signer=meta.signer)

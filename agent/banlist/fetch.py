@@ -18,25 +18,22 @@ force.
 
 from __future__ import annotations
 
-import http.client
 import logging
 import random
 import socket
 import threading
 import time
-import weakref
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
 from urllib.parse import urljoin
-
-import requests
-import urllib3
-from requests.adapters import HTTPAdapter
 
 from agent import __version__
 from agent.config import BanlistConfig, PushConfig
 from agent.log import log_event
 from agent.printable import printable
+
+if TYPE_CHECKING:  # requests costs ~25 ms and ~6 MB: imported only when something is fetched
+    import requests
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -94,54 +91,16 @@ def signature_url(config: BanlistConfig) -> str:
     return config.signature_url or config.url + SIGNATURE_SUFFIX
 
 
-class DeadlineAdapter(HTTPAdapter):
-    """requests' HTTPS adapter, with `cut()` to shut down its open connections from another thread.
-
-    Why shut the socket down rather than close it: close() from another thread does not wake a
-    thread blocked reading it on Linux, shutdown() does, and the reader then fails at once.
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        self._open: weakref.WeakSet[socket.socket] = weakref.WeakSet()
-        super().__init__(**kwargs)
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        opened = self._open
-
-        class Connection(urllib3.connection.HTTPSConnection):
-            # Both sockets, as objects (http.client drops conn.sock once a response owns it): the
-            # TCP one during the TLS handshake (which can trickle too), the TLS one after it
-            # (wrapping detaches the TCP socket object from the file descriptor).
-            def _new_conn(self) -> socket.socket:
-                sock = super()._new_conn()
-                opened.add(sock)
-                return sock
-
-            def connect(self) -> None:
-                super().connect()
-                opened.add(self.sock)
-
-        class Pool(urllib3.HTTPSConnectionPool):
-            ConnectionCls = Connection
-
-        self.poolmanager.pool_classes_by_scheme = {**self.poolmanager.pool_classes_by_scheme, "https": Pool}
-
-    def cut(self) -> None:
-        """Shut down every connection this adapter has open (their readers fail at once)."""
-        for sock in list(self._open):
-            try:
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the raw socket, under any TLS layer
-            except OSError:
-                pass  # already closed
-
-
 def make_session(config: BanlistConfig | PushConfig) -> requests.Session:
     """Given the ban-list (or push) config, return a requests Session with its TLS settings.
 
     Verification stays on: with `ca_bundle` only that CA file is trusted, else the system's. A
     client certificate is presented when `client_cert` is set (mutual TLS).
     """
+    import requests
+
+    from agent.banlist.deadline import DeadlineAdapter
+
     session = requests.Session()
     session.verify = config.ca_bundle or True
     if config.client_cert:
@@ -195,6 +154,8 @@ def get(
 def within(ends: float, deadline: float, session: requests.Session, url: str, attempt: Callable[[], T]) -> T:
     """Run one request through `session` (made by make_session), cutting its connection when the
     monotonic time `ends` passes. Raise FetchError naming `deadline` (the seconds allowed) then."""
+    from agent.banlist.deadline import TRANSPORT_ERRORS, DeadlineAdapter
+
     adapter = session.get_adapter(url)
     if not isinstance(adapter, DeadlineAdapter):
         return attempt()
@@ -209,7 +170,7 @@ def within(ends: float, deadline: float, session: requests.Session, url: str, at
     timer.start()
     try:
         result = attempt()
-    except (FetchError, OSError, http.client.HTTPException, urllib3.exceptions.HTTPError):
+    except (FetchError, *TRANSPORT_ERRORS):
         if fired.is_set():
             raise FetchError(f"took longer than the {deadline:g}s deadline for the whole exchange") from None
         raise
@@ -235,6 +196,8 @@ def _retryable(exc: FetchError) -> bool:
 def _get_once(
     session: requests.Session, url: str, config: BanlistConfig, validators: Validators | None, max_bytes: int
 ) -> Download:
+    import requests  # already loaded by make_session: this only binds the name
+
     headers = validators.headers() if validators else {}
     try:
         # verify is passed per request: requests lets REQUESTS_CA_BUNDLE override a Session's
@@ -275,6 +238,8 @@ def _read_capped(response: requests.Response, max_bytes: int) -> bytes:
 
 def _describe(exc: requests.RequestException, timeout: float) -> FetchError:
     """Turn a requests exception into a one-line FetchError a person can act on."""
+    import requests
+
     if isinstance(exc, requests.exceptions.SSLError):
         return FetchError(f"TLS error: {_innermost(exc)}")
     if isinstance(exc, requests.exceptions.ProxyError):

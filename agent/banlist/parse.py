@@ -7,11 +7,13 @@ and (through `load_document`) duplicate keys, YAML aliases and oversized documen
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from agent.errors import UserError
 from agent.documents import DocumentError, load_document
-from agent.model import BanList
+from agent.gcpause import paused_gc
+from agent.model import BanList, aware
 from agent.schema import SchemaError, build
 
 FORMAT = "appban.banlist/v1"
@@ -26,6 +28,11 @@ def parse_banlist(data: bytes, what: str = "ban list") -> BanList:
 
     Raise BanListError whose one-line message names `what`, the entry and the field at fault.
     """
+    with paused_gc():
+        return _parse(data, what)
+
+
+def _parse(data: bytes, what: str) -> BanList:
     try:
         raw = load_document(data, what)
     except DocumentError as exc:
@@ -69,3 +76,15 @@ def _check_references(banlist: BanList, what: str) -> None:
                 f"{what}: exception #{number} for {exc.entry!r}: names no devices or users "
                 "(blanket exceptions are not allowed)"
             )
+
+
+CLOCK_SKEW = timedelta(minutes=5)
+"""How far in the future a list's `issued` may lie: clocks of publisher and device differ a little."""
+
+
+def check_issued(banlist: BanList, now: datetime, what: str) -> None:
+    """Refuse a list issued in the future (beyond CLOCK_SKEW): it was made by a clock that is
+    wrong, or made to outrank lists not yet written. Raise BanListError naming `what`."""
+    if aware(banlist.issued) > aware(now) + CLOCK_SKEW:
+        raise BanListError(f"{what}: issued {aware(banlist.issued).isoformat()}, in the future "
+                           f"(more than {int(CLOCK_SKEW.total_seconds() // 60)} minutes ahead of this device's clock)")

@@ -10,44 +10,26 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime, timedelta
-from importlib import resources
 from pathlib import Path
 
-from agent.banlist.parse import BanListError, parse_banlist
-from agent.config import Config, interval_seconds
-from agent.model import BanList, BanListInfo, aware
+from agent.banlist.parse import BanListError, check_issued, parse_banlist
+from agent.config import Config
+from agent.model import BanList, BanListInfo, staleness
 
-BUNDLED = "banlist.example.yaml"
+BUNDLED = "banlist.example.json"
+"""The bundled list as JSON, generated from `banlist.example.yaml` (the copy people edit) by
+`scripts/banlist-json`: Python's JSON decoder reads it without importing PyYAML, which is most of
+what loading a YAML list costs a check."""
 
 
 def bundled_bytes() -> bytes:
-    """Return the bytes of the ban list shipped with appban."""
-    return resources.files("agent.bundled").joinpath(BUNDLED).read_bytes()
+    """Return the bytes of the ban list shipped with appban.
 
+    Read beside the `agent.bundled` package rather than through importlib.resources, which costs
+    a check more to import (~2 ms) than the read itself; pip installs packages as folders."""
+    import agent.bundled
 
-CLOCK_SKEW = timedelta(minutes=5)
-"""How far in the future a list's `issued` may lie: clocks of publisher and device differ a little."""
-
-
-def staleness(banlist: BanList, now: datetime, max_age: str) -> tuple[bool, datetime | None]:
-    """Return (stale, since): a list past its `expires` is still used, but flagged everywhere; a
-    list without `expires` is flagged the same way once it is older than `max_age` (an interval,
-    config banlist.max_age), so a list that stopped being updated years ago does not look current."""
-    if banlist.expires is not None:
-        ends = aware(banlist.expires)
-    else:
-        ends = aware(banlist.issued) + timedelta(seconds=interval_seconds(max_age))
-    if aware(now) > ends:
-        return True, ends
-    return False, None
-
-
-def check_issued(banlist: BanList, now: datetime, what: str) -> None:
-    """Refuse a list issued in the future (beyond CLOCK_SKEW): it was made by a clock that is
-    wrong, or made to outrank lists not yet written. Raise BanListError naming `what`."""
-    if aware(banlist.issued) > aware(now) + CLOCK_SKEW:
-        raise BanListError(f"{what}: issued {aware(banlist.issued).isoformat()}, in the future "
-                           f"(more than {int(CLOCK_SKEW.total_seconds() // 60)} minutes ahead of this device's clock)")
+    return Path(agent.bundled.__file__).with_name(BUNDLED).read_bytes()
 
 
 def is_url(choice: str) -> bool:
@@ -55,7 +37,7 @@ def is_url(choice: str) -> bool:
     return choice.startswith(("http://", "https://"))
 
 
-def load_file(path: str, now: datetime, max_age: str) -> tuple[BanList, BanListInfo]:
+def load_file(path: str, now: datetime, max_age: timedelta) -> tuple[BanList, BanListInfo]:
     """Given a local ban-list file, return it and its info. Raise BanListError if unusable.
 
     A file the local administrator names is trusted as local config is; it is reported as
@@ -70,7 +52,7 @@ def load_file(path: str, now: datetime, max_age: str) -> tuple[BanList, BanListI
     return _unsigned(banlist, path, now, max_age)
 
 
-def _unsigned(banlist: BanList, source: str, now: datetime, max_age: str) -> tuple[BanList, BanListInfo]:
+def _unsigned(banlist: BanList, source: str, now: datetime, max_age: timedelta) -> tuple[BanList, BanListInfo]:
     """Return a local (file or bundled) list with its info: unsigned, stale past `expires` or `max_age`."""
     stale, since = staleness(banlist, now, max_age)
     return banlist, BanListInfo(banlist.serial, source, signed=False, stale=stale, stale_since=since)
@@ -97,9 +79,9 @@ def load_active(
     choice = override or config.banlist.url or config.banlist.path
     if not choice:
         return _unsigned(parse_banlist(bundled_bytes(), "bundled ban list"), "bundled example", now,
-                         config.banlist.max_age)
+                         config.banlist.stale_after())
     if not is_url(choice):
-        return load_file(choice, now, config.banlist.max_age)
+        return load_file(choice, now, config.banlist.stale_after())
     if override:
         config = with_url(config, override)
     from agent.banlist import central  # the network, cache and crypto stack: only for a URL
@@ -117,7 +99,7 @@ def load_fresh(
     BanListError (one line) when there is no usable list at all.
     """
     if override and not is_url(override):
-        return (*load_file(override, now, config.banlist.max_age), None)
+        return (*load_file(override, now, config.banlist.stale_after()), None)
     if override:
         config = with_url(config, override)
     if not config.banlist.url:

@@ -27,14 +27,15 @@ import time
 from dataclasses import dataclass
 from datetime import timezone
 from email.utils import parsedate_to_datetime
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import requests
-
-from agent.banlist.fetch import FetchError, within
-from agent.config import PushConfig
+from agent.config import Config, PushConfig
 from agent.log import log_event
+from agent.model import Report
 from agent.report.outbox import Outbox
+
+if TYPE_CHECKING:  # requests loads with the first push, not with the sink seam (~6 MB idle)
+    import requests
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,10 @@ def push_pending(outbox: Outbox, config: PushConfig, token: str, session: reques
     carries the TLS settings); stop at the first failure that is not about one report, so order is
     kept and the rest wait for the next cycle. Never raises for network or server errors: they
     are in the result."""
+    import requests
+
+    from agent.banlist.fetch import FetchError, within
+
     sent = dead = 0
     if clock() < outbox.not_before():
         return PushResult(sent=0, remaining=outbox.depth(), error="waiting, as the receiver's Retry-After asked")
@@ -124,6 +129,23 @@ def _post(session: requests.Session, config: PushConfig, body: bytes, headers: d
     response.content  # noqa: B018 - read the answer within the deadline, then give the connection back
     response.close()
     return response
+
+
+class PushSink:
+    """Push as a sink (config `push:`): a report is queued in the outbox at scan time and sent by
+    the service's push job (push_pending), so it survives a restart or a server that is down."""
+
+    name = "push"
+
+    def __init__(self, config: Config, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+    @staticmethod
+    def wanted(config: Config) -> bool:
+        return bool(config.push.url)
+
+    def accept(self, report: Report, document: bytes) -> None:
+        self.outbox.put(report.id, document)
 
 
 def _failed(outbox: Outbox, sent: int, dead: int, report_id: str, error: str) -> PushResult:

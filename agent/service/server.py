@@ -18,6 +18,7 @@ memory to an agent that must stay tiny, while the hardening it needs is short:
 
 from __future__ import annotations
 
+import functools
 import hmac
 import http.client
 import logging
@@ -30,13 +31,13 @@ from collections import Counter
 from datetime import datetime, timezone
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
-
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from typing import TYPE_CHECKING, Callable
 
 from agent.log import log_event
-from agent.report.metrics import make_registry
-from agent.service.snapshot import Snapshot
+from agent.report.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import CollectorRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,6 @@ class Endpoint(ThreadingHTTPServer):
         self.token = token.encode()
         self.snapshot = snapshot
         self.tls = tls
-        self.registry = make_registry(snapshot, lambda: datetime.now(timezone.utc))
         self._lock = threading.Lock()
         self._clients: Counter[str] = Counter()
         self._due: dict[socket.socket, tuple[float, socket.socket]] = {}
@@ -94,6 +94,14 @@ class Endpoint(ThreadingHTTPServer):
         self._refused = 0
         self._busy_logged = float("-inf")
         threading.Thread(target=self._watch_deadlines, name="appban-endpoint-deadlines", daemon=True).start()
+
+    @functools.cached_property
+    def registry(self) -> CollectorRegistry:
+        """The metrics registry, built at the first scrape: prometheus_client costs ~5 MB of the
+        service's memory, which a service nobody scrapes should not pay."""
+        from agent.report.metrics import make_registry
+
+        return make_registry(self.snapshot, lambda: datetime.now(timezone.utc))
 
     def process_request(self, request: socket.socket, client_address: tuple) -> None:
         """Start a handler thread, or drop the connection when MAX_CONNECTIONS are busy or its
@@ -270,6 +278,8 @@ def _inventory(server: Endpoint) -> tuple[HTTPStatus, bytes, str]:
 
 
 def _metrics(server: Endpoint) -> tuple[HTTPStatus, bytes, str]:
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
     return HTTPStatus.OK, generate_latest(server.registry), CONTENT_TYPE_LATEST
 
 

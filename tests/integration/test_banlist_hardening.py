@@ -18,9 +18,8 @@ from agent.banlist import cache
 from agent.banlist.central import RefreshResult, refresh
 from agent.banlist.signature import PublicKey, SecretKey, generate_keypair, sign
 from agent.config import BanlistConfig, Config
-from tests.banlist_servers import (  # noqa: F401 - fixtures are used by name
-    Pki, ScriptedServer, Site, banlist_yaml, direct, nginx, pki, scripted, site,
-)
+from tests.banlist_fixtures import direct, nginx, pki, scripted, site  # noqa: F401 - fixtures are used by name
+from tests.banlist_servers import Pki, banlist_yaml
 from tests.conftest import require_tool
 from tests.service_support import wait_until
 

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from agent.service import server
-from agent.service.snapshot import Snapshot
+from agent.report.snapshot import Snapshot
 from tests.service_support import TOKEN, wait_until
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -145,7 +145,7 @@ def test_a_normal_request_with_a_token_fits_the_budget(endpoint) -> None:
 SERVE = """
 import sys, time
 from agent.service import server
-from agent.service.snapshot import Snapshot
+from agent.report.snapshot import Snapshot
 running = server.start("127.0.0.1:0", "t" * 32, Snapshot, None)
 print(running.server_address[1], flush=True)
 time.sleep(120)

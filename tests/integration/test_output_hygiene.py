@@ -19,8 +19,9 @@ from agent.enforce.uninstall import UNINSTALLERS, pin_flatpak
 from agent.model import App, Entry
 from agent.printable import printable
 from agent.runner import Runner
-from tests.banlist_servers import pki, scripted  # noqa: F401 - fixtures used by name
+from tests.banlist_fixtures import pki, scripted  # noqa: F401 - fixtures used by name
 from tests.conftest import run_cli
+from tests.stand_ins import stand_in
 
 FORGED = "WeChat\ninfo enforce.done app=nothing rule=forged\x1b[2J"
 
@@ -42,7 +43,7 @@ def _text_log(event: str, **fields: object) -> str:
 def test_a_newline_in_a_field_cannot_forge_a_log_line() -> None:
     line = _text_log("enforce.refused", app=FORGED, rule="tiktok", note="a=b")
     assert line.count("\n") == 1 and "\x1b" not in line
-    assert line.startswith('warning enforce.refused app="WeChat\ufffdinfo enforce.done app=nothing')
+    assert line.split(" ", 1)[1].startswith('warning enforce.refused app="WeChat\ufffdinfo enforce.done app=nothing')
     assert 'note="a=b"' in line  # a value with `=` is quoted: it cannot pass for another key
 
 
@@ -80,15 +81,12 @@ def test_a_servers_reason_phrase_is_escaped_on_stderr(tmp_path: Path, pki, scrip
 
 
 def test_notify_send_gets_escaped_markup_after_a_double_dash(tmp_path: Path) -> None:
-    calls = tmp_path / "calls"
-    tool = tmp_path / "notify-send"
-    tool.write_text(f"#!/bin/sh\nfor a in \"$@\"; do printf '%s\\0' \"$a\" >> {calls}; done\n")
-    tool.chmod(0o755)
+    tool = stand_in(tmp_path / "notify-send")
     entry = Entry(id="wechat", name="-WeChat <b>&", reason="Directive <a href='x'>2023-10</a>\x1b[2J")
     title, body = message(entry, "WeChat\n<i>", "was closed", "it@example.gc.ca")
     shown = notify(Runner(commands={"notify-send": str(tool)}), [Session(os.getuid(), ())], title, body)
     assert shown == 1
-    args = calls.read_bytes().decode().split("\0")[:-1]
+    (args,) = tool.calls()
     assert args[:3] == ["--app-name=appban", "--urgency=critical", "--"]
     assert args[3] == "-WeChat <b>& is not allowed on this device"  # the summary is plain text
     assert args[4].startswith("WeChat\ufffd&lt;i&gt; was closed by rule wechat: Directive &lt;a href='x'&gt;")
@@ -107,12 +105,9 @@ def test_package_ids_follow_a_double_dash(source: str, expected: list[str]) -> N
 
 
 def test_flatpak_mask_puts_the_ref_after_a_double_dash(tmp_path: Path) -> None:
-    calls = tmp_path / "calls"
-    tool = tmp_path / "flatpak"
-    tool.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\n")
-    tool.chmod(0o755)
+    tool = stand_in(tmp_path / "flatpak")
     pin_flatpak(App(source="flatpak", id="-evil"), "/", "wechat", Runner(commands={"flatpak": str(tool)}))
-    assert calls.read_text() == "mask --system -- -evil\n"
+    assert tool.calls() == [["mask", "--system", "--", "-evil"]]
 
 
 def test_printable_is_the_identity_on_ordinary_text() -> None:
