@@ -22,7 +22,7 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (OSError, http.client.HTTPEx
 
 
 class DeadlineAdapter(HTTPAdapter):
-    """requests' HTTPS adapter, with `cut()` to shut down its open connections from another thread.
+    """requests' HTTP(S) adapter, with `cut()` to shut down its open connections from another thread.
 
     Why shut the socket down rather than close it: close() from another thread does not wake a
     thread blocked reading it on Linux, shutdown() does, and the reader then fails at once.
@@ -34,25 +34,10 @@ class DeadlineAdapter(HTTPAdapter):
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        opened = self._open
-
-        class Connection(urllib3.connection.HTTPSConnection):
-            # Both sockets, as objects (http.client drops conn.sock once a response owns it): the
-            # TCP one during the TLS handshake (which can trickle too), the TLS one after it
-            # (wrapping detaches the TCP socket object from the file descriptor).
-            def _new_conn(self) -> socket.socket:
-                sock = super()._new_conn()
-                opened.add(sock)
-                return sock
-
-            def connect(self) -> None:
-                super().connect()
-                opened.add(self.sock)
-
-        class Pool(urllib3.HTTPSConnectionPool):
-            ConnectionCls = Connection
-
-        self.poolmanager.pool_classes_by_scheme = {**self.poolmanager.pool_classes_by_scheme, "https": Pool}
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _watched_pool(urllib3.HTTPConnectionPool, urllib3.connection.HTTPConnection, self._open),
+            "https": _watched_pool(urllib3.HTTPSConnectionPool, urllib3.connection.HTTPSConnection, self._open),
+        }
 
     def cut(self) -> None:
         """Shut down every connection this adapter has open (their readers fail at once)."""
@@ -61,3 +46,22 @@ class DeadlineAdapter(HTTPAdapter):
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the raw socket, under any TLS layer
             except OSError:
                 pass  # already closed
+
+
+def _watched_pool(pool: type, connection: type, opened: weakref.WeakSet[socket.socket]) -> type:
+    """Return a subclass of `pool` whose connections put their sockets in `opened`: both of them,
+    as objects (http.client drops conn.sock once a response owns it) — the TCP one during the TLS
+    handshake (which can trickle too), the TLS one after it (wrapping detaches the TCP socket
+    object from the file descriptor)."""
+
+    class Connection(connection):  # type: ignore[misc,valid-type]
+        def _new_conn(self) -> socket.socket:
+            sock = super()._new_conn()
+            opened.add(sock)
+            return sock
+
+        def connect(self) -> None:
+            super().connect()
+            opened.add(self.sock)
+
+    return type(f"Watched{pool.__name__}", (pool,), {"ConnectionCls": Connection})

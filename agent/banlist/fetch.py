@@ -106,7 +106,9 @@ def make_session(config: BanlistConfig | PushConfig) -> requests.Session:
     if config.client_cert:
         session.cert = (config.client_cert, config.client_key) if config.client_key else config.client_cert
     session.headers["User-Agent"] = f"appban/{__version__}"
-    session.mount("https://", DeadlineAdapter())
+    adapter = DeadlineAdapter()
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)  # push may use plain http to the loopback address
     session.hooks["response"].append(_https_only)
     return session
 
