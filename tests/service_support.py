@@ -129,6 +129,8 @@ class Receiver:
                 status = receiver.answers.get(key, receiver.status)
                 if self.headers.get("Authorization") != f"Bearer {PUSH_TOKEN}":
                     self.send_response(401)
+                elif self.headers.get("Content-Type") != "application/json":
+                    self.send_response(415)  # as a receiver that parses only JSON would
                 elif status == 200:
                     report = json.loads(body)
                     receiver.deliveries.append((key, report["id"]))

@@ -143,3 +143,77 @@ def test_a_receiver_trickling_its_answer_is_cut_off_at_the_deadline(tmp_path, di
     finally:
         receiver.stop()
         outbox.close()
+
+
+@pytest.mark.parametrize(("status", "sent", "dead"), [(299, 3, 0), (300, 0, 0), (399, 0, 0), (400, 0, 3), (499, 0, 3),
+                                                      (500, 0, 0)])
+def test_status_boundaries(setup, status: int, sent: int, dead: int) -> None:
+    receiver, outbox, config, session = setup
+    receiver.status = status
+    receiver.start()
+    result = push_pending(outbox, config, PUSH_TOKEN, session)
+    assert (result.sent, result.dead_lettered, outbox.dead_lettered()) == (sent, dead, dead)
+    assert result.remaining == 3 - sent - dead
+    if 300 <= status < 400:
+        assert "(a redirect, not followed" in result.error
+    elif status == 500:
+        assert result.error == "HTTP 500"
+
+
+def test_each_cycle_logs_what_it_did_naming_the_report(setup) -> None:
+    import logging
+
+    receiver, outbox, config, session = setup
+    receiver.answers = {"report-1": 422, "report-2": 503}
+    receiver.start()
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = records.append  # type: ignore[method-assign]
+    push_logger = logging.getLogger("agent.report.push")
+    push_logger.addHandler(handler)
+    push_logger.setLevel(logging.DEBUG)
+    try:
+        push_pending(outbox, config, PUSH_TOKEN, session)
+    finally:
+        push_logger.removeHandler(handler)
+        push_logger.setLevel(logging.NOTSET)
+    events = [(r.getMessage(), r.appban_fields) for r in records]  # type: ignore[attr-defined]
+    assert events == [
+        ("push.sent", {"report": "report-0", "status": 200}),
+        ("push.dead_lettered", {"report": "report-1", "status": 422}),
+        ("push.failed", {"report": "report-2", "error": "HTTP 503", "queued": 1}),
+    ]
+
+
+@pytest.mark.parametrize(("value", "wait"), [
+    (None, 0.0), ("", 0.0), ("  ", 0.0), ("0", 0.0), ("7", 7.0), ("999999", 86400.0), ("soon", 0.0),
+    ("Tue, 01 Dec 2026 12:00:30 GMT", 30.0), ("Tue, 01 Dec 2026 11:00:00 GMT", 0.0),
+    ("Tuesday, 01-Dec-26 12:01:00 GMT", 60.0),  # the obsolete RFC 850 form is still a date
+])
+def test_retry_after_values(value, wait: float) -> None:
+    from agent.report.push import retry_after_seconds
+
+    assert retry_after_seconds(value, 1_796_126_400.0) == wait  # now: 2026-12-01T12:00:00Z
+
+
+def test_a_naive_retry_after_date_is_read_as_utc() -> None:
+    from agent.report.push import retry_after_seconds
+
+    assert retry_after_seconds("Tue, 01 Dec 2026 12:00:30 -0000", 1_796_126_400.0) == 30.0
+
+
+def test_two_poisoned_reports_in_one_cycle_are_both_counted(setup) -> None:
+    receiver, outbox, config, session = setup
+    receiver.answers = {"report-0": 400, "report-2": 413}
+    receiver.start()
+    result = push_pending(outbox, config, PUSH_TOKEN, session)
+    assert (result.sent, result.dead_lettered, result.remaining) == (1, 2, 0)
+    assert [d[:2] for d in outbox.dead_letters()] == [("report-0", 400), ("report-2", 413)]
+
+
+def test_sending_resumes_exactly_at_the_retry_after_time(setup) -> None:
+    receiver, outbox, config, session = setup
+    outbox.hold_until(1_796_126_400.0)
+    receiver.start()
+    assert push_pending(outbox, config, PUSH_TOKEN, session, clock=lambda: 1_796_126_400.0).sent == 0
+    assert push_pending(outbox, config, PUSH_TOKEN, session, clock=lambda: 1_796_126_401.0).sent == 3
