@@ -82,17 +82,17 @@ class Endpoint(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], token: str, snapshot: Callable[[], Snapshot],
                  tls: ssl.SSLContext | None = None) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        super().__init__(address, _Handler)
-        self.token = token.encode()
-        self.snapshot = snapshot
-        self.tls = tls
         self._lock = threading.Lock()
         self._clients: Counter[str] = Counter()
         self._due: dict[socket.socket, tuple[float, socket.socket]] = {}
         """Accepted socket → (deadline, the socket to shut down: the TLS one once wrapped)."""
-        self._closed = threading.Event()
+        self._closed = threading.Event()  # before binding: a failed bind calls server_close()
         self._refused = 0
         self._busy_logged = float("-inf")
+        super().__init__(address, _Handler)
+        self.token = token.encode()
+        self.snapshot = snapshot
+        self.tls = tls
         threading.Thread(target=self._watch_deadlines, name="appban-endpoint-deadlines", daemon=True).start()
 
     @functools.cached_property
