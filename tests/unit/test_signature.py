@@ -425,3 +425,32 @@ def test_a_validly_signed_trusted_comment_with_control_characters_is_refused(
     global_signature = sk._ed25519().sign(signature + tabbed.encode())
     ok = [lines[0], lines[1], "trusted comment: " + tabbed, base64.b64encode(global_signature).decode(), ""]
     assert verify(DATA, "\n".join(ok), [pk]).trusted_comment == tabbed
+
+
+def test_comments_exactly_at_minisigns_limits_are_accepted_one_byte_more_is_not(
+    keypair: tuple[SecretKey, PublicKey],
+) -> None:
+    from agent.banlist.signature import MAX_TRUSTED_COMMENT_BYTES, MAX_UNTRUSTED_COMMENT_BYTES
+
+    sk, pk = keypair
+    longest = "t" * MAX_TRUSTED_COMMENT_BYTES
+    assert verify(DATA, sign(DATA, sk, longest), [pk]).trusted_comment == longest
+    sign(DATA, sk, "v7", untrusted_comment="u" * MAX_UNTRUSTED_COMMENT_BYTES)
+    with pytest.raises(ValueError, match="trusted comment"):
+        sign(DATA, sk, longest + "t")
+    with pytest.raises(ValueError, match="untrusted comment"):
+        sign(DATA, sk, "v7", untrusted_comment="u" * (MAX_UNTRUSTED_COMMENT_BYTES + 1))
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "malformed public key: empty"),
+    ("untrusted comment: only a comment\n", "malformed public key: missing key line"),
+    ("untrusted comment: x\nRWQ=\nextra\n", "malformed public key: unexpected extra lines"),
+    ("not base64 !!!", "malformed public key: invalid base64"),
+    (base64.b64encode(b"Ed" + bytes(39)).decode(), "malformed public key: expected 42 bytes, got 41"),
+    (base64.b64encode(b"Xx" + bytes(40)).decode(), "unsupported public key algorithm"),
+])
+def test_public_key_errors_say_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(SignatureError) as caught:
+        parse_public_key(text)
+    assert str(caught.value) == message
