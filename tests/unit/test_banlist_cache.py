@@ -217,3 +217,22 @@ def test_the_metadata_is_written_after_the_signature_it_names(tmp_path: Path) ->
     with pytest.raises(CacheError, match="cannot write"):
         cache.store(tmp_path, meta_for(2, b"two"), b"two", b"sig two")
     assert cache.read(tmp_path, cache.read_meta(tmp_path)).signature == b"sig one"
+
+
+def test_the_cache_is_world_readable_and_made_under_a_new_state_dir(tmp_path: Path) -> None:
+    """Readable by `appban check` run by any user (the list is public; the lock decides who writes)."""
+    state = tmp_path / "new" / "state"
+    cache.store(state, meta_for(1, b"one"), b"one", b"sig one")
+    modes = {p.name: p.stat().st_mode & 0o777 for p in cache.cache_dir(state).iterdir()}
+    assert modes == {"banlist.json": 0o644, "list-1": 0o644, "list-1.minisig": 0o644}
+
+
+def test_an_unsigned_list_gets_no_signature_file_even_when_one_is_passed(tmp_path: Path) -> None:
+    cache.store(tmp_path, meta_for(1, b"one", signed=False), b"one", b"stray signature")
+    assert sorted(files(tmp_path)) == ["banlist.json", "list-1"]
+
+
+def test_storing_the_same_serial_again_keeps_its_files(tmp_path: Path) -> None:
+    cache.store(tmp_path, meta_for(1, b"one"), b"one", b"sig one")
+    cache.store(tmp_path, meta_for(1, b"one"), b"one", b"sig one")
+    assert sorted(files(tmp_path)) == ["banlist.json", "list-1", "list-1.minisig"]
