@@ -217,3 +217,36 @@ def test_sending_resumes_exactly_at_the_retry_after_time(setup) -> None:
     receiver.start()
     assert push_pending(outbox, config, PUSH_TOKEN, session, clock=lambda: 1_796_126_400.0).sent == 0
     assert push_pending(outbox, config, PUSH_TOKEN, session, clock=lambda: 1_796_126_401.0).sent == 3
+
+
+def test_plain_http_to_loopback_has_the_deadline_too(tmp_path, direct) -> None:
+    """push.url may be plain http to 127.0.0.1; a receiver there that trickles is cut off too."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(b"HTTP/1.1 200 OK\r\n")
+            while not stop.wait(0.2):
+                try:
+                    conn.sendall(b"X-Slow: 1\r\n")
+                except OSError:
+                    return
+
+    threading.Thread(target=trickle, daemon=True).start()
+    (tmp_path / "plain").mkdir()
+    outbox = Outbox(tmp_path / "plain", max_queue=10)
+    try:
+        outbox.put("report-0", b'{"id": "report-0"}')
+        config = PushConfig(url=f"http://127.0.0.1:{listener.getsockname()[1]}/v1/reports", timeout=5.0, deadline=2.0)
+        with make_session(config) as session:
+            result = push_pending(outbox, config, PUSH_TOKEN, session)
+        assert "took longer than the 2s deadline" in result.error and outbox.depth() == 1
+    finally:
+        stop.set()
+        listener.close()
+        outbox.close()
