@@ -74,6 +74,8 @@ class DeviceConfig:
     id: str = ""
     hostname: str = ""
     groups: tuple[str, ...] = ()
+    ownership: Literal["corporate", "personal", "unknown"] = "corporate"
+    """Who owns this host; an agent is installed on government machines, hence corporate."""
 
 
 def _not_empty(text: str) -> str:
@@ -211,6 +213,8 @@ class GroupRule:
     """Device kinds: android, ios, windows, macos, host."""
     attributes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Globs per device attribute (owner, email, email_domain, department, category, model, …)."""
+    ownership: tuple[Literal["corporate", "personal", "unknown"], ...] = ()
+    """Device ownerships the rule selects."""
 
 
 @dataclass(frozen=True)
@@ -223,6 +227,9 @@ class GatewayConfig:
     timeout: float = field(default=20.0, metadata=_POSITIVE)
     parallel: int = field(default=4, metadata=_POSITIVE)
     android_block: Literal["uninstall", "disable"] = "uninstall"
+    default_ownership: Literal["corporate", "personal", "unknown"] = "corporate"
+    """Ownership of an adb phone with no device or managed-profile owner (a gateway's phones are
+    usually the organisation's, handed in at the desk)."""
     default_groups: tuple[str, ...] = ()
     groups: tuple[GroupRule, ...] = ()
 

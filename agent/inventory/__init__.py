@@ -81,6 +81,7 @@ def local_device(ctx: Context, groups: Sequence[str] | None = None) -> Device:
         kind="host",
         os=live_os if ctx.live else "",
         groups=tuple(groups if groups is not None else cfg.device.groups),
+        ownership=cfg.device.ownership,
     )
 
 
