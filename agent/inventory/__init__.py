@@ -13,6 +13,7 @@ from typing import Sequence
 
 from agent.errors import UserError
 from agent.config import local_device_id
+from agent.inventory import amapi, intune, jamf
 from agent.inventory.android import AndroidCollector
 from agent.inventory.apk import ApkCollector
 from agent.inventory.appimage import AppImageCollector
@@ -47,6 +48,9 @@ COLLECTORS: tuple[Collector, ...] = (
     MacosCollector(),
     AndroidCollector(),
     IosCollector(),
+    amapi.COLLECTOR,
+    intune.COLLECTOR,
+    jamf.COLLECTOR,
 )
 
 
