@@ -83,3 +83,100 @@ def test_an_unconfigured_connector_is_one_line_and_no_verdict(tmp_path):
     done = run_cli("check", "--config", str(tmp_path / "agent.yaml"), "--source", "intune")
     assert done.returncode == 2
     assert "intune: not available here: mdm.intune is not configured" in done.stderr + done.stdout
+
+
+def _blocking_gateway(tmp_path, devices, extra_policies=()):
+    pki, key = make_pki(tmp_path / "pki"), rsa_key()
+    policies = {f"enterprises/{ENTERPRISE}/policies/government-phones": amapi_policy()}
+    policies.update({f"enterprises/{ENTERPRISE}/policies/{p}": amapi_policy(policy=p) for p in extra_policies})
+    app = AmapiApp(ENTERPRISE, devices, policies, key.public_key())
+    server = StandIn(app, (pki.server_cert, pki.server_key))
+    app.token_uri = f"{server.url}/token"
+    config = {"state_dir": str(tmp_path / "state"),
+              "enforcement": {"mode": "block", "audit_log": str(tmp_path / "audit.jsonl")},
+              "mdm": {"amapi": {"enterprise": ENTERPRISE, "base_url": server.url, "ca_bundle": str(pki.ca),
+                                "credentials_file": str(service_account_key(tmp_path, key, app.token_uri))}}}
+    (tmp_path / "agent.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "ban.yaml").write_text(GOVERNMENT_ONLY.replace("    ownership:", "    action: block\n    ownership:"))
+    return app, server
+
+
+def _enforce(tmp_path, *flags):
+    return run_cli("check", "--config", str(tmp_path / "agent.yaml"), "--banlist", str(tmp_path / "ban.yaml"),
+                   "--source", "amapi", "--enforce", *flags, "--format", "json")
+
+
+def _audit(tmp_path):
+    return [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+
+
+def test_enforce_blocks_through_the_policy_keeping_its_other_applications(tmp_path):
+    app, server = _blocking_gateway(tmp_path, [amapi_device(1), amapi_device(2), amapi_device(3, policy="byod",
+                                                                                             ownership="PERSONALLY_OWNED")], ["byod"])
+    try:
+        done = _enforce(tmp_path)
+    finally:
+        server.stop()
+    assert done.returncode == 1, done.stderr
+    ((policy, query, body),) = app.patches  # the personal phone's policy is not touched
+    assert policy == f"enterprises/{ENTERPRISE}/policies/government-phones" and query == [("updateMask", "applications")]
+    assert body == {"applications": [
+        {"packageName": "com.microsoft.teams", "installType": "FORCE_INSTALLED", "defaultPermissionPolicy": "GRANT"},
+        {"packageName": "com.android.chrome", "installType": "AVAILABLE", "managedConfiguration": {"IncognitoModeAvailability": 1}},
+        {"packageName": "com.zhiliaoapp.musically", "installType": "BLOCKED"}]}
+    outcomes = {f["device"]: f["outcome"] for f in json.loads(done.stdout)["findings"]}
+    assert set(outcomes.values()) == {f"blocked in policy {policy}"}
+    assert [(e["event"], e["target"]) for e in _audit(tmp_path)] == [("planned", policy), ("done", policy)]
+
+
+def test_a_shared_policy_with_a_personal_phone_is_not_patched_and_says_why(tmp_path):
+    app, server = _blocking_gateway(tmp_path, [amapi_device(1), amapi_device(2, ownership="PERSONALLY_OWNED")])
+    try:
+        done = _enforce(tmp_path)
+    finally:
+        server.stop()
+    assert app.patches == [] and done.returncode == 1
+    (finding,) = json.loads(done.stdout)["findings"]
+    assert finding["outcome"].startswith(f"refused: policy enterprises/{ENTERPRISE}/policies/government-phones is "
+                                         f"shared with 1 device(s) outside entry 'tiktok': enterprises/{ENTERPRISE}/devices/")
+    assert [e["event"] for e in _audit(tmp_path)] == ["refused"]
+
+
+def test_dry_run_prints_the_policy_before_and_after_and_the_call_and_changes_nothing(tmp_path):
+    app, server = _blocking_gateway(tmp_path, [amapi_device(1)])
+    try:
+        done = _enforce(tmp_path, "--dry-run")
+    finally:
+        server.stop()
+    assert app.patches == [] and done.returncode == 1
+    lines = done.stderr.splitlines()
+    call = next(line for line in lines if line.startswith("mdm plan: PATCH "))
+    assert call == (f"mdm plan: PATCH {server.url}/v1/enterprises/{ENTERPRISE}/policies/government-phones"
+                    "?updateMask=applications")
+    before = json.loads(next(line for line in lines if line.startswith("  before: "))[len("  before: "):])
+    after = json.loads(next(line for line in lines if line.startswith("  after:  "))[len("  after:  "):])
+    assert before == amapi_policy()
+    assert after["applications"][:2] == before["applications"]
+    assert after["applications"][2] == {"packageName": "com.zhiliaoapp.musically", "installType": "BLOCKED"}
+    assert {k: v for k, v in after.items() if k != "applications"} == {k: v for k, v in before.items() if k != "applications"}
+    assert [e["event"] for e in _audit(tmp_path)] == ["dry-run"]
+
+
+def test_enforce_on_jamf_writes_the_profile_to_import_and_names_the_api_call(tmp_path):
+    server = StandIn(JamfApp([jamf_device(1)], "reader", "pw"))
+    try:
+        (tmp_path / "secret").write_text("pw")
+        config = {"state_dir": str(tmp_path / "state"),
+                  "enforcement": {"mode": "block", "audit_log": str(tmp_path / "audit.jsonl")},
+                  "mdm": {"jamf": {"url": server.url, "client_id": "reader", "secret_file": str(tmp_path / "secret")}}}
+        (tmp_path / "agent.yaml").write_text(yaml.safe_dump(config))
+        (tmp_path / "ban.yaml").write_text(GOVERNMENT_ONLY.replace("    ownership:", "    action: block\n    ownership:"))
+        done = run_cli("check", "--config", str(tmp_path / "agent.yaml"), "--banlist", str(tmp_path / "ban.yaml"),
+                       "--source", "jamf", "--enforce")
+    finally:
+        server.stop()
+    assert done.returncode == 1, done.stderr
+    profile = tmp_path / "state" / "mdm-artefacts" / "jamf-restricted-apps.mobileconfig"
+    assert b"<string>com.zhiliaoapp.musically</string>" in profile.read_bytes()
+    assert f"POST {server.url}/JSSResource/mobiledeviceconfigurationprofiles/id/0" in done.stdout
+    assert [(e["event"], e["action"]) for e in _audit(tmp_path)] == [("done", "mdm-artefact")]
