@@ -16,6 +16,7 @@ one POST through the shared client, which then gets the same retries and tests a
 from __future__ import annotations
 
 import json
+import operator
 import re
 import sys
 import time
@@ -83,6 +84,11 @@ def to_device(data: dict[str, Any], enterprise: str) -> Device:
     )
 
 
+_REPORT_FIELDS = ("packageName", "displayName", "versionName", "versionCode", "packageSha256Hash",
+                  "installerPackageName", "applicationSource", "state")
+_REPORT_KEY = operator.itemgetter(*_REPORT_FIELDS)
+
+
 class _Apps:
     """Builds App records, sharing one prototype per distinct report across devices (a fleet has
     the same few hundred apps on thousands of phones)."""
@@ -91,21 +97,27 @@ class _Apps:
         self.protos: dict[tuple[Any, ...], App] = {}
 
     def app(self, report: dict[str, Any], device: str) -> App | None:
-        package = report.get("packageName")
-        if not isinstance(package, str) or not package or report.get("state") == "REMOVED":
-            return None
+        try:  # the fast path: a report with every field (a fleet's million reports go through here)
+            key = _REPORT_KEY(report)
+        except KeyError:
+            key = tuple(report.get(name) for name in _REPORT_FIELDS)
         certs = report.get("signingKeyCertFingerprints")
-        key = (package, report.get("displayName"), report.get("versionName"), report.get("versionCode"),
-               report.get("packageSha256Hash"), report.get("installerPackageName"),
-               report.get("applicationSource"), report.get("state"), tuple(certs) if isinstance(certs, list) else ())
-        proto = self.protos.get(key)
+        if type(certs) is list:
+            key += tuple(certs)
+        package, state = key[0], key[7]
+        if not isinstance(package, str) or not package or state == "REMOVED":
+            return None
+        try:
+            proto = self.protos.get(key)
+        except TypeError:  # a list or object where the API documents a scalar: not a usable report
+            return None
         if proto is None:
             digest = str(report.get("packageSha256Hash") or "")
             extra = {
                 "version_code": str(report.get("versionCode", "")), "state": str(report.get("state", "")),
                 "installer": str(report.get("installerPackageName", "")),
                 "application_source": str(report.get("applicationSource", "")),
-                "signing_certs": ",".join(map(str, key[-1])),
+                "signing_certs": ",".join(map(str, key[len(_REPORT_FIELDS):])),
             }
             intern = sys.intern
             proto = self.protos[key] = App(
