@@ -59,23 +59,16 @@ def _enforce(
     The enforcement modules are imported here, not at the top: a plain check never needs them
     and they are a noticeable share of the command's start-up.
     """
-    from agent.enforce.act import enforce, write_fapolicyd_rules
-    from agent.enforce.mdm import enforce_mdm, mdm_findings
-    from agent.match import finding_key
+    from agent.enforce.act import write_fapolicyd_rules
+    from agent.enforce.mdm import enforce_all
     from agent.runner import Runner
 
     out = sys.stderr if args.format == "json" else sys.stdout
     runner = Runner(commands=config.commands)
     host = report.inventory.devices[0]
-    through_mdm, local = mdm_findings(report.findings, report.inventory)
-    enforced = enforce(local, config, host, runner, out, args.dry_run)
-    findings = list(enforced.findings)
+    findings = enforce_all(report, banlist, config, host, runner, out, now, args.dry_run)
     write_fapolicyd_rules(banlist, findings, config, host, runner, out, now, args.dry_run)
-    if through_mdm:  # phones an MDM manages are blocked through its policy, under the same cap
-        used = sum(1 for a in enforced.plan.actions if a.kind in ("uninstall", "quarantine") and not a.refused)
-        cap = config.enforcement.max_removals - used
-        findings += enforce_mdm(through_mdm, report.inventory, banlist, config, out, now, args.dry_run, cap)
-    return tuple(sorted(findings, key=finding_key))
+    return tuple(findings)
 
 
 def run(args: argparse.Namespace) -> int:

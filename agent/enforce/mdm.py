@@ -16,6 +16,7 @@ from typing import Sequence, TextIO
 
 from agent.atomic import write_atomic
 from agent.config import Config
+from agent.enforce.act import enforce
 from agent.enforce.audit import AuditLog
 from agent.enforce.guard import audit_path
 from agent.enforce.mdm_plan import (
@@ -25,7 +26,9 @@ from agent.enforce.plan import is_protected
 from agent.inventory.amapi import AmapiConnector
 from agent.inventory.api import ApiError, resource_path
 from agent.log import log_event
-from agent.model import BanException, BanList, Finding, Inventory
+from agent.match import finding_key
+from agent.model import BanException, BanList, Device, Finding, Inventory, Report
+from agent.runner import Runner
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +40,23 @@ def mdm_findings(findings: Sequence[Finding], inventory: Inventory) -> tuple[lis
     """Split findings into (on devices read through an MDM connector, the others)."""
     through = {d.id for d in inventory.devices if mdm_of(d)}
     return [f for f in findings if f.device in through], [f for f in findings if f.device not in through]
+
+
+def enforce_all(
+    report: Report, banlist: BanList, config: Config, host: Device, runner: Runner, out: TextIO,
+    now: datetime, dry_run: bool = False,
+) -> list[Finding]:
+    """Block on this host (and adb phones) what may be blocked, then through each MDM what is on
+    its devices, under one `max_removals` cap; return every finding with its outcome, in report
+    order. (`check --enforce` and the service both come here.)"""
+    through_mdm, local = mdm_findings(report.findings, report.inventory)
+    enforced = enforce(local, config, host, runner, out, dry_run)
+    findings = list(enforced.findings)
+    if through_mdm:
+        used = sum(1 for a in enforced.plan.actions if a.kind in ("uninstall", "quarantine") and not a.refused)
+        cap = config.enforcement.max_removals - used
+        findings += enforce_mdm(through_mdm, report.inventory, banlist, config, out, now, dry_run, cap)
+    return sorted(findings, key=finding_key)
 
 
 def artefact_dir(config: Config) -> Path:

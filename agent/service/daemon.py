@@ -28,7 +28,7 @@ from agent.banlist.parse import BanListError
 from agent.banlist.source import load_fresh, staleness
 from agent.commands.common import collect_here
 from agent.config import Config, ConfigError, interval_seconds
-from agent.enforce.act import enforce
+from agent.enforce.mdm import enforce_all
 from agent.enforce.deny import DenySet
 from agent.enforce.execguard import Denial, GuardUnavailable
 from agent.enforce.fapolicyd import RulesError
@@ -225,7 +225,7 @@ class Service:
             return report
         runner = Runner(commands=config.commands)
         host = report.inventory.devices[0]
-        findings = enforce(report.findings, config, host, runner, sys.stderr).findings
+        findings = enforce_all(report, banlist, config, host, runner, sys.stderr, now)
         self._deny_reporter = denial_reporter(config, banlist, runner)
         self._keep_guard(config, build_deny(banlist, findings, config, host, now), runner)
         return replace(report, findings=tuple(findings))
