@@ -25,7 +25,7 @@ import time
 import uuid
 from typing import Any, Iterator
 
-from agent.config import IntuneConfig
+from agent.config import IntuneConfig, checked_endpoint
 from agent.inventory.api import (
     ApiClient, ApiError, ConnectorCollector, CredentialError, Token, b64url, failed, read_secret, segment,
     signed_jwt, token_request,
@@ -179,8 +179,10 @@ class IntuneConnector:
     def _download(self, url: str) -> Any:
         """Stream the export's ZIP (a pre-signed storage URL: no bearer token is sent there) to a
         temporary file and parse it."""
-        if not url.startswith(("https://", "http://127.0.0.1")):
-            raise ApiError(f"{NAME}: the export job gave no usable download url")
+        try:
+            checked_endpoint(url)
+        except ValueError:
+            raise ApiError(f"{NAME}: the export job gave no usable download url") from None
         with tempfile.TemporaryDirectory(prefix="appban-intune-") as folder:
             path = os.path.join(folder, "AppInvRawData.zip")
             response = self.client.request("GET", url, auth=False, stream=True)
