@@ -13,11 +13,11 @@ from typing import Sequence
 
 from agent.errors import UserError
 from agent.config import local_device_id
-from agent.inventory import amapi, intune, jamf
 from agent.inventory.android import AndroidCollector
 from agent.inventory.apk import ApkCollector
 from agent.inventory.appimage import AppImageCollector
 from agent.inventory.base import Collected, Collector, Context
+from agent.inventory.connectors import CONNECTORS, ConnectorCollector
 from agent.inventory.dedupe import merge_launchers
 from agent.inventory.desktop import DesktopCollector
 from agent.inventory.dpkg import DpkgCollector
@@ -48,9 +48,7 @@ COLLECTORS: tuple[Collector, ...] = (
     MacosCollector(),
     AndroidCollector(),
     IosCollector(),
-    amapi.COLLECTOR,
-    intune.COLLECTOR,
-    jamf.COLLECTOR,
+    *(ConnectorCollector(name) for name in CONNECTORS),
 )
 
 

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 from agent.config import AmapiConfig, checked_endpoint
 from agent.inventory.api import (
-    ApiClient, ApiError, ConnectorCollector, CredentialError, Token, failed, read_secret,
+    ApiClient, ApiError, CredentialError, Token, failed, read_secret,
     resource_path, segment, signed_jwt, token_request,
 )
 from agent.inventory.base import Collected
@@ -227,5 +227,3 @@ class AmapiConnector:
             return "no app reports yet: the device has sent no status report with its apps"
         return ""
 
-
-COLLECTOR = ConnectorCollector(NAME, AmapiConnector)

@@ -23,7 +23,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 from urllib.parse import quote, urlsplit
 
-from agent.inventory.base import Collected, Context
+from agent.inventory.base import Collected
 from agent.log import log_event
 from agent.model import CollectorError
 
@@ -293,20 +293,3 @@ def failed(connector: str, exc: ApiError) -> Collected:
     """The page that stops a connector: one error, logged once; what was read before stays."""
     log_event(logger, logging.ERROR, "mdm.failed", connector=connector, error=str(exc))
     return Collected(errors=[CollectorError(connector, str(exc))])
-
-
-class ConnectorCollector:
-    """A connector as a collector: off until its `mdm:` block is configured; reads no local files,
-    so it only runs on the live system (never against a mounted image)."""
-
-    live_only = True
-
-    def __init__(self, name: str, make: Callable[[Any], Connector]) -> None:
-        self.name = name
-        self._make = make
-
-    def unavailable(self, ctx: Context) -> str | None:
-        return None if getattr(ctx.config.mdm, self.name) is not None else f"mdm.{self.name} is not configured"
-
-    def collect(self, ctx: Context) -> Collected:
-        return drain(self._make(getattr(ctx.config.mdm, self.name)))

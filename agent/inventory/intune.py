@@ -27,7 +27,7 @@ from typing import Any, Iterator
 
 from agent.config import IntuneConfig, checked_endpoint
 from agent.inventory.api import (
-    ApiClient, ApiError, ConnectorCollector, CredentialError, Token, b64url, failed, read_secret, segment,
+    ApiClient, ApiError, CredentialError, Token, b64url, failed, read_secret, segment,
     signed_jwt, token_request,
 )
 from agent.inventory.base import Collected
@@ -198,5 +198,3 @@ class IntuneConnector:
             except ExportError as exc:
                 raise ApiError(str(exc)) from None
 
-
-COLLECTOR = ConnectorCollector(NAME, IntuneConnector)

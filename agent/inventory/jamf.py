@@ -15,7 +15,7 @@ import sys
 from typing import Any, Iterator
 
 from agent.config import JamfConfig
-from agent.inventory.api import ApiClient, ApiError, ConnectorCollector, Token, failed, read_secret, token_request
+from agent.inventory.api import ApiClient, ApiError, Token, failed, read_secret, token_request
 from agent.inventory.base import Collected
 from agent.inventory.gateway import pairs
 from agent.model import App, Device, Ownership
@@ -111,5 +111,3 @@ class JamfConnector:
                 page.notes.append(PERSONAL_NOTE)
         return page
 
-
-COLLECTOR = ConnectorCollector(NAME, JamfConnector)
