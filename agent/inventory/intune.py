@@ -23,6 +23,7 @@ import os
 import tempfile
 import time
 import uuid
+from dataclasses import replace
 from typing import Any, Iterator
 
 from agent.config import IntuneConfig, checked_endpoint
@@ -172,7 +173,8 @@ class IntuneConnector:
         log_event(logger, logging.INFO, "intune.export_completed", job=str(job.get("id")))
         inventory = self._download(str(job.get("url") or ""))
         merged = Collected(errors=list(inventory.errors), notes=list(inventory.notes))
-        merged.devices = [d for d in inventory.devices if d.id not in devices]
+        merged.devices = [replace(d, attributes=pairs({**dict(d.attributes), "mdm": NAME}))
+                          for d in inventory.devices if d.id not in devices]  # in the export, not listed
         merged.apps = list(inventory.apps)
         return merged
 

@@ -109,8 +109,9 @@ def test_intune_bulk_export_is_polled_until_completed_and_read_by_the_export_par
     assert not server.requests("/v1.0/deviceManagement/managedDevices/")  # no per-device calls in bulk mode
     names = {a.name for a in result.apps}
     assert "TikTok" in names and len(result.apps) > 3
-    listed = {d.id for d in result.devices}
-    assert devices[0]["id"] in listed
+    listed = {d.id: d for d in result.devices}
+    assert devices[0]["id"] in listed and len(listed) > 1
+    assert {dict(d.attributes)["mdm"] for d in listed.values()} == {"intune"}  # blocked through Intune, never adb
 
 
 def test_intune_revoked_secret_is_one_error(graph):
