@@ -28,6 +28,7 @@ from agent.inventory.api import ApiError, resource_path
 from agent.log import log_event
 from agent.match import finding_key
 from agent.model import BanException, BanList, Device, Finding, Inventory, Report
+from agent.report.render import printable
 from agent.runner import Runner
 
 logger = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def _apply(change: PolicyChange, connector: AmapiConnector, audit: AuditLog, out
         log_event(logger, logging.WARNING, "mdm.block_refused", policy=change.policy, rule=fields["entry"],
                   reason=change.refused)
         if dry_run:
-            out.write(f"mdm plan: leave {change.policy} — refused: {change.refused}\n")
+            out.write(printable(f"mdm plan: leave {change.policy} — refused: {change.refused}") + "\n")
         return f"refused: {change.refused}"
     url = connector.client.url(f"v1/{resource_path(change.policy)}")
     try:
@@ -121,7 +122,7 @@ def _apply(change: PolicyChange, connector: AmapiConnector, audit: AuditLog, out
         audit.write("done", **fields, outcome="already blocked in the policy")
         return f"already blocked in policy {change.policy}"
     if dry_run:
-        out.write(f"mdm plan: {call}\n  before: {json.dumps(before, sort_keys=True)}\n"
+        out.write(f"mdm plan: {printable(call)}\n  before: {json.dumps(before, sort_keys=True)}\n"
                   f"  after:  {json.dumps(after, sort_keys=True)}\n  body:   {json.dumps(body, sort_keys=True)}\n")
         audit.write("dry-run", **fields, outcome="dry-run", detail=call)
         return "dry-run"
@@ -143,8 +144,8 @@ def _write(artefact: Artefact, folder: Path, audit: AuditLog, out: TextIO, dry_r
     fields = {"action": "mdm-artefact", "mdm": artefact.mdm, "target": str(path),
               "entry": ",".join(dict.fromkeys(f.entry.id for f in artefact.findings)), "detail": artefact.call}
     if dry_run:
-        out.write(f"mdm plan: write {path} for {artefact.mdm} (a later version would call: {artefact.call})\n")
-        out.write(artefact.content.decode("utf-8") + "\n")
+        out.write(printable(f"mdm plan: write {path} for {artefact.mdm} (a later version would call: {artefact.call})") + "\n")
+        out.write("\n".join(map(printable, artefact.content.decode("utf-8").splitlines())) + "\n")
         audit.write("dry-run", **fields, outcome="dry-run")
         return "dry-run"
     try:
@@ -153,6 +154,6 @@ def _write(artefact: Artefact, folder: Path, audit: AuditLog, out: TextIO, dry_r
         audit.write("failed", **fields, outcome=f"failed: {exc}")
         return f"failed: {exc}"
     audit.write("done", **fields, outcome="artefact written")
-    out.write(f"mdm: wrote {path}: import it in {artefact.mdm} (the API call: {artefact.call})\n")
+    out.write(printable(f"mdm: wrote {path}: import it in {artefact.mdm} (the API call: {artefact.call})") + "\n")
     return f"import {path} in {artefact.mdm}"
 
