@@ -92,22 +92,6 @@ def _https(url: str) -> str:
     return url
 
 
-def _public_keys(keys: tuple[str, ...]) -> tuple[str, ...]:
-    """Refuse a malformed trusted key when the config is read, not at the first refresh.
-
-    The signature module (and the crypto library it loads) is imported only when keys are
-    configured: most checks never verify a signature, and start-up time is a goal of `check`.
-    """
-    from agent.banlist.signature import SignatureError, parse_public_key
-
-    for number, key in enumerate(keys, 1):
-        try:
-            parse_public_key(key)
-        except SignatureError as exc:
-            raise ValueError(f"key #{number}: {exc}") from None
-    return keys
-
-
 @dataclass(frozen=True)
 class BanlistConfig:
     """Where the ban list comes from and which signatures are trusted."""
@@ -115,7 +99,8 @@ class BanlistConfig:
     path: str = ""
     url: str = field(default="", metadata={"check": _https})
     signature_url: str = field(default="", metadata={"check": _https})
-    trusted_keys: tuple[str, ...] = field(default=(), metadata={"check": _public_keys})
+    trusted_keys: tuple[str, ...] = ()
+    """minisign public keys; checked as the config is loaded (agent.banlist.keys)."""
     allow_unsigned: bool = False
     refresh: str = field(default="1h", metadata=_INTERVAL_CHECK)
     timeout: float = field(default=10.0, metadata=_POSITIVE)
@@ -180,6 +165,13 @@ class PushConfig:
     client_key: str = ""
     timeout: float = field(default=10.0, metadata=_POSITIVE)
     max_queue: int = 1000
+
+
+@dataclass(frozen=True)
+class JsonlConfig:
+    """The JSON-lines file sink for a SIEM (agent/report/jsonl.py); off while `path` is empty."""
+
+    path: str = ""
 
 
 @dataclass(frozen=True)
@@ -318,6 +310,7 @@ class Config:
     enforcement: EnforcementConfig = field(default_factory=EnforcementConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     push: PushConfig = field(default_factory=PushConfig)
+    jsonl: JsonlConfig = field(default_factory=JsonlConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)

@@ -35,13 +35,15 @@ from agent.inventory.dpkg import STATUS_FILE, package_files, parse_status
 from agent.log import log_event
 from agent.model import App, BanList, Device, Finding
 from agent.runner import Runner
+from agent.sources import facts
 
 logger = logging.getLogger(__name__)
 
 PACKAGE_FILES: dict[str, Callable[[str, App], list[str]]] = {
     "dpkg": lambda root, app: package_files(root, app.id, app.extra_value("arch")),
 }
-"""source → the files an installed package owns (an rpm lister plugs in with one line)."""
+"""source → the files an installed package owns, read from an image root, for the sources whose
+facts (agent.sources) say `file_list` (agent.inventory.owned has the lister of each of them)."""
 
 
 class Guard(Protocol):
@@ -82,7 +84,7 @@ def banned_package_files(findings: Iterable[Finding], config: Config, device: De
     found: dict[str, list[str]] = {}
     for finding in findings:
         app = finding.app
-        lister = PACKAGE_FILES.get(app.source)
+        lister = PACKAGE_FILES.get(app.source) if facts(app.source).file_list else None
         if lister is None or not blocks(finding, config.enforcement, device):
             continue
         if is_protected(app, config.enforcement.protected) or app.extra_value("essential") == "yes" \

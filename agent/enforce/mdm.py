@@ -20,7 +20,7 @@ from agent.enforce.act import enforce
 from agent.enforce.audit import AuditLog
 from agent.enforce.guard import audit_path
 from agent.enforce.mdm_plan import (
-    Artefact, PolicyChange, blocked_policy, intune_artefacts, jamf_artefacts, mdm_of, plan_amapi,
+    Artefact, PolicyChange, blocked_policy, intune_artefacts, jamf_artefacts, plan_amapi,
 )
 from agent.enforce.plan import is_protected
 from agent.inventory.amapi import AmapiConnector
@@ -30,6 +30,7 @@ from agent.match import finding_key
 from agent.model import BanException, BanList, Device, Finding, Inventory, Report
 from agent.report.render import printable
 from agent.runner import Runner
+from agent.sources import facts
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +38,10 @@ UPDATE_MASK = "applications"
 """policies.patch replaces only the fields the mask names, so nothing else in a policy can change."""
 
 
-def mdm_findings(findings: Sequence[Finding], inventory: Inventory) -> tuple[list[Finding], list[Finding]]:
-    """Split findings into (on devices read through an MDM connector, the others)."""
-    through = {d.id for d in inventory.devices if mdm_of(d)}
-    return [f for f in findings if f.device in through], [f for f in findings if f.device not in through]
+def mdm_findings(findings: Sequence[Finding]) -> tuple[list[Finding], list[Finding]]:
+    """Split findings into (apps read from an MDM's API, the others)."""
+    through = [f for f in findings if facts(f.app.source).mdm]
+    return through, [f for f in findings if not facts(f.app.source).mdm]
 
 
 def enforce_all(
@@ -50,7 +51,7 @@ def enforce_all(
     """Block on this host (and adb phones) what may be blocked, then through each MDM what is on
     its devices, under one `max_removals` cap; return every finding with its outcome, in report
     order. (`check --enforce` and the service both come here.)"""
-    through_mdm, local = mdm_findings(report.findings, report.inventory)
+    through_mdm, local = mdm_findings(report.findings)
     enforced = enforce(local, config, host, runner, out, dry_run)
     findings = list(enforced.findings)
     if through_mdm:

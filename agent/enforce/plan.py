@@ -14,6 +14,7 @@ from agent.config import EnforcementConfig
 from agent.enforce.ios import manual_instruction
 from agent.enforce.windows import UninstallRefused, uninstall_argv
 from agent.model import App, Device, Finding
+from agent import sources
 
 ActionKind = Literal["kill", "uninstall", "quarantine", "skip"]
 KIND_ORDER: dict[str, int] = {"kill": 0, "uninstall": 1, "quarantine": 2, "skip": 3}
@@ -25,16 +26,6 @@ PACKAGE_PATHS = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/", "/etc/")
 """Folders package managers own: a launcher's program there goes with its package, never alone."""
 
 TOO_MANY = "too many — refused"
-
-GATEWAY_SOURCES = frozenset({"android", "ios"})
-"""Sources whose apps live on phones attached to this gateway, so their findings are on the
-phone's device id, not this host's: Android apps are removed through adb; for iOS apps (which
-cannot be removed over USB without supervision) the plan says what to do by hand or in the MDM."""
-
-QUARANTINE_SOURCES = frozenset({"macos", "appimage"})
-"""Sources whose app is one bundle or file with no package manager to remove it (a macOS .app,
-an AppImage): it is moved into the restorable quarantine."""
-
 
 @dataclass(frozen=True)
 class Facts:
@@ -102,7 +93,7 @@ def blocks(finding: Finding, config: EnforcementConfig, device: Device) -> bool:
     on this device (whose scope the matcher already checked)."""
     return (
         finding.entry.action == "block" and config.mode == "block" and finding.status == "violation"
-        and (finding.device == device.id or finding.app.source in GATEWAY_SOURCES)
+        and (finding.device == device.id or sources.facts(finding.app.source).gateway)
     )
 
 
@@ -153,7 +144,7 @@ def _choose(app: App, facts: Facts) -> tuple[ActionKind, str]:
         return "kill", app.extra_value("pid")
     if app.source in facts.uninstall_sources:
         return "uninstall", app.id
-    if app.source in QUARANTINE_SOURCES and app.path.startswith("/"):
+    if sources.facts(app.source).quarantine and app.path.startswith("/"):
         return "quarantine", app.path
     if app.source == "desktop" and app.path.startswith("/"):
         if app.path.startswith(PACKAGE_PATHS):

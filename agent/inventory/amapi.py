@@ -121,7 +121,7 @@ class _Apps:
             }
             intern = sys.intern
             proto = self.protos[key] = App(
-                source="android", id=intern(package), name=intern(str(report.get("displayName") or package)),
+                source=NAME, id=intern(package), name=intern(str(report.get("displayName") or package)),
                 version=intern(str(report.get("versionName", ""))), device="",
                 sha256=digest.lower() if _HEX64.fullmatch(digest) else "", extra=pairs(extra),
             )

@@ -76,7 +76,7 @@ def to_app(data: dict[str, Any], device: Device) -> App | None:
     if not name:
         return None
     extra = {"detected_app_id": str(data.get("id") or ""), "platform": str(data.get("platform") or "")}
-    return App(source=device.kind, id=name, name=name, version=str(data.get("version") or ""),
+    return App(source=NAME, id=name, name=name, version=str(data.get("version") or ""),
                publisher=str(data.get("publisher") or ""), device=device.id, extra=pairs(extra))
 
 
@@ -175,7 +175,7 @@ class IntuneConnector:
         merged = Collected(errors=list(inventory.errors), notes=list(inventory.notes))
         merged.devices = [replace(d, attributes=pairs({**dict(d.attributes), "mdm": NAME}))
                           for d in inventory.devices if d.id not in devices]  # in the export, not listed
-        merged.apps = list(inventory.apps)
+        merged.apps = [replace(a, source=NAME) for a in inventory.apps]  # matched by names, as detectedApps are
         return merged
 
     def _download(self, url: str) -> Any:

@@ -63,7 +63,7 @@ def to_app(data: dict[str, Any], device: Device) -> App | None:
         return None
     intern = sys.intern
     return App(
-        source="ios" if device.kind == "ios" else "mdm", id=intern(identifier),
+        source=NAME, id=intern(identifier),
         name=intern(str(data.get("name") or identifier)),
         version=intern(str(data.get("shortVersion") or data.get("version") or "")), device=device.id,
         extra=pairs({"bundle_version": str(data.get("version") or "")}),

@@ -69,8 +69,8 @@ def test_several_pages_are_read_with_the_bearer_token_and_each_policy_once(cloud
     assert result.errors == []
     first = [a for a in result.apps if a.device == result.devices[0].id]
     assert [(a.source, a.id, a.name, a.version) for a in first] == [
-        ("android", "com.zhiliaoapp.musically", "TikTok", "35.1.2"),
-        ("android", "com.android.chrome", "Chrome", "131.0.6778.81"),
+        ("amapi", "com.zhiliaoapp.musically", "TikTok", "35.1.2"),
+        ("amapi", "com.android.chrome", "Chrome", "131.0.6778.81"),
     ]  # the REMOVED WhatsApp report is not an installed app
     tiktok = first[0]
     assert tiktok.sha256 == "4f1c7f3a0b8d2e6a9c5b1d3f7e2a4c6b8d0f1e3a5c7b9d1f3e5a7c9b1d3f5e7a"

@@ -156,7 +156,7 @@ def test_jamf_pages_by_total_count_with_the_sections_asked(jamf):
     assert [(d.id, d.ownership) for d in result.devices] == [
         ("1", "corporate"), ("2", "corporate"), ("3", "personal"), ("4", "corporate"), ("5", "corporate")]
     tiktok = next(a for a in result.apps if a.device == "1")
-    assert (tiktok.source, tiktok.id, tiktok.name, tiktok.version) == ("ios", "com.zhiliaoapp.musically", "TikTok", "37.5.0")
+    assert (tiktok.source, tiktok.id, tiktok.name, tiktok.version) == ("jamf", "com.zhiliaoapp.musically", "TikTok", "37.5.0")
     assert dict(result.devices[0].attributes)["department"] == "Communications"
 
 

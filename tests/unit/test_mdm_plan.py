@@ -47,12 +47,12 @@ def planned(devices, apps, config=BLOCK, errors=(), cap=5):
 
 
 def tiktok(device: Device, package="com.zhiliaoapp.musically") -> App:
-    return App(source="android", id=package, name="TikTok", device=device.id)
+    return App(source="amapi", id=package, name="TikTok", device=device.id)
 
 
 def test_a_policy_whose_devices_are_all_in_scope_gets_the_banned_packages_blocked():
     devices = [phone(1), phone(2)]
-    (change,) = planned(devices, [tiktok(devices[0]), App(source="android", id="com.tencent.mm", device=devices[1].id)])
+    (change,) = planned(devices, [tiktok(devices[0]), App(source="amapi", id="com.tencent.mm", device=devices[1].id)])
     assert (change.policy, change.packages, change.refused) == (POLICY, ("com.tencent.mm", "com.zhiliaoapp.musically"), "")
 
 
@@ -68,7 +68,7 @@ def test_a_policy_shared_with_out_of_scope_devices_is_left_and_the_plan_says_why
 
 def test_devices_on_another_policy_do_not_matter_and_each_policy_is_planned_alone():
     devices = [phone(1), phone(2, policy="enterprises/E/policies/byod", ownership="personal")]
-    changes = planned(devices, [tiktok(devices[0]), App(source="android", id="com.tencent.mm", device=devices[1].id)])
+    changes = planned(devices, [tiktok(devices[0]), App(source="amapi", id="com.tencent.mm", device=devices[1].id)])
     assert [(c.policy, c.packages, c.refused) for c in changes] == [
         ("enterprises/E/policies/byod", ("com.tencent.mm",), ""), (POLICY, ("com.zhiliaoapp.musically",), "")]
 
@@ -86,7 +86,7 @@ def test_an_incomplete_listing_protected_packages_and_the_cap_refuse():
     assert change.refused.startswith("the device listing is incomplete")
     (change,) = planned(devices, [tiktok(devices[0])], config=EnforcementConfig(mode="block", protected=("com.zhiliaoapp.musically",)))
     assert change.refused == "protected by local config"
-    (change,) = planned(devices, [tiktok(devices[0]), App(source="android", id="com.tencent.mm", device=devices[0].id)], cap=1)
+    (change,) = planned(devices, [tiktok(devices[0]), App(source="amapi", id="com.tencent.mm", device=devices[0].id)], cap=1)
     assert change.refused.startswith("too many — refused (2 packages to block in policies, max_removals allows 1 more)")
 
 
@@ -105,8 +105,8 @@ def test_the_patched_policy_keeps_every_other_application_entry():
 
 def test_intune_and_jamf_artefacts_list_the_banned_apps_per_platform():
     devices = [phone(1, mdm="intune", kind="ios"), phone(2, mdm="jamf", kind="ios")]
-    apps = [App(source="ios", id="TikTok", name="TikTok", publisher="TikTok Ltd.", device=devices[0].id),
-            App(source="ios", id="com.zhiliaoapp.musically", name="TikTok", device=devices[1].id)]
+    apps = [App(source="intune", id="TikTok", name="TikTok", publisher="TikTok Ltd.", device=devices[0].id),
+            App(source="jamf", id="com.zhiliaoapp.musically", name="TikTok", device=devices[1].id)]
     by_id = {d.id: d for d in devices}
     findings = match(apps, by_id, compile_banlist(parse_banlist(LIST.encode())), NOW)
     (intune,) = intune_artefacts(findings, by_id, BLOCK, 7, "https://graph.microsoft.com")
