@@ -41,6 +41,11 @@ MAX_WAIT = 120.0
 EXPIRY_MARGIN = 60.0
 """A token is renewed this many seconds before it expires, so no request carries a dying one."""
 MAX_ERROR_TEXT = 200
+MAX_BODY = 256 * 1024 * 1024
+"""The largest JSON answer read (a page of 100 devices with 80 apps each is about 3 MB); a body
+that grows past it, or is still arriving after READ_DEADLINE timeouts, is an error, never a hang."""
+READ_DEADLINE = 10
+_CHUNK = 1 << 20
 
 
 class ApiError(Exception):
@@ -225,16 +230,40 @@ class ApiClient:
 
     def get_json(self, url: str, params: Any = None) -> dict[str, Any]:
         """GET a JSON object. Raise ApiError as `request` does, or when the body is not a JSON object."""
-        return _json_object(self.request("GET", url, params=params), f"{self.name}: GET {urlsplit(url).path}")
+        return self._json("GET", url, params=params)
 
     def send_json(self, method: str, url: str, body: Any, params: Any = None) -> dict[str, Any]:
         """POST/PATCH a JSON body and return the JSON object answered."""
-        return _json_object(self.request(method, url, json=body, params=params), f"{self.name}: {method} {urlsplit(url).path}")
+        return self._json(method, url, json=body, params=params)
+
+    def _json(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
+        what = f"{self.name}: {method} {urlsplit(url).path}"
+        response = self.request(method, url, stream=True, **kwargs)
+        return _json_object(self.body(response, what), what)
+
+    def body(self, response: requests.Response, what: str) -> bytes:
+        """Read a streamed body within MAX_BODY bytes and READ_DEADLINE timeouts. Raise ApiError."""
+        import requests
+
+        deadline, chunks, size = self._clock() + self.timeout * READ_DEADLINE, [], 0
+        try:
+            for chunk in response.iter_content(_CHUNK):
+                size += len(chunk)
+                if size > MAX_BODY:
+                    raise ApiError(f"{what}: the answer is larger than {MAX_BODY >> 20} MiB")
+                if self._clock() > deadline:
+                    raise ApiError(f"{what}: the answer was still arriving after {self.timeout * READ_DEADLINE:.0f} s")
+                chunks.append(chunk)
+        except requests.RequestException as exc:
+            raise ApiError(f"{what}: the answer was cut short ({type(exc).__name__})") from None
+        finally:
+            response.close()
+        return b"".join(chunks)
 
 
-def _json_object(response: requests.Response, what: str) -> dict[str, Any]:
+def _json_object(body: bytes, what: str) -> dict[str, Any]:
     try:
-        data = response.json()
+        data = json.loads(body)
     except ValueError:
         raise ApiError(f"{what}: the answer is not JSON") from None
     if not isinstance(data, dict):
@@ -249,7 +278,8 @@ def token_request(client: ApiClient, url: str, form: dict[str, str], what: str) 
     revoked key or a wrong secret answer 400 or 401) or answers no token; ApiError when it
     cannot be reached."""
     try:
-        answer = _json_object(client.request("POST", url, auth=False, data=form), what)
+        response = client.request("POST", url, auth=False, data=form, stream=True)
+        answer = _json_object(client.body(response, what), what)
     except ApiError as exc:
         if "HTTP 4" not in str(exc):
             raise

@@ -12,6 +12,7 @@ import pytest
 from agent.config import IntuneConfig
 from agent.inventory.api import ApiClient, ApiError, Token, drain, retry_after, signed_jwt
 from agent.inventory.intune import IntuneConnector
+from tests.banlist_servers import ScriptedServer, make_pki
 from tests.mdm_servers import StandIn, jwt_parts, private_pem, reply, rsa_key
 
 
@@ -79,3 +80,18 @@ def test_retry_after_without_a_usable_value_is_none():
         headers = {"Retry-After": "soon"}
 
     assert retry_after(Answer()) is None
+
+
+def test_an_endless_answer_is_an_error_within_the_deadline_not_a_hang(tmp_path):
+    pki = make_pki(tmp_path / "pki")
+    server = ScriptedServer(pki).start()
+    try:
+        server.script(("endless", None))
+        client = ApiClient("test", server.url(""), lambda client: Token("t", time.monotonic() + 3600), 0.2,
+                           ca_bundle=str(pki.ca))
+        started = time.monotonic()
+        with pytest.raises(ApiError, match="still arriving after 2 s|larger than 256 MiB"):
+            client.get_json(server.url("/v1/enterprises/E/devices"))
+        assert time.monotonic() - started < 60
+    finally:
+        server.stop()
