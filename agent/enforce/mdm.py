@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import Mapping, Sequence, TextIO
 
 from agent.atomic import write_atomic
 from agent.config import Config
@@ -55,9 +56,8 @@ def enforce_all(
     enforced = enforce(local, config, host, runner, out, dry_run)
     findings = list(enforced.findings)
     if through_mdm:
-        used = sum(1 for a in enforced.plan.actions if a.kind in ("uninstall", "quarantine") and not a.refused)
-        cap = config.enforcement.max_removals - used
-        findings += enforce_mdm(through_mdm, report.inventory, banlist, config, out, now, dry_run, cap)
+        used = Counter(a.kind for a in enforced.plan.actions if a.kind != "skip" and not a.refused)
+        findings += enforce_mdm(through_mdm, report.inventory, banlist, config, out, now, dry_run, used)
     return sorted(findings, key=finding_key)
 
 
@@ -67,10 +67,11 @@ def artefact_dir(config: Config) -> Path:
 
 def enforce_mdm(
     findings: Sequence[Finding], inventory: Inventory, banlist: BanList, config: Config, out: TextIO,
-    now: datetime, dry_run: bool = False, cap: int | None = None,
+    now: datetime, dry_run: bool = False, already: Mapping[str, int] | None = None,
 ) -> list[Finding]:
     """Given findings on MDM devices, block what may be blocked through each configured MDM;
-    return the findings with their outcomes. `cap` is what `max_removals` still allows this run."""
+    return the findings with their outcomes. `already` counts the actions this run takes on the
+    host by kind, which share the one `max_removals` cap."""
     dry_run = dry_run or config.enforcement.dry_run
     devices = {d.id: d for d in inventory.devices}
     exceptions: dict[str, tuple[BanException, ...]] = {}
@@ -81,8 +82,7 @@ def enforce_mdm(
     amapi = config.mdm.amapi
     if amapi is not None:
         connector = AmapiConnector(amapi)
-        cap = config.enforcement.max_removals if cap is None else cap
-        for change in plan_amapi(findings, devices, inventory.errors, exceptions, config.enforcement, now, cap):
+        for change in plan_amapi(findings, devices, inventory.errors, exceptions, config.enforcement, now, already):
             outcome = _apply(change, connector, audit, out, dry_run)
             for finding in change.findings:
                 protected = is_protected(finding.app, config.enforcement.protected)

@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any, Iterable, Mapping
 
 from agent.config import EnforcementConfig
-from agent.enforce.plan import TOO_MANY, is_protected
+from agent.enforce.plan import is_protected, over_cap
 from agent.match import scope_status
 from agent.model import App, BanException, CollectorError, Device, Entry, Finding
 
@@ -74,20 +74,22 @@ def _out_of_scope(entry: Entry, device: Device, exceptions: tuple[BanException, 
 
 def plan_amapi(
     findings: Iterable[Finding], devices: Mapping[str, Device], errors: Iterable[CollectorError],
-    exceptions: Mapping[str, tuple[BanException, ...]], config: EnforcementConfig, now: datetime, cap: int,
+    exceptions: Mapping[str, tuple[BanException, ...]], config: EnforcementConfig, now: datetime,
+    already: Mapping[str, int] | None = None,
 ) -> list[PolicyChange]:
     """Given findings, every device read (by id), the collection errors, the ban list's exceptions
-    by entry, local enforcement config, the time and the actions the cap still allows, return the
-    policy changes, refused ones with their reason."""
+    by entry, local enforcement config, the time and the actions this run already takes on the
+    host (by kind), return the policy changes, refused ones with their reason; past the one cap
+    (`max_removals`, for every kind of action) every change is refused."""
     by_policy: dict[str, list[Finding]] = defaultdict(list)
     for finding in _blocking(findings, devices, config, "amapi"):
         by_policy[dict(devices[finding.device].attributes).get("policy", "")].append(finding)
     incomplete = any(e.collector == "amapi" and not e.device for e in errors)
     changes = [_change(policy, items, devices, exceptions, config, now, incomplete)
                for policy, items in sorted(by_policy.items())]
-    total = sum(len(c.packages) for c in changes if not c.refused)
-    if total > cap:
-        reason = f"{TOO_MANY} ({total} packages to block in policies, max_removals allows {cap} more)"
+    blocked = sum(len(c.packages) for c in changes if not c.refused)
+    reason = over_cap({**(already or {}), "policy-block": blocked}, config.max_removals) if blocked else ""
+    if reason:
         changes = [c if c.refused else PolicyChange(c.policy, c.packages, c.findings, reason) for c in changes]
     return changes
 

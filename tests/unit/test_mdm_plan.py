@@ -40,10 +40,10 @@ def phone(number: int, policy: str = POLICY, groups=("staff",), ownership="corpo
                   attributes=tuple(sorted({"mdm": mdm, "policy": policy}.items())))
 
 
-def planned(devices, apps, config=BLOCK, errors=(), cap=5):
+def planned(devices, apps, config=BLOCK, errors=(), already=None):
     by_id = {d.id: d for d in devices}
     findings = match(apps, by_id, compile_banlist(parse_banlist(LIST.encode())), NOW)
-    return plan_amapi(findings, by_id, errors, {}, config, NOW, cap)
+    return plan_amapi(findings, by_id, errors, {}, config, NOW, already)
 
 
 def tiktok(device: Device, package="com.zhiliaoapp.musically") -> App:
@@ -86,8 +86,11 @@ def test_an_incomplete_listing_protected_packages_and_the_cap_refuse():
     assert change.refused.startswith("the device listing is incomplete")
     (change,) = planned(devices, [tiktok(devices[0])], config=EnforcementConfig(mode="block", protected=("com.zhiliaoapp.musically",)))
     assert change.refused == "protected by local config"
-    (change,) = planned(devices, [tiktok(devices[0]), App(source="amapi", id="com.tencent.mm", device=devices[0].id)], cap=1)
-    assert change.refused.startswith("too many — refused (2 packages to block in policies, max_removals allows 1 more)")
+    two = [tiktok(devices[0]), App(source="amapi", id="com.tencent.mm", device=devices[0].id)]
+    (change,) = planned(devices, two, already={"kill": 2, "uninstall": 2})
+    assert change.refused == ("too many — refused (6 actions: 2 kill, 2 policy-block, 2 uninstall; "
+                              "max_removals is 5 and covers every kind of action)")
+    assert planned(devices, two, already={"uninstall": 3})[0].refused == ""
 
 
 def test_the_patched_policy_keeps_every_other_application_entry():
