@@ -27,6 +27,10 @@ from agent.enforce.plan import is_protected, over_cap
 from agent.match import scope_status
 from agent.model import App, BanException, CollectorError, Device, Entry, Finding
 
+EVIDENCE_ONLY = ("matched by name or publisher only: what a phone reports is evidence, not a package "
+                 "to block in a policy (name the package in the entry's match.android)")
+"""A display name is chosen by whoever built the app: blocking the package that carries it could
+block any app on every device of the policy."""
 MAX_NAMED = 3
 """Out-of-scope devices named in a refusal (the count says how many more)."""
 
@@ -85,8 +89,13 @@ def plan_amapi(
     for finding in _blocking(findings, devices, config, "amapi"):
         by_policy[dict(devices[finding.device].attributes).get("policy", "")].append(finding)
     incomplete = any(e.collector == "amapi" and not e.device for e in errors)
-    changes = [_change(policy, items, devices, exceptions, config, now, incomplete)
-               for policy, items in sorted(by_policy.items())]
+    changes = []
+    for policy, items in sorted(by_policy.items()):
+        named = [f for f in items if f.matched_by.startswith("android:")]
+        if named:
+            changes.append(_change(policy, named, devices, exceptions, config, now, incomplete))
+        if len(named) < len(items):
+            changes.append(PolicyChange(policy, (), tuple(f for f in items if f not in named), EVIDENCE_ONLY))
     blocked = sum(len(c.packages) for c in changes if not c.refused)
     reason = over_cap({**(already or {}), "policy-block": blocked}, config.max_removals) if blocked else ""
     if reason:

@@ -122,3 +122,12 @@ def test_intune_and_jamf_artefacts_list_the_banned_apps_per_platform():
     assert profile["PayloadContent"][0]["PayloadType"] == "com.apple.applicationaccess"
     assert profile["PayloadContent"][0]["blacklistedAppBundleIDs"] == ["com.zhiliaoapp.musically"]
     assert "/JSSResource/mobiledeviceconfigurationprofiles/id/0" in jamf.call
+
+
+def test_a_package_matched_by_its_display_name_only_is_never_blocked_in_a_policy():
+    devices = [phone(1)]
+    impostor = App(source="amapi", id="com.microsoft.teams", name="TikTok Lite", device=devices[0].id)
+    changes = planned(devices, [impostor, tiktok(devices[0])])
+    assert [(c.packages, c.refused[:40]) for c in changes] == [
+        (("com.zhiliaoapp.musically",), ""), ((), "matched by name or publisher only: what ")]
+    assert [f.app.id for f in changes[1].findings] == ["com.microsoft.teams"]
