@@ -171,3 +171,18 @@ def test_jamf_a_token_revoked_mid_run_is_one_error_and_the_first_page_stays(jamf
     assert error.message.startswith("jamf token request refused") and "HTTP 401" in error.message
     # the 401 on page 1 renewed the token once, then the token request itself was refused
     assert len(server.requests("/api/oauth/token")) == 2
+
+
+def test_intune_a_429_storm_on_detected_apps_is_ridden_out_and_a_revocation_mid_run_stops_with_one_error(graph):
+    devices = [managed(n) for n in range(1, 5)]
+    app, server, config = graph(devices, {d["id"]: [detected("TikTok")] for d in devices})
+    first_apps = f"/v1.0/deviceManagement/managedDevices/{devices[0]['id']}/detectedApps"
+    server.fail(first_apps, 429, times=3, retry_after="0")
+    pages = IntuneConnector(config).pages()
+    first = next(pages)
+    assert first.errors == [] and len(first.apps) == 2 and len(server.requests(first_apps)) == 4
+    app.tokens.revoked = True
+    rest = list(pages)
+    assert [len(p.devices) for p in rest] == [0]
+    (error,) = rest[0].errors
+    assert error.message.startswith("intune token request refused:") and "s3cret" not in error.message
