@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -270,8 +269,3 @@ def load_config(path: str | None) -> Config:
     except OSError as exc:
         raise ConfigError(f"config {path}: cannot read: {exc.strerror or exc}") from None
     return parse_config(data, f"config {path}")
-
-
-def local_device_id(config: Config) -> str:
-    """The id the local host reports under: config `device.id`, else the host name."""
-    return config.device.id or config.device.hostname or socket.gethostname()

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import logging
 import os
-import pwd
 from dataclasses import dataclass
 
+from agent import platform as host
 from agent.log import log_event
 from agent.model import Entry
 from agent.runner import CommandError, Runner
@@ -74,10 +74,9 @@ def notify(runner: Runner, sessions: list[Session], title: str, body: str) -> in
     for session in sessions:
         args = ["--app-name=appban", "--urgency=critical", title, body]
         program = "notify-send"
-        if session.uid != os.getuid():
-            try:
-                user = pwd.getpwuid(session.uid).pw_name
-            except KeyError:
+        if session.uid != host.current_uid():
+            user = host.user_name(session.uid)
+            if user is None:
                 continue
             program, args = "runuser", ["-u", user, "--", "notify-send", *args]
         try:

@@ -1,0 +1,18 @@
+"""Linux: the POSIX parts, the machine id of systemd (machine-id(5)) and systemd as service manager."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.platform._posix import current_uid, is_locked, on_reload, stop_signals, try_lock, user_name, wait_lock
+from agent.platform.identity import MACHINE_ID, read_machine_id
+
+NAME = "linux"
+
+__all__ = ["NAME", "current_uid", "is_locked", "on_reload", "stop_signals", "try_lock", "user_name", "wait_lock",
+           "live_device_id"]
+
+
+def live_device_id(runner: Any) -> str:
+    """Return /etc/machine-id, or "" when the system has none (a container without systemd)."""
+    return read_machine_id(MACHINE_ID)
