@@ -1,9 +1,7 @@
 """The .deb from packaging/deb/build.sh (debhelper + pybuild), built for real, checked by lintian,
 and taken through install, a check and a service run, upgrade, remove and purge with the real
-dpkg and its real maintainer scripts — in a throwaway root: a copy-on-write overlay of this
-Debian system (so Debian's python3-psutil, -requests, ... are there), mounted in a private mount
-namespace and entered with chroot. Nothing reaches the host's dpkg database, /etc or systemd:
-every write lands in the overlay's upper folder, which the test reads to check the result."""
+dpkg and its real maintainer scripts — in a throwaway root (tests/overlay_root.py: a copy-on-write
+overlay of this Debian system, so Debian's python3-psutil, -requests, ... are there)."""
 
 from __future__ import annotations
 
@@ -13,58 +11,20 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from tests.conftest import REPO, require_tool
+from tests.overlay_root import STEP_TIMEOUT, OverlayRoot, overlay_root
 
 BUILD = REPO / "packaging/deb/build.sh"
 UPGRADE = "0.1.0+test1"
-STEP_TIMEOUT = 300
 SERVICE_CONFIG = """\
 state_dir: /var/lib/appban
 inventory: {sources: [dpkg]}
 schedule: {scan: 1h, splay: 0.5s}
 logging: {format: json, level: info}
 """
-
-
-class OverlayRoot:
-    """A copy-on-write root over this system: `upper` collects every change made inside it."""
-
-    def __init__(self, folder: Path) -> None:
-        self.upper, self.work, self.merged = folder / "upper", folder / "work", folder / "merged"
-        for path in (self.upper, self.work, self.merged):
-            path.mkdir(parents=True)
-
-    def command(self, *argv: str) -> list[str]:
-        """Return the command line that runs argv inside the root (the same process: exec all the way)."""
-        script = ('mount -t overlay overlay -o "lowerdir=/,upperdir=$1,workdir=$2" "$3" && '
-                  'mount -t proc proc "$3/proc" && root=$3 && shift 3 && exec chroot "$root" "$@"')
-        return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh",
-                str(self.upper), str(self.work), str(self.merged), *argv]
-
-    def run(self, *argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.command(*argv), capture_output=True, text=True, timeout=STEP_TIMEOUT,
-                              env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}, cwd="/")
-
-    def ok(self, *argv: str) -> str:
-        done = self.run(*argv)
-        assert done.returncode == 0, f"{argv}: {done.stderr[-2000:]}"
-        return done.stdout
-
-    def has(self, path: str) -> bool:
-        """Whether the root holds `path` as a change of its own (written by what ran inside)."""
-        return (self.upper / path.lstrip("/")).exists()
-
-    def exists(self, path: str) -> bool:
-        """Whether `path` exists as seen from inside the root."""
-        return self.run("test", "-e", path).returncode == 0
-
-    def status(self) -> str:
-        done = self.run("dpkg-query", "-W", "-f", "${db:Status-Abbrev}${Version}", "appban")
-        return done.stdout.strip() if done.returncode == 0 else "not known"
 
 
 @pytest.fixture(scope="module")
@@ -82,21 +42,8 @@ def debs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture
-def root(tmp_path: Path, debs: dict[str, Path]) -> Iterator[OverlayRoot]:
-    require_tool("unshare")
-    if Path("/").stat().st_dev == 0 or os.geteuid() != 0:
-        pytest.skip("needs root for a private mount namespace")
-    overlay = OverlayRoot(tmp_path / "root")
-    for deb in debs.values():
-        target = overlay.upper / "tmp" / deb.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(deb.read_bytes())
-    probe = overlay.run("true")
-    if probe.returncode != 0:
-        if os.environ.get("CI"):
-            pytest.fail(f"cannot mount an overlay root: {probe.stderr.strip()}")
-        pytest.skip(f"cannot mount an overlay root here: {probe.stderr.strip()}")
-    yield overlay
+def root(tmp_path: Path, debs: dict[str, Path]) -> OverlayRoot:
+    return overlay_root(tmp_path / "root", debs.values())
 
 
 def test_lintian_finds_nothing(debs: dict[str, Path]) -> None:
@@ -116,6 +63,12 @@ def test_the_package_depends_on_debians_python_libraries_and_bundles_none(debs: 
     files = subprocess.run(["dpkg-deb", "-c", str(debs["first"])], capture_output=True, text=True, check=True).stdout
     assert "dist-packages/agent/platform/__init__.py" in files
     assert "psutil" not in files and "requests/" not in files and ".so" not in files
+
+
+def dpkg_status(root: OverlayRoot) -> str:
+    """Return dpkg's status letters and version of appban in the root, or "not known"."""
+    done = root.run("dpkg-query", "-W", "-f", "${db:Status-Abbrev}${Version}", "appban")
+    return done.stdout.strip() if done.returncode == 0 else "not known"
 
 
 def run_service(root: OverlayRoot) -> str:
@@ -143,7 +96,7 @@ def run_service(root: OverlayRoot) -> str:
 def test_install_check_run_upgrade_remove_purge(root: OverlayRoot, debs: dict[str, Path]) -> None:
     first, upgrade = (f"/tmp/{debs[key].name}" for key in ("first", UPGRADE))
     root.ok("dpkg", "-i", first)
-    assert root.status() == "ii 0.1.0"
+    assert dpkg_status(root) == "ii 0.1.0"
     assert root.has("/usr/lib/python3/dist-packages/agent/cli.py") and root.exists("/lib/systemd/system/appban.service")
     assert not root.exists("/etc/systemd/system/multi-user.target.wants/appban.service"), "installed, not enabled"
     assert root.ok("cat", "/var/lib/dpkg/info/appban.conffiles").split() == ["/etc/appban/agent.yaml"]
@@ -161,12 +114,12 @@ def test_install_check_run_upgrade_remove_purge(root: OverlayRoot, debs: dict[st
 
     root.ok("sh", "-c", "echo '# edited by the administrator' >> /etc/appban/agent.yaml")
     root.ok("dpkg", "-i", upgrade)
-    assert root.status() == f"ii {UPGRADE}"
+    assert dpkg_status(root) == f"ii {UPGRADE}"
     assert root.ok("tail", "-n1", "/etc/appban/agent.yaml").strip() == "# edited by the administrator"
     assert root.exists("/var/lib/appban/report.json"), "an upgrade keeps the state"
 
     root.ok("dpkg", "-r", "appban")
-    assert root.status().startswith("rc")
+    assert dpkg_status(root).startswith("rc")
     assert root.ok("tail", "-n1", "/etc/appban/agent.yaml").strip() == "# edited by the administrator"
     assert not root.exists("/usr/bin/appban")
     assert root.exists("/var/lib/appban/report.json"), "remove keeps the state"
@@ -175,7 +128,7 @@ def test_install_check_run_upgrade_remove_purge(root: OverlayRoot, debs: dict[st
     purged = root.run("dpkg", "-P", "appban")
     assert purged.returncode == 0, purged.stderr
     assert "kept /var/lib/appban/quarantine" in purged.stderr
-    assert root.status() == "not known" or root.status().startswith("pn")
+    assert dpkg_status(root) == "not known" or dpkg_status(root).startswith("pn")
     for gone in ("/etc/appban/agent.yaml", "/var/lib/appban/report.json", "/var/lib/appban/banlist"):
         assert not root.exists(gone), gone
     assert root.ok("cat", "/var/lib/appban/quarantine/r1/x").strip() == "app", "quarantined apps survive purge"
