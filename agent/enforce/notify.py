@@ -41,9 +41,10 @@ def session_env(environ: bytes) -> dict[str, str] | None:
 
 
 def desktop_sessions(proc: str = "/proc") -> list[Session]:
-    """Return one Session per user and session bus found among running processes."""
+    """Return one Session per user and session bus found among running processes (none where
+    there is no /proc: macOS and Windows have no notify-send sessions to find this way)."""
     sessions: dict[tuple[int, str], Session] = {}
-    for name in os.listdir(proc):
+    for name in os.listdir(proc) if os.path.isdir(proc) else ():
         if not name.isdigit():
             continue
         try:

@@ -16,16 +16,21 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 
-def try_lock(handle: IO[Any]) -> bool:
+def _flock_now(handle: IO[Any], shared: bool) -> bool:
+    """Take the lock without waiting; return False when another process holds it."""
     import fcntl
 
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except OSError as exc:
         if exc.errno in (errno.EAGAIN, errno.EACCES):
             return False
         raise
     return True
+
+
+def try_lock(handle: IO[Any]) -> bool:
+    return _flock_now(handle, shared=False)
 
 
 def wait_lock(handle: IO[Any]) -> None:
@@ -35,14 +40,10 @@ def wait_lock(handle: IO[Any]) -> None:
 
 
 def is_locked(handle: IO[Any]) -> bool:
+    if not _flock_now(handle, shared=True):
+        return True
     import fcntl
 
-    try:
-        fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError as exc:
-        if exc.errno in (errno.EAGAIN, errno.EACCES):
-            return True
-        raise
     fcntl.flock(handle, fcntl.LOCK_UN)
     return False
 

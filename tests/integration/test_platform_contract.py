@@ -16,19 +16,11 @@ import yaml
 
 from tests.banlist_servers import free_port
 from tests.conftest import REPO
-from tests.service_support import TOKEN, direct_env, make_tree, wait_until, write_config
+from tests.service_support import BANLIST, TOKEN, direct_env, make_tree, wait_until, write_config
 
 PROBE = REPO / "tests" / "without_posix.py"
-BLOCKING = """\
-format: appban.banlist/v1
-serial: 3
-issued: 2026-11-01T00:00:00Z
-entries:
-  - id: tiktok
-    name: TikTok
-    action: block
-    match: {deb: [tiktok-desktop]}
-"""
+BLOCKING = BANLIST.replace("    match: {deb: [tiktok-desktop]}", "    action: block\n    match: {deb: [tiktok-desktop]}")
+"""The service tests' list, with TikTok's entry set to block (so there is something to plan)."""
 
 
 def probe(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -96,3 +96,9 @@ def test_linux_trusts_the_file_openssl_uses_and_honours_ssl_cert_file(tmp_path: 
         (p for p in trust.DISTRIBUTION_BUNDLES if os.path.isfile(p)), None)
     assert trust.system_trust("linux") == expected
     assert "certifi" not in str(trust.system_trust("linux"))
+
+
+def test_no_proc_means_no_desktop_sessions(tmp_path: Path) -> None:
+    from agent.enforce.notify import desktop_sessions
+
+    assert desktop_sessions(str(tmp_path / "no-proc")) == []
