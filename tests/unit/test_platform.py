@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import os
 import ssl
+import sys
 import threading
 from pathlib import Path
 
@@ -102,3 +103,18 @@ def test_no_proc_means_no_desktop_sessions(tmp_path: Path) -> None:
     from agent.enforce.notify import desktop_sessions
 
     assert desktop_sessions(str(tmp_path / "no-proc")) == []
+
+
+def test_the_windows_lock_leaves_the_pid_readable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.without_posix import msvcrt_stand_in
+
+    monkeypatch.setitem(sys.modules, "msvcrt", msvcrt_stand_in())
+    lock = tmp_path / "appban.lock"
+    with open(lock, "a+", encoding="ascii") as holder, open(lock, "a+", encoding="ascii") as other:
+        assert _windows.try_lock(holder)
+        holder.write("4242\n")
+        holder.flush()
+        assert not _windows.try_lock(other) and _windows.is_locked(other)
+        other.seek(0)
+        assert other.read().strip() == "4242", "the locked byte lies past the pid"
+        assert holder.tell() == 5, "locking leaves the file position where it was"
