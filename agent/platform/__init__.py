@@ -15,11 +15,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import IO, Any, Callable
+from typing import IO, TYPE_CHECKING, Any, Callable
 
 from agent.platform import _linux, _macos, _windows
 from agent.platform.identity import image_device_id
 from agent.platform.trust import system_trust
+
+if TYPE_CHECKING:
+    from agent.runner import Runner
 
 
 def _select(name: str) -> ModuleType:
@@ -82,7 +85,7 @@ def current_uid() -> int | None:
     return OS.current_uid()
 
 
-def live_device_id(runner: Any) -> str:
+def live_device_id(runner: Runner) -> str:
     """Return the running machine's stable id (machine-id, MachineGuid, IOPlatformUUID), or ""
     when it cannot be read; `runner` starts `ioreg` on macOS."""
     return OS.live_device_id(runner)

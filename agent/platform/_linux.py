@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from agent.platform._posix import current_uid, is_locked, on_reload, stop_signals, try_lock, user_name, wait_lock
 from agent.platform.identity import MACHINE_ID, read_machine_id
+
+if TYPE_CHECKING:
+    from agent.runner import Runner
 
 NAME = "linux"
 
@@ -13,6 +16,6 @@ __all__ = ["NAME", "current_uid", "is_locked", "on_reload", "stop_signals", "try
            "live_device_id"]
 
 
-def live_device_id(runner: Any) -> str:
+def live_device_id(runner: Runner) -> str:
     """Return /etc/machine-id, or "" when the system has none (a container without systemd)."""
     return read_machine_id(MACHINE_ID)

@@ -8,11 +8,14 @@ it without root.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from agent.log import log_event
 from agent.platform._posix import current_uid, is_locked, on_reload, stop_signals, try_lock, user_name, wait_lock
 from agent.platform.identity import platform_uuid
+
+if TYPE_CHECKING:
+    from agent.runner import Runner
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +27,7 @@ __all__ = ["NAME", "current_uid", "is_locked", "on_reload", "stop_signals", "try
            "live_device_id"]
 
 
-def live_device_id(runner: Any) -> str:
+def live_device_id(runner: Runner) -> str:
     """Return the IOPlatformUUID `ioreg` prints, or "" when ioreg fails or prints none."""
     from agent.runner import CommandError
 

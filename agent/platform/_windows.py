@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, TYPE_CHECKING, Any, Callable
 
+from agent.platform.identity import parse_guid
 from agent.platform.watch import FileWatch
+
+if TYPE_CHECKING:
+    from agent.runner import Runner
 
 NAME = "windows"
 LOCK_OFFSET = 1 << 20
@@ -80,7 +84,7 @@ def current_uid() -> int | None:
     return None
 
 
-def live_device_id(runner: Any) -> str:
+def live_device_id(runner: Runner) -> str:
     """Return HKLM\\SOFTWARE\\Microsoft\\Cryptography\\MachineGuid (64-bit view), or "" if unreadable."""
     try:
         import winreg
@@ -92,4 +96,4 @@ def live_device_id(runner: Any) -> str:
             value, _kind = winreg.QueryValueEx(key, "MachineGuid")
     except OSError:
         return ""
-    return str(value).strip().lower()
+    return parse_guid(value)

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import requests
 
-from agent.config import PushConfig
+from agent.config import Config, PushConfig
 from agent.log import log_event
+from agent.model import Report
 from agent.report.outbox import Outbox
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,23 @@ def push_pending(outbox: Outbox, config: PushConfig, token: str, session: reques
         sent += 1
         log_event(logger, logging.INFO, "push.sent", report=item.id, status=response.status_code)
     return PushResult(sent=sent, remaining=0)
+
+
+class PushSink:
+    """Push as a sink (config `push:`): a report is queued in the outbox at scan time and sent by
+    the service's push job (push_pending), so it survives a restart or a server that is down."""
+
+    name = "push"
+
+    def __init__(self, config: Config, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+    @staticmethod
+    def wanted(config: Config) -> bool:
+        return bool(config.push.url)
+
+    def accept(self, report: Report, document: bytes) -> None:
+        self.outbox.put(report.id, document)
 
 
 def _failed(outbox: Outbox, sent: int, report_id: str, error: str) -> PushResult:

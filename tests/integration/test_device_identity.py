@@ -16,6 +16,7 @@ from agent.platform import _macos, identity
 from agent.runner import Runner
 from tests.conftest import REPO
 from tests.hives import fixture_hive, merge
+from tests.service_support import DPKG_STATUS
 
 GUID = "6e4b9c1a-52f3-4d8e-9b7a-1c2d3e4f5a6b"
 IOREG = REPO / "tests/fixtures/macos/ioreg-IOPlatformExpertDevice.txt"
@@ -31,8 +32,11 @@ def check(root: Path, tmp_path: Path, **device: str) -> dict:
 
 
 def linux_image(folder: Path, machine_id: str) -> Path:
+    """A Linux tree with a machine-id and a dpkg database (a check of an empty folder has no verdict)."""
     (folder / "etc").mkdir(parents=True)
     (folder / "etc/machine-id").write_text(machine_id + "\n")
+    (folder / "var/lib/dpkg").mkdir(parents=True)
+    (folder / "var/lib/dpkg/status").write_text(DPKG_STATUS)
     return folder
 
 

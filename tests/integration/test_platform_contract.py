@@ -64,9 +64,12 @@ def test_the_service_starts_reloads_on_a_config_change_and_stops_on_ctrl_c(tmp_p
                 return False
 
         wait_until(health, timeout=60)
-        served = requests.get(f"http://127.0.0.1:{port}/v1/report", headers={"Authorization": f"Bearer {TOKEN}"},
-                              timeout=5)
-        assert served.status_code == 200
+
+        def report() -> bool:  # 503 until the first scan is done
+            return requests.get(f"http://127.0.0.1:{port}/v1/report", headers={"Authorization": f"Bearer {TOKEN}"},
+                                timeout=5).status_code == 200
+
+        wait_until(report, timeout=60)
         assert (state / "appban.lock").read_text().strip() == str(service.pid)
 
         edited = yaml.safe_load(config.read_text())

@@ -4,10 +4,12 @@ imports OS-only modules, flock semantics, the config-file watch, the trust store
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
 import ssl
 import sys
 import threading
+import types
 from pathlib import Path
 
 import pytest
@@ -118,3 +120,34 @@ def test_the_windows_lock_leaves_the_pid_readable(tmp_path: Path, monkeypatch: p
         other.seek(0)
         assert other.read().strip() == "4242", "the locked byte lies past the pid"
         assert holder.tell() == 5, "locking leaves the file position where it was"
+
+
+def winreg_stand_in(values: dict[tuple[str, str], str]) -> types.ModuleType:
+    """A winreg with the calls _windows uses, as the Python docs describe them (OpenKey is a
+    context manager; a missing key or value raises OSError, FileNotFoundError in practice)."""
+    module = types.ModuleType("winreg")
+    module.HKEY_LOCAL_MACHINE, module.KEY_READ, module.KEY_WOW64_64KEY = 0x80000002, 0x20019, 0x0100
+    opened: list[int] = []
+
+    @contextlib.contextmanager
+    def open_key(hive: int, path: str, reserved: int, access: int):  # noqa: ANN202
+        if hive != module.HKEY_LOCAL_MACHINE or not access & module.KEY_WOW64_64KEY:
+            raise FileNotFoundError(2, "The system cannot find the file specified")
+        opened.append(access)
+        yield path
+
+    def query_value_ex(key: str, name: str) -> tuple[str, int]:
+        if (key, name) not in values:
+            raise FileNotFoundError(2, "The system cannot find the file specified")
+        return values[(key, name)], 1  # REG_SZ
+
+    module.OpenKey, module.QueryValueEx = open_key, query_value_ex
+    return module
+
+
+def test_windows_reads_machine_guid_from_the_64_bit_view(monkeypatch: pytest.MonkeyPatch) -> None:
+    guid = "6E4B9C1A-52F3-4D8E-9B7A-1C2D3E4F5A6B"
+    monkeypatch.setitem(sys.modules, "winreg", winreg_stand_in({(_windows.MACHINE_GUID_KEY, "MachineGuid"): guid}))
+    assert _windows.live_device_id(None) == guid.lower()
+    monkeypatch.setitem(sys.modules, "winreg", winreg_stand_in({}))
+    assert _windows.live_device_id(None) == ""
