@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from agent import platform as host
 from agent.documents import DocumentError, load_document
 from agent.errors import UserError
 from agent.schema import SchemaError, build
 
-DEFAULT_PATH = "/etc/appban/agent.yaml"
+DEFAULT_PATH = host.default_config_file()
+"""/etc/appban/agent.yaml on Linux; where the package puts it on macOS and Windows (agent.platform)."""
 _INTERVAL = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)?")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 MAX_INTERVAL = 365 * 86400
@@ -238,7 +240,7 @@ class GatewayConfig:
 class Config:
     """The whole local configuration."""
 
-    state_dir: str = field(default="/var/lib/appban", metadata={"check": _not_empty})
+    state_dir: str = field(default=host.default_state_dir(), metadata={"check": _not_empty})
     device: DeviceConfig = field(default_factory=DeviceConfig)
     banlist: BanlistConfig = field(default_factory=BanlistConfig)
     inventory: InventoryConfig = field(default_factory=InventoryConfig)

@@ -39,7 +39,8 @@ OS: ModuleType = _select(sys.platform)
 Windows module in place on Linux (with a stand-in msvcrt) and run the service through it."""
 
 __all__ = ["OS", "image_device_id", "system_trust", "try_lock", "wait_lock", "is_locked", "stop_signals",
-           "on_reload", "user_name", "current_uid", "live_device_id", "SERVICE_MANAGERS", "service_manager"]
+           "on_reload", "user_name", "current_uid", "live_device_id", "SERVICE_MANAGERS", "service_manager",
+           "default_config_file", "default_state_dir"]
 
 SERVICE_MANAGERS = {"linux": "systemd", "macos": "launchd", "windows": "winsw"}
 """What runs `appban run` in the background on each OS (see packaging/ and docs/platforms.md)."""
@@ -89,6 +90,17 @@ def live_device_id(runner: Runner) -> str:
     """Return the running machine's stable id (machine-id, MachineGuid, IOPlatformUUID), or ""
     when it cannot be read; `runner` starts `ioreg` on macOS."""
     return OS.live_device_id(runner)
+
+
+def default_config_file() -> str:
+    """Return where this OS's package puts the config (/etc/appban/agent.yaml on Linux,
+    /Library/Application Support/appban on macOS, %ProgramData%\\appban on Windows)."""
+    return OS.CONFIG_FILE
+
+
+def default_state_dir() -> str:
+    """Return where this OS's package keeps the agent's state."""
+    return OS.STATE_DIR
 
 
 def service_manager() -> str:

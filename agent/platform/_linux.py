@@ -11,8 +11,10 @@ if TYPE_CHECKING:
     from agent.runner import Runner
 
 NAME = "linux"
+CONFIG_FILE = "/etc/appban/agent.yaml"
+STATE_DIR = "/var/lib/appban"
 
-__all__ = ["NAME", "current_uid", "is_locked", "on_reload", "stop_signals", "try_lock", "user_name", "wait_lock",
+__all__ = ["NAME", "CONFIG_FILE", "STATE_DIR", "current_uid", "is_locked", "on_reload", "stop_signals", "try_lock", "user_name", "wait_lock",
            "live_device_id"]
 
 

@@ -20,10 +20,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 NAME = "macos"
+CONFIG_FILE = "/Library/Application Support/appban/agent.yaml"
+STATE_DIR = "/Library/Application Support/appban/state"
+"""Where the .pkg and its LaunchDaemon keep them (packaging/macos)."""
 IOREG_TIMEOUT = 10.0
 IOREG_ARGS = ("-rd1", "-c", "IOPlatformExpertDevice")
 
-__all__ = ["NAME", "current_uid", "is_locked", "on_reload", "stop_signals", "try_lock", "user_name", "wait_lock",
+__all__ = ["NAME", "CONFIG_FILE", "STATE_DIR", "current_uid", "is_locked", "on_reload", "stop_signals", "try_lock", "user_name", "wait_lock",
            "live_device_id"]
 
 

@@ -11,6 +11,8 @@ reloads when it changes, as an edit-and-save is how an administrator changes it.
 
 from __future__ import annotations
 
+import ntpath
+import os
 import signal
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable
@@ -22,6 +24,10 @@ if TYPE_CHECKING:
     from agent.runner import Runner
 
 NAME = "windows"
+_DATA = ntpath.join(os.environ.get("ProgramData") or r"C:\ProgramData", "appban")
+CONFIG_FILE = ntpath.join(_DATA, "agent.yaml")
+STATE_DIR = ntpath.join(_DATA, "state")
+"""Where the .msi and its service keep them (packaging/windows)."""
 LOCK_OFFSET = 1 << 20
 """The byte locked: past any pid text the file will hold."""
 LOCK_POLL = 0.05

@@ -151,3 +151,19 @@ def test_windows_reads_machine_guid_from_the_64_bit_view(monkeypatch: pytest.Mon
     assert _windows.live_device_id(None) == guid.lower()
     monkeypatch.setitem(sys.modules, "winreg", winreg_stand_in({}))
     assert _windows.live_device_id(None) == ""
+
+
+def test_the_default_paths_are_where_each_package_puts_them() -> None:
+    import plistlib
+    from xml.etree import ElementTree
+
+    packaging = AGENT.parent / "packaging"
+    daemon = plistlib.loads((packaging / "macos/org.appban.agent.plist").read_bytes())["ProgramArguments"]
+    assert daemon[daemon.index("--config") + 1] == _macos.CONFIG_FILE
+    assert daemon[daemon.index("--state-dir") + 1] == _macos.STATE_DIR
+    winsw = ElementTree.parse(packaging / "windows/appban-service.xml").getroot().findtext("arguments")
+    data = r"C:\ProgramData"  # what %ProgramData% expands to, when the environment does not say
+    assert f'--config "{_windows.CONFIG_FILE.replace(data, "%ProgramData%")}"' in winsw
+    assert f'--state-dir "{_windows.STATE_DIR.replace(data, "%ProgramData%")}"' in winsw
+    unit = (packaging / "systemd/appban.service").read_text()
+    assert f"--config {_linux.CONFIG_FILE} --state-dir {_linux.STATE_DIR}" in unit
