@@ -305,3 +305,43 @@ def test_advisories_are_upcoming_too_before_the_effective_date() -> None:
     assert [f.status for f in found] == ["upcoming"]
     found = findings_for(QUEBEC, [TIKTOK], [phone(["press"])], now=early)
     assert found == []  # out of scope stays out of scope, effective or not
+
+
+SIGNALS = """
+format: appban.banlist/v1
+serial: 1
+issued: 2026-01-01T00:00:00Z
+entries:
+  - {id: by-name, name: TikTok, match: {names: [TikTok]}}
+  - {id: by-former, name: Musically, match: {names: [Musical.ly]}}
+  - {id: by-second-former, name: Old, match: {names: [Old Name]}}
+  - {id: by-suffix, name: Tok, match: {names: ["*Tok"]}}
+  - {id: by-path, name: Bin, match: {executables: [tiktok-bin]}}
+  - {id: by-launcher, name: Launcher, match: {executables: [tt-launcher]}}
+  - {id: by-second-launcher, name: Second, match: {executables: [tt-second]}}
+  - {id: by-process-id, name: Proc, match: {executables: [tiktok-proc]}}
+"""
+
+
+def test_every_signal_of_one_app_is_matched_none_replaces_another() -> None:
+    """An app folded from a package and its launchers carries its current name, former names,
+    its path and its launchers' programs: each must find its own entry (mutants that replaced
+    the collected hits instead of adding to them, or split the folded lists wrongly, survived)."""
+    app = App(source="dpkg", id="tiktok", name="TikTok", path="/usr/bin/tiktok-bin", device="pc",
+              extra=(("former_names", "Musical.ly,Old Name"), ("launcher_programs", "tt-launcher,tt-second")))
+    found = findings_for(SIGNALS, [app], [Device(id="pc")])
+    assert sorted(f.entry.id for f in found) == sorted(
+        ["by-name", "by-former", "by-second-former", "by-suffix", "by-path", "by-launcher", "by-second-launcher"])
+
+
+def test_a_process_is_matched_by_its_id_and_its_path() -> None:
+    proc = App(source="process", id="tiktok-proc", name="tiktok-proc", path="/opt/tt/tiktok-bin", device="pc")
+    found = findings_for(SIGNALS, [proc], [Device(id="pc")])
+    assert sorted(f.entry.id for f in found) == ["by-path", "by-process-id"]
+
+
+def test_a_glob_literal_at_the_very_end_of_the_name_is_found() -> None:
+    """The trigram index must look at the last three characters too."""
+    for name in ("TikTok", "Tok", "xTok"):
+        found = findings_for(SIGNALS, [App(source="desktop", id="x", name=name, device="pc")], [Device(id="pc")])
+        assert "by-suffix" in {f.entry.id for f in found}, name
