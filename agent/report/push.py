@@ -8,13 +8,17 @@ deduplicate on that key, which makes delivery exactly once per report id end to 
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
 import requests
 
 from agent.config import PushConfig
+from agent.inventory.file import inventory_to_dict
 from agent.log import log_event
+from agent.model import Report
+from agent.report.enroll import reports_url
 from agent.report.outbox import Outbox
 
 logger = logging.getLogger(__name__)
@@ -31,19 +35,29 @@ class PushResult:
     error: str = ""
 
 
+def push_body(report: Report, with_inventory: bool) -> bytes:
+    """Return the body queued for a report: its `appban.report/v1` document, with the
+    `appban.inventory/v1` document under `inventory` when asked (so a fleet can re-match it)."""
+    document = report.to_dict()
+    if with_inventory:
+        document["inventory"] = inventory_to_dict(report.inventory)
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def push_pending(outbox: Outbox, config: PushConfig, token: str, session: requests.Session) -> PushResult:
     """Send every queued report in order through `session` (made by make_session(config), which
     carries the TLS settings); stop at the first failure so order is kept and the rest wait for
     the next cycle. Never raises for network or server errors: they are in the result."""
     sent = 0
     headers = {"Content-Type": "application/json"}
+    url = reports_url(config.url)
     if token:
         headers["Authorization"] = f"Bearer {token}"
     for item in outbox.pending():
         try:
             # verify per request: requests lets REQUESTS_CA_BUNDLE override a Session's verify,
             # and the administrator's ca_bundle must win over the environment.
-            response = session.post(config.url, data=item.body, timeout=config.timeout, verify=session.verify,
+            response = session.post(url, data=item.body, timeout=config.timeout, verify=session.verify,
                                     headers={**headers, IDEMPOTENCY_HEADER: item.id})
             response.close()
         except requests.RequestException as exc:

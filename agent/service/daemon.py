@@ -39,7 +39,8 @@ from agent.log import log_event
 from agent.model import BanList, BanListInfo, Report
 from agent.report.build import build_report
 from agent.report.outbox import Outbox
-from agent.report.push import push_pending
+from agent.report.enroll import EnrollError, enroll, forget_token, stored_token
+from agent.report.push import push_body, push_pending
 from agent.runner import CommandError, Runner
 from agent.service import server
 from agent.service.settings import ServiceError, Settings, load_settings
@@ -201,7 +202,7 @@ class Service:
         if self.settings.config.push.url:
             # Queued first: the outbox is what survives a crash, so no report that reached the
             # state directory can be lost to a kill between the two writes.
-            self.outbox.put(report.id, report_json)
+            self.outbox.put(report.id, push_body(report, self.settings.config.push.inventory))
         write_atomic(state_dir / REPORT, report_json)
         write_atomic(state_dir / INVENTORY, inventory_json)
         duration = time.monotonic() - began
@@ -276,8 +277,32 @@ class Service:
         config = self.settings.config
         if not config.push.url or not self.outbox.depth():
             return
-        push_pending(self.outbox, config.push, self.settings.push_token, self.session)
+        token = self._push_token()
+        if token is None:
+            return
+        result = push_pending(self.outbox, config.push, token, self.session)
+        if result.error == "HTTP 401" and self.settings.enroll_secret:
+            forget_token(self.settings.state_dir)  # revoked or a new fleet: enroll again next cycle
         self._update(queue_depth=self.outbox.depth(), dropped=self.outbox.dropped())
+
+    def _push_token(self) -> str | None:
+        """The bearer token for pushes: the configured one, else the fleet token from an earlier
+        enrollment, else a new enrollment's (None, logged, when enrollment fails: retry later)."""
+        settings = self.settings
+        if not settings.enroll_secret:
+            return settings.push_token
+        token = stored_token(settings.state_dir)
+        if token:
+            return token
+        host = self.snapshot.report.inventory.devices[0] if self.snapshot.report else None
+        device = {"device": host.id, "hostname": host.hostname} if host else {}
+        if not device:
+            return None
+        try:
+            return enroll(settings.config.push, settings.enroll_secret, device, settings.state_dir, self.session)
+        except (EnrollError, OSError) as exc:
+            log_event(logger, logging.WARNING, "push.enroll_failed", error=str(exc))
+            return None
 
     def _update(self, **changes: object) -> None:
         self.snapshot = replace(self.snapshot, **changes)
