@@ -1,0 +1,228 @@
+"""The fleet's HTTP face, a Starlette application: ingest (`/v1/enroll`, `/v1/reports`), the
+read-only JSON API (`/api/v1/…`, described by `/api/v1/openapi.json`), the web pages and `/metrics`.
+
+Every route but `/healthz` needs a credential: the enroll secret to enroll, a device token to push
+(one's own reports only), the admin token (header or web session) to read, the admin or metrics
+token for `/metrics`. Bodies are read with a hard size limit; database work runs in Starlette's
+thread pool so a slow query never stalls the event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import CollectorRegistry
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from agent.fleet import query
+from agent.fleet.auth import SESSION_COOKIE, bearer, same, valid_session
+from agent.fleet.config import FleetConfig
+from agent.fleet.ingest import RefusedReport, parse_report
+from agent.fleet.metrics import Counters, FleetCollector, families, metric_facts
+from agent.fleet.openapi import OPENAPI
+from agent.fleet.store import Store, scoped_key
+from agent.fleet.tables import ID
+from agent.fleet.verdict import Policy, judge
+from agent.log import log_event
+from agent.report.render import _printable as printable
+
+logger = logging.getLogger(__name__)
+
+MAX_ENROLL_BODY = 4096
+JSON_TYPE = "application/json"
+
+
+@dataclass
+class Fleet:
+    """What the routes share: config, store, secrets and the policy in force (replaced on refresh)."""
+
+    config: FleetConfig
+    store: Store
+    admin_token: str
+    policy: Policy
+    metrics_token: str = ""
+    counters: Counters = field(default_factory=Counters)
+
+    @property
+    def stale_after(self) -> float:
+        from agent.config import interval_seconds
+
+        return interval_seconds(self.config.stale_after)
+
+    def enroll_secret(self) -> str:
+        """The current enroll secret, read on each enrollment so a rotation needs no restart."""
+        try:
+            return self.config.enroll_secret_path().read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            return ""
+
+    def entries(self) -> list[str]:
+        return [e.id for e in self.policy.banlist.entries]
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _refuse(fleet: Fleet, request: Request, status: int, message: str, device: str | None = None) -> JSONResponse:
+    """Answer a refused request with one JSON line and log it (control characters escaped)."""
+    fleet.counters.count("refused", str(status))
+    log_event(logger, logging.WARNING, "ingest.refused", status=status, device=printable(device) if device else None,
+              reason=printable(message), client=request.client.host if request.client else None,
+              path=request.url.path)
+    return _error(status, message)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """Return the request body, refusing (413) one longer than `limit` before reading it all."""
+    declared = request.headers.get("content-length", "")
+    if declared and (not declared.isdigit() or int(declared) > limit):
+        raise RefusedReport(413, f"body larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RefusedReport(413, f"body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def admin_allowed(fleet: Fleet, request: Request) -> bool:
+    """The admin token as a bearer header, or a valid web session cookie."""
+    return (same(bearer(request.headers.get("authorization")), fleet.admin_token)
+            or valid_session(request.cookies.get(SESSION_COOKIE, ""), fleet.admin_token))
+
+
+def _valid_id(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= ID and value.isprintable() and value.strip() == value
+
+
+def make_app(fleet: Fleet) -> Starlette:
+    """Return the ASGI application serving `fleet`."""
+    from agent.fleet import web
+
+    async def healthz(request: Request) -> Response:
+        return Response("ok\n", media_type="text/plain")
+
+    async def enroll(request: Request) -> Response:
+        try:
+            body = await read_body(request, MAX_ENROLL_BODY)
+            data = json.loads(body)
+        except RefusedReport as exc:
+            return _refuse(fleet, request, exc.status, str(exc))
+        except (ValueError, UnicodeDecodeError):
+            return _refuse(fleet, request, 400, "enroll body is not JSON")
+        if not isinstance(data, dict) or not same(str(data.get("secret", "")), fleet.enroll_secret()):
+            return _refuse(fleet, request, 401, "wrong enroll secret")
+        device = data.get("device")
+        if not _valid_id(device):
+            return _refuse(fleet, request, 422, f"device must be a printable id of 1 to {ID} characters")
+        token = await run_in_threadpool(fleet.store.enroll, device, time.time())
+        log_event(logger, logging.INFO, "fleet.enrolled", device=device,
+                  client=request.client.host if request.client else None)
+        return JSONResponse({"device": device, "token": token})
+
+    async def reports(request: Request) -> Response:
+        token = bearer(request.headers.get("authorization"))
+        device = await run_in_threadpool(fleet.store.device_for_token, token) if token else None
+        if device is None:
+            return _refuse(fleet, request, 401, "unknown or missing device token")
+        key = request.headers.get("idempotency-key", "")
+        if key and not _valid_id(key):
+            return _refuse(fleet, request, 400, "bad Idempotency-Key header", device)
+        if key:
+            replayed = await run_in_threadpool(fleet.store.replay, scoped_key(device, key))
+            if replayed is not None:
+                fleet.counters.count("ingested", "replayed")
+                return JSONResponse(replayed[1], headers={"Idempotent-Replayed": "true"})
+        try:
+            body = await read_body(request, fleet.config.max_body)
+            report_id, inventory, claim = parse_report(body, device)
+        except RefusedReport as exc:
+            return _refuse(fleet, request, exc.status, str(exc), device)
+        now = time.time()
+        verdicts = judge(fleet.policy, inventory, {device: claim}, datetime.fromtimestamp(now, timezone.utc))
+        try:
+            result = await run_in_threadpool(fleet.store.ingest, verdicts, "push", now, report_id,
+                                             scoped_key(device, key or report_id), body.decode("utf-8", "replace"))
+        except SQLAlchemyError as exc:
+            log_event(logger, logging.ERROR, "ingest.failed", device=device, report=report_id,
+                      error=" ".join(str(exc).split())[:300])
+            return _error(503, "database unavailable, retry later")
+        outcome = "replayed" if result.replayed else "changed" if result.response["changed"] else "unchanged"
+        fleet.counters.count("ingested", outcome)
+        log_event(logger, logging.INFO, "ingest.accepted", device=device, report=report_id, outcome=outcome,
+                  apps=len(inventory.apps))
+        return JSONResponse(result.response)
+
+    def reader(build: Callable[[Any, Request, float], Any]) -> Callable[[Request], Awaitable[Response]]:
+        """Wrap a read-only view: admin credential, filters, one read transaction, JSON out."""
+
+        async def endpoint(request: Request) -> Response:
+            if not admin_allowed(fleet, request):
+                return _error(401, "admin token required")
+            now = time.time()
+
+            def run() -> Any:
+                with fleet.store.read() as connection:
+                    return build(connection, request, now)
+
+            try:
+                document = await run_in_threadpool(run)
+            except query.BadFilter as exc:
+                return _error(400, str(exc))
+            if document is None:
+                return _error(404, "not found")
+            return JSONResponse(document)
+
+        return endpoint
+
+    def selection(request: Request, now: float) -> query.Selection:
+        return query.selection_from(dict(request.query_params), now)
+
+    api = [
+        Route("/api/v1/status", reader(lambda c, r, now: query.status(c, now, fleet.stale_after, fleet.entries()))),
+        Route("/api/v1/devices", reader(lambda c, r, now: query.devices(c, now, fleet.stale_after, selection(r, now)))),
+        Route("/api/v1/devices/{device:path}", reader(
+            lambda c, r, now: query.device(c, now, fleet.stale_after, r.path_params["device"]))),
+        Route("/api/v1/findings", reader(lambda c, r, now: query.findings(c, now, selection(r, now)))),
+        Route("/api/v1/history", reader(lambda c, r, now: query.history(c, selection(r, now)))),
+        Route("/api/v1/openapi.json", reader(lambda c, r, now: OPENAPI)),
+    ]
+
+    registry = CollectorRegistry(auto_describe=False)
+
+    def read_metrics() -> list[Any]:
+        with fleet.store.read() as connection:
+            facts = metric_facts(connection, time.time(), fleet.stale_after)
+        return families(facts, fleet.counters, time.time(), fleet.policy.banlist.serial)
+
+    registry.register(FleetCollector(read_metrics))
+
+    async def metrics(request: Request) -> Response:
+        given = bearer(request.headers.get("authorization"))
+        if not same(given, fleet.metrics_token or fleet.admin_token):
+            return _error(401, "metrics or admin token required")
+        return Response(await run_in_threadpool(generate_latest, registry), media_type=CONTENT_TYPE_LATEST)
+
+    routes = [
+        Route("/healthz", healthz),
+        Route("/v1/enroll", enroll, methods=["POST"]),
+        Route("/v1/reports", reports, methods=["POST"]),
+        Route("/metrics", metrics),
+        *api,
+        *web.routes(fleet),
+    ]
+    return Starlette(routes=routes)

@@ -1,0 +1,88 @@
+"""Reading what agents send: a pushed or pulled `appban.report/v1` document (with the inventory
+it was made from) into the inventory and the agent's claim the central verdict needs.
+
+Pure, so every hostile input can be tried in a unit test; each refusal is a RefusedReport with
+the HTTP status it earns and one line saying why.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from agent.fleet.tables import ID
+from agent.fleet.verdict import Claim
+from agent.inventory.file import InventoryFileError, inventory_from_dict
+from agent.model import App, Device, Inventory
+
+REPORT_FORMAT = "appban.report/v1"
+MAX_APPS = 200_000
+
+
+class RefusedReport(ValueError):
+    """A report the fleet does not store: `status` is the HTTP answer, the message one line."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _text(value: Any, what: str, limit: int = ID) -> str:
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise RefusedReport(422, f"{what} must be a string of 1 to {limit} characters")
+    return value
+
+
+def parse_report(body: bytes, device_id: str | None) -> tuple[str, Inventory, Claim]:
+    """Given a report body and the device it must come from (None: any, for pulled reports),
+    return (report id, inventory, claim).
+
+    Raise RefusedReport: 400 not JSON, 422 not a usable report, 403 a report naming another device.
+    """
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RefusedReport(400, f"body is not JSON: {' '.join(str(exc).split())[:200]}") from None
+    if not isinstance(document, dict) or document.get("format") != REPORT_FORMAT:
+        raise RefusedReport(422, f"not an {REPORT_FORMAT} document (field 'format')")
+    report_id = _text(document.get("id"), "field 'id'")
+    reported = document.get("devices")
+    if not isinstance(reported, list) or not reported or not isinstance(reported[0], dict):
+        raise RefusedReport(422, "field 'devices' must list the reporting device first")
+    host = _text(reported[0].get("id"), "field 'devices[0].id'")
+    if device_id is not None and host != device_id:
+        raise RefusedReport(403, f"report is for device {host!r}, token belongs to {device_id!r}")
+    inventory = _inventory(document, report_id)
+    foreign = sorted({d.id for d in inventory.devices} - {host})
+    if foreign and device_id is not None:
+        raise RefusedReport(403, f"report carries other devices ({', '.join(foreign[:3])}); a device pushes only its own")
+    for device in inventory.devices:
+        _text(device.id, "a device id")
+    if len(inventory.apps) > MAX_APPS:
+        raise RefusedReport(413, f"{len(inventory.apps)} apps in one report (at most {MAX_APPS})")
+    return report_id, inventory, _claim(document, report_id, reported[0])
+
+
+def _inventory(document: dict[str, Any], report_id: str) -> Inventory:
+    """The inventory pushed with the report, or (an agent without push.inventory) the report's
+    own devices and the apps its findings name, so at least those are re-checked centrally."""
+    try:
+        if "inventory" in document:
+            return inventory_from_dict(document["inventory"], f"report {report_id}: inventory")
+        devices = tuple(Device.from_dict(d) for d in document["devices"])
+        apps = tuple(App.from_dict(f["app"]) for f in document.get("findings") or ())
+    except InventoryFileError as exc:
+        raise RefusedReport(422, str(exc)) from None
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise RefusedReport(422, f"report {report_id}: bad device or finding record: {exc}") from None
+    return Inventory(devices=devices, apps=apps)
+
+
+def _claim(document: dict[str, Any], report_id: str, host: dict[str, Any]) -> Claim:
+    banlist = document.get("banlist") if isinstance(document.get("banlist"), dict) else {}
+    agent = document.get("agent") if isinstance(document.get("agent"), dict) else {}
+    serial = banlist.get("serial")
+    groups = host.get("groups") if isinstance(host.get("groups"), list) else []
+    return Claim(report_id=report_id, agent_version=str(agent.get("version") or "")[:64],
+                 serial=serial if isinstance(serial, int) and not isinstance(serial, bool) else None,
+                 signer=str(banlist.get("signer") or "")[:ID], groups=tuple(str(g) for g in groups))
