@@ -30,3 +30,8 @@ def require_tool(name: str) -> str:
             pytest.fail(f"{name} is not installed (scripts/apt-packages.txt should install it)")
         pytest.skip(f"{name} is not installed")
     return path
+
+
+# The throwaway PostgreSQL cluster (session-scoped) and the SQLite/PostgreSQL parametrization of
+# the fleet's storage tests.
+from tests.postgres import database_url, pg_database, postgres_server  # noqa: E402,F401
