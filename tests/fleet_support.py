@@ -23,13 +23,14 @@ METRICS_TOKEN = "fleet-metrics-token-0123456789"
 ENROLL_SECRET = "fleet-enroll-secret-0123456789abcdef"
 
 
-def write_fleet_config(folder: Path, database: str = "", **overrides: Any) -> Path:
-    """Write a fleet config (ban list = tests.service_support.BANLIST, serial 7) and its secret files."""
+def write_fleet_config(folder: Path, database: str = "", banlist: str = BANLIST, **overrides: Any) -> Path:
+    """Write a fleet config (ban list: tests.service_support.BANLIST, serial 7, unless given) and
+    its secret files; `overrides` replace top-level keys."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "admin-token").write_text(ADMIN_TOKEN + "\n")
     (folder / "metrics-token").write_text(METRICS_TOKEN + "\n")
     (folder / "enroll-secret").write_text(ENROLL_SECRET + "\n")
-    (folder / "fleet-banlist.yaml").write_text(BANLIST)
+    (folder / "fleet-banlist.yaml").write_text(banlist)
     config: dict[str, Any] = {
         "state_dir": str(folder / "fleet-state"),
         "listen": f"127.0.0.1:{free_port()}",
