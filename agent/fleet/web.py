@@ -26,8 +26,8 @@ STALE_SHOWN = 50
 _env = Environment(loader=PackageLoader("agent.fleet", "templates"), autoescape=select_autoescape(["html"]))
 
 
-def _page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
-    return HTMLResponse(_env.get_template(name).render(**context), status_code=status,
+def _page(name: str, code: int = 200, **context: Any) -> HTMLResponse:
+    return HTMLResponse(_env.get_template(name).render(**context), status_code=code,
                         headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
                                  "X-Frame-Options": "DENY", "Cache-Control": "no-store"})
 
