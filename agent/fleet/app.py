@@ -29,7 +29,7 @@ from starlette.routing import Route
 from agent.fleet import query
 from agent.fleet.auth import SESSION_COOKIE, bearer, same, valid_session
 from agent.fleet.config import FleetConfig
-from agent.fleet.ingest import RefusedReport, parse_report
+from agent.fleet.ingest import RefusedReport, read_report, report_inventory
 from agent.fleet.metrics import Counters, FleetCollector, families, metric_facts
 from agent.fleet.openapi import OPENAPI
 from agent.fleet.store import Store, scoped_key
@@ -41,6 +41,10 @@ from agent.report.render import _printable as printable
 logger = logging.getLogger(__name__)
 
 MAX_ENROLL_BODY = 4096
+TOKEN_CACHE_SECONDS = 60.0
+"""How long a device token, once checked, is trusted without asking the database again (a token
+replaced by re-enrollment keeps working on a server that cached it for at most this long)."""
+TOKEN_CACHE_SIZE = 100_000
 JSON_TYPE = "application/json"
 
 
@@ -54,6 +58,24 @@ class Fleet:
     policy: Policy
     metrics_token: str = ""
     counters: Counters = field(default_factory=Counters)
+    _tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
+
+    def cached_device(self, token: str) -> str | None:
+        """The device of a token checked less than TOKEN_CACHE_SECONDS ago, else None."""
+        cached = self._tokens.get(token)
+        return cached[0] if cached is not None and cached[1] > time.monotonic() else None
+
+    def device_for(self, token: str) -> str | None:
+        """The device a token belongs to (None: unknown), from a short-lived cache or the store."""
+        device = self.cached_device(token)
+        if device is not None:
+            return device
+        device = self.store.device_for_token(token)
+        if device is not None:
+            if len(self._tokens) >= TOKEN_CACHE_SIZE:
+                self._tokens.clear()
+            self._tokens[token] = (device, time.monotonic() + TOKEN_CACHE_SECONDS)
+        return device
 
     @property
     def stale_after(self) -> float:
@@ -136,36 +158,38 @@ def make_app(fleet: Fleet) -> Starlette:
 
     async def reports(request: Request) -> Response:
         token = bearer(request.headers.get("authorization"))
-        device = await run_in_threadpool(fleet.store.device_for_token, token) if token else None
+        device = (fleet.cached_device(token) or await run_in_threadpool(fleet.device_for, token)) if token else None
         if device is None:
             return _refuse(fleet, request, 401, "unknown or missing device token")
         key = request.headers.get("idempotency-key", "")
         if key and not _valid_id(key):
             return _refuse(fleet, request, 400, "bad Idempotency-Key header", device)
-        if key:
-            replayed = await run_in_threadpool(fleet.store.replay, scoped_key(device, key))
-            if replayed is not None:
-                fleet.counters.count("ingested", "replayed")
-                return JSONResponse(replayed[1], headers={"Idempotent-Replayed": "true"})
         try:
             body = await read_body(request, fleet.config.max_body)
-            report_id, inventory, claim = parse_report(body, device)
+            pushed = read_report(body, device)
         except RefusedReport as exc:
             return _refuse(fleet, request, exc.status, str(exc), device)
-        now = time.time()
-        verdicts = judge(fleet.policy, inventory, {device: claim}, datetime.fromtimestamp(now, timezone.utc))
+        policy, now = fleet.policy, time.time()
+        scoped, state = scoped_key(device, key or pushed.report_id), pushed.input_hash(policy.fingerprint)
         try:
-            result = await run_in_threadpool(fleet.store.ingest, verdicts, "push", now, report_id,
-                                             scoped_key(device, key or report_id), body.decode("utf-8", "replace"))
+            result = await run_in_threadpool(fleet.store.unchanged, device, state, scoped, now, pushed.report_id)
+            if result is None:
+                inventory = report_inventory(pushed, strict=True)
+                verdicts = judge(policy, inventory, {device: pushed.claim}, datetime.fromtimestamp(now, timezone.utc),
+                                 {device: state})
+                result = await run_in_threadpool(fleet.store.ingest, verdicts, "push", now, pushed.report_id, scoped,
+                                                 body.decode("utf-8", "replace"))
+        except RefusedReport as exc:
+            return _refuse(fleet, request, exc.status, str(exc), device)
         except SQLAlchemyError as exc:
-            log_event(logger, logging.ERROR, "ingest.failed", device=device, report=report_id,
+            log_event(logger, logging.ERROR, "ingest.failed", device=device, report=pushed.report_id,
                       error=" ".join(str(exc).split())[:300])
             return _error(503, "database unavailable, retry later")
         outcome = "replayed" if result.replayed else "changed" if result.response["changed"] else "unchanged"
         fleet.counters.count("ingested", outcome)
-        log_event(logger, logging.INFO, "ingest.accepted", device=device, report=report_id, outcome=outcome,
-                  apps=len(inventory.apps))
-        return JSONResponse(result.response)
+        log_event(logger, logging.INFO, "ingest.accepted", device=device, report=pushed.report_id, outcome=outcome)
+        headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
+        return JSONResponse(result.response, headers=headers)
 
     def reader(build: Callable[[Any, Request, float], Any]) -> Callable[[Request], Awaitable[Response]]:
         """Wrap a read-only view: admin credential, filters, one read transaction, JSON out."""

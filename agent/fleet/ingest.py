@@ -7,7 +7,9 @@ the HTTP status it earns and one line saying why.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from agent.fleet.tables import ID
@@ -33,11 +35,39 @@ def _text(value: Any, what: str, limit: int = ID) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class Pushed:
+    """A report read far enough to know who sent it and whether it says anything new."""
+
+    report_id: str
+    host: str
+    claim: Claim
+    document: dict[str, Any]
+
+    def input_hash(self, fingerprint: str) -> str:
+        """A digest of everything the central verdict depends on but the report id: the
+        inventory, the host's record, the agent's claim and the policy. Equal to the stored one,
+        the report changes nothing and the server skips parsing the apps and matching them."""
+        claim = self.claim
+        basis = [self.document.get("inventory"), self.document["devices"][0], self.document.get("findings"),
+                 claim.agent_version, claim.serial, claim.signer, list(claim.groups), fingerprint]
+        return hashlib.sha256(json.dumps(basis, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def parse_report(body: bytes, device_id: str | None) -> tuple[str, Inventory, Claim]:
     """Given a report body and the device it must come from (None: any, for pulled reports),
     return (report id, inventory, claim).
 
     Raise RefusedReport: 400 not JSON, 422 not a usable report, 403 a report naming another device.
+    """
+    pushed = read_report(body, device_id)
+    return pushed.report_id, report_inventory(pushed, strict=device_id is not None), pushed.claim
+
+
+def read_report(body: bytes, device_id: str | None) -> Pushed:
+    """Check a report's envelope (JSON, format, id, the reporting device) without reading its apps.
+
+    Raise RefusedReport as parse_report does.
     """
     try:
         document = json.loads(body)
@@ -52,15 +82,21 @@ def parse_report(body: bytes, device_id: str | None) -> tuple[str, Inventory, Cl
     host = _text(reported[0].get("id"), "field 'devices[0].id'")
     if device_id is not None and host != device_id:
         raise RefusedReport(403, f"report is for device {host!r}, token belongs to {device_id!r}")
-    inventory = _inventory(document, report_id)
-    foreign = sorted({d.id for d in inventory.devices} - {host})
-    if foreign and device_id is not None:
+    return Pushed(report_id, host, _claim(document, report_id, reported[0]), document)
+
+
+def report_inventory(pushed: Pushed, strict: bool) -> Inventory:
+    """Return the inventory of a read report; `strict` (a pushing device) refuses one that
+    carries any other device. Raise RefusedReport (422 malformed, 403 another device, 413 too many apps)."""
+    inventory = _inventory(pushed.document, pushed.report_id)
+    foreign = sorted({d.id for d in inventory.devices} - {pushed.host})
+    if foreign and strict:
         raise RefusedReport(403, f"report carries other devices ({', '.join(foreign[:3])}); a device pushes only its own")
     for device in inventory.devices:
         _text(device.id, "a device id")
     if len(inventory.apps) > MAX_APPS:
         raise RefusedReport(413, f"{len(inventory.apps)} apps in one report (at most {MAX_APPS})")
-    return report_id, inventory, _claim(document, report_id, reported[0])
+    return inventory
 
 
 def _inventory(document: dict[str, Any], report_id: str) -> Inventory:

@@ -182,6 +182,9 @@ def _bind(host: str, port: int) -> socket.socket:
     """Bind the listening socket here, so a busy port is one FleetError line (exit 2), not uvicorn's exit 1."""
     listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted sockets inherit it: without it Nagle holds a response's body behind its headers
+    # until the client's delayed ACK (40 ms per request on a kept-alive connection).
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         listener.bind((host, port))
     except OSError as exc:

@@ -168,6 +168,28 @@ class Store:
                                      .where(t.idempotency_keys.c.key == key)).first()
         return (row.device_id, json.loads(row.response)) if row else None
 
+    def unchanged(self, device_id: str, state_hash: str, key: str, now: float, report_id: str) -> Ingested | None:
+        """The fast path of a push, two statements in one transaction: when the device's state
+        hash is `state_hash`, mark it seen and record the key, answering "nothing changed" (or,
+        for a key seen before, the first answer). Return None when the report must be judged and
+        ingested (a replay of an older report then gets its first answer from `ingest`)."""
+        i, d = t.idempotency_keys, t.devices
+        response = {"report": report_id, "devices": 1, "changed": 0}
+        try:
+            with self.write() as connection:
+                touched = connection.execute(update(d).where(d.c.id == device_id, d.c.state_hash == state_hash).values(
+                    last_seen=now, reports=d.c.reports + 1, last_report_id=report_id)).rowcount
+                if not touched:
+                    return None
+                connection.execute(insert(i).values(key=key, device_id=device_id, received=now,
+                                                    response=json.dumps(response)))
+        except IntegrityError:  # a key seen before: the update is rolled back with it
+            replayed = self.replay(key)
+            if replayed is None:
+                raise
+            return Ingested(replayed[1], replayed=True)
+        return Ingested(response)
+
     def ingest(self, verdicts: Sequence[DeviceVerdict], source: str, now: float, report_id: str = "",
                key: str = "", body: str | None = None) -> Ingested:
         """Store the verdicts of one report (or one imported file) in one transaction.
@@ -213,7 +235,7 @@ class Store:
     def _apply(self, connection: Connection, verdict: DeviceVerdict, source: str, now: float, report_id: str) -> bool:
         """Store one device's verdict; return False when its state hash was unchanged (one UPDATE)."""
         device = verdict.device
-        previous = connection.execute(select(t.devices.c.state_hash, t.devices.c.source, t.devices.c.first_seen)
+        previous = connection.execute(select(t.devices.c.state_hash, t.devices.c.groups)
                                       .where(t.devices.c.id == device.id)).first()
         seen = {"last_seen": now, "reports": t.devices.c.reports + 1}
         if report_id:
@@ -235,21 +257,24 @@ class Store:
                                                         last_report_id=report_id, **values))
         else:
             connection.execute(update(t.devices).where(t.devices.c.id == device.id).values(**values, **seen))
-        connection.execute(delete(t.device_groups).where(t.device_groups.c.device_id == device.id))
-        if device.groups:
-            connection.execute(insert(t.device_groups),
-                               [{"device_id": device.id, "group_name": g} for g in dict.fromkeys(device.groups)])
-        self._store_inventory(connection, verdict, now)
+        if previous is None or previous.groups != values["groups"]:
+            connection.execute(delete(t.device_groups).where(t.device_groups.c.device_id == device.id))
+            if device.groups:
+                connection.execute(insert(t.device_groups),
+                                   [{"device_id": device.id, "group_name": g} for g in dict.fromkeys(device.groups)])
+        self._store_inventory(connection, verdict, now, previous is None)
         self._diff_findings(connection, verdict, now, report_id)
         return True
 
-    def _store_inventory(self, connection: Connection, verdict: DeviceVerdict, now: float) -> None:
+    def _store_inventory(self, connection: Connection, verdict: DeviceVerdict, now: float, new: bool) -> None:
         # Kept with the agent's own groups: a re-check assigns central groups again from the rules.
         own = Inventory(devices=(replace(verdict.device, groups=verdict.agent_groups),), apps=verdict.apps)
-        body = json.dumps(inventory_to_dict(own), ensure_ascii=False, separators=(",", ":"))
-        connection.execute(delete(t.inventories).where(t.inventories.c.device_id == verdict.device.id))
-        connection.execute(insert(t.inventories).values(device_id=verdict.device.id, updated=now,
-                                                        apps=len(verdict.apps), body=body))
+        values = {"updated": now, "apps": len(verdict.apps),
+                  "body": json.dumps(inventory_to_dict(own), ensure_ascii=False, separators=(",", ":"))}
+        if new:
+            connection.execute(insert(t.inventories).values(device_id=verdict.device.id, **values))
+        else:
+            connection.execute(update(t.inventories).where(t.inventories.c.device_id == verdict.device.id).values(**values))
 
     def _diff_findings(self, connection: Connection, verdict: DeviceVerdict, now: float, report_id: str) -> None:
         """Turn the device's findings into the verdict's, recording one event per change."""

@@ -112,9 +112,13 @@ def drift_findings(policy: Policy, claim: Claim | None, central_groups: tuple[st
     return found
 
 
-def judge(policy: Policy, inventory: Inventory, claims: Mapping[str, Claim], now: datetime) -> list[DeviceVerdict]:
+def judge(policy: Policy, inventory: Inventory, claims: Mapping[str, Claim], now: datetime,
+          hashes: Mapping[str, str] | None = None) -> list[DeviceVerdict]:
     """Given an inventory (one agent's, or an MDM export's thousands of devices), the agents'
-    claims by device id, the policy and the time, return one verdict per device."""
+    claims by device id, the policy and the time, return one verdict per device.
+
+    `hashes` gives devices a state hash computed by the caller from the raw input (a pushed
+    report's `Pushed.input_hash`), so the next identical report is recognised before parsing."""
     by_device: dict[str, list[App]] = defaultdict(list)
     for app in inventory.apps:
         by_device[app.device].append(app)
@@ -134,7 +138,8 @@ def judge(policy: Policy, inventory: Inventory, claims: Mapping[str, Claim], now
         claim = claims.get(device_id)
         own = findings[device_id] + drift_findings(policy, claim, device.groups)
         apps = tuple(sorted(by_device.get(device_id, ()), key=lambda a: (a.source, a.id, a.user, a.path, a.version)))
-        basis = [original[device_id].to_dict(), [a.to_dict() for a in apps], policy.fingerprint,
-                 None if claim is None else [claim.agent_version, claim.serial, claim.signer, list(claim.groups)]]
-        verdicts.append(DeviceVerdict(device, original[device_id].groups, apps, tuple(own), claim, _digest(basis)))
+        state = (hashes or {}).get(device_id) or _digest([
+            original[device_id].to_dict(), [a.to_dict() for a in apps], policy.fingerprint,
+            None if claim is None else [claim.agent_version, claim.serial, claim.signer, list(claim.groups)]])
+        verdicts.append(DeviceVerdict(device, original[device_id].groups, apps, tuple(own), claim, state))
     return verdicts
