@@ -155,11 +155,11 @@ def _local(args: argparse.Namespace) -> dict[str, Any]:
 def _remote(args: argparse.Namespace) -> dict[str, Any]:
     import requests
 
-    from agent.fleet.server import read_secret
+    from agent.service.settings import read_token
 
     if not args.token_file:
         raise FleetUsageError("--server needs --token-file (the admin token; never on the command line)")
-    token = read_secret(args.token_file, "--token-file")
+    token = read_token(args.token_file, "--token-file")
     url = f"{args.server.rstrip('/')}/api/v1/{args.view}"
     try:
         response = requests.get(url, params=_params(args), headers={"Authorization": f"Bearer {token}"},

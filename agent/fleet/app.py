@@ -14,7 +14,6 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest

@@ -10,27 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.config import (BanlistConfig, ConfigError, GroupRule, LoggingConfig, interval_seconds)
+from agent.config import _INTERVAL_CHECK as _INTERVAL  # the agent's own checks, so both files agree
+from agent.config import _POSITIVE, BanlistConfig, ConfigError, GroupRule, LoggingConfig
 from agent.documents import DocumentError, load_document
 from agent.schema import SchemaError, build
 
 DEFAULT_PATH = "/etc/appban/fleet.yaml"
 DATABASE_FILE = "fleet.sqlite"
-
-
-def _interval(text: str) -> str:
-    interval_seconds(text)
-    return text
-
-
-def _positive(number: float) -> float:
-    if number <= 0:
-        raise ValueError(f"must be above zero, got {number}")
-    return number
-
-
-_INTERVAL = {"check": _interval}
-_POSITIVE = {"check": _positive}
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from agent.fleet.store import Store, StoreError
 from agent.fleet.verdict import Policy, make_policy
 from agent.log import log_event
 from agent.service.server import ListenError, parse_listen
+from agent.service.settings import read_token
 
 logger = logging.getLogger(__name__)
 
@@ -42,17 +43,6 @@ TICK = 1.0
 
 class FleetError(UserError):
     """The fleet cannot start or answer; one line naming what and where."""
-
-
-def read_secret(path: str, what: str) -> str:
-    """Return a secret file's content without surrounding whitespace. Raise FleetError if unusable."""
-    try:
-        secret = Path(path).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FleetError(f"{what} {path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
-    if not secret:
-        raise FleetError(f"{what} {path}: file is empty")
-    return secret
 
 
 def load_policy(config: FleetConfig, now: datetime, fresh: bool) -> Policy:
@@ -118,8 +108,8 @@ def build_fleet(config: FleetConfig) -> Fleet:
     """Return the running fleet's shared state. Raise FleetError (one line) when anything is unusable."""
     if not config.admin_token_file:
         raise FleetError("admin_token_file is required: the admin token protects every read")
-    admin = read_secret(config.admin_token_file, "admin_token_file")
-    metrics = read_secret(config.metrics_token_file, "metrics_token_file") if config.metrics_token_file else ""
+    admin = read_token(config.admin_token_file, "admin_token_file")
+    metrics = read_token(config.metrics_token_file, "metrics_token_file") if config.metrics_token_file else ""
     store = open_store(config)
     enroll_secret(config)
     policy = load_policy(config, datetime.now(timezone.utc), fresh=True)

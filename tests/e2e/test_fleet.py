@@ -16,6 +16,7 @@ import jsonschema
 import pytest
 import requests
 
+from tests.banlist_servers import free_port
 from tests.conftest import REPO
 from tests.fleet_support import ADMIN_TOKEN, ENROLL_SECRET, FleetServer, cli, fleet_agent, write_fleet_config
 from tests.service_support import BANLIST, DPKG_STATUS, TOKEN, Daemon, banned_program, wait_until, write_config
@@ -132,7 +133,6 @@ def test_kill_9_mid_ingest_loses_and_doubles_nothing(tmp_path: Path) -> None:
 def test_a_pulled_agent_turns_stale_and_is_kept(tmp_path: Path) -> None:
     agent_dir = tmp_path / "agent"
     agent_dir.mkdir()
-    from tests.banlist_servers import free_port
 
     port = free_port()
     agent_config = write_config(agent_dir, device={"id": "pulled-1", "groups": ["staff"]},
@@ -222,3 +222,26 @@ def test_hostile_requests_are_refused_and_the_store_is_intact(tmp_path: Path) ->
         assert not [line for line in fleet.log_path.read_text().splitlines() if line.startswith('{"event": "forged"')]
     finally:
         fleet.stop()
+
+
+def test_no_verdict_is_exit_2_with_one_line(tmp_path: Path) -> None:
+    config = write_fleet_config(tmp_path / "fleet")
+    (tmp_path / "broken.json").write_text('{"format": "appban.inventory/v1", "apps": "nope"}')
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    no_admin = write_fleet_config(tmp_path / "bare", admin_token_file="")
+    cases = [
+        ("fleet", "import", str(tmp_path / "broken.json"), "--config", str(config)),
+        ("fleet", "import", str(tmp_path / "missing.csv"), "--config", str(config)),
+        ("fleet", "status", "--server", unreachable, "--token-file", str(tmp_path / "fleet" / "admin-token")),
+        ("fleet", "status", "--server", unreachable),
+        ("fleet", "findings", "--since", "last tuesday", "--config", str(config)),
+        ("fleet", "history", "--config", str(config)),
+        ("fleet", "serve", "--config", str(no_admin)),
+        ("fleet", "status", "--config", str(tmp_path / "nope.yaml")),
+    ]
+    for args in cases:
+        done = cli(*args)
+        assert (args, done.returncode) == (args, 2)
+        assert done.stderr.startswith("appban: ") and done.stderr.count("\n") == 1, done.stderr
+    empty = cli("fleet", "status", "--config", str(config))
+    assert empty.returncode == 0 and "devices: 0 total" in empty.stdout

@@ -3,7 +3,6 @@ per-device label), and the example alerting rules accepted by the real `promtool
 
 from __future__ import annotations
 
-import json
 import subprocess
 import urllib.parse
 from pathlib import Path
