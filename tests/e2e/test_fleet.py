@@ -28,6 +28,16 @@ def schema(name: str) -> dict:
     return json.loads((REPO / "docs" / "schemas" / f"{name}.schema.json").read_text())
 
 
+def validate_with_refs(document: dict, name: str) -> None:
+    """Validate against a schema that refers to the other fleet schemas by file name."""
+    from referencing import Registry, Resource
+
+    resources = [(path.name, Resource.from_contents(json.loads(path.read_text())))
+                 for path in (REPO / "docs" / "schemas").glob("*.json")]
+    registry = Registry().with_resources([(f"https://appban.invalid/schemas/{n}", r) for n, r in resources])
+    jsonschema.Draft202012Validator(schema(name), registry=registry).validate(document)
+
+
 def fleet_json(config: Path, *args: str) -> tuple[int, dict]:
     done = cli("fleet", *args, "--config", str(config), "--format", "json")
     assert done.returncode in (0, 1), done.stderr
@@ -62,6 +72,13 @@ def test_agents_push_and_a_removal_is_resolved_in_history(tmp_path: Path) -> Non
         code, devices = fleet_json(config, "devices", "--group", "ministers")
         jsonschema.validate(devices, schema("fleet-devices-v1"))
         assert [d["id"] for d in devices["devices"]] == ["minister-1"] and devices["devices"][0]["agent_groups"] == ["staff"]
+        one = fleet.api("devices/minister-1")
+        validate_with_refs(one, "fleet-device-v1")
+        assert {f["entry"] for f in one["findings"]} == {"tiktok", "wechat", "drift:groups"}
+        openapi = fleet.api("openapi.json")
+        assert {"/api/v1/status", "/api/v1/devices", "/api/v1/devices/{device}", "/api/v1/findings",
+                "/api/v1/history", "/v1/reports", "/v1/enroll"} <= set(openapi["paths"])
+        assert fleet.get("/api/v1/devices/nobody").status_code == 404
         code, drift = fleet_json(config, "findings", "--status", "drift")
         assert {(f["device"], f["entry"]) for f in drift["findings"]} == {("minister-1", "drift:groups")}
 
