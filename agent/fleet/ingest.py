@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,8 @@ from agent.inventory.file import InventoryFileError, inventory_from_dict
 from agent.model import App, Device, Inventory
 
 REPORT_FORMAT = "appban.report/v1"
+_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+"""A JSON escape of NUL: \\u0000 after an even number of backslashes (an odd one is a literal backslash)."""
 MAX_APPS = 200_000
 
 
@@ -69,6 +72,8 @@ def read_report(body: bytes, device_id: str | None) -> Pushed:
 
     Raise RefusedReport as parse_report does.
     """
+    if b"\\u0000" in body:  # PostgreSQL text cannot hold NUL: shown as U+FFFD, like other control characters
+        body = _NUL.sub(lambda found: found.group(0)[:-6] + b"\\ufffd", body)
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -89,6 +94,13 @@ def report_inventory(pushed: Pushed, strict: bool) -> Inventory:
     """Return the inventory of a read report; `strict` (a pushing device) refuses one that
     carries any other device. Raise RefusedReport (422 malformed, 403 another device, 413 too many apps)."""
     inventory = _inventory(pushed.document, pushed.report_id)
+    if pushed.host not in {d.id for d in inventory.devices}:  # the reporting device is always stored
+        try:
+            host = Device.from_dict(pushed.document["devices"][0])
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise RefusedReport(422, f"report {pushed.report_id}: bad device record: {exc}") from None
+        inventory = Inventory(devices=(host, *inventory.devices), apps=inventory.apps, errors=inventory.errors,
+                              notes=inventory.notes)
     foreign = sorted({d.id for d in inventory.devices} - {pushed.host})
     if foreign and strict:
         raise RefusedReport(403, f"report carries other devices ({', '.join(foreign[:3])}); a device pushes only its own")

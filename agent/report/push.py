@@ -1,7 +1,8 @@
 """Push queued reports to the central server, oldest first, each exactly once per report id.
 
 Each report is POSTed as `appban.report/v1` JSON with the header `Idempotency-Key: <report id>`
-and removed from the outbox only after a 2xx answer. If the agent dies between the server's 2xx
+and removed from the outbox only after a 2xx answer (or a 4xx that says it will never be accepted,
+logged as `push.rejected`, so one bad report cannot hold back every later one). If the agent dies between the server's 2xx
 and the removal, the same report is sent again with the same key on the next cycle; receivers
 deduplicate on that key, which makes delivery exactly once per report id end to end.
 """
@@ -62,12 +63,23 @@ def push_pending(outbox: Outbox, config: PushConfig, token: str, session: reques
             response.close()
         except requests.RequestException as exc:
             return _failed(outbox, sent, item.id, " ".join(f"{type(exc).__name__}: {exc}".split()))
+        if refused_for_good(response.status_code):
+            # Sending it again would be refused again, and would hold every later report back.
+            outbox.delete(item.id)
+            log_event(logger, logging.ERROR, "push.rejected", report=item.id, status=response.status_code)
+            continue
         if not 200 <= response.status_code < 300:
             return _failed(outbox, sent, item.id, f"HTTP {response.status_code}")
         outbox.delete(item.id)
         sent += 1
         log_event(logger, logging.INFO, "push.sent", report=item.id, status=response.status_code)
     return PushResult(sent=sent, remaining=0)
+
+
+def refused_for_good(status: int) -> bool:
+    """Whether an answer says this report will never be accepted (malformed, too large, another
+    device's): a 4xx other than 401 (re-enroll), 408 and 429 (try later)."""
+    return 400 <= status < 500 and status not in (401, 408, 429)
 
 
 def _failed(outbox: Outbox, sent: int, report_id: str, error: str) -> PushResult:

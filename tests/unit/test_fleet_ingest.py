@@ -33,6 +33,18 @@ def test_a_good_report() -> None:
     assert (claim.serial, claim.signer, claim.groups, claim.agent_version) == (7, "key-A", ("staff",), "0.1.0")
 
 
+def test_nul_characters_are_replaced_not_stored() -> None:
+    app = {"source": "dpkg", "id": "a\u0000b", "name": "lit\\u0000eral", "device": "host-1"}
+    _, inventory, _ = parse_report(body(report(inventory={"format": "appban.inventory/v1", "apps": [app]})), "host-1")
+    assert (inventory.apps[0].id, inventory.apps[0].name) == ("a\ufffdb", "lit\\u0000eral")
+
+
+def test_the_reporting_device_is_always_in_the_inventory() -> None:
+    _, inventory, _ = parse_report(body(report(inventory={"format": "appban.inventory/v1", "devices": [], "apps": []})),
+                                   "host-1")
+    assert [d.id for d in inventory.devices] == ["host-1"] and inventory.devices[0].groups == ("staff",)
+
+
 def test_without_inventory_the_findings_apps_are_rechecked() -> None:
     finding = {"app": {"source": "dpkg", "id": "tiktok-desktop", "device": "host-1"}}
     document = report(findings=[finding])
