@@ -53,7 +53,11 @@ class FleetServer:
     def __init__(self, config: Path) -> None:
         self.config = config
         settings = yaml.safe_load(config.read_text())
-        self.url = f"http://{settings['listen']}"
+        self.url = f"{'https' if settings.get('tls_cert') else 'http'}://{settings['listen']}"
+        self.tls: dict[str, Any] = {}
+        if settings.get("tls_cert"):  # the test PKI's CA and client certificate (tests/banlist_servers.py)
+            folder = Path(settings["tls_cert"]).parent
+            self.tls = {"verify": str(folder / "ca.pem"), "cert": (str(folder / "client.pem"), str(folder / "client.key"))}
         self.log_path = config.with_name(f"fleet-{time.monotonic_ns()}.log")
         self.process: subprocess.Popen[bytes] | None = None
         self.start()
@@ -70,12 +74,12 @@ class FleetServer:
         if self.process.poll() is not None:
             raise AssertionError(f"fleet serve exited {self.process.returncode}:\n{self.log_path.read_text()}")
         try:
-            return requests.get(f"{self.url}/healthz", timeout=2).status_code == 200
+            return requests.get(f"{self.url}/healthz", timeout=2, **self.tls).status_code == 200
         except requests.RequestException:
             return False
 
     def get(self, path: str, token: str = ADMIN_TOKEN, **params: Any) -> requests.Response:
-        return requests.get(f"{self.url}{path}", params=params, timeout=30,
+        return requests.get(f"{self.url}{path}", params=params, timeout=30, **self.tls,
                             headers={"Authorization": f"Bearer {token}"} if token else {})
 
     def api(self, path: str, **params: Any) -> dict[str, Any]:

@@ -262,3 +262,29 @@ def test_no_verdict_is_exit_2_with_one_line(tmp_path: Path) -> None:
         assert done.stderr.startswith("appban: ") and done.stderr.count("\n") == 1, done.stderr
     empty = cli("fleet", "status", "--config", str(config))
     assert empty.returncode == 0 and "devices: 0 total" in empty.stdout
+
+
+def test_tls_with_required_client_certificates(tmp_path: Path) -> None:
+    from tests.banlist_servers import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    config = write_fleet_config(tmp_path / "fleet", tls_cert=str(pki.server_cert), tls_key=str(pki.server_key),
+                                tls_client_ca=str(pki.ca))
+    fleet = FleetServer(config)
+    secret = tmp_path / "fleet" / "enroll-secret"
+    agent_dir = tmp_path / "agent"
+    agent_dir.mkdir()
+    push = {"url": fleet.url, "enroll_secret_file": str(secret), "ca_bundle": str(pki.ca),
+            "client_cert": str(pki.client_cert), "client_key": str(pki.client_key)}
+    agent = Daemon(write_config(agent_dir, device={"id": "tls-host", "groups": ["staff"]}, push=push))
+    try:
+        wait_until(lambda: fleet.api("devices")["devices"], timeout=60)
+        assert fleet.api("devices")["devices"][0]["id"] == "tls-host"
+        with pytest.raises(requests.exceptions.ConnectionError):  # no client certificate: the server hangs up
+            requests.get(f"{fleet.url}/healthz", verify=str(pki.ca), timeout=10)
+        with pytest.raises(requests.exceptions.SSLError):  # the server's certificate is checked too
+            requests.get(f"{fleet.url}/healthz", verify=str(pki.other_ca), timeout=10,
+                         cert=(str(pki.client_cert), str(pki.client_key)))
+    finally:
+        agent.stop()
+        fleet.stop()
