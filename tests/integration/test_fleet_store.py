@@ -175,3 +175,33 @@ def test_pull_targets_are_claimed_once_across_servers(store: Store) -> None:
     assert {r.url for r in one.claim(NOW + 1)} == set(urls) - set(claimed)  # leased ones stay taken
     # A server that dies holding leases hands its share over when they run out (3 x pull.timeout).
     assert set(claimed) <= {r.url for r in two.claim(NOW + 31)} | {r.url for r in one.claim(NOW + 31)}
+
+
+class Connector:
+    """What an MDM API connector will look like to the fleet: a name and inventories."""
+
+    name = "mdm-test"
+
+    def inventories(self):
+        yield Inventory(devices=(Device("phone-1", kind="android", attributes=(("department", "x"),)),),
+                        apps=(App("android", "com.example", device="phone-1"),
+                              App("dpkg", "wechat", device="phone-1")))
+
+
+def test_an_inventory_source_plugs_into_ingest(store: Store) -> None:
+    assert store.ingest_source(Connector(), policy(), NOW) == 1
+    with store.read() as connection:
+        listed = query.devices(connection, NOW, 86400, query.Selection())["devices"]
+    assert [(d["id"], d["source"], d["kind"], d["compliant"]) for d in listed] == [("phone-1", "mdm-test", "android", True)]
+
+
+def test_targets_file_in_file_sd_style(tmp_path) -> None:
+    from agent.fleet.pull import target_files
+
+    path = tmp_path / "targets.yaml"
+    path.write_text("- targets: [https://a:9464, https://b:9464]\n  labels: {token_file: /t}\n- targets: [https://c]\n")
+    assert target_files(str(path)) == [PullTarget("https://a:9464", "/t"), PullTarget("https://b:9464", "/t"),
+                                       PullTarget("https://c", "")]
+    path.write_text("targets: nope\n")
+    with pytest.raises(ValueError, match="expected a list"):
+        target_files(str(path))
