@@ -25,8 +25,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from agent.config import interval_seconds
 from agent.fleet import query
-from agent.fleet.auth import SESSION_COOKIE, bearer, same, valid_session
+from agent.fleet import web
+from agent.fleet.auth import bearer, same
 from agent.fleet.config import FleetConfig
 from agent.fleet.ingest import RefusedReport, read_report, report_inventory
 from agent.fleet.metrics import Counters, FleetCollector, families, metric_facts
@@ -78,8 +80,6 @@ class Fleet:
 
     @property
     def stale_after(self) -> float:
-        from agent.config import interval_seconds
-
         return interval_seconds(self.config.stale_after)
 
     def enroll_secret(self) -> str:
@@ -120,20 +120,12 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def admin_allowed(fleet: Fleet, request: Request) -> bool:
-    """The admin token as a bearer header, or a valid web session cookie."""
-    return (same(bearer(request.headers.get("authorization")), fleet.admin_token)
-            or valid_session(request.cookies.get(SESSION_COOKIE, ""), fleet.admin_token))
-
-
 def _valid_id(value: Any) -> bool:
     return isinstance(value, str) and 0 < len(value) <= ID and value.isprintable() and value.strip() == value
 
 
 def make_app(fleet: Fleet) -> Starlette:
     """Return the ASGI application serving `fleet`."""
-    from agent.fleet import web
-
     async def healthz(request: Request) -> Response:
         return Response("ok\n", media_type="text/plain")
 
@@ -194,7 +186,7 @@ def make_app(fleet: Fleet) -> Starlette:
         """Wrap a read-only view: admin credential, filters, one read transaction, JSON out."""
 
         async def endpoint(request: Request) -> Response:
-            if not admin_allowed(fleet, request):
+            if not web.signed_in(fleet, request):
                 return _error(401, "admin token required")
             now = time.time()
 

@@ -44,3 +44,8 @@ def valid_session(value: str, admin_token: str, now: float | None = None) -> boo
         return False
     fresh = int(stamp) > (time.time() if now is None else now)
     return fresh and hmac.compare_digest(signature.encode(), _signature(admin_token, int(stamp)).encode())
+
+
+def admin_allowed(admin_token: str, authorization: str | None, cookie: str | None) -> bool:
+    """The admin token as a bearer header, or a valid web session cookie."""
+    return same(bearer(authorization), admin_token) or valid_session(cookie or "", admin_token)

@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from agent.fleet import query, render
-from agent.fleet.auth import SESSION_COOKIE, SESSION_SECONDS, make_session, same
+from agent.fleet.auth import SESSION_COOKIE, SESSION_SECONDS, admin_allowed, make_session, same
 
 MAX_LOGIN_BODY = 4096
 STALE_SHOWN = 50
@@ -32,13 +32,16 @@ def _page(name: str, code: int = 200, **context: Any) -> HTMLResponse:
                                  "X-Frame-Options": "DENY", "Cache-Control": "no-store"})
 
 
+def signed_in(fleet: Any, request: Request) -> bool:
+    """Whether a request carries the admin token or a valid session cookie."""
+    return admin_allowed(fleet.admin_token, request.headers.get("authorization"), request.cookies.get(SESSION_COOKIE))
+
+
 def routes(fleet: Any) -> list[Route]:
     """Return the page routes for a `agent.fleet.app.Fleet`."""
-    from agent.fleet.app import admin_allowed
-
     def page(build: Callable[[Any, Request, float], Response | None]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
-            if not admin_allowed(fleet, request):
+            if not signed_in(fleet, request):
                 return RedirectResponse("/login", status_code=303)
             now = time.time()
 
