@@ -21,7 +21,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, case, create_engine, delete, event, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from agent.fleet import tables as t
@@ -56,6 +56,41 @@ class Ingested:
 
     response: dict[str, Any]
     replayed: bool = False
+
+
+class _Statements:
+    """Ingest's statements, built once with bound parameters: building a SQLAlchemy statement
+    costs several times more than running it on SQLite, and ingest runs a dozen per report."""
+
+    def __init__(self) -> None:
+        d, f, b = t.devices, t.findings, bindparam
+        device, finding = d.c.id == b("b_id"), (f.c.device_id == b("b_id"), f.c.entry == b("b_entry"),
+                                                f.c.app_key == b("b_key"))
+        seen = {"last_seen": b("b_now"), "reports": d.c.reports + 1,
+                # A central re-check has no report: it keeps the last one.
+                "last_report_id": case((b("b_report") == "", d.c.last_report_id), else_=b("b_report"))}
+        self.insert = {table.name: insert(table) for table in t.metadata.sorted_tables}
+        self.touch = (update(d).where(device, d.c.state_hash == b("b_hash"))
+                      .values(last_seen=b("b_now"), reports=d.c.reports + 1, last_report_id=b("b_report")))
+        self.device = select(d.c.state_hash, d.c.groups).where(device)
+        self.seen = update(d).where(device).values(**seen)
+        self.device_update = update(d).where(device).values(**seen, **{
+            name: b(f"b_{name}") for name in ("hostname", "kind", "os", "groups", "agent_groups", "attributes",
+                                              "source", "agent_version", "banlist_serial", "banlist_signer",
+                                              "compliant", "state_hash")})
+        self.groups_delete = delete(t.device_groups).where(t.device_groups.c.device_id == b("b_id"))
+        self.inventory_update = (update(t.inventories).where(t.inventories.c.device_id == b("b_id"))
+                                 .values(updated=b("b_now"), apps=b("b_apps"), body=b("b_body")))
+        self.findings = select(f.c.entry, f.c.app_key, f.c.status, f.c.resolved_at, f.c.app).where(f.c.device_id == b("b_id"))
+        self.findings_seen = update(f).where(f.c.device_id == b("b_id"), f.c.resolved_at.is_(None)).values(last_seen=b("b_now"))
+        fields = {"status": b("b_status"), "matched_by": b("b_matched_by"), "app": b("b_app")}
+        self.finding_change = update(f).where(*finding).values(**fields)
+        self.finding_reopen = update(f).where(*finding).values(**fields, first_seen=b("b_now"), last_seen=b("b_now"),
+                                                               resolved_at=None)
+        self.finding_resolve = update(f).where(*finding).values(resolved_at=b("b_now"))
+
+
+_SQL = _Statements()
 
 
 def token_hash(token: str) -> str:
@@ -173,16 +208,15 @@ class Store:
         hash is `state_hash`, mark it seen and record the key, answering "nothing changed" (or,
         for a key seen before, the first answer). Return None when the report must be judged and
         ingested (a replay of an older report then gets its first answer from `ingest`)."""
-        i, d = t.idempotency_keys, t.devices
         response = {"report": report_id, "devices": 1, "changed": 0}
         try:
             with self.write() as connection:
-                touched = connection.execute(update(d).where(d.c.id == device_id, d.c.state_hash == state_hash).values(
-                    last_seen=now, reports=d.c.reports + 1, last_report_id=report_id)).rowcount
+                touched = connection.execute(_SQL.touch, {"b_id": device_id, "b_hash": state_hash, "b_now": now,
+                                                          "b_report": report_id}).rowcount
                 if not touched:
                     return None
-                connection.execute(insert(i).values(key=key, device_id=device_id, received=now,
-                                                    response=json.dumps(response)))
+                connection.execute(_SQL.insert[t.idempotency_keys.name], {"key": key, "device_id": device_id, "received": now,
+                                          "response": json.dumps(response)})
         except IntegrityError:  # a key seen before: the update is rolled back with it
             replayed = self.replay(key)
             if replayed is None:
@@ -235,13 +269,10 @@ class Store:
     def _apply(self, connection: Connection, verdict: DeviceVerdict, source: str, now: float, report_id: str) -> bool:
         """Store one device's verdict; return False when its state hash was unchanged (one UPDATE)."""
         device = verdict.device
-        previous = connection.execute(select(t.devices.c.state_hash, t.devices.c.groups)
-                                      .where(t.devices.c.id == device.id)).first()
-        seen = {"last_seen": now, "reports": t.devices.c.reports + 1}
-        if report_id:
-            seen["last_report_id"] = report_id
+        previous = connection.execute(_SQL.device, {"b_id": device.id}).first()
+        seen = {"b_id": device.id, "b_now": now, "b_report": report_id}
         if previous is not None and previous.state_hash == verdict.state_hash:
-            connection.execute(update(t.devices).where(t.devices.c.id == device.id).values(**seen))
+            connection.execute(_SQL.seen, seen)
             return False
         claim = verdict.claim
         values = {
@@ -253,14 +284,14 @@ class Store:
             "compliant": verdict.compliant, "state_hash": verdict.state_hash,
         }
         if previous is None:
-            connection.execute(insert(t.devices).values(id=device.id, first_seen=now, last_seen=now, reports=1,
-                                                        last_report_id=report_id, **values))
+            connection.execute(_SQL.insert[t.devices.name], {"id": device.id, "first_seen": now, "last_seen": now,
+                                                              "reports": 1, "last_report_id": report_id, **values})
         else:
-            connection.execute(update(t.devices).where(t.devices.c.id == device.id).values(**values, **seen))
+            connection.execute(_SQL.device_update, {**seen, **{f"b_{k}": v for k, v in values.items()}})
         if previous is None or previous.groups != values["groups"]:
-            connection.execute(delete(t.device_groups).where(t.device_groups.c.device_id == device.id))
+            connection.execute(_SQL.groups_delete, {"b_id": device.id})
             if device.groups:
-                connection.execute(insert(t.device_groups),
+                connection.execute(_SQL.insert[t.device_groups.name],
                                    [{"device_id": device.id, "group_name": g} for g in dict.fromkeys(device.groups)])
         self._store_inventory(connection, verdict, now, previous is None)
         self._diff_findings(connection, verdict, now, report_id)
@@ -269,50 +300,50 @@ class Store:
     def _store_inventory(self, connection: Connection, verdict: DeviceVerdict, now: float, new: bool) -> None:
         # Kept with the agent's own groups: a re-check assigns central groups again from the rules.
         own = Inventory(devices=(replace(verdict.device, groups=verdict.agent_groups),), apps=verdict.apps)
-        values = {"updated": now, "apps": len(verdict.apps),
-                  "body": json.dumps(inventory_to_dict(own), ensure_ascii=False, separators=(",", ":"))}
+        body = json.dumps(inventory_to_dict(own), ensure_ascii=False, separators=(",", ":"))
         if new:
-            connection.execute(insert(t.inventories).values(device_id=verdict.device.id, **values))
+            connection.execute(_SQL.insert[t.inventories.name], {"device_id": verdict.device.id, "updated": now,
+                                                                  "apps": len(verdict.apps), "body": body})
         else:
-            connection.execute(update(t.inventories).where(t.inventories.c.device_id == verdict.device.id).values(**values))
+            connection.execute(_SQL.inventory_update, {"b_id": verdict.device.id, "b_now": now,
+                                                       "b_apps": len(verdict.apps), "b_body": body})
 
     def _diff_findings(self, connection: Connection, verdict: DeviceVerdict, now: float, report_id: str) -> None:
         """Turn the device's findings into the verdict's, recording one event per change."""
-        f = t.findings
         device_id = verdict.device.id
-        current = {(r.entry, r.app_key): r for r in connection.execute(
-            select(f.c.entry, f.c.app_key, f.c.status, f.c.resolved_at, f.c.app).where(f.c.device_id == device_id))}
+        current = {(r.entry, r.app_key): r for r in connection.execute(_SQL.findings, {"b_id": device_id})}
         events: list[dict[str, Any]] = []
 
         def record(entry: str, key: str, name: str, status: str, what: str) -> None:
             events.append({"device_id": device_id, "entry": entry, "app_key": key, "event": what, "status": status,
                            "app_name": name, "at": now, "report_id": report_id})
 
-        connection.execute(update(f).where(f.c.device_id == device_id, f.c.resolved_at.is_(None)).values(last_seen=now))
+        connection.execute(_SQL.findings_seen, {"b_id": device_id, "b_now": now})
         wanted = {(n.entry, n.key): n for n in verdict.findings}
         for (entry, key), new in wanted.items():
             name = _app_name(new.app)
             old = current.get((entry, key))
-            where = (f.c.device_id == device_id, f.c.entry == entry, f.c.app_key == key)
             fields = {"status": new.status, "matched_by": new.matched_by, "app": json.dumps(dict(new.app))}
+            where = {"b_id": device_id, "b_entry": entry, "b_key": key, "b_now": now,
+                     **{f"b_{k}": v for k, v in fields.items()}}
             if old is None:
-                connection.execute(insert(f).values(device_id=device_id, entry=entry, app_key=key, first_seen=now,
-                                                    last_seen=now, resolved_at=None, **fields))
+                connection.execute(_SQL.insert[t.findings.name], {
+                    "device_id": device_id, "entry": entry, "app_key": key, "first_seen": now, "last_seen": now,
+                    "resolved_at": None, **fields})
                 record(entry, key, name, new.status, "appeared")
             elif old.resolved_at is not None:
-                connection.execute(update(f).where(*where).values(first_seen=now, last_seen=now, resolved_at=None,
-                                                                   **fields))
+                connection.execute(_SQL.finding_reopen, where)
                 record(entry, key, name, new.status, "appeared")
             elif old.status != new.status:
-                connection.execute(update(f).where(*where).values(**fields))
+                connection.execute(_SQL.finding_change, where)
                 record(entry, key, name, new.status, _STATUS_EVENT.get(new.status, new.status))
         for (entry, key), old in current.items():
             if (entry, key) not in wanted and old.resolved_at is None:
-                connection.execute(update(f).where(f.c.device_id == device_id, f.c.entry == entry,
-                                                   f.c.app_key == key).values(resolved_at=now))
+                connection.execute(_SQL.finding_resolve, {"b_id": device_id, "b_entry": entry, "b_key": key,
+                                                          "b_now": now})
                 record(entry, key, _app_name(json.loads(old.app)), old.status, "resolved")
         if events:
-            connection.execute(insert(t.finding_events), events)
+            connection.execute(_SQL.insert[t.finding_events.name], events)
 
     # Policy changes and retention.
     def recheck(self, policy: Policy, now: float) -> int:
