@@ -66,3 +66,14 @@ def test_filters() -> None:
     for bad in ({"limit": "-1"}, {"status": "gone"}, {"since": "yesterday"}):
         with pytest.raises(query.BadFilter):
             query.selection_from(bad, now=0.0)
+
+
+def test_the_agent_never_loads_the_fleet_or_its_libraries() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, agent.cli, agent.commands.check, agent.commands.run, agent.service.daemon, agent.report.push;"
+            "print([m for m in sys.modules if m.split('.')[0] in ('sqlalchemy', 'alembic', 'starlette', 'uvicorn',"
+            " 'jinja2', 'psycopg') or m.startswith('agent.fleet')])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"
