@@ -15,7 +15,7 @@ from pathlib import Path
 
 from agent.banlist.parse import BanListError, parse_banlist
 from agent.config import Config
-from agent.model import BanList, BanListInfo, aware
+from agent.model import BanList, BanListInfo, staleness
 
 BUNDLED = "banlist.example.yaml"
 
@@ -23,13 +23,6 @@ BUNDLED = "banlist.example.yaml"
 def bundled_bytes() -> bytes:
     """Return the bytes of the ban list shipped with appban."""
     return resources.files("agent.bundled").joinpath(BUNDLED).read_bytes()
-
-
-def staleness(banlist: BanList, now: datetime) -> tuple[bool, datetime | None]:
-    """Return (stale, since): a list past its `expires` is still used, but flagged everywhere."""
-    if banlist.expires is not None and aware(now) > aware(banlist.expires):
-        return True, banlist.expires
-    return False, None
 
 
 def is_url(choice: str) -> bool:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import requests
 
-from agent.config import PushConfig
+from agent.config import Config, PushConfig
 from agent.inventory.file import inventory_to_dict
 from agent.log import log_event
 from agent.model import Report
@@ -80,6 +80,25 @@ def refused_for_good(status: int) -> bool:
     """Whether an answer says this report will never be accepted (malformed, too large, another
     device's): a 4xx other than 401 (re-enroll), 408 and 429 (try later)."""
     return 400 <= status < 500 and status not in (401, 408, 429)
+
+
+class PushSink:
+    """Push as a sink (config `push:`): a report is queued in the outbox at scan time and sent by
+    the service's push job (push_pending), so it survives a restart or a server that is down.
+    With `push.inventory` (the default) the queued body carries the inventory too (push_body)."""
+
+    name = "push"
+
+    def __init__(self, config: Config, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self.with_inventory = config.push.inventory
+
+    @staticmethod
+    def wanted(config: Config) -> bool:
+        return bool(config.push.url)
+
+    def accept(self, report: Report, document: bytes) -> None:
+        self.outbox.put(report.id, push_body(report, True) if self.with_inventory else document)
 
 
 def _failed(outbox: Outbox, sent: int, report_id: str, error: str) -> PushResult:

@@ -26,7 +26,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from agent.log import log_event
 from agent.report.metrics import make_registry
-from agent.service.snapshot import Snapshot
+from agent.report.snapshot import Snapshot
 
 logger = logging.getLogger(__name__)
 
