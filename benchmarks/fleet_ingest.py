@@ -110,11 +110,25 @@ def main() -> None:
     parser.add_argument("--status-devices", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--database", default="", help="postgresql+psycopg://… (default: SQLite in a temp dir)")
+    parser.add_argument("--postgres", action="store_true",
+                        help="start a throwaway PostgreSQL 15 cluster (as the tests do) and use it")
     parser.add_argument("--full", action="store_true", help="the issue's size: 10,000 devices, status at 100,000")
     args = parser.parse_args()
     if args.full:
         args.devices, args.status_devices = 10_000, 100_000
     os.environ["NO_PROXY"] = "127.0.0.1,localhost"
+    if args.postgres:
+        from tests.postgres import throwaway_cluster
+
+        with throwaway_cluster() as url:
+            args.database = url
+            run(args)
+    else:
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Run every phase against args.database (SQLite when empty)."""
 
     with tempfile.TemporaryDirectory(prefix="appban-fleet-bench-") as tmp:
         config = write_fleet_config(Path(tmp), database=args.database, logging={"format": "json", "level": "warning"})

@@ -14,6 +14,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -37,6 +38,13 @@ def postgres_server() -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail("PostgreSQL 15 is not installed (scripts/apt-packages.txt should install it)")
         pytest.skip("PostgreSQL 15 is not installed")
+    with throwaway_cluster() as url:
+        yield url
+
+
+@contextmanager
+def throwaway_cluster() -> Iterator[str]:
+    """Run a PostgreSQL cluster for as long as the block runs (the fixture's, and the benchmark's)."""
     user = None
     if os.geteuid() == 0:
         user = f"appban-pg-{secrets.token_hex(4)}"
