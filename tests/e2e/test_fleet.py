@@ -177,6 +177,14 @@ def test_a_pulled_agent_turns_stale_and_is_kept(tmp_path: Path) -> None:
     assert TOKEN not in (tmp_path / "fleet" / "fleet.yaml").read_text()
 
 
+def _files(database: Path) -> dict[str, str]:
+    """SHA-256 of the database file and its WAL: any write by the server changes one of them."""
+    import hashlib
+
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in (database, database.with_name(database.name + "-wal")) if p.exists()}
+
+
 def _dump(database: Path) -> list[str]:
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
         return list(db.iterdump())
@@ -200,6 +208,7 @@ def test_hostile_requests_are_refused_and_the_store_is_intact(tmp_path: Path) ->
         first = requests.post(f"{url}/v1/reports", json=good, headers={**a, "Idempotency-Key": "good-1"}, timeout=10)
         assert first.status_code == 200
         database = tmp_path / "fleet" / "fleet-state" / "fleet.sqlite"
+        before_bytes = _files(database)
         before = _dump(database)
         other = {**good, "id": "evil", "devices": [{"id": "host-b"}]}
         smuggled = {**good, "id": "evil2", "inventory": {**good["inventory"], "apps": [
@@ -229,6 +238,7 @@ def test_hostile_requests_are_refused_and_the_store_is_intact(tmp_path: Path) ->
         for path, token in reads:
             assert fleet.get(path, token=token).status_code == 401, path
         assert fleet.get("/", token="").url.endswith("/login")
+        assert _files(database) == before_bytes  # byte for byte
         replay = requests.post(f"{url}/v1/reports", json=good, headers={**a, "Idempotency-Key": "good-1"}, timeout=10)
         assert (replay.status_code, replay.json()) == (200, first.json())
         assert replay.headers["Idempotent-Replayed"] == "true"
