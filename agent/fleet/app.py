@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 
+import anyio
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 from sqlalchemy.exc import SQLAlchemyError
@@ -106,17 +107,22 @@ def _refuse(fleet: Fleet, request: Request, status: int, message: str, device: s
     return _error(status, message)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """Return the request body, refusing (413) one longer than `limit` before reading it all."""
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """Return the request body, refusing one longer than `limit` (413) before reading it all, and
+    one that takes longer than `timeout` seconds to arrive (408: a client trickling bytes)."""
     declared = request.headers.get("content-length", "")
     if declared and (not declared.isdigit() or int(declared) > limit):
         raise RefusedReport(413, f"body larger than {limit} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RefusedReport(413, f"body larger than {limit} bytes")
-        chunks.append(chunk)
+    try:
+        with anyio.fail_after(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise RefusedReport(413, f"body larger than {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RefusedReport(408, f"body not received within {timeout:g} s") from None
     return b"".join(chunks)
 
 
@@ -131,7 +137,7 @@ def make_app(fleet: Fleet) -> Starlette:
 
     async def enroll(request: Request) -> Response:
         try:
-            body = await read_body(request, MAX_ENROLL_BODY)
+            body = await read_body(request, MAX_ENROLL_BODY, fleet.config.request_timeout)
             data = json.loads(body)
         except RefusedReport as exc:
             return _refuse(fleet, request, exc.status, str(exc))
@@ -156,7 +162,7 @@ def make_app(fleet: Fleet) -> Starlette:
         if key and not _valid_id(key):
             return _refuse(fleet, request, 400, "bad Idempotency-Key header", device)
         try:
-            body = await read_body(request, fleet.config.max_body)
+            body = await read_body(request, fleet.config.max_body, fleet.config.request_timeout)
             pushed = read_report(body, device)
         except RefusedReport as exc:
             return _refuse(fleet, request, exc.status, str(exc), device)

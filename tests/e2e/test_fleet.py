@@ -191,7 +191,7 @@ def _dump(database: Path) -> list[str]:
 
 
 def test_hostile_requests_are_refused_and_the_store_is_intact(tmp_path: Path) -> None:
-    config = write_fleet_config(tmp_path / "fleet", max_body=65536)
+    config = write_fleet_config(tmp_path / "fleet", max_body=65536, request_timeout=2.0)
     fleet = FleetServer(config)
     url = fleet.url
     try:
@@ -233,6 +233,15 @@ def test_hostile_requests_are_refused_and_the_store_is_intact(tmp_path: Path) ->
                                    headers={"Content-Type": "application/json", **headers})
             assert (case, answer.status_code) == (case, expected)
             assert "error" in answer.json()
+        # A client that trickles its body is cut off after request_timeout.
+        import socket
+
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as slow:
+            slow.sendall(f"POST /v1/reports HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tokens['host-a']}\r\n"
+                         "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{".encode())
+            answer = slow.recv(4096).decode()
+        assert answer.startswith("HTTP/1.1 408")
         reads = [("/api/v1/status", ""), ("/api/v1/status", tokens["host-a"]), ("/metrics", tokens["host-a"]),
                  ("/api/v1/devices", "nope")]
         for path, token in reads:
@@ -244,7 +253,7 @@ def test_hostile_requests_are_refused_and_the_store_is_intact(tmp_path: Path) ->
         assert replay.headers["Idempotent-Replayed"] == "true"
         assert _dump(database) == before
         refused = fleet.events("ingest.refused")
-        assert len(refused) == len(cases)
+        assert len(refused) == len(cases) + 1  # the trickling client too
         assert all("\n" not in json.dumps(e["reason"]) for e in refused)
         assert not [line for line in fleet.log_path.read_text().splitlines() if line.startswith('{"event": "forged"')]
     finally:
