@@ -37,6 +37,8 @@ devices = Table(
     Column("state_hash", String(64), nullable=False, default=""),
     Index("ix_devices_last_seen", "last_seen"),
     Index("ix_devices_kind", "kind"),
+    Index("ix_devices_compliant", "compliant"),
+    Index("ix_devices_banlist_serial", "banlist_serial"),
 )
 
 device_groups = Table(

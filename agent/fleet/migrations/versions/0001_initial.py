@@ -40,6 +40,8 @@ def upgrade() -> None:
     )
     op.create_index("ix_devices_last_seen", "devices", ["last_seen"])
     op.create_index("ix_devices_kind", "devices", ["kind"])
+    op.create_index("ix_devices_compliant", "devices", ["compliant"])
+    op.create_index("ix_devices_banlist_serial", "devices", ["banlist_serial"])
     op.create_table(
         "device_groups",
         sa.Column("device_id", sa.String(ID), sa.ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
