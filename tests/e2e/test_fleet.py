@@ -307,3 +307,23 @@ def test_tls_with_required_client_certificates(tmp_path: Path) -> None:
     finally:
         agent.stop()
         fleet.stop()
+
+
+def test_enroll_secret_is_created_printed_and_rotated(tmp_path: Path) -> None:
+    config = write_fleet_config(tmp_path / "fleet", enroll_secret_file="")
+    secret_file = tmp_path / "fleet" / "fleet-state" / "enroll-secret"
+    first = cli("fleet", "enroll-secret", "--config", str(config))
+    assert first.returncode == 0 and secret_file.read_text().strip() == first.stdout.strip()
+    assert secret_file.stat().st_mode & 0o777 == 0o600 and len(first.stdout.strip()) >= 32
+    assert cli("fleet", "enroll-secret", "--config", str(config)).stdout == first.stdout
+    fleet = FleetServer(config)
+    try:
+        def enroll(secret: str) -> int:
+            return requests.post(f"{fleet.url}/v1/enroll", json={"secret": secret, "device": "d1"}, timeout=10).status_code
+
+        assert enroll(first.stdout.strip()) == 200
+        rotated = cli("fleet", "enroll-secret", "--rotate", "--config", str(config)).stdout.strip()
+        assert rotated != first.stdout.strip()
+        assert (enroll(first.stdout.strip()), enroll(rotated)) == (401, 200)  # no restart needed
+    finally:
+        fleet.stop()
