@@ -33,8 +33,9 @@ class RefusedReport(ValueError):
 
 
 def _text(value: Any, what: str, limit: int = ID) -> str:
-    if not isinstance(value, str) or not value or len(value) > limit:
-        raise RefusedReport(422, f"{what} must be a string of 1 to {limit} characters")
+    """An identifier that will be logged and shown: 1 to `limit` printable characters."""
+    if not isinstance(value, str) or not value or len(value) > limit or not value.isprintable():
+        raise RefusedReport(422, f"{what} must be 1 to {limit} printable characters")
     return value
 
 
