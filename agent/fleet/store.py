@@ -74,10 +74,11 @@ class _Statements:
                       .values(last_seen=b("b_now"), reports=d.c.reports + 1, last_report_id=b("b_report")))
         self.device = select(d.c.state_hash, d.c.groups).where(device)
         self.seen = update(d).where(device).values(**seen)
-        self.device_update = update(d).where(device).values(**seen, **{
-            name: b(f"b_{name}") for name in ("hostname", "kind", "os", "groups", "agent_groups", "attributes",
-                                              "source", "agent_version", "banlist_serial", "banlist_signer",
-                                              "compliant", "state_hash")})
+        fields_of_device = {name: b(f"b_{name}") for name in (
+            "hostname", "kind", "os", "groups", "agent_groups", "attributes", "source", "agent_version",
+            "banlist_serial", "banlist_signer", "compliant", "state_hash")}
+        self.device_update = update(d).where(device).values(**seen, **fields_of_device)
+        self.device_rejudged = update(d).where(device).values(**fields_of_device)  # a re-check: not a sighting
         self.groups_delete = delete(t.device_groups).where(t.device_groups.c.device_id == b("b_id"))
         self.inventory_update = (update(t.inventories).where(t.inventories.c.device_id == b("b_id"))
                                  .values(updated=b("b_now"), apps=b("b_apps"), body=b("b_body")))
@@ -266,13 +267,17 @@ class Store:
         with self.write() as connection:
             connection.execute(update(t.devices).where(t.devices.c.id == device_id).values(last_seen=now))
 
-    def _apply(self, connection: Connection, verdict: DeviceVerdict, source: str, now: float, report_id: str) -> bool:
-        """Store one device's verdict; return False when its state hash was unchanged (one UPDATE)."""
+    def _apply(self, connection: Connection, verdict: DeviceVerdict, source: str, now: float, report_id: str,
+               observed: bool = True) -> bool:
+        """Store one device's verdict; return False when its state hash was unchanged (then only
+        the sighting is recorded). `observed` False — a central re-check, not a report — leaves
+        when the device and its findings were last seen alone, so a silent device stays stale."""
         device = verdict.device
         previous = connection.execute(_SQL.device, {"b_id": device.id}).first()
         seen = {"b_id": device.id, "b_now": now, "b_report": report_id}
         if previous is not None and previous.state_hash == verdict.state_hash:
-            connection.execute(_SQL.seen, seen)
+            if observed:
+                connection.execute(_SQL.seen, seen)
             return False
         claim = verdict.claim
         values = {
@@ -287,14 +292,15 @@ class Store:
             connection.execute(_SQL.insert[t.devices.name], {"id": device.id, "first_seen": now, "last_seen": now,
                                                               "reports": 1, "last_report_id": report_id, **values})
         else:
-            connection.execute(_SQL.device_update, {**seen, **{f"b_{k}": v for k, v in values.items()}})
+            connection.execute(_SQL.device_update if observed else _SQL.device_rejudged,
+                               {**seen, **{f"b_{k}": v for k, v in values.items()}})
         if previous is None or previous.groups != values["groups"]:
             connection.execute(_SQL.groups_delete, {"b_id": device.id})
             if device.groups:
                 connection.execute(_SQL.insert[t.device_groups.name],
                                    [{"device_id": device.id, "group_name": g} for g in dict.fromkeys(device.groups)])
         self._store_inventory(connection, verdict, now, previous is None)
-        self._diff_findings(connection, verdict, now, report_id)
+        self._diff_findings(connection, verdict, now, report_id, observed)
         return True
 
     def _store_inventory(self, connection: Connection, verdict: DeviceVerdict, now: float, new: bool) -> None:
@@ -308,7 +314,8 @@ class Store:
             connection.execute(_SQL.inventory_update, {"b_id": verdict.device.id, "b_now": now,
                                                        "b_apps": len(verdict.apps), "b_body": body})
 
-    def _diff_findings(self, connection: Connection, verdict: DeviceVerdict, now: float, report_id: str) -> None:
+    def _diff_findings(self, connection: Connection, verdict: DeviceVerdict, now: float, report_id: str,
+                       observed: bool) -> None:
         """Turn the device's findings into the verdict's, recording one event per change."""
         device_id = verdict.device.id
         current = {(r.entry, r.app_key): r for r in connection.execute(_SQL.findings, {"b_id": device_id})}
@@ -318,7 +325,8 @@ class Store:
             events.append({"device_id": device_id, "entry": entry, "app_key": key, "event": what, "status": status,
                            "app_name": name, "at": now, "report_id": report_id})
 
-        connection.execute(_SQL.findings_seen, {"b_id": device_id, "b_now": now})
+        if observed:
+            connection.execute(_SQL.findings_seen, {"b_id": device_id, "b_now": now})
         wanted = {(n.entry, n.key): n for n in verdict.findings}
         for (entry, key), new in wanted.items():
             name = _app_name(new.app)
@@ -361,7 +369,7 @@ class Store:
                     inventory = inventory_from_dict(json.loads(row.body), f"stored inventory of {row.id}")
                     claims = {row.id: _claim(row)} if row.source in AGENT_SOURCES else {}
                     for verdict in judge(policy, inventory, claims, _utc(now)):
-                        changed += self._apply(connection, verdict, row.source, now, "")
+                        changed += self._apply(connection, verdict, row.source, now, "", observed=False)
         log_event(logger, logging.INFO, "fleet.rechecked", devices=len(ids), changed=changed,
                   serial=policy.banlist.serial)
         return changed

@@ -143,6 +143,17 @@ def test_policy_change_rechecks_stored_inventories(store: Store) -> None:
     assert drift[0]["app"]["name"] == "reported 7, fleet expects 8"
 
 
+def test_a_recheck_is_not_a_sighting(store: Store) -> None:
+    ingest(store, inventory("host-1", "tiktok-desktop"), "r1", now=NOW - 3 * 86400)
+    store.recheck(policy(serial=8), NOW)        # changes the verdict (drift)
+    store.recheck(policy(serial=7), NOW + 1)    # and back
+    with store.read() as connection:
+        device, = query.devices(connection, NOW + 2, 86400, query.Selection())["devices"]
+        found = query.findings(connection, NOW + 2, query.Selection(entry="tiktok"))["findings"]
+    assert (device["stale"], device["last_seen"], device["reports"]) == (True, query.iso(NOW - 3 * 86400), 1)
+    assert found[0]["last_seen"] == query.iso(NOW - 3 * 86400)
+
+
 def test_retention_prunes_old_rows(store: Store) -> None:
     ingest(store, inventory("host-1", "tiktok-desktop"), "r1", now=NOW - 10 * 86400)
     ingest(store, inventory("host-1", "bash"), "r2", now=NOW - 9 * 86400)
