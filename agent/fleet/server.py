@@ -96,12 +96,17 @@ def open_store(config: FleetConfig) -> Store:
         raise FleetError(str(exc)) from None
 
 
-def apply_policy(store: Store, policy: Policy) -> None:
+def apply_policy(store: Store, policy: Policy) -> bool:
     """Re-check every stored inventory when the policy differs from the one the database was
-    judged with (a new list serial, new rules), then record it for every server on the database."""
-    if store.setting(POLICY_SETTING) != policy.fingerprint:
-        store.recheck(policy, time.time())
-        store.set_setting(POLICY_SETTING, policy.fingerprint)
+    judged with (a new list serial, new rules), then record it for every server on the database;
+    return whether it did. A server still holding an *older* serial (its refresh failed) never
+    re-judges the fleet back to it."""
+    recorded = (store.setting(POLICY_SETTING) or "").partition(":")
+    if recorded[2] == policy.fingerprint or (recorded[0].isdigit() and int(recorded[0]) > policy.banlist.serial):
+        return False
+    store.recheck(policy, time.time())
+    store.set_setting(POLICY_SETTING, f"{policy.banlist.serial}:{policy.fingerprint}")
+    return True
 
 
 def build_fleet(config: FleetConfig) -> Fleet:

@@ -345,6 +345,8 @@ class Store:
             elif old.status != new.status:
                 connection.execute(_SQL.finding_change, where)
                 record(entry, key, name, new.status, _STATUS_EVENT.get(new.status, new.status))
+            elif old.app != fields["app"]:  # the same finding, its app upgraded (or drift's values moved)
+                connection.execute(_SQL.finding_change, where)
         for (entry, key), old in current.items():
             if (entry, key) not in wanted and old.resolved_at is None:
                 connection.execute(_SQL.finding_resolve, {"b_id": device_id, "b_entry": entry, "b_key": key,

@@ -216,3 +216,15 @@ def test_targets_file_in_file_sd_style(tmp_path) -> None:
     path.write_text("targets: nope\n")
     with pytest.raises(ValueError, match="expected a list"):
         target_files(str(path))
+
+
+def test_a_server_with_an_older_list_does_not_rejudge_the_fleet(store: Store) -> None:
+    from agent.fleet.server import apply_policy
+
+    ingest(store, inventory("host-1", "tiktok-desktop"), "r1")
+    assert apply_policy(store, policy(serial=8)) and not apply_policy(store, policy(serial=8))
+    assert not apply_policy(store, policy(serial=7))  # a server whose refresh failed keeps quiet
+    assert apply_policy(store, policy(serial=9))
+    with store.read() as connection:
+        drift = query.findings(connection, NOW, query.Selection(status="drift"))["findings"]
+    assert drift[0]["app"]["name"] == "reported 7, fleet expects 9"
