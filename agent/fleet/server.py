@@ -123,7 +123,8 @@ def build_fleet(config: FleetConfig) -> Fleet:
 
 
 class Jobs(threading.Thread):
-    """The background jobs of one server: refresh, prune, pull; each on its own interval."""
+    """The background jobs of one server: refresh, prune, pull; each on its own interval. (MDM
+    API connectors, once they exist, are one more job here: `store.ingest_source(connector, …)`.)"""
 
     def __init__(self, fleet: Fleet) -> None:
         super().__init__(name="fleet-jobs", daemon=True)

@@ -327,3 +327,25 @@ def test_enroll_secret_is_created_printed_and_rotated(tmp_path: Path) -> None:
         assert (enroll(first.stdout.strip()), enroll(rotated)) == (401, 200)  # no restart needed
     finally:
         fleet.stop()
+
+
+def test_an_agent_enrolls_again_when_the_fleet_forgot_it(tmp_path: Path) -> None:
+    config = write_fleet_config(tmp_path / "fleet")
+    fleet = FleetServer(config)
+    agent = fleet_agent(tmp_path / "agent", fleet, "host-r", ["staff"], tmp_path / "fleet" / "enroll-secret",
+                        schedule={"scan": "1s", "push": "1s", "splay": "1s"})
+    token_file = tmp_path / "agent" / "state" / "fleet-token"
+    try:
+        wait_until(lambda: fleet.api("devices")["devices"], timeout=60)
+        first_token = token_file.read_text()
+        fleet.stop()
+        for leftover in (tmp_path / "fleet" / "fleet-state").glob("fleet.sqlite*"):
+            leftover.unlink()  # a fleet rebuilt from scratch: the agent's token means nothing to it
+        fleet.start()
+        wait_until(lambda: fleet.api("devices")["devices"], timeout=60)
+        assert token_file.read_text() != first_token
+        assert len(agent.events("push.enrolled")) == 2
+        assert any(e.get("error") == "HTTP 401" for e in agent.events("push.failed"))
+    finally:
+        agent.stop()
+        fleet.stop()
