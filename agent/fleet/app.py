@@ -31,10 +31,10 @@ from agent.fleet import query
 from agent.fleet import web
 from agent.fleet.auth import bearer, same
 from agent.fleet.config import FleetConfig
-from agent.fleet.ingest import RefusedReport, read_report, report_inventory
+from agent.fleet.ingest import Pushed, RefusedReport, read_report, report_inventory
 from agent.fleet.metrics import Counters, FleetCollector, families, metric_facts
 from agent.fleet.openapi import OPENAPI
-from agent.fleet.store import Store, scoped_key
+from agent.fleet.store import Ingested, Store, scoped_key
 from agent.fleet.tables import ID
 from agent.fleet.verdict import Policy, judge
 from agent.log import log_event
@@ -130,15 +130,16 @@ def _valid_id(value: Any) -> bool:
     return isinstance(value, str) and 0 < len(value) <= ID and value.isprintable() and value.strip() == value
 
 
-def make_app(fleet: Fleet) -> Starlette:
-    """Return the ASGI application serving `fleet`."""
-    async def healthz(request: Request) -> Response:
-        return Response("ok\n", media_type="text/plain")
+class Ingest:
+    """The two routes agents call: enroll with the secret, push reports with the device token."""
 
-    async def enroll(request: Request) -> Response:
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+
+    async def enroll(self, request: Request) -> Response:
+        fleet = self.fleet
         try:
-            body = await read_body(request, MAX_ENROLL_BODY, fleet.config.request_timeout)
-            data = json.loads(body)
+            data = json.loads(await read_body(request, MAX_ENROLL_BODY, fleet.config.request_timeout))
         except RefusedReport as exc:
             return _refuse(fleet, request, exc.status, str(exc))
         except (ValueError, UnicodeDecodeError):
@@ -153,7 +154,9 @@ def make_app(fleet: Fleet) -> Starlette:
                   client=request.client.host if request.client else None)
         return JSONResponse({"device": device, "token": token})
 
-    async def reports(request: Request) -> Response:
+    async def reports(self, request: Request) -> Response:
+        """Authenticate the device, read the report, then store it (fast path first)."""
+        fleet = self.fleet
         token = bearer(request.headers.get("authorization"))
         device = (fleet.cached_device(token) or await run_in_threadpool(fleet.device_for, token)) if token else None
         if device is None:
@@ -164,65 +167,77 @@ def make_app(fleet: Fleet) -> Starlette:
         try:
             body = await read_body(request, fleet.config.max_body, fleet.config.request_timeout)
             pushed = read_report(body, device)
-        except RefusedReport as exc:
-            return _refuse(fleet, request, exc.status, str(exc), device)
-        policy, now = fleet.policy, time.time()
-        scoped, state = scoped_key(device, key or pushed.report_id), pushed.input_hash(policy.fingerprint)
-        try:
-            result = await run_in_threadpool(fleet.store.unchanged, device, state, scoped, now, pushed.report_id)
-            if result is None:
-                inventory = report_inventory(pushed, strict=True)
-                verdicts = judge(policy, inventory, {device: pushed.claim}, datetime.fromtimestamp(now, timezone.utc),
-                                 {device: state})
-                result = await run_in_threadpool(fleet.store.ingest, verdicts, "push", now, pushed.report_id, scoped,
-                                                 body.decode("utf-8", "replace"))
+            result = await self._store(device, key, pushed, body)
         except RefusedReport as exc:
             return _refuse(fleet, request, exc.status, str(exc), device)
         except SQLAlchemyError as exc:
-            log_event(logger, logging.ERROR, "ingest.failed", device=device, report=pushed.report_id,
-                      error=" ".join(str(exc).split())[:300])
+            log_event(logger, logging.ERROR, "ingest.failed", device=device, error=" ".join(str(exc).split())[:300])
             return _error(503, "database unavailable, retry later")
         outcome = "replayed" if result.replayed else "changed" if result.response["changed"] else "unchanged"
         fleet.counters.count("ingested", outcome)
         log_event(logger, logging.INFO, "ingest.accepted", device=device, report=pushed.report_id, outcome=outcome)
-        headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
-        return JSONResponse(result.response, headers=headers)
+        return JSONResponse(result.response, headers={"Idempotent-Replayed": "true"} if result.replayed else {})
 
-    def reader(build: Callable[[Any, Request, float], Any]) -> Callable[[Request], Awaitable[Response]]:
-        """Wrap a read-only view: admin credential, filters, one read transaction, JSON out."""
+    async def _store(self, device: str, key: str, pushed: Pushed, body: bytes) -> Ingested:
+        """An unchanged report (same input hash) is only a sighting; any other is judged and stored.
+        Raise RefusedReport for an inventory that cannot be used, SQLAlchemyError if the database fails."""
+        store, policy, now = self.fleet.store, self.fleet.policy, time.time()
+        scoped, state = scoped_key(device, key or pushed.report_id), pushed.input_hash(policy.fingerprint)
+        result = await run_in_threadpool(store.unchanged, device, state, scoped, now, pushed.report_id)
+        if result is not None:
+            return result
+        inventory = report_inventory(pushed, strict=True)
+        verdicts = judge(policy, inventory, {device: pushed.claim}, datetime.fromtimestamp(now, timezone.utc),
+                         {device: state})
+        return await run_in_threadpool(store.ingest, verdicts, "push", now, pushed.report_id, scoped,
+                                       body.decode("utf-8", "replace"))
 
-        async def endpoint(request: Request) -> Response:
-            if not web.signed_in(fleet, request):
-                return _error(401, "admin token required")
-            now = time.time()
 
-            def run() -> Any:
-                with fleet.store.read() as connection:
-                    return build(connection, request, now)
+View = Callable[[Any, Request, float], Any]
+"""A read-only view: (connection, request, now) → a JSON document, or None for "not found"."""
 
-            try:
-                document = await run_in_threadpool(run)
-            except query.BadFilter as exc:
-                return _error(400, str(exc))
-            if document is None:
-                return _error(404, "not found")
-            return JSONResponse(document)
 
-        return endpoint
+def reader(fleet: Fleet, build: View) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a view: admin credential, filters, one read transaction, JSON out."""
 
+    async def endpoint(request: Request) -> Response:
+        if not web.signed_in(fleet, request):
+            return _error(401, "admin token required")
+        now = time.time()
+
+        def run() -> Any:
+            with fleet.store.read() as connection:
+                return build(connection, request, now)
+
+        try:
+            document = await run_in_threadpool(run)
+        except query.BadFilter as exc:
+            return _error(400, str(exc))
+        if document is None:
+            return _error(404, "not found")
+        return JSONResponse(document)
+
+    return endpoint
+
+
+def api_routes(fleet: Fleet) -> list[Route]:
+    """The read-only JSON API (described by OPENAPI)."""
     def selection(request: Request, now: float) -> query.Selection:
         return query.selection_from(dict(request.query_params), now)
 
-    api = [
-        Route("/api/v1/status", reader(lambda c, r, now: query.status(c, now, fleet.stale_after, fleet.entries()))),
-        Route("/api/v1/devices", reader(lambda c, r, now: query.devices(c, now, fleet.stale_after, selection(r, now)))),
-        Route("/api/v1/devices/{device:path}", reader(
-            lambda c, r, now: query.device(c, now, fleet.stale_after, r.path_params["device"]))),
-        Route("/api/v1/findings", reader(lambda c, r, now: query.findings(c, now, selection(r, now)))),
-        Route("/api/v1/history", reader(lambda c, r, now: query.history(c, selection(r, now)))),
-        Route("/api/v1/openapi.json", reader(lambda c, r, now: OPENAPI)),
-    ]
+    views: dict[str, View] = {
+        "status": lambda c, r, now: query.status(c, now, fleet.stale_after, fleet.entries()),
+        "devices": lambda c, r, now: query.devices(c, now, fleet.stale_after, selection(r, now)),
+        "devices/{device:path}": lambda c, r, now: query.device(c, now, fleet.stale_after, r.path_params["device"]),
+        "findings": lambda c, r, now: query.findings(c, now, selection(r, now)),
+        "history": lambda c, r, now: query.history(c, selection(r, now)),
+        "openapi.json": lambda c, r, now: OPENAPI,
+    }
+    return [Route(f"/api/v1/{path}", reader(fleet, view)) for path, view in views.items()]
 
+
+def metrics_route(fleet: Fleet) -> Route:
+    """`/metrics`: the metrics token when one is configured, else the admin token."""
     registry = CollectorRegistry(auto_describe=False)
 
     def read_metrics() -> list[Any]:
@@ -233,17 +248,26 @@ def make_app(fleet: Fleet) -> Starlette:
     registry.register(FleetCollector(read_metrics))
 
     async def metrics(request: Request) -> Response:
-        given = bearer(request.headers.get("authorization"))
-        if not same(given, fleet.metrics_token or fleet.admin_token):
+        if not same(bearer(request.headers.get("authorization")), fleet.metrics_token or fleet.admin_token):
             return _error(401, "metrics or admin token required")
         return Response(await run_in_threadpool(generate_latest, registry), media_type=CONTENT_TYPE_LATEST)
 
-    routes = [
+    return Route("/metrics", metrics)
+
+
+async def healthz(request: Request) -> Response:
+    """Liveness for load balancers and systemd: the one route without a credential."""
+    return Response("ok\n", media_type="text/plain")
+
+
+def make_app(fleet: Fleet) -> Starlette:
+    """Return the ASGI application serving `fleet`."""
+    ingest = Ingest(fleet)
+    return Starlette(routes=[
         Route("/healthz", healthz),
-        Route("/v1/enroll", enroll, methods=["POST"]),
-        Route("/v1/reports", reports, methods=["POST"]),
-        Route("/metrics", metrics),
-        *api,
+        Route("/v1/enroll", ingest.enroll, methods=["POST"]),
+        Route("/v1/reports", ingest.reports, methods=["POST"]),
+        metrics_route(fleet),
+        *api_routes(fleet),
         *web.routes(fleet),
-    ]
-    return Starlette(routes=routes)
+    ])
