@@ -198,6 +198,9 @@ def serve(config_path: str | None) -> int:
 
     config = load_fleet_config(config_path)
     log.configure(config.logging.format, config.logging.level)
+    # uvicorn's own errors (a request that crashed a handler) in the same one-event-per-line format.
+    server_log = logging.getLogger("uvicorn.error")
+    server_log.handlers[:], server_log.propagate = logging.getLogger("agent").handlers, False
     try:
         host, port = parse_listen(config.listen)
     except ListenError as exc:
