@@ -12,13 +12,13 @@ the running registry with `winreg`, which only exists on Windows and is imported
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol
-from xml.etree import ElementTree
 
 from agent.inventory.base import Collected, Context
 from agent.inventory.reading import read_bytes, regular_file
@@ -297,6 +297,8 @@ def read_manifest(path: Path) -> dict[str, str]:
     Why optional: the registry gives name, version and publisher id on its own; the manifest
     adds the human display name and the full publisher, when the package folder is readable.
     """
+    from xml.etree import ElementTree  # Store package manifests: only on a Windows volume
+
     try:
         tree = ElementTree.ElementTree(ElementTree.fromstring(read_bytes(path)))
     except (OSError, ElementTree.ParseError, ValueError, LookupError):  # LookupError: unknown encoding
@@ -461,6 +463,8 @@ class WindowsCollector:
             return None if sys.platform == "win32" else "not a Windows system (use --root DIR for a mounted Windows volume)"
         if find_path(ctx.root, *SOFTWARE_HIVE) is None and find_path(ctx.root, "Users") is None:
             return f"no Windows volume at {ctx.root} (no Windows/System32/config/SOFTWARE or Users folder)"
+        if importlib.util.find_spec("regipy") is None:  # optional where the OS has no package of it (Debian)
+            return "reading hive files needs regipy, which is not installed (pip install regipy)"
         return None
 
     def collect(self, ctx: Context) -> Collected:

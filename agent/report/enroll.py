@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
-
-import requests
 
 from agent.atomic import write_atomic
 from agent.config import PushConfig
 from agent.log import log_event
+
+if TYPE_CHECKING:  # requests loads with the first enrollment, not with the push sink (~6 MB idle)
+    import requests
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +66,8 @@ def enroll(config: PushConfig, secret: str, device: dict[str, str], state_dir: P
            session: requests.Session) -> str:
     """Given the enroll secret and this device's identity (id, hostname), enroll, keep the token
     in `state_dir` and return it. Raise EnrollError (one line) when refused or unreachable."""
+    import requests
+
     url = enroll_url(config.url)
     try:
         response = session.post(url, json={"secret": secret, **device}, timeout=config.timeout,

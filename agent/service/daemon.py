@@ -4,8 +4,9 @@ One main thread runs the jobs (`schedule`) and sleeps on a self-pipe between the
 agent/service/wakeup.py), so the idle service costs nothing but its memory; signals only set flags
 and wake it: SIGTERM/SIGINT let the job in progress finish and then exit 0 (a scan still
 collecting is abandoned instead: collecting writes nothing, and a collector stuck on a slow
-disk or command must not keep the service from stopping), SIGHUP reloads the config (a bad one is refused with one
-log line and the old one stays). The pull endpoint serves from its own threads and reads the
+disk or command must not keep the service from stopping), SIGHUP reloads the config (on
+Windows a change to the config file does: agent.platform); a bad one is refused with one log
+line and the old one stays. The pull endpoint serves from its own threads and reads the
 latest immutable Snapshot. A lock in the state directory keeps a second instance out.
 """
 
@@ -18,23 +19,23 @@ import sys
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
+from pathlib import Path
 from types import FrameType
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import schedule
 
 from agent import log
-from agent.banlist.fetch import make_session
+from agent import platform as host
 from agent.banlist.parse import BanListError
 from agent.banlist.source import load_fresh
-from agent.config import Config, ConfigError, interval_seconds
+from agent.config import DEFAULT_PATH, Config, ConfigError, interval_seconds
 from agent.enforce.guard import build_deny
+from agent.enforce.network import keep_network_block
 from agent.inventory import UnknownSourceError
 from agent.log import log_event
 from agent.model import BanList, BanListInfo, Inventory, Report
 from agent.report.outbox import Outbox
-from agent.report.enroll import EnrollError, enroll, forget_token, stored_token
-from agent.report.push import push_pending
 from agent.report.sinks import deliver, open_sinks
 from agent.runner import Runner
 from agent.scan import build_report, collect_here, enforce_report
@@ -44,6 +45,9 @@ from agent.service.settings import ServiceError, Settings, load_settings
 from agent.report.snapshot import Snapshot, render_documents
 from agent.service.state import INVENTORY, REPORT, LockHeld, acquire_lock, write_atomic, write_status
 from agent.service.wakeup import Wakeup
+
+if TYPE_CHECKING:
+    import requests
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +61,23 @@ class ScanAbandoned(BaseException):
 
     A BaseException, so no collector's per-record or per-collector `except Exception` keeps it.
     """
+
+
+def release_free_memory() -> None:
+    """Hand the heap a scan freed back to the system (glibc's malloc_trim; a no-op elsewhere).
+
+    Why: a scan's transient data (the status file's text, every package file list the desktop
+    collector reads, the JSON being rendered) grows the heap, and glibc keeps freed pages mapped
+    until asked; the idle service stayed ~4 MiB larger than it needed to for the rest of the hour.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (AttributeError, OSError):  # not glibc (musl has no malloc_trim)
+        pass
 
 
 def run_service(config_path: str | None, state_dir: str | None) -> int:
@@ -75,7 +96,8 @@ def run_service(config_path: str | None, state_dir: str | None) -> int:
         raise ServiceError(f"state_dir {settings.state_dir}: {exc.strerror or exc}") from None
     with lock:
         try:
-            service = Service(settings, lambda: load_settings(config_path, state_dir))
+            service = Service(settings, lambda: load_settings(config_path, state_dir),
+                              Path(config_path or DEFAULT_PATH))
         except sqlite3.Error as exc:
             raise ServiceError(f"outbox in {settings.state_dir}: {exc}") from None
         return service.run()
@@ -84,14 +106,15 @@ def run_service(config_path: str | None, state_dir: str | None) -> int:
 class Service:
     """The jobs, the signal flags and the latest snapshot of one running service."""
 
-    def __init__(self, settings: Settings, reload: Callable[[], Settings]) -> None:
+    def __init__(self, settings: Settings, reload: Callable[[], Settings], config_path: Path | None = None) -> None:
         self.settings = settings
+        self.config_path = config_path
         self._reload_settings = reload
         self.snapshot = Snapshot()
         self.banlist: BanList | None = None
         self.banlist_info: BanListInfo | None = None
         self.outbox = Outbox(settings.state_dir, settings.config.push.max_queue)
-        self.session = make_session(settings.config.push)
+        self._session: requests.Session | None = None
         self.scheduler = schedule.Scheduler()
         self.endpoint: server.Endpoint | None = None
         self.keeper = GuardKeeper()
@@ -103,9 +126,9 @@ class Service:
 
     def run(self) -> int:
         """Start the endpoint, run every job once, then follow the schedule until told to stop."""
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in host.stop_signals():
             signal.signal(signum, self._on_stop)
-        signal.signal(signal.SIGHUP, self._on_reload)
+        stop_watching = host.on_reload(self._request_reload, self.config_path)
         self._wake.install()
         log_event(logger, logging.INFO, "service.started", state_dir=str(self.settings.state_dir))
         try:
@@ -127,6 +150,7 @@ class Service:
                 break
             idle = self.scheduler.idle_seconds
             self._wake.wait(MAX_SLEEP if idle is None else min(max(idle, 0.0), MAX_SLEEP))
+        stop_watching()
         self._shutdown()
         return 0
 
@@ -138,7 +162,8 @@ class Service:
             self._collecting = False
             raise ScanAbandoned
 
-    def _on_reload(self, signum: int, frame: FrameType | None) -> None:
+    def _request_reload(self) -> None:
+        """Called by the platform's reload trigger (SIGHUP, or a config change on Windows)."""
         self._reload = True
         self._wake.set()
 
@@ -217,6 +242,7 @@ class Service:
         self._update(report=report, report_json=report_json, inventory_json=inventory_json,
                      last_scan=time.time(), scan_duration=duration,
                      queue_depth=self.outbox.depth(), dropped=self.outbox.dropped())
+        release_free_memory()
         counts = report.counts()
         log_event(logger, logging.INFO, "scan.done", report=report.id, apps=len(report.inventory.apps),
                   violations=counts["violation"], errors=len(report.inventory.errors),
@@ -238,9 +264,13 @@ class Service:
         is turned off in the config (a dry run never runs one)."""
         if config.enforcement.mode != "block":
             self.keeper.off(config)
+            if config.enforcement.network != "none":  # take back a block written while blocking was on
+                keep_network_block(banlist, config, report.inventory.devices[0], Runner(commands=config.commands),
+                                   sys.stderr, now)
             return report
         runner = Runner(commands=config.commands)
-        report = enforce_report(report, config, runner, sys.stderr)
+        report = enforce_report(report, banlist, config, runner, sys.stderr, now)
+        keep_network_block(banlist, config, report.inventory.devices[0], runner, sys.stderr, now, report.findings)
         deny = build_deny(banlist, report.findings, config, report.inventory.devices[0], now)
         self.keeper.keep(config, banlist, deny, runner)
         return report
@@ -250,11 +280,15 @@ class Service:
         config = self.settings.config
         if not config.push.url or not self.outbox.depth():
             return
+        from agent.report.push import push_pending  # requests: only once there is something to push
+
         token = self._push_token()
         if token is None:
             return
-        result = push_pending(self.outbox, config.push, token, self.session)
+        result = push_pending(self.outbox, config.push, token, self._push_session())
         if result.error == "HTTP 401" and self.settings.enroll_secret:
+            from agent.report.enroll import forget_token
+
             forget_token(self.settings.state_dir)  # revoked or a new fleet: enroll again next cycle
         self._update(queue_depth=self.outbox.depth(), dropped=self.outbox.dropped())
 
@@ -264,18 +298,34 @@ class Service:
         settings = self.settings
         if not settings.enroll_secret:
             return settings.push_token
+        from agent.report.enroll import EnrollError, enroll, stored_token
+
         token = stored_token(settings.state_dir)
         if token:
             return token
         host = self.snapshot.report.inventory.devices[0] if self.snapshot.report else None
-        device = {"device": host.id, "hostname": host.hostname} if host else {}
-        if not device:
+        if host is None:
             return None
         try:
-            return enroll(settings.config.push, settings.enroll_secret, device, settings.state_dir, self.session)
+            return enroll(settings.config.push, settings.enroll_secret, {"device": host.id, "hostname": host.hostname},
+                          settings.state_dir, self._push_session())
         except (EnrollError, OSError) as exc:
             log_event(logger, logging.WARNING, "push.enroll_failed", error=str(exc))
             return None
+
+    def _push_session(self) -> requests.Session:
+        """Return the push session, made on first use: requests costs ~6 MB of a service that
+        may never push."""
+        if self._session is None:
+            from agent.banlist.fetch import make_session
+
+            self._session = make_session(self.settings.config.push)
+        return self._session
+
+    def _close_session(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
 
     def _update(self, **changes: object) -> None:
         self.snapshot = replace(self.snapshot, **changes)
@@ -318,8 +368,7 @@ class Service:
         old, self.settings = self.settings, new
         log.configure(new.config.logging.format, new.config.logging.level)
         self.outbox.max_queue = max(1, new.config.push.max_queue)
-        self.session.close()
-        self.session = make_session(new.config.push)
+        self._close_session()  # the next push makes one with the new TLS settings
         if new.server_key() != old.server_key():
             self._restart_endpoint(old, new)
         self._plan()
@@ -342,6 +391,6 @@ class Service:
         self.keeper.stop()
         self._stop_endpoint()
         self.outbox.close()
-        self.session.close()
+        self._close_session()
         self._wake.close()
         log_event(logger, logging.INFO, "service.stopped")
