@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import textwrap
 from itertools import groupby
 
 from agent.model import Device, Finding, Report, app_counts
+from agent.report import jsontext
 
 WIDTH = 80
 _COLUMNS = (("STATUS", 9), ("APP", 22), ("SOURCE", 8), ("DEVICE", 16), ("RULE", 21))
@@ -14,7 +14,7 @@ _COLUMNS = (("STATUS", 9), ("APP", 22), ("SOURCE", 8), ("DEVICE", 16), ("RULE", 
 
 def render_json(report: Report) -> str:
     """Return the report as indented JSON (UTF-8 names kept readable)."""
-    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    return jsontext.dumps(report.to_dict()) + "\n"
 
 
 def _cell(text: str, width: int) -> str:
@@ -88,10 +88,10 @@ def render_table(report: Report) -> str:
         who = f"{error.collector} ({error.device})" if error.device else error.collector
         lines += textwrap.wrap(f"error: {who}: {error.message}", WIDTH, subsequent_indent="  ")
     lines += ["", _summary(report)]
-    return "\n".join(map(_printable, lines)) + "\n"
+    return "\n".join(map(printable, lines)) + "\n"
 
 
-def _printable(line: str) -> str:
+def printable(line: str) -> str:
     """Return `line` with control characters shown as U+FFFD: names, paths and serials come from
     phones, MDM exports and files, and an escape sequence or a line break in one must not
     repaint the terminal or forge a line of the report."""
