@@ -19,7 +19,6 @@ from typing import IO, TYPE_CHECKING, Any, Callable
 
 from agent.platform import _linux, _macos, _windows
 from agent.platform.identity import image_device_id
-from agent.platform.trust import system_trust
 
 if TYPE_CHECKING:
     from agent.runner import Runner
@@ -44,6 +43,14 @@ __all__ = ["OS", "image_device_id", "system_trust", "try_lock", "wait_lock", "is
 
 SERVICE_MANAGERS = {"linux": "systemd", "macos": "launchd", "windows": "winsw"}
 """What runs `appban run` in the background on each OS (see packaging/ and docs/platforms.md)."""
+
+
+def system_trust() -> str | bool:
+    """Return requests' `verify=` for the OS trust store (agent.platform.trust; imported on use,
+    as it loads ssl, which a check that fetches nothing never needs)."""
+    from agent.platform.trust import system_trust as trusted
+
+    return trusted()
 
 
 def try_lock(handle: IO[Any]) -> bool:
