@@ -12,12 +12,12 @@ which service manager runs the agent.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 from types import ModuleType
 from typing import IO, TYPE_CHECKING, Any, Callable
 
-from agent.platform import _linux, _macos, _windows
 from agent.platform.identity import image_device_id
 
 if TYPE_CHECKING:
@@ -25,12 +25,10 @@ if TYPE_CHECKING:
 
 
 def _select(name: str) -> ModuleType:
-    """Return the OS module for a `sys.platform` value (Linux rules for other POSIX systems)."""
-    if name == "win32":
-        return _windows
-    if name == "darwin":
-        return _macos
-    return _linux
+    """Return the OS module for a `sys.platform` value (Linux rules for other POSIX systems);
+    only that one is imported, so start-up pays for nothing another OS needs."""
+    module = {"win32": "_windows", "darwin": "_macos"}.get(name, "_linux")
+    return importlib.import_module(f"agent.platform.{module}")
 
 
 OS: ModuleType = _select(sys.platform)
