@@ -18,7 +18,7 @@ import pytest
 import requests
 import yaml
 
-from tests.banlist_fixtures import direct, nginx, pki  # noqa: F401 - fixtures are used by name
+from tests.banlist_fixtures import direct, nginx, pki  # noqa: F401 - fixtures
 from tests.banlist_servers import Site, banlist_yaml
 from tests.conftest import REPO, require_tool
 
