@@ -10,9 +10,11 @@ What the other answers mean:
   without the report arriving); the report stays queued and the cycle stops.
 - 429 and 503: the receiver is overloaded; its `Retry-After` (seconds or an HTTP date, at most a
   day) is honoured: nothing is sent before then, across restarts.
-- 401, 403, 404, 405, 407, 408, 410, 421, 425: about the endpoint or the credentials, not this
-  report; every report would get the same, so all stay queued and the cycle stops.
-- any other 4xx (400, 409, 413, 415, 422, …): the receiver refuses *this* report for good; it is
+- 401, 404, 405, 407, 408, 410, 421, 425: about the endpoint or the credentials, not this
+  report; every report would get the same, so all stay queued and the cycle stops (after a 401
+  the service enrolls again when it has an enrollment secret).
+- any other 4xx (400, 403, 409, 413, 415, 422, …): the receiver refuses *this* report for good
+  (`appban fleet` answers 403 for a report naming another device); it is
   dead-lettered (kept, counted in metrics and `appban status`) and the next report goes on, so one
   poisoned report cannot block the outbox forever.
 - 5xx and network errors: tried again next cycle.
@@ -22,6 +24,7 @@ answer a byte at a time cannot hold the service's main loop.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -30,8 +33,10 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Callable
 
 from agent.config import Config, PushConfig
+from agent.inventory.file import inventory_to_dict
 from agent.log import log_event
 from agent.model import Report
+from agent.report.enroll import reports_url
 from agent.report.outbox import Outbox
 
 if TYPE_CHECKING:  # requests loads with the first push, not with the sink seam (~6 MB idle)
@@ -40,7 +45,7 @@ if TYPE_CHECKING:  # requests loads with the first push, not with the sink seam 
 logger = logging.getLogger(__name__)
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-NOT_ABOUT_THE_REPORT = frozenset({401, 403, 404, 405, 407, 408, 410, 421, 425, 429})
+NOT_ABOUT_THE_REPORT = frozenset({401, 404, 405, 407, 408, 410, 421, 425, 429})
 """4xx answers about the endpoint, the credentials or the rate: keep the report, stop the cycle."""
 BUSY = frozenset({429, 503})
 MAX_RETRY_AFTER = 24 * 3600.0
@@ -76,6 +81,21 @@ def retry_after_seconds(value: str | None, now: float) -> float:
     return min(max(wait, 0.0), MAX_RETRY_AFTER)
 
 
+def push_body(report: Report, with_inventory: bool) -> bytes:
+    """Return the body queued for a report: its `appban.report/v1` document, with the
+    `appban.inventory/v1` document under `inventory` when asked (so a fleet can re-match it)."""
+    document = report.to_dict()
+    if with_inventory:
+        document["inventory"] = inventory_to_dict(report.inventory)
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def refused_for_good(status: int) -> bool:
+    """Whether an answer says this report will never be accepted (malformed, too large, another
+    device's): a 4xx that is not about the endpoint, the credentials or the rate."""
+    return 400 <= status < 500 and status not in NOT_ABOUT_THE_REPORT
+
+
 def push_pending(outbox: Outbox, config: PushConfig, token: str, session: requests.Session,
                  clock: Callable[[], float] = time.time) -> PushResult:
     """Send every queued report in order through `session` (made by make_session(config), which
@@ -90,14 +110,15 @@ def push_pending(outbox: Outbox, config: PushConfig, token: str, session: reques
     if clock() < outbox.not_before():
         return PushResult(sent=0, remaining=outbox.depth(), error="waiting, as the receiver's Retry-After asked")
     headers = {"Content-Type": "application/json"}
+    url = reports_url(config.url)
     if token:
         headers["Authorization"] = f"Bearer {token}"
     for item in outbox.pending():
         try:
             # verify per request: requests lets REQUESTS_CA_BUNDLE override a Session's verify,
             # and the administrator's ca_bundle must win over the environment.
-            response = within(time.monotonic() + config.deadline, config.deadline, session, config.url,
-                              lambda: _post(session, config, item.body, {**headers, IDEMPOTENCY_HEADER: item.id}))
+            response = within(time.monotonic() + config.deadline, config.deadline, session, url,
+                              lambda: _post(session, url, config, item.body, {**headers, IDEMPOTENCY_HEADER: item.id}))
         except (requests.RequestException, FetchError) as exc:
             return _failed(outbox, sent, dead, item.id, " ".join(f"{type(exc).__name__}: {exc}".split()))
         status = response.status_code
@@ -106,7 +127,7 @@ def push_pending(outbox: Outbox, config: PushConfig, token: str, session: reques
             sent += 1
             log_event(logger, logging.INFO, "push.sent", report=item.id, status=status)
             continue
-        if 400 <= status < 500 and status not in NOT_ABOUT_THE_REPORT:
+        if refused_for_good(status):
             outbox.dead_letter(item.id, status, f"HTTP {status}")
             dead += 1
             log_event(logger, logging.ERROR, "push.dead_lettered", report=item.id, status=status)
@@ -123,8 +144,9 @@ def push_pending(outbox: Outbox, config: PushConfig, token: str, session: reques
     return PushResult(sent=sent, remaining=0, dead_lettered=dead)
 
 
-def _post(session: requests.Session, config: PushConfig, body: bytes, headers: dict[str, str]) -> requests.Response:
-    response = session.post(config.url, data=body, timeout=config.timeout, verify=session.verify, headers=headers,
+def _post(session: requests.Session, url: str, config: PushConfig, body: bytes,
+          headers: dict[str, str]) -> requests.Response:
+    response = session.post(url, data=body, timeout=config.timeout, verify=session.verify, headers=headers,
                             allow_redirects=False)
     response.content  # noqa: B018 - read the answer within the deadline, then give the connection back
     response.close()
@@ -133,19 +155,21 @@ def _post(session: requests.Session, config: PushConfig, body: bytes, headers: d
 
 class PushSink:
     """Push as a sink (config `push:`): a report is queued in the outbox at scan time and sent by
-    the service's push job (push_pending), so it survives a restart or a server that is down."""
+    the service's push job (push_pending), so it survives a restart or a server that is down.
+    With `push.inventory` (the default) the queued body carries the inventory too (push_body)."""
 
     name = "push"
 
     def __init__(self, config: Config, outbox: Outbox) -> None:
         self.outbox = outbox
+        self.with_inventory = config.push.inventory
 
     @staticmethod
     def wanted(config: Config) -> bool:
         return bool(config.push.url)
 
     def accept(self, report: Report, document: bytes) -> None:
-        self.outbox.put(report.id, document)
+        self.outbox.put(report.id, push_body(report, True) if self.with_inventory else document)
 
 
 def _failed(outbox: Outbox, sent: int, dead: int, report_id: str, error: str) -> PushResult:

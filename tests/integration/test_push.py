@@ -89,7 +89,7 @@ def test_a_report_refused_for_good_is_dead_lettered_and_the_rest_go_on(setup, tm
     assert "0 queued, 0 dropped, 1 dead-lettered" in render_status(status)
 
 
-@pytest.mark.parametrize("status", [401, 403, 404, 408])
+@pytest.mark.parametrize("status", [401, 404, 408, 410])
 def test_answers_about_the_endpoint_keep_every_report(setup, status) -> None:
     receiver, outbox, config, session = setup
     receiver.status = status
@@ -250,3 +250,15 @@ def test_plain_http_to_loopback_has_the_deadline_too(tmp_path, direct) -> None:
         stop.set()
         listener.close()
         outbox.close()
+
+
+def test_every_report_refused_for_good_is_set_aside_and_a_new_one_goes_through(setup) -> None:
+    receiver, outbox, config, session = setup
+    receiver.status = 422
+    receiver.start()
+    result = push_pending(outbox, config, PUSH_TOKEN, session)
+    assert (result.sent, result.remaining, outbox.depth(), outbox.dead_lettered()) == (0, 0, 0, 3)
+    outbox.put("report-9", b'{"id": "report-9"}')
+    receiver.status = 200
+    assert push_pending(outbox, config, PUSH_TOKEN, session).sent == 1
+    assert [report for _, report in receiver.deliveries] == ["report-9"]
