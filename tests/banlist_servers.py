@@ -238,8 +238,9 @@ class Nginx:
         self.process = None
 
 
-ENDLESS_LIMIT = 64 * 1024 * 1024
-"""What an "endless" answer sends at most: far beyond any test's max_bytes, far below the memory."""
+ENDLESS_LIMIT = 512 * 1024 * 1024
+"""What an "endless" answer sends at most: beyond every client cap in the tests (256 MiB for MDM
+APIs), yet bounded, so a client whose cap was removed fails its test instead of exhausting memory."""
 
 
 class ScriptedServer:
