@@ -158,6 +158,12 @@ class EnforcementConfig:
     audit_log: str = ""
     quarantine_dir: str = ""
     notify: bool = True
+    network: Literal["none", "hosts", "dnsmasq", "unbound"] = "none"
+    """Block banned services' DNS names here: a managed block in /etc/hosts, or a resolver drop-in."""
+    network_file: str = ""
+    """The file written (under `root`); default /etc/hosts or the resolver's drop-in folder."""
+    network_reload: tuple[str, ...] = ()
+    """Command run after a drop-in changes, e.g. [unbound-control, reload]; none for hosts."""
 
 
 @dataclass(frozen=True)
