@@ -8,12 +8,13 @@ serves both, so the two documents cannot drift in how strictly they are read.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import re
 import types
 import typing
 from datetime import date, datetime, timezone
-from typing import Any, Literal, TypeVar, Union
+from typing import Any, Iterable, Literal, TypeVar, Union
 
 T = TypeVar("T")
 
@@ -73,7 +74,7 @@ def build(cls: type[T], data: Any, path: tuple[str | int, ...] = ()) -> T:
     hints, fields = _described(cls)
     for key in data:
         if key not in fields:
-            raise SchemaError(path + (str(key),), "unknown key")
+            raise SchemaError(path + (str(key),), "unknown key" + did_you_mean(str(key), fields))
     values: dict[str, Any] = {}
     for name, fld in fields.items():
         if name not in data:
@@ -118,6 +119,8 @@ def convert(hint: Any, raw: Any, path: tuple[str | int, ...]) -> Any:
         (inner,) = [a for a in args if a is not type(None)]
         return convert(inner, raw, path)
     if origin is Literal:
+        if isinstance(raw, bool) and all(isinstance(a, str) for a in args):
+            return _yaml_switch(raw, args, path)
         if raw not in args:
             raise SchemaError(path, f"expected one of {', '.join(map(str, args))}, got {raw!r}")
         return raw
@@ -132,6 +135,23 @@ def convert(hint: Any, raw: Any, path: tuple[str | int, ...]) -> Any:
     if dataclasses.is_dataclass(hint):
         return build(hint, raw, path)
     return _scalar(hint, raw, path)
+
+
+def _yaml_switch(raw: bool, choices: tuple[str, ...], path: tuple[str | int, ...]) -> str:
+    """YAML 1.1 reads unquoted `off`/`no` as false and `on`/`yes` as true: where a choice is
+    spelled `off` (or `on`) that is what the writer meant; anything else is refused with a hint
+    rather than with "got False"."""
+    word = "on" if raw else "off"
+    if word in choices:
+        return word
+    raise SchemaError(path, f"expected one of {', '.join(choices)}, got the YAML boolean {str(raw).lower()} "
+                            f"(unquoted on/off/yes/no read as true/false: quote the value, e.g. \"{choices[0]}\")")
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """Return " (did you mean 'x'?)" for the closest candidate (difflib), or "" when none is close."""
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _scalar(hint: Any, raw: Any, path: tuple[str | int, ...]) -> Any:

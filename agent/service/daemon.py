@@ -131,13 +131,14 @@ class Service:
         """(Re)create the periodic jobs from config: interval to interval + splay, in seconds."""
         self.scheduler.clear()
         schedule_config = self.settings.config.schedule
-        splay = interval_seconds(schedule_config.splay)
+        splay = round(interval_seconds(schedule_config.splay, allow_zero=True))
         jobs = [(self.settings.config.banlist.refresh, self.refresh), (schedule_config.scan, self.scan)]
         if self.settings.config.push.url:
             jobs.append((schedule_config.push, self.push))
         for every, job in jobs:
             base = max(1, round(interval_seconds(every)))
-            self.scheduler.every(base).to(base + round(splay)).seconds.do(self._guarded, job)
+            every_job = self.scheduler.every(base)
+            (every_job.to(base + splay) if splay else every_job).seconds.do(self._guarded, job)
 
     def _guarded(self, job: Callable[[], None]) -> None:
         """Run one job unless a stop was requested; a failing job is logged and the service goes on."""

@@ -147,7 +147,7 @@ def test_invalid_list_and_config_name_the_entry_and_key(tmp_path):
     bad_config.write_text("device:\n  group: [staff]\n")
     done = run_cli("check", "--config", str(bad_config))
     assert done.returncode == 2
-    assert done.stderr == f"appban: config {bad_config}: key 'device.group': unknown key\n"
+    assert done.stderr == f"appban: config {bad_config}: key 'device.group': unknown key (did you mean 'groups'?)\n"
 
 
 def test_saved_inventory_is_checked_on_its_own_devices_with_group_scoping(tmp_path):

@@ -42,3 +42,16 @@ def test_text_log_lines_start_with_an_iso_8601_time() -> None:
     for line in lines:
         stamp = datetime.fromisoformat(line.split()[0])
         assert stamp.tzinfo is not None
+
+
+@pytest.mark.parametrize(("argv", "suggestion"), [
+    (["check", "--enforse"], "unrecognized arguments: --enforse (did you mean '--enforce'?)"),
+    (["chek"], "invalid choice: 'chek'"),
+    (["inventory", "--fromat", "json"], "(did you mean '--format'?)"),
+])
+def test_a_misspelt_flag_or_command_suggests_the_nearest(argv: list[str], suggestion: str) -> None:
+    done = run_cli(*argv)
+    assert done.returncode == 2 and done.stdout == ""
+    assert suggestion in done.stderr.splitlines()[-1]
+    if argv == ["chek"]:
+        assert done.stderr.splitlines()[-1].endswith("(did you mean 'check'?)")
