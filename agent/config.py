@@ -194,7 +194,9 @@ class LoggingConfig:
     """Log format (one event per line) and level."""
 
     format: Literal["text", "json"] = "text"
-    level: Literal["debug", "info", "warning", "error"] = "warning"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    """The service's level: info shows it listening, each scan and each finding (a SIEM then
+    needs no report parsing); `appban` commands log at warning unless given -v."""
 
 
 @dataclass(frozen=True)

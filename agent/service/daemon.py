@@ -201,6 +201,10 @@ class Service:
         self._update(report=report, report_json=report_json, inventory_json=inventory_json,
                      last_scan=time.time(), scan_duration=duration,
                      queue_depth=self.outbox.depth(), dropped=self.outbox.dropped())
+        for finding in report.findings:  # one event each, so a SIEM needs no report parsing
+            log_event(logger, logging.INFO, "scan.finding", app=finding.app.id, device=finding.device,
+                      rule=finding.entry.id, status=finding.status, source=finding.app.source,
+                      version=finding.app.version or None, outcome=finding.outcome or None)
         counts = report.counts()
         log_event(logger, logging.INFO, "scan.done", report=report.id, apps=len(report.inventory.apps),
                   violations=counts["violation"], errors=len(report.inventory.errors),
