@@ -68,6 +68,7 @@ def gather(args: argparse.Namespace, config: Config, groups: list[str] | None = 
             apps=tuple(a for p in parts for a in p.apps),
             errors=tuple(e for p in parts for e in p.errors),
             notes=tuple(n for p in parts for n in p.notes),
+            collected_at=parts[0].collected_at if len(parts) == 1 else None,
         )
         return assign_groups(loaded, config.gateway, local=None)
     return collect_here(config, args.root, args.source, groups)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import platform
 import socket
+from datetime import datetime, timezone
 from typing import Sequence
 
 from agent.errors import UserError
@@ -89,13 +90,15 @@ def collect(ctx: Context, sources: Sequence[str] = (), groups: Sequence[str] | N
     a gateway collector found). A requested collector that cannot run here is an error; one that
     was not requested is skipped quietly."""
     host = local_device(ctx, groups)
+    began = datetime.now(timezone.utc)
     devices: dict[str, Device] = {host.id: host}
     apps: list[App] = []
     errors: list[CollectorError] = []
     notes: list[str] = []
     collectors = select(sources)
     if not ctx.root.is_dir():
-        return Inventory(devices=(host,), apps=(), errors=(CollectorError("inventory", f"root {ctx.root}: not a folder"),))
+        return Inventory(devices=(host,), apps=(), errors=(CollectorError("inventory", f"root {ctx.root}: not a folder"),),
+                         collected_at=began)
     for collector in collectors:
         if collector.live_only and not ctx.live:
             if sources:
@@ -120,6 +123,7 @@ def collect(ctx: Context, sources: Sequence[str] = (), groups: Sequence[str] | N
         notes.extend(result.notes)
     return Inventory(
         devices=tuple(devices.values()), apps=tuple(merge_launchers(apps)), errors=tuple(errors), notes=tuple(notes),
+        collected_at=began,
     )
 
 

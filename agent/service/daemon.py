@@ -39,7 +39,7 @@ from agent.scan import build_report, collect_here, enforce_report
 from agent.service import server
 from agent.service.keeper import GuardKeeper
 from agent.service.settings import ServiceError, Settings, load_settings
-from agent.report.snapshot import Snapshot, render_documents
+from agent.report.snapshot import Snapshot, iso_time, render_documents
 from agent.service.state import INVENTORY, REPORT, LockHeld, acquire_lock, write_atomic, write_status
 
 logger = logging.getLogger(__name__)
@@ -240,7 +240,7 @@ class Service:
         return self.snapshot
 
     def _status(self) -> dict[str, object]:
-        return {"started": self.started, **self.snapshot.facts()}
+        return {"started": iso_time(self.started), **self.snapshot.facts()}
 
     def _start_endpoint(self, settings: Settings) -> None:
         if settings.config.server.listen:
