@@ -55,3 +55,15 @@ def test_a_misspelt_flag_or_command_suggests_the_nearest(argv: list[str], sugges
     assert suggestion in done.stderr.splitlines()[-1]
     if argv == ["chek"]:
         assert done.stderr.splitlines()[-1].endswith("(did you mean 'check'?)")
+
+
+def test_inventory_table_lists_apps_and_counts_processes_apart() -> None:
+    done = run_cli("inventory", "--source", "process", "--source", "dpkg", env={"COLUMNS": "100"})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["APP", "VERSION", "SOURCE", "USER", "DEVICE"] and len(lines[0]) <= 100
+    listed = [line for line in lines[1:] if line.split()[2:3] == ["dpkg"]]
+    assert listed, "the installed packages are listed one per line"
+    assert any(line.startswith("dpkg ") for line in listed), "dpkg itself is installed here"
+    summary = lines[-1]
+    assert summary.startswith(f"{len(listed)} app(s) and ") and "running process(es) on 1 device(s)" in summary
