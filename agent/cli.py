@@ -97,7 +97,7 @@ def log_settings(args: argparse.Namespace) -> tuple[str, str]:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(_chosen(argv)).parse_args(argv)
-    log.configure(*log_settings(args))
+    log.configure(*log_settings(args), notices=sys.stderr.isatty())
     try:
         return args.run(args)
     except UserError as exc:
