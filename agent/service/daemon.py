@@ -1,8 +1,10 @@
 """`appban run`: the long-running service — ban-list refresh, scan and push on a schedule.
 
-One main thread runs the jobs (`schedule`) and sleeps on an event between them, so the idle
-service costs nothing but its memory; signals only set flags and wake it: SIGTERM/SIGINT let the
-job in progress finish and then exit 0, SIGHUP reloads the config (a bad one is refused with one
+One main thread runs the jobs (`schedule`) and sleeps on a self-pipe between them (see
+agent/service/wakeup.py), so the idle service costs nothing but its memory; signals only set flags
+and wake it: SIGTERM/SIGINT let the job in progress finish and then exit 0 (a scan still
+collecting is abandoned instead: collecting writes nothing, and a collector stuck on a slow
+disk or command must not keep the service from stopping), SIGHUP reloads the config (a bad one is refused with one
 log line and the old one stays). The pull endpoint serves from its own threads and reads the
 latest immutable Snapshot. A lock in the state directory keeps a second instance out.
 """
@@ -13,7 +15,6 @@ import logging
 import signal
 import sqlite3
 import sys
-import threading
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -30,7 +31,7 @@ from agent.config import Config, ConfigError, interval_seconds
 from agent.enforce.guard import build_deny
 from agent.inventory import UnknownSourceError
 from agent.log import log_event
-from agent.model import BanList, BanListInfo, Report
+from agent.model import BanList, BanListInfo, Inventory, Report
 from agent.report.outbox import Outbox
 from agent.report.push import push_pending
 from agent.report.sinks import deliver, open_sinks
@@ -41,12 +42,20 @@ from agent.service.keeper import GuardKeeper
 from agent.service.settings import ServiceError, Settings, load_settings
 from agent.report.snapshot import Snapshot, iso_time, render_documents
 from agent.service.state import INVENTORY, REPORT, LockHeld, acquire_lock, write_atomic, write_status
+from agent.service.wakeup import Wakeup
 
 logger = logging.getLogger(__name__)
 
 MAX_SLEEP = 3600.0
 RELOAD_ERRORS = (ConfigError, UnknownSourceError, ServiceError)
 SINK_ERRORS = (OSError,)
+
+
+class ScanAbandoned(BaseException):
+    """Raised by the stop handler into a scan that is still collecting (nothing written yet).
+
+    A BaseException, so no collector's per-record or per-collector `except Exception` keeps it.
+    """
 
 
 def run_service(config_path: str | None, state_dir: str | None) -> int:
@@ -88,13 +97,15 @@ class Service:
         self.started = time.time()
         self._stop = False
         self._reload = False
-        self._wake = threading.Event()
+        self._collecting = False
+        self._wake = Wakeup()
 
     def run(self) -> int:
         """Start the endpoint, run every job once, then follow the schedule until told to stop."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)
+        self._wake.install()
         log_event(logger, logging.INFO, "service.started", state_dir=str(self.settings.state_dir))
         try:
             self._start_endpoint(self.settings)
@@ -109,7 +120,7 @@ class Service:
             self._wake.clear()
             if self._reload:
                 self._reload = False
-                self._apply_reload()
+                self._guarded(self._apply_reload)
             self.scheduler.run_pending()
             if self._stop:
                 break
@@ -122,6 +133,9 @@ class Service:
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         self._stop = True
         self._wake.set()
+        if self._collecting:
+            self._collecting = False
+            raise ScanAbandoned
 
     def _on_reload(self, signum: int, frame: FrameType | None) -> None:
         self._reload = True
@@ -146,6 +160,8 @@ class Service:
             return
         try:
             job()
+        except ScanAbandoned:
+            log_event(logger, logging.WARNING, "scan.abandoned", reason="stop requested while collecting")
         except Exception as exc:  # noqa: BLE001 - one failed run must not end the service
             log_event(logger, logging.ERROR, "job.failed", job=job.__name__,
                       error=" ".join(f"{type(exc).__name__}: {exc}".split()))
@@ -187,7 +203,7 @@ class Service:
         began = time.monotonic()
         log_event(logger, logging.INFO, "scan.started", serial=self.banlist.serial)
         now = datetime.now(timezone.utc)
-        report = build_report(self.banlist, self.banlist_info, collect_here(self.settings.config), now)
+        report = build_report(self.banlist, self.banlist_info, self._collect(), now)
         report = self._enforce(self.settings.config, self.banlist, report, now)
         report_json, inventory_json = render_documents(report)
         state_dir = self.settings.state_dir
@@ -210,6 +226,14 @@ class Service:
                   violations=counts["violation"], errors=len(report.inventory.errors),
                   seconds=round(duration, 3))
         self.push()
+
+    def _collect(self) -> Inventory:
+        """Collect this machine's inventory; a stop signal meanwhile abandons it (ScanAbandoned)."""
+        self._collecting = True
+        try:
+            return collect_here(self.settings.config)
+        finally:
+            self._collecting = False
 
     def _enforce(self, config: Config, banlist: BanList, report: Report, now: datetime) -> Report:
         """Block what the list and the *local* config say to block (nothing while
@@ -254,11 +278,18 @@ class Service:
             self.endpoint = None
 
     def _apply_reload(self) -> None:
-        """Load the config again; refuse a bad one (one log line) and keep running on the old one."""
+        """Load the config again; refuse a bad one (one log line) and keep running on the old one.
+
+        Any error while loading, not only the expected ones, is a refusal: a config the checks did
+        not foresee must never end the service.
+        """
         try:
             new = self._reload_settings()
         except RELOAD_ERRORS as exc:
             log_event(logger, logging.ERROR, "config.rejected", error=str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - see above: the old config stays in force
+            log_event(logger, logging.ERROR, "config.rejected", error=" ".join(f"{type(exc).__name__}: {exc}".split()))
             return
         if new.state_dir != self.settings.state_dir:
             log_event(logger, logging.WARNING, "config.state_dir_ignored", wanted=str(new.state_dir),
@@ -292,4 +323,5 @@ class Service:
         self._stop_endpoint()
         self.outbox.close()
         self.session.close()
+        self._wake.close()
         log_event(logger, logging.INFO, "service.stopped")

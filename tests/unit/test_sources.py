@@ -3,7 +3,6 @@ and with the collector registry: a source cannot be known to one module and forg
 
 from __future__ import annotations
 
-from agent.enforce.guard import PACKAGE_FILES
 from agent.enforce.uninstall import PINNERS, UNINSTALLERS
 from agent.inventory import collector_names
 from agent.inventory.owned import FILE_LISTS
@@ -29,7 +28,6 @@ def test_each_remover_has_an_argv_builder_except_the_phone() -> None:
 def test_each_pin_and_file_list_has_its_implementation() -> None:
     assert {f.pin for f in SOURCES.values() if f.pin} == set(PINNERS)
     assert {name for name, f in SOURCES.items() if f.file_list} == set(FILE_LISTS)
-    assert set(PACKAGE_FILES) <= set(FILE_LISTS)
 
 
 def test_rehearsal_only_with_a_remover_and_unknown_sources_are_never_acted_on() -> None:
