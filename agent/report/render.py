@@ -12,10 +12,12 @@ from agent.model import App, Device, Entry, Finding, Inventory, Report, app_coun
 from agent.report.textwidth import DEFAULT_WIDTH, fit, wrap
 
 Columns = tuple[tuple[str, int], ...]
-"""(heading, share): a share is the column's width at 80 columns; shares of 0 are fixed."""
-_FINDING_COLUMNS: tuple[tuple[str, int, bool], ...] = (
+"""(heading, width) of each column, as laid out for one table width."""
+ColumnSpec = tuple[tuple[str, int, bool], ...]
+"""(heading, width at 80 columns, whether it stretches with the terminal)."""
+_FINDING_COLUMNS: ColumnSpec = (
     ("STATUS", 9, False), ("APP", 22, True), ("SOURCE", 8, False), ("DEVICE", 16, True), ("RULE", 21, True))
-_APP_COLUMNS: tuple[tuple[str, int, bool], ...] = (
+_APP_COLUMNS: ColumnSpec = (
     ("APP", 28, True), ("VERSION", 14, True), ("SOURCE", 8, False), ("USER", 8, True), ("DEVICE", 17, True))
 
 
@@ -24,7 +26,7 @@ def render_json(report: Report) -> str:
     return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
 
-def layout(spec: tuple[tuple[str, int, bool], ...], width: int) -> Columns:
+def layout(spec: ColumnSpec, width: int) -> Columns:
     """Given column specs (heading, width at 80 columns, stretches) and the width to fill, return
     the columns: fixed ones keep their width, the others share what is left in proportion."""
     gaps = len(spec) - 1
