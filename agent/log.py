@@ -68,9 +68,13 @@ class WaitNotices(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         template = WAITS.get(record.getMessage())
-        if template is not None:
+        if template is None:
+            return
+        try:
             sys.stderr.write(template.format(**getattr(record, _FIELDS, {})) + "\n")
             sys.stderr.flush()
+        except (KeyError, ValueError, OSError):  # as StreamHandler does: a log line never ends a run
+            self.handleError(record)
 
 
 def configure(fmt: str = "text", level: str = "warning", notices: bool = False) -> None:
