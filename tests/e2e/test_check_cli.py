@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import jsonschema
@@ -34,7 +35,7 @@ entries:
 @pytest.fixture()
 def banned_process(tmp_path):
     """A real process running under a banned executable name (a copy of `sleep`)."""
-    name = f"wechat-appban-{tmp_path.name[-6:]}".lower()
+    name = f"wechat-appban-{uuid.uuid4().hex[:8]}"  # unique: other suites may run this test at once
     exe = tmp_path / name
     shutil.copy(shutil.which("sleep"), exe)
     proc = subprocess.Popen([str(exe), "60"])
