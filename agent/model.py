@@ -7,18 +7,36 @@ be tested in isolation and a record can cross a process boundary as JSON without
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+from agent.domains import normalise_domains
 from agent.versions import parse_spec
 
 ID_PATTERN = r"[a-z0-9._-]+"
 
 
+class Folded(tuple):
+    """Case-folded identifiers that remember the list's own spelling in `spelled`.
+
+    Why: appban compares identifiers case-insensitively, but the engines a list is exported to
+    (MDMs, Santa) compare bundle ids and package names exactly, so an export needs the original."""
+
+    spelled: tuple[str, ...]
+
+
 def _lowered(values: tuple[str, ...]) -> tuple[str, ...]:
     """Identifiers compare case-insensitively, so they are folded once, when the list is read."""
-    return tuple(v.casefold() for v in values)
+    folded = Folded(v.casefold() for v in values)
+    folded.spelled = tuple(values)
+    return folded
+
+
+def spelled(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Return identifiers as the ban list spelled them (for exports to case-sensitive engines)."""
+    return getattr(values, "spelled", values)
 
 
 def _valid_spec(text: str) -> str:
@@ -38,6 +56,22 @@ def _strings(value: Any, key: str) -> tuple[str, ...]:
         raise TypeError(f"{key!r} is not a list")
     return tuple(str(v) for v in value)
 
+def build_record(cls: type[Any], values: dict[str, Any]) -> Any:
+    """Return an instance of the frozen dataclass `cls` with `values` over its fields' defaults,
+    without running its __init__ (which sets each field through object.__setattr__). Fields
+    added later get their defaults here too, so adding a field stays a one-line change."""
+    record = object.__new__(cls)
+    fields = _defaults(cls).copy()
+    fields.update(values)
+    object.__setattr__(record, "__dict__", fields)
+    return record
+
+
+@functools.cache
+def _defaults(cls: type[Any]) -> dict[str, Any]:
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+
+
 LOCAL_DEVICE = "local"
 """Placeholder device id that collectors of the local host use; the check replaces it with the
 real device id, so a collector never has to know how the device is named in config."""
@@ -47,9 +81,24 @@ STATUSES: tuple[Status, ...] = ("violation", "advisory", "upcoming", "exempt")
 
 MATCH_KINDS: tuple[str, ...] = (
     "android", "ios", "macos", "windows", "deb", "rpm", "flatpak", "snap",
-    "names", "publishers", "executables", "sha256",
+    "names", "publishers", "executables", "sha256", "domains",
 )
 """The identifier lists an entry's `match` may hold, in the order the format documents them."""
+
+DEVICE_KINDS: tuple[str, ...] = ("host", "android", "ios", "macos", "windows", "mdm")
+"""The kinds a Device can be, which an entry's `device_kinds` names (a typo would silently make
+an entry apply to nothing, so other words are refused)."""
+
+Ownership = Literal["corporate", "personal", "unknown"]
+"""Who owns a device: the directives cover government-issued devices, not personal ones."""
+
+
+def _known_kinds(kinds: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = [k for k in kinds if k not in DEVICE_KINDS]
+    if unknown:
+        raise ValueError(f"unknown device kind {unknown[0]!r} (known: {', '.join(DEVICE_KINDS)})")
+    return kinds
+
 
 @dataclass(frozen=True)
 class Device:
@@ -62,6 +111,8 @@ class Device:
     groups: tuple[str, ...] = ()
     attributes: tuple[tuple[str, str], ...] = ()
     """Extra identity (serial, model, MDM owner, …) as sorted pairs, so the record stays hashable."""
+    ownership: Ownership = "unknown"
+    """corporate (government-issued), personal, or unknown when nothing said which."""
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -78,7 +129,13 @@ class Device:
             os=str(data.get("os") or ""),
             groups=_strings(data.get("groups"), "groups"),
             attributes=tuple(sorted((str(k), str(v)) for k, v in (data.get("attributes") or {}).items())),
+            ownership=_ownership(data.get("ownership")),
         )
+
+
+def _ownership(value: Any) -> Ownership:
+    """Read a saved device's ownership; an absent or unknown word is `unknown`, never a guess."""
+    return value if value in ("corporate", "personal") else "unknown"
 
 
 @dataclass(frozen=True)
@@ -118,19 +175,21 @@ class App:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> App:
-        return cls(
-            source=str(data["source"]),
-            id=str(data["id"]),
-            name=str(data.get("name") or ""),
-            version=str(data.get("version") or ""),
-            publisher=str(data.get("publisher") or ""),
-            path=str(data.get("path") or ""),
-            user=str(data.get("user") or ""),
-            device=str(data.get("device") or LOCAL_DEVICE),
-            aliases=_strings(data.get("aliases"), "aliases"),
-            sha256=str(data.get("sha256") or ""),
-            extra=tuple(sorted((str(k), str(v)) for k, v in (data.get("extra") or {}).items())),
-        )
+        """Return the App of one `appban.inventory/v1` record.
+
+        Built like `on_device` (the instance dictionary filled directly, over the defaults of
+        every field): a saved fleet inventory has 100,000s of records, and the frozen __init__
+        (a setattr per field) was a third of reading one."""
+        get = data.get
+        extra = get("extra")
+        return build_record(cls, {
+            "source": str(data["source"]), "id": str(data["id"]), "name": str(get("name") or ""),
+            "version": str(get("version") or ""), "publisher": str(get("publisher") or ""),
+            "path": str(get("path") or ""), "user": str(get("user") or ""),
+            "device": str(get("device") or LOCAL_DEVICE), "aliases": _strings(get("aliases"), "aliases"),
+            "sha256": str(get("sha256") or ""),
+            "extra": tuple(sorted((str(k), str(v)) for k, v in extra.items())) if extra else (),
+        })
 
     def on_device(self, device: str) -> App:
         """Return a copy of this record on `device`.
@@ -184,6 +243,9 @@ class Match:
     publishers: tuple[str, ...] = field(default=(), metadata=_IDS)
     executables: tuple[str, ...] = field(default=(), metadata=_IDS)
     sha256: tuple[str, ...] = field(default=(), metadata={"check": _lowered, "pattern": r"[0-9a-fA-F]{64}"})
+    domains: tuple[str, ...] = field(default=(), metadata={"check": normalise_domains})
+    """The service's DNS names (`example.com`, or `*.example.com` for it and every name below it),
+    for the resolver and hosts-file exports and on-device network blocking; apps never match them."""
 
 
 @dataclass(frozen=True)
@@ -202,6 +264,10 @@ class Entry:
     advisory_for: tuple[str, ...] = ()
     exempt: tuple[str, ...] = ()
     versions: str = field(default="", metadata={"check": _valid_spec})
+    device_kinds: tuple[str, ...] = field(default=(), metadata={"check": _known_kinds})
+    """Device kinds the entry covers (android, ios, …); empty means every kind."""
+    ownership: tuple[Literal["corporate", "personal"], ...] = ()
+    """Ownerships the entry covers; empty means both ("government-issued" is `[corporate]`)."""
 
 
 @dataclass(frozen=True)

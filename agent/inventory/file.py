@@ -10,6 +10,7 @@ from typing import Any, Iterable
 
 from agent import __version__
 from agent.errors import UserError
+from agent.gcpause import paused_gc
 from agent.inventory.mdm import ExportError, load_csv, load_zip
 from agent.model import App, CollectorError, Device, Inventory
 from agent.schema import parse_timestamp
@@ -105,7 +106,11 @@ def _merge_device(same: list[Device]) -> Device:
 def load_inventory_file(path: str) -> Inventory:
     """Read an inventory file: appban JSON, or an MDM export (CSV, or a ZIP holding CSV), told
     apart by content. Raise InventoryFileError if unreadable or malformed."""
-    what = f"inventory {path}"
+    with paused_gc():  # 100,000s of records, none in a reference cycle
+        return _load(path, f"inventory {path}")
+
+
+def _load(path: str, what: str) -> Inventory:
     try:
         with open(path, "rb") as handle:
             head = handle.read(64)

@@ -18,17 +18,19 @@ the app's own metainfo/appdata file.
 
 from __future__ import annotations
 
-import configparser
 import logging
 import os
-import xml.etree.ElementTree as ET
-import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.inventory.base import Collected, Context, home_dirs, record_error
 from agent.inventory.reading import RECORD_LIMIT, read_bytes, read_text
 from agent.log import log_event
 from agent.model import App, CollectorError
+
+if TYPE_CHECKING:
+    import configparser
+    import xml.etree.ElementTree as ET
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ _LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 
 def read_keyfile(text: str, what: str) -> configparser.ConfigParser:
     """Given a GLib keyfile's text, return it parsed. Raise ValueError naming `what` if malformed."""
+    import configparser  # the parsers load when flatpak is installed, not on every check
+
     parser = configparser.ConfigParser(interpolation=None, strict=False, delimiters=("=",))
     parser.optionxform = str  # type: ignore[assignment,method-assign]
     try:
@@ -84,6 +88,9 @@ def _appstream(files: Path, app_id: str) -> dict[str, str]:
         files / "share" / folder / f"{app_id}{suffix}"
         for folder in ("metainfo", "appdata") for suffix in (".metainfo.xml", ".appdata.xml")
     ]
+    import xml.etree.ElementTree as ET
+    import zlib
+
     for path in candidates:
         if not path.is_file():
             continue
@@ -101,6 +108,8 @@ def _appstream(files: Path, app_id: str) -> dict[str, str]:
 
 def _gunzip(data: bytes) -> bytes:
     """Return gzip'd AppStream data decompressed, refusing a bomb: at most RECORD_LIMIT × 16 bytes."""
+    import zlib
+
     out = zlib.decompressobj(16 + zlib.MAX_WBITS)
     limit = RECORD_LIMIT * 16
     raw = out.decompress(data, limit)

@@ -9,11 +9,9 @@ Users are found by their folders under /Users, so people who are not logged on c
 from __future__ import annotations
 
 import os
-import plistlib
 import sys
 from pathlib import Path
 from typing import Any, Iterator
-from xml.parsers.expat import ExpatError
 
 from agent.inventory.base import Collected, Context, record_error
 from agent.inventory.reading import read_bytes
@@ -54,6 +52,9 @@ def _string(info: dict[str, Any], key: str) -> str:
 def read_info_plist(bundle: Path) -> dict[str, Any]:
     """Return the bundle's Contents/Info.plist (binary or XML). Raise PlistError naming the bundle
     if it is missing, unreadable, malformed or not a dictionary."""
+    import plistlib  # with the XML parser it uses: only on a macOS volume
+    from xml.parsers.expat import ExpatError
+
     plist = bundle / "Contents" / "Info.plist"
     try:
         info = plistlib.loads(read_bytes(plist))

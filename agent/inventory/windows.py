@@ -18,7 +18,6 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol
-from xml.etree import ElementTree
 
 from agent.inventory.base import Collected, Context
 from agent.inventory.reading import read_bytes, regular_file
@@ -297,6 +296,8 @@ def read_manifest(path: Path) -> dict[str, str]:
     Why optional: the registry gives name, version and publisher id on its own; the manifest
     adds the human display name and the full publisher, when the package folder is readable.
     """
+    from xml.etree import ElementTree  # Store package manifests: only on a Windows volume
+
     try:
         tree = ElementTree.ElementTree(ElementTree.fromstring(read_bytes(path)))
     except (OSError, ElementTree.ParseError, ValueError, LookupError):  # LookupError: unknown encoding

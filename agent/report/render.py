@@ -4,11 +4,11 @@ an argument, measured in terminal columns (agent.report.textwidth), so CJK names
 
 from __future__ import annotations
 
-import json
 from itertools import groupby
 from typing import Sequence
 
 from agent.model import App, Device, Entry, Finding, Inventory, Report, app_counts
+from agent.report import jsontext
 from agent.report.textwidth import DEFAULT_WIDTH, fit, wrap
 
 Columns = tuple[tuple[str, int], ...]
@@ -23,7 +23,7 @@ _APP_COLUMNS: ColumnSpec = (
 
 def render_json(report: Report) -> str:
     """Return the report as indented JSON (UTF-8 names kept readable)."""
-    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    return jsontext.dumps(report.to_dict()) + "\n"
 
 
 def layout(spec: ColumnSpec, width: int) -> Columns:
@@ -111,7 +111,7 @@ def render_table(report: Report, width: int = DEFAULT_WIDTH) -> str:
         who = f"{error.collector} ({error.device})" if error.device else error.collector
         lines += wrap(f"error: {who}: {error.message}", width, subsequent="  ")
     lines += ["", _summary(report)]
-    return "\n".join(map(_printable, lines)) + "\n"
+    return "\n".join(map(printable, lines)) + "\n"
 
 
 def _entries(findings: Sequence[Finding]) -> list[Entry]:
@@ -133,14 +133,14 @@ def render_apps(inventory: Inventory, width: int = DEFAULT_WIDTH) -> str:
                   key=lambda a: (a.device, a.source, (a.name or a.id).casefold(), a.user))
     lines = [_row([name for name, _ in columns], columns)]
     lines += [_row(_app_cells(app), columns) for app in apps]
-    return "\n".join(map(_printable, lines)) + "\n"
+    return "\n".join(map(printable, lines)) + "\n"
 
 
 def _app_cells(app: App) -> tuple[str, ...]:
     return (app.name or app.id, app.version, app.source, app.user or "(system)", app.device)
 
 
-def _printable(line: str) -> str:
+def printable(line: str) -> str:
     """Return `line` with control characters shown as U+FFFD: names, paths and serials come from
     phones, MDM exports and files, and an escape sequence or a line break in one must not
     repaint the terminal or forge a line of the report."""

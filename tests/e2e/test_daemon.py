@@ -18,7 +18,8 @@ import jsonschema
 import pytest
 
 from tests.conftest import REPO, require_tool
-from tests.banlist_servers import Site, free_port, make_pki, nginx, pki, site  # noqa: F401 - nginx, pki, site are fixtures
+from tests.banlist_fixtures import nginx, pki, site  # noqa: F401 - fixtures used by name
+from tests.banlist_servers import Site, free_port, make_pki
 from tests.service_support import APPBAN, BANLIST, TOKEN, Daemon, Receiver, direct_env, wait_until, write_config
 
 HTTP_TIMEOUT = 5.0
