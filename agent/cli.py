@@ -21,6 +21,7 @@ from agent.schema import did_you_mean
 
 COMMANDS = {
     "check": "agent.commands.check",
+    "fleet": "agent.commands.fleet",
     "inventory": "agent.commands.inventory",
     "policy": "agent.commands.policy",
     "quarantine": "agent.commands.quarantine",
