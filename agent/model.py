@@ -354,6 +354,8 @@ class Inventory:
     errors: tuple[CollectorError, ...] = ()
     notes: tuple[str, ...] = ()
     """Blind spots worth telling the reader (e.g. what an MDM export cannot see)."""
+    collected_at: datetime | None = None
+    """When the collectors ran (None for inventories merged from several files)."""
 
 
 def app_counts(inventory: Inventory) -> dict[str, int]:

@@ -13,6 +13,7 @@ import importlib
 import logging
 import platform
 import socket
+from datetime import datetime, timezone
 from typing import Sequence
 
 from agent.errors import UserError
@@ -102,6 +103,7 @@ def collect(ctx: Context, sources: Sequence[str] = (), groups: Sequence[str] | N
     folder, an unmounted mountpoint) that is one error too: zero apps is then no verdict, not
     a clean bill of health."""
     host = local_device(ctx, groups)
+    began = datetime.now(timezone.utc)
     devices: dict[str, Device] = {host.id: host}
     apps: list[App] = []
     errors: list[CollectorError] = []
@@ -109,7 +111,8 @@ def collect(ctx: Context, sources: Sequence[str] = (), groups: Sequence[str] | N
     ran = 0
     collectors = select(sources)
     if not ctx.root.is_dir():
-        return Inventory(devices=(host,), apps=(), errors=(CollectorError("inventory", f"root {ctx.root}: not a folder"),))
+        return Inventory(devices=(host,), apps=(), errors=(CollectorError("inventory", f"root {ctx.root}: not a folder"),),
+                         collected_at=began)
     for collector in collectors:
         if collector.live_only and not ctx.live:
             if sources:
@@ -138,6 +141,7 @@ def collect(ctx: Context, sources: Sequence[str] = (), groups: Sequence[str] | N
                                                   "(an empty folder, or a volume that is not mounted?)"))
     return Inventory(
         devices=tuple(devices.values()), apps=tuple(merge_launchers(apps)), errors=tuple(errors), notes=tuple(notes),
+        collected_at=began,
     )
 
 
