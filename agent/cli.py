@@ -1,8 +1,9 @@
 """Command-line entry point: argument parsing and exit codes, nothing else.
 
 Every error a user can cause (a bad config, ban list or inventory file, an unknown source) is a
-UserError, printed as one line on stderr with exit 2, the "no verdict" code; tracebacks are for
-bugs only. Only the module of the command being run is imported: `appban check` must not pay for
+UserError, printed as one line on stderr with exit 2, the "no verdict" code. Any other error is a
+bug, and still one line with exit 2: exit 1 means "violation" and nothing else, so a traceback
+(which Python ends with status 1) must never reach a script that acts on the verdict. Only the module of the command being run is imported: `appban check` must not pay for
 the service, the enforcement engine or the HTTP stack it does not use.
 """
 
@@ -34,13 +35,28 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """Return the parser with every subcommand, or with `only` that one (all are listed for help)."""
     parser = argparse.ArgumentParser(prog="appban", description="Keep banned apps off government devices.")
     parser.add_argument("--version", action="version", version=f"appban {__version__}")
-    parser.add_argument("--log-format", choices=("text", "json"), default="text", help="log format on stderr")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-v info, -vv debug)")
+    _add_global_flags(parser, default_format="text", default_verbose=0)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
         if only is None or name == only:
             importlib.import_module(module).add_parser(subparsers)
+    for subparser in subparsers.choices.values():  # `appban check -v` as well as `appban -v check`
+        _add_global_flags(subparser, default_format=argparse.SUPPRESS, default_verbose=argparse.SUPPRESS,
+                          suffix=AFTER)
     return parser
+
+
+AFTER = "_after"
+"""Dest suffix of the global flags given after the subcommand; argparse copies a subcommand's
+values over the top-level ones, so they are kept apart and combined in main()."""
+
+
+def _add_global_flags(parser: argparse.ArgumentParser, default_format: str, default_verbose: object,
+                      suffix: str = "") -> None:
+    parser.add_argument("--log-format", choices=("text", "json"), default=default_format,
+                        dest="log_format" + suffix, help="log format on stderr")
+    parser.add_argument("-v", "--verbose", action="count", default=default_verbose, dest="verbose" + suffix,
+                        help="more log output (-v info, -vv debug)")
 
 
 def _chosen(argv: Sequence[str]) -> str | None:
@@ -48,10 +64,17 @@ def _chosen(argv: Sequence[str]) -> str | None:
     return next((word for word in argv if word in COMMANDS), None)
 
 
+def log_settings(args: argparse.Namespace) -> tuple[str, str]:
+    """Given parsed arguments, return (log format, level): a format after the subcommand wins,
+    `-v` counts before and after it add up."""
+    verbose = args.verbose + getattr(args, "verbose" + AFTER, 0)
+    return getattr(args, "log_format" + AFTER, args.log_format), ("warning", "info", "debug")[min(verbose, 2)]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(_chosen(argv)).parse_args(argv)
-    log.configure(args.log_format, ("warning", "info", "debug")[min(args.verbose, 2)])
+    log.configure(*log_settings(args))
     try:
         return args.run(args)
     except UserError as exc:
@@ -59,6 +82,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_NO_VERDICT
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # noqa: BLE001 - an unexpected error is "no verdict", never 1 ("violation")
+        print(f"appban: internal error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_NO_VERDICT
+
+
+def one_line(exc: BaseException) -> str:
+    """Return an exception as one line: its type and message, whitespace collapsed, at most 500
+    characters (a RecursionError's message or a parser's can be long)."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from agent.documents import DocumentError, load_document
 from agent.errors import UserError
@@ -87,23 +88,22 @@ def _https(url: str) -> str:
     """The list decides what is blocked fleet-wide, so it only travels over verified TLS."""
     if url and not url.startswith("https://"):
         raise ValueError(f"must be an https:// URL, got {url!r}")
+    return _url(url)
+
+
+def _url(url: str) -> str:
+    """Refuse a URL that cannot be parsed (`https://[x`, a port out of range) when the config is
+    read: found later, inside the service, it would be an error the reload path never expected."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is the check (out of range, not a number)
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL {url!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL with a host: {url!r}")
     return url
-
-
-def _public_keys(keys: tuple[str, ...]) -> tuple[str, ...]:
-    """Refuse a malformed trusted key when the config is read, not at the first refresh.
-
-    The signature module (and the crypto library it loads) is imported only when keys are
-    configured: most checks never verify a signature, and start-up time is a goal of `check`.
-    """
-    from agent.banlist.signature import SignatureError, parse_public_key
-
-    for number, key in enumerate(keys, 1):
-        try:
-            parse_public_key(key)
-        except SignatureError as exc:
-            raise ValueError(f"key #{number}: {exc}") from None
-    return keys
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,8 @@ class BanlistConfig:
     path: str = ""
     url: str = field(default="", metadata={"check": _https})
     signature_url: str = field(default="", metadata={"check": _https})
-    trusted_keys: tuple[str, ...] = field(default=(), metadata={"check": _public_keys})
+    trusted_keys: tuple[str, ...] = ()
+    """minisign public keys; checked as the config is loaded (agent.banlist.keys)."""
     allow_unsigned: bool = False
     refresh: str = field(default="1h", metadata=_INTERVAL_CHECK)
     timeout: float = field(default=10.0, metadata=_POSITIVE)
@@ -171,13 +172,20 @@ class ServerConfig:
 class PushConfig:
     """Where reports are pushed; off while `url` is empty."""
 
-    url: str = ""
+    url: str = field(default="", metadata={"check": _url})
     token_file: str = ""
     ca_bundle: str = ""
     client_cert: str = ""
     client_key: str = ""
     timeout: float = field(default=10.0, metadata=_POSITIVE)
     max_queue: int = 1000
+
+
+@dataclass(frozen=True)
+class JsonlConfig:
+    """The JSON-lines file sink for a SIEM (agent/report/jsonl.py); off while `path` is empty."""
+
+    path: str = ""
 
 
 @dataclass(frozen=True)
@@ -239,6 +247,7 @@ class Config:
     enforcement: EnforcementConfig = field(default_factory=EnforcementConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     push: PushConfig = field(default_factory=PushConfig)
+    jsonl: JsonlConfig = field(default_factory=JsonlConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)

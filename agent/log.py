@@ -21,12 +21,17 @@ def log_event(logger: logging.Logger, level: int, event: str, **fields: Any) -> 
     logger.log(level, event, extra={_FIELDS: clean})
 
 
+def timestamp(record: logging.LogRecord) -> str:
+    """The record's time in ISO 8601, UTC, to the millisecond (as journald and SIEMs sort it)."""
+    return datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, event and the event's fields."""
 
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "time": timestamp(record),
             "level": record.levelname.lower(),
             "logger": record.name,
             "event": record.getMessage(),
@@ -38,10 +43,10 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """`LEVEL event key=value ...` on one line, quoting values that contain spaces."""
+    """`TIME LEVEL event key=value ...` on one line, quoting values that contain spaces."""
 
     def format(self, record: logging.LogRecord) -> str:
-        parts = [record.levelname.lower(), record.getMessage()]
+        parts = [timestamp(record), record.levelname.lower(), record.getMessage()]
         for key, value in getattr(record, _FIELDS, {}).items():
             text = str(value)
             parts.append(f"{key}={json.dumps(text, ensure_ascii=False) if (' ' in text or not text) else text}")

@@ -16,8 +16,9 @@ from datetime import datetime
 from typing import Iterable, Mapping
 
 from agent.model import (
-    SOURCE_KIND, App, BanException, BanList, Device, Entry, Finding, Status, aware,
+    App, BanException, BanList, Device, Entry, Finding, Status, aware,
 )
+from agent.sources import MATCH_KINDS_OF_SOURCES, facts
 from agent.versions import VersionSpec, parse_spec
 
 _WILDCARD = re.compile(r"[*?\[]")
@@ -131,7 +132,7 @@ def compile_banlist(banlist: BanList) -> CompiledBanList:
     hashes: dict[str, list[Hit]] = defaultdict(list)
     versions: dict[int, VersionSpec] = {}
     for index, entry in enumerate(banlist.entries):
-        for kind in set(SOURCE_KIND.values()):
+        for kind in MATCH_KINDS_OF_SOURCES:
             for ident in getattr(entry.match, kind):
                 ids[kind][ident].append((index, f"{kind}:{ident}"))
         for pattern in entry.match.names:
@@ -160,8 +161,8 @@ def _hits(app: App, compiled: CompiledBanList, texts: dict[tuple[int, str], tupl
     ("Microsoft Corporation", "Google LLC") cover most apps of a fleet.
     """
     hits: list[Hit] = []
-    kind = SOURCE_KIND.get(app.source)
-    table = compiled.ids.get(kind) if kind is not None else None
+    kind = facts(app.source).match_kind
+    table = compiled.ids.get(kind) if kind else None
     if table:
         hits += table.get(app.id.casefold(), ())
         for alias in app.aliases:

@@ -68,14 +68,6 @@ MATCH_KINDS: tuple[str, ...] = (
 )
 """The identifier lists an entry's `match` may hold, in the order the format documents them."""
 
-SOURCE_KIND: dict[str, str] = {
-    "dpkg": "deb", "rpm": "rpm", "flatpak": "flatpak", "snap": "snap",
-    "android": "android", "ios": "ios", "macos": "macos", "windows": "windows",
-}
-"""Which `match` list holds identifiers of each source's `id` (sources not named here, such as
-`process` or `desktop`, are matched by names, publishers, executables and hashes only)."""
-
-
 @dataclass(frozen=True)
 class Device:
     """A device that apps are installed on: the local host, or a phone seen through a gateway."""
@@ -328,6 +320,13 @@ def app_counts(inventory: Inventory) -> dict[str, int]:
 def aware(moment: datetime) -> datetime:
     """Return `moment` with a time zone, reading a naive one as UTC, so comparisons never raise."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def staleness(banlist: BanList, now: datetime) -> tuple[bool, datetime | None]:
+    """Return (stale, since): a list past its `expires` is still used, but flagged everywhere."""
+    if banlist.expires is not None and aware(now) > aware(banlist.expires):
+        return True, banlist.expires
+    return False, None
 
 
 @dataclass(frozen=True)

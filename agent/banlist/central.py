@@ -21,10 +21,9 @@ from agent.banlist.cache import CacheError, CacheMeta, SuccessionError
 from agent.banlist.fetch import MAX_SIGNATURE_BYTES, FetchError, Validators, get, make_session, signature_url
 from agent.banlist.parse import BanListError, parse_banlist
 from agent.banlist.signature import SignatureError, Verified, parse_public_key, verify
-from agent.banlist.source import staleness
 from agent.config import BanlistConfig, Config
 from agent.log import log_event
-from agent.model import BanList, BanListInfo
+from agent.model import BanList, BanListInfo, staleness
 
 if TYPE_CHECKING:
     import requests

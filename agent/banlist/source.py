@@ -14,7 +14,7 @@ from pathlib import Path
 
 from agent.banlist.parse import BanListError, parse_banlist
 from agent.config import Config
-from agent.model import BanList, BanListInfo, aware
+from agent.model import BanList, BanListInfo, staleness
 
 BUNDLED = "banlist.example.json"
 """The bundled list as JSON, generated from `banlist.example.yaml` (the copy people edit) by
@@ -30,13 +30,6 @@ def bundled_bytes() -> bytes:
     import agent.bundled
 
     return Path(agent.bundled.__file__).with_name(BUNDLED).read_bytes()
-
-
-def staleness(banlist: BanList, now: datetime) -> tuple[bool, datetime | None]:
-    """Return (stale, since): a list past its `expires` is still used, but flagged everywhere."""
-    if banlist.expires is not None and aware(now) > aware(banlist.expires):
-        return True, banlist.expires
-    return False, None
 
 
 def is_url(choice: str) -> bool:

@@ -6,7 +6,6 @@ Exit 0 when there is no violation, 1 when there is one, 2 when no verdict could 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 from datetime import datetime, timezone
@@ -18,9 +17,9 @@ from agent.commands.common import (
     write_out,
 )
 from agent.config import Config
-from agent.model import BanList, Finding, Report
-from agent.report.build import build_report
+from agent.model import BanList, Report
 from agent.report.render import render_json, render_table
+from agent.scan import build_report, enforce_report
 
 EXIT_COMPLIANT, EXIT_VIOLATION, EXIT_NO_VERDICT = 0, 1, 2
 
@@ -53,21 +52,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _enforce(
     args: argparse.Namespace, config: Config, banlist: BanList, report: Report, now: datetime,
-) -> tuple[Finding, ...]:
-    """Plan and carry out blocking on this host; return the findings with their outcomes.
-
-    The enforcement modules are imported here, not at the top: a plain check never needs them
-    and they are a noticeable share of the command's start-up.
-    """
-    from agent.enforce.act import enforce, write_fapolicyd_rules
+) -> Report:
+    """Plan and carry out blocking on this host (and, where fapolicyd guards, write its rules);
+    return the report with the findings' outcomes. The plan goes to stderr under --format json."""
+    from agent.enforce.act import write_fapolicyd_rules
     from agent.runner import Runner
 
     out = sys.stderr if args.format == "json" else sys.stdout
     runner = Runner(commands=config.commands)
-    host = report.inventory.devices[0]
-    findings = enforce(report.findings, config, host, runner, out, args.dry_run).findings
-    write_fapolicyd_rules(banlist, findings, config, host, runner, out, now, args.dry_run)
-    return tuple(findings)
+    report = enforce_report(report, config, runner, out, args.dry_run)
+    write_fapolicyd_rules(banlist, report.findings, config, report.inventory.devices[0], runner, out, now,
+                          args.dry_run)
+    return report
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,13 +75,16 @@ def run(args: argparse.Namespace) -> int:
     config = config_from(args)
     if enforcing:
         _same_system(args.root or config.inventory.root, config.enforcement.root)
+        if config.enforcement.mode != "block":  # opt-in is local: say why nothing will happen
+            print("appban: --enforce: the local config has enforcement.mode: report, so nothing is blocked "
+                  "(set enforcement.mode: block to allow it)", file=sys.stderr)
     banlist, info, warning = load_fresh(config, args.banlist, now, state_dir_from(args, config))
     if warning:
         print(f"appban: warning: {warning}", file=sys.stderr)
     inventory = gather(args, config, args.group)
     report = build_report(banlist, info, inventory, now)
     if enforcing:
-        report = dataclasses.replace(report, findings=_enforce(args, config, banlist, report, now))
+        report = _enforce(args, config, banlist, report, now)
     write_out(render_json(report) if args.format == "json" else render_table(report))
     if not report.compliant:
         return EXIT_VIOLATION

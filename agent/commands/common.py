@@ -7,15 +7,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
-
-from agent.config import Config, load_config
+from agent.banlist.keys import load_agent_config
+from agent.config import Config
 from agent.errors import UserError
 from agent.groups import assign_groups
-from agent.inventory import collect, local_device
-from agent.inventory.base import Context
 from agent.model import Inventory
-from agent.runner import Runner
+from agent.scan import collect_here
 
 
 class CollectionUsageError(UserError):
@@ -49,7 +46,7 @@ def add_collection_args(parser: argparse.ArgumentParser) -> None:
 
 def config_from(args: argparse.Namespace) -> Config:
     """Load the config named by --config (or the default). Raises ConfigError."""
-    return load_config(getattr(args, "config", None))
+    return load_agent_config(getattr(args, "config", None))
 
 
 def gather(args: argparse.Namespace, config: Config, groups: list[str] | None = None) -> Inventory:
@@ -64,34 +61,11 @@ def gather(args: argparse.Namespace, config: Config, groups: list[str] | None = 
         if unused:  # silently checking something else than asked would give a misleading verdict
             verb = "does" if len(unused) == 1 else "do"
             raise CollectionUsageError(f"{', '.join(unused)} {verb} not apply to saved inventories (--inventory)")
-        from agent.inventory.file import load_inventory_file  # the MDM readers: only for saved inventories
+        from agent.inventory.file import load_inventory_file, merge_inventories  # MDM readers: only here
 
-        parts = [load_inventory_file(path) for path in args.inventory]
-        loaded = Inventory(
-            devices=tuple(d for p in parts for d in p.devices),
-            apps=tuple(a for p in parts for a in p.apps),
-            errors=tuple(e for p in parts for e in p.errors),
-            notes=tuple(n for p in parts for n in p.notes),
-        )
+        loaded = merge_inventories(load_inventory_file(path) for path in args.inventory)
         return assign_groups(loaded, config.gateway, local=None)
     return collect_here(config, args.root, args.source, groups)
-
-
-def collect_here(config: Config, root: str | None = None, sources: Sequence[str] = (),
-                 groups: Sequence[str] | None = None) -> Inventory:
-    """Run this machine's collectors: `root` and `sources` override config; live collectors run
-    only on the running system (no root override and config root "/"); devices other than this
-    host get their groups from config `gateway`.
-
-    Raise UnknownSourceError for a source that does not exist.
-    """
-    chosen = root or config.inventory.root
-    ctx = Context(
-        root=Path(chosen), live=(root is None and chosen == "/"),
-        runner=Runner(commands=config.commands), config=config,
-    )
-    collected = collect(ctx, sources or config.inventory.sources, groups)
-    return assign_groups(collected, config.gateway, local=local_device(ctx).id)
 
 
 def nothing_read(inventory: Inventory) -> str | None:

@@ -18,14 +18,16 @@ from agent.enforce.audit import AuditLog
 from agent.enforce.fapolicyd import RulesError, fapolicyd_running
 from agent.enforce.guard import FapolicydRules, audit_path, build_deny, quarantine_dir
 from agent.enforce.notify import desktop_sessions, message, notify
+from agent.enforce.evidence import examine, target_refusal
 from agent.enforce.plan import DONE_OUTCOME, Action, Facts, Plan, plan
-from agent.enforce.processes import KillError, agent_pids, terminate, unsafe_pids
-from agent.enforce.quarantine import QuarantineError, quarantine, targets
+from agent.enforce.processes import Identity, KillError, agent_pids, terminate, unsafe_pids
+from agent.enforce.quarantine import QuarantineError, quarantine
 from agent.enforce.uninstall import available_sources, uninstall
 from agent.inventory.android import UnsafeIdentifierError
 from agent.log import log_event
 from agent.model import BanList, Device, Finding
 from agent.runner import CommandError, Runner
+from agent.sources import facts
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +42,15 @@ class Enforced:
     findings: tuple[Finding, ...]
 
 
-def host_facts(findings: Sequence[Finding], runner: Runner) -> Facts:
-    """Read what the planner needs from this host: the agent's pids, which of the matched
-    processes must not be touched, and which uninstallers exist."""
+def host_facts(findings: Sequence[Finding], runner: Runner, root: str = "/") -> Facts:
+    """Read what the planner needs from this host (under `root`): the agent's pids, which of the
+    matched processes must not be touched, which uninstallers exist, and where each path a
+    quarantine could move really leads and who owns it."""
     pids = [int(f.app.extra_value("pid")) for f in findings
             if f.app.source == "process" and f.app.extra_value("pid").isdigit()]
-    return Facts(agent_pids(), unsafe_pids(pids), available_sources(runner))
+    paths = {f.app.path: examine(root, f.app, runner) for f in findings
+             if facts(f.app.source).quarantine and f.app.path.startswith("/")}
+    return Facts(agent_pids(), unsafe_pids(pids), available_sources(runner), paths)
 
 
 def enforce(
@@ -55,7 +60,7 @@ def enforce(
     """Given matched findings, plan and carry out blocking on this host; return the plan and the
     findings with outcomes. With `dry_run` (or `enforcement.dry_run`) print the plan, change nothing."""
     dry_run = dry_run or config.enforcement.dry_run
-    the_plan = plan(findings, config.enforcement, device, host_facts(findings, runner))
+    the_plan = plan(findings, config.enforcement, device, host_facts(findings, runner, config.enforcement.root))
     audit = AuditLog(audit_path(config))
     outcomes: dict[int, str] = {}
     if dry_run:
@@ -101,13 +106,23 @@ def _do(action: Action, config: Config, runner: Runner) -> str:
     cfg = config.enforcement
     entry = action.findings[0].entry.id
     if action.kind == "kill":
-        return f"{terminate(int(action.target), action.app.path, cfg.kill_grace)} process(es) stopped"
+        return f"{terminate(Identity.of(action.app), cfg.kill_grace)} process(es) stopped"
     if action.kind == "uninstall" and action.app.source == "android":
         return _phone_uninstall(action, config, runner)
     if action.kind == "uninstall":
         return uninstall(action.app, cfg.root, entry, runner)
-    record = quarantine(cfg.root, quarantine_dir(config),
-                        targets(action.app.path, action.app.extra_value("launcher")), entry, action.app.id)
+    return _quarantine(action, config, runner)
+
+
+def _quarantine(action: Action, config: Config, runner: Runner) -> str:
+    """Move the planned file, after judging its path once more: what the user changed since the
+    scan (a symlink swapped in) is refused like anything else the planner refuses."""
+    seen = examine(config.enforcement.root, action.app, runner)
+    why = target_refusal(action.app, seen)
+    if why or seen.resolved != action.target:
+        raise QuarantineError(f"not moved: {why or f'{action.app.path} now resolves to {seen.resolved}'}")
+    record = quarantine(config.enforcement.root, quarantine_dir(config), [action.target],
+                        action.findings[0].entry.id, action.app.id, expect=seen.inode)
     return f"quarantine id {record.id}"
 
 
@@ -130,9 +145,10 @@ def write_fapolicyd_rules(
     cfg = config.enforcement
     if cfg.mode != "block" or not (cfg.guard == "fapolicyd" or (cfg.guard == "auto" and fapolicyd_running())):
         return
-    rules = FapolicydRules(config, build_deny(banlist, findings, config, device, now), runner)
+    rules = FapolicydRules(config, build_deny(banlist, findings, config, device, now, runner), runner)
     if dry_run or cfg.dry_run:
-        out.write(f"enforcement plan: write fapolicyd rules to {rules.path}\n")
+        refused = f" — deny list refused: {rules.deny.refused}" if rules.deny.refused else ""
+        out.write(f"enforcement plan: write fapolicyd rules to {rules.path}{refused}\n")
         return
     try:
         rules.start()

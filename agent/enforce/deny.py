@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Callable, Iterable, Mapping
 
 from agent.config import EnforcementConfig
+from agent.enforce.critical import never_denied_program
 from agent.match import scope_status
 from agent.model import App, BanList, Device, Entry, aware
 
@@ -49,9 +50,12 @@ class DenySet:
     names: Mapping[str, str] = field(default_factory=dict)
     sha256: Mapping[str, str] = field(default_factory=dict)
     allowed: frozenset[str] = frozenset()
-    """Files of essential or required packages: no list may stop the system's own tools."""
+    """Files never denied: essential, required and base-system packages' files, the shells, the
+    agent's interpreter and every file mapped into it — no list may stop the system's own tools."""
     protected: tuple[str, ...] = ()
-    """The local `protected` paths (files or folders)."""
+    """Folders (or files) never denied: the local `protected` paths and the agent's Python trees."""
+    refused: str = ""
+    """Why this set is empty although the list asks for more (it was over the cap)."""
 
     def __bool__(self) -> bool:
         return bool(self.paths or self.names or self.sha256)
@@ -59,7 +63,8 @@ class DenySet:
     def verdict(self, path: str, digest: Callable[[], str]) -> str:
         """Given a program's path and a way to hash it, return the id of the entry that bans it,
         or "" when it may run. The hash is computed only when the list has hashes."""
-        if path in self.allowed or any(path == p or path.startswith(p.rstrip("/") + "/") for p in self.protected):
+        if path in self.allowed or never_denied_program(path) \
+                or any(path == p or path.startswith(p.rstrip("/") + "/") for p in self.protected):
             return ""
         entry = self.paths.get(path) or self.names.get(os.path.basename(path).casefold(), "")
         if entry or not self.sha256:
@@ -72,18 +77,22 @@ def deny_set(
     allowed: Iterable[str] = (), protected: Iterable[str] = (),
 ) -> DenySet:
     """Given blocking entries, the files of installed packages they ban ({entry id: paths}),
-    the files of essential packages and the local protected list, return the DenySet."""
+    the files never denied and the protected folders, return the DenySet (programs on the shell
+    and login path, `critical.NEVER_DENIED_PROGRAMS`, are left out wherever they lie)."""
     names: dict[str, str] = {}
     hashes: dict[str, str] = {}
     for entry in entries:
         for name in entry.match.executables:
-            names.setdefault(name, entry.id)
+            if not never_denied_program(name):
+                names.setdefault(name, entry.id)
         for digest in entry.match.sha256:
             hashes.setdefault(digest, entry.id)
-    paths = {p: entry for entry, files in package_paths.items() for p in files}
+    kept = frozenset(allowed)
+    paths = {p: entry for entry, files in package_paths.items() for p in files
+             if p not in kept and not never_denied_program(p)}
     return DenySet(
         paths=paths, names=names, sha256=hashes,
-        allowed=frozenset(allowed), protected=tuple(p for p in protected if p.startswith("/")),
+        allowed=kept, protected=tuple(p for p in protected if p.startswith("/")),
     )
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterable, Protocol
@@ -29,20 +29,18 @@ from agent.enforce.files import on_root
 from agent.enforce.fapolicyd import HEADER, fapolicyd_running, install_rules, render_rules
 from agent.enforce.guardprocess import GuardProcess
 from agent.enforce.notify import desktop_sessions, message, notify
-from agent.enforce.plan import blocks, is_protected
+from agent.enforce.critical import agent_files, agent_trees, base_package, never_denied_program, shells, with_real
+from agent.enforce.plan import blocks, is_protected, over_cap
 from agent.enforce.poll import KillOnLaunch
+from agent.inventory.base import Context
 from agent.inventory.dpkg import STATUS_FILE, package_files, parse_status
+from agent.inventory.owned import FILE_LISTS, app_files
 from agent.log import log_event
-from agent.model import App, BanList, Device, Finding
-from agent.runner import Runner
+from agent.model import BanList, Device, Finding
+from agent.runner import CommandError, Runner
+from agent.sources import facts
 
 logger = logging.getLogger(__name__)
-
-PACKAGE_FILES: dict[str, Callable[[str, App], list[str]]] = {
-    "dpkg": lambda root, app: package_files(root, app.id, app.extra_value("arch")),
-}
-"""source → the files an installed package owns (an rpm lister plugs in with one line)."""
-
 
 class Guard(Protocol):
     """What the daemon starts, updates and stops, whichever guard runs."""
@@ -61,8 +59,8 @@ def quarantine_dir(config: Config) -> Path:
 
 
 def essential_files(root: str) -> set[str]:
-    """Return every file owned by a package marked Essential or Priority: required, which no
-    deny rule may touch (a list that bans `sh` must not break the machine)."""
+    """Return every file owned by a package marked Essential or Priority: required, as listed and
+    resolved, which no deny rule may touch (a list that bans `sh` must not break the machine)."""
     status = on_root(root, STATUS_FILE)
     if not os.path.exists(status):
         return set()
@@ -70,38 +68,73 @@ def essential_files(root: str) -> set[str]:
         apps = parse_status(handle.read())
     files: set[str] = set()
     for app in apps:
-        if app.extra_value("essential") == "yes" or app.extra_value("priority") == "required":
+        if app.extra_value("essential") == "yes" or app.extra_value("priority") == "required" or base_package(app):
             files.update(on_root(root, p) for p in package_files(root, app.id, app.extra_value("arch")))
-    return files
+    return with_real(files)
 
 
-def banned_package_files(findings: Iterable[Finding], config: Config, device: Device) -> dict[str, list[str]]:
-    """Return {entry id: regular files} of installed packages that blocking findings name
-    (essential, required and protected packages left out)."""
-    root = config.enforcement.root
-    found: dict[str, list[str]] = {}
+def banned_packages(findings: Iterable[Finding], config: Config, device: Device) -> dict[str, Finding]:
+    """Return {`source:package`: the finding} for the installed packages (dpkg, rpm, pacman, apk)
+    whose files blocking findings would deny — essential, required, base-system and protected
+    packages left out. Pure: counted against the cap before any file list is read."""
+    found: dict[str, Finding] = {}
     for finding in findings:
         app = finding.app
-        lister = PACKAGE_FILES.get(app.source)
-        if lister is None or not blocks(finding, config.enforcement, device):
+        key = f"{app.source}:{app.id}"
+        if key in found or not facts(app.source).file_list or not blocks(finding, config.enforcement, device):
             continue
         if is_protected(app, config.enforcement.protected) or app.extra_value("essential") == "yes" \
-                or app.extra_value("priority") == "required":
+                or app.extra_value("priority") == "required" or base_package(app):
             continue
-        paths = [on_root(root, p) for p in lister(root, app)]
-        found.setdefault(finding.entry.id, []).extend(p for p in paths if os.path.isfile(p))
+        found[key] = finding
     return found
 
 
-def build_deny(banlist: BanList, findings: Iterable[Finding], config: Config, device: Device, now: datetime) -> DenySet:
-    """Given the list in force, this scan's findings, config and device, return what to deny
-    (never the essential packages' files, nor the interpreter the agent and its guard run on)."""
+def package_files_by_entry(packages: Iterable[Finding], config: Config, runner: Runner) -> dict[str, list[str]]:
+    """Return {entry id: resolved regular files} of these packages, read from their managers'
+    databases; a package whose file list cannot be read is logged and skipped."""
     root = config.enforcement.root
+    ctx = Context(root=Path(root), live=False, runner=runner, config=config)
+    found: dict[str, list[str]] = {}
+    for finding in packages:
+        try:
+            listed = app_files(ctx, finding.app) or []
+        except (OSError, CommandError) as exc:
+            log_event(logger, logging.WARNING, "guard.files_unreadable", app=finding.app.id,
+                      source=finding.app.source, rule=finding.entry.id, error=str(exc))
+            continue
+        paths = {os.path.realpath(on_root(root, p)) for p in listed}
+        found.setdefault(finding.entry.id, []).extend(sorted(p for p in paths if os.path.isfile(p)))
+    return found
+
+
+def build_deny(
+    banlist: BanList, findings: Iterable[Finding], config: Config, device: Device, now: datetime,
+    runner: Runner | None = None,
+) -> DenySet:
+    """Given the list in force, this scan's findings, config and device, return what to deny —
+    never the files of essential or base-system packages, the shells, the login path, nor the
+    interpreter and libraries the agent runs on — or an empty set that says why when it would
+    deny more than the one cap (`max_removals`) allows (then nothing is denied at all)."""
+    root = config.enforcement.root
+    entries = guard_entries(banlist, device, config.enforcement, now)
+    packages = banned_packages(findings, config, device)
+    counts = Counter({
+        "deny-exec package": len(packages),
+        "deny-exec name": len({n for e in entries for n in e.match.executables if not never_denied_program(n)}),
+        "deny-exec hash": len({h for e in entries for h in e.match.sha256}),
+    })
+    reason = over_cap(counts, config.enforcement.max_removals)
+    if reason:
+        log_event(logger, logging.WARNING, "guard.refused", device=device.id, reason=reason)
+        AuditLog(audit_path(config)).write("refused", action="deny-exec", target=f"{sum(counts.values())} entries",
+                                           device=device.id, outcome=f"refused: {reason}")
+        return DenySet(refused=reason)
     return deny_set(
-        guard_entries(banlist, device, config.enforcement, now),
-        banned_package_files(findings, config, device),
-        allowed=essential_files(root) | {os.path.realpath(sys.executable)},
-        protected=[on_root(root, p) if p.startswith("/") else p for p in config.enforcement.protected],
+        entries, package_files_by_entry(packages.values(), config, runner or Runner(commands=config.commands)),
+        allowed=essential_files(root) | shells(root) | agent_files(),
+        protected=[*with_real(on_root(root, p) for p in config.enforcement.protected if p.startswith("/")),
+                   *agent_trees()],
     )
 
 

@@ -1,19 +1,30 @@
 """The enforcement planner: a pure function from findings to the actions that may be taken.
 
-Why pure: every safety rail (opt-in, scope, PID 1, the agent itself, essential packages, the local
-`protected` list, the per-run cap) is decided here, from records only, so each rail is tested
-exhaustively without touching a machine, and a dry run prints exactly what a real run would do.
+Why pure: every safety rail (opt-in, scope, PID 1, the agent itself, essential and base-system
+packages, the local `protected` list, where a file really lies and who owns it, the per-run cap)
+is decided here, from records and host facts only, so each rail is tested exhaustively without
+touching a machine, and a dry run prints exactly what a real run would do.
+
+Which evidence may lead to which action is the table in docs/enforcement.md ("Evidence and
+authority"): a running process (seen by the kernel) may be killed, a package database record
+uninstalled, a file the scan found quarantined if `evidence.target_refusal` allows it; a launcher
+is evidence for the report only.
 """
 
 from __future__ import annotations
 
+import os
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Literal, Mapping
 
 from agent.config import EnforcementConfig
+from agent.enforce.critical import base_package, never_denied_program
+from agent.enforce.evidence import PathFacts, inside, target_refusal
 from agent.enforce.ios import manual_instruction
 from agent.enforce.windows import UninstallRefused, uninstall_argv
 from agent.model import App, Device, Finding
+from agent import sources
 
 ActionKind = Literal["kill", "uninstall", "quarantine", "skip"]
 KIND_ORDER: dict[str, int] = {"kill": 0, "uninstall": 1, "quarantine": 2, "skip": 3}
@@ -21,19 +32,10 @@ KIND_ORDER: dict[str, int] = {"kill": 0, "uninstall": 1, "quarantine": 2, "skip"
 
 DONE_OUTCOME: dict[str, str] = {"kill": "blocked", "uninstall": "removed", "quarantine": "quarantined"}
 
-PACKAGE_PATHS = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/", "/etc/")
-"""Folders package managers own: a launcher's program there goes with its package, never alone."""
-
 TOO_MANY = "too many — refused"
 
-GATEWAY_SOURCES = frozenset({"android", "ios"})
-"""Sources whose apps live on phones attached to this gateway, so their findings are on the
-phone's device id, not this host's: Android apps are removed through adb; for iOS apps (which
-cannot be removed over USB without supervision) the plan says what to do by hand or in the MDM."""
-
-QUARANTINE_SOURCES = frozenset({"macos", "appimage"})
-"""Sources whose app is one bundle or file with no package manager to remove it (a macOS .app,
-an AppImage): it is moved into the restorable quarantine."""
+LAUNCHER_ONLY = ("a launcher is evidence for the report, never a reason to move a file "
+                 "(a running program is stopped, a package removed, an AppImage found by the scan quarantined)")
 
 
 @dataclass(frozen=True)
@@ -42,12 +44,14 @@ class Facts:
 
     `agent_pids` are the agent and its parent; `unsafe_pids` maps pids the executor found it must
     not touch (kernel threads, other PID namespaces) to why; `uninstall_sources` are the sources
-    this host has an uninstaller for.
+    this host has an uninstaller for; `paths` maps each path a quarantine would move to what
+    `evidence.examine` saw of it (a path not in it is never moved).
     """
 
     agent_pids: frozenset[int] = frozenset()
     unsafe_pids: Mapping[int, str] = field(default_factory=dict)
     uninstall_sources: frozenset[str] = frozenset()
+    paths: Mapping[str, PathFacts] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ class Action:
 
     kind: ActionKind
     target: str
-    """A pid for `kill`, a package id for `uninstall`, a path for `quarantine`."""
+    """A pid for `kill`, a package id for `uninstall`, for `quarantine` the resolved path moved."""
     app: App
     findings: tuple[Finding, ...]
     refused: str = ""
@@ -102,21 +106,29 @@ def blocks(finding: Finding, config: EnforcementConfig, device: Device) -> bool:
     on this device (whose scope the matcher already checked)."""
     return (
         finding.entry.action == "block" and config.mode == "block" and finding.status == "violation"
-        and (finding.device == device.id or finding.app.source in GATEWAY_SOURCES)
+        and (finding.device == device.id or sources.facts(finding.app.source).gateway)
     )
 
 
-def is_protected(app: App, protected: Iterable[str]) -> bool:
-    """Return True when the local `protected` list names the app's package or covers its path."""
+def is_protected(app: App, protected: Iterable[str], also: Iterable[str] = ()) -> bool:
+    """Return True when the local `protected` list names the app's package or covers its path
+    (or one of the paths `also` gives, such as where the path resolves to)."""
     names = {app.id.casefold(), app.name.casefold(), *(a.casefold() for a in app.aliases)}
+    paths = [clean_path(p) for p in (app.path, *also) if p.startswith("/")]
     for item in protected:
         if item.startswith("/"):
-            base = item.rstrip("/") or "/"
-            if app.path and (app.path == base or app.path.startswith(base.rstrip("/") + "/")):
+            folder = clean_path(item)
+            if any(path == folder or inside(path, folder) for path in paths):
                 return True
         elif item.casefold() in names:
             return True
     return False
+
+
+def clean_path(path: str) -> str:
+    """Return an absolute path with `//`, `/./` and `..` folded away (no I/O: symlinks are
+    resolved by `evidence.examine`, whose result is checked as well)."""
+    return os.path.normpath("/" + path.lstrip("/"))
 
 
 def plan(findings: Iterable[Finding], config: EnforcementConfig, device: Device, facts: Facts) -> Plan:
@@ -133,17 +145,36 @@ def plan(findings: Iterable[Finding], config: EnforcementConfig, device: Device,
             continue
         kind, target = _choose(finding.app, facts)
         grouped.setdefault((kind, target), []).append(finding)
-    actions = [
-        Action(kind, target, items[0].app, tuple(items), _refusal(kind, target, items[0].app, config, facts))
-        for (kind, target), items in grouped.items()
-    ]
+    actions = [_action(kind, target, items, config, facts) for (kind, target), items in grouped.items()]
     actions.sort(key=lambda a: (KIND_ORDER[a.kind], a.app.source, a.target))
-    removals = sum(1 for a in actions if a.kind in ("uninstall", "quarantine") and not a.refused)
-    if removals > config.max_removals:
-        reason = f"{TOO_MANY} ({removals} removals, max_removals is {config.max_removals})"
-        actions = [a if a.refused else _refuse(a, reason) for a in actions]
-        return Plan(tuple(actions), note=reason)
+    reason = over_cap(Counter(a.kind for a in actions if a.kind != "skip" and not a.refused), config.max_removals)
+    if reason:
+        return Plan(tuple(a if a.refused else _refuse(a, reason) for a in actions), note=reason)
     return Plan(tuple(actions))
+
+
+def over_cap(counts: Mapping[str, int], cap: int) -> str:
+    """Given how many actions of each kind a run would take, return why the run is refused
+    whole when they are more than `cap` together, or "" when they are not.
+
+    One cap covers every kind (kills, uninstalls with their pins, quarantines, phone removals,
+    exec-guard deny entries): a list that matches too much is a mistake, and stopping half of it
+    is no safer than stopping all of it."""
+    total = sum(counts.values())
+    if total <= cap:
+        return ""
+    kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()) if n)
+    return f"{TOO_MANY} ({total} actions: {kinds}; max_removals is {cap} and covers every kind of action)"
+
+
+def _action(kind: ActionKind, target: str, items: list[Finding], config: EnforcementConfig, facts: Facts) -> Action:
+    """Return the one action on `target` for the findings naming it: carried out on behalf of
+    the first app whose evidence allows it (several views of one file — found in /opt and through
+    a link in a home — must not refuse or allow it by the order they were found in), refused
+    with the first reason when none does."""
+    judged = [(app, _refusal(kind, target, app, config, facts)) for app in dict.fromkeys(f.app for f in items)]
+    app, refused = next(((a, why) for a, why in judged if not why), judged[0])
+    return Action(kind, target, app, tuple(items), refused)
 
 
 def _choose(app: App, facts: Facts) -> tuple[ActionKind, str]:
@@ -153,33 +184,38 @@ def _choose(app: App, facts: Facts) -> tuple[ActionKind, str]:
         return "kill", app.extra_value("pid")
     if app.source in facts.uninstall_sources:
         return "uninstall", app.id
-    if app.source in QUARANTINE_SOURCES and app.path.startswith("/"):
-        return "quarantine", app.path
-    if app.source == "desktop" and app.path.startswith("/"):
-        if app.path.startswith(PACKAGE_PATHS):
-            return "skip", app.path
-        return "quarantine", app.path
+    if sources.facts(app.source).quarantine and app.path.startswith("/"):
+        seen = facts.paths.get(app.path)
+        return "quarantine", (seen.resolved if seen is not None and seen.resolved else app.path)
+    if app.source == "desktop" and app.path:
+        return "skip", app.path
     return "skip", f"{app.source}:{app.id}"
 
 
 def _refusal(kind: ActionKind, target: str, app: App, config: EnforcementConfig, facts: Facts) -> str:
     """Return why a safety rail forbids this action, or "" when it may go ahead."""
-    if is_protected(app, config.protected):
+    if is_protected(app, config.protected, (target,) if kind == "quarantine" else ()):
         return "protected by local config"
     if kind == "kill":
+        if never_denied_program(app.path or app.id):
+            return "on the shell, boot or login path"
         return _pid_refusal(target, facts)
     if kind == "uninstall":
         if app.extra_value("essential") == "yes":
             return "essential package"
         if app.extra_value("priority") == "required":
             return "package required by the distribution"
+        if base_package(app):
+            return "part of the base system or the login path"
         if app.source == "windows":
             return _windows_refusal(app)
+    if kind == "quarantine":
+        return target_refusal(app, facts.paths.get(app.path))
     if kind == "skip":
         if app.source == "ios":
             return manual_instruction(app, Device(id=app.device))
         if app.source == "desktop":
-            return "program belongs to a package; the package is what gets removed"
+            return LAUNCHER_ONLY
         return f"no blocking action for source {app.source!r} on this host"
     return ""
 

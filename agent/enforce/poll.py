@@ -16,7 +16,8 @@ from typing import Callable
 
 from agent.enforce.deny import DenySet, VerdictCache, file_key, sha256_fd
 from agent.enforce.execguard import Denial
-from agent.enforce.processes import KillError, stat_fields, terminate, unsafe_reason
+from agent.enforce.processes import Identity, KillError, terminate, unsafe_reason
+from agent.inventory.process import start_ticks, stat_fields
 from agent.log import log_event
 
 logger = logging.getLogger(__name__)
@@ -93,18 +94,19 @@ class KillOnLaunch:
             current[pid] = (started, exe)
             if self._seen.get(pid) == current[pid]:
                 continue
-            denial = self._judge(pid, exe)
+            denial = self._judge(Identity(pid, exe, started))
             if denial is not None:
                 stopped.append(denial)
         self._seen = current
         return stopped
 
-    def _judge(self, pid: int, exe: str) -> Denial | None:
+    def _judge(self, seen: Identity) -> Denial | None:
+        pid, exe = seen.pid, seen.exe
         entry = self._verdict(exe)
         if not entry or unsafe_reason(pid, self.proc):
             return None
         try:
-            terminate(pid, exe, self.grace)
+            terminate(seen, self.grace)
         except KillError as exc:
             self.stats["failed"] += 1
             log_event(logger, logging.WARNING, "killonlaunch.failed", pid=pid, path=exe, rule=entry, error=str(exc))
@@ -134,5 +136,4 @@ class KillOnLaunch:
 
 def _start_time(proc: str, pid: int) -> str | None:
     """Return a process's start time (in clock ticks since boot), which tells a reused PID apart."""
-    fields = stat_fields(pid, proc)
-    return fields[19] if len(fields) > 19 else None
+    return start_ticks(stat_fields(pid, proc)) or None

@@ -1,8 +1,12 @@
 """Stopping a banned app's running processes: terminate, wait, kill — children included.
 
-Why pidfds: a PID number can be reused between the scan that saw it and the signal. A pidfd
-refers to one process for its whole life, so the agent opens it first, then checks that this very
-process still runs the matched executable, and only then signals it; a reused PID is never hit.
+Why pidfds and start times: a PID number can be reused between the scan that saw it and the
+signal. The scan records who the process was (`Identity`: executable, start time in clock ticks
+after boot, real uid). A kill first opens a pidfd, which refers to one process for its whole
+life, then checks that the process now on that PID is still the one the scan saw — same start
+time, uid and executable — and only then signals through the pidfd. If the scanned process has
+exited and its PID been reused, the start time differs and nothing is signalled; if it is still
+there, the pidfd is that very process and the signal cannot reach another.
 """
 
 from __future__ import annotations
@@ -14,9 +18,13 @@ import signal
 import time
 from typing import Iterable
 
+from dataclasses import dataclass
+
 import psutil
 
+from agent.inventory.process import kernel_thread, start_ticks, stat_fields
 from agent.log import log_event
+from agent.model import App
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +34,43 @@ KILL_WAIT = 5.0
 
 class KillError(RuntimeError):
     """A process that must not or could not be stopped; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a process was when the scan saw it: what tells it apart from a later process that
+    reuses its PID. `uid` None means not recorded (kill-on-launch judges a process it has just read)."""
+
+    pid: int
+    exe: str
+    start: str
+    """Start time in clock ticks after boot, as /proc/PID/stat gives it."""
+    uid: int | None = None
+
+    @classmethod
+    def of(cls, app: App) -> "Identity":
+        """Return the identity the process collector recorded on a `process` App."""
+        uid = app.extra_value("uid")
+        return cls(int(app.extra_value("pid")), app.path, app.extra_value("start"),
+                   int(uid) if uid.isdigit() else None)
+
+    def now(self, proc: str = "/proc") -> "Identity":
+        """Return who runs on this PID now (fields "" when they cannot be read)."""
+        try:
+            exe = os.readlink(f"{proc}/{self.pid}/exe").removesuffix(" (deleted)")
+        except OSError:
+            exe = ""
+        return Identity(self.pid, exe, start_ticks(stat_fields(self.pid, proc)), _real_uid(self.pid, proc))
+
+    def mismatch(self, current: "Identity") -> str:
+        """Return how `current` differs from this identity ("" when it is the same process)."""
+        if current.start != self.start:
+            return f"started at tick {current.start or '?'}, not {self.start}"
+        if self.uid is not None and current.uid != self.uid:
+            return f"runs as uid {current.uid}, not {self.uid}"
+        if current.exe != self.exe.removesuffix(" (deleted)"):
+            return f"runs {current.exe or '?'}, not {self.exe}"
+        return ""
 
 
 def agent_pids() -> frozenset[int]:
@@ -60,60 +105,48 @@ def unsafe_pids(pids: Iterable[int], proc: str = "/proc") -> dict[int, str]:
     return {pid: why for pid, why in reasons.items() if why}
 
 
-def stat_fields(pid: int, proc: str = "/proc") -> list[str]:
-    """Return the fields of /proc/PID/stat after the command name (index 0 is the state), or []
-    when the process is gone. The name is skipped by its last `)`, as it may hold spaces."""
-    try:
-        with open(f"{proc}/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            return handle.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return []
-
-
 def _is_kernel_thread(pid: int, proc: str) -> bool:
-    """Kernel threads have no executable and are children of kthreadd (pid 2)."""
-    fields = stat_fields(pid, proc)
-    if len(fields) < 7:
-        return False
-    ppid, flags = int(fields[1]), int(fields[6])
-    pf_kthread = 0x00200000
-    return pid == 2 or ppid == 2 or bool(flags & pf_kthread)
+    return kernel_thread(stat_fields(pid, proc))
 
 
-def running_exe(pid: int) -> str:
-    """Return the executable a process runs (without the kernel's " (deleted)" mark).
-
-    Raise KillError if it cannot be read (exited, or a kernel thread).
-    """
+def _real_uid(pid: int, proc: str) -> int | None:
+    """Return a process's real uid (the first `Uid:` field of /proc/PID/status), or None."""
     try:
-        return os.readlink(f"/proc/{pid}/exe").removesuffix(" (deleted)")
-    except FileNotFoundError:
-        raise KillError(f"pid {pid} has exited") from None
-    except OSError as exc:
-        raise KillError(f"pid {pid}: cannot read its executable: {exc.strerror}") from None
+        with open(f"{proc}/{pid}/status", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("Uid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
-def terminate(pid: int, exe: str, grace: float = 3.0) -> int:
-    """Given a pid and the executable it was matched on, stop it and its children: SIGTERM,
-    wait up to `grace` seconds, then SIGKILL. Return how many processes were stopped.
+def terminate(target: Identity, grace: float = 3.0) -> int:
+    """Given the identity a scan recorded, stop that process and its children: SIGTERM, wait up
+    to `grace` seconds, then SIGKILL. Return how many processes were stopped.
 
-    Raise KillError if no executable is given, the pid now runs another one (reused PID), is
-    unsafe, or survives.
+    Raise KillError if no executable or start time was recorded, the PID is now another process
+    (reused PID: other start time, uid or executable), is unsafe, or survives.
     """
+    pid = target.pid
     why = unsafe_reason(pid)
     if why:
         raise KillError(f"pid {pid}: {why}")
-    if not exe:
-        raise KillError(f"pid {pid}: no executable was recorded, so a reused PID could not be told apart; not touched")
+    if not target.exe or not target.start:
+        raise KillError(f"pid {pid}: no executable or start time was recorded, so a reused PID could not be "
+                        "told apart; not touched")
     try:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
         raise KillError(f"pid {pid} has exited") from None
     fds = [pidfd]
     try:
-        now_running = running_exe(pid)
-        if now_running != exe.removesuffix(" (deleted)"):
-            raise KillError(f"pid {pid} now runs {now_running}, not {exe}: PID reused, not touched")
+        current = target.now()
+        if not current.start:
+            raise KillError(f"pid {pid} has exited")
+        changed = target.mismatch(current)
+        if changed:
+            raise KillError(f"pid {pid} {changed}: PID reused, not touched")
         fds += _children_fds(pid)
         _signal_all(fds, signal.SIGTERM)
         alive = _wait(fds, grace)
@@ -122,7 +155,7 @@ def terminate(pid: int, exe: str, grace: float = 3.0) -> int:
             alive = _wait(alive, KILL_WAIT)
         if alive:
             raise KillError(f"pid {pid}: {len(alive)} process(es) survived SIGKILL")
-        log_event(logger, logging.INFO, "enforce.killed", pid=pid, exe=exe, processes=len(fds))
+        log_event(logger, logging.INFO, "enforce.killed", pid=pid, exe=target.exe, processes=len(fds))
         return len(fds)
     finally:
         for fd in fds:

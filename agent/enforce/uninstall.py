@@ -1,6 +1,7 @@
 """Removing a banned package through its own package manager, then pinning it so it stays gone.
 
-One small argv builder per source, in a dict, so a new source plugs in with one line; every
+One small argv builder per source, in a dict, so a new source plugs in with one line (its row
+in agent.sources says which program removes it, how it is rehearsed and pinned); every
 command goes through the runner (timeouts, configurable program paths). Removal never cascades:
 `dpkg --purge` and `rpm -e` refuse when other packages depend on the banned one, so a list can
 never take half the system with it (the failure is reported instead), and it is rehearsed first
@@ -19,6 +20,7 @@ from agent.atomic import write_atomic
 from agent.log import log_event
 from agent.model import App
 from agent.runner import Runner
+from agent.sources import SOURCES, facts
 
 logger = logging.getLogger(__name__)
 
@@ -67,30 +69,14 @@ UNINSTALLERS: dict[str, Callable[[App, str], Argv]] = {
     "snap": snap_argv,
     "windows": windows_argv,
 }
-"""source → argv builder; a source with no entry here is never uninstalled."""
-
-
-def _rehearsal(build: Callable[[App, str], Argv], flag: str) -> Callable[[App, str], Argv]:
-    def rehearse(app: App, root: str) -> Argv:
-        program, args = build(app, root)
-        return program, [flag, *args]
-    return rehearse
-
-
-REHEARSALS: dict[str, Callable[[App, str], Argv]] = {
-    "dpkg": _rehearsal(dpkg_argv, "--dry-run"),
-    "rpm": _rehearsal(rpm_argv, "--test"),
-}
-"""source → a run that changes nothing but fails like the real one would. Why: a failed
-`dpkg --purge` still leaves the package selected for purge, which a later apt run would carry
-out; rehearsing first means a refused removal leaves the system exactly as it was."""
+"""source → argv builder for the sources whose facts (agent.sources) name a remover; Android
+apps are removed on the phone (agent.enforce.android)."""
 
 
 def available_sources(runner: Runner) -> frozenset[str]:
     """Return the sources whose uninstall program exists on this host."""
-    programs = {"dpkg": "dpkg", "rpm": "rpm", "flatpak": "flatpak", "snap": "snap",
-                "windows": "powershell.exe", "android": "adb"}
-    return frozenset(s for s, program in programs.items() if runner.which(program) is not None)
+    return frozenset(name for name, source in SOURCES.items()
+                     if source.remover and runner.which(source.remover) is not None)
 
 
 def safe_name(package: str) -> str:
@@ -148,24 +134,23 @@ def pin_flatpak(app: App, root: str, entry: str, runner: Runner) -> str:
 
 
 PINNERS: dict[str, Callable[[App, str, str, Runner], str]] = {
-    "dpkg": pin_apt,
-    "rpm": pin_dnf,
+    "apt": pin_apt,
+    "dnf": pin_dnf,
     "flatpak": pin_flatpak,
 }
-"""source → pin writer; snap has no pin, so every scan re-checks and removes it again."""
+"""pin (a source's `pin` fact in agent.sources) → the writer that keeps the app from coming back."""
 
 
 def uninstall(app: App, root: str, entry: str, runner: Runner) -> str:
     """Given an installed app, remove it through its source's manager and pin it; return a
     one-line description of what was done. Raise CommandError if the removal fails, OSError if
     the pin cannot be written (the package is gone either way then)."""
-    rehearse = REHEARSALS.get(app.source)
-    if rehearse is not None:
-        runner.run(*rehearse(app, root), timeout=REMOVE_TIMEOUT)
+    source = facts(app.source)
     program, args = UNINSTALLERS[app.source](app, root)
+    if source.rehearsal:
+        runner.run(program, [source.rehearsal, *args], timeout=REMOVE_TIMEOUT)
     runner.run(program, args, timeout=REMOVE_TIMEOUT)
     log_event(logger, logging.WARNING, "enforce.removed", app=app.id, source=app.source, rule=entry)
-    pinner = PINNERS.get(app.source)
-    if pinner is None:
+    if not source.pin:
         return f"removed ({program})"
-    return f"removed ({program}); pinned: {pinner(app, root, entry, runner)}"
+    return f"removed ({program}); pinned: {PINNERS[source.pin](app, root, entry, runner)}"

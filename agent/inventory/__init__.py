@@ -86,12 +86,15 @@ def local_device(ctx: Context, groups: Sequence[str] | None = None) -> Device:
 def collect(ctx: Context, sources: Sequence[str] = (), groups: Sequence[str] | None = None) -> Inventory:
     """Run the selected collectors and return the Inventory of the local host (and any devices
     a gateway collector found). A requested collector that cannot run here is an error; one that
-    was not requested is skipped quietly."""
+    was not requested is skipped quietly. When no collector found anything to read (an empty
+    folder, an unmounted mountpoint) that is one error too: zero apps is then no verdict, not
+    a clean bill of health."""
     host = local_device(ctx, groups)
     devices: dict[str, Device] = {host.id: host}
     apps: list[App] = []
     errors: list[CollectorError] = []
     notes: list[str] = []
+    ran = 0
     collectors = select(sources)
     if not ctx.root.is_dir():
         return Inventory(devices=(host,), apps=(), errors=(CollectorError("inventory", f"root {ctx.root}: not a folder"),))
@@ -112,11 +115,15 @@ def collect(ctx: Context, sources: Sequence[str] = (), groups: Sequence[str] | N
                 errors.append(CollectorError(collector.name, f"not available here: {reason}"))
             continue
         result = _run(collector, ctx)
+        ran += 1
         apps.extend(a.on_device(host.id) if a.device == LOCAL_DEVICE else a for a in result.apps)
         for device in result.devices:
             devices.setdefault(device.id, device)
         errors.extend(result.errors)
         notes.extend(result.notes)
+    if not ran and not errors:
+        errors.append(CollectorError("inventory", f"nothing to read at {ctx.root}: no collector found its data "
+                                                  "(an empty folder, or a volume that is not mounted?)"))
     return Inventory(
         devices=tuple(devices.values()), apps=tuple(merge_launchers(apps)), errors=tuple(errors), notes=tuple(notes),
     )

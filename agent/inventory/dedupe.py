@@ -14,7 +14,11 @@ by the appimage collector is owned by that AppImage. The rule, a pure function o
 - when the owner already has a different display name, the launcher stays, marked with its
   `owner`, because a `names` rule may match only the launcher's name (e.g. one package with
   several launchers); the matcher must see every name;
-- a launcher whose owner was not collected (say `--source desktop`) stays as it is.
+- a launcher whose owner was not collected (say `--source desktop`) stays as it is;
+- a user's launcher is folded only into a record of that same user (their Flatpak, their
+  AppImage): its `Name=` is text the user chose, so it must never rename a system-wide package or
+  AppImage — `Name=TikTok` with `Exec=/usr/bin/nginx` would otherwise make root uninstall nginx.
+  It stays a launcher, which is evidence for the report only.
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ def merge_launchers(apps: Sequence[App]) -> list[App]:
         if owner_index is None:
             continue
         owner = merged[owner_index]
+        if launcher.user and owner.user != launcher.user:
+            continue
         same_name = launcher.name.casefold() == owner.name.casefold()
         if not same_name and owner.name and owner.name != owner.id:
             continue

@@ -21,6 +21,7 @@ from typing import Iterable
 
 from agent.inventory.base import Collected, Context, read_text_database
 from agent.gcpause import paused_gc
+from agent.inventory.reading import DATABASE_LIMIT, read_text
 from agent.model import App, build_record
 
 STATUS_FILE = "/var/lib/dpkg/status"
@@ -100,8 +101,7 @@ def package_files(root: str, package: str, arch: str = "") -> list[str]:
     info = f"{root.rstrip('/')}/var/lib/dpkg/info"
     for name in ((f"{package}:{arch}", package) if arch else (package,)):
         try:
-            with open(f"{info}/{name}.list", encoding="utf-8", errors="replace") as handle:
-                return [line.rstrip("\n") for line in handle if line.strip()]
+            return [line for line in read_text(f"{info}/{name}.list", DATABASE_LIMIT).split("\n") if line.strip()]
         except FileNotFoundError:
             continue
     return []
@@ -128,8 +128,7 @@ def path_owners(ctx: Context, paths: Iterable[str]) -> dict[str, str]:
             continue
         package = entry.name[:-5].partition(":")[0]
         try:
-            with open(entry.path, encoding="utf-8", errors="replace") as handle:
-                lines = handle.read().splitlines()
+            lines = read_text(entry.path, DATABASE_LIMIT).splitlines()
         except OSError:
             continue
         for line in wanted.intersection(lines):

@@ -282,6 +282,8 @@ def load_zip(path: str, what: str) -> Inventory:
                 with archive.open(member) as raw:
                     stream = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
                     read_csv(stream, f"{what} ({member})", into)
-    except (OSError, zipfile.BadZipFile, zlib.error) as exc:
+    except (OSError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
         raise ExportError(f"{what}: cannot read the ZIP: {exc}") from None
+    except RuntimeError as exc:  # zipfile: a password, or (NotImplementedError) an unsupported compression
+        raise ExportError(f"{what}: cannot read the ZIP: {' '.join(str(exc).split())}") from None
     return into.inventory()

@@ -15,6 +15,7 @@ from agent.model import App
 FILE_LISTS: dict[str, Callable[[Context, App], list[str]]] = {
     "dpkg": dpkg.app_files, "rpm": rpm.app_files, "pacman": pacman.app_files, "apk": apk.app_files,
 }
+"""source → its lister, for every source whose facts (agent.sources) say `file_list`."""
 
 
 def app_files(ctx: Context, app: App) -> list[str] | None:

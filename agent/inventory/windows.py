@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from agent.inventory.base import Collected, Context
+from agent.inventory.reading import read_bytes, regular_file
 from agent.model import App, CollectorError
 
 UNINSTALL = r"Microsoft\Windows\CurrentVersion\Uninstall"
@@ -71,6 +72,7 @@ class HiveFileReader:
         self.label = label or str(path)
         try:
             from regipy.registry import RegistryHive
+            regular_file(path)  # a FIFO or device planted as NTUSER.DAT must not block or be read
             self._hive = RegistryHive(str(path))
             self._root = self._hive.root
         except Exception as exc:  # noqa: BLE001 - regipy raises many types for bad input
@@ -297,7 +299,7 @@ def read_manifest(path: Path) -> dict[str, str]:
     from xml.etree import ElementTree  # Store package manifests: only on a Windows volume
 
     try:
-        tree = ElementTree.parse(path)
+        tree = ElementTree.ElementTree(ElementTree.fromstring(read_bytes(path)))
     except (OSError, ElementTree.ParseError, ValueError, LookupError):  # LookupError: unknown encoding
         return {}
     found: dict[str, str] = {}

@@ -15,7 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import CollectorRegistry
 
 from agent.model import aware
-from agent.service.snapshot import Snapshot
+from agent.report.snapshot import Snapshot
 
 
 def families(snapshot: Snapshot, now: datetime) -> list[Metric]:

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import requests
-
-from agent.config import PushConfig
+from agent.config import Config, PushConfig
 from agent.log import log_event
+from agent.model import Report
 from agent.report.outbox import Outbox
+
+if TYPE_CHECKING:  # requests (~25 ms, ~6 MB) loads with the first push, not with the sink list
+    import requests
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +38,8 @@ def push_pending(outbox: Outbox, config: PushConfig, token: str, session: reques
     """Send every queued report in order through `session` (made by make_session(config), which
     carries the TLS settings); stop at the first failure so order is kept and the rest wait for
     the next cycle. Never raises for network or server errors: they are in the result."""
+    import requests  # loaded with the session already; this only binds the name
+
     sent = 0
     headers = {"Content-Type": "application/json"}
     if token:
@@ -54,6 +59,23 @@ def push_pending(outbox: Outbox, config: PushConfig, token: str, session: reques
         sent += 1
         log_event(logger, logging.INFO, "push.sent", report=item.id, status=response.status_code)
     return PushResult(sent=sent, remaining=0)
+
+
+class PushSink:
+    """Push as a sink (config `push:`): a report is queued in the outbox at scan time and sent by
+    the service's push job (push_pending), so it survives a restart or a server that is down."""
+
+    name = "push"
+
+    def __init__(self, config: Config, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+    @staticmethod
+    def wanted(config: Config) -> bool:
+        return bool(config.push.url)
+
+    def accept(self, report: Report, document: bytes) -> None:
+        self.outbox.put(report.id, document)
 
 
 def _failed(outbox: Outbox, sent: int, report_id: str, error: str) -> PushResult:

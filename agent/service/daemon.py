@@ -1,8 +1,10 @@
 """`appban run`: the long-running service — ban-list refresh, scan and push on a schedule.
 
-One main thread runs the jobs (`schedule`) and sleeps on an event between them, so the idle
-service costs nothing but its memory; signals only set flags and wake it: SIGTERM/SIGINT let the
-job in progress finish and then exit 0, SIGHUP reloads the config (a bad one is refused with one
+One main thread runs the jobs (`schedule`) and sleeps on a self-pipe between them (see
+agent/service/wakeup.py), so the idle service costs nothing but its memory; signals only set flags
+and wake it: SIGTERM/SIGINT let the job in progress finish and then exit 0 (a scan still
+collecting is abandoned instead: collecting writes nothing, and a collector stuck on a slow
+disk or command must not keep the service from stopping), SIGHUP reloads the config (a bad one is refused with one
 log line and the old one stays). The pull endpoint serves from its own threads and reads the
 latest immutable Snapshot. A lock in the state directory keeps a second instance out.
 """
@@ -13,7 +15,6 @@ import logging
 import signal
 import sqlite3
 import sys
-import threading
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -24,25 +25,22 @@ import schedule
 
 from agent import log
 from agent.banlist.parse import BanListError
-from agent.banlist.source import load_fresh, staleness
-from agent.commands.common import collect_here
+from agent.banlist.source import load_fresh
 from agent.config import Config, ConfigError, interval_seconds
-from agent.enforce.act import enforce
-from agent.enforce.deny import DenySet
-from agent.enforce.execguard import Denial, GuardUnavailable
-from agent.enforce.fapolicyd import RulesError
-from agent.enforce.guard import (Guard, build_deny, denial_reporter, guard_settings, make_guard,
-                                 withdraw_fapolicyd_rules)
+from agent.enforce.guard import build_deny
 from agent.inventory import UnknownSourceError
 from agent.log import log_event
-from agent.model import BanList, BanListInfo, Report
-from agent.report.build import build_report
+from agent.model import BanList, BanListInfo, Inventory, Report
 from agent.report.outbox import Outbox
-from agent.runner import CommandError, Runner
+from agent.report.sinks import deliver, open_sinks
+from agent.runner import Runner
+from agent.scan import build_report, collect_here, enforce_report
 from agent.service import server
+from agent.service.keeper import GuardKeeper
 from agent.service.settings import ServiceError, Settings, load_settings
-from agent.service.snapshot import Snapshot, render_documents
+from agent.report.snapshot import Snapshot, render_documents
 from agent.service.state import INVENTORY, REPORT, LockHeld, acquire_lock, write_atomic, write_status
+from agent.service.wakeup import Wakeup
 
 if TYPE_CHECKING:
     import requests
@@ -51,7 +49,14 @@ logger = logging.getLogger(__name__)
 
 MAX_SLEEP = 3600.0
 RELOAD_ERRORS = (ConfigError, UnknownSourceError, ServiceError)
-GUARD_ERRORS = (GuardUnavailable, RulesError, CommandError, OSError)
+SINK_ERRORS = (OSError,)
+
+
+class ScanAbandoned(BaseException):
+    """Raised by the stop handler into a scan that is still collecting (nothing written yet).
+
+    A BaseException, so no collector's per-record or per-collector `except Exception` keeps it.
+    """
 
 
 def release_free_memory() -> None:
@@ -106,19 +111,19 @@ class Service:
         self._session: requests.Session | None = None
         self.scheduler = schedule.Scheduler()
         self.endpoint: server.Endpoint | None = None
-        self.guard: Guard | None = None
-        self._guard_settings: tuple[object, ...] = ()
-        self._deny_reporter: Callable[[Denial], None] = lambda denial: None
+        self.keeper = GuardKeeper()
         self.started = time.time()
         self._stop = False
         self._reload = False
-        self._wake = threading.Event()
+        self._collecting = False
+        self._wake = Wakeup()
 
     def run(self) -> int:
         """Start the endpoint, run every job once, then follow the schedule until told to stop."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)
+        self._wake.install()
         log_event(logger, logging.INFO, "service.started", state_dir=str(self.settings.state_dir))
         try:
             self._start_endpoint(self.settings)
@@ -133,7 +138,7 @@ class Service:
             self._wake.clear()
             if self._reload:
                 self._reload = False
-                self._apply_reload()
+                self._guarded(self._apply_reload)
             self.scheduler.run_pending()
             if self._stop:
                 break
@@ -146,6 +151,9 @@ class Service:
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         self._stop = True
         self._wake.set()
+        if self._collecting:
+            self._collecting = False
+            raise ScanAbandoned
 
     def _on_reload(self, signum: int, frame: FrameType | None) -> None:
         self._reload = True
@@ -169,6 +177,8 @@ class Service:
             return
         try:
             job()
+        except ScanAbandoned:
+            log_event(logger, logging.WARNING, "scan.abandoned", reason="stop requested while collecting")
         except Exception as exc:  # noqa: BLE001 - one failed run must not end the service
             log_event(logger, logging.ERROR, "job.failed", job=job.__name__,
                       error=" ".join(f"{type(exc).__name__}: {exc}".split()))
@@ -203,23 +213,21 @@ class Service:
             self.scan()
 
     def scan(self) -> None:
-        """Collect, match and keep the report (memory, state dir, outbox); then try to push it."""
+        """Collect, match and keep the report (memory, state dir, sinks); then try to push it."""
         if self.banlist is None or self.banlist_info is None:
             log_event(logger, logging.ERROR, "scan.skipped", reason="no usable ban list")
             return
         began = time.monotonic()
         log_event(logger, logging.INFO, "scan.started", serial=self.banlist.serial)
         now = datetime.now(timezone.utc)
-        stale, since = staleness(self.banlist, now)
-        info = replace(self.banlist_info, stale=stale, stale_since=since)
-        report = build_report(self.banlist, info, collect_here(self.settings.config), now)
+        report = build_report(self.banlist, self.banlist_info, self._collect(), now)
         report = self._enforce(self.settings.config, self.banlist, report, now)
         report_json, inventory_json = render_documents(report)
         state_dir = self.settings.state_dir
-        if self.settings.config.push.url:
-            # Queued first: the outbox is what survives a crash, so no report that reached the
-            # state directory can be lost to a kill between the two writes.
-            self.outbox.put(report.id, report_json)
+        # Sinks first: the push outbox is what survives a crash, so no report that reached the
+        # state directory can be lost to a kill between the two writes. (An outbox that cannot
+        # be written fails the scan, as before; a file sink that cannot be written is logged.)
+        deliver(open_sinks(self.settings.config, self.outbox), report, report_json, SINK_ERRORS)
         write_atomic(state_dir / REPORT, report_json)
         write_atomic(state_dir / INVENTORY, inventory_json)
         duration = time.monotonic() - began
@@ -233,62 +241,27 @@ class Service:
                   seconds=round(duration, 3))
         self.push()
 
+    def _collect(self) -> Inventory:
+        """Collect this machine's inventory; a stop signal meanwhile abandons it (ScanAbandoned)."""
+        self._collecting = True
+        try:
+            return collect_here(self.settings.config)
+        finally:
+            self._collecting = False
+
     def _enforce(self, config: Config, banlist: BanList, report: Report, now: datetime) -> Report:
         """Block what the list and the *local* config say to block (nothing while
         `enforcement.mode` is report), and keep the exec guard's deny list in step with this scan:
         the guard starts at the first blocking scan and runs until the service stops or blocking
         is turned off in the config (a dry run never runs one)."""
         if config.enforcement.mode != "block":
-            self._stop_guard()
-            self._withdraw_rules(config)
+            self.keeper.off(config)
             return report
         runner = Runner(commands=config.commands)
-        host = report.inventory.devices[0]
-        findings = enforce(report.findings, config, host, runner, sys.stderr).findings
-        self._deny_reporter = denial_reporter(config, banlist, runner)
-        self._keep_guard(config, build_deny(banlist, findings, config, host, now), runner)
-        return replace(report, findings=tuple(findings))
-
-    def _keep_guard(self, config: Config, deny: DenySet, runner: Runner) -> None:
-        """Update the running guard, or (re)start the one config asks for when none runs, the
-        guard settings changed on reload, or the running one failed to take the update. A guard
-        that cannot start is logged and the scan's report is still kept; the next scan tries again."""
-        settings = guard_settings(config)
-        if self.guard is not None and settings != self._guard_settings:
-            self._stop_guard()
-        if self.guard is not None:
-            try:
-                self.guard.update(deny)
-                return
-            except GUARD_ERRORS as exc:
-                log_event(logger, logging.ERROR, "guard.failed", error=f"{type(exc).__name__}: {exc}")
-                self._stop_guard()
-        guard = make_guard(config, deny, runner, on_deny=lambda denial: self._deny_reporter(denial))
-        if guard is None:
-            return
-        try:
-            guard.start()
-        except GUARD_ERRORS as exc:
-            log_event(logger, logging.ERROR, "guard.failed", guard=type(guard).__name__,
-                      error=f"{type(exc).__name__}: {exc}")
-            guard.stop()
-            return
-        self.guard, self._guard_settings = guard, settings
-        log_event(logger, logging.INFO, "guard.started", guard=type(guard).__name__)
-
-    def _withdraw_rules(self, config: Config) -> None:
-        """Take back fapolicyd deny rules written while blocking was on (they outlive the guard)."""
-        try:
-            if withdraw_fapolicyd_rules(config, Runner(commands=config.commands)):
-                log_event(logger, logging.INFO, "fapolicyd.rules_withdrawn")
-        except GUARD_ERRORS as exc:
-            log_event(logger, logging.ERROR, "fapolicyd.withdraw_failed", error=f"{type(exc).__name__}: {exc}")
-
-    def _stop_guard(self) -> None:
-        if self.guard is not None:
-            guard, self.guard = self.guard, None
-            guard.stop()
-            log_event(logger, logging.INFO, "guard.stopped")
+        report = enforce_report(report, config, runner, sys.stderr)
+        deny = build_deny(banlist, report.findings, config, report.inventory.devices[0], now)
+        self.keeper.keep(config, banlist, deny, runner)
+        return report
 
     def push(self) -> None:
         """Send what waits in the outbox (no-op while push is off)."""
@@ -335,11 +308,18 @@ class Service:
             self.endpoint = None
 
     def _apply_reload(self) -> None:
-        """Load the config again; refuse a bad one (one log line) and keep running on the old one."""
+        """Load the config again; refuse a bad one (one log line) and keep running on the old one.
+
+        Any error while loading, not only the expected ones, is a refusal: a config the checks did
+        not foresee must never end the service.
+        """
         try:
             new = self._reload_settings()
         except RELOAD_ERRORS as exc:
             log_event(logger, logging.ERROR, "config.rejected", error=str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - see above: the old config stays in force
+            log_event(logger, logging.ERROR, "config.rejected", error=" ".join(f"{type(exc).__name__}: {exc}".split()))
             return
         if new.state_dir != self.settings.state_dir:
             log_event(logger, logging.WARNING, "config.state_dir_ignored", wanted=str(new.state_dir),
@@ -368,8 +348,9 @@ class Service:
 
     def _shutdown(self) -> None:
         log_event(logger, logging.INFO, "service.stopping")
-        self._stop_guard()
+        self.keeper.stop()
         self._stop_endpoint()
         self.outbox.close()
         self._close_session()
+        self._wake.close()
         log_event(logger, logging.INFO, "service.stopped")

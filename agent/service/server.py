@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Callable
 
 from agent.log import log_event
-from agent.service.snapshot import Snapshot
+from agent.report.snapshot import Snapshot
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry

@@ -14,7 +14,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from agent.errors import UserError
-from agent.config import Config, load_config
+from agent.banlist.keys import load_agent_config
+from agent.config import Config
 from agent.inventory import select
 from agent.service.server import parse_listen, tls_context
 
@@ -71,7 +72,7 @@ def load_settings(config_path: str | None, state_dir: str | None) -> Settings:
 
     Raise ConfigError, UnknownSourceError or ServiceError (one line each) when anything is unusable.
     """
-    config = load_config(config_path)
+    config = load_agent_config(config_path)
     select(config.inventory.sources)
     server, push = config.server, config.push
     server_token = tls = None

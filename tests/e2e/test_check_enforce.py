@@ -81,6 +81,12 @@ def test_report_mode_never_blocks_even_with_a_blocking_list(system: dict) -> Non
     assert "enforcement.mode is report" not in done.stdout  # printed only by a dry run
     assert installed(system["root"], system["wps"])
     assert audit(system) == []
+    assert "appban: --enforce: the local config has enforcement.mode: report, so nothing is blocked" in done.stderr
+
+
+def test_block_mode_does_not_warn_about_report_mode(system: dict) -> None:
+    done = appban(system, "--enforce", "--dry-run")
+    assert "enforcement.mode: report" not in done.stderr
 
 
 def test_protected_list_wins(system: dict) -> None:
@@ -92,7 +98,7 @@ def test_protected_list_wins(system: dict) -> None:
 
 def test_too_many_removals_are_all_refused(system: dict) -> None:
     done = appban(system, "--enforce", "--dry-run", max_removals=0)
-    assert "too many — refused (1 removals, max_removals is 0)" in done.stdout
+    assert "too many — refused (1 actions: 1 uninstall; max_removals is 0 and covers every kind of action)" in done.stdout
     done = appban(system, "--enforce", max_removals=0)
     assert installed(system["root"], system["wps"])
 

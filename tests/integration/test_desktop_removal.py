@@ -3,12 +3,11 @@ runner (with a stand-in msiexec that records its arguments)."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.stand_ins import stand_in
 from agent.enforce.windows import uninstall
 from agent.model import App
 from agent.runner import CommandError, Runner
@@ -16,27 +15,16 @@ from agent.runner import CommandError, Runner
 CODE = "{6D3B1A5C-0E2F-4C7A-9B1D-3E5F7A9C1B2D}"
 
 
-def stand_in(tmp_path: Path, name: str, exit_code: int = 0) -> tuple[Path, Path]:
-    """Write an executable that appends its arguments (one JSON line per run) to a log."""
-    log = tmp_path / f"{name}.log"
-    script = tmp_path / name
-    script.write_text(
-        f"#!{sys.executable}\nimport json, sys\n"
-        f"open({str(log)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\nsys.exit({exit_code})\n")
-    script.chmod(0o755)
-    return script, log
-
-
 def test_msi_uninstall_runs_msiexec_silently_through_the_runner(tmp_path: Path) -> None:
-    script, log = stand_in(tmp_path, "msiexec")
+    msiexec = stand_in(tmp_path / "msiexec")
     app = App(source="windows", id=CODE, extra=(("kind", "arp"), ("msi_product_code", CODE)))
-    uninstall(app, Runner(commands={"msiexec.exe": str(script)}))
-    assert [json.loads(line) for line in log.read_text().splitlines()] == [["/x", CODE, "/qn", "/norestart"]]
+    uninstall(app, Runner(commands={"msiexec.exe": str(msiexec)}))
+    assert msiexec.calls() == [["/x", CODE, "/qn", "/norestart"]]
 
 
 def test_failed_uninstaller_is_a_command_error(tmp_path: Path) -> None:
-    script, _log = stand_in(tmp_path, "powershell", exit_code=3)
+    powershell = stand_in(tmp_path / "powershell", exit_code=3)
     app = App(source="windows", id="BytedancePte.Ltd.TikTok", extra=(
         ("kind", "msix"), ("package_full_name", "BytedancePte.Ltd.TikTok_1.0.17.0_x64__6yccndn6064se")))
     with pytest.raises(CommandError, match="exit status 3"):
-        uninstall(app, Runner(commands={"powershell.exe": str(script)}))
+        uninstall(app, Runner(commands={"powershell.exe": str(powershell)}))

@@ -6,36 +6,26 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 from pathlib import Path
 
 from agent.config import Config, EnforcementConfig, GatewayConfig
 from agent.enforce.act import enforce
 from agent.model import App, Device, Entry, Finding
 from agent.runner import Runner
+from tests.stand_ins import stand_in
 
 SERIAL = "R58M31ABCDE"
 
 
-def stand_in_adb(tmp_path: Path, answer: str) -> tuple[str, Path]:
-    log = tmp_path / "adb.log"
-    script = tmp_path / "adb"
-    script.write_text(f"#!{sys.executable}\nimport json, sys\nopen({str(log)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
-                      f"print({answer!r})\n")
-    script.chmod(0o755)
-    return str(script), log
-
-
 def run(tmp_path: Path, answer: str, method: str = "uninstall"):
-    adb, log = stand_in_adb(tmp_path, answer)
+    adb = stand_in(tmp_path / "adb", stdout=answer + "\n")
     config = Config(state_dir=str(tmp_path / "state"),
                     enforcement=EnforcementConfig(mode="block", root=str(tmp_path / "root"), notify=False),
-                    gateway=GatewayConfig(android_block=method), commands={"adb": adb})
+                    gateway=GatewayConfig(android_block=method), commands={"adb": str(adb)})
     app = App(source="android", id="com.zhiliaoapp.musically", name="TikTok", device=SERIAL, user="10")
     item = Finding("violation", Entry(id="tiktok", name="TikTok", action="block"), app, SERIAL, "android:x")
     done = enforce([item], config, Device(id="gateway-1"), Runner(commands=config.commands), io.StringIO())
-    calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    return done.findings[0].outcome, calls
+    return done.findings[0].outcome, adb.calls()
 
 
 def test_the_work_profile_copy_is_uninstalled_for_that_user_only(tmp_path):

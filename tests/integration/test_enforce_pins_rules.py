@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.stand_ins import stand_in
 from agent.enforce.deny import DenySet
 from agent.enforce.fapolicyd import RulesError, check_rules, install_rules, render_rules
 from agent.enforce.notify import desktop_sessions, notify
@@ -23,13 +24,6 @@ from agent.runner import CommandError, Runner
 from enforce_support import need
 
 SAMPLE_RULES = Path(__file__).parents[1] / "fixtures/fapolicyd-1.1.7-sample.rules"
-
-
-def stand_in(path: Path, body: str) -> Path:
-    """A small executable that records its arguments (and environment) and does `body`."""
-    path.write_text(f"#!/bin/sh\necho \"$@\" >> {path}.calls\nenv >> {path}.env\n{body}\n")
-    path.chmod(0o755)
-    return path
 
 
 def test_apt_honours_the_pin(tmp_path: Path) -> None:
@@ -57,20 +51,20 @@ def test_checker_accepts_the_rules_fapolicyd_ships() -> None:
 
 
 def test_rules_are_written_reloaded_and_never_replace_a_good_file_when_bad(tmp_path: Path) -> None:
-    good = stand_in(tmp_path / "fagenrules", "exit 0")
+    good = stand_in(tmp_path / "fagenrules")
     rules = tmp_path / "etc/fapolicyd/rules.d/15-appban.rules"
     text, _ = render_rules(DenySet(paths={"/usr/bin/wps": "wps"}))
     assert install_rules(rules, text, Runner({"fagenrules": str(good)})) is True
     assert rules.read_text() == text
-    assert Path(f"{good}.calls").read_text() == "--load\n"
+    assert good.calls() == [["--load"]]
     assert install_rules(rules, text, Runner({"fagenrules": str(good)})) is False  # unchanged: no reload
-    assert Path(f"{good}.calls").read_text() == "--load\n"
+    assert good.calls() == [["--load"]]
 
     with pytest.raises(RulesError):
         install_rules(rules, text + "deny perm=execute all path=/x\n", Runner({"fagenrules": str(good)}))
     assert rules.read_text() == text
 
-    failing = stand_in(tmp_path / "fagenrules-failing", "echo 'bad rule' >&2; exit 1")
+    failing = stand_in(tmp_path / "fagenrules-failing", stderr="bad rule\n", exit_code=1)
     newer, _ = render_rules(DenySet(paths={"/usr/bin/wps": "wps", "/usr/bin/wpp": "wps"}))
     with pytest.raises(CommandError, match="bad rule"):
         install_rules(rules, newer, Runner({"fagenrules": str(failing)}))
@@ -86,10 +80,10 @@ def test_notification_reaches_each_graphical_session(tmp_path: Path) -> None:
         time.sleep(0.2)
         sessions = [s for s in desktop_sessions() if ("DISPLAY", ":77") in s.env]
         assert len(sessions) == 1
-        sender = stand_in(tmp_path / "notify-send", "exit 0")
+        sender = stand_in(tmp_path / "notify-send")
         assert notify(Runner({"notify-send": str(sender)}), sessions, "WPS Office is not allowed", "body") == 1
-        assert Path(f"{sender}.calls").read_text() == "--app-name=appban --urgency=critical WPS Office is not allowed body\n"
-        assert "DBUS_SESSION_BUS_ADDRESS=unix:path=/tmp/appban-test-bus" in Path(f"{sender}.env").read_text()
+        assert sender.calls() == [["--app-name=appban", "--urgency=critical", "WPS Office is not allowed", "body"]]
+        assert sender.environments()[0]["DBUS_SESSION_BUS_ADDRESS"] == "unix:path=/tmp/appban-test-bus"
     finally:
         session.kill()
         session.wait()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from tests.stand_ins import stand_in
 from agent.config import parse_config
 from agent.enforce.act import enforce
 from agent.enforce.uninstall import uninstall
@@ -17,12 +18,6 @@ from agent.runner import Runner
 from enforce_support import build_rpm, config_yaml, need_root, rpm, unique
 
 DEVICE = Device(id="test-host")
-
-
-def stand_in(path: Path) -> Path:
-    path.write_text(f"#!/bin/sh\necho \"$@\" >> {path}.calls\n")
-    path.chmod(0o755)
-    return path
 
 
 def test_rpm_package_is_removed_and_excluded_from_dnf(tmp_path: Path) -> None:
@@ -44,17 +39,17 @@ def test_rpm_package_is_removed_and_excluded_from_dnf(tmp_path: Path) -> None:
 
 
 def test_flatpak_system_and_user_installs_and_snaps_get_their_own_commands(tmp_path: Path) -> None:
-    commands = {name: str(stand_in(tmp_path / name)) for name in ("flatpak", "snap", "runuser")}
-    runner = Runner(commands)
+    tools = {name: stand_in(tmp_path / name) for name in ("flatpak", "snap", "runuser")}
+    runner = Runner({name: str(tool) for name, tool in tools.items()})
     system = App(source="flatpak", id="com.wps.Office", name="WPS Office")
     user = App(source="flatpak", id="com.wps.Office", name="WPS Office", user="alice")
     snap = App(source="snap", id="wps-2019-snap", name="wps-2019-snap")
     assert uninstall(system, "/", "wps", runner) == "removed (flatpak); pinned: flatpak mask com.wps.Office"
     uninstall(user, "/", "wps", runner)
     assert uninstall(snap, "/", "wps", runner) == "removed (snap)"
-    assert Path(commands["flatpak"] + ".calls").read_text().splitlines() == [
-        "uninstall --noninteractive -y --system com.wps.Office", "mask --system com.wps.Office"]
-    assert Path(commands["runuser"] + ".calls").read_text().splitlines() == [
-        "-u alice -- flatpak uninstall --noninteractive -y --user com.wps.Office",
-        "-u alice -- flatpak mask --user com.wps.Office"]
-    assert Path(commands["snap"] + ".calls").read_text().splitlines() == ["remove --purge wps-2019-snap"]
+    assert tools["flatpak"].calls() == [
+        ["uninstall", "--noninteractive", "-y", "--system", "com.wps.Office"], ["mask", "--system", "com.wps.Office"]]
+    assert tools["runuser"].calls() == [
+        ["-u", "alice", "--", "flatpak", "uninstall", "--noninteractive", "-y", "--user", "com.wps.Office"],
+        ["-u", "alice", "--", "flatpak", "mask", "--user", "com.wps.Office"]]
+    assert tools["snap"].calls() == [["remove", "--purge", "wps-2019-snap"]]

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from agent.service import server
-from agent.service.snapshot import Snapshot
+from agent.report.snapshot import Snapshot
 from tests.banlist_servers import make_pki
 from tests.service_support import TOKEN, wait_until
 

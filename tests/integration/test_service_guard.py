@@ -52,7 +52,7 @@ def test_a_dry_run_starts_no_guard_and_stops_nothing(tmp_path: Path) -> None:
         svc.scan()
         later = subprocess.Popen([str(exe), "60"])
         time.sleep(1.0)
-        assert svc.guard is None
+        assert svc.keeper.guard is None
         assert banned.poll() is None and later.poll() is None, "a dry run must change nothing"
         later.kill()
     finally:
@@ -67,12 +67,12 @@ def test_a_guard_that_cannot_start_loses_no_report_and_is_tried_again(tmp_path: 
     try:
         (svc.settings.state_dir / REPORT).unlink(missing_ok=True)
         svc.scan()
-        assert svc.guard is None
+        assert svc.keeper.guard is None
         assert (svc.settings.state_dir / REPORT).exists(), "the scan's report must be kept"
         reconfigure(tmp_path, commands={"fagenrules": shutil.which("true")})
         svc._apply_reload()
         svc.scan()
-        assert isinstance(svc.guard, FapolicydRules)
+        assert isinstance(svc.keeper.guard, FapolicydRules)
     finally:
         svc._shutdown()
 
@@ -81,21 +81,21 @@ def test_a_reload_that_changes_the_guard_replaces_or_stops_it(tmp_path: Path) ->
     svc, exe = service(tmp_path)
     try:
         svc.scan()
-        poller = svc.guard
+        poller = svc.keeper.guard
         assert isinstance(poller, KillOnLaunch) and poller.running
         reconfigure(tmp_path, enforcement={"guard": "fapolicyd"})
         svc._apply_reload()
         svc.scan()
-        assert isinstance(svc.guard, FapolicydRules)
+        assert isinstance(svc.keeper.guard, FapolicydRules)
         assert not poller.running, "the old guard must stop when the config names another"
         reconfigure(tmp_path, enforcement={"guard": "off"})
         svc._apply_reload()
         svc.scan()
-        assert svc.guard is None
+        assert svc.keeper.guard is None
         reconfigure(tmp_path, enforcement={"guard": "poll", "dry_run": True})
         svc._apply_reload()
         svc.scan()
-        assert svc.guard is None
+        assert svc.keeper.guard is None
     finally:
         svc._shutdown()
 
@@ -111,7 +111,7 @@ def test_turning_blocking_off_withdraws_the_fapolicyd_rules(tmp_path: Path) -> N
         reconfigure(tmp_path, enforcement={"mode": "report"})
         svc._apply_reload()
         svc.scan()
-        assert svc.guard is None
+        assert svc.keeper.guard is None
         assert "deny" not in rules.read_text()
     finally:
         svc._shutdown()
@@ -122,11 +122,11 @@ def test_a_reload_that_turns_blocking_off_stops_the_guard_at_once(tmp_path: Path
     svc, exe = service(tmp_path)
     try:
         svc.scan()
-        poller = svc.guard
+        poller = svc.keeper.guard
         assert isinstance(poller, KillOnLaunch) and poller.running
         reconfigure(tmp_path, enforcement={"mode": "report"})
         svc._apply_reload()
-        assert svc.guard is None and not poller.running
+        assert svc.keeper.guard is None and not poller.running
         banned = subprocess.Popen([str(exe), "60"])
         time.sleep(0.5)
         assert banned.poll() is None

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.banlist import cache
+from agent.banlist.keys import check_trusted_keys
 from agent.banlist.cache import CacheError, SuccessionError
 from agent.banlist.fetch import MAX_BACKOFF, Validators, backoff_delay
 from agent.banlist.signature import generate_keypair
@@ -121,7 +122,8 @@ def test_config_refuses_plain_http_and_malformed_keys() -> None:
         parse_config(b"banlist: {url: 'http://lists.example/banlist.yaml'}", "config t")
     with pytest.raises(ConfigError, match=r"banlist.trusted_keys': key #2: malformed public key"):
         good = generate_keypair()[1].to_base64()
-        parse_config(f"banlist: {{trusted_keys: [{good}, nonsense]}}".encode(), "config t")
+        check_trusted_keys(parse_config(f"banlist: {{trusted_keys: [{good}, nonsense]}}".encode(), "config t"),
+                           "config t")
     config = parse_config(b"banlist: {url: 'https://l.example/b.yaml', retries: 0, backoff: 0.5}", "config t")
     assert (config.banlist.retries, config.banlist.backoff) == (0, 0.5)
 

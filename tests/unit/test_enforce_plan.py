@@ -8,13 +8,17 @@ from dataclasses import replace
 import pytest
 
 from agent.config import EnforcementConfig
-from agent.enforce.plan import Facts, blocks, is_protected, plan
+from agent.enforce.evidence import PathFacts
+from agent.enforce.plan import LAUNCHER_ONLY, Facts, blocks, is_protected, plan
 from agent.model import App, Device, Entry, Finding
 
 DEVICE = Device(id="pc-1", groups=("staff",))
 BLOCK = EnforcementConfig(mode="block")
+OWN_IMAGE = PathFacts(resolved="/home/al/Apps/WPS.AppImage", uid=1000, home="/home/al", home_uid=1000)
 FACTS = Facts(agent_pids=frozenset({4242, 4241}), unsafe_pids={77: "kernel thread"},
-              uninstall_sources=frozenset({"dpkg", "flatpak"}))
+              uninstall_sources=frozenset({"dpkg", "flatpak"}),
+              paths={"/home/al/Apps/WPS.AppImage": OWN_IMAGE,
+                     "/Applications/WeChat.app": PathFacts(resolved="/Applications/WeChat.app", uid=0)})
 
 
 def finding(app: App, action: str = "block", status: str = "violation", device: str = "pc-1", entry: str = "wps") -> Finding:
@@ -24,7 +28,9 @@ def finding(app: App, action: str = "block", status: str = "violation", device: 
 PKG = App(source="dpkg", id="wps-office", name="wps-office", device="pc-1")
 PROC = App(source="process", id="wps", name="wps", path="/opt/kingsoft/wps-office/office6/wps",
            extra=(("pid", "3000"), ("ppid", "1")))
-APPIMAGE = App(source="desktop", id="wps", name="WPS Office", path="/home/al/Apps/WPS.AppImage",
+APPIMAGE = App(source="appimage", id="WPS.AppImage", name="WPS Office", path="/home/al/Apps/WPS.AppImage",
+               user="al")
+LAUNCHER = App(source="desktop", id="wps", name="WPS Office", path="/home/al/Apps/WPS.AppImage", user="al",
                extra=(("launcher", "/home/al/.local/share/applications/wps.desktop"),))
 
 
@@ -94,11 +100,30 @@ def test_protected_path_is_a_folder_boundary_not_a_prefix() -> None:
 
 def test_above_the_cap_every_action_is_refused() -> None:
     apps = [replace(PKG, id=f"pkg{i}", name=f"pkg{i}") for i in range(3)] + [PROC]
-    result = plan([finding(a) for a in apps], EnforcementConfig(mode="block", max_removals=2), DEVICE, FACTS)
-    assert result.note == "too many — refused (3 removals, max_removals is 2)"
+    result = plan([finding(a) for a in apps], EnforcementConfig(mode="block", max_removals=3), DEVICE, FACTS)
+    assert result.note == ("too many — refused (4 actions: 1 kill, 3 uninstall; max_removals is 3 "
+                           "and covers every kind of action)")
     assert all(a.refused.startswith("too many — refused") for a in result.actions)
-    within = plan([finding(a) for a in apps], EnforcementConfig(mode="block", max_removals=3), DEVICE, FACTS)
+    within = plan([finding(a) for a in apps], EnforcementConfig(mode="block", max_removals=4), DEVICE, FACTS)
     assert not any(a.refused for a in within.actions)
+
+
+@pytest.mark.parametrize("counted", [PROC, APPIMAGE, PKG, replace(PROC, extra=(("pid", "3001"),))])
+def test_every_kind_of_action_counts_against_the_one_cap(counted: App) -> None:
+    """Kills and quarantines count as uninstalls do: one more action of any kind than the cap
+    refuses the whole run, kills included."""
+    others = [replace(PKG, id=f"other{i}", name=f"other{i}") for i in range(2)]
+    config = EnforcementConfig(mode="block", max_removals=2)
+    assert not any(a.refused for a in plan([finding(a) for a in others], config, DEVICE, FACTS).actions)
+    over = plan([finding(a) for a in [*others, counted]], config, DEVICE, FACTS)
+    assert over.note.startswith("too many — refused (3 actions")
+    assert [a.refused.startswith("too many") for a in over.actions] == [True] * 3
+
+
+def test_refused_actions_do_not_count_against_the_cap() -> None:
+    refused = [replace(PROC, extra=(("pid", "1"),)), App(source="dpkg", id="bash", name="bash", extra=(("essential", "yes"),))]
+    result = plan([finding(a) for a in [*refused, PKG]], EnforcementConfig(mode="block", max_removals=1), DEVICE, FACTS)
+    assert not result.note and [a.refused for a in result.actions if a.target == "wps-office"] == [""]
 
 
 def test_one_action_per_target_serves_every_entry_naming_it() -> None:
@@ -108,12 +133,63 @@ def test_one_action_per_target_serves_every_entry_naming_it() -> None:
     assert "[entry wps, kingsoft]" in result.render()
 
 
-def test_a_launcher_of_a_packaged_program_and_an_unknown_source_are_left_alone() -> None:
-    packaged = replace(APPIMAGE, path="/usr/bin/wps")
+def test_a_launcher_is_evidence_for_the_report_never_a_target() -> None:
+    """Whatever its Exec= says — the user's own AppImage, /etc/shadow, a packaged program — a
+    launcher never leads to a file being moved."""
+    for path in ("/home/al/Apps/WPS.AppImage", "//etc/shadow", "/usr/bin/wps", "/opt/wps/wps"):
+        assert only(plan([finding(replace(LAUNCHER, path=path))], BLOCK, DEVICE, FACTS)) == ("skip", path, LAUNCHER_ONLY)
+
+
+def test_an_unknown_source_is_left_alone() -> None:
     android = App(source="android", id="com.x", name="x")
-    refused = {a.refused for a in plan([finding(packaged), finding(android)], BLOCK, DEVICE, FACTS).actions}
-    assert refused == {"program belongs to a package; the package is what gets removed",
-                       "no blocking action for source 'android' on this host"}
+    assert only(plan([finding(android)], BLOCK, DEVICE, FACTS))[2] == "no blocking action for source 'android' on this host"
+
+
+@pytest.mark.parametrize("path,seen,why", [
+    ("//etc/shadow", PathFacts(resolved="/etc/shadow", uid=0, home="/home/al", home_uid=1000), "outside al's home"),
+    ("/home/al/Apps/x", PathFacts(resolved="/etc/shadow", uid=0, home="/home/al", home_uid=1000), "outside al's home"),
+    ("/home/al/Apps/x", PathFacts(resolved="/home/alice/x", uid=1000, home="/home/al", home_uid=1000), "outside al's home"),
+    ("/home/al/Apps/x", PathFacts(resolved="/home/al/Apps/x", uid=0, home="/home/al", home_uid=1000), "owned by uid 0"),
+    ("/home/al/Apps/x", PathFacts(resolved="/home/al/Apps/x", uid=1000, links=2, home="/home/al", home_uid=1000), "hard links"),
+    ("/home/al/Apps/x", PathFacts(resolved="/home/al/Apps/x", uid=1000, home="/home/al", home_uid=1000, package="dpkg:x"), "package"),
+    ("/home/al/Apps/x", PathFacts(resolved="/home/al/Apps/x", uid=1000), "no home folder"),
+    ("/home/al/Apps/x", PathFacts(outside_root=True), "outside the system"),
+    ("/home/al/Apps/x", PathFacts(), "not found"),
+    ("/home/al/Apps/unseen", None, "not examined"),
+])
+def test_a_scanned_file_is_moved_only_from_its_own_users_home(path: str, seen: PathFacts | None, why: str) -> None:
+    facts = replace(FACTS, paths={path: seen} if seen is not None else {})
+    kind, _, refused = only(plan([finding(replace(APPIMAGE, path=path))], BLOCK, DEVICE, facts))
+    assert kind == "quarantine" and why in refused
+
+
+@pytest.mark.parametrize("resolved,allowed", [
+    ("/opt/wps/WPS.AppImage", True), ("/usr/local/bin/WPS.AppImage", True), ("/Applications/WeChat.app", True),
+    ("/usr/bin/wps", False), ("/etc/shadow", False), ("/opt", False), ("/optical/x", False), ("/var/tmp/x", False),
+])
+def test_a_system_wide_file_is_moved_only_from_the_install_folders(resolved: str, allowed: bool) -> None:
+    image = replace(APPIMAGE, path="/opt/x", user="")
+    facts = replace(FACTS, paths={"/opt/x": PathFacts(resolved=resolved, uid=0)})
+    kind, target, refused = only(plan([finding(image)], BLOCK, DEVICE, facts))
+    assert (kind, target) == ("quarantine", resolved)
+    assert (refused == "") is allowed and (allowed or "outside /opt, /usr/local/bin, /Applications" in refused)
+
+
+def test_protected_paths_are_compared_after_folding_and_resolution() -> None:
+    config = EnforcementConfig(mode="block", protected=("/home/al/Apps",))
+    for path in ("/home/al//Apps/WPS.AppImage", "/home/al/./Apps/WPS.AppImage", "/home/al/x/../Apps/WPS.AppImage"):
+        assert is_protected(replace(APPIMAGE, path=path), config.protected)
+    link = replace(APPIMAGE, path="/home/al/link")
+    facts = replace(FACTS, paths={"/home/al/link": OWN_IMAGE})
+    assert only(plan([finding(link)], config, DEVICE, facts)) == ("quarantine", OWN_IMAGE.resolved, "protected by local config")
+
+
+def test_the_shell_and_login_path_are_never_killed_or_removed() -> None:
+    for exe in ("/usr/sbin/sshd", "/usr/bin/bash", "/usr/lib/systemd/systemd", "/usr/bin/sudo"):
+        assert only(plan([finding(replace(PROC, path=exe))], BLOCK, DEVICE, FACTS))[2] == "on the shell, boot or login path"
+    for package in ("openssh-server", "sudo", "libpam-modules", "systemd"):
+        app = App(source="dpkg", id=package, name=package)
+        assert only(plan([finding(app)], BLOCK, DEVICE, FACTS))[2] == "part of the base system or the login path"
 
 
 def test_a_source_without_an_uninstaller_here_is_not_uninstalled() -> None:
@@ -143,7 +219,7 @@ def test_ios_apps_are_left_with_what_to_do_by_hand() -> None:
 
 def test_macos_bundles_and_appimages_go_to_the_quarantine() -> None:
     bundle = App(source="macos", id="com.tencent.xinWeChat", name="WeChat", path="/Applications/WeChat.app")
-    image = App(source="appimage", id="wps", name="WPS", path="/home/al/Apps/WPS.AppImage")
+    image = App(source="appimage", id="wps", name="WPS", path="/home/al/Apps/WPS.AppImage", user="al")
     assert only(plan([finding(bundle)], BLOCK, DEVICE, FACTS)) == ("quarantine", "/Applications/WeChat.app", "")
     assert only(plan([finding(image)], BLOCK, DEVICE, FACTS)) == ("quarantine", "/home/al/Apps/WPS.AppImage", "")
 
@@ -155,3 +231,15 @@ def test_windows_entries_without_a_silent_uninstaller_are_refused() -> None:
     interactive = App(source="windows", id="WeChat", name="WeChat", extra=(("uninstall", r"C:\WeChat\Uninstall.exe"),))
     assert only(plan([finding(msi)], BLOCK, DEVICE, facts))[2] == ""
     assert "interactive" in only(plan([finding(interactive)], BLOCK, DEVICE, facts))[2]
+
+
+def test_one_file_seen_twice_is_judged_by_the_evidence_that_allows_it_whatever_the_order() -> None:
+    """The same AppImage found in /opt (system-wide, allowed) and through a link in a home
+    (refused): one action, allowed, in either order."""
+    system = replace(APPIMAGE, path="/opt/wps/WPS.AppImage", user="")
+    linked = replace(APPIMAGE, path="/home/al/AppImages/WPS.AppImage")
+    seen = PathFacts(resolved="/opt/wps/WPS.AppImage", uid=0, home="/home/al", home_uid=1000)
+    facts = replace(FACTS, paths={system.path: PathFacts(resolved=system.path, uid=0), linked.path: seen})
+    for order in ([system, linked], [linked, system]):
+        (action,) = plan([finding(a) for a in order], BLOCK, DEVICE, facts).actions
+        assert (action.target, action.refused, action.app) == ("/opt/wps/WPS.AppImage", "", system)

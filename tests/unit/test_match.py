@@ -244,7 +244,7 @@ def test_index_agrees_with_brute_force(apps, kinds):
     import fnmatch
     import os
 
-    from agent.model import SOURCE_KIND
+    from agent.sources import facts
 
     entries = [_entry(i, k) for i, k in enumerate(kinds)]
     banlist = parse_banlist(yaml.safe_dump({"format": "appban.banlist/v1", "serial": 1,
@@ -253,7 +253,7 @@ def test_index_agrees_with_brute_force(apps, kinds):
     for app in apps:
         for entry in banlist.entries:
             m = entry.match
-            kind = SOURCE_KIND.get(app.source)
+            kind = facts(app.source).match_kind or None
             keys = {app.id.lower()} | ({app.name.lower()} if kind == "windows" and app.name else set())
             hit = kind is not None and bool(keys & set(getattr(m, kind)))
             hit |= any(fnmatch.fnmatchcase(app.name.lower(), p) for p in m.names) if app.name else False

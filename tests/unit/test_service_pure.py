@@ -11,10 +11,10 @@ from prometheus_client.exposition import generate_latest
 from agent.banlist.parse import parse_banlist
 from agent.commands.service import plan
 from agent.model import App, BanListInfo, CollectorError, Device, Inventory
-from agent.report.build import build_report
+from agent.scan import build_report
 from agent.report.metrics import families, make_registry
 from agent.service.server import ListenError, parse_listen
-from agent.service.snapshot import Snapshot
+from agent.report.snapshot import Snapshot
 
 NOW = datetime(2026, 11, 20, tzinfo=timezone.utc)
 BANLIST = parse_banlist(b"""

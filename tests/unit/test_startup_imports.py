@@ -32,7 +32,7 @@ def _modules_after(code: str) -> set[str]:
     ("from agent.inventory import select; select(['dpkg'])",
      {"agent.inventory.process", "psutil", "agent.inventory.windows", "agent.inventory.android", "yaml"}),
     ("from agent.documents import load_document; load_document(b'{\"a\": 1}', 'x')", {"yaml"}),
-    ("import agent.service.daemon", {"requests", "prometheus_client", "agent.report.push"}),
+    ("import agent.service.daemon", {"requests", "prometheus_client", "agent.banlist.central"}),
 ])
 def test_modules_are_imported_on_use(code: str, absent: set[str]) -> None:
     assert not absent & _modules_after(code)

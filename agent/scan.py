@@ -1,0 +1,71 @@
+"""The one scan pipeline: collect on this machine, match against the list in force, enforce.
+
+`appban check` and the service's scheduled scan both run these steps, so a scan produces the same
+`appban.report/v1` document and carries out the same plan whichever of them runs it; what stays
+with each caller is only what differs (the command's output and exit code; the service's
+schedule, its exec guard and its outbox).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Sequence, TextIO
+
+from agent import __version__
+from agent.config import Config
+from agent.groups import assign_groups
+from agent.inventory import collect, local_device
+from agent.inventory.base import Context
+from agent.match import compile_banlist, match
+from agent.model import BanList, BanListInfo, Inventory, Report, staleness
+from agent.runner import Runner
+
+
+def collect_here(config: Config, root: str | None = None, sources: Sequence[str] = (),
+                 groups: Sequence[str] | None = None) -> Inventory:
+    """Run this machine's collectors: `root` and `sources` override config; live collectors run
+    only on the running system (no root override and config root "/"); devices other than this
+    host get their groups from config `gateway`.
+
+    Raise UnknownSourceError for a source that does not exist.
+    """
+    chosen = root or config.inventory.root
+    ctx = Context(
+        root=Path(chosen), live=(root is None and chosen == "/"),
+        runner=Runner(commands=config.commands), config=config,
+    )
+    collected = collect(ctx, sources or config.inventory.sources, groups)
+    return assign_groups(collected, config.gateway, local=local_device(ctx).id)
+
+
+def build_report(banlist: BanList, info: BanListInfo, inventory: Inventory, now: datetime) -> Report:
+    """Given the list in force, its info, an inventory and the time, return the Report.
+
+    The list's staleness is judged at `now` (a list loaded hours ago may have expired since), and
+    the report gets a fresh random id, which is what push receivers deduplicate on.
+    """
+    stale, since = staleness(banlist, now)
+    devices = {d.id: d for d in inventory.devices}
+    findings = match(inventory.apps, devices, compile_banlist(banlist), now)
+    return Report(
+        id=str(uuid.uuid4()), generated=now, agent_version=__version__,
+        banlist=dataclasses.replace(info, stale=stale, stale_since=since),
+        inventory=inventory, findings=tuple(findings),
+    )
+
+
+def enforce_report(report: Report, config: Config, runner: Runner, out: TextIO, dry_run: bool = False) -> Report:
+    """Plan and carry out blocking on this host for the report's findings; return the report with
+    each finding's outcome. With `dry_run` print the plan on `out` and change nothing.
+
+    The enforcement engine is imported here, not at the top: a plain check never needs it and it
+    is a noticeable share of the command's start-up.
+    """
+    from agent.enforce.act import enforce
+
+    host = report.inventory.devices[0]
+    findings = enforce(report.findings, config, host, runner, out, dry_run).findings
+    return dataclasses.replace(report, findings=tuple(findings))
