@@ -12,14 +12,31 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+from agent.domains import normalise_domains
 from agent.versions import parse_spec
 
 ID_PATTERN = r"[a-z0-9._-]+"
 
 
+class Folded(tuple):
+    """Case-folded identifiers that remember the list's own spelling in `spelled`.
+
+    Why: appban compares identifiers case-insensitively, but the engines a list is exported to
+    (MDMs, Santa) compare bundle ids and package names exactly, so an export needs the original."""
+
+    spelled: tuple[str, ...]
+
+
 def _lowered(values: tuple[str, ...]) -> tuple[str, ...]:
     """Identifiers compare case-insensitively, so they are folded once, when the list is read."""
-    return tuple(v.casefold() for v in values)
+    folded = Folded(v.casefold() for v in values)
+    folded.spelled = tuple(values)
+    return folded
+
+
+def spelled(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Return identifiers as the ban list spelled them (for exports to case-sensitive engines)."""
+    return getattr(values, "spelled", values)
 
 
 def _valid_spec(text: str) -> str:
@@ -64,9 +81,24 @@ STATUSES: tuple[Status, ...] = ("violation", "advisory", "upcoming", "exempt")
 
 MATCH_KINDS: tuple[str, ...] = (
     "android", "ios", "macos", "windows", "deb", "rpm", "flatpak", "snap",
-    "names", "publishers", "executables", "sha256",
+    "names", "publishers", "executables", "sha256", "domains",
 )
 """The identifier lists an entry's `match` may hold, in the order the format documents them."""
+
+DEVICE_KINDS: tuple[str, ...] = ("host", "android", "ios", "macos", "windows", "mdm")
+"""The kinds a Device can be, which an entry's `device_kinds` names (a typo would silently make
+an entry apply to nothing, so other words are refused)."""
+
+Ownership = Literal["corporate", "personal", "unknown"]
+"""Who owns a device: the directives cover government-issued devices, not personal ones."""
+
+
+def _known_kinds(kinds: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = [k for k in kinds if k not in DEVICE_KINDS]
+    if unknown:
+        raise ValueError(f"unknown device kind {unknown[0]!r} (known: {', '.join(DEVICE_KINDS)})")
+    return kinds
+
 
 @dataclass(frozen=True)
 class Device:
@@ -79,6 +111,8 @@ class Device:
     groups: tuple[str, ...] = ()
     attributes: tuple[tuple[str, str], ...] = ()
     """Extra identity (serial, model, MDM owner, …) as sorted pairs, so the record stays hashable."""
+    ownership: Ownership = "unknown"
+    """corporate (government-issued), personal, or unknown when nothing said which."""
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -95,7 +129,13 @@ class Device:
             os=str(data.get("os") or ""),
             groups=_strings(data.get("groups"), "groups"),
             attributes=tuple(sorted((str(k), str(v)) for k, v in (data.get("attributes") or {}).items())),
+            ownership=_ownership(data.get("ownership")),
         )
+
+
+def _ownership(value: Any) -> Ownership:
+    """Read a saved device's ownership; an absent or unknown word is `unknown`, never a guess."""
+    return value if value in ("corporate", "personal") else "unknown"
 
 
 @dataclass(frozen=True)
@@ -203,6 +243,9 @@ class Match:
     publishers: tuple[str, ...] = field(default=(), metadata=_IDS)
     executables: tuple[str, ...] = field(default=(), metadata=_IDS)
     sha256: tuple[str, ...] = field(default=(), metadata={"check": _lowered, "pattern": r"[0-9a-fA-F]{64}"})
+    domains: tuple[str, ...] = field(default=(), metadata={"check": normalise_domains})
+    """The service's DNS names (`example.com`, or `*.example.com` for it and every name below it),
+    for the resolver and hosts-file exports and on-device network blocking; apps never match them."""
 
 
 @dataclass(frozen=True)
@@ -221,6 +264,10 @@ class Entry:
     advisory_for: tuple[str, ...] = ()
     exempt: tuple[str, ...] = ()
     versions: str = field(default="", metadata={"check": _valid_spec})
+    device_kinds: tuple[str, ...] = field(default=(), metadata={"check": _known_kinds})
+    """Device kinds the entry covers (android, ios, …); empty means every kind."""
+    ownership: tuple[Literal["corporate", "personal"], ...] = ()
+    """Ownerships the entry covers; empty means both ("government-issued" is `[corporate]`)."""
 
 
 @dataclass(frozen=True)

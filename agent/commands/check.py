@@ -56,13 +56,15 @@ def _enforce(
     """Plan and carry out blocking on this host (and, where fapolicyd guards, write its rules);
     return the report with the findings' outcomes. The plan goes to stderr under --format json."""
     from agent.enforce.act import write_fapolicyd_rules
+    from agent.enforce.network import keep_network_block
     from agent.runner import Runner
 
     out = sys.stderr if args.format == "json" else sys.stdout
     runner = Runner(commands=config.commands)
-    report = enforce_report(report, config, runner, out, args.dry_run)
+    report = enforce_report(report, banlist, config, runner, out, now, args.dry_run)
     write_fapolicyd_rules(banlist, report.findings, config, report.inventory.devices[0], runner, out, now,
                           args.dry_run)
+    keep_network_block(banlist, config, report.inventory.devices[0], runner, out, now, report.findings, args.dry_run)
     return report
 
 

@@ -1,10 +1,11 @@
-"""`appban policy keygen|sign|verify|fetch|show`: the publisher's and the administrator's tools for
-the signed ban list.
+"""`appban policy keygen|sign|verify|fetch|show|export`: the publisher's and the administrator's
+tools for the signed ban list.
 
 keygen and sign are for whoever publishes the list (files interchangeable with the `minisign`
 command); verify checks a list and signature before publishing or after a download; fetch
-refreshes the cache now and says what changed; show describes the list in force. Every failure is
-one line on stderr and exit code 2.
+refreshes the cache now and says what changed; show describes the list in force; export writes it
+as the file an enforcement engine reads (agent/export). Every failure is one line on stderr and
+exit code 2.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from agent.banlist.central import RefreshResult, refresh
 from agent.banlist.source import load_active, with_url
 from agent.commands.common import add_config_arg, add_state_dir_arg, config_from, state_dir_from
 from agent.config import Config
+from agent.commands.export import add_export_parser
 
 EXIT_OK, EXIT_FAILED = 0, 2
 
@@ -67,6 +69,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_state_dir_arg(show)
     show.add_argument("--format", choices=("table", "json"), default="table", help="output format")
     show.set_defaults(run=run_show)
+
+    add_export_parser(actions)
 
 
 def _read(path: str, what: str) -> bytes:

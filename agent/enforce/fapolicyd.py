@@ -13,6 +13,7 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import Mapping, Sequence
 
 from agent.enforce.deny import DenySet
 from agent.atomic import write_atomic
@@ -28,25 +29,49 @@ _DECISIONS = "allow|deny|allow_audit|deny_audit|allow_syslog|deny_syslog|allow_l
 _ATTR = r"[a-z0-9_]+=[^\s:=]+"
 _RULE = re.compile(rf"^(?:{_DECISIONS}) perm=(?:open|execute|any) (?:all|{_ATTR}(?: {_ATTR})*) : (?:all|{_ATTR}(?: {_ATTR})*)$")
 _HASH = re.compile(r"^[0-9a-f]{64}$")
+_USER = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$|^[0-9]{1,10}$")
 
 
 class RulesError(ValueError):
     """A rules file that fapolicyd would refuse; the message names the line."""
 
 
-def render_rules(deny: DenySet) -> tuple[str, list[str]]:
+def render_rules(
+    deny: DenySet, header: str = HEADER, allow_users: Mapping[str, Sequence[str]] | None = None,
+) -> tuple[str, list[str]]:
     """Given a deny set, return the rules file text and what it could not express (fapolicyd
-    matches full paths and hashes only, and a path with white space cannot be written)."""
-    lines = [HEADER]
+    matches full paths and hashes only, and a path with white space cannot be written).
+
+    `allow_users` maps an entry id to users with an exception for it: their allow rule comes
+    before the deny (first match wins). The guard and `appban policy export` share this writer."""
+    lines = [header]
     skipped = [f"executable name {name!r} (fapolicyd has no basename match)" for name in sorted(deny.names)]
+    users = _exempt_users(allow_users or {}, skipped)
     for path, entry in sorted(deny.paths.items()):
         if re.search(r"[\s:=]", path) or not path.startswith("/"):
             skipped.append(f"path {path!r} (cannot be written as a fapolicyd rule)")
             continue
-        lines.append(f"# entry {entry}\ndeny_audit perm=execute all : path={path}\n")
+        lines.append(_rules_for(entry, f"path={path}", users.get(entry, ())))
     for digest, entry in sorted(deny.sha256.items()):
-        lines.append(f"# entry {entry}\ndeny_audit perm=execute all : sha256hash={digest}\n")
+        lines.append(_rules_for(entry, f"sha256hash={digest}", users.get(entry, ())))
     return "".join(lines), skipped
+
+
+def _rules_for(entry: str, obj: str, users: Sequence[str]) -> str:
+    allows = "".join(f"allow perm=execute uid={user} : {obj}\n" for user in users)
+    return f"# entry {entry}\n{allows}deny_audit perm=execute all : {obj}\n"
+
+
+def _exempt_users(allow_users: Mapping[str, Sequence[str]], skipped: list[str]) -> dict[str, list[str]]:
+    """Keep the user names a rule can hold (fapolicyd reads `uid=` as a number or a name)."""
+    kept: dict[str, list[str]] = {}
+    for entry, names in allow_users.items():
+        for name in names:
+            if _USER.match(name):
+                kept.setdefault(entry, []).append(name)
+            else:
+                skipped.append(f"exception for user {name!r} of entry {entry} (not a user name fapolicyd reads)")
+    return kept
 
 
 def check_rules(text: str) -> None:

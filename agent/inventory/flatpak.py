@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -89,7 +88,8 @@ def _appstream(files: Path, app_id: str) -> dict[str, str]:
         files / "share" / folder / f"{app_id}{suffix}"
         for folder in ("metainfo", "appdata") for suffix in (".metainfo.xml", ".appdata.xml")
     ]
-    import xml.etree.ElementTree as ET  # the XML parser loads when flatpak is installed
+    import xml.etree.ElementTree as ET
+    import zlib
 
     for path in candidates:
         if not path.is_file():
@@ -108,6 +108,8 @@ def _appstream(files: Path, app_id: str) -> dict[str, str]:
 
 def _gunzip(data: bytes) -> bytes:
     """Return gzip'd AppStream data decompressed, refusing a bomb: at most RECORD_LIMIT × 16 bytes."""
+    import zlib
+
     out = zlib.decompressobj(16 + zlib.MAX_WBITS)
     limit = RECORD_LIMIT * 16
     raw = out.decompress(data, limit)

@@ -28,6 +28,7 @@ from agent.banlist.parse import BanListError
 from agent.banlist.source import load_fresh
 from agent.config import Config, ConfigError, interval_seconds
 from agent.enforce.guard import build_deny
+from agent.enforce.network import keep_network_block
 from agent.inventory import UnknownSourceError
 from agent.log import log_event
 from agent.model import BanList, BanListInfo, Inventory, Report
@@ -256,9 +257,13 @@ class Service:
         is turned off in the config (a dry run never runs one)."""
         if config.enforcement.mode != "block":
             self.keeper.off(config)
+            if config.enforcement.network != "none":  # take back a block written while blocking was on
+                keep_network_block(banlist, config, report.inventory.devices[0], Runner(commands=config.commands),
+                                   sys.stderr, now)
             return report
         runner = Runner(commands=config.commands)
-        report = enforce_report(report, config, runner, sys.stderr)
+        report = enforce_report(report, banlist, config, runner, sys.stderr, now)
+        keep_network_block(banlist, config, report.inventory.devices[0], runner, sys.stderr, now, report.findings)
         deny = build_deny(banlist, report.findings, config, report.inventory.devices[0], now)
         self.keeper.keep(config, banlist, deny, runner)
         return report
