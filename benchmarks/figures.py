@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from banlist_refresh import big_list  # noqa: E402 - the 10,000-entry list the refresh benchmark serves
-from measure import appban, paired, peak_rss, process, python, timed  # noqa: E402
+from measure import appban, paired, peak_rss, process, process_cpu, python, timed  # noqa: E402
 
 from agent.banlist.parse import parse_banlist  # noqa: E402
 from agent.inventory.base import Context  # noqa: E402
@@ -37,10 +37,11 @@ FLOOR = python("-c", "pass")
 
 
 def startup(rounds: int) -> None:
-    paired("appban check (bundled list, this machine)", process(appban("check")),
-           "python -c pass", process(FLOOR), rounds, target="<= 6x")
-    paired("appban check --source dpkg", process(appban("check", "--source", "dpkg")),
-           "python -c pass", process(FLOOR), rounds, target="<= 4x")
+    for label, args, target in (("appban check (bundled list, this machine)", ("check",), "<= 6x"),
+                                ("appban check --source dpkg", ("check", "--source", "dpkg"), "<= 4x")):
+        paired(label, process(appban(*args)), "python -c pass", process(FLOOR), rounds, target=target)
+        paired(f"{label}: CPU time", process_cpu(appban(*args)), "python -c pass", process_cpu(FLOOR), rounds,
+               target=target)
 
 
 def dpkg_root(work: Path, count: int) -> Path:
