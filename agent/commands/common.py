@@ -61,7 +61,7 @@ def gather(args: argparse.Namespace, config: Config, groups: list[str] | None = 
         if unused:  # silently checking something else than asked would give a misleading verdict
             verb = "does" if len(unused) == 1 else "do"
             raise CollectionUsageError(f"{', '.join(unused)} {verb} not apply to saved inventories (--inventory)")
-        from agent.inventory.file import load_inventory_file, merge_inventories  # MDM readers: only here
+        from agent.inventory.file import load_inventory_file, merge_inventories  # the MDM readers: only for saved inventories
 
         loaded = merge_inventories(load_inventory_file(path) for path in args.inventory)
         return assign_groups(loaded, config.gateway, local=None)
