@@ -20,6 +20,7 @@ from agent.errors import UserError
 
 COMMANDS = {
     "check": "agent.commands.check",
+    "fleet": "agent.commands.fleet",
     "inventory": "agent.commands.inventory",
     "policy": "agent.commands.policy",
     "quarantine": "agent.commands.quarantine",

@@ -188,6 +188,11 @@ class PushConfig:
     client_key: str = ""
     timeout: float = field(default=10.0, metadata=_POSITIVE)
     max_queue: int = 1000
+    enroll_secret_file: str = ""
+    """The fleet's enroll secret: with it the agent enrolls once (`POST /v1/enroll`) and pushes
+    with the per-device token it gets back, kept in the state directory."""
+    inventory: bool = True
+    """Push the inventory with each report, so the fleet can re-check it against its own list."""
 
 
 @dataclass(frozen=True)

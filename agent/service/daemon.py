@@ -282,8 +282,36 @@ class Service:
             return
         from agent.report.push import push_pending  # requests: only once there is something to push
 
-        push_pending(self.outbox, config.push, self.settings.push_token, self._push_session())
+        token = self._push_token()
+        if token is None:
+            return
+        result = push_pending(self.outbox, config.push, token, self._push_session())
+        if result.error == "HTTP 401" and self.settings.enroll_secret:
+            from agent.report.enroll import forget_token
+
+            forget_token(self.settings.state_dir)  # revoked or a new fleet: enroll again next cycle
         self._update(queue_depth=self.outbox.depth(), dropped=self.outbox.dropped())
+
+    def _push_token(self) -> str | None:
+        """The bearer token for pushes: the configured one, else the fleet token from an earlier
+        enrollment, else a new enrollment's (None, logged, when enrollment fails: retry later)."""
+        settings = self.settings
+        if not settings.enroll_secret:
+            return settings.push_token
+        from agent.report.enroll import EnrollError, enroll, stored_token
+
+        token = stored_token(settings.state_dir)
+        if token:
+            return token
+        host = self.snapshot.report.inventory.devices[0] if self.snapshot.report else None
+        if host is None:
+            return None
+        try:
+            return enroll(settings.config.push, settings.enroll_secret, {"device": host.id, "hostname": host.hostname},
+                          settings.state_dir, self._push_session())
+        except (EnrollError, OSError) as exc:
+            log_event(logger, logging.WARNING, "push.enroll_failed", error=str(exc))
+            return None
 
     def _push_session(self) -> requests.Session:
         """Return the push session, made on first use: requests costs ~6 MB of a service that
