@@ -150,7 +150,7 @@ def get(
             if time.monotonic() + delay >= ends:
                 raise FetchError(f"{exc}; no time left to retry within the {config.deadline:g}s deadline") from None
             log_event(logger, logging.INFO, "banlist.fetch_retry", url=url, error=str(exc),
-                      attempt=attempt + 1, delay=round(delay, 3))
+                      attempt=attempt + 1, retries=config.retries, delay=round(delay, 3))
             sleep(delay)
             attempt += 1
 

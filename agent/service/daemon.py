@@ -42,7 +42,7 @@ from agent.scan import build_report, collect_here, enforce_report
 from agent.service import server
 from agent.service.keeper import GuardKeeper
 from agent.service.settings import ServiceError, Settings, load_settings
-from agent.report.snapshot import Snapshot, render_documents
+from agent.report.snapshot import Snapshot, iso_time, render_documents
 from agent.service.state import INVENTORY, REPORT, LockHeld, acquire_lock, write_atomic, write_status
 from agent.service.wakeup import Wakeup
 
@@ -172,13 +172,14 @@ class Service:
         """(Re)create the periodic jobs from config: interval to interval + splay, in seconds."""
         self.scheduler.clear()
         schedule_config = self.settings.config.schedule
-        splay = interval_seconds(schedule_config.splay)
+        splay = round(interval_seconds(schedule_config.splay, allow_zero=True))
         jobs = [(self.settings.config.banlist.refresh, self.refresh), (schedule_config.scan, self.scan)]
         if self.settings.config.push.url:
             jobs.append((schedule_config.push, self.push))
         for every, job in jobs:
             base = max(1, round(interval_seconds(every)))
-            self.scheduler.every(base).to(base + round(splay)).seconds.do(self._guarded, job)
+            every_job = self.scheduler.every(base)
+            (every_job.to(base + splay) if splay else every_job).seconds.do(self._guarded, job)
 
     def _guarded(self, job: Callable[[], None]) -> None:
         """Run one job unless a stop was requested; a failing job is logged and the service goes on."""
@@ -246,6 +247,10 @@ class Service:
                      queue_depth=self.outbox.depth(), dropped=self.outbox.dropped(),
                      dead_lettered=self.outbox.dead_lettered())
         release_free_memory()
+        for finding in report.findings:  # one event each, so a SIEM needs no report parsing
+            log_event(logger, logging.INFO, "scan.finding", app=finding.app.id, device=finding.device,
+                      rule=finding.entry.id, status=finding.status, source=finding.app.source,
+                      version=finding.app.version or None, outcome=finding.outcome or None)
         counts = report.counts()
         log_event(logger, logging.INFO, "scan.done", report=report.id, apps=len(report.inventory.apps),
                   violations=counts["violation"], errors=len(report.inventory.errors),
@@ -338,7 +343,7 @@ class Service:
         return self.snapshot
 
     def _status(self) -> dict[str, object]:
-        return {"started": self.started, **self.snapshot.facts()}
+        return {"started": iso_time(self.started), **self.snapshot.facts()}
 
     def _start_endpoint(self, settings: Settings) -> None:
         if settings.config.server.listen:
