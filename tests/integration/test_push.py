@@ -126,6 +126,15 @@ def test_retry_after_is_honoured(setup, status, retry_after) -> None:
     assert late.sent == 3
 
 
+def _cut_at_two_seconds(outbox: Outbox, url: str, **tls: str) -> None:
+    """Queue one report and push it to a receiver that trickles: cut at the deadline, kept queued."""
+    outbox.put("report-0", b'{"id": "report-0"}')
+    config = PushConfig(url=url, timeout=5.0, deadline=2.0, **tls)
+    with make_session(config) as session:
+        result = push_pending(outbox, config, PUSH_TOKEN, session)
+    assert "took longer than the 2s deadline" in result.error and outbox.depth() == 1
+
+
 def test_a_receiver_trickling_its_answer_is_cut_off_at_the_deadline(tmp_path, direct) -> None:  # noqa: F811 - fixture
     from tests.banlist_servers import ScriptedServer
 
@@ -135,11 +144,7 @@ def test_a_receiver_trickling_its_answer_is_cut_off_at_the_deadline(tmp_path, di
     outbox = Outbox(tmp_path / "slow", max_queue=10)
     try:
         receiver.script(("trickle-headers", None))
-        outbox.put("report-0", b'{"id": "report-0"}')
-        config = PushConfig(url=receiver.url("v1/reports"), ca_bundle=str(pki.ca), timeout=5.0, deadline=2.0)
-        with make_session(config) as session:
-            result = push_pending(outbox, config, PUSH_TOKEN, session)
-        assert "took longer than the 2s deadline" in result.error and outbox.depth() == 1
+        _cut_at_two_seconds(outbox, receiver.url("v1/reports"), ca_bundle=str(pki.ca))
     finally:
         receiver.stop()
         outbox.close()
@@ -241,11 +246,7 @@ def test_plain_http_to_loopback_has_the_deadline_too(tmp_path, direct) -> None:
     (tmp_path / "plain").mkdir()
     outbox = Outbox(tmp_path / "plain", max_queue=10)
     try:
-        outbox.put("report-0", b'{"id": "report-0"}')
-        config = PushConfig(url=f"http://127.0.0.1:{listener.getsockname()[1]}/v1/reports", timeout=5.0, deadline=2.0)
-        with make_session(config) as session:
-            result = push_pending(outbox, config, PUSH_TOKEN, session)
-        assert "took longer than the 2s deadline" in result.error and outbox.depth() == 1
+        _cut_at_two_seconds(outbox, f"http://127.0.0.1:{listener.getsockname()[1]}/v1/reports")
     finally:
         stop.set()
         listener.close()
