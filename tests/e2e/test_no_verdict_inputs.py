@@ -80,7 +80,7 @@ def test_any_unexpected_error_is_exit_2_with_one_line(monkeypatch: pytest.Monkey
         raise RecursionError("maximum recursion depth exceeded\nwhile calling a Python object")
 
     monkeypatch.setattr(check, "run", broken)
-    monkeypatch.setattr(cli.log, "configure", lambda *args: None)  # keep this process's logging as it is
+    monkeypatch.setattr(cli.log, "configure", lambda *args, **kwargs: None)  # keep this process's logging as it is
     assert cli.main(["check"]) == 2
     err = capsys.readouterr().err
     assert err == "appban: internal error: RecursionError: maximum recursion depth exceeded while calling a Python object\n"
