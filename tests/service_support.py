@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,8 +154,9 @@ class Receiver:
 
 
 def banned_program(folder: Path) -> Path:
-    """Return a copy of `sleep` in `folder` under a unique name that BLOCKING_LIST can ban."""
-    exe = folder / f"wechat-appban-{folder.name[-8:]}".lower()
+    """Return a copy of `sleep` in `folder` under a unique name that BLOCKING_LIST can ban. Unique
+    per run, not per folder name: a guard in a concurrent run of the suite kills what it names."""
+    exe = folder / f"wechat-appban-{uuid.uuid4().hex[:12]}"
     shutil.copy(shutil.which("sleep"), exe)
     return exe
 
