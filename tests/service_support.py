@@ -82,7 +82,7 @@ def direct_env() -> dict[str, str]:
     return env
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, step: float = 0.05) -> Any:
+def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, step: float = 0.05) -> Any:
     """Poll until `predicate()` is truthy and return its value; fail the test after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
