@@ -216,7 +216,7 @@ class Daemon:
     def signal(self, signum: int) -> None:
         os.kill(self.process.pid, signum)
 
-    def wait(self, timeout: float = 20.0) -> int:
+    def wait(self, timeout: float = 60.0) -> int:
         return self.process.wait(timeout)
 
     def stop(self) -> None:
