@@ -53,7 +53,10 @@ class Pushed:
         inventory, the host's record, the agent's claim and the policy. Equal to the stored one,
         the report changes nothing and the server skips parsing the apps and matching them."""
         claim = self.claim
-        basis = [self.document.get("inventory"), self.document["devices"][0], self.document.get("findings"),
+        inventory = self.document.get("inventory")
+        if isinstance(inventory, dict) and "collected_at" in inventory:  # when, not what: every scan differs
+            inventory = {key: value for key, value in inventory.items() if key != "collected_at"}
+        basis = [inventory, self.document["devices"][0], self.document.get("findings"),
                  claim.agent_version, claim.serial, claim.signer, list(claim.groups), fingerprint]
         # Keys in the order sent (the agent's order is fixed): sorting them cost more than the rest
         # of the fast path, and another order only means one slow ingest, never a wrong "unchanged".
