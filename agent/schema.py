@@ -132,7 +132,8 @@ class _Plan:
     factories: tuple[tuple[str, Callable[[], Any]], ...]
     direct: bool
     """True when instances may be made by filling `__dict__` (no __post_init__, no slots, every
-    field set by __init__), which is all the dataclass's own __init__ would do."""
+    field set by __init__, and that __init__ the one dataclass generated rather than the class's
+    own), which is all that __init__ would do."""
 
 
 @functools.cache
@@ -141,8 +142,10 @@ def _plan(cls: type) -> _Plan:
     missing = dataclasses.MISSING
     required = {n for n, f in fields.items() if f.default is missing and f.default_factory is missing}
     steps = tuple((name, _step(fld, hints[name]), name in required) for name, fld in fields.items())
+    init = getattr(cls.__init__, "__code__", None)
     direct = (not hasattr(cls, "__post_init__") and not hasattr(cls, "__slots__")
-              and all(f.init for f in dataclasses.fields(cls)))
+              and all(f.init for f in dataclasses.fields(cls))
+              and init is not None and init.co_filename == "<string>")  # the __init__ dataclass wrote
     return _Plan(
         steps=steps, by_name={name: step for name, step, _ in steps}, required=frozenset(required),
         defaults={n: f.default for n, f in fields.items() if f.default is not missing},

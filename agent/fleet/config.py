@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.config import _INTERVAL_CHECK as _INTERVAL  # the agent's own checks, so both files agree
-from agent.config import _POSITIVE, BanlistConfig, ConfigError, GroupRule, LoggingConfig
+from agent.config import _POSITIVE, BanlistConfig, ConfigError, GroupRule, LoggingConfig, MdmConfig
 from agent.documents import DocumentError, load_document
 from agent.schema import SchemaError, build
 
@@ -58,6 +58,9 @@ class FleetConfig:
     default_groups: tuple[str, ...] = ()
     groups: tuple[GroupRule, ...] = ()
     pull: PullConfig = field(default_factory=PullConfig)
+    mdm: MdmConfig = field(default_factory=MdmConfig)
+    """The MDM APIs read on a schedule, the agent's own `mdm:` block (docs/mdm-connectors.md)."""
+    mdm_interval: str = field(default="1h", metadata=_INTERVAL)
     stale_after: str = field(default="1d", metadata=_INTERVAL)
     retention: str = field(default="90d", metadata=_INTERVAL)
     tls_cert: str = ""

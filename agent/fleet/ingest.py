@@ -54,7 +54,7 @@ class Pushed:
         the report changes nothing and the server skips parsing the apps and matching them."""
         claim = self.claim
         inventory = self.document.get("inventory")
-        if isinstance(inventory, dict) and "collected_at" in inventory:  # when, not what: every scan differs
+        if isinstance(inventory, dict) and "collected_at" in inventory:  # the time of every scan, not a change
             inventory = {key: value for key, value in inventory.items() if key != "collected_at"}
         basis = [inventory, self.document["devices"][0], self.document.get("findings"),
                  claim.agent_version, claim.serial, claim.signer, list(claim.groups), fingerprint]

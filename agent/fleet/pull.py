@@ -73,6 +73,7 @@ class Puller:
         self.owner = secrets.token_hex(8)
         self._file_stamp: float | None = None
         self._file_targets: list[PullTarget] = []
+        self._synced: dict[str, PullTarget] | None = None
         self.session = requests.Session()
         pull = fleet.config.pull
         self.session.verify = pull.ca_bundle or True
@@ -92,8 +93,11 @@ class Puller:
         return list({t.url: t for t in (*pull.targets, *self._file_targets)}.values())
 
     def sync(self, now: float) -> None:
-        """Make the `pull_targets` table hold exactly the configured targets."""
+        """Make the `pull_targets` table hold exactly the configured targets (a no-op, without
+        touching the database, while the configured set is the one last written)."""
         wanted = {target.url: target for target in self.targets()}
+        if wanted == self._synced:
+            return
         p = t.pull_targets
         with self.fleet.store.write() as connection:
             known = {row.url: row.token_file for row in connection.execute(select(p.c.url, p.c.token_file))}
@@ -106,6 +110,7 @@ class Puller:
                                                         lease_until=0.0, failures=0, last_error="", device_id=""))
                 elif known[url] != target.token_file:
                     connection.execute(update(p).where(p.c.url == url).values(token_file=target.token_file))
+        self._synced = wanted  # only once written: a failed transaction is tried again next round
 
     def claim(self, now: float) -> list[Any]:
         """Lease the due targets this server will poll now (skipping rows another server holds)."""

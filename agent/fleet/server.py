@@ -122,9 +122,16 @@ def build_fleet(config: FleetConfig) -> Fleet:
     return Fleet(config=config, store=store, admin_token=admin, metrics_token=metrics, policy=policy)
 
 
+def configured_connectors(config: FleetConfig) -> list[str]:
+    """The MDM connectors whose `mdm:` block is set, in registry order."""
+    from agent.inventory.connectors import CONNECTORS
+
+    return [name for name in CONNECTORS if getattr(config.mdm, name) is not None]
+
+
 class Jobs(threading.Thread):
-    """The background jobs of one server: refresh, prune, pull; each on its own interval. (MDM
-    API connectors, once they exist, are one more job here: `store.ingest_source(connector, …)`.)"""
+    """The background jobs of one server: refresh, prune, pull and, when `mdm:` names any, the MDM
+    API connectors; each on its own interval."""
 
     def __init__(self, fleet: Fleet) -> None:
         super().__init__(name="fleet-jobs", daemon=True)
@@ -138,7 +145,10 @@ class Jobs(threading.Thread):
         config = self.fleet.config
         every = {self.refresh: interval_seconds(config.banlist.refresh), self.prune: PRUNE_EVERY,
                  self.puller.poll_due: TICK}
-        due = {job: time.monotonic() + (0 if job is self.puller.poll_due else period) for job, period in every.items()}
+        if configured_connectors(config):
+            every[self.read_mdm] = interval_seconds(config.mdm_interval)
+        first = (self.puller.poll_due, self.read_mdm)
+        due = {job: time.monotonic() + (0 if job in first else period) for job, period in every.items()}
         while not self.stop.wait(TICK):
             for job, period in every.items():
                 if time.monotonic() >= due[job]:
@@ -158,6 +168,22 @@ class Jobs(threading.Thread):
             self.fleet.policy = policy
             log_event(logger, logging.INFO, "fleet.policy_changed", serial=policy.banlist.serial)
         apply_policy(self.fleet.store, self.fleet.policy)
+
+    def read_mdm(self) -> None:
+        """Read every configured MDM and store each phone as its own device; one connector that
+        fails is logged and the others still run."""
+        from agent.fleet.sources import ConnectorSource
+        from agent.inventory.connectors import make_connector
+
+        for name in configured_connectors(self.fleet.config):
+            try:
+                source = ConnectorSource(name, make_connector(name, self.fleet.config.mdm))
+                stored = self.fleet.store.ingest_source(source, self.fleet.policy, time.time())
+            except Exception as exc:  # noqa: BLE001 - one MDM must not stop the next
+                log_event(logger, logging.ERROR, "fleet.mdm_failed", connector=name,
+                          error=" ".join(f"{type(exc).__name__}: {exc}".split())[:500])
+                continue
+            log_event(logger, logging.INFO, "fleet.mdm_read", connector=name, devices=stored)
 
     def prune(self) -> None:
         deleted = self.fleet.store.prune(interval_seconds(self.fleet.config.retention), time.time())

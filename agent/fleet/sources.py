@@ -10,11 +10,18 @@ run on a schedule by `fleet serve`, each inventory then ingested exactly like an
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
 
 from agent.inventory.file import load_inventory_file
+from agent.log import log_event
 from agent.model import Inventory
+
+if TYPE_CHECKING:
+    from agent.inventory.api import Connector
+
+logger = logging.getLogger(__name__)
 
 
 class InventorySource(Protocol):
@@ -38,3 +45,23 @@ class FileSource:
     def inventories(self) -> Iterator[Inventory]:
         for path in self.paths:
             yield load_inventory_file(path)
+
+
+@dataclass(frozen=True)
+class ConnectorSource:
+    """An MDM API connector (agent/inventory/connectors.py `make_connector`) as a source: one
+    inventory per page, so a 20,000-phone enterprise is stored page by page in bounded memory. A
+    device the connector could not read (an AMAPI policy without app reports) is logged and left
+    out, never stored as a compliant phone; a failed page ends the read with what came before kept."""
+
+    name: str
+    connector: Connector
+
+    def inventories(self) -> Iterator[Inventory]:
+        for page in self.connector.pages():
+            unread = {e.device for e in page.errors if e.device}
+            for error in page.errors:
+                log_event(logger, logging.WARNING, "fleet.mdm_error", connector=self.name,
+                          device=error.device or None, error=error.message)
+            yield Inventory(devices=tuple(d for d in page.devices if d.id not in unread),
+                            apps=tuple(a for a in page.apps if a.device not in unread), notes=tuple(page.notes))

@@ -34,6 +34,8 @@ from agent.model import Inventory
 logger = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+SUPPORTED = ("sqlite:///", "postgresql+psycopg://")
+"""The engines the schema, the migrations and the tests cover."""
 BUSY_TIMEOUT_MS = 30_000
 MIGRATION_LOCK = 0x61707062616E  # "appban": one migrating server at a time on PostgreSQL
 AGENT_SOURCES = ("push", "pull")
@@ -123,6 +125,8 @@ class Store:
         """Connect to `url` (sqlite:///… or postgresql+psycopg://…) and migrate it to the newest
         schema. Raise StoreError if it cannot be reached or migrated."""
         self.url = url
+        if not url.startswith(SUPPORTED):
+            raise StoreError(f"database {url.split('@')[-1]}: expected an sqlite:/// or postgresql+psycopg:// URL")
         try:
             self.engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
         except (SQLAlchemyError, ImportError, ValueError) as exc:

@@ -19,7 +19,6 @@ from typing import Sequence
 from agent.errors import UserError
 from agent import platform as host_platform
 from agent.inventory.base import Collected, Collector, Context
-from agent.inventory.connectors import CONNECTORS
 from agent.inventory.dedupe import merge_launchers
 from agent.log import log_event
 from agent.model import LOCAL_DEVICE, App, CollectorError, Device, Inventory
@@ -40,7 +39,9 @@ COLLECTORS: tuple[tuple[str, str], ...] = (
     ("macos", "agent.inventory.macos:MacosCollector"),
     ("android", "agent.inventory.android:AndroidCollector"),
     ("ios", "agent.inventory.ios:IosCollector"),
-    *((name, "agent.inventory.connectors:ConnectorCollector") for name in CONNECTORS),
+    ("amapi", "agent.inventory.connectors:AmapiCollector"),
+    ("intune", "agent.inventory.connectors:IntuneCollector"),
+    ("jamf", "agent.inventory.connectors:JamfCollector"),
 )
 """(source name, "module:class") in the order collectors run."""
 
@@ -49,8 +50,7 @@ COLLECTORS: tuple[tuple[str, str], ...] = (
 def load_collector(name: str) -> Collector:
     """Return the collector registered as `name`, importing its module on first use."""
     module, _, cls = dict(COLLECTORS)[name].partition(":")
-    made = getattr(importlib.import_module(module), cls)
-    return made(name) if name in CONNECTORS else made()  # one connector class serves each MDM
+    return getattr(importlib.import_module(module), cls)()
 
 
 class UnknownSourceError(UserError):

@@ -265,6 +265,8 @@ def test_no_verdict_is_exit_2_with_one_line(tmp_path: Path) -> None:
     (tmp_path / "broken.json").write_text('{"format": "appban.inventory/v1", "apps": "nope"}')
     unreachable = f"http://127.0.0.1:{free_port()}"
     no_admin = write_fleet_config(tmp_path / "bare", admin_token_file="")
+    no_database = write_fleet_config(tmp_path / "nodb", database=f"postgresql+psycopg://u:pw@127.0.0.1:{free_port()}/db")
+    other_engine = write_fleet_config(tmp_path / "mysql", database="mysql://u:pw@db.example/fleet")
     cases = [
         ("fleet", "import", str(tmp_path / "broken.json"), "--config", str(config)),
         ("fleet", "import", str(tmp_path / "missing.csv"), "--config", str(config)),
@@ -273,12 +275,15 @@ def test_no_verdict_is_exit_2_with_one_line(tmp_path: Path) -> None:
         ("fleet", "findings", "--since", "last tuesday", "--config", str(config)),
         ("fleet", "history", "--config", str(config)),
         ("fleet", "serve", "--config", str(no_admin)),
+        ("fleet", "serve", "--config", str(no_database)),
+        ("fleet", "status", "--config", str(other_engine)),
         ("fleet", "status", "--config", str(tmp_path / "nope.yaml")),
     ]
     for args in cases:
         done = cli(*args)
         assert (args, done.returncode) == (args, 2)
         assert done.stderr.startswith("appban: ") and done.stderr.count("\n") == 1, done.stderr
+        assert ":pw@" not in done.stderr  # a database password is never shown
     empty = cli("fleet", "status", "--config", str(config))
     assert empty.returncode == 0 and "devices: 0 total" in empty.stdout
 

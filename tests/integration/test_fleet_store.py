@@ -228,3 +228,21 @@ def test_a_server_with_an_older_list_does_not_rejudge_the_fleet(store: Store) ->
     with store.read() as connection:
         drift = query.findings(connection, NOW, query.Selection(status="drift"))["findings"]
     assert drift[0]["app"]["name"] == "reported 7, fleet expects 9"
+
+
+def test_filters_and_paging(store: Store) -> None:
+    for n in range(5):
+        ingest(store, inventory(f"host-{n}", "tiktok-desktop"), f"r{n}", now=NOW + n)
+    phone = Inventory(devices=(Device("min-phone", kind="android"),), apps=(App("dpkg", "wechat", device="min-phone"),))
+    store.ingest(judge(policy(), phone, {}, datetime.fromtimestamp(NOW, timezone.utc)), "import", NOW)
+    with store.read() as connection:
+        page = query.devices(connection, NOW, 86400, query.Selection(limit=2, offset=2))
+        android = query.devices(connection, NOW, 86400, query.Selection(kind="android"))
+        recent = query.findings(connection, NOW, query.Selection(entry="tiktok", since=NOW + 3))
+        ministers = query.findings(connection, NOW, query.Selection(group="ministers"))
+        late = query.history(connection, query.Selection(entry="tiktok", since=NOW + 4))
+    assert page["total"] == 6 and [d["id"] for d in page["devices"]] == ["host-2", "host-3"]
+    assert [d["id"] for d in android["devices"]] == ["min-phone"]
+    assert sorted(f["device"] for f in recent["findings"]) == ["host-3", "host-4"]
+    assert [(f["device"], f["entry"], f["status"]) for f in ministers["findings"]] == [("min-phone", "wechat", "violation")]
+    assert [e["device"] for e in late["events"]] == ["host-4"]

@@ -77,3 +77,15 @@ def test_hostile_reports_are_refused(case: str, data: bytes, status: int) -> Non
     with pytest.raises(RefusedReport) as refused:
         parse_report(data, "host-1")
     assert refused.value.status == status and "\n" not in str(refused.value)
+
+
+def test_a_rescan_that_only_moves_collected_at_is_unchanged() -> None:
+    from agent.fleet.ingest import read_report
+
+    def hashed(collected: str, apps: list[dict]) -> str:
+        inventory = {**report()["inventory"], "collected_at": collected, "apps": apps}
+        return read_report(body(report(inventory=inventory)), "host-1").input_hash("policy")
+
+    apps = report()["inventory"]["apps"]
+    assert hashed("2026-12-01T10:00:00+00:00", apps) == hashed("2026-12-01T11:00:00+00:00", apps)
+    assert hashed("2026-12-01T10:00:00+00:00", apps) != hashed("2026-12-01T10:00:00+00:00", [])
