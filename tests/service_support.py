@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,7 +82,7 @@ def direct_env() -> dict[str, str]:
     return env
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, step: float = 0.05) -> Any:
+def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, step: float = 0.05) -> Any:
     """Poll until `predicate()` is truthy and return its value; fail the test after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -163,8 +164,9 @@ class Receiver:
 
 
 def banned_program(folder: Path) -> Path:
-    """Return a copy of `sleep` in `folder` under a unique name that BLOCKING_LIST can ban."""
-    exe = folder / f"wechat-appban-{folder.name[-8:]}".lower()
+    """Return a copy of `sleep` in `folder` under a unique name that BLOCKING_LIST can ban. Unique
+    per run, not per folder name: a guard in a concurrent run of the suite kills what it names."""
+    exe = folder / f"wechat-appban-{uuid.uuid4().hex[:12]}"
     shutil.copy(shutil.which("sleep"), exe)
     return exe
 
@@ -224,7 +226,7 @@ class Daemon:
     def signal(self, signum: int) -> None:
         os.kill(self.process.pid, signum)
 
-    def wait(self, timeout: float = 20.0) -> int:
+    def wait(self, timeout: float = 60.0) -> int:
         return self.process.wait(timeout)
 
     def stop(self) -> None:

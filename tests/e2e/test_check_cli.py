@@ -35,8 +35,9 @@ entries:
 
 @pytest.fixture()
 def banned_process(tmp_path):
-    """A real process running under a banned executable name (a copy of `sleep`)."""
-    name = f"wechat-appban-{uuid.uuid4().hex[:8]}"  # unique: other suites may run this test at once
+    """A real process running under a banned executable name (a copy of `sleep`). The name is
+    unique per run: several checkouts run the suite at once and must not find each other's."""
+    name = f"wechat-appban-{uuid.uuid4().hex[:12]}"
     exe = tmp_path / name
     shutil.copy(shutil.which("sleep"), exe)
     proc = subprocess.Popen([str(exe), "60"])

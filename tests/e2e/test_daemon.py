@@ -22,7 +22,7 @@ from tests.banlist_fixtures import nginx, pki, site  # noqa: F401 - fixtures use
 from tests.banlist_servers import Site, free_port, make_pki
 from tests.service_support import APPBAN, BANLIST, TOKEN, Daemon, Receiver, direct_env, wait_until, write_config
 
-HTTP_TIMEOUT = 5.0
+HTTP_TIMEOUT = 30.0
 REPORT_SCHEMA = json.loads((REPO / "docs/schemas/report-v1.schema.json").read_text())
 
 

@@ -27,21 +27,32 @@ def report(state: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def audit_events(state: Path) -> set[str]:
+    """The audit events so far (a line still being written is not one yet)."""
+    path = state / "audit.jsonl"
+    events = set()
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            events.add(json.loads(line)["event"])
+        except ValueError:
+            pass
+    return events
+
+
 def test_scan_kills_the_running_app_and_the_guard_stops_a_later_launch(tmp_path: Path) -> None:
     exe = banned_program(tmp_path)
     first = subprocess.Popen([str(exe), "60"])
     daemon, state = start(tmp_path, exe, "block")
     try:
-        assert first.wait(timeout=30) != 0, "the scan should have killed the running banned program"
+        assert first.wait(timeout=60) != 0, "the scan should have killed the running banned program"
         outcomes = wait_until(lambda: [f.get("outcome") for f in report(state).get("findings", [])
-                                       if f["app"]["path"] == str(exe)])
+                                       if f["app"]["path"] == str(exe)], timeout=60)
         assert outcomes == ["blocked"]
-        wait_until(lambda: daemon.events("guard.started"))
+        wait_until(lambda: daemon.events("guard.started"), timeout=60)
         later = subprocess.Popen([str(exe), "60"])
-        assert later.wait(timeout=10) != 0, "the guard should stop a banned program started later"
-        # the guard writes its audit line just after the kill: poll, the kill may be seen first
-        wait_until(lambda: {"done", "denied-exec"} <= {json.loads(line)["event"] for line in
-                                                       (state / "audit.jsonl").read_text().splitlines()})
+        assert later.wait(timeout=60) != 0, "the guard should stop a banned program started later"
+        # The guard writes its audit line after the kill: wait for it rather than read at once.
+        wait_until(lambda: {"done", "denied-exec"} <= audit_events(state), timeout=60)
     finally:
         daemon.stop()
         first.kill()

@@ -17,6 +17,7 @@ import requests
 
 from tests.conftest import REPO, require_tool
 from tests.fleet_support import ADMIN_TOKEN, FleetServer, cli, write_fleet_config
+from tests.service_support import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -73,10 +74,11 @@ def test_import_then_browse_log_in_entry_and_csv(tmp_path: Path) -> None:
         assert browser.current_url.endswith("/login")
         browser.find_element(By.ID, "token").send_keys("wrong")
         browser.find_element(By.ID, "login").click()
+        wait_until(lambda: browser.find_elements(By.ID, "error"), timeout=60)  # a slow machine: poll, not race
         assert browser.find_element(By.ID, "error").text == "wrong token"
         browser.find_element(By.ID, "token").send_keys(ADMIN_TOKEN)
         browser.find_element(By.ID, "login").click()
-        assert browser.current_url == f"{fleet.url}/"
+        wait_until(lambda: browser.current_url == f"{fleet.url}/" and browser.find_elements(By.ID, "total"), timeout=60)
         assert browser.find_element(By.ID, "total").text == "5"
         assert browser.find_element(By.ID, "noncompliant").text == "5"
         rows = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#entries tr")]
@@ -87,7 +89,7 @@ def test_import_then_browse_log_in_entry_and_csv(tmp_path: Path) -> None:
         assert (cookie["httpOnly"], cookie["sameSite"]) == (True, "Strict")
 
         browser.find_element(By.LINK_TEXT, "tiktok").click()
-        assert browser.find_element(By.TAG_NAME, "h1").text == "Entry tiktok"
+        wait_until(lambda: browser.find_element(By.TAG_NAME, "h1").text == "Entry tiktok", timeout=60)
         devices = {r.text.split()[0] for r in browser.find_elements(By.CSS_SELECTOR, "#findings tr")[1:]}
         assert devices == {"1f2e3d4c-5b6a-4978-8899-aabbccddeeff", "6b1c0f5e-1d2a-4c3b-9e8f-0a1b2c3d4e5f",
                            "77aa88bb-99cc-4ddd-8eee-ffff00001111", "R58M31ABCDE"}
@@ -100,6 +102,7 @@ def test_import_then_browse_log_in_entry_and_csv(tmp_path: Path) -> None:
         assert requests.get(link, timeout=30).url.endswith("/login")  # no cookie, no data
 
         browser.find_element(By.LINK_TEXT, "R58M31ABCDE").click()
+        wait_until(lambda: browser.find_elements(By.ID, "history"), timeout=60)
         assert "appeared" in browser.find_element(By.ID, "history").text
         browser.find_element(By.CSS_SELECTOR, "header button").click()  # log out
         browser.get(f"{fleet.url}/")

@@ -52,6 +52,14 @@ def audit(tmp_path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def block_events(tmp_path: Path) -> list[str]:
+    """The network-block audit events so far (a line still being written is not one yet)."""
+    try:
+        return [e["event"] for e in audit(tmp_path) if e.get("action") == "network-block"]
+    except ValueError:
+        return []
+
+
 def test_check_enforce_writes_the_block_and_dry_run_only_says_so(tmp_path: Path) -> None:
     config, root = tree(tmp_path)
     dry = run_cli("check", "--config", str(config), "--dry-run")
@@ -87,10 +95,13 @@ def test_the_service_keeps_the_block_and_takes_it_back_when_blocking_is_turned_o
         config.write_text(yaml.safe_dump(document))
         daemon.signal(signal.SIGHUP)
         wait_until(lambda: hosts.read_text() == HOSTS, timeout=60)
+        # The audit line follows the file write: wait for it before the daemon is killed.
+        wait_until(lambda: len(block_events(tmp_path)) >= 2, timeout=60)
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(60) == 0
     finally:
         daemon.stop()
-    events = [e["event"] for e in audit(tmp_path) if e.get("action") == "network-block"]
-    assert events == ["done", "done"]
+    assert block_events(tmp_path) == ["done", "done"]
 
 
 def test_an_unbound_drop_in_is_read_by_unbound_checkconf(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -72,18 +71,19 @@ def test_rules_are_written_reloaded_and_never_replace_a_good_file_when_bad(tmp_p
 
 
 def test_notification_reaches_each_graphical_session(tmp_path: Path) -> None:
+    # A bus and display of this run only: concurrent runs of the suite share /proc.
+    bus, display = f"unix:path={tmp_path}/bus", f":{os.getpid() % 50000 + 1000}"
     session = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(60)"],
-        env={"PATH": os.environ["PATH"], "DBUS_SESSION_BUS_ADDRESS": "unix:path=/tmp/appban-test-bus", "DISPLAY": ":77"},
+        env={"PATH": os.environ["PATH"], "DBUS_SESSION_BUS_ADDRESS": bus, "DISPLAY": display},
     )
     try:
-        time.sleep(0.2)
-        sessions = [s for s in desktop_sessions() if ("DISPLAY", ":77") in s.env]
+        sessions = [s for s in desktop_sessions() if ("DISPLAY", display) in s.env]
         assert len(sessions) == 1
         sender = stand_in(tmp_path / "notify-send")
         assert notify(Runner({"notify-send": str(sender)}), sessions, "WPS Office is not allowed", "body") == 1
         assert sender.calls() == [["--app-name=appban", "--urgency=critical", "--", "WPS Office is not allowed", "body"]]
-        assert sender.environments()[0]["DBUS_SESSION_BUS_ADDRESS"] == "unix:path=/tmp/appban-test-bus"
+        assert sender.environments()[0]["DBUS_SESSION_BUS_ADDRESS"] == bus
     finally:
         session.kill()
         session.wait()

@@ -16,7 +16,7 @@ def _collect(tmp_path, replies, default="corporate"):
     log = tmp_path / "calls.log"
     adb = install(tmp_path, "adb", replies, log)
     config = Config(commands={"adb": adb},
-                    gateway=GatewayConfig(enabled=True, timeout=1.5, default_ownership=default))
+                    gateway=GatewayConfig(enabled=True, timeout=6.0, default_ownership=default))
     return AndroidCollector().collect(Context(runner=Runner(commands={"adb": adb}), config=config)), calls(log)
 
 

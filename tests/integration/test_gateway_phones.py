@@ -19,7 +19,9 @@ from tests.phones import (
     calls, install, ios_replies,
 )
 
-TIMEOUT = 1.5
+TIMEOUT = 6.0
+"""Per call: a stand-in (a Python script) answers in well under a second, but on a loaded 2-core
+machine its start alone can take more; the stuck phone still hangs for 30 s."""
 
 
 def _context(commands: dict[str, str]) -> Context:
@@ -100,7 +102,7 @@ def test_android_reports_unready_and_stuck_phones_without_stalling(android) -> N
     assert set(errors) == {"9A281FFAZ003KP", "192.168.1.20:5555", STUCK}
     assert errors["9A281FFAZ003KP"].startswith("device is unauthorized: accept")
     assert errors["192.168.1.20:5555"].startswith("device is offline")
-    assert "timed out after 1.5s" in errors[STUCK]
+    assert f"timed out after {TIMEOUT:g}s" in errors[STUCK]
     assert all(e.collector == "android" for e in result.errors)
     assert elapsed < 20, "the stuck phone (30 s) must cost one timeout, not stall the run"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -37,6 +38,14 @@ def adb_port():
         probe.bind(("127.0.0.1", 0))
         port = str(probe.getsockname()[1])
     env = {**os.environ, "ANDROID_ADB_SERVER_PORT": port}
+    # Start the server first: adb's client gives a server it forks only a few seconds to answer,
+    # which a loaded machine can miss ("cannot connect to daemon"). The test is about what the
+    # collector reports with no phone, not about how fast adb starts.
+    deadline = time.monotonic() + 120
+    while subprocess.run(["adb", "start-server"], env=env, capture_output=True, timeout=120,
+                         check=False).returncode != 0:
+        assert time.monotonic() < deadline, "adb start-server kept failing"
+        time.sleep(1)
     yield port
     subprocess.run(["adb", "kill-server"], env=env, capture_output=True, timeout=30, check=False)
 

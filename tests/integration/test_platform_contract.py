@@ -59,15 +59,15 @@ def test_the_service_starts_reloads_on_a_config_change_and_stops_on_ctrl_c(tmp_p
     try:
         def health() -> bool:
             try:
-                return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
-            except requests.ConnectionError:
+                return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=30).status_code == 200
+            except requests.ConnectionError:  # not listening yet
                 return False
 
         wait_until(health, timeout=60)
 
         def report() -> bool:  # 503 until the first scan is done
             return requests.get(f"http://127.0.0.1:{port}/v1/report", headers={"Authorization": f"Bearer {TOKEN}"},
-                                timeout=5).status_code == 200
+                                timeout=30).status_code == 200
 
         wait_until(report, timeout=60)
         assert (state / "appban.lock").read_text().strip() == str(service.pid)

@@ -25,7 +25,7 @@ def setup(tmp_path: Path, direct):
     for n in range(3):
         outbox.put(f"report-{n}", f'{{"id": "report-{n}"}}'.encode())
     config = PushConfig(url=receiver.url, ca_bundle=str(pki.ca), client_cert=str(pki.client_cert),
-                        client_key=str(pki.client_key), timeout=2.0)
+                        client_key=str(pki.client_key), timeout=30.0)  # a limit for a hang only
     with make_session(config) as session:
         yield receiver, outbox, config, session
     receiver.stop()
