@@ -1,8 +1,9 @@
 """Command-line entry point: argument parsing and exit codes, nothing else.
 
 Every error a user can cause (a bad config, ban list or inventory file, an unknown source) is a
-UserError, printed as one line on stderr with exit 2, the "no verdict" code; tracebacks are for
-bugs only. Only the module of the command being run is imported: `appban check` must not pay for
+UserError, printed as one line on stderr with exit 2, the "no verdict" code. Any other error is a
+bug, and still one line with exit 2: exit 1 means "violation" and nothing else, so a traceback
+(which Python ends with status 1) must never reach a script that acts on the verdict. Only the module of the command being run is imported: `appban check` must not pay for
 the service, the enforcement engine or the HTTP stack it does not use.
 """
 
@@ -81,6 +82,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_NO_VERDICT
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # noqa: BLE001 - an unexpected error is "no verdict", never 1 ("violation")
+        print(f"appban: internal error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_NO_VERDICT
+
+
+def one_line(exc: BaseException) -> str:
+    """Return an exception as one line: its type and message, whitespace collapsed, at most 500
+    characters (a RecursionError's message or a parser's can be long)."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from agent.documents import DocumentError, load_document
 from agent.errors import UserError
@@ -87,6 +88,21 @@ def _https(url: str) -> str:
     """The list decides what is blocked fleet-wide, so it only travels over verified TLS."""
     if url and not url.startswith("https://"):
         raise ValueError(f"must be an https:// URL, got {url!r}")
+    return _url(url)
+
+
+def _url(url: str) -> str:
+    """Refuse a URL that cannot be parsed (`https://[x`, a port out of range) when the config is
+    read: found later, inside the service, it would be an error the reload path never expected."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is the check (out of range, not a number)
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL {url!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL with a host: {url!r}")
     return url
 
 
@@ -162,7 +178,7 @@ class ServerConfig:
 class PushConfig:
     """Where reports are pushed; off while `url` is empty."""
 
-    url: str = ""
+    url: str = field(default="", metadata={"check": _url})
     token_file: str = ""
     ca_bundle: str = ""
     client_cert: str = ""

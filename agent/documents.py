@@ -7,10 +7,9 @@ what is blocked on a fleet, so this loader refuses both and caps the size.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
-
-import yaml
 
 MAX_BYTES = 16 * 1024 * 1024
 
@@ -19,26 +18,35 @@ class DocumentError(ValueError):
     """A document that cannot be read; the message is one line naming the document."""
 
 
-_Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML has it: ~20x faster
+@functools.cache
+def _strict_loader() -> type:
+    """Return a safe loader class that refuses duplicate keys (PyYAML silently keeps the last one).
+
+    Built on first use: PyYAML costs ~9 ms to import, more than the rest of a JSON check's parsing,
+    so a JSON document (the bundled list, a published list, a saved inventory) never loads it."""
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML has it: ~20x faster
+
+    class StrictLoader(base):  # type: ignore[misc, valid-type]
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:  # type: ignore[override]
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if key in seen:
+                    raise yaml.YAMLError(f"duplicate key {key!r} (line {key_node.start_mark.line + 1})")
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return StrictLoader
 
 
-class _StrictLoader(_Base):  # type: ignore[misc, valid-type]
-    """A safe loader that refuses duplicate keys (PyYAML silently keeps the last one)."""
-
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:  # type: ignore[override]
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if key in seen:
-                raise yaml.YAMLError(f"duplicate key {key!r} (line {key_node.start_mark.line + 1})")
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _refuse_aliases(root: yaml.Node | None) -> None:
+def _refuse_aliases(root: Any) -> None:
     """Raise if any node is reached twice: that is an alias, and aliases are how a few hundred
     bytes expand into gigabytes (the "billion laughs"). The walk visits each node once, so the
     check itself cannot be made to explode."""
+    import yaml
+
     seen: set[int] = set()
     stack = [root] if root is not None else []
     while stack:
@@ -53,11 +61,16 @@ def _refuse_aliases(root: yaml.Node | None) -> None:
 
 
 def _load_yaml(text: str) -> Any:
-    loader = _StrictLoader(text)
+    """Return the parsed YAML document. Raise ValueError with PyYAML's message if it is not valid."""
+    import yaml
+
+    loader = _strict_loader()(text)
     try:
         root = loader.get_single_node()
         _refuse_aliases(root)
         return None if root is None else loader.construct_document(root)
+    except yaml.YAMLError as exc:
+        raise ValueError(str(exc)) from None
     finally:
         loader.dispose()
 
@@ -77,7 +90,7 @@ def load_document(data: bytes, what: str) -> Any:
         if text.lstrip().startswith("{"):
             return _load_json_or_flow_yaml(text)
         return _load_yaml(text)
-    except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         raise DocumentError(f"{what}: not valid YAML or JSON: {_one_line(exc)}") from None
 
 
@@ -90,7 +103,7 @@ def _load_json_or_flow_yaml(text: str) -> Any:
     except json.JSONDecodeError as json_error:
         try:
             return _load_yaml(text)
-        except (yaml.YAMLError, ValueError, TypeError, RecursionError):
+        except (ValueError, TypeError, RecursionError):
             raise json_error from None
 
 

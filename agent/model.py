@@ -7,6 +7,7 @@ be tested in isolation and a record can cross a process boundary as JSON without
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -54,6 +55,22 @@ def _strings(value: Any, key: str) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise TypeError(f"{key!r} is not a list")
     return tuple(str(v) for v in value)
+
+def build_record(cls: type[Any], values: dict[str, Any]) -> Any:
+    """Return an instance of the frozen dataclass `cls` with `values` over its fields' defaults,
+    without running its __init__ (which sets each field through object.__setattr__). Fields
+    added later get their defaults here too, so adding a field stays a one-line change."""
+    record = object.__new__(cls)
+    fields = _defaults(cls).copy()
+    fields.update(values)
+    object.__setattr__(record, "__dict__", fields)
+    return record
+
+
+@functools.cache
+def _defaults(cls: type[Any]) -> dict[str, Any]:
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+
 
 LOCAL_DEVICE = "local"
 """Placeholder device id that collectors of the local host use; the check replaces it with the
@@ -135,19 +152,21 @@ class App:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> App:
-        return cls(
-            source=str(data["source"]),
-            id=str(data["id"]),
-            name=str(data.get("name") or ""),
-            version=str(data.get("version") or ""),
-            publisher=str(data.get("publisher") or ""),
-            path=str(data.get("path") or ""),
-            user=str(data.get("user") or ""),
-            device=str(data.get("device") or LOCAL_DEVICE),
-            aliases=_strings(data.get("aliases"), "aliases"),
-            sha256=str(data.get("sha256") or ""),
-            extra=tuple(sorted((str(k), str(v)) for k, v in (data.get("extra") or {}).items())),
-        )
+        """Return the App of one `appban.inventory/v1` record.
+
+        Built like `on_device` (the instance dictionary filled directly, over the defaults of
+        every field): a saved fleet inventory has 100,000s of records, and the frozen __init__
+        (a setattr per field) was a third of reading one."""
+        get = data.get
+        extra = get("extra")
+        return build_record(cls, {
+            "source": str(data["source"]), "id": str(data["id"]), "name": str(get("name") or ""),
+            "version": str(get("version") or ""), "publisher": str(get("publisher") or ""),
+            "path": str(get("path") or ""), "user": str(get("user") or ""),
+            "device": str(get("device") or LOCAL_DEVICE), "aliases": _strings(get("aliases"), "aliases"),
+            "sha256": str(get("sha256") or ""),
+            "extra": tuple(sorted((str(k), str(v)) for k, v in extra.items())) if extra else (),
+        })
 
     def on_device(self, device: str) -> App:
         """Return a copy of this record on `device`.

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from agent.config import Config  # noqa: E402
-from agent.inventory import COLLECTORS  # noqa: E402
+from agent.inventory import load_collector, select  # noqa: E402
 from agent.inventory.base import Context  # noqa: E402
 from agent.inventory.rpm import QUERY_FORMAT  # noqa: E402
 
@@ -86,7 +86,7 @@ def this_machine() -> None:
     native = {"dpkg": best_measured(["dpkg-query", "-W"]) if shutil.which("dpkg-query") else None}
     if native["dpkg"]:
         row("native: dpkg-query -W", *native["dpkg"])
-    for collector in COLLECTORS:
+    for collector in select(()):
         reason = collector.unavailable(ctx)
         if reason is not None:
             print(f"  collector {collector.name:<34} not available here ({reason})")
@@ -124,7 +124,7 @@ def rpm_database(work: Path, count: int) -> None:
     print(f"\nrpm database of {count} real packages (rpmbuild + rpm --justdb):")
     root = rpm_root(work, count)
     ctx = Context(root=root, live=False, config=Config())
-    collector = next(c for c in COLLECTORS if c.name == "rpm")
+    collector = load_collector("rpm")
     base = ["rpm", "--root", str(root), "--dbpath", "/var/lib/rpm", "-qa"]
     row("native: rpm -qa", *best_measured(base))
     native = best_measured([*base, "--queryformat", QUERY_FORMAT])
@@ -160,7 +160,7 @@ def dpkg_database(work: Path, count: int) -> None:
     size = (admin / "status").stat().st_size / 1024 / 1024
     print(f"\nSynthetic dpkg status, {count} packages ({size:.0f} MiB):")
     ctx = Context(root=root, live=False, config=Config())
-    collector = next(c for c in COLLECTORS if c.name == "dpkg")
+    collector = load_collector("dpkg")
     native = best_measured(["dpkg-query", f"--admindir={admin}", "-W"])
     row("native: dpkg-query -W", *native)
     row("collector dpkg", best_of(lambda: collector.collect(ctx)), versus=native[0])

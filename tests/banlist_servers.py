@@ -10,8 +10,9 @@ server), and has a second port that requires a client certificate (mutual TLS).
 number of times, hang, cut a body short, or stream an endless body without a length. It is
 Python's http.server in a thread behind the same test certificate.
 
-The pytest fixtures at the end (`pki`, `nginx`, `scripted`, `site`, `direct`) are imported by the
-test modules that need them; `banlist_yaml` and `Site` publish signed lists into nginx's docroot.
+The pytest fixtures over these (`pki`, `nginx`, `scripted`, `site`, `direct`) are in
+tests/banlist_fixtures.py, so the benchmarks can use the servers without pytest installed;
+`banlist_yaml` and `Site` publish signed lists into nginx's docroot.
 """
 
 from __future__ import annotations
@@ -29,9 +30,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -362,36 +361,3 @@ class Site:
     def statuses(self, file: str = "banlist.yaml") -> list[str]:
         """Return the HTTP status of every request nginx logged for this file, in order."""
         return [line.split('" ')[1].split()[0] for line in self.nginx.requests_for(self.path(file))]
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
-def nginx(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Nginx]:
-    server = Nginx(tmp_path_factory.mktemp("nginx"), pki).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def scripted(pki: Pki) -> Iterator[ScriptedServer]:
-    server = ScriptedServer(pki).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def site(nginx: Nginx, request: pytest.FixtureRequest) -> Site:
-    name = request.node.name.replace("[", "-").replace("]", "").replace("/", "_")
-    return Site(nginx, name)
-
-
-@pytest.fixture
-def direct(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Talk to 127.0.0.1 directly even where the environment names a proxy."""
-    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests.tools import require_tool  # noqa: F401 - re-exported: tests import it from here
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -20,13 +20,3 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 60, env: dict 
     )
 
 
-def require_tool(name: str) -> str:
-    """Return a tool's path; skip when missing on a developer machine, fail in CI (CI installs it)."""
-    import shutil
-
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{name} is not installed (scripts/apt-packages.txt should install it)")
-        pytest.skip(f"{name} is not installed")
-    return path

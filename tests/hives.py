@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Mapping, Union
 
-from tests.conftest import require_tool
+from tests.tools import require_tool
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "windows"
 TIMEOUT = 300

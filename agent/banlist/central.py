@@ -14,9 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
-
-import requests
+from typing import TYPE_CHECKING, Callable
 
 from agent.banlist import cache
 from agent.banlist.cache import CacheError, CacheMeta, SuccessionError
@@ -26,6 +24,9 @@ from agent.banlist.signature import SignatureError, Verified, parse_public_key, 
 from agent.config import BanlistConfig, Config
 from agent.log import log_event
 from agent.model import BanList, BanListInfo, staleness
+
+if TYPE_CHECKING:
+    import requests
 
 logger = logging.getLogger(__name__)
 

@@ -20,14 +20,15 @@ import random
 import socket
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 from urllib.parse import urljoin
-
-import requests
 
 from agent import __version__
 from agent.config import BanlistConfig, PushConfig
 from agent.log import log_event
+
+if TYPE_CHECKING:  # requests costs ~25 ms and ~6 MB: imported only when something is fetched
+    import requests
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,8 @@ def make_session(config: BanlistConfig | PushConfig) -> requests.Session:
     Verification stays on: with `ca_bundle` only that CA file is trusted, else the system's. A
     client certificate is presented when `client_cert` is set (mutual TLS).
     """
+    import requests
+
     session = requests.Session()
     session.verify = config.ca_bundle or True
     if config.client_cert:
@@ -149,6 +152,8 @@ def _retryable(exc: FetchError) -> bool:
 def _get_once(
     session: requests.Session, url: str, config: BanlistConfig, validators: Validators | None, max_bytes: int
 ) -> Download:
+    import requests  # already loaded by make_session: this only binds the name
+
     headers = validators.headers() if validators else {}
     try:
         # verify is passed per request: requests lets REQUESTS_CA_BUNDLE override a Session's
@@ -189,6 +194,7 @@ def _read_capped(response: requests.Response, max_bytes: int) -> bytes:
 
 def _describe(exc: requests.RequestException, timeout: float) -> FetchError:
     """Turn a requests exception into a one-line FetchError a person can act on."""
+    import requests
     if isinstance(exc, requests.exceptions.SSLError):
         return FetchError(f"TLS error: {_innermost(exc)}")
     if isinstance(exc, requests.exceptions.ProxyError):

@@ -11,6 +11,7 @@ from typing import Any
 
 from agent.errors import UserError
 from agent.documents import DocumentError, load_document
+from agent.gcpause import paused_gc
 from agent.model import BanList
 from agent.schema import SchemaError, build
 
@@ -26,6 +27,11 @@ def parse_banlist(data: bytes, what: str = "ban list") -> BanList:
 
     Raise BanListError whose one-line message names `what`, the entry and the field at fault.
     """
+    with paused_gc():
+        return _parse(data, what)
+
+
+def _parse(data: bytes, what: str) -> BanList:
     try:
         raw = load_document(data, what)
     except DocumentError as exc:

@@ -11,7 +11,6 @@ from agent.banlist.keys import load_agent_config
 from agent.config import Config
 from agent.errors import UserError
 from agent.groups import assign_groups
-from agent.inventory.file import load_inventory_file
 from agent.model import Inventory
 from agent.scan import collect_here
 
@@ -62,13 +61,9 @@ def gather(args: argparse.Namespace, config: Config, groups: list[str] | None = 
         if unused:  # silently checking something else than asked would give a misleading verdict
             verb = "does" if len(unused) == 1 else "do"
             raise CollectionUsageError(f"{', '.join(unused)} {verb} not apply to saved inventories (--inventory)")
-        parts = [load_inventory_file(path) for path in args.inventory]
-        loaded = Inventory(
-            devices=tuple(d for p in parts for d in p.devices),
-            apps=tuple(a for p in parts for a in p.apps),
-            errors=tuple(e for p in parts for e in p.errors),
-            notes=tuple(n for p in parts for n in p.notes),
-        )
+        from agent.inventory.file import load_inventory_file, merge_inventories  # the MDM readers: only for saved inventories
+
+        loaded = merge_inventories(load_inventory_file(path) for path in args.inventory)
         return assign_groups(loaded, config.gateway, local=None)
     return collect_here(config, args.root, args.source, groups)
 

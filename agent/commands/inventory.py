@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 
 from agent.commands.common import add_collection_args, add_config_arg, config_from, gather, nothing_read
 from agent.inventory.file import inventory_to_dict
 from agent.model import Inventory
+from agent.report import jsontext
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +39,7 @@ def render_counts(inventory: Inventory) -> str:
 def run(args: argparse.Namespace) -> int:
     inventory = gather(args, config_from(args))
     if args.format == "json":
-        sys.stdout.write(json.dumps(inventory_to_dict(inventory), indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(jsontext.dumps(inventory_to_dict(inventory)) + "\n")
     else:
         sys.stdout.write(render_counts(inventory))
     reason = nothing_read(inventory)

@@ -2,10 +2,14 @@
 
 The registry is a plain tuple (no implicit subclass discovery), so what runs is visible in one
 place; a collector that fails becomes one error in the result while the others still run.
+A collector's module is imported only when that collector is selected: `--source dpkg` must not
+pay for psutil, the registry reader or the phone gateways.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import logging
 import platform
 import socket
@@ -13,41 +17,36 @@ from typing import Sequence
 
 from agent.errors import UserError
 from agent.config import local_device_id
-from agent.inventory.android import AndroidCollector
-from agent.inventory.apk import ApkCollector
-from agent.inventory.appimage import AppImageCollector
 from agent.inventory.base import Collected, Collector, Context
 from agent.inventory.dedupe import merge_launchers
-from agent.inventory.desktop import DesktopCollector
-from agent.inventory.dpkg import DpkgCollector
-from agent.inventory.flatpak import FlatpakCollector
-from agent.inventory.ios import IosCollector
-from agent.inventory.macos import MacosCollector
-from agent.inventory.pacman import PacmanCollector
-from agent.inventory.process import ProcessCollector
-from agent.inventory.rpm import RpmCollector
-from agent.inventory.snap import SnapCollector
-from agent.inventory.windows import WindowsCollector
 from agent.log import log_event
 from agent.model import LOCAL_DEVICE, App, CollectorError, Device, Inventory
 
 logger = logging.getLogger(__name__)
 
-COLLECTORS: tuple[Collector, ...] = (
-    DpkgCollector(),
-    RpmCollector(),
-    PacmanCollector(),
-    ApkCollector(),
-    FlatpakCollector(),
-    SnapCollector(),
-    AppImageCollector(),
-    DesktopCollector(),
-    ProcessCollector(),
-    WindowsCollector(),
-    MacosCollector(),
-    AndroidCollector(),
-    IosCollector(),
+COLLECTORS: tuple[tuple[str, str], ...] = (
+    ("dpkg", "agent.inventory.dpkg:DpkgCollector"),
+    ("rpm", "agent.inventory.rpm:RpmCollector"),
+    ("pacman", "agent.inventory.pacman:PacmanCollector"),
+    ("apk", "agent.inventory.apk:ApkCollector"),
+    ("flatpak", "agent.inventory.flatpak:FlatpakCollector"),
+    ("snap", "agent.inventory.snap:SnapCollector"),
+    ("appimage", "agent.inventory.appimage:AppImageCollector"),
+    ("desktop", "agent.inventory.desktop:DesktopCollector"),
+    ("process", "agent.inventory.process:ProcessCollector"),
+    ("windows", "agent.inventory.windows:WindowsCollector"),
+    ("macos", "agent.inventory.macos:MacosCollector"),
+    ("android", "agent.inventory.android:AndroidCollector"),
+    ("ios", "agent.inventory.ios:IosCollector"),
 )
+"""(source name, "module:class") in the order collectors run."""
+
+
+@functools.cache
+def load_collector(name: str) -> Collector:
+    """Return the collector registered as `name`, importing its module on first use."""
+    module, _, cls = dict(COLLECTORS)[name].partition(":")
+    return getattr(importlib.import_module(module), cls)()
 
 
 class UnknownSourceError(UserError):
@@ -56,7 +55,7 @@ class UnknownSourceError(UserError):
 
 def collector_names() -> list[str]:
     """Return the names `--source` accepts."""
-    return [c.name for c in COLLECTORS]
+    return [name for name, _ in COLLECTORS]
 
 
 def select(sources: Sequence[str]) -> list[Collector]:
@@ -64,11 +63,11 @@ def select(sources: Sequence[str]) -> list[Collector]:
 
     Raise UnknownSourceError naming the first unknown source.
     """
-    known = {c.name: c for c in COLLECTORS}
+    known = collector_names()
     for name in sources:
         if name not in known:
             raise UnknownSourceError(f"unknown source {name!r} (known: {', '.join(known)})")
-    return [c for c in COLLECTORS if not sources or c.name in sources]
+    return [load_collector(name) for name in known if not sources or name in sources]
 
 
 def local_device(ctx: Context, groups: Sequence[str] | None = None) -> Device:
@@ -87,12 +86,15 @@ def local_device(ctx: Context, groups: Sequence[str] | None = None) -> Device:
 def collect(ctx: Context, sources: Sequence[str] = (), groups: Sequence[str] | None = None) -> Inventory:
     """Run the selected collectors and return the Inventory of the local host (and any devices
     a gateway collector found). A requested collector that cannot run here is an error; one that
-    was not requested is skipped quietly."""
+    was not requested is skipped quietly. When no collector found anything to read (an empty
+    folder, an unmounted mountpoint) that is one error too: zero apps is then no verdict, not
+    a clean bill of health."""
     host = local_device(ctx, groups)
     devices: dict[str, Device] = {host.id: host}
     apps: list[App] = []
     errors: list[CollectorError] = []
     notes: list[str] = []
+    ran = 0
     collectors = select(sources)
     if not ctx.root.is_dir():
         return Inventory(devices=(host,), apps=(), errors=(CollectorError("inventory", f"root {ctx.root}: not a folder"),))
@@ -113,11 +115,15 @@ def collect(ctx: Context, sources: Sequence[str] = (), groups: Sequence[str] | N
                 errors.append(CollectorError(collector.name, f"not available here: {reason}"))
             continue
         result = _run(collector, ctx)
+        ran += 1
         apps.extend(a.on_device(host.id) if a.device == LOCAL_DEVICE else a for a in result.apps)
         for device in result.devices:
             devices.setdefault(device.id, device)
         errors.extend(result.errors)
         notes.extend(result.notes)
+    if not ran and not errors:
+        errors.append(CollectorError("inventory", f"nothing to read at {ctx.root}: no collector found its data "
+                                                  "(an empty folder, or a volume that is not mounted?)"))
     return Inventory(
         devices=tuple(devices.values()), apps=tuple(merge_launchers(apps)), errors=tuple(errors), notes=tuple(notes),
     )

@@ -9,6 +9,7 @@ then the installed files as `F:` (folder, relative to /) followed by its `R:` (f
 from __future__ import annotations
 
 from agent.inventory.base import Collected, Context, read_text_database
+from agent.inventory.reading import DATABASE_LIMIT, read_text
 from agent.model import App
 
 INSTALLED = "/lib/apk/db/installed"
@@ -53,7 +54,7 @@ def package_files(text: str, package: str) -> list[str]:
 
 def app_files(ctx: Context, app: App) -> list[str]:
     """Given an apk App, return the paths its package installed."""
-    return package_files(ctx.path(INSTALLED).read_text(encoding="utf-8", errors="replace"), app.id)
+    return package_files(read_text(ctx.path(INSTALLED), DATABASE_LIMIT), app.id)
 
 
 class ApkCollector:

@@ -18,7 +18,8 @@ import re
 import struct
 from pathlib import Path
 
-from agent.inventory.base import Collected, Context, home_dirs
+from agent.inventory.base import Collected, Context, home_dirs, record_error
+from agent.inventory.reading import read_head
 from agent.inventory.desktop import parse_desktop_entry
 from agent.log import log_event
 from agent.model import App, CollectorError
@@ -109,8 +110,7 @@ def _candidates(folder: Path, depth: int, errors: list[CollectorError]) -> list[
 
 def appimage_app(ctx: Context, path: Path, user: str) -> App | None:
     """Return the App of `path` if it is an AppImage, else None. Raise OSError if unreadable."""
-    with open(path, "rb") as handle:
-        head = handle.read(HEADER_SIZE)
+    head = read_head(path, HEADER_SIZE)
     kind = appimage_type(head)
     if not kind:
         return None
@@ -132,23 +132,28 @@ class AppImageCollector:
     live_only = False
 
     def unavailable(self, ctx: Context) -> str | None:
-        return None
+        return None if _folders(ctx) else "none of the folders AppImages are kept in"
 
     def collect(self, ctx: Context) -> Collected:
-        folders = [(ctx.path(d), depth, "") for d, depth in SYSTEM_DIRS]
-        folders += [(home / d, depth, user) for user, home in home_dirs(ctx) for d, depth in USER_DIRS]
         result = Collected()
         seen: set[Path] = set()
-        for folder, depth, user in folders:
+        for folder, depth, user in _folders(ctx):
             for path in _candidates(folder, depth, result.errors):
                 if path in seen:
                     continue
                 seen.add(path)
                 try:
                     app = appimage_app(ctx, path, user)
-                except OSError as exc:
-                    result.errors.append(CollectorError("appimage", f"{path}: {exc.strerror or exc}"))
+                except Exception as exc:  # noqa: BLE001 - one bad file is one error, the others still count
+                    result.errors.append(record_error("appimage", path, exc))
                     continue
                 if app is not None:
                     result.apps.append(app)
         return result
+
+
+def _folders(ctx: Context) -> list[tuple[Path, int, str]]:
+    """Return (folder, depth, user) of every folder searched that exists under the root."""
+    folders = [(ctx.path(d), depth, "") for d, depth in SYSTEM_DIRS]
+    folders += [(home / d, depth, user) for user, home in home_dirs(ctx) for d, depth in USER_DIRS]
+    return [(folder, depth, user) for folder, depth, user in folders if folder.is_dir()]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from agent.config import Config
+from agent.inventory.reading import DATABASE_LIMIT, read_text
 from agent.model import App, CollectorError, Device
 from agent.runner import Runner
 
@@ -82,8 +83,19 @@ def read_text_database(collector: str, path: Path, parse: Callable[[str], list[A
 
     Raise OSError if the file cannot be read.
     """
-    text = path.read_text(encoding="utf-8", errors="replace")
+    text = read_text(path, DATABASE_LIMIT)
     result = Collected(apps=parse(text))
     if text and not text.endswith("\n"):
         result.errors.append(CollectorError(collector, f"{path}: ends in the middle of a record (truncated?)"))
     return result
+
+
+def record_error(collector: str, what: object, exc: BaseException) -> CollectorError:
+    """Given the record a collector could not read (a file, a key) and why, return its one error.
+
+    Why one helper for every per-record failure, whatever its type: a planted file can raise
+    errors no parser documents (an Info.plist declaring encoding "UTF-9" raises LookupError), and
+    one bad record must cost that record, never the collector's other records.
+    """
+    detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {exc}"
+    return CollectorError(collector, " ".join(f"{what}: {detail}".split()))

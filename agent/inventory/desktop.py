@@ -14,9 +14,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from agent.inventory import dpkg, rpm
-from agent.inventory.base import Collected, Context, home_dirs
+from agent.inventory.base import Collected, Context, home_dirs, record_error
+from agent.inventory.reading import read_text
 from agent.log import log_event
-from agent.model import App, CollectorError
+from agent.model import App
 from agent.runner import CommandError
 
 logger = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ def exported_by(keys: dict[str, str], launcher: str) -> str:
 
 
 def _entry_app(ctx: Context, path: Path, user: str) -> App | None:
-    keys = parse_desktop_entry(path.read_text(encoding="utf-8", errors="replace"))
+    keys = parse_desktop_entry(read_text(path))
     if keys.get("Type", "Application") != "Application" or not keys.get("Name"):
         return None
     program = resolve_program(ctx, exec_program(keys.get("Exec", "")) or keys.get("TryExec", ""))
@@ -140,20 +141,16 @@ class DesktopCollector:
     live_only = False
 
     def unavailable(self, ctx: Context) -> str | None:
-        return None
+        return None if _folders(ctx) else "no applications folder"
 
     def collect(self, ctx: Context) -> Collected:
-        folders = [(ctx.path(d), "") for d in SYSTEM_DIRS]
-        folders += [(home / d, user) for user, home in home_dirs(ctx) for d in USER_DIRS]
         result = Collected()
-        for folder, user in folders:
-            if not folder.is_dir():
-                continue
+        for folder, user in _folders(ctx):
             for path in sorted(folder.glob("*.desktop")):
                 try:
                     app = _entry_app(ctx, path, user)
-                except OSError as exc:
-                    result.errors.append(_error(path, exc))
+                except Exception as exc:  # noqa: BLE001 - one bad launcher is one error, the others still count
+                    result.errors.append(record_error(self.name, path, exc))
                     continue
                 if app is not None:
                     result.apps.append(app)
@@ -161,5 +158,8 @@ class DesktopCollector:
         return result
 
 
-def _error(path: Path, exc: OSError) -> CollectorError:
-    return CollectorError("desktop", f"{path}: {exc.strerror or exc}")
+def _folders(ctx: Context) -> list[tuple[Path, str]]:
+    """Return (folder, user) of every launcher folder that exists under the root."""
+    folders = [(ctx.path(d), "") for d in SYSTEM_DIRS]
+    folders += [(home / d, user) for user, home in home_dirs(ctx) for d in USER_DIRS]
+    return [(folder, user) for folder, user in folders if folder.is_dir()]

@@ -4,10 +4,12 @@ inventories collected elsewhere without collecting anything itself."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from agent.errors import UserError
+from agent.gcpause import paused_gc
 from agent.inventory.mdm import ExportError, load_csv, load_zip
 from agent.model import App, CollectorError, Device, Inventory
 
@@ -58,10 +60,46 @@ def inventory_from_dict(data: Any, what: str) -> Inventory:
     return Inventory(devices=devices, apps=tuple(apps), errors=errors, notes=tuple(str(n) for n in data.get("notes") or ()))
 
 
+def merge_inventories(parts: Iterable[Inventory]) -> Inventory:
+    """Given inventories read from several files, return them as one: a device id seen in more
+    than one file is one device (its facts merged, the first file's winning), and an app record,
+    error or note found twice counts once — so one phone in two overlapping MDM exports is not
+    listed twice with every finding doubled. Devices are told apart by id only: two devices with
+    the same hostname stay two."""
+    parts = list(parts)
+    by_id: dict[str, list[Device]] = {}
+    for device in (d for p in parts for d in p.devices):
+        by_id.setdefault(device.id, []).append(device)
+    return Inventory(
+        devices=tuple(_merge_device(same) for same in by_id.values()),
+        apps=tuple(dict.fromkeys(a for p in parts for a in p.apps)),
+        errors=tuple(dict.fromkeys(e for p in parts for e in p.errors)),
+        notes=tuple(dict.fromkeys(n for p in parts for n in p.notes)),
+    )
+
+
+def _merge_device(same: list[Device]) -> Device:
+    """Merge the records of one device id: a bare record (only the id, as made for apps whose
+    device a file does not describe) yields to a described one; empty facts are filled in."""
+    described = [d for d in same if d != Device(id=d.id)] or same
+    first = described[0]
+    return replace(
+        first,
+        hostname=next((d.hostname for d in described if d.hostname), ""),
+        os=next((d.os for d in described if d.os), ""),
+        groups=tuple(dict.fromkeys(g for d in described for g in d.groups)),
+        attributes=tuple(sorted({k: v for d in reversed(described) for k, v in d.attributes}.items())),
+    )
+
+
 def load_inventory_file(path: str) -> Inventory:
     """Read an inventory file: appban JSON, or an MDM export (CSV, or a ZIP holding CSV), told
     apart by content. Raise InventoryFileError if unreadable or malformed."""
-    what = f"inventory {path}"
+    with paused_gc():  # 100,000s of records, none in a reference cycle
+        return _load(path, f"inventory {path}")
+
+
+def _load(path: str, what: str) -> Inventory:
     try:
         with open(path, "rb") as handle:
             head = handle.read(64)
@@ -76,4 +114,6 @@ def load_inventory_file(path: str) -> Inventory:
         raise InventoryFileError(str(exc)) from None
     except ValueError as exc:
         raise InventoryFileError(f"{what}: not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InventoryFileError(f"{what}: not usable JSON: nested too deeply") from None
     return inventory_from_dict(data, what)

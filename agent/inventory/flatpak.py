@@ -18,17 +18,19 @@ the app's own metainfo/appdata file.
 
 from __future__ import annotations
 
-import configparser
-import gzip
 import logging
 import os
-import xml.etree.ElementTree as ET
-import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agent.inventory.base import Collected, Context, home_dirs
+from agent.inventory.base import Collected, Context, home_dirs, record_error
+from agent.inventory.reading import RECORD_LIMIT, read_bytes, read_text
 from agent.log import log_event
 from agent.model import App, CollectorError
+
+if TYPE_CHECKING:
+    import configparser
+    import xml.etree.ElementTree as ET
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ _LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 
 def read_keyfile(text: str, what: str) -> configparser.ConfigParser:
     """Given a GLib keyfile's text, return it parsed. Raise ValueError naming `what` if malformed."""
+    import configparser  # the parsers load when flatpak is installed, not on every check
+
     parser = configparser.ConfigParser(interpolation=None, strict=False, delimiters=("=",))
     parser.optionxform = str  # type: ignore[assignment,method-assign]
     try:
@@ -84,11 +88,15 @@ def _appstream(files: Path, app_id: str) -> dict[str, str]:
         files / "share" / folder / f"{app_id}{suffix}"
         for folder in ("metainfo", "appdata") for suffix in (".metainfo.xml", ".appdata.xml")
     ]
+    import xml.etree.ElementTree as ET
+    import zlib
+
     for path in candidates:
         if not path.is_file():
             continue
         try:
-            raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+            raw = read_bytes(path)
+            raw = _gunzip(raw) if path.suffix == ".gz" else raw
             facts = appstream_facts(ET.fromstring(raw), app_id)
         except (OSError, EOFError, zlib.error, ET.ParseError, ValueError, LookupError) as exc:
             log_event(logger, logging.WARNING, "flatpak.appstream_unreadable", app=app_id, path=str(path), error=str(exc))
@@ -98,16 +106,28 @@ def _appstream(files: Path, app_id: str) -> dict[str, str]:
     return {}
 
 
+def _gunzip(data: bytes) -> bytes:
+    """Return gzip'd AppStream data decompressed, refusing a bomb: at most RECORD_LIMIT × 16 bytes."""
+    import zlib
+
+    out = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    limit = RECORD_LIMIT * 16
+    raw = out.decompress(data, limit)
+    if out.unconsumed_tail:
+        raise ValueError(f"decompresses to more than {limit} bytes")
+    return raw
+
+
 def deployed_app(deploy: Path, app_id: str, arch: str, branch: str, user: str, installation: str,
                  device_path: str) -> App:
     """Given an app's deployed commit folder (and its path as seen on the device), return its App.
     Raise ValueError or OSError if its metadata cannot be read (a broken deployment)."""
     what = str(deploy / "metadata")
-    meta = read_keyfile((deploy / "metadata").read_text(encoding="utf-8", errors="replace"), what)
+    meta = read_keyfile(read_text(deploy / "metadata"), what)
     if not meta.has_section("Application"):
         raise ValueError(f"{what}: no [Application] group")
     try:
-        origin = deploy_origin((deploy / "deploy").read_bytes())
+        origin = deploy_origin(read_bytes(deploy / "deploy"))
     except OSError:
         origin = ""
     facts = _appstream(deploy / "files", app_id)
@@ -130,7 +150,7 @@ def installations(ctx: Context) -> list[tuple[Path, str, str]]:
     if conf_dir.is_dir():
         for conf in sorted(conf_dir.glob("*.conf")):
             try:
-                parser = read_keyfile(conf.read_text(encoding="utf-8", errors="replace"), str(conf))
+                parser = read_keyfile(read_text(conf), str(conf))
             except (OSError, ValueError) as exc:
                 log_event(logger, logging.WARNING, "flatpak.installation_conf_unreadable", path=str(conf), error=str(exc))
                 continue
@@ -164,9 +184,10 @@ class FlatpakCollector:
                     deploy = _active_deploy(ctx, active)
                     device_path = "/" + str(deploy.relative_to(ctx.root)).lstrip("/")
                     result.apps.append(deployed_app(deploy, app_id, arch, branch, user, installation, device_path))
-                except (OSError, ValueError) as exc:
-                    message = str(exc) if isinstance(exc, ValueError) else f"{active}: {exc.strerror or exc}"
-                    result.errors.append(CollectorError("flatpak", message))
+                except ValueError as exc:
+                    result.errors.append(CollectorError("flatpak", str(exc)))
+                except Exception as exc:  # noqa: BLE001 - one broken deployment is one error, not the collector's loss
+                    result.errors.append(record_error("flatpak", active, exc))
         return result
 
 

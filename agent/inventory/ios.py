@@ -12,10 +12,8 @@ for *uninstall*, so it is refused rather than guessed at.
 from __future__ import annotations
 
 import logging
-import plistlib
 import re
 from typing import Any
-from xml.parsers.expat import ExpatError
 
 from agent.inventory.base import Collected, Context
 from agent.inventory.gateway import UnsafeIdentifierError, gateway_unavailable, pairs, read_all
@@ -56,6 +54,9 @@ def list_arguments(help_text: str, udid: str) -> list[str]:
 
 
 def _plist(text: str, what: str) -> Any:
+    import plistlib  # with its XML parser: only when a phone is attached
+    from xml.parsers.expat import ExpatError
+
     try:
         return plistlib.loads(text.encode("utf-8"))
     except (plistlib.InvalidFileException, ExpatError, ValueError, AttributeError) as exc:

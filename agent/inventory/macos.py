@@ -9,13 +9,12 @@ Users are found by their folders under /Users, so people who are not logged on c
 from __future__ import annotations
 
 import os
-import plistlib
 import sys
 from pathlib import Path
 from typing import Any, Iterator
-from xml.parsers.expat import ExpatError
 
-from agent.inventory.base import Collected, Context
+from agent.inventory.base import Collected, Context, record_error
+from agent.inventory.reading import read_bytes
 from agent.model import App, CollectorError
 
 SYSTEM_DIRS = ("/Applications", "/Users/Shared/Applications")
@@ -53,15 +52,18 @@ def _string(info: dict[str, Any], key: str) -> str:
 def read_info_plist(bundle: Path) -> dict[str, Any]:
     """Return the bundle's Contents/Info.plist (binary or XML). Raise PlistError naming the bundle
     if it is missing, unreadable, malformed or not a dictionary."""
+    import plistlib  # with the XML parser it uses: only on a macOS volume
+    from xml.parsers.expat import ExpatError
+
     plist = bundle / "Contents" / "Info.plist"
     try:
-        with plist.open("rb") as handle:
-            info = plistlib.load(handle)
+        info = plistlib.loads(read_bytes(plist))
     except FileNotFoundError:
         raise PlistError(f"{bundle}: no Contents/Info.plist") from None
     except OSError as exc:
         raise PlistError(f"{plist}: {exc.strerror or exc}") from None
-    except (plistlib.InvalidFileException, ExpatError, ValueError, TypeError, IndexError, AttributeError) as exc:
+    except (plistlib.InvalidFileException, ExpatError, ValueError, TypeError, IndexError, AttributeError,
+            LookupError, OverflowError, RecursionError) as exc:  # LookupError: an unknown declared encoding
         raise PlistError(f"{plist}: malformed property list ({type(exc).__name__})") from None
     if not isinstance(info, dict):
         raise PlistError(f"{plist}: not a dictionary")
@@ -138,10 +140,11 @@ class MacosCollector:
                 seen.add(bundle)
                 try:
                     info = read_info_plist(bundle)
+                    result.apps.append(bundle_app(bundle, info, path=_on_device(ctx, str(bundle)), user=user))
                 except PlistError as exc:
                     result.errors.append(CollectorError(self.name, _on_device(ctx, str(exc))))
-                    continue
-                result.apps.append(bundle_app(bundle, info, path=_on_device(ctx, str(bundle)), user=user))
+                except Exception as exc:  # noqa: BLE001 - one bad bundle is one error, never the collector's loss
+                    result.errors.append(record_error(self.name, _on_device(ctx, str(bundle)), exc))
         result.apps.extend(cask_apps(ctx))
         return result
 

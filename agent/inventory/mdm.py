@@ -18,16 +18,15 @@ versions) are interned so a million apps share a few thousand strings.
 from __future__ import annotations
 
 import csv
-import gc
 import io
 import operator
 import sys
 import zipfile
 import zlib
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any, Callable
 
+from agent.gcpause import paused_gc
 from agent.inventory.gateway import pairs
 from agent.model import App, CollectorError, Device, Inventory
 
@@ -259,25 +258,11 @@ def _read_rows(reader: Any, columns: _Columns, into: _Accumulator) -> tuple[int,
     return skipped, first_skipped
 
 
-@contextmanager
-def _without_cycle_collection() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a million acyclic records are built: each of its
-    passes would walk the growing list again (a quarter of the import time), and records made
-    here hold no cycles to find."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def load_csv(path: str, what: str) -> Inventory:
     """Read a CSV export. Raise ExportError if unreadable or not a known layout."""
     into = _Accumulator()
     try:
-        with open(path, encoding="utf-8-sig", newline="") as stream, _without_cycle_collection():
+        with open(path, encoding="utf-8-sig", newline="") as stream, paused_gc():
             read_csv(stream, what, into)
     except OSError as exc:
         raise ExportError(f"{what}: cannot read: {exc.strerror or exc}") from None
@@ -289,7 +274,7 @@ def load_zip(path: str, what: str) -> Inventory:
     is unreadable, holds no CSV, or a CSV is not a known layout."""
     into = _Accumulator()
     try:
-        with zipfile.ZipFile(path) as archive, _without_cycle_collection():
+        with zipfile.ZipFile(path) as archive, paused_gc():
             members = sorted(n for n in archive.namelist() if n.casefold().endswith(".csv"))
             if not members:
                 raise ExportError(f"{what}: the ZIP holds no .csv file")
@@ -297,6 +282,8 @@ def load_zip(path: str, what: str) -> Inventory:
                 with archive.open(member) as raw:
                     stream = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
                     read_csv(stream, f"{what} ({member})", into)
-    except (OSError, zipfile.BadZipFile, zlib.error) as exc:
+    except (OSError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
         raise ExportError(f"{what}: cannot read the ZIP: {exc}") from None
+    except RuntimeError as exc:  # zipfile: a password, or (NotImplementedError) an unsupported compression
+        raise ExportError(f"{what}: cannot read the ZIP: {' '.join(str(exc).split())}") from None
     return into.inventory()

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 
-from agent.inventory.base import Collected, Context
+from agent.inventory.base import Collected, Context, record_error
+from agent.inventory.reading import DATABASE_LIMIT, read_text
 from agent.model import App, CollectorError
 
 LOCAL_DB = "/var/lib/pacman/local"
@@ -47,7 +48,7 @@ def app_files(ctx: Context, app: App) -> list[str]:
     """Given a pacman App, return the paths its package installed (from its `files` entry)."""
     folder = ctx.path(f"{LOCAL_DB}/{app.id}-{app.version}")
     try:
-        text = (folder / "files").read_text(encoding="utf-8", errors="replace")
+        text = read_text(folder / "files", DATABASE_LIMIT)
     except FileNotFoundError:
         return []
     return ["/" + p for p in parse_blocks(text).get("FILES", [])]
@@ -69,10 +70,9 @@ class PacmanCollector:
                 continue
             desc = os.path.join(entry.path, "desc")
             try:
-                with open(desc, encoding="utf-8", errors="replace") as handle:
-                    app = desc_app(handle.read())
-            except OSError as exc:
-                result.errors.append(CollectorError("pacman", f"{desc}: {exc.strerror or exc}"))
+                app = desc_app(read_text(desc))
+            except Exception as exc:  # noqa: BLE001 - one bad entry is one error, the others still count
+                result.errors.append(record_error("pacman", desc, exc))
                 continue
             if app is None:
                 result.errors.append(CollectorError("pacman", f"{desc}: no %NAME% (truncated?)"))

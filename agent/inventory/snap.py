@@ -26,7 +26,8 @@ import re
 from pathlib import Path
 from urllib.parse import quote_plus
 
-from agent.inventory.base import Collected, Context
+from agent.inventory.base import Collected, Context, record_error
+from agent.inventory.reading import DATABASE_LIMIT, read_bytes, read_text
 from agent.log import log_event
 from agent.model import App, CollectorError
 from agent.runner import CommandError
@@ -68,7 +69,7 @@ def assertion_headers(text: str) -> dict[str, str]:
 
 def _read(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8", errors="replace")
+        return read_text(path)
     except OSError:
         return ""
 
@@ -166,13 +167,13 @@ class SnapCollector:
     def collect(self, ctx: Context) -> Collected:
         path = ctx.path(STATE_FILE)
         try:
-            state = json.loads(path.read_bytes())
+            state = json.loads(read_bytes(path, DATABASE_LIMIT))
             snaps = ((state.get("data") if isinstance(state, dict) else None) or {}).get("snaps") or {}
             if not isinstance(snaps, dict):
                 raise TypeError("data.snaps is not an object")
         except FileNotFoundError:
             return Collected(apps=mounted_apps(ctx))
-        except (OSError, ValueError, TypeError, AttributeError) as exc:
+        except (OSError, ValueError, TypeError, AttributeError, RecursionError) as exc:
             detail = exc.strerror if isinstance(exc, OSError) else f"unreadable snapd state ({type(exc).__name__}: {exc})"
             return Collected(
                 apps=mounted_apps(ctx),
@@ -182,8 +183,8 @@ class SnapCollector:
         for instance, entry in sorted(snaps.items()):
             try:
                 app = snap_app(ctx, instance, entry) if isinstance(entry, dict) else None
-            except (TypeError, ValueError, AttributeError) as exc:
-                result.errors.append(CollectorError("snap", f"{path}: snap {instance!r}: unreadable entry ({exc})"))
+            except Exception as exc:  # noqa: BLE001 - one bad snap is one error, the others still count
+                result.errors.append(record_error("snap", f"{path}: snap {instance!r}", exc))
                 continue
             if app is not None:
                 result.apps.append(app)

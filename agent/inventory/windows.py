@@ -18,9 +18,9 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol
-from xml.etree import ElementTree
 
 from agent.inventory.base import Collected, Context
+from agent.inventory.reading import read_bytes, regular_file
 from agent.model import App, CollectorError
 
 UNINSTALL = r"Microsoft\Windows\CurrentVersion\Uninstall"
@@ -72,6 +72,7 @@ class HiveFileReader:
         self.label = label or str(path)
         try:
             from regipy.registry import RegistryHive
+            regular_file(path)  # a FIFO or device planted as NTUSER.DAT must not block or be read
             self._hive = RegistryHive(str(path))
             self._root = self._hive.root
         except Exception as exc:  # noqa: BLE001 - regipy raises many types for bad input
@@ -295,8 +296,10 @@ def read_manifest(path: Path) -> dict[str, str]:
     Why optional: the registry gives name, version and publisher id on its own; the manifest
     adds the human display name and the full publisher, when the package folder is readable.
     """
+    from xml.etree import ElementTree  # Store package manifests: only on a Windows volume
+
     try:
-        tree = ElementTree.parse(path)
+        tree = ElementTree.ElementTree(ElementTree.fromstring(read_bytes(path)))
     except (OSError, ElementTree.ParseError, ValueError, LookupError):  # LookupError: unknown encoding
         return {}
     found: dict[str, str] = {}

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-
-import requests
+from typing import TYPE_CHECKING
 
 from agent.config import Config, PushConfig
 from agent.log import log_event
 from agent.model import Report
 from agent.report.outbox import Outbox
+
+if TYPE_CHECKING:  # requests loads with the first push, not with the sink seam (~6 MB idle)
+    import requests
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,8 @@ def push_pending(outbox: Outbox, config: PushConfig, token: str, session: reques
     """Send every queued report in order through `session` (made by make_session(config), which
     carries the TLS settings); stop at the first failure so order is kept and the rest wait for
     the next cycle. Never raises for network or server errors: they are in the result."""
+    import requests
+
     sent = 0
     headers = {"Content-Type": "application/json"}
     if token:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import textwrap
 from itertools import groupby
 
 from agent.model import Device, Finding, Report, app_counts
+from agent.report import jsontext
 
 WIDTH = 80
 _COLUMNS = (("STATUS", 9), ("APP", 22), ("SOURCE", 8), ("DEVICE", 16), ("RULE", 21))
@@ -14,7 +14,7 @@ _COLUMNS = (("STATUS", 9), ("APP", 22), ("SOURCE", 8), ("DEVICE", 16), ("RULE", 
 
 def render_json(report: Report) -> str:
     """Return the report as indented JSON (UTF-8 names kept readable)."""
-    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    return jsontext.dumps(report.to_dict()) + "\n"
 
 
 def _cell(text: str, width: int) -> str:

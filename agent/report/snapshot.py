@@ -7,13 +7,13 @@ for `appban status`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from agent.inventory.file import inventory_to_dict
 from agent.model import Report
+from agent.report import jsontext
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,6 @@ class Snapshot:
 
 def render_documents(report: Report) -> tuple[bytes, bytes]:
     """Return the report's `appban.report/v1` JSON and its `appban.inventory/v1` JSON, as served."""
-    report_json = json.dumps(report.to_dict(), indent=2, ensure_ascii=False).encode() + b"\n"
-    inventory_json = json.dumps(inventory_to_dict(report.inventory), indent=2, ensure_ascii=False).encode() + b"\n"
+    report_json = jsontext.dumps(report.to_dict()).encode() + b"\n"
+    inventory_json = jsontext.dumps(inventory_to_dict(report.inventory)).encode() + b"\n"
     return report_json, inventory_json

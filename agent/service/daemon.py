@@ -1,8 +1,10 @@
 """`appban run`: the long-running service — ban-list refresh, scan and push on a schedule.
 
-One main thread runs the jobs (`schedule`) and sleeps on an event between them, so the idle
-service costs nothing but its memory; signals only set flags and wake it: SIGTERM/SIGINT let the
-job in progress finish and then exit 0, SIGHUP reloads the config (a bad one is refused with one
+One main thread runs the jobs (`schedule`) and sleeps on a self-pipe between them (see
+agent/service/wakeup.py), so the idle service costs nothing but its memory; signals only set flags
+and wake it: SIGTERM/SIGINT let the job in progress finish and then exit 0 (a scan still
+collecting is abandoned instead: collecting writes nothing, and a collector stuck on a slow
+disk or command must not keep the service from stopping), SIGHUP reloads the config (a bad one is refused with one
 log line and the old one stays). The pull endpoint serves from its own threads and reads the
 latest immutable Snapshot. A lock in the state directory keeps a second instance out.
 """
@@ -13,17 +15,15 @@ import logging
 import signal
 import sqlite3
 import sys
-import threading
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from types import FrameType
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import schedule
 
 from agent import log
-from agent.banlist.fetch import make_session
 from agent.banlist.parse import BanListError
 from agent.banlist.source import load_fresh
 from agent.config import Config, ConfigError, interval_seconds
@@ -31,9 +31,8 @@ from agent.enforce.guard import build_deny
 from agent.enforce.network import keep_network_block
 from agent.inventory import UnknownSourceError
 from agent.log import log_event
-from agent.model import BanList, BanListInfo, Report
+from agent.model import BanList, BanListInfo, Inventory, Report
 from agent.report.outbox import Outbox
-from agent.report.push import push_pending
 from agent.report.sinks import deliver, open_sinks
 from agent.runner import Runner
 from agent.scan import build_report, collect_here, enforce_report
@@ -42,12 +41,40 @@ from agent.service.keeper import GuardKeeper
 from agent.service.settings import ServiceError, Settings, load_settings
 from agent.report.snapshot import Snapshot, render_documents
 from agent.service.state import INVENTORY, REPORT, LockHeld, acquire_lock, write_atomic, write_status
+from agent.service.wakeup import Wakeup
+
+if TYPE_CHECKING:
+    import requests
 
 logger = logging.getLogger(__name__)
 
 MAX_SLEEP = 3600.0
 RELOAD_ERRORS = (ConfigError, UnknownSourceError, ServiceError)
 SINK_ERRORS = (OSError,)
+
+
+class ScanAbandoned(BaseException):
+    """Raised by the stop handler into a scan that is still collecting (nothing written yet).
+
+    A BaseException, so no collector's per-record or per-collector `except Exception` keeps it.
+    """
+
+
+def release_free_memory() -> None:
+    """Hand the heap a scan freed back to the system (glibc's malloc_trim; a no-op elsewhere).
+
+    Why: a scan's transient data (the status file's text, every package file list the desktop
+    collector reads, the JSON being rendered) grows the heap, and glibc keeps freed pages mapped
+    until asked; the idle service stayed ~4 MiB larger than it needed to for the rest of the hour.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (AttributeError, OSError):  # not glibc (musl has no malloc_trim)
+        pass
 
 
 def run_service(config_path: str | None, state_dir: str | None) -> int:
@@ -82,20 +109,22 @@ class Service:
         self.banlist: BanList | None = None
         self.banlist_info: BanListInfo | None = None
         self.outbox = Outbox(settings.state_dir, settings.config.push.max_queue)
-        self.session = make_session(settings.config.push)
+        self._session: requests.Session | None = None
         self.scheduler = schedule.Scheduler()
         self.endpoint: server.Endpoint | None = None
         self.keeper = GuardKeeper()
         self.started = time.time()
         self._stop = False
         self._reload = False
-        self._wake = threading.Event()
+        self._collecting = False
+        self._wake = Wakeup()
 
     def run(self) -> int:
         """Start the endpoint, run every job once, then follow the schedule until told to stop."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)
+        self._wake.install()
         log_event(logger, logging.INFO, "service.started", state_dir=str(self.settings.state_dir))
         try:
             self._start_endpoint(self.settings)
@@ -110,7 +139,7 @@ class Service:
             self._wake.clear()
             if self._reload:
                 self._reload = False
-                self._apply_reload()
+                self._guarded(self._apply_reload)
             self.scheduler.run_pending()
             if self._stop:
                 break
@@ -123,6 +152,9 @@ class Service:
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         self._stop = True
         self._wake.set()
+        if self._collecting:
+            self._collecting = False
+            raise ScanAbandoned
 
     def _on_reload(self, signum: int, frame: FrameType | None) -> None:
         self._reload = True
@@ -146,6 +178,8 @@ class Service:
             return
         try:
             job()
+        except ScanAbandoned:
+            log_event(logger, logging.WARNING, "scan.abandoned", reason="stop requested while collecting")
         except Exception as exc:  # noqa: BLE001 - one failed run must not end the service
             log_event(logger, logging.ERROR, "job.failed", job=job.__name__,
                       error=" ".join(f"{type(exc).__name__}: {exc}".split()))
@@ -187,7 +221,7 @@ class Service:
         began = time.monotonic()
         log_event(logger, logging.INFO, "scan.started", serial=self.banlist.serial)
         now = datetime.now(timezone.utc)
-        report = build_report(self.banlist, self.banlist_info, collect_here(self.settings.config), now)
+        report = build_report(self.banlist, self.banlist_info, self._collect(), now)
         report = self._enforce(self.settings.config, self.banlist, report, now)
         report_json, inventory_json = render_documents(report)
         state_dir = self.settings.state_dir
@@ -201,11 +235,20 @@ class Service:
         self._update(report=report, report_json=report_json, inventory_json=inventory_json,
                      last_scan=time.time(), scan_duration=duration,
                      queue_depth=self.outbox.depth(), dropped=self.outbox.dropped())
+        release_free_memory()
         counts = report.counts()
         log_event(logger, logging.INFO, "scan.done", report=report.id, apps=len(report.inventory.apps),
                   violations=counts["violation"], errors=len(report.inventory.errors),
                   seconds=round(duration, 3))
         self.push()
+
+    def _collect(self) -> Inventory:
+        """Collect this machine's inventory; a stop signal meanwhile abandons it (ScanAbandoned)."""
+        self._collecting = True
+        try:
+            return collect_here(self.settings.config)
+        finally:
+            self._collecting = False
 
     def _enforce(self, config: Config, banlist: BanList, report: Report, now: datetime) -> Report:
         """Block what the list and the *local* config say to block (nothing while
@@ -230,8 +273,24 @@ class Service:
         config = self.settings.config
         if not config.push.url or not self.outbox.depth():
             return
-        push_pending(self.outbox, config.push, self.settings.push_token, self.session)
+        from agent.report.push import push_pending  # requests: only once there is something to push
+
+        push_pending(self.outbox, config.push, self.settings.push_token, self._push_session())
         self._update(queue_depth=self.outbox.depth(), dropped=self.outbox.dropped())
+
+    def _push_session(self) -> requests.Session:
+        """Return the push session, made on first use: requests costs ~6 MB of a service that
+        may never push."""
+        if self._session is None:
+            from agent.banlist.fetch import make_session
+
+            self._session = make_session(self.settings.config.push)
+        return self._session
+
+    def _close_session(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
 
     def _update(self, **changes: object) -> None:
         self.snapshot = replace(self.snapshot, **changes)
@@ -254,11 +313,18 @@ class Service:
             self.endpoint = None
 
     def _apply_reload(self) -> None:
-        """Load the config again; refuse a bad one (one log line) and keep running on the old one."""
+        """Load the config again; refuse a bad one (one log line) and keep running on the old one.
+
+        Any error while loading, not only the expected ones, is a refusal: a config the checks did
+        not foresee must never end the service.
+        """
         try:
             new = self._reload_settings()
         except RELOAD_ERRORS as exc:
             log_event(logger, logging.ERROR, "config.rejected", error=str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - see above: the old config stays in force
+            log_event(logger, logging.ERROR, "config.rejected", error=" ".join(f"{type(exc).__name__}: {exc}".split()))
             return
         if new.state_dir != self.settings.state_dir:
             log_event(logger, logging.WARNING, "config.state_dir_ignored", wanted=str(new.state_dir),
@@ -267,8 +333,7 @@ class Service:
         old, self.settings = self.settings, new
         log.configure(new.config.logging.format, new.config.logging.level)
         self.outbox.max_queue = max(1, new.config.push.max_queue)
-        self.session.close()
-        self.session = make_session(new.config.push)
+        self._close_session()  # the next push makes one with the new TLS settings
         if new.server_key() != old.server_key():
             self._restart_endpoint(old, new)
         self._plan()
@@ -291,5 +356,6 @@ class Service:
         self.keeper.stop()
         self._stop_endpoint()
         self.outbox.close()
-        self.session.close()
+        self._close_session()
+        self._wake.close()
         log_event(logger, logging.INFO, "service.stopped")

@@ -11,6 +11,7 @@ GET only (others 405), unknown paths 404, and a bearer token compared in constan
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import socket
@@ -20,13 +21,13 @@ import threading
 from datetime import datetime, timezone
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
-
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from typing import TYPE_CHECKING, Callable
 
 from agent.log import log_event
-from agent.report.metrics import make_registry
 from agent.report.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import CollectorRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +70,15 @@ class Endpoint(ThreadingHTTPServer):
         self.token = token.encode()
         self.snapshot = snapshot
         self.tls = tls
-        self.registry = make_registry(snapshot, lambda: datetime.now(timezone.utc))
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    @functools.cached_property
+    def registry(self) -> CollectorRegistry:
+        """The metrics registry, built at the first scrape: prometheus_client costs ~5 MB of the
+        service's memory, which a service nobody scrapes should not pay."""
+        from agent.report.metrics import make_registry
+
+        return make_registry(self.snapshot, lambda: datetime.now(timezone.utc))
 
     def process_request(self, request: socket.socket, client_address: tuple) -> None:
         """Start a handler thread, or drop the connection when MAX_CONNECTIONS are busy."""
@@ -171,6 +179,8 @@ def _inventory(server: Endpoint) -> tuple[HTTPStatus, bytes, str]:
 
 
 def _metrics(server: Endpoint) -> tuple[HTTPStatus, bytes, str]:
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
     return HTTPStatus.OK, generate_latest(server.registry), CONTENT_TYPE_LATEST
 
 

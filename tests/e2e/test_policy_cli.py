@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from agent.banlist.signature import parse_public_key
-from tests.banlist_servers import Pki, Site, banlist_yaml, free_port, nginx, pki, site  # noqa: F401 - fixtures
+from tests.banlist_fixtures import nginx, pki, site  # noqa: F401 - fixtures used by name
+from tests.banlist_servers import Pki, Site, banlist_yaml, free_port
 from tests.conftest import require_tool, run_cli
 
 require_tool("nginx")

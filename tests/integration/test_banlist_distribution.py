@@ -24,9 +24,8 @@ from agent.banlist.central import refresh
 from agent.banlist.source import load_active, load_fresh
 from agent.config import BanlistConfig, Config
 
-from tests.banlist_servers import (  # noqa: F401 - fixtures are used by name
-    Pki, ScriptedServer, Site, banlist_yaml, direct, free_port, nginx, pki, scripted, site,
-)
+from tests.banlist_fixtures import direct, nginx, pki, scripted, site  # noqa: F401 - fixtures are used by name
+from tests.banlist_servers import Pki, ScriptedServer, Site, banlist_yaml, free_port
 from tests.conftest import require_tool
 
 require_tool("nginx")

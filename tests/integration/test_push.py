@@ -11,7 +11,8 @@ from agent.banlist.fetch import make_session
 from agent.config import PushConfig
 from agent.report.outbox import Outbox
 from agent.report.push import push_pending
-from tests.banlist_servers import direct, make_pki  # noqa: F401 - direct is a fixture used by name
+from tests.banlist_fixtures import direct  # noqa: F401 - a fixture used by name
+from tests.banlist_servers import make_pki
 from tests.service_support import PUSH_TOKEN, Receiver
 
 

@@ -58,6 +58,21 @@ def test_bundled_example_list_is_valid_and_researched():
     assert all(e.references for e in banlist.entries), "every entry cites its directive"
 
 
+def test_bundled_json_is_the_yaml_people_edit() -> None:
+    """appban loads the JSON (fast, no PyYAML); people edit the YAML. scripts/banlist-json makes
+    one from the other, and the two must give the same list."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[2]
+    yaml_list = parse_banlist((folder / "config/banlist.example.yaml").read_bytes(), "yaml")
+    assert parse_banlist(bundled_bytes(), "json") == yaml_list
+    check = subprocess.run([sys.executable, str(folder / "scripts/banlist-json"), "--check"],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+
+
 @pytest.mark.parametrize(
     ("document", "message"),
     [

@@ -1,0 +1,78 @@
+"""Indented JSON from the C encoder: the same text as `json.dumps(value, indent=2,
+ensure_ascii=False)`, several times faster on reports and inventories.
+
+Why: Python's C encoder is only used without `indent`; with it, every value goes through the
+pure-Python encoder (3x slower on a 100,000-app inventory). Reports and inventories are mostly
+flat records (an app: a dict of strings), and a flat record in indented form is exactly the C
+encoder's output with the newline and indentation as its item separator. So containers are
+walked here, flat ones are encoded in C, and anything unusual (a non-string key, a type JSON has
+no spelling for) goes to the standard encoder, whose output is re-indented to its depth.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+from typing import Any, Callable
+
+INDENT = "  "
+_LEAVES = (str, int, float, bool, type(None))
+_compact = json.JSONEncoder(ensure_ascii=False).encode  # C-accelerated (no indent), for scalars and keys
+
+
+def dumps(value: Any) -> str:
+    """Return `value` as JSON, byte for byte what json.dumps(value, indent=2, ensure_ascii=False) gives."""
+    return _encode(value, 0)
+
+
+@functools.cache
+def _flat_encoder(level: int) -> Callable[[Any], str]:
+    """The C encoder whose item separator starts a new line at `level`'s indentation, made once
+    (JSONEncoder.encode builds a new one on every call, which costs more than a small record)."""
+    if c_make_encoder is None:  # an interpreter without the C accelerator
+        return json.JSONEncoder(ensure_ascii=False, separators=("," + _newline(level), ": ")).encode
+    encode = c_make_encoder(None, json.JSONEncoder().default, encode_basestring, None, ": ",
+                            "," + _newline(level), False, False, True)
+    return lambda value: "".join(encode(value, 0))
+
+
+@functools.cache
+def _newline(level: int) -> str:
+    return "\n" + INDENT * level
+
+
+def _encode(value: Any, level: int) -> str:
+    kind = type(value)
+    if kind is str:
+        return encode_basestring(value)
+    if kind is dict and value:
+        flat = True
+        for key, item in value.items():
+            if type(key) is not str:
+                return _standard(value, level)
+            if flat and type(item) not in _LEAVES:
+                flat = False
+        inner = _newline(level + 1)
+        if flat:
+            body = _flat_encoder(level + 1)(value)[1:-1]
+        else:
+            body = ("," + inner).join([f"{encode_basestring(key)}: {_encode(item, level + 1)}"
+                                       for key, item in value.items()])
+        return "{" + inner + body + _newline(level) + "}"
+    if kind is list and value:
+        inner = _newline(level + 1)
+        if all(type(item) in _LEAVES for item in value):
+            body = _flat_encoder(level + 1)(value)[1:-1]
+        else:
+            body = ("," + inner).join([_encode(item, level + 1) for item in value])
+        return "[" + inner + body + _newline(level) + "]"
+    if kind in _LEAVES or kind in (dict, list):  # other scalars, {} and []
+        return _compact(value)
+    return _standard(value, level)
+
+
+def _standard(value: Any, level: int) -> str:
+    """The standard encoder's text for `value`, indented to `level` (JSON strings hold no raw
+    newline, so every newline in the text is one the encoder put between items)."""
+    return json.dumps(value, indent=len(INDENT), ensure_ascii=False).replace("\n", _newline(level))

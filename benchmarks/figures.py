@@ -1,0 +1,171 @@
+"""The start-up, memory and scale figures of issue 14, each as a ratio to a floor measured in
+the same run (rounds alternate floor and subject; the median ratio and its spread are printed).
+
+    .venv/bin/python benchmarks/figures.py [--rounds N] [--only NAME ...] [--mdm-devices N]
+
+Figures (NAME): startup (check, check --source dpkg vs `python -c pass`), dpkg (the collector vs
+`dpkg-query -W` at 10,000 and 100,000 packages; `appban inventory --format json` at 100,000),
+fleet (`check --inventory` 100,000 apps x `--banlist` 10,000 entries vs `json.load` of both),
+banlist (a 10,000-entry list as YAML and as JSON vs `json.loads`), mdm (an Intune export of
+N devices x 100 apps vs a bare csv.reader loop: time and peak memory; 10,000 devices is the
+issue's 1M rows, the default 2,000 keeps the run short), idle (`appban run` resident memory
+after its first scan vs the bare interpreter's). The exec guard's cost needs root and its own
+set-up: benchmarks/enforcement.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from measure import appban, paired, peak_rss, process, python, timed  # noqa: E402
+
+from agent.banlist.parse import parse_banlist  # noqa: E402
+from agent.inventory.base import Context  # noqa: E402
+from agent.inventory.dpkg import DpkgCollector  # noqa: E402
+
+FLOOR = python("-c", "pass")
+
+
+def startup(rounds: int) -> None:
+    paired("appban check (bundled list, this machine)", process(appban("check")),
+           "python -c pass", process(FLOOR), rounds, target="<= 6x")
+    paired("appban check --source dpkg", process(appban("check", "--source", "dpkg")),
+           "python -c pass", process(FLOOR), rounds, target="<= 4x")
+
+
+def dpkg_root(work: Path, count: int) -> Path:
+    """Write a synthetic dpkg database of `count` packages (shaped like real ones) under `work`."""
+    from inventory import synthetic_status
+
+    root = work / f"dpkg-{count}"
+    admin = root / "var/lib/dpkg"
+    (admin / "info").mkdir(parents=True)
+    (admin / "updates").mkdir()
+    (admin / "status").write_text(synthetic_status(count))
+    return root
+
+
+def dpkg(rounds: int, work: Path) -> None:
+    for count in (10_000, 100_000):
+        root = dpkg_root(work, count)
+        ctx = Context(root=root, live=False)
+        native = process(["dpkg-query", f"--admindir={root}/var/lib/dpkg", "-W"])
+        paired(f"dpkg collector (in-process), {count:,} packages", timed(lambda: DpkgCollector().collect(ctx)),
+               "dpkg-query -W", native, max(3, rounds // 2), target="<= 1.0x")
+    paired("appban inventory --source dpkg --format json, 100,000",
+           process(appban("inventory", "--root", str(root), "--source", "dpkg", "--format", "json")),
+           "dpkg-query -W", native, max(3, rounds // 3), target="<= 2x")
+
+
+def banlist_document(entries: int) -> dict:
+    """A ban list of `entries` entries, each with identifiers on several platforms and a glob."""
+    return {
+        "format": "appban.banlist/v1", "serial": 1, "issued": "2026-11-01T00:00:00Z",
+        "entries": [
+            {"id": f"app-{n:05d}", "name": f"Banned App {n}", "vendor": "Example Vendor", "reason": "Benchmark entry",
+             "match": {"android": [f"com.example.app{n}"], "windows": [f"Example.App{n}"],
+                       "deb": [f"example-app-{n}"], "names": [f"Banned App {n}*"]}}
+            for n in range(entries)
+        ],
+    }
+
+
+def inventory_document(apps: int, devices: int = 50) -> dict:
+    """An `appban.inventory/v1` document of `apps` apps on `devices` devices, about 1 % banned."""
+    records = []
+    for j in range(apps):
+        banned = j % 100 == 0
+        records.append({"device": f"dev{j % devices}", "source": "dpkg", "id": f"example-app-{j}" if banned else f"pkg{j}",
+                        "name": f"Package {j}", "version": "1.0", "publisher": f"Maintainer {j % 97}", "path": "",
+                        "user": "", "aliases": [f"pkg{j}:amd64"], "extra": {"arch": "amd64"}})
+    return {"format": "appban.inventory/v1", "devices": [{"id": f"dev{i}"} for i in range(devices)],
+            "apps": records, "errors": [], "notes": []}
+
+
+def fleet(rounds: int, work: Path) -> None:
+    banlist, inventory = work / "banlist-10k.json", work / "inventory-100k.json"
+    banlist.write_text(json.dumps(banlist_document(10_000), indent=1))
+    inventory.write_text(json.dumps(inventory_document(100_000), indent=2))
+    loads = f"import json\nfor p in ({str(banlist)!r}, {str(inventory)!r}):\n    json.load(open(p))"
+    paired("check --inventory 100,000 apps x --banlist 10,000 (JSON)",
+           process(appban("check", "--inventory", str(inventory), "--banlist", str(banlist), "--format", "json")),
+           "python json.load both", process(python("-c", loads)), max(3, rounds // 3), target="<= 2x")
+
+
+def banlist(rounds: int) -> None:
+    import yaml  # to write the YAML form; appban reads it with its own strict loader
+
+    document = banlist_document(10_000)
+    as_json = json.dumps(document, indent=1).encode()
+    as_yaml = yaml.safe_dump(document, sort_keys=False).encode()
+    floor = timed(lambda: json.loads(as_json))
+    paired("ban list 10,000 entries, JSON: parse_banlist", timed(lambda: parse_banlist(as_json)),
+           "json.loads", floor, rounds)
+    paired("ban list 10,000 entries, YAML: parse_banlist", timed(lambda: parse_banlist(as_yaml)),
+           "json.loads", floor, max(3, rounds // 3), target="<= 0.5 s, or JSON preferred")
+
+
+def mdm(rounds: int, work: Path, devices: int) -> None:
+    from mdm_import import generate
+
+    export = work / "AppInvRawData.csv"
+    rows = generate(export, devices, 100)
+    loop = (f"import csv\nwith open({str(export)!r}, newline='', encoding='utf-8-sig') as f:\n"
+            "    for row in csv.reader(f): pass")
+    check = appban("check", "--inventory", str(export), "--format", "json")
+    count = max(3, rounds // 4)
+    paired(f"MDM import {rows:,} rows: time", process(check), "csv.reader loop", process(python("-c", loop)),
+           count, target="<= 2x")
+    paired(f"MDM import {rows:,} rows: peak RSS", peak_rss(check), "csv.reader loop", peak_rss(python("-c", loop)),
+           count, unit="MiB", target="<= 100 MiB at 1M rows")
+
+
+def idle(rounds: int, work: Path) -> None:
+    """`appban run` with the pull endpoint on and every collector, after its first scan."""
+    from daemon import idle_rss
+
+    def floor() -> float:
+        return peak_rss(FLOOR)()
+
+    paired("appban run: idle RSS after the first scan", lambda: idle_rss(work), "python -c pass (peak RSS)",
+           floor, max(3, rounds // 4), unit="MiB", target="<= 30 MB")
+
+
+SECTIONS = ("startup", "dpkg", "fleet", "banlist", "mdm", "idle")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=9, help="rounds for the quick figures (others use fewer)")
+    parser.add_argument("--only", action="append", choices=SECTIONS, help="run only this figure (repeatable)")
+    parser.add_argument("--mdm-devices", type=int, default=2000, help="devices in the MDM export (10000: 1M rows)")
+    args = parser.parse_args()
+    chosen = args.only or SECTIONS
+    print(f"floor interpreter: {sys.executable}; {time.strftime('%Y-%m-%d %H:%M %Z')}")
+    with tempfile.TemporaryDirectory(prefix="appban-figures-") as folder:
+        work = Path(folder)
+        for name in chosen:
+            if name == "dpkg" and not shutil.which("dpkg-query"):
+                print("dpkg: dpkg-query is not installed, skipped")
+                continue
+            section = globals()[name]
+            if name in ("startup", "banlist"):
+                section(args.rounds)
+            elif name == "mdm":
+                section(args.rounds, work, args.mdm_devices)
+            else:
+                section(args.rounds, work)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""What a command imports decides how fast it starts (issue 14): these tests pin down that
+collectors, PyYAML, requests and prometheus_client are imported only when they are used."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from agent.inventory import collector_names, load_collector, select
+
+
+def test_every_registered_collector_loads_under_its_own_name() -> None:
+    for name in collector_names():
+        assert load_collector(name).name == name
+
+
+def test_select_keeps_registry_order_and_loads_only_what_was_asked() -> None:
+    assert [c.name for c in select(["rpm", "dpkg"])] == ["dpkg", "rpm"]
+    assert [c.name for c in select([])] == collector_names()
+
+
+def _modules_after(code: str) -> set[str]:
+    """Return the modules a fresh interpreter holds after running `code`."""
+    done = subprocess.run([sys.executable, "-c", f"{code}\nimport sys\nprint(' '.join(sys.modules))"],
+                          capture_output=True, text=True, check=True)
+    return set(done.stdout.split())
+
+
+@pytest.mark.parametrize(("code", "absent"), [
+    ("from agent.inventory import select; select(['dpkg'])",
+     {"agent.inventory.process", "psutil", "agent.inventory.windows", "agent.inventory.android", "yaml"}),
+    ("from agent.documents import load_document; load_document(b'{\"a\": 1}', 'x')", {"yaml"}),
+    ("import agent.service.daemon", {"requests", "prometheus_client"}),
+])
+def test_modules_are_imported_on_use(code: str, absent: set[str]) -> None:
+    assert not absent & _modules_after(code)
+
+
+def test_a_check_against_the_bundled_list_loads_no_yaml_network_or_mdm_code(tmp_path) -> None:
+    config = tmp_path / "agent.json"
+    config.write_text("{}")  # a JSON config, so that reading the config needs no YAML either
+    code = ("import contextlib, io\nfrom agent.cli import main\nwith contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    main(['check', '--config', {str(config)!r}, '--source', 'dpkg', '--format', 'json'])")
+    loaded = _modules_after(code)
+    assert "agent.inventory.dpkg" in loaded
+    assert not {"yaml", "requests", "agent.inventory.mdm", "importlib.resources", "psutil"} & loaded
+
+
+def test_a_full_check_loads_no_parser_of_a_system_that_is_not_here() -> None:
+    code = ("import contextlib, io\nfrom agent.cli import main\nwith contextlib.redirect_stdout(io.StringIO()):\n"
+            "    main(['check', '--root', '/nonexistent-root-for-test', '--format', 'json'])")
+    loaded = _modules_after(code)
+    assert not {"plistlib", "xml.etree.ElementTree", "configparser", "gzip", "concurrent.futures"} & loaded
+
+
+def test_yaml_is_still_read_when_a_document_is_yaml() -> None:
+    assert "yaml" in _modules_after("from agent.documents import load_document; load_document(b'a: 1', 'x')")
