@@ -9,7 +9,8 @@ from pathlib import Path
 import yaml
 
 from agent.banlist.signature import generate_keypair
-from tests.banlist_servers import Pki, Site, nginx, pki, site  # noqa: F401 - fixtures
+from tests.banlist_fixtures import nginx, pki, site  # noqa: F401 - fixtures used by name
+from tests.banlist_servers import Pki, Site
 from tests.conftest import require_tool, run_cli
 from tests.export_support import QUEBEC
 
