@@ -10,21 +10,16 @@ dir is bind-mounted over /etc/fapolicyd, /var/lib/fapolicyd and /run, watching n
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Iterator
 
-import dns.message
-import dns.query
 import dns.rcode
-import dns.rdatatype
 import pytest
 
 from agent.export import renderer
 from tests.conftest import require_tool
-from tests.export_support import chosen, quebec, with_exceptions
+from tests.export_support import addresses, ask, chosen, free_dns_port, quebec, with_exceptions
 
 TIMEOUT = 60
 UNBANNED = "www.wikipedia.org"
@@ -37,38 +32,6 @@ def export(kind: str, *groups: str, banlist=None) -> str:
 
 def checked(argv: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL, check=False)
-
-
-def free_dns_port() -> int:
-    """Return a port free for both UDP and TCP on 127.0.0.1 a moment ago."""
-    for _ in range(50):
-        with socket.socket() as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
-
-
-def ask(port: int, name: str, deadline: float = 30.0) -> dns.message.Message:
-    """Query A for `name`, retrying while the resolver starts (generous deadline for loaded CI)."""
-    query = dns.message.make_query(name, dns.rdatatype.A)
-    stop = time.monotonic() + deadline
-    while True:
-        try:
-            return dns.query.udp(query, "127.0.0.1", port=port, timeout=2)
-        except (dns.exception.Timeout, ConnectionRefusedError, OSError):
-            if time.monotonic() > stop:
-                raise
-            time.sleep(0.2)
-
-
-def addresses(answer: dns.message.Message) -> list[str]:
-    return sorted(r.address for rrset in answer.answer if rrset.rdtype == dns.rdatatype.A for r in rrset)
 
 
 @pytest.fixture
