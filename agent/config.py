@@ -75,6 +75,8 @@ class DeviceConfig:
     id: str = ""
     hostname: str = ""
     groups: tuple[str, ...] = ()
+    ownership: Literal["corporate", "personal", "unknown"] = "corporate"
+    """Who owns this host; an agent is installed on government machines, hence corporate."""
 
 
 def _not_empty(text: str) -> str:
@@ -225,6 +227,8 @@ class GroupRule:
     """Device kinds: android, ios, windows, macos, host."""
     attributes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Globs per device attribute (owner, email, email_domain, department, category, model, …)."""
+    ownership: tuple[Literal["corporate", "personal", "unknown"], ...] = ()
+    """Device ownerships the rule selects."""
 
 
 @dataclass(frozen=True)
@@ -237,8 +241,83 @@ class GatewayConfig:
     timeout: float = field(default=20.0, metadata=_POSITIVE)
     parallel: int = field(default=4, metadata=_POSITIVE)
     android_block: Literal["uninstall", "disable"] = "uninstall"
+    default_ownership: Literal["corporate", "personal", "unknown"] = "corporate"
+    """Ownership of an adb phone with no device or managed-profile owner (a gateway's phones are
+    usually the organisation's, handed in at the desk)."""
     default_groups: tuple[str, ...] = ()
     groups: tuple[GroupRule, ...] = ()
+
+
+def checked_endpoint(url: str) -> str:
+    """MDM credentials and inventories travel over TLS; plain http is allowed only to this
+    machine (a private relay, or a test's stand-in server on 127.0.0.1)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    local = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if not parts.hostname or not (parts.scheme == "https" or local):
+        raise ValueError(f"must be an https:// URL (http only to 127.0.0.1), got {url!r}")
+    return url.rstrip("/")
+
+
+_ENDPOINT = {"check": checked_endpoint}
+
+
+@dataclass(frozen=True)
+class AmapiConfig:
+    """Google Android Management API: one enterprise, read with a service-account key file."""
+
+    enterprise: str
+    credentials_file: str = field(metadata={"check": _not_empty})
+    base_url: str = field(default="https://androidmanagement.googleapis.com", metadata=_ENDPOINT)
+    timeout: float = field(default=30.0, metadata=_POSITIVE)
+    page_size: int = field(default=100, metadata=_POSITIVE)
+    ca_bundle: str = ""
+
+
+@dataclass(frozen=True)
+class IntuneConfig:
+    """Microsoft Intune through Graph: an app registration's client secret or certificate, in a file."""
+
+    tenant: str
+    client_id: str
+    secret_file: str = ""
+    certificate_file: str = ""
+    """PEM with the private key and the certificate registered for the app."""
+    base_url: str = field(default="https://graph.microsoft.com", metadata=_ENDPOINT)
+    login_url: str = field(default="https://login.microsoftonline.com", metadata=_ENDPOINT)
+    timeout: float = field(default=30.0, metadata=_POSITIVE)
+    page_size: int = field(default=100, metadata=_POSITIVE)
+    bulk: bool = False
+    """Read apps with one AppInvRawData export job instead of one detectedApps call per device."""
+    poll_interval: float = field(default=10.0, metadata=_POSITIVE)
+    export_timeout: float = field(default=1800.0, metadata=_POSITIVE)
+    ca_bundle: str = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.secret_file) == bool(self.certificate_file):
+            raise SchemaError(("mdm", "intune"), "set exactly one of secret_file, certificate_file")
+
+
+@dataclass(frozen=True)
+class JamfConfig:
+    """Jamf Pro: an API client's id and secret (Jamf Pro 10.49 or later)."""
+
+    url: str = field(metadata=_ENDPOINT)
+    client_id: str
+    secret_file: str = field(metadata={"check": _not_empty})
+    timeout: float = field(default=30.0, metadata=_POSITIVE)
+    page_size: int = field(default=100, metadata=_POSITIVE)
+    ca_bundle: str = ""
+
+
+@dataclass(frozen=True)
+class MdmConfig:
+    """The MDMs whose APIs are read (docs/mdm-connectors.md); each is off until configured."""
+
+    amapi: AmapiConfig | None = None
+    intune: IntuneConfig | None = None
+    jamf: JamfConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -257,6 +336,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    mdm: MdmConfig = field(default_factory=MdmConfig)
 
 
 def parse_config(data: bytes, what: str) -> Config:

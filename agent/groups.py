@@ -30,6 +30,8 @@ def rule_matches(rule: GroupRule, device: Device) -> bool:
     attributes = dict(device.attributes)
     if rule.kinds and device.kind.casefold() not in {k.casefold() for k in rule.kinds}:
         return False
+    if rule.ownership and device.ownership not in rule.ownership:
+        return False
     if rule.serials:
         own = {device.id.casefold(), *(attributes.get(a, "").casefold() for a in SERIAL_ATTRIBUTES)}
         own.discard("")  # a missing attribute is no serial: an empty one in a rule selects nothing

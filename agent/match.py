@@ -220,7 +220,10 @@ def scope_status(
     Exempt groups win over everything; an active individual exception turns a finding exempt;
     otherwise a device in `applies_to` (or any device when it is omitted) is in violation, one in
     `advisory_for` gets an advisory, and an entry not yet effective makes either `upcoming`.
+    A device whose kind or ownership the entry does not cover is out of scope before all that.
     """
+    if not covers_device(entry, device):
+        return None
     groups = _casefolded(device.groups)
     if groups & _casefolded(entry.exempt):
         return "exempt", None
@@ -236,6 +239,15 @@ def scope_status(
     if entry.effective is not None and now < aware(entry.effective):
         return "upcoming", None
     return status, None
+
+
+def covers_device(entry: Entry, device: Device) -> bool:
+    """Whether the entry's `device_kinds` and `ownership` include this device. A device of
+    unknown ownership stays in scope: not knowing who owns a phone must not hide a banned app
+    (blocking through an MDM asks for a known ownership, see enforce/mdm.py)."""
+    if entry.device_kinds and device.kind not in entry.device_kinds:
+        return False
+    return not entry.ownership or device.ownership == "unknown" or device.ownership in entry.ownership
 
 
 def _covers(exc: BanException, device: Device, app: App) -> bool:

@@ -85,6 +85,21 @@ MATCH_KINDS: tuple[str, ...] = (
 )
 """The identifier lists an entry's `match` may hold, in the order the format documents them."""
 
+DEVICE_KINDS: tuple[str, ...] = ("host", "android", "ios", "macos", "windows", "mdm")
+"""The kinds a Device can be, which an entry's `device_kinds` names (a typo would silently make
+an entry apply to nothing, so other words are refused)."""
+
+Ownership = Literal["corporate", "personal", "unknown"]
+"""Who owns a device: the directives cover government-issued devices, not personal ones."""
+
+
+def _known_kinds(kinds: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = [k for k in kinds if k not in DEVICE_KINDS]
+    if unknown:
+        raise ValueError(f"unknown device kind {unknown[0]!r} (known: {', '.join(DEVICE_KINDS)})")
+    return kinds
+
+
 @dataclass(frozen=True)
 class Device:
     """A device that apps are installed on: the local host, or a phone seen through a gateway."""
@@ -96,6 +111,8 @@ class Device:
     groups: tuple[str, ...] = ()
     attributes: tuple[tuple[str, str], ...] = ()
     """Extra identity (serial, model, MDM owner, …) as sorted pairs, so the record stays hashable."""
+    ownership: Ownership = "unknown"
+    """corporate (government-issued), personal, or unknown when nothing said which."""
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -112,7 +129,13 @@ class Device:
             os=str(data.get("os") or ""),
             groups=_strings(data.get("groups"), "groups"),
             attributes=tuple(sorted((str(k), str(v)) for k, v in (data.get("attributes") or {}).items())),
+            ownership=_ownership(data.get("ownership")),
         )
+
+
+def _ownership(value: Any) -> Ownership:
+    """Read a saved device's ownership; an absent or unknown word is `unknown`, never a guess."""
+    return value if value in ("corporate", "personal") else "unknown"
 
 
 @dataclass(frozen=True)
@@ -241,6 +264,10 @@ class Entry:
     advisory_for: tuple[str, ...] = ()
     exempt: tuple[str, ...] = ()
     versions: str = field(default="", metadata={"check": _valid_spec})
+    device_kinds: tuple[str, ...] = field(default=(), metadata={"check": _known_kinds})
+    """Device kinds the entry covers (android, ios, …); empty means every kind."""
+    ownership: tuple[Literal["corporate", "personal"], ...] = ()
+    """Ownerships the entry covers; empty means both ("government-issued" is `[corporate]`)."""
 
 
 @dataclass(frozen=True)

@@ -57,15 +57,19 @@ def build_report(banlist: BanList, info: BanListInfo, inventory: Inventory, now:
     )
 
 
-def enforce_report(report: Report, config: Config, runner: Runner, out: TextIO, dry_run: bool = False) -> Report:
-    """Plan and carry out blocking on this host for the report's findings; return the report with
-    each finding's outcome. With `dry_run` print the plan on `out` and change nothing.
+def enforce_report(
+    report: Report, banlist: BanList, config: Config, runner: Runner, out: TextIO, now: datetime,
+    dry_run: bool = False,
+) -> Report:
+    """Plan and carry out blocking for the report's findings — on this host and adb phones, and
+    through the MDM for devices read from one (agent/enforce/mdm.py) — under one cap; return the
+    report with each finding's outcome. With `dry_run` print the plans on `out` and change nothing.
 
     The enforcement engine is imported here, not at the top: a plain check never needs it and it
     is a noticeable share of the command's start-up.
     """
-    from agent.enforce.act import enforce
+    from agent.enforce.mdm import enforce_all
 
     host = report.inventory.devices[0]
-    findings = enforce(report.findings, config, host, runner, out, dry_run).findings
+    findings = enforce_all(report, banlist, config, host, runner, out, now, dry_run)
     return dataclasses.replace(report, findings=tuple(findings))

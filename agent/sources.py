@@ -38,6 +38,10 @@ class SourceFacts:
     AppImage): it is moved into the restorable quarantine."""
     gateway: bool = False
     """Its apps live on phones attached to this gateway, so findings carry the phone's device id."""
+    mdm: bool = False
+    """Its apps were read from an MDM's API (agent/inventory/connectors.py): they are blocked
+    through that MDM (agent/enforce/mdm.py), never by a program on this host. Such a source
+    shares the platform's `match` list (an AMAPI app is an Android package)."""
 
 
 SOURCES: dict[str, SourceFacts] = {
@@ -54,6 +58,9 @@ SOURCES: dict[str, SourceFacts] = {
     "macos": SourceFacts(match_kind="macos", quarantine=True),
     "android": SourceFacts(match_kind="android", remover="adb", gateway=True),
     "ios": SourceFacts(match_kind="ios", gateway=True),
+    "amapi": SourceFacts(match_kind="android", mdm=True),
+    "intune": SourceFacts(mdm=True),  # Intune's discovered apps have no package or bundle id: names only
+    "jamf": SourceFacts(match_kind="ios", mdm=True),
 }
 """source name (as collectors set `App.source`) → its facts."""
 

@@ -85,6 +85,7 @@ def _pm_list(serial: str, *flags: str) -> tuple[str, ...]:
 
 
 FULL = ("-f", "-U", "--show-versioncode", "-i")
+LIST_OWNERS = ("cmd", "device_policy", "list-owners")
 
 
 def android_replies(stuck_for: float) -> dict[tuple[str, ...], Reply]:
@@ -95,6 +96,7 @@ def android_replies(stuck_for: float) -> dict[tuple[str, ...], Reply]:
         _shell(SAMSUNG, "getprop"): Reply("samsung-getprop.txt"),
         _shell(SAMSUNG, "settings", "get", "global", "device_name"): Reply("samsung-device-name.txt"),
         _shell(SAMSUNG, "dumpsys", "package", "packages"): Reply("samsung-dumpsys-packages.txt"),
+        _shell(SAMSUNG, *LIST_OWNERS): Reply("samsung-list-owners.txt"),
         _shell(SAMSUNG, "pm", "list", "users"): Reply("samsung-users.txt"),
         _pm_list(SAMSUNG, "-3", "--user", "0"): Reply("samsung-third-party-user0.txt"),
         _pm_list(SAMSUNG, "-d", "--user", "0"): Reply("samsung-disabled-user0.txt"),
@@ -105,6 +107,7 @@ def android_replies(stuck_for: float) -> dict[tuple[str, ...], Reply]:
         _shell(PIXEL2, "getprop"): Reply("pixel2-getprop.txt"),
         _shell(PIXEL2, "settings", "get", "global", "device_name"): Reply("settings-null.txt"),
         _shell(PIXEL2, "dumpsys", "package", "packages"): Reply("pixel2-dumpsys-packages.txt"),
+        _shell(PIXEL2, *LIST_OWNERS): Reply(stderr="pixel2-no-device-policy-command.txt", exit=255),
         _shell(PIXEL2, "pm", "list", "users"): Reply("pixel2-users.txt"),
         _pm_list(PIXEL2, "-3", "--user", "0"): Reply("pixel2-third-party.txt"),
         _pm_list(PIXEL2, "-d", "--user", "0"): Reply("empty.txt"),

@@ -61,7 +61,7 @@ def _enforce(
 
     out = sys.stderr if args.format == "json" else sys.stdout
     runner = Runner(commands=config.commands)
-    report = enforce_report(report, config, runner, out, args.dry_run)
+    report = enforce_report(report, banlist, config, runner, out, now, args.dry_run)
     write_fapolicyd_rules(banlist, report.findings, config, report.inventory.devices[0], runner, out, now,
                           args.dry_run)
     keep_network_block(banlist, config, report.inventory.devices[0], runner, out, now, report.findings, args.dry_run)

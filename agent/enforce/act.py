@@ -18,7 +18,7 @@ from agent.enforce.audit import AuditLog
 from agent.enforce.fapolicyd import RulesError, fapolicyd_running
 from agent.enforce.guard import FapolicydRules, audit_path, build_deny, quarantine_dir
 from agent.enforce.notify import desktop_sessions, message, notify
-from agent.enforce.evidence import examine, target_refusal
+from agent.enforce.evidence import examine, examine_all, target_refusal
 from agent.enforce.plan import DONE_OUTCOME, Action, Facts, Plan, plan
 from agent.enforce.processes import Identity, KillError, agent_pids, terminate, unsafe_pids
 from agent.enforce.quarantine import QuarantineError, quarantine
@@ -48,8 +48,8 @@ def host_facts(findings: Sequence[Finding], runner: Runner, root: str = "/") -> 
     quarantine could move really leads and who owns it."""
     pids = [int(f.app.extra_value("pid")) for f in findings
             if f.app.source == "process" and f.app.extra_value("pid").isdigit()]
-    paths = {f.app.path: examine(root, f.app, runner) for f in findings
-             if facts(f.app.source).quarantine and f.app.path.startswith("/")}
+    paths = examine_all(root, [f.app for f in findings
+                               if facts(f.app.source).quarantine and f.app.path.startswith("/")], runner)
     return Facts(agent_pids(), unsafe_pids(pids), available_sources(runner), paths)
 
 

@@ -5,13 +5,16 @@ Why a table of names as well as the dpkg `Essential`/`Priority: required` marks:
 apk have no such marks, and on Debian the login path (sshd, sudo, PAM, util-linux's agetty) is
 neither essential nor required — a list with `names: ["*"]` must still leave an administrator a
 way in. Names are matched exactly (package ids) or as globs on a file's base name (programs and
-PAM modules found anywhere), so a copy of sshd under another folder is kept too.
+PAM modules), so a copy of sshd in /opt is kept too — but not one in a home or /tmp
+(USER_WRITABLE), where a banned app renamed `bash` would otherwise escape.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
+import posixpath
+import re
 import site
 import sys
 import sysconfig
@@ -43,7 +46,12 @@ NEVER_DENIED_PROGRAMS = (
     "doas", "runuser", "pkexec", "unix_chkpwd", "sshd", "sshd-session", "sshd-auth", "ssh", "sftp-server",
     "dbus-daemon", "dbus-broker*", "polkitd", "ld-linux*.so*", "ld-musl*.so*", "pam_*.so",
 )
-"""Base-name globs of programs on the shell, boot and login path: never denied wherever they lie."""
+"""Base-name globs of programs on the shell, boot and login path: never denied nor killed,
+wherever they lie outside USER_WRITABLE."""
+
+USER_WRITABLE = ("/home", "/root", "/tmp", "/var/tmp", "/dev/shm", "/run/user")
+"""Where users put files of their own: a program there is never the system's login path, so a
+banned app renamed to `bash` in a home is still stopped."""
 
 SHELLS_FILE = "/etc/shells"
 MIN_TREE_DEPTH = 4
@@ -51,14 +59,26 @@ MIN_TREE_DEPTH = 4
 
 
 def base_package(app: App) -> bool:
-    """Return True when the app is a package of the base system or the login path (BASE_PACKAGES)."""
-    return app.id in BASE_PACKAGES or app.name in BASE_PACKAGES
+    """Return True when the app's package id is one of the base system or the login path
+    (BASE_PACKAGES); the id, not the display name, which a launcher may have given it."""
+    return app.id in BASE_PACKAGES
+
+
+_NEVER_DENIED = re.compile("|".join(fnmatch.translate(pattern) for pattern in NEVER_DENIED_PROGRAMS))
 
 
 def never_denied_program(path: str) -> bool:
-    """Return True when a file's base name is a shell, init or login-path program (NEVER_DENIED_PROGRAMS)."""
-    name = PurePosixPath(path).name.casefold()
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in NEVER_DENIED_PROGRAMS)
+    """Return True when a file's base name is a shell, init or login-path program
+    (NEVER_DENIED_PROGRAMS) and it does not lie where users keep their own files (USER_WRITABLE);
+    a bare name (an `executables` rule) is judged by the name alone.
+
+    Called for every exec the guard has no cached verdict for, so it stays a few microseconds:
+    one compiled pattern, and whole-component containment on the normalised path."""
+    if path.startswith("/"):
+        path = posixpath.normpath("/" + path.lstrip("/"))
+        if any(path == folder or path.startswith(folder + "/") for folder in USER_WRITABLE):
+            return False
+    return _NEVER_DENIED.match(path.rsplit("/", 1)[-1].casefold()) is not None
 
 
 def shells(root: str) -> set[str]:

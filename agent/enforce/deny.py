@@ -77,23 +77,33 @@ def deny_set(
     allowed: Iterable[str] = (), protected: Iterable[str] = (),
 ) -> DenySet:
     """Given blocking entries, the files of installed packages they ban ({entry id: paths}),
-    the files never denied and the protected folders, return the DenySet (programs on the shell
-    and login path, `critical.NEVER_DENIED_PROGRAMS`, are left out wherever they lie)."""
-    names: dict[str, str] = {}
+    the files never denied and the local `protected` list (folders, files, names), return the
+    DenySet (programs on the shell and login path, `critical.NEVER_DENIED_PROGRAMS`, are left out
+    wherever they lie)."""
+    entries, protected = list(entries), list(protected)
     hashes: dict[str, str] = {}
     for entry in entries:
-        for name in entry.match.executables:
-            if not never_denied_program(name):
-                names.setdefault(name, entry.id)
         for digest in entry.match.sha256:
             hashes.setdefault(digest, entry.id)
     kept = frozenset(allowed)
     paths = {p: entry for entry, files in package_paths.items() for p in files
              if p not in kept and not never_denied_program(p)}
     return DenySet(
-        paths=paths, names=names, sha256=hashes,
+        paths=paths, names=denied_names(entries, protected), sha256=hashes,
         allowed=kept, protected=tuple(p for p in protected if p.startswith("/")),
     )
+
+
+def denied_names(entries: Iterable[Entry], protected: Iterable[str] = ()) -> dict[str, str]:
+    """Return {executable name: entry id} the entries ban by name, leaving out programs on the
+    shell and login path and names the local `protected` list holds (paths in it are folders)."""
+    held = {p.casefold() for p in protected if not p.startswith("/")}
+    names: dict[str, str] = {}
+    for entry in entries:
+        for name in entry.match.executables:
+            if not never_denied_program(name) and name.casefold() not in held:
+                names.setdefault(name, entry.id)
+    return names
 
 
 def sha256_fd(fd: int, deadline: float | None = None, clock: Callable[[], float] | None = None) -> str:

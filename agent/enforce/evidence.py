@@ -20,8 +20,9 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
+from typing import Iterable
 
 from agent.inventory import dpkg, rpm
 from agent.inventory.base import Context
@@ -89,21 +90,31 @@ def target_refusal(app: App, seen: PathFacts | None) -> str:
 def examine(root: str, app: App, runner: Runner | None = None) -> PathFacts:
     """Given the root acted on and an app whose `path` may be moved, return what the system says
     about that path: where it really leads, who owns it, the user's home, any owning package."""
+    return examine_all(root, [app], runner)[app.path]
+
+
+def examine_all(root: str, apps: Iterable[App], runner: Runner | None = None) -> dict[str, PathFacts]:
+    """Return {app.path: PathFacts} for many apps, asking the package databases once for all."""
     base = os.path.realpath(root)
+    seen = {app.path: _resolve(base, app) for app in apps}
+    asked = sorted({p for path, facts in seen.items() if facts.resolved for p in (facts.resolved, path)})
+    owners = _owners(Context(root=Path(base), live=False, runner=runner or Runner()), asked)
+    return {path: replace(facts, package=owners.get(facts.resolved) or owners.get(path, "")) if facts.resolved else facts
+            for path, facts in seen.items()}
+
+
+def _resolve(base: str, app: App) -> PathFacts:
     real = os.path.realpath(os.path.join(base, app.path.lstrip("/")))
     if not PurePosixPath(real).is_relative_to(base):
         return PathFacts(outside_root=True)
-    device_path = _device(base, real)
     home, home_uid = _home(base, app.user)
     try:
         st = os.lstat(real)
     except FileNotFoundError:
         return PathFacts(home=home, home_uid=home_uid)
     links = st.st_nlink if not stat.S_ISDIR(st.st_mode) else 1
-    return PathFacts(resolved=device_path, uid=st.st_uid, links=links, inode=(st.st_dev, st.st_ino),
-                     home=home, home_uid=home_uid,
-                     package=_owner(Context(root=Path(base), live=False, runner=runner or Runner()),
-                                    list(dict.fromkeys((device_path, app.path)))))
+    return PathFacts(resolved=_device(base, real), uid=st.st_uid, links=links, inode=(st.st_dev, st.st_ino),
+                     home=home, home_uid=home_uid)
 
 
 def _device(base: str, real: str) -> str:
@@ -111,11 +122,18 @@ def _device(base: str, real: str) -> str:
 
 
 def _home(base: str, user: str) -> tuple[str, int]:
-    """Return (resolved device path, owner uid) of a user's home: /root for root, /home/USER
-    otherwise; ("", -1) when there is none, or it is a symlink (it could point anywhere)."""
+    """Return (resolved device path, owner uid) of a user's home: /root for root, USER in the
+    (resolved) /home otherwise; ("", -1) when there is none, or the home itself is a symlink (it
+    could point anywhere). /home may be a link made by root (/home → var/home)."""
     if not user or "/" in user or user in (".", ".."):
         return "", -1
-    folder = os.path.join(base, "root" if user == "root" else f"home/{user}")
+    if user == "root":
+        folder = os.path.join(base, "root")
+    else:
+        homes = os.path.realpath(os.path.join(base, "home"))
+        if not PurePosixPath(homes).is_relative_to(base):
+            return "", -1
+        folder = os.path.join(homes, user)
     try:
         st = os.lstat(folder)
     except OSError:
@@ -125,18 +143,18 @@ def _home(base: str, user: str) -> tuple[str, int]:
     return _device(base, folder), st.st_uid
 
 
-def _owner(ctx: Context, paths: list[str]) -> str:
-    """Return `dpkg:NAME` or `rpm:NAME` of a package that installed one of `paths` (the path
-    found and where it resolves to), or "". An rpm that cannot answer counts as an owner: a
-    file whose owner is unknown is not moved."""
-    owners = dpkg.path_owners(ctx, paths)
-    if owners:
-        return f"dpkg:{next(iter(owners.values()))}"
+def _owners(ctx: Context, paths: list[str]) -> dict[str, str]:
+    """Return {path: `dpkg:NAME` or `rpm:NAME`} for those of `paths` a package installed. When
+    rpm cannot answer, every path counts as owned: a file whose owner is unknown is not moved."""
+    if not paths:
+        return {}
+    found = {path: f"dpkg:{name}" for path, name in dpkg.path_owners(ctx, paths).items()}
     if rpm.find_dbpath(ctx) is None:
-        return ""
+        return found
     try:
-        owners = rpm.path_owners(ctx, [p for p in paths if ctx.path(p).exists()])
+        found.update((path, f"rpm:{name}") for path, name in
+                     rpm.path_owners(ctx, [p for p in paths if p not in found and ctx.path(p).exists()]).items())
     except CommandError as exc:
         log_event(logger, logging.WARNING, "enforce.owner_unknown", path=paths[0], error=str(exc))
-        return "rpm:(unknown: rpm failed)"
-    return f"rpm:{next(iter(owners.values()))}" if owners else ""
+        return {path: found.get(path, "rpm:(unknown: rpm failed)") for path in paths}
+    return found

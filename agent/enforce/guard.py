@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -23,18 +24,19 @@ from typing import Callable, Iterable, Protocol
 
 from agent.config import Config, interval_seconds
 from agent.enforce.audit import AuditLog
-from agent.enforce.deny import DenySet, deny_set, guard_entries
+from agent.enforce.deny import DenySet, denied_names, deny_set, guard_entries
 from agent.enforce.execguard import Denial, GuardUnavailable
 from agent.enforce.files import on_root
 from agent.enforce.fapolicyd import HEADER, fapolicyd_running, install_rules, render_rules
 from agent.enforce.guardprocess import GuardProcess
 from agent.enforce.notify import desktop_sessions, message, notify
-from agent.enforce.critical import agent_files, agent_trees, base_package, never_denied_program, shells, with_real
+from agent.enforce.critical import BASE_PACKAGES, agent_files, agent_trees, base_package, shells, with_real
 from agent.enforce.plan import blocks, is_protected, over_cap
 from agent.enforce.poll import KillOnLaunch
+from agent.inventory import rpm
 from agent.inventory.base import Context
 from agent.inventory.dpkg import STATUS_FILE, package_files, parse_status
-from agent.inventory.owned import FILE_LISTS, app_files
+from agent.inventory.owned import app_files
 from agent.log import log_event
 from agent.model import BanList, Device, Finding
 from agent.runner import CommandError, Runner
@@ -73,6 +75,20 @@ def essential_files(root: str) -> set[str]:
     return with_real(files)
 
 
+def rpm_base_files(config: Config, runner: Runner) -> set[str]:
+    """Return the files the base-system and login-path packages (critical.BASE_PACKAGES) of an
+    rpm system installed, as listed and resolved: rpm has no Essential mark, so these names are
+    what keeps `ls` or `sshd` from a hash rule. Empty without an rpm database; an rpm that
+    cannot run is logged."""
+    ctx = Context(root=Path(config.enforcement.root), live=False, runner=runner, config=config)
+    try:
+        listed = rpm.installed_files(ctx, sorted(BASE_PACKAGES))
+    except CommandError as exc:
+        log_event(logger, logging.WARNING, "guard.base_files_unreadable", source="rpm", error=str(exc))
+        return set()
+    return with_real(on_root(config.enforcement.root, p) for p in listed)
+
+
 def banned_packages(findings: Iterable[Finding], config: Config, device: Device) -> dict[str, Finding]:
     """Return {`source:package`: the finding} for the installed packages (dpkg, rpm, pacman, apk)
     whose files blocking findings would deny — essential, required, base-system and protected
@@ -91,8 +107,9 @@ def banned_packages(findings: Iterable[Finding], config: Config, device: Device)
 
 
 def package_files_by_entry(packages: Iterable[Finding], config: Config, runner: Runner) -> dict[str, list[str]]:
-    """Return {entry id: resolved regular files} of these packages, read from their managers'
-    databases; a package whose file list cannot be read is logged and skipped."""
+    """Return {entry id: resolved regular files} of these packages (never what their symlinks
+    point to), read from their managers' databases; a package whose file list cannot be read is
+    logged and skipped."""
     root = config.enforcement.root
     ctx = Context(root=Path(root), live=False, runner=runner, config=config)
     found: dict[str, list[str]] = {}
@@ -103,9 +120,19 @@ def package_files_by_entry(packages: Iterable[Finding], config: Config, runner: 
             log_event(logger, logging.WARNING, "guard.files_unreadable", app=finding.app.id,
                       source=finding.app.source, rule=finding.entry.id, error=str(exc))
             continue
-        paths = {os.path.realpath(on_root(root, p)) for p in listed}
-        found.setdefault(finding.entry.id, []).extend(sorted(p for p in paths if os.path.isfile(p)))
+        paths = {os.path.realpath(path) for path in (on_root(root, p) for p in listed) if _regular(path)}
+        found.setdefault(finding.entry.id, []).extend(sorted(paths))
     return found
+
+
+def _regular(path: str) -> bool:
+    """Return True for a regular file itself, not a symlink: a banned package's link to another
+    package's program (an alternatives link) must not put that program on the deny list. Folders
+    on the way are still resolved (usrmerge's /bin → /usr/bin), as the kernel reports execs."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def build_deny(
@@ -121,7 +148,7 @@ def build_deny(
     packages = banned_packages(findings, config, device)
     counts = Counter({
         "deny-exec package": len(packages),
-        "deny-exec name": len({n for e in entries for n in e.match.executables if not never_denied_program(n)}),
+        "deny-exec name": len(denied_names(entries, config.enforcement.protected)),
         "deny-exec hash": len({h for e in entries for h in e.match.sha256}),
     })
     reason = over_cap(counts, config.enforcement.max_removals)
@@ -130,11 +157,12 @@ def build_deny(
         AuditLog(audit_path(config)).write("refused", action="deny-exec", target=f"{sum(counts.values())} entries",
                                            device=device.id, outcome=f"refused: {reason}")
         return DenySet(refused=reason)
+    runner = runner or Runner(commands=config.commands)
     return deny_set(
-        entries, package_files_by_entry(packages.values(), config, runner or Runner(commands=config.commands)),
-        allowed=essential_files(root) | shells(root) | agent_files(),
+        entries, package_files_by_entry(packages.values(), config, runner),
+        allowed=essential_files(root) | rpm_base_files(config, runner) | shells(root) | agent_files(),
         protected=[*with_real(on_root(root, p) for p in config.enforcement.protected if p.startswith("/")),
-                   *agent_trees()],
+                   *agent_trees(), *(p for p in config.enforcement.protected if not p.startswith("/"))],
     )
 
 

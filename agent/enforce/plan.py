@@ -147,15 +147,24 @@ def plan(findings: Iterable[Finding], config: EnforcementConfig, device: Device,
         grouped.setdefault((kind, target), []).append(finding)
     actions = [_action(kind, target, items, config, facts) for (kind, target), items in grouped.items()]
     actions.sort(key=lambda a: (KIND_ORDER[a.kind], a.app.source, a.target))
-    reason = over_cap(Counter(a.kind for a in actions if a.kind != "skip" and not a.refused), config.max_removals)
+    counted = {(a.kind, counted_as(a)) for a in actions if a.kind != "skip" and not a.refused}
+    reason = over_cap(Counter(kind for kind, _ in counted), config.max_removals)
     if reason:
         return Plan(tuple(a if a.refused else _refuse(a, reason) for a in actions), note=reason)
     return Plan(tuple(actions))
 
 
+def counted_as(action: Action) -> str:
+    """Return what one unit of the cap is for this action: a program for kills (the processes of
+    one executable — a browser's dozen, or one app started twice — are one program to stop),
+    the target itself for every other kind."""
+    return (action.app.path or action.app.id) if action.kind == "kill" else action.target
+
+
 def over_cap(counts: Mapping[str, int], cap: int) -> str:
-    """Given how many actions of each kind a run would take, return why the run is refused
-    whole when they are more than `cap` together, or "" when they are not.
+    """Given how many actions of each kind a run would take (kills counted per program, see
+    `counted_as`), return why the run is refused whole when they are more than `cap` together,
+    or "" when they are not.
 
     One cap covers every kind (kills, uninstalls with their pins, quarantines, phone removals,
     exec-guard deny entries): a list that matches too much is a mistake, and stopping half of it
@@ -220,8 +229,17 @@ def _refusal(kind: ActionKind, target: str, app: App, config: EnforcementConfig,
     return ""
 
 
+WINDOWS_USER_ENTRY = ("per-user entry from the user's own registry hive: its uninstall command and package name "
+                      "are text the user can write, so they are reported, never run as an administrator")
+
+
 def _windows_refusal(app: App) -> str:
-    """An Add/Remove Programs entry with only an interactive uninstaller is refused, not guessed at."""
+    """An Add/Remove Programs entry with only an interactive uninstaller is refused, not guessed
+    at; a per-user entry (NTUSER.DAT, UsrClass.dat) is evidence only: run as SYSTEM, its
+    QuietUninstallString would be the user's own command, its MSI product code or package name
+    could name a machine-wide product (an endpoint agent) for removal."""
+    if app.extra_value("scope") == "user":
+        return WINDOWS_USER_ENTRY
     try:
         uninstall_argv(app)
     except UninstallRefused as exc:

@@ -16,9 +16,8 @@ import os
 import select
 import signal
 import time
-from typing import Iterable
-
 from dataclasses import dataclass
+from typing import Iterable
 
 import psutil
 
@@ -94,7 +93,7 @@ def unsafe_reason(pid: int, proc: str = "/proc") -> str:
         return "cannot identify the process's PID namespace"
     if their_ns != own_ns:
         return "process runs in another PID namespace"
-    if _is_kernel_thread(pid, proc):
+    if kernel_thread(stat_fields(pid, proc)):
         return "kernel thread"
     return ""
 
@@ -103,10 +102,6 @@ def unsafe_pids(pids: Iterable[int], proc: str = "/proc") -> dict[int, str]:
     """Return {pid: reason} for every pid in `pids` that must not be signalled."""
     reasons = {pid: unsafe_reason(pid, proc) for pid in set(pids)}
     return {pid: why for pid, why in reasons.items() if why}
-
-
-def _is_kernel_thread(pid: int, proc: str) -> bool:
-    return kernel_thread(stat_fields(pid, proc))
 
 
 def _real_uid(pid: int, proc: str) -> int | None:

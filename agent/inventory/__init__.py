@@ -18,6 +18,7 @@ from typing import Sequence
 from agent.errors import UserError
 from agent.config import local_device_id
 from agent.inventory.base import Collected, Collector, Context
+from agent.inventory.connectors import CONNECTORS
 from agent.inventory.dedupe import merge_launchers
 from agent.log import log_event
 from agent.model import LOCAL_DEVICE, App, CollectorError, Device, Inventory
@@ -38,6 +39,7 @@ COLLECTORS: tuple[tuple[str, str], ...] = (
     ("macos", "agent.inventory.macos:MacosCollector"),
     ("android", "agent.inventory.android:AndroidCollector"),
     ("ios", "agent.inventory.ios:IosCollector"),
+    *((name, "agent.inventory.connectors:ConnectorCollector") for name in CONNECTORS),
 )
 """(source name, "module:class") in the order collectors run."""
 
@@ -46,7 +48,8 @@ COLLECTORS: tuple[tuple[str, str], ...] = (
 def load_collector(name: str) -> Collector:
     """Return the collector registered as `name`, importing its module on first use."""
     module, _, cls = dict(COLLECTORS)[name].partition(":")
-    return getattr(importlib.import_module(module), cls)()
+    made = getattr(importlib.import_module(module), cls)
+    return made(name) if name in CONNECTORS else made()  # one connector class serves each MDM
 
 
 class UnknownSourceError(UserError):
@@ -80,6 +83,7 @@ def local_device(ctx: Context, groups: Sequence[str] | None = None) -> Device:
         kind="host",
         os=live_os if ctx.live else "",
         groups=tuple(groups if groups is not None else cfg.device.groups),
+        ownership=cfg.device.ownership,
     )
 
 

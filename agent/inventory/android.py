@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from agent.inventory.base import Collected, Context
 from agent.inventory.gateway import UnsafeIdentifierError, gateway_unavailable, pairs, read_all
 from agent.log import log_event
-from agent.model import App, CollectorError, Device
+from agent.model import App, CollectorError, Device, Ownership
 from agent.runner import CommandError, Result, Runner
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,8 @@ _HINTS = {
 _PROPERTY = re.compile(r"\[([^\]]+)\]: \[(.*)\]")
 _USER = re.compile(r"UserInfo\{(\d+):(.*):([0-9a-fA-F]+)\}")
 _PACKAGE_HEADER = re.compile(r"\s+Package \[([^\]]+)\]")
+_OWNERS_HEADER = re.compile(r"\d+ owners?:")
+_OWNER_LINE = re.compile(r"User\s*(\d+): admin=[^,]*((?:,.*)?)")
 FULL_LISTING = ("-f", "-U", "--show-versioncode", "-i")
 OLD_LISTING = ("-f", "-i")
 """`pm` before Android 9 refuses `--show-versioncode` ("Error: Unknown option"); it still has -f -i."""
@@ -166,6 +168,54 @@ def parse_version_names(text: str) -> dict[str, str]:
     return names
 
 
+@dataclass(frozen=True)
+class Owners:
+    """What `cmd device_policy list-owners` says: whether a device owner manages the phone, and
+    which users are managed (work) profiles."""
+
+    device_owner: bool = False
+    work_profiles: tuple[int, ...] = ()
+
+
+def parse_owners(text: str) -> Owners | None:
+    """Given `cmd device_policy list-owners` output, return the owners, or None when it is not
+    that listing (Android before 11 has no such command; any other text is not guessed at).
+
+    AOSP DevicePolicyManagerServiceShellCommand.runListOwners prints `no owners`, or `N owner(s):`
+    then per owner `User %2d: admin=COMPONENT` followed by `,DeviceOwner`, `,ProfileOwner`,
+    `,ManagedProfileOwner(parentUserId=P)` and `,Affiliated` as they apply.
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if lines == ["no owners"]:
+        return Owners()
+    if not lines or not _OWNERS_HEADER.fullmatch(lines[0]):
+        return None
+    device_owner, work_profiles = False, []
+    for found in map(_OWNER_LINE.fullmatch, lines[1:]):
+        if found is None:
+            return None
+        flags = found.group(2).split(",")
+        device_owner = device_owner or "DeviceOwner" in flags
+        if any(flag.startswith("ManagedProfileOwner(") for flag in flags):
+            work_profiles.append(int(found.group(1)))
+    return Owners(device_owner, tuple(work_profiles))
+
+
+def phone_ownership(owners: Owners | None, default: Ownership) -> tuple[Ownership, tuple[int, ...]]:
+    """Return the phone's ownership and, for a personal phone, the only users that may be read.
+
+    A device owner means the organisation's phone (every user is read); a managed-profile owner
+    without one means a personal phone with a work profile, of which only the work profile is in
+    scope (privacy: the personal profile is not listed, reported or touched); no owner, or an
+    answer that is not the listing, leaves it to `gateway.default_ownership`.
+    """
+    if owners is not None and owners.device_owner:
+        return "corporate", ()
+    if owners is not None and owners.work_profiles:
+        return "personal", owners.work_profiles
+    return default, ()
+
+
 @dataclass
 class Phone:
     """One ready phone being read: its serial and the calls made to it."""
@@ -191,24 +241,37 @@ class Phone:
             raise CommandError(f"pm list packages --user {user}: {' '.join(result.stderr.split())[:300]}")
         return [listed for listed in map(parse_package_line, result.stdout.splitlines()) if listed]
 
+    def owners(self) -> Owners | None:
+        """The device-policy owners (None when this Android cannot list them)."""
+        return parse_owners(self.shell("cmd", "device_policy", "list-owners", check=False).stdout)
+
     def subset(self, flag: str, user: int) -> set[str]:
         """The names `pm list packages FLAG --user N` gives (`-3` third-party, `-d` disabled)."""
         return parse_names(self.shell("pm", "list", "packages", flag, "--user", str(user)).stdout)
 
 
-def read_phone(attached: Attached, runner: Runner, timeout: float) -> Collected:
-    """Given a ready phone, return its Device and apps for every user. Raise CommandError on a
-    call that fails or times out (the caller turns it into an error for this phone)."""
+def read_phone(attached: Attached, runner: Runner, timeout: float, default_ownership: Ownership = "corporate") -> Collected:
+    """Given a ready phone, return its Device and apps for every user in scope (on a personal
+    phone with a work profile, the work profile only). Raise CommandError on a call that fails or
+    times out (the caller turns it into an error for this phone)."""
     phone = Phone(checked_serial(attached.serial), runner, timeout)
     props = parse_properties(phone.shell("getprop").stdout)
     name = phone.shell("settings", "get", "global", "device_name", check=False).stdout.strip()
-    device = _device(attached, props, "" if name == "null" else name)
+    ownership, only_users = phone_ownership(phone.owners(), default_ownership)
+    device = _device(attached, props, "" if name == "null" else name, ownership)
     apps: list[App] = []
     notes: list[str] = []
     versions = parse_version_names(phone.shell("dumpsys", "package", "packages", check=False).stdout)
     if not versions:
         notes.append(f"{device.id}: dumpsys gave no versionName; version rules treat its apps as matching")
-    for user, profile in phone.users():
+    users = phone.users()
+    if only_users:
+        skipped = [str(user) for user, _ in users if user not in only_users]
+        users = [(user, profile) for user, profile in users if user in only_users]
+        notes.append(f"{device.id}: personal phone with a work profile: only the work profile (user "
+                     f"{', '.join(str(u) for u, _ in users)}) was read; the personal profile (user "
+                     f"{', '.join(skipped) or 'none'}) was skipped")
+    for user, profile in users:
         third_party, disabled = phone.subset("-3", user), phone.subset("-d", user)
         for listed in phone.listing(user):
             apps.append(_app(listed, device.id, user, profile, versions, third_party, disabled))
@@ -216,7 +279,7 @@ def read_phone(attached: Attached, runner: Runner, timeout: float) -> Collected:
     return Collected(apps=apps, devices=[device], notes=notes)
 
 
-def _device(attached: Attached, props: dict[str, str], name: str) -> Device:
+def _device(attached: Attached, props: dict[str, str], name: str, ownership: Ownership) -> Device:
     """The phone's identity; `name` is the one set in Settings (Android 7.1+), which group rules'
     `names` patterns can match."""
     release, sdk = props.get("ro.build.version.release", ""), props.get("ro.build.version.sdk", "")
@@ -230,7 +293,7 @@ def _device(attached: Attached, props: dict[str, str], name: str) -> Device:
     return Device(
         id=attached.serial, hostname=name, kind="android",
         os=f"Android {release}" + (f" (SDK {sdk})" if sdk else "") if release else "",
-        attributes=pairs(attributes),
+        attributes=pairs(attributes), ownership=ownership,
     )
 
 
@@ -267,7 +330,7 @@ class AndroidCollector:
         ready = [phone for phone in attached if phone.state == READY]
         result = read_all(
             self.name, ready, lambda phone: phone.serial,
-            lambda phone: read_phone(phone, ctx.runner, settings.timeout), settings.parallel,
+            lambda phone: read_phone(phone, ctx.runner, settings.timeout, settings.default_ownership), settings.parallel,
         )
         for phone in attached:
             if phone.state != READY:

@@ -67,6 +67,17 @@ def rpm_package_files(runner: Runner, root: str, dbpath: str, name: str) -> list
     return [line for line in result.stdout.splitlines() if line.startswith("/")]
 
 
+def installed_files(ctx: Context, names: list[str]) -> list[str]:
+    """Return the paths any of the packages `names` installed, with one `rpm -ql` for all of
+    them (names that are not installed are skipped). Raise CommandError if rpm cannot run."""
+    dbpath = find_dbpath(ctx)
+    if dbpath is None or not names:
+        return []
+    result = ctx.runner.run("rpm", [*_base_args(str(ctx.root), dbpath), "-ql", "--", *names],
+                            timeout=QUERY_TIMEOUT, check=False)
+    return [line for line in result.stdout.splitlines() if line.startswith("/")]
+
+
 def app_files(ctx: Context, app: App) -> list[str]:
     """Given an rpm App, return the paths its package installed. Raise CommandError as above."""
     dbpath = find_dbpath(ctx)

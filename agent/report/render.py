@@ -88,10 +88,10 @@ def render_table(report: Report) -> str:
         who = f"{error.collector} ({error.device})" if error.device else error.collector
         lines += textwrap.wrap(f"error: {who}: {error.message}", WIDTH, subsequent_indent="  ")
     lines += ["", _summary(report)]
-    return "\n".join(map(_printable, lines)) + "\n"
+    return "\n".join(map(printable, lines)) + "\n"
 
 
-def _printable(line: str) -> str:
+def printable(line: str) -> str:
     """Return `line` with control characters shown as U+FFFD: names, paths and serials come from
     phones, MDM exports and files, and an escape sequence or a line break in one must not
     repaint the terminal or forge a line of the report."""

@@ -262,7 +262,7 @@ class Service:
                                    sys.stderr, now)
             return report
         runner = Runner(commands=config.commands)
-        report = enforce_report(report, config, runner, sys.stderr)
+        report = enforce_report(report, banlist, config, runner, sys.stderr, now)
         keep_network_block(banlist, config, report.inventory.devices[0], runner, sys.stderr, now, report.findings)
         deny = build_deny(banlist, report.findings, config, report.inventory.devices[0], now)
         self.keeper.keep(config, banlist, deny, runner)

@@ -37,6 +37,7 @@ SYSTEM_FILES = {
     "root/.ssh/authorized_keys": "ssh-ed25519 AAAA admin\n", "boot/vmlinuz": "kernel\n",
     "var/lib/important.db": "data\n", "home/bob/thesis.pdf": "bob's work\n",
     "srv/shared/Shared-x86_64.AppImage": None, "usr/bin/tiktok": "#!/bin/sh\n",
+    "opt/packaged/WPS-Packaged-x86_64.AppImage": None,
 }
 """Files the attacker points at (None: a genuine AppImage, owned by root, outside alice's home)."""
 
@@ -70,6 +71,7 @@ def build_tree(root: Path) -> dict[str, bytes]:
         path.chmod(0o755 if text is None else 0o600)
         kept["/" + rel] = data
     (root / "var/lib/dpkg/info/tiktok.list").write_text("/usr\n/usr/bin\n/usr/bin/tiktok\n")
+    (root / "var/lib/dpkg/info/wps-packaged.list").write_text("/opt\n/opt/packaged\n/opt/packaged/WPS-Packaged-x86_64.AppImage\n")
     for home, uid in (("home/alice", ALICE), ("home/bob", BOB)):
         (root / home).mkdir(parents=True, exist_ok=True)
         for dirpath, dirs, files in os.walk(root / home):
@@ -125,6 +127,9 @@ def test_a_users_launchers_and_links_never_make_root_move_a_file(tmp_path: Path)
             "refused: /home/alice/AppImages/Shared-x86_64.AppImage resolves to /srv/shared/Shared-x86_64.AppImage, "
             "outside alice's home /home/alice",
         "/home/alice/Applications/WPS-Office-x86_64.AppImage": "quarantined",
+        "/opt/packaged/WPS-Packaged-x86_64.AppImage":
+            "refused: /opt/packaged/WPS-Packaged-x86_64.AppImage belongs to package dpkg:wps-packaged; "
+            "the package is what gets removed",
     }
     for device_path, data in kept.items():
         assert (root / device_path.lstrip("/")).read_bytes() == data, f"{device_path} was changed"
@@ -239,3 +244,21 @@ def test_a_users_launcher_cannot_rename_a_system_package_into_a_banned_app(tmp_p
     assert next(f for f in findings if f["app"]["id"] == "webserver")["outcome"].startswith(
         "refused: a launcher is evidence for the report")
     assert installed(root, package)
+
+
+def test_a_home_under_a_linked_home_folder_is_still_its_users(tmp_path: Path) -> None:
+    """/home may be a link root made (/home → var/home, as on Fedora Atomic): alice's own
+    AppImage there is still hers and quarantined; a launcher attack is still refused."""
+    need_root()
+    root = tmp_path / "sys"
+    kept = build_tree(root)
+    (root / "var/home").mkdir()
+    (root / "home").rename(root / "var/home.tmp")
+    (root / "var/home").rmdir()
+    (root / "var/home.tmp").rename(root / "var/home")
+    (root / "home").symlink_to("var/home")
+    done = check(tmp_path, root, "--enforce")
+    outcomes = {f["app"]["path"]: f["outcome"] for f in json.loads(done.stdout)["findings"]}
+    assert outcomes["/home/alice/Applications/WPS-Office-x86_64.AppImage"] == "quarantined", outcomes
+    assert outcomes["//etc/shadow"].startswith("refused: a launcher is evidence")
+    assert (root / "etc/shadow").read_bytes() == kept["/etc/shadow"]

@@ -87,21 +87,28 @@ def test_enforcement_kills_processes_with_children_then_removes_the_package(pack
     assert not installed(package["root"], package["name"])
 
 
-def test_kills_count_against_the_cap_and_a_plan_over_it_kills_nothing(package: dict) -> None:
+def test_kills_count_against_the_cap_and_a_plan_over_it_kills_nothing(tmp_path: Path) -> None:
     """Issue 11: `names: ["*"]` killed 8 of 9 processes because kills were not counted. Four
-    banned processes and their package are five actions: with the cap at four nothing at all
-    happens (every process lives, the package stays); at five all of it does."""
-    sleepers = [subprocess.Popen([str(package["exe"]), "300"]) for _ in range(4)]
+    banned programs running (two processes each) and their package are five units of the cap
+    (a program's processes are one): with the cap at four nothing at all happens (every process
+    lives, the package stays); at five all of it does."""
+    need_root()
+    root = make_dpkg_root(tmp_path / "sys")
+    name = unique("appban-test-suite")
+    programs = {f"{name.replace('appban-test-', '')}-{i}": Path("/bin/sleep") for i in range(4)}
+    assert dpkg(root, "-i", str(build_deb(tmp_path, name, programs))).returncode == 0
+    package = {"root": root, "name": name, "tmp": tmp_path}
+    running = [subprocess.Popen([str(root / "usr/bin" / exe), "300"]) for exe in programs for _ in range(2)]
     try:
-        findings = findings_for(package, [package["exe"].name])
+        findings = findings_for(package, list(programs))
         done = enforce(findings, config_for(package, max_removals=4), DEVICE, Runner(), io.StringIO())
         assert done.plan.note.startswith("too many — refused (5 actions: 4 kill, 1 uninstall; max_removals is 4")
         assert {f.outcome for f in done.findings if f.app.source in ("process", "dpkg")} == {f"refused: {done.plan.note}"}
-        assert all(p.poll() is None for p in sleepers) and installed(package["root"], package["name"])
+        assert all(p.poll() is None for p in running) and installed(root, name)
         done = enforce(findings, config_for(package, max_removals=5), DEVICE, Runner(), io.StringIO())
-        assert all(wait_gone(p) == -15 for p in sleepers) and not installed(package["root"], package["name"])
+        assert all(wait_gone(p) == -15 for p in running) and not installed(root, name)
     finally:
-        for proc in sleepers:
+        for proc in running:
             proc.kill()
             proc.wait()
 

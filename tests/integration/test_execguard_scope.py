@@ -8,8 +8,11 @@ agent's own interpreter and libraries.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import shutil
+import subprocess
 import sys
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -29,7 +32,7 @@ from agent.inventory.base import Context
 from agent.match import compile_banlist, match
 from agent.model import Device
 from agent.runner import Runner
-from enforce_support import banlist_yaml, config_yaml, need, unique
+from enforce_support import banlist_yaml, build_deb, config_yaml, dpkg, make_dpkg_root, need, unique
 from test_execguard import mount, runs, started  # noqa: F401  (the tmpfs fixture and helpers)
 from tests.integration.test_inventory_pacman_apk import APK_INSTALLED, PACMAN_DESC, PACMAN_FILES
 from tests.linux_roots import build_rpm, rpm_install
@@ -151,3 +154,58 @@ def test_the_dry_run_says_the_deny_list_is_refused() -> None:
     out = io.StringIO()
     write_fapolicyd_rules(banlist, findings, config, DEVICE, Runner(), out, NOW, dry_run=True)
     assert "write fapolicyd rules" in out.getvalue() and f"deny list refused: {TOO_MANY}" in out.getvalue()
+
+
+def test_a_hash_rule_never_denies_a_file_of_an_rpm_base_package(mount: Path) -> None:  # noqa: F811
+    """rpm has no Essential mark: a package of the base system by name (here a real rpm named
+    `coreutils` in a real rpm database) keeps its files from a hash rule that matches them,
+    while the same bytes elsewhere are denied."""
+    need("rpmbuild")
+    root, work = mount / "sys", mount / "work"
+    work.mkdir()
+    script = "#!/bin/sh\nexit 0\n"
+    rpm_install(root, "/var/lib/rpm", build_rpm(work, "coreutils", "9.0", "1", {"/usr/bin/lsx": script}))
+    base = root / "usr/bin/lsx"
+    base.chmod(0o755)
+    copy = _program(root, unique("copy"))
+    digest = hashlib.sha256(script.encode()).hexdigest()
+    banlist, findings = findings_on(root, ["rpm"], [{"id": "by-hash", "match": {"sha256": [digest]}}])
+    config = parse_config(config_yaml(root, mount / "state").encode(), "config")
+    deny = build_deny(banlist, findings, config, DEVICE, NOW, Runner())
+    assert deny.sha256 == {digest: "by-hash"} and str(base) in deny.allowed
+    guard = started(ExecGuard(deny, [str(mount)]))
+    try:
+        assert runs(base)
+        assert not runs(copy)
+    finally:
+        guard.stop()
+
+
+def test_a_symlink_in_a_banned_package_never_denies_the_file_it_points_to(mount: Path) -> None:  # noqa: F811
+    """A banned package may ship a link to another package's program (as update-alternatives
+    links do): the guard denies the banned package's own files, never the link's target."""
+    root = make_dpkg_root(mount / "sys")
+    work = mount / "work"
+    work.mkdir()
+    banned, other = unique("appban-test-banned"), unique("appban-test-other")
+    assert dpkg(root, "-i", str(build_deb(work, other, {other: Path("/bin/true")}))).returncode == 0
+    tree = work / "tree"
+    (tree / "DEBIAN").mkdir(parents=True)
+    (tree / "usr/bin").mkdir(parents=True)
+    shutil.copy("/bin/true", tree / "usr/bin" / banned)
+    (tree / "usr/bin" / f"{banned}-link").symlink_to(other)
+    (tree / "DEBIAN/control").write_text(f"Package: {banned}\nVersion: 1.0\nArchitecture: all\n"
+                                         "Maintainer: appban tests <tests@example.org>\nDescription: test\n")
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(tree), str(work / "banned.deb")],
+                   check=True, capture_output=True, timeout=60)
+    assert dpkg(root, "-i", str(work / "banned.deb")).returncode == 0
+    banlist, findings = findings_on(root, ["dpkg"], [{"id": "banned", "match": {"deb": [banned]}}])
+    config = parse_config(config_yaml(root, mount / "state").encode(), "config")
+    deny = build_deny(banlist, findings, config, DEVICE, NOW, Runner())
+    assert deny.paths == {str(root / "usr/bin" / banned): "banned"}
+    guard = started(ExecGuard(deny, [str(mount)]))
+    try:
+        assert not runs(root / "usr/bin" / banned)
+        assert runs(root / "usr/bin" / other) and runs(root / "usr/bin" / f"{banned}-link")
+    finally:
+        guard.stop()

@@ -108,7 +108,7 @@ def test_above_the_cap_every_action_is_refused() -> None:
     assert not any(a.refused for a in within.actions)
 
 
-@pytest.mark.parametrize("counted", [PROC, APPIMAGE, PKG, replace(PROC, extra=(("pid", "3001"),))])
+@pytest.mark.parametrize("counted", [PROC, APPIMAGE, PKG, replace(PROC, path="/usr/bin/other", extra=(("pid", "3001"),))])
 def test_every_kind_of_action_counts_against_the_one_cap(counted: App) -> None:
     """Kills and quarantines count as uninstalls do: one more action of any kind than the cap
     refuses the whole run, kills included."""
@@ -187,6 +187,7 @@ def test_protected_paths_are_compared_after_folding_and_resolution() -> None:
 def test_the_shell_and_login_path_are_never_killed_or_removed() -> None:
     for exe in ("/usr/sbin/sshd", "/usr/bin/bash", "/usr/lib/systemd/systemd", "/usr/bin/sudo"):
         assert only(plan([finding(replace(PROC, path=exe))], BLOCK, DEVICE, FACTS))[2] == "on the shell, boot or login path"
+    assert only(plan([finding(replace(PROC, path="/home/al/bin/bash"))], BLOCK, DEVICE, FACTS))[2] == ""
     for package in ("openssh-server", "sudo", "libpam-modules", "systemd"):
         app = App(source="dpkg", id=package, name=package)
         assert only(plan([finding(app)], BLOCK, DEVICE, FACTS))[2] == "part of the base system or the login path"
@@ -243,3 +244,27 @@ def test_one_file_seen_twice_is_judged_by_the_evidence_that_allows_it_whatever_t
     for order in ([system, linked], [linked, system]):
         (action,) = plan([finding(a) for a in order], BLOCK, DEVICE, facts).actions
         assert (action.target, action.refused, action.app) == ("/opt/wps/WPS.AppImage", "", system)
+
+
+def test_the_processes_of_one_program_are_one_unit_of_the_cap_and_each_is_still_killed() -> None:
+    sixteen = [replace(PROC, extra=(("pid", str(5000 + i)),)) for i in range(16)]
+    result = plan([finding(a) for a in sixteen], EnforcementConfig(mode="block", max_removals=1), DEVICE, FACTS)
+    assert not result.note and [(a.kind, a.refused) for a in result.actions] == [("kill", "")] * 16
+    two = [*sixteen, replace(PROC, path="/usr/bin/other", extra=(("pid", "6000"),))]
+    over = plan([finding(a) for a in two], EnforcementConfig(mode="block", max_removals=1), DEVICE, FACTS)
+    assert over.note.startswith("too many — refused (2 actions: 2 kill;")
+
+
+@pytest.mark.parametrize("extra", [
+    (("kind", "arp"), ("quiet_uninstall", r'"C:\Users\al\evil.exe" /S')),
+    (("kind", "arp"), ("msi_product_code", "{6D3B1A5C-0E2F-4C7A-9B1D-3E5F7A9C1B2D}")),
+    (("kind", "msix"), ("package_full_name", "Microsoft.WindowsStore_22401.1401.6.0_x64__8wekyb3d8bbwe")),
+])
+def test_a_per_user_windows_entry_is_never_run_as_an_administrator(extra) -> None:
+    """A user writes their own NTUSER.DAT: a QuietUninstallString there is their command, an MSI
+    product code there may be the endpoint agent's. Reported, never uninstalled by the agent."""
+    facts = replace(FACTS, uninstall_sources=frozenset({"windows"}))
+    app = App(source="windows", id="TikTok", name="TikTok", user="al", extra=(*extra, ("scope", "user")))
+    assert only(plan([finding(app)], BLOCK, DEVICE, facts))[2].startswith("per-user entry from the user's own registry hive")
+    machine = replace(app, user="", extra=(*extra, ("scope", "machine")))
+    assert only(plan([finding(machine)], BLOCK, DEVICE, facts))[2] == ""

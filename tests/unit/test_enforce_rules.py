@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from agent.config import EnforcementConfig
+from agent.enforce.critical import never_denied_program
 from agent.enforce.deny import DenySet, deny_set, guard_entries
 from agent.enforce.fapolicyd import RulesError, check_rules, render_rules
 from agent.enforce.notify import message, session_env
@@ -115,3 +116,26 @@ def test_dpkg_status_marks_essential_and_required_packages() -> None:
     bash, wps = parse_status(status)
     assert bash.extra == (("essential", "yes"), ("priority", "required"))
     assert wps.extra == (("arch", "amd64"),)
+
+
+def test_the_deny_set_never_holds_the_shell_login_path_or_protected_names() -> None:
+    entry = Entry(id="all", name="All", match=Match(executables=("sh", "bash", "sshd", "sudo", "WPS", "tiktok")))
+    deny = deny_set([entry], {"all": ["/usr/sbin/sshd", "/usr/lib/x86_64-linux-gnu/security/pam_unix.so", "/opt/t/tiktok"]},
+                    protected=["wps"])
+    assert deny.names == {"tiktok": "all"} and deny.paths == {"/opt/t/tiktok": "all"}
+    for path in ("/usr/bin/bash", "/bin/sh", "/usr/sbin/sshd", "/usr/bin/sudo", "/srv/copy/sshd", "/usr/bin/wps"):
+        assert deny.verdict(path, lambda: "") == "", path
+
+
+def test_a_banned_app_renamed_to_a_shell_in_a_home_is_still_denied() -> None:
+    """The login-path names protect the system's programs, not a user's copy named `bash`."""
+    deny = deny_set([Entry(id="tiktok", name="TikTok", match=Match(sha256=(DIGEST,)))], {})
+    assert deny.verdict("/home/al/bin/bash", lambda: DIGEST) == "tiktok"
+    assert deny.verdict("/tmp/sshd", lambda: DIGEST) == "tiktok"
+    assert deny.verdict("/usr/bin/bash", lambda: DIGEST) == ""
+
+
+def test_login_path_names_are_judged_on_the_folded_path() -> None:
+    assert not never_denied_program("//home/al/bash") and not never_denied_program("/usr/../home/al/sshd")
+    assert never_denied_program("/usr/./sbin/sshd") and never_denied_program("SSHD")
+    assert never_denied_program("/homework/bash")  # /homework is not /home

@@ -15,8 +15,11 @@ def test_every_collector_has_a_row_and_every_row_a_collector() -> None:
 
 
 def test_match_kinds_are_lists_the_ban_list_format_has() -> None:
-    kinds = [f.match_kind for f in SOURCES.values() if f.match_kind]
+    kinds = [f.match_kind for f in SOURCES.values() if f.match_kind and not f.mdm]
     assert set(kinds) <= set(MATCH_KINDS) and len(kinds) == len(set(kinds))
+    # an MDM connector's apps share their platform's list, and are never acted on from this host
+    assert {f.match_kind for f in SOURCES.values() if f.mdm and f.match_kind} <= set(kinds)
+    assert not any(f.remover or f.gateway or f.quarantine for f in SOURCES.values() if f.mdm)
 
 
 def test_each_remover_has_an_argv_builder_except_the_phone() -> None:
