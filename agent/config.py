@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from agent import platform as host
 from agent.documents import DocumentError, load_document
 from agent.errors import UserError
 from agent.schema import SchemaError, build
 
-DEFAULT_PATH = "/etc/appban/agent.yaml"
+DEFAULT_PATH = host.default_config_file()
+"""/etc/appban/agent.yaml on Linux; where the package puts it on macOS and Windows (agent.platform)."""
 _INTERVAL = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)?")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 MAX_INTERVAL = 365 * 86400
@@ -324,7 +325,7 @@ class MdmConfig:
 class Config:
     """The whole local configuration."""
 
-    state_dir: str = field(default="/var/lib/appban", metadata={"check": _not_empty})
+    state_dir: str = field(default=host.default_state_dir(), metadata={"check": _not_empty})
     device: DeviceConfig = field(default_factory=DeviceConfig)
     banlist: BanlistConfig = field(default_factory=BanlistConfig)
     inventory: InventoryConfig = field(default_factory=InventoryConfig)
@@ -365,8 +366,3 @@ def load_config(path: str | None) -> Config:
     except OSError as exc:
         raise ConfigError(f"config {path}: cannot read: {exc.strerror or exc}") from None
     return parse_config(data, f"config {path}")
-
-
-def local_device_id(config: Config) -> str:
-    """The id the local host reports under: config `device.id`, else the host name."""
-    return config.device.id or config.device.hostname or socket.gethostname()

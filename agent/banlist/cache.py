@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
+from agent import platform as host
 from agent.atomic import write_atomic
 from agent.documents import DocumentError, load_document
 from agent.schema import SchemaError, build
@@ -102,7 +102,7 @@ def exclusive(state_dir: Path) -> Iterator[None]:
         yield
         return
     with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        host.wait_lock(handle)
         yield
 
 

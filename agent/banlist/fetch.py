@@ -26,6 +26,7 @@ from urllib.parse import urljoin
 from agent import __version__
 from agent.config import BanlistConfig, PushConfig
 from agent.log import log_event
+from agent.platform import system_trust
 
 if TYPE_CHECKING:  # requests costs ~25 ms and ~6 MB: imported only when something is fetched
     import requests
@@ -88,13 +89,14 @@ def signature_url(config: BanlistConfig) -> str:
 def make_session(config: BanlistConfig | PushConfig) -> requests.Session:
     """Given the ban-list (or push) config, return a requests Session with its TLS settings.
 
-    Verification stays on: with `ca_bundle` only that CA file is trusted, else the system's. A
+    Verification stays on: with `ca_bundle` only that CA file is trusted, else the operating
+    system's store (agent.platform.trust: not certifi's bundle). A
     client certificate is presented when `client_cert` is set (mutual TLS).
     """
     import requests
 
     session = requests.Session()
-    session.verify = config.ca_bundle or True
+    session.verify = config.ca_bundle or system_trust()
     if config.client_cert:
         session.cert = (config.client_cert, config.client_key) if config.client_key else config.client_cert
     session.headers["User-Agent"] = f"appban/{__version__}"

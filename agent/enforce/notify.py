@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import logging
 import os
-import pwd
 from dataclasses import dataclass
 
+from agent import platform as host
 from agent.log import log_event
 from agent.model import Entry
 from agent.runner import CommandError, Runner
@@ -41,9 +41,10 @@ def session_env(environ: bytes) -> dict[str, str] | None:
 
 
 def desktop_sessions(proc: str = "/proc") -> list[Session]:
-    """Return one Session per user and session bus found among running processes."""
+    """Return one Session per user and session bus found among running processes (none where
+    there is no /proc: macOS and Windows have no notify-send sessions to find this way)."""
     sessions: dict[tuple[int, str], Session] = {}
-    for name in os.listdir(proc):
+    for name in os.listdir(proc) if os.path.isdir(proc) else ():
         if not name.isdigit():
             continue
         try:
@@ -74,10 +75,9 @@ def notify(runner: Runner, sessions: list[Session], title: str, body: str) -> in
     for session in sessions:
         args = ["--app-name=appban", "--urgency=critical", title, body]
         program = "notify-send"
-        if session.uid != os.getuid():
-            try:
-                user = pwd.getpwuid(session.uid).pw_name
-            except KeyError:
+        if session.uid != host.current_uid():
+            user = host.user_name(session.uid)
+            if user is None:
                 continue
             program, args = "runuser", ["-u", user, "--", "notify-send", *args]
         try:

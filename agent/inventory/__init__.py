@@ -16,7 +16,7 @@ import socket
 from typing import Sequence
 
 from agent.errors import UserError
-from agent.config import local_device_id
+from agent import platform as host_platform
 from agent.inventory.base import Collected, Collector, Context
 from agent.inventory.connectors import CONNECTORS
 from agent.inventory.dedupe import merge_launchers
@@ -74,17 +74,25 @@ def select(sources: Sequence[str]) -> list[Collector]:
 
 
 def local_device(ctx: Context, groups: Sequence[str] | None = None) -> Device:
-    """Return the Device record of the host being inspected (the running one, or the image)."""
+    """Return the Device record of the host being inspected (the running one, or the image): its
+    id is config `device.id`, else the OS's stable id, else the host name (or the image's path)."""
     cfg = ctx.config
     live_os = f"{platform.system()} {platform.release()}".strip()
+    hostname = cfg.device.hostname or (socket.gethostname() if ctx.live else "")
     return Device(
-        id=local_device_id(cfg) if ctx.live else (cfg.device.id or str(ctx.root)),
-        hostname=cfg.device.hostname or (socket.gethostname() if ctx.live else ""),
+        id=cfg.device.id or stable_id(ctx) or hostname or str(ctx.root),
+        hostname=hostname,
         kind="host",
         os=live_os if ctx.live else "",
         groups=tuple(groups if groups is not None else cfg.device.groups),
         ownership=cfg.device.ownership,
     )
+
+
+def stable_id(ctx: Context) -> str:
+    """Return the id the OS keeps for the installation being inspected (machine-id, MachineGuid,
+    IOPlatformUUID; agent.platform.identity says why not the host name), or "" when none is found."""
+    return host_platform.live_device_id(ctx.runner) if ctx.live else host_platform.image_device_id(ctx.root)
 
 
 def collect(ctx: Context, sources: Sequence[str] = (), groups: Sequence[str] | None = None) -> Inventory:

@@ -12,6 +12,7 @@ the running registry with `winreg`, which only exists on Windows and is imported
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import sys
@@ -462,6 +463,8 @@ class WindowsCollector:
             return None if sys.platform == "win32" else "not a Windows system (use --root DIR for a mounted Windows volume)"
         if find_path(ctx.root, *SOFTWARE_HIVE) is None and find_path(ctx.root, "Users") is None:
             return f"no Windows volume at {ctx.root} (no Windows/System32/config/SOFTWARE or Users folder)"
+        if importlib.util.find_spec("regipy") is None:  # optional where the OS has no package of it (Debian)
+            return "reading hive files needs regipy, which is not installed (pip install regipy)"
         return None
 
     def collect(self, ctx: Context) -> Collected:

@@ -4,8 +4,9 @@ One main thread runs the jobs (`schedule`) and sleeps on a self-pipe between the
 agent/service/wakeup.py), so the idle service costs nothing but its memory; signals only set flags
 and wake it: SIGTERM/SIGINT let the job in progress finish and then exit 0 (a scan still
 collecting is abandoned instead: collecting writes nothing, and a collector stuck on a slow
-disk or command must not keep the service from stopping), SIGHUP reloads the config (a bad one is refused with one
-log line and the old one stays). The pull endpoint serves from its own threads and reads the
+disk or command must not keep the service from stopping), SIGHUP reloads the config (on
+Windows a change to the config file does: agent.platform); a bad one is refused with one log
+line and the old one stays. The pull endpoint serves from its own threads and reads the
 latest immutable Snapshot. A lock in the state directory keeps a second instance out.
 """
 
@@ -18,15 +19,17 @@ import sys
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Callable
 
 import schedule
 
 from agent import log
+from agent import platform as host
 from agent.banlist.parse import BanListError
 from agent.banlist.source import load_fresh
-from agent.config import Config, ConfigError, interval_seconds
+from agent.config import DEFAULT_PATH, Config, ConfigError, interval_seconds
 from agent.enforce.guard import build_deny
 from agent.enforce.network import keep_network_block
 from agent.inventory import UnknownSourceError
@@ -93,7 +96,8 @@ def run_service(config_path: str | None, state_dir: str | None) -> int:
         raise ServiceError(f"state_dir {settings.state_dir}: {exc.strerror or exc}") from None
     with lock:
         try:
-            service = Service(settings, lambda: load_settings(config_path, state_dir))
+            service = Service(settings, lambda: load_settings(config_path, state_dir),
+                              Path(config_path or DEFAULT_PATH))
         except sqlite3.Error as exc:
             raise ServiceError(f"outbox in {settings.state_dir}: {exc}") from None
         return service.run()
@@ -102,8 +106,9 @@ def run_service(config_path: str | None, state_dir: str | None) -> int:
 class Service:
     """The jobs, the signal flags and the latest snapshot of one running service."""
 
-    def __init__(self, settings: Settings, reload: Callable[[], Settings]) -> None:
+    def __init__(self, settings: Settings, reload: Callable[[], Settings], config_path: Path | None = None) -> None:
         self.settings = settings
+        self.config_path = config_path
         self._reload_settings = reload
         self.snapshot = Snapshot()
         self.banlist: BanList | None = None
@@ -121,9 +126,9 @@ class Service:
 
     def run(self) -> int:
         """Start the endpoint, run every job once, then follow the schedule until told to stop."""
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in host.stop_signals():
             signal.signal(signum, self._on_stop)
-        signal.signal(signal.SIGHUP, self._on_reload)
+        stop_watching = host.on_reload(self._request_reload, self.config_path)
         self._wake.install()
         log_event(logger, logging.INFO, "service.started", state_dir=str(self.settings.state_dir))
         try:
@@ -145,6 +150,7 @@ class Service:
                 break
             idle = self.scheduler.idle_seconds
             self._wake.wait(MAX_SLEEP if idle is None else min(max(idle, 0.0), MAX_SLEEP))
+        stop_watching()
         self._shutdown()
         return 0
 
@@ -156,7 +162,8 @@ class Service:
             self._collecting = False
             raise ScanAbandoned
 
-    def _on_reload(self, signum: int, frame: FrameType | None) -> None:
+    def _request_reload(self) -> None:
+        """Called by the platform's reload trigger (SIGHUP, or a config change on Windows)."""
         self._reload = True
         self._wake.set()
 

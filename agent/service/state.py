@@ -4,14 +4,13 @@ service's help and a restarted service or a human can read the last results."""
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import os
 import time
 from pathlib import Path
 from typing import Any, IO
 
+from agent import platform as host
 from agent.atomic import write_atomic
 
 LOCK = "appban.lock"
@@ -26,7 +25,7 @@ class LockHeld(RuntimeError):
 
 
 def acquire_lock(state_dir: Path) -> IO[str]:
-    """Take the exclusive lock (flock, released by the kernel even after kill -9) and write our pid.
+    """Take the exclusive lock (agent.platform: released by the OS even after kill -9) and write our pid.
 
     `appban status` holds a shared lock for an instant to test it, so a busy lock is retried for
     LOCK_PATIENCE seconds before giving up. Return the open lock file, which must stay open while
@@ -34,20 +33,13 @@ def acquire_lock(state_dir: Path) -> IO[str]:
     """
     handle = open(state_dir / LOCK, "a+", encoding="ascii")  # noqa: SIM115 - held for the process's life
     deadline = time.monotonic() + LOCK_PATIENCE
-    while True:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                handle.close()
-                raise
-            if time.monotonic() >= deadline:
-                handle.seek(0)
-                holder = handle.read().strip() or "unknown"
-                handle.close()
-                raise LockHeld(f"another appban run (pid {holder}) holds {state_dir / LOCK}") from None
-            time.sleep(0.05)
+    while not host.try_lock(handle):
+        if time.monotonic() >= deadline:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise LockHeld(f"another appban run (pid {holder}) holds {state_dir / LOCK}") from None
+        time.sleep(0.05)
     handle.seek(0)
     handle.truncate()
     handle.write(f"{os.getpid()}\n")
@@ -66,9 +58,7 @@ def lock_holder(state_dir: Path) -> int | None:
     except FileNotFoundError:
         return None
     with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
+        if host.is_locked(handle):
             text = handle.read().strip()
             return int(text) if text.isdigit() else 0
         return None

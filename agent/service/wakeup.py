@@ -7,13 +7,14 @@ forever (the class of CPython issue #126434, for multiprocessing.Event). Writing
 non-blocking pipe takes no lock at all. The pipe is also registered with
 `signal.set_wakeup_fd`, so the C-level handler writes to it the moment a signal arrives, in
 whichever thread the kernel delivered it to, and the sleeping main thread wakes at once.
+The "pipe" is a connected socket pair: on Windows `select` and `set_wakeup_fd` take sockets only.
 """
 
 from __future__ import annotations
 
-import os
 import select
 import signal
+import socket
 
 
 class Wakeup:
@@ -21,26 +22,26 @@ class Wakeup:
     or next `wait` return at once, until `clear`."""
 
     def __init__(self) -> None:
-        self._read, self._write = os.pipe()
-        os.set_blocking(self._read, False)
-        os.set_blocking(self._write, False)
+        self._read, self._write = socket.socketpair()
+        self._read.setblocking(False)
+        self._write.setblocking(False)
         self._previous_fd: int | None = None
 
     def install(self) -> None:
         """Have every signal with a Python handler wake the loop (call from the main thread)."""
-        self._previous_fd = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        self._previous_fd = signal.set_wakeup_fd(self._write.fileno(), warn_on_full_buffer=False)
 
     def set(self) -> None:
         """Wake the loop; safe in a signal handler (no lock, never blocks)."""
         try:
-            os.write(self._write, b"\0")
+            self._write.send(b"\0")
         except BlockingIOError:
             pass  # the pipe is full: the loop is already certain to wake
 
     def clear(self) -> None:
         """Forget the wake-ups so far (call before checking the flags they announce)."""
         try:
-            while os.read(self._read, 4096):
+            while self._read.recv(4096):
                 pass
         except BlockingIOError:
             pass
@@ -55,5 +56,5 @@ class Wakeup:
         if self._previous_fd is not None:
             signal.set_wakeup_fd(self._previous_fd)
             self._previous_fd = None
-        os.close(self._read)
-        os.close(self._write)
+        self._read.close()
+        self._write.close()

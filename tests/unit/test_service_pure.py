@@ -9,7 +9,7 @@ import pytest
 from prometheus_client.exposition import generate_latest
 
 from agent.banlist.parse import parse_banlist
-from agent.commands.service import plan
+from agent.commands.service import checkout_venv, exec_start, plan, systemd_quote
 from agent.model import App, BanListInfo, CollectorError, Device, Inventory
 from agent.scan import build_report
 from agent.report.metrics import families, make_registry
@@ -99,3 +99,24 @@ def test_live_install_reloads_and_starts_image_install_only_enables() -> None:
     assert image == ["run systemctl --root=/img disable appban.service",
                      "remove /img/etc/systemd/system/appban.service.d/report-only.conf",
                      "remove /img/etc/systemd/system/appban.service"]
+
+
+def test_exec_start_words_are_quoted_as_systemd_reads_them() -> None:
+    assert systemd_quote("/usr/bin/appban") == "/usr/bin/appban"
+    assert systemd_quote("/opt/my apps/appban") == '"/opt/my apps/appban"'
+    assert systemd_quote('/opt/a"b') == '"/opt/a\\"b"' and systemd_quote("C:\\x") == '"C:\\\\x"'
+    assert systemd_quote("/etc/100%/$HOME.yaml") == "/etc/100%%/$$HOME.yaml"
+    assert exec_start("/usr/bin/appban", "/etc/appban/site a.yaml") == \
+        'ExecStart=/usr/bin/appban run --config "/etc/appban/site a.yaml" --state-dir /var/lib/appban'
+
+
+def test_a_virtualenv_counts_as_a_checkouts_only_beside_the_source(tmp_path: Path) -> None:
+    checkout, deployed = tmp_path / "src/appban", tmp_path / "opt/appban"
+    for top in (checkout, deployed):
+        (top / ".venv/bin").mkdir(parents=True)
+        (top / ".venv/pyvenv.cfg").write_text("home = /usr/bin\n")
+    (checkout / "agent").mkdir()
+    (checkout / "agent/cli.py").write_text("")
+    assert checkout_venv(checkout / ".venv/bin/appban") == checkout / ".venv"
+    assert checkout_venv(deployed / ".venv/bin/appban") is None
+    assert checkout_venv(Path("/usr/bin/appban")) is None

@@ -1,0 +1,23 @@
+"""Linux: the POSIX parts, the machine id of systemd (machine-id(5)) and systemd as service manager."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from agent.platform._posix import current_uid, is_locked, on_reload, stop_signals, try_lock, user_name, wait_lock
+from agent.platform.identity import MACHINE_ID, read_machine_id
+
+if TYPE_CHECKING:
+    from agent.runner import Runner
+
+NAME = "linux"
+CONFIG_FILE = "/etc/appban/agent.yaml"
+STATE_DIR = "/var/lib/appban"
+
+__all__ = ["NAME", "CONFIG_FILE", "STATE_DIR", "current_uid", "is_locked", "on_reload", "stop_signals", "try_lock", "user_name", "wait_lock",
+           "live_device_id"]
+
+
+def live_device_id(runner: Runner) -> str:
+    """Return /etc/machine-id, or "" when the system has none (a container without systemd)."""
+    return read_machine_id(MACHINE_ID)

@@ -1,0 +1,70 @@
+"""What Linux and macOS share: flock(2) locks, SIGHUP for reload, the password database.
+
+Why fcntl's flock and not a library: the service needs three things at once — a non-blocking try
+that leaves the holder's pid readable in the same file, a blocking wait for the cache, and a
+shared-lock *probe* with which `appban status` tells "running" from "stale file" without taking
+the lock. filelock offers the first two only (and no probe), so a few lines over the system calls
+are both smaller and exact; the kernel drops a flock when its process dies, even by kill -9.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+from pathlib import Path
+from typing import IO, Any, Callable
+
+
+def _flock_now(handle: IO[Any], shared: bool) -> bool:
+    """Take the lock without waiting; return False when another process holds it."""
+    import fcntl
+
+    try:
+        fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+    return True
+
+
+def try_lock(handle: IO[Any]) -> bool:
+    return _flock_now(handle, shared=False)
+
+
+def wait_lock(handle: IO[Any]) -> None:
+    import fcntl
+
+    fcntl.flock(handle, fcntl.LOCK_EX)
+
+
+def is_locked(handle: IO[Any]) -> bool:
+    if not _flock_now(handle, shared=True):
+        return True
+    import fcntl
+
+    fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+def stop_signals() -> tuple[int, ...]:
+    return (signal.SIGTERM, signal.SIGINT)
+
+
+def on_reload(request: Callable[[], None], config_path: Path | None) -> Callable[[], None]:
+    previous = signal.signal(signal.SIGHUP, lambda signum, frame: request())
+    return lambda: signal.signal(signal.SIGHUP, previous)
+
+
+def user_name(uid: int) -> str | None:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return None
+
+
+def current_uid() -> int | None:
+    return os.getuid()
