@@ -12,14 +12,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from agent import __version__
 from agent import log
 from agent.errors import UserError
+from agent.schema import did_you_mean
 
 COMMANDS = {
     "check": "agent.commands.check",
+    "fleet": "agent.commands.fleet",
     "inventory": "agent.commands.inventory",
     "policy": "agent.commands.policy",
     "quarantine": "agent.commands.quarantine",
@@ -31,9 +33,32 @@ COMMANDS = {
 EXIT_NO_VERDICT = 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with the nearest valid flag or command suggested for a misspelt one."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(message + _suggestion(self, message))
+
+
+def _suggestion(parser: argparse.ArgumentParser, message: str) -> str:
+    """Given a parser and argparse's error message, return " (did you mean …?)" or ""."""
+    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if message.startswith("unrecognized arguments: "):
+        unknown = next((w for w in message.split()[2:] if w.startswith("-")), "")
+        flags = set(parser._option_string_actions)
+        for action in subparsers:
+            for child in action.choices.values():
+                flags.update(child._option_string_actions)
+        return did_you_mean(unknown.split("=")[0], flags) if unknown else ""
+    if "invalid choice: " in message and subparsers:
+        word = message.split("invalid choice: ", 1)[1].split(" ", 1)[0].strip("'")
+        return did_you_mean(word, COMMANDS)
+    return ""
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """Return the parser with every subcommand, or with `only` that one (all are listed for help)."""
-    parser = argparse.ArgumentParser(prog="appban", description="Keep banned apps off government devices.")
+    parser = _Parser(prog="appban", description="Keep banned apps off government devices.")
     parser.add_argument("--version", action="version", version=f"appban {__version__}")
     _add_global_flags(parser, default_format="text", default_verbose=0)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -74,7 +99,7 @@ def log_settings(args: argparse.Namespace) -> tuple[str, str]:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(_chosen(argv)).parse_args(argv)
-    log.configure(*log_settings(args))
+    log.configure(*log_settings(args), notices=sys.stderr.isatty())
     try:
         return args.run(args)
     except UserError as exc:

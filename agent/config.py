@@ -31,12 +31,14 @@ class ConfigError(UserError):
     """A config file that cannot be used; the message is one line naming the file and key."""
 
 
-def interval_seconds(text: str) -> float:
+def interval_seconds(text: str, allow_zero: bool = False) -> float:
     """Given `90s`, `15m`, `1h`, `1d` or a plain number of seconds, return seconds.
 
-    Raise ValueError if malformed, not positive or over a year.
+    Raise ValueError if malformed, not positive (zero allowed with `allow_zero`) or over a year.
     """
     found = _INTERVAL.fullmatch(str(text).strip())
+    if found and allow_zero and float(found.group(1)) == 0:
+        return 0.0
     if not found or float(found.group(1)) <= 0:
         raise ValueError(f"bad interval {text!r} (expected e.g. 90s, 15m, 1h)")
     seconds = float(found.group(1)) * _UNIT[found.group(2)]
@@ -51,6 +53,12 @@ def _interval(text: str) -> str:
 
 
 _INTERVAL_CHECK = {"check": _interval}
+
+
+def _splay(text: str) -> str:
+    """A splay may be zero (`0s`): every agent then runs exactly on its interval."""
+    interval_seconds(text, allow_zero=True)
+    return text
 
 
 def _positive(number: float) -> float:
@@ -188,6 +196,11 @@ class PushConfig:
     client_key: str = ""
     timeout: float = field(default=10.0, metadata=_POSITIVE)
     max_queue: int = 1000
+    enroll_secret_file: str = ""
+    """The fleet's enroll secret: with it the agent enrolls once (`POST /v1/enroll`) and pushes
+    with the per-device token it gets back, kept in the state directory."""
+    inventory: bool = True
+    """Push the inventory with each report, so the fleet can re-check it against its own list."""
 
 
 @dataclass(frozen=True)
@@ -203,7 +216,7 @@ class ScheduleConfig:
 
     scan: str = field(default="1h", metadata=_INTERVAL_CHECK)
     push: str = field(default="5m", metadata=_INTERVAL_CHECK)
-    splay: str = field(default="5m", metadata=_INTERVAL_CHECK)
+    splay: str = field(default="5m", metadata={"check": _splay})
 
 
 @dataclass(frozen=True)
@@ -211,7 +224,9 @@ class LoggingConfig:
     """Log format (one event per line) and level."""
 
     format: Literal["text", "json"] = "text"
-    level: Literal["debug", "info", "warning", "error"] = "warning"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    """The service's level: info shows it listening, each scan and each finding (a SIEM then
+    needs no report parsing); `appban` commands log at warning unless given -v."""
 
 
 @dataclass(frozen=True)

@@ -56,11 +56,37 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def configure(fmt: str = "text", level: str = "warning") -> None:
-    """Send appban's logs to stderr in the given format ("json" or "text") and level."""
+WAITS: dict[str, str] = {
+    "banlist.fetch_retry": "appban: {url}: {error}; trying again in {delay:.1f} s (retry {attempt} of {retries})",
+}
+"""Events that announce a wait, and the line a person at a terminal sees for each (at any -v)."""
+
+
+class WaitNotices(logging.Handler):
+    """Tells a person at a terminal what a long wait is for, in a plain line, whatever the log
+    level: without it, `appban check` against a ban-list server that is down just hangs."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        template = WAITS.get(record.getMessage())
+        if template is None:
+            return
+        try:
+            sys.stderr.write(template.format(**getattr(record, _FIELDS, {})) + "\n")
+            sys.stderr.flush()
+        except (KeyError, ValueError, OSError):  # as StreamHandler does: a log line never ends a run
+            self.handleError(record)
+
+
+def configure(fmt: str = "text", level: str = "warning", notices: bool = False) -> None:
+    """Send appban's logs to stderr in the given format ("json" or "text") and level; with
+    `notices` (stderr is a terminal) also say what each long wait is for (WAITS)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.setLevel(level.upper())
     root = logging.getLogger("agent")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+    if notices and handler.level > logging.INFO:  # at -v the log line itself says it
+        root.addHandler(WaitNotices(logging.INFO))
+        root.setLevel(logging.INFO)

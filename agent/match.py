@@ -297,7 +297,7 @@ def match(
         device = devices.get(app.device) or Device(id=app.device)
         for index, label in matched.items():
             spec = compiled.versions.get(index)
-            if spec is not None and not spec.contains(app.version):
+            if spec is not None and not spec.contains(app.version, facts(app.source).version_scheme):
                 continue
             entry = entries[index]
             scoped = scope_status(entry, device, app, compiled.exceptions.get(entry.id, ()), now)

@@ -8,12 +8,13 @@ serves both, so the two documents cannot drift in how strictly they are read.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import re
 import types
 import typing
 from datetime import date, datetime, timezone
-from typing import Any, Callable, Literal, TypeVar, Union
+from typing import Any, Callable, Iterable, Literal, TypeVar, Union
 
 T = TypeVar("T")
 
@@ -103,7 +104,7 @@ def _build_in_order(cls: type[T], plan: _Plan, data: dict[str, Any], path: tuple
     """Build field by field in declaration order, so the first error is always the same one."""
     for key in data:
         if key not in plan.by_name:
-            raise SchemaError(path + (str(key),), "unknown key")
+            raise SchemaError(path + (str(key),), "unknown key" + did_you_mean(str(key), plan.by_name))
     values: dict[str, Any] = {}
     for name, step, required in plan.steps:
         if name in data:
@@ -131,7 +132,8 @@ class _Plan:
     factories: tuple[tuple[str, Callable[[], Any]], ...]
     direct: bool
     """True when instances may be made by filling `__dict__` (no __post_init__, no slots, every
-    field set by __init__), which is all the dataclass's own __init__ would do."""
+    field set by __init__, and that __init__ the one dataclass generated rather than the class's
+    own), which is all that __init__ would do."""
 
 
 @functools.cache
@@ -140,8 +142,10 @@ def _plan(cls: type) -> _Plan:
     missing = dataclasses.MISSING
     required = {n for n, f in fields.items() if f.default is missing and f.default_factory is missing}
     steps = tuple((name, _step(fld, hints[name]), name in required) for name, fld in fields.items())
+    init = getattr(cls.__init__, "__code__", None)
     direct = (not hasattr(cls, "__post_init__") and not hasattr(cls, "__slots__")
-              and all(f.init for f in dataclasses.fields(cls)))
+              and all(f.init for f in dataclasses.fields(cls))
+              and init is not None and init.co_filename == "<string>")  # the __init__ dataclass wrote
     return _Plan(
         steps=steps, by_name={name: step for name, step, _ in steps}, required=frozenset(required),
         defaults={n: f.default for n, f in fields.items() if f.default is not missing},
@@ -218,6 +222,8 @@ def convert(hint: Any, raw: Any, path: tuple[str | int, ...]) -> Any:
         (inner,) = [a for a in args if a is not type(None)]
         return convert(inner, raw, path)
     if origin is Literal:
+        if isinstance(raw, bool) and all(isinstance(a, str) for a in args):
+            return _yaml_switch(raw, args, path)
         if raw not in args:
             raise SchemaError(path, f"expected one of {', '.join(map(str, args))}, got {raw!r}")
         return raw
@@ -232,6 +238,23 @@ def convert(hint: Any, raw: Any, path: tuple[str | int, ...]) -> Any:
     if dataclasses.is_dataclass(hint):
         return build(hint, raw, path)
     return _scalar(hint, raw, path)
+
+
+def _yaml_switch(raw: bool, choices: tuple[str, ...], path: tuple[str | int, ...]) -> str:
+    """YAML 1.1 reads unquoted `off`/`no` as false and `on`/`yes` as true: where a choice is
+    spelled `off` (or `on`) that is what the writer meant; anything else is refused with a hint
+    rather than with "got False"."""
+    word = "on" if raw else "off"
+    if word in choices:
+        return word
+    raise SchemaError(path, f"expected one of {', '.join(choices)}, got the YAML boolean {str(raw).lower()} "
+                            f"(unquoted on/off/yes/no read as true/false: quote the value, e.g. \"{choices[0]}\")")
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """Return " (did you mean 'x'?)" for the closest candidate (difflib), or "" when none is close."""
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _scalar(hint: Any, raw: Any, path: tuple[str | int, ...]) -> Any:

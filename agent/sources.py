@@ -38,6 +38,9 @@ class SourceFacts:
     AppImage): it is moved into the restorable quarantine."""
     gateway: bool = False
     """Its apps live on phones attached to this gateway, so findings carry the phone's device id."""
+    version_scheme: str = "generic"
+    """How an entry's `versions` constraint compares its versions (agent.versions): "dpkg" and
+    "rpm" as those tools do, "generic" segment-wise for free-form versions."""
     mdm: bool = False
     """Its apps were read from an MDM's API (agent/inventory/connectors.py): they are blocked
     through that MDM (agent/enforce/mdm.py), never by a program on this host. Such a source
@@ -45,8 +48,10 @@ class SourceFacts:
 
 
 SOURCES: dict[str, SourceFacts] = {
-    "dpkg": SourceFacts(match_kind="deb", remover="dpkg", rehearsal="--dry-run", pin="apt", file_list=True),
-    "rpm": SourceFacts(match_kind="rpm", remover="rpm", rehearsal="--test", pin="dnf", file_list=True),
+    "dpkg": SourceFacts(match_kind="deb", remover="dpkg", rehearsal="--dry-run", pin="apt", file_list=True,
+                        version_scheme="dpkg"),
+    "rpm": SourceFacts(match_kind="rpm", remover="rpm", rehearsal="--test", pin="dnf", file_list=True,
+                       version_scheme="rpm"),
     "pacman": SourceFacts(file_list=True),
     "apk": SourceFacts(file_list=True),
     "flatpak": SourceFacts(match_kind="flatpak", remover="flatpak", pin="flatpak"),

@@ -17,11 +17,13 @@ from pathlib import Path
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 DEBIAN = {"psutil": "python3-psutil", "requests": "python3-requests", "pyyaml": "python3-yaml",
           "schedule": "python3-schedule", "cryptography": "python3-cryptography",
-          "prometheus-client": "python3-prometheus-client", "regipy": None, "truststore": None}
+          "prometheus-client": "python3-prometheus-client", "idna": "python3-idna", "regipy": None,
+          "truststore": None}
 """Debian's package for each requirement; None: not in Debian (regipy, truststore) — optional there."""
 RPM = {"psutil": "python3-psutil", "requests": "python3-requests", "pyyaml": "python3-pyyaml",
        "schedule": "python3-schedule", "cryptography": "python3-cryptography",
-       "prometheus-client": "python3-prometheus_client", "regipy": None, "truststore": None}
+       "prometheus-client": "python3-prometheus_client", "idna": "python3-idna", "regipy": None,
+       "truststore": None}
 """Fedora/RHEL (EPEL) names; None as above."""
 
 

@@ -20,3 +20,6 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 60, env: dict 
     )
 
 
+# The throwaway PostgreSQL cluster (session-scoped) and the SQLite/PostgreSQL parametrization of
+# the fleet's storage tests.
+from tests.postgres import database_url, pg_database, postgres_server  # noqa: E402,F401

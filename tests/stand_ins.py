@@ -3,7 +3,8 @@ msiexec and PowerShell without Windows) or must not (fagenrules, notify-send, fl
 on the real system): kept together, as borgmatic keeps its fake executables.
 
 A stand-in is a small Python program, run by the test's own interpreter, that records each run's
-arguments and environment as one JSON line, prints a canned answer and exits with a given code;
+arguments, environment and pid as one JSON line, prints a canned answer, optionally hangs (a tool
+stuck on a dead mount) and exits with a given code;
 the runner is pointed at it through config `commands`, so the code under test builds the same
 argv it would for the real tool and the test asserts exactly that argv.
 """
@@ -17,11 +18,13 @@ from pathlib import Path
 
 _PROGRAM = """\
 #!{python}
-import json, os, sys
+import json, os, sys, time
 with open({log!r}, "a", encoding="utf-8") as log:
-    log.write(json.dumps({{"argv": sys.argv[1:], "env": dict(os.environ)}}) + "\\n")
+    log.write(json.dumps({{"argv": sys.argv[1:], "env": dict(os.environ), "pid": os.getpid()}}) + "\\n")
 sys.stdout.write({stdout!r})
 sys.stderr.write({stderr!r})
+sys.stdout.flush()
+time.sleep({hang})
 sys.exit({exit_code})
 """
 
@@ -49,14 +52,18 @@ class StandIn:
         """Return the environment of every run so far, oldest first."""
         return [run["env"] for run in self._runs()]  # type: ignore[misc]
 
+    def pids(self) -> list[int]:
+        """Return the process id of every run so far, oldest first."""
+        return [run["pid"] for run in self._runs()]  # type: ignore[misc]
+
     def __str__(self) -> str:
         return str(self.path)
 
 
-def stand_in(path: Path, stdout: str = "", exit_code: int = 0, stderr: str = "") -> StandIn:
-    """Write a stand-in executable at `path` that prints `stdout` (and `stderr`) and exits with
-    `exit_code`; return it."""
+def stand_in(path: Path, stdout: str = "", exit_code: int = 0, stderr: str = "", hang: float = 0.0) -> StandIn:
+    """Write a stand-in executable at `path` that prints `stdout` (and `stderr`), then waits
+    `hang` seconds and exits with `exit_code`; return it."""
     path.write_text(_PROGRAM.format(python=sys.executable, log=str(StandIn(path).log), stdout=stdout,
-                                    stderr=stderr, exit_code=exit_code), encoding="utf-8")
+                                    stderr=stderr, exit_code=exit_code, hang=hang), encoding="utf-8")
     path.chmod(0o755)
     return StandIn(path)

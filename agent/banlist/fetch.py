@@ -134,7 +134,7 @@ def get(
                 raise
             delay = backoff_delay(config.backoff, attempt)
             log_event(logger, logging.INFO, "banlist.fetch_retry", url=url, error=str(exc),
-                      attempt=attempt + 1, delay=round(delay, 3))
+                      attempt=attempt + 1, retries=config.retries, delay=round(delay, 3))
             sleep(delay)
             attempt += 1
 

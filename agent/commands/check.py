@@ -19,6 +19,7 @@ from agent.commands.common import (
 from agent.config import Config
 from agent.model import BanList, Report
 from agent.report.render import render_json, render_table
+from agent.report.textwidth import terminal_width
 from agent.scan import build_report, enforce_report
 
 EXIT_COMPLIANT, EXIT_VIOLATION, EXIT_NO_VERDICT = 0, 1, 2
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     report = build_report(banlist, info, inventory, now)
     if enforcing:
         report = _enforce(args, config, banlist, report, now)
-    write_out(render_json(report) if args.format == "json" else render_table(report))
+    write_out(render_json(report) if args.format == "json" else render_table(report, terminal_width()))
     if not report.compliant:
         return EXIT_VIOLATION
     reason = nothing_read(inventory)

@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+
 from agent.banlist.keys import load_agent_config
 from agent.config import Config
 from agent.errors import UserError

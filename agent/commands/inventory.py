@@ -1,4 +1,6 @@
-"""`appban inventory`: list what is installed, per source and per user, or save it as JSON."""
+"""`appban inventory`: list what is installed (a table of apps, then counts per source and per
+user), or save it as JSON. Running processes are what runs, not what is installed: they are
+counted on their own line, not as apps."""
 
 from __future__ import annotations
 
@@ -6,10 +8,12 @@ import argparse
 import sys
 from collections import Counter
 
-from agent.commands.common import add_collection_args, add_config_arg, config_from, gather, nothing_read
+from agent.commands.common import add_collection_args, add_config_arg, config_from, gather, nothing_read, write_out
 from agent.inventory.file import inventory_to_dict
 from agent.model import Inventory
 from agent.report import jsontext
+from agent.report.render import render_apps
+from agent.report.textwidth import terminal_width
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -21,18 +25,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def render_counts(inventory: Inventory) -> str:
     """Return a table of app counts per device and source, then per user, and any errors."""
+    installed = [a for a in inventory.apps if a.source != "process"]
     lines = [f"{'DEVICE':<24} {'SOURCE':<12} {'APPS':>6}"]
-    per_source = Counter((a.device, a.source) for a in inventory.apps)
+    per_source = Counter((a.device, a.source) for a in installed)
     for (device, source), count in sorted(per_source.items()):
         lines.append(f"{device[:24]:<24} {source:<12} {count:>6}")
-    per_user = Counter((a.device, a.user or "(system)") for a in inventory.apps if a.source != "process")
+    per_user = Counter((a.device, a.user or "(system)") for a in installed)
     if per_user:
         lines += ["", f"{'DEVICE':<24} {'USER':<12} {'APPS':>6}"]
         for (device, user), count in sorted(per_user.items()):
             lines.append(f"{device[:24]:<24} {user[:12]:<12} {count:>6}")
     for error in inventory.errors:
         lines.append(f"error: {error.collector}{' (' + error.device + ')' if error.device else ''}: {error.message}")
-    lines.append(f"{len(inventory.apps)} app(s) on {len(inventory.devices)} device(s)")
+    processes = len(inventory.apps) - len(installed)
+    running = f" and {processes} running process(es)" if processes else ""
+    lines.append(f"{len(installed)} app(s){running} on {len(inventory.devices)} device(s)")
     return "\n".join(lines) + "\n"
 
 
@@ -41,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         sys.stdout.write(jsontext.dumps(inventory_to_dict(inventory)) + "\n")
     else:
-        sys.stdout.write(render_counts(inventory))
+        write_out(render_apps(inventory, terminal_width()) + "\n" + render_counts(inventory))
     reason = nothing_read(inventory)
     if reason:
         print(f"appban: {reason}", file=sys.stderr)

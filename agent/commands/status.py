@@ -9,7 +9,6 @@ import argparse
 import json
 import sqlite3
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +45,8 @@ def gather_status(state_dir: Path, max_queue: int) -> dict[str, Any]:
     return {"state_dir": str(state_dir), "pid": lock_holder(state_dir), **facts}
 
 
-def _when(stamp: float | None) -> str:
-    if stamp is None:
-        return "never"
-    return datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="seconds")
+def _when(stamp: str | None) -> str:
+    return "never" if stamp is None else str(stamp)
 
 
 def render_status(status: dict[str, Any]) -> str:

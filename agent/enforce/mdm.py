@@ -89,9 +89,9 @@ def enforce_mdm(
                 outcomes[id(finding)] = "refused: protected by local config" if protected else outcome
     artefacts: list[Artefact] = []
     if config.mdm.intune is not None:
-        artefacts += intune_artefacts(findings, devices, config.enforcement, banlist.serial, config.mdm.intune.base_url)
+        artefacts += intune_artefacts(findings, devices, config.enforcement, banlist, now, config.mdm.intune.base_url)
     if config.mdm.jamf is not None:
-        artefacts += jamf_artefacts(findings, devices, config.enforcement, banlist.serial, config.mdm.jamf.url)
+        artefacts += jamf_artefacts(findings, devices, config.enforcement, banlist, now, config.mdm.jamf.url)
     for artefact in artefacts:
         outcome = _write(artefact, artefact_dir(config), audit, out, dry_run)
         for finding in artefact.findings:

@@ -13,12 +13,12 @@ import importlib
 import logging
 import platform
 import socket
+from datetime import datetime, timezone
 from typing import Sequence
 
 from agent.errors import UserError
 from agent import platform as host_platform
 from agent.inventory.base import Collected, Collector, Context
-from agent.inventory.connectors import CONNECTORS
 from agent.inventory.dedupe import merge_launchers
 from agent.log import log_event
 from agent.model import LOCAL_DEVICE, App, CollectorError, Device, Inventory
@@ -39,7 +39,9 @@ COLLECTORS: tuple[tuple[str, str], ...] = (
     ("macos", "agent.inventory.macos:MacosCollector"),
     ("android", "agent.inventory.android:AndroidCollector"),
     ("ios", "agent.inventory.ios:IosCollector"),
-    *((name, "agent.inventory.connectors:ConnectorCollector") for name in CONNECTORS),
+    ("amapi", "agent.inventory.connectors:AmapiCollector"),
+    ("intune", "agent.inventory.connectors:IntuneCollector"),
+    ("jamf", "agent.inventory.connectors:JamfCollector"),
 )
 """(source name, "module:class") in the order collectors run."""
 
@@ -48,8 +50,7 @@ COLLECTORS: tuple[tuple[str, str], ...] = (
 def load_collector(name: str) -> Collector:
     """Return the collector registered as `name`, importing its module on first use."""
     module, _, cls = dict(COLLECTORS)[name].partition(":")
-    made = getattr(importlib.import_module(module), cls)
-    return made(name) if name in CONNECTORS else made()  # one connector class serves each MDM
+    return getattr(importlib.import_module(module), cls)()
 
 
 class UnknownSourceError(UserError):
@@ -102,6 +103,7 @@ def collect(ctx: Context, sources: Sequence[str] = (), groups: Sequence[str] | N
     folder, an unmounted mountpoint) that is one error too: zero apps is then no verdict, not
     a clean bill of health."""
     host = local_device(ctx, groups)
+    began = datetime.now(timezone.utc)
     devices: dict[str, Device] = {host.id: host}
     apps: list[App] = []
     errors: list[CollectorError] = []
@@ -109,7 +111,8 @@ def collect(ctx: Context, sources: Sequence[str] = (), groups: Sequence[str] | N
     ran = 0
     collectors = select(sources)
     if not ctx.root.is_dir():
-        return Inventory(devices=(host,), apps=(), errors=(CollectorError("inventory", f"root {ctx.root}: not a folder"),))
+        return Inventory(devices=(host,), apps=(), errors=(CollectorError("inventory", f"root {ctx.root}: not a folder"),),
+                         collected_at=began)
     for collector in collectors:
         if collector.live_only and not ctx.live:
             if sources:
@@ -138,6 +141,7 @@ def collect(ctx: Context, sources: Sequence[str] = (), groups: Sequence[str] | N
                                                   "(an empty folder, or a volume that is not mounted?)"))
     return Inventory(
         devices=tuple(devices.values()), apps=tuple(merge_launchers(apps)), errors=tuple(errors), notes=tuple(notes),
+        collected_at=began,
     )
 
 

@@ -39,10 +39,8 @@ class ConnectorCollector:
     """A connector as a collector: off until its `mdm:` block is configured; reads no local files,
     so it only runs on the live system (never against a mounted image)."""
 
+    name = ""
     live_only = True
-
-    def __init__(self, name: str) -> None:
-        self.name = name
 
     def unavailable(self, ctx: Context) -> str | None:
         return None if getattr(ctx.config.mdm, self.name) is not None else f"mdm.{self.name} is not configured"
@@ -51,3 +49,15 @@ class ConnectorCollector:
         from agent.inventory.api import drain
 
         return drain(make_connector(self.name, ctx.config.mdm))
+
+
+class AmapiCollector(ConnectorCollector):
+    name = "amapi"
+
+
+class IntuneCollector(ConnectorCollector):
+    name = "intune"
+
+
+class JamfCollector(ConnectorCollector):
+    name = "jamf"

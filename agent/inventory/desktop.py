@@ -112,13 +112,16 @@ def with_package_owners(ctx: Context, apps: list[App]) -> list[App]:
     """Return `apps` with `owner` set to `dpkg:<package>` or `rpm:<package>` for each launcher
     that a package installed, or whose executable a package installed, so the inventory can
     fold the launcher into that package's record instead of counting the app twice."""
-    paths: dict[str, None] = {}
-    for app in apps:
-        if not app.extra_value("owner"):
-            paths[app.extra_value("launcher")] = None
-            if os.path.isabs(app.path) and not app.path.startswith("/home/"):
-                paths[app.path] = None
+    unowned = [app for app in apps if not app.extra_value("owner")]
+    paths = dict.fromkeys(app.extra_value("launcher") for app in unowned)
     owners = {path: f"dpkg:{pkg}" for path, pkg in dpkg.path_owners(ctx, paths).items()}
+    # An executable decides only for a launcher no package installed; asking dpkg about it
+    # after the launchers (not with them) lets the list scan stop early when every launcher is
+    # placed, as system launchers are, while an alternatives link (/usr/bin/vim) is no one's.
+    programs = dict.fromkeys(app.path for app in unowned if app.extra_value("launcher") not in owners
+                             and os.path.isabs(app.path) and not app.path.startswith("/home/"))
+    owners.update((path, f"dpkg:{pkg}") for path, pkg in dpkg.path_owners(ctx, programs).items())
+    paths.update(programs)
     if rpm.find_dbpath(ctx) is not None:
         existing = [p for p in paths if p not in owners and ctx.path(p).exists()]
         try:

@@ -8,10 +8,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable
 
+from agent import __version__
 from agent.errors import UserError
 from agent.gcpause import paused_gc
 from agent.inventory.mdm import ExportError, load_csv, load_zip
 from agent.model import App, CollectorError, Device, Inventory
+from agent.schema import parse_timestamp
 
 FORMAT = "appban.inventory/v1"
 
@@ -21,9 +23,12 @@ class InventoryFileError(UserError):
 
 
 def inventory_to_dict(inventory: Inventory) -> dict[str, Any]:
-    """Return the `appban.inventory/v1` document for an inventory."""
+    """Return the `appban.inventory/v1` document for an inventory: when it was collected (ISO
+    8601, null when unknown) and by which agent, then its records."""
     return {
         "format": FORMAT,
+        "collected_at": inventory.collected_at.isoformat() if inventory.collected_at else None,
+        "agent": {"version": __version__},
         "devices": [d.to_dict() for d in inventory.devices],
         "apps": [a.to_dict() for a in inventory.apps],
         "errors": [e.to_dict() for e in inventory.errors],
@@ -55,9 +60,14 @@ def inventory_from_dict(data: Any, what: str) -> Inventory:
         CollectorError(str(e.get("collector", "")), str(e.get("message", "")), str(e.get("device", "")))
         for e in data.get("errors") or () if isinstance(e, dict)
     )
+    try:
+        collected_at = parse_timestamp(data["collected_at"]) if data.get("collected_at") else None
+    except ValueError as exc:
+        raise InventoryFileError(f"{what}: field 'collected_at': {exc}") from None
     known = {d.id for d in devices}
     devices += tuple(Device(id=i) for i in sorted({a.device for a in apps} - known))
-    return Inventory(devices=devices, apps=tuple(apps), errors=errors, notes=tuple(str(n) for n in data.get("notes") or ()))
+    return Inventory(devices=devices, apps=tuple(apps), errors=errors, notes=tuple(str(n) for n in data.get("notes") or ()),
+                     collected_at=collected_at)
 
 
 def merge_inventories(parts: Iterable[Inventory]) -> Inventory:
@@ -75,6 +85,7 @@ def merge_inventories(parts: Iterable[Inventory]) -> Inventory:
         apps=tuple(dict.fromkeys(a for p in parts for a in p.apps)),
         errors=tuple(dict.fromkeys(e for p in parts for e in p.errors)),
         notes=tuple(dict.fromkeys(n for p in parts for n in p.notes)),
+        collected_at=parts[0].collected_at if len(parts) == 1 else None,
     )
 
 

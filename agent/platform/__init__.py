@@ -12,26 +12,23 @@ which service manager runs the agent.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 from types import ModuleType
 from typing import IO, TYPE_CHECKING, Any, Callable
 
-from agent.platform import _linux, _macos, _windows
 from agent.platform.identity import image_device_id
-from agent.platform.trust import system_trust
 
 if TYPE_CHECKING:
     from agent.runner import Runner
 
 
 def _select(name: str) -> ModuleType:
-    """Return the OS module for a `sys.platform` value (Linux rules for other POSIX systems)."""
-    if name == "win32":
-        return _windows
-    if name == "darwin":
-        return _macos
-    return _linux
+    """Return the OS module for a `sys.platform` value (Linux rules for other POSIX systems);
+    only that one is imported, so start-up pays for nothing another OS needs."""
+    module = {"win32": "_windows", "darwin": "_macos"}.get(name, "_linux")
+    return importlib.import_module(f"agent.platform.{module}")
 
 
 OS: ModuleType = _select(sys.platform)
@@ -44,6 +41,14 @@ __all__ = ["OS", "image_device_id", "system_trust", "try_lock", "wait_lock", "is
 
 SERVICE_MANAGERS = {"linux": "systemd", "macos": "launchd", "windows": "winsw"}
 """What runs `appban run` in the background on each OS (see packaging/ and docs/platforms.md)."""
+
+
+def system_trust() -> str | bool:
+    """Return requests' `verify=` for the OS trust store (agent.platform.trust; imported on use,
+    as it loads ssl, which a check that fetches nothing never needs)."""
+    from agent.platform.trust import system_trust as trusted
+
+    return trusted()
 
 
 def try_lock(handle: IO[Any]) -> bool:

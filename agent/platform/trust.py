@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import ssl
 import sys
 
 from agent.log import log_event
@@ -37,6 +36,8 @@ def linux_bundle() -> str | None:
     Why OpenSSL's own answer first: it honours SSL_CERT_FILE/SSL_CERT_DIR as every OpenSSL
     program does, and it is what `curl` and the distribution's Python use.
     """
+    import ssl  # ~7 ms and libssl mapped: only once something is fetched over TLS, not per command
+
     paths = ssl.get_default_verify_paths()
     if paths.cafile and os.path.isfile(paths.cafile):
         return paths.cafile

@@ -57,8 +57,10 @@ def _encode(value: Any, level: int) -> str:
         if flat:
             body = _flat_encoder(level + 1)(value)[1:-1]
         else:
-            body = ("," + inner).join([f"{encode_basestring(key)}: {_encode(item, level + 1)}"
-                                       for key, item in value.items()])
+            body = ("," + inner).join([
+                f"{encode_basestring(key)}: "
+                f"{encode_basestring(item) if type(item) is str else _encode(item, level + 1)}"
+                for key, item in value.items()])
         return "{" + inner + body + _newline(level) + "}"
     if kind is list and value:
         inner = _newline(level + 1)

@@ -8,7 +8,7 @@ for `appban status`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from agent.inventory.file import inventory_to_dict
@@ -35,17 +35,22 @@ class Snapshot:
     dropped: int = 0
 
     def facts(self) -> dict[str, Any]:
-        """Return the facts `appban status` shows, as a JSON-ready dict."""
+        """Return the facts `appban status` shows, as a JSON-ready dict (times in ISO 8601)."""
         report = self.report
         return {
-            "last_scan": self.last_scan, "scan_duration": self.scan_duration,
-            "last_refresh": self.last_refresh, "refresh_error": self.refresh_error or None,
+            "last_scan": iso_time(self.last_scan), "scan_duration": self.scan_duration,
+            "last_refresh": iso_time(self.last_refresh), "refresh_error": self.refresh_error or None,
             "report": report.id if report else None,
             "serial": report.banlist.serial if report else None,
             "stale": report.banlist.stale if report else None,
             "counts": report.counts() if report else None,
             "queue_depth": self.queue_depth, "dropped": self.dropped,
         }
+
+
+def iso_time(stamp: float | None) -> str | None:
+    """Given seconds since the epoch (or None), return ISO 8601 UTC to the second (or None)."""
+    return None if stamp is None else datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="seconds")
 
 
 def render_documents(report: Report) -> tuple[bytes, bytes]:

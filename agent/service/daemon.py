@@ -42,7 +42,7 @@ from agent.scan import build_report, collect_here, enforce_report
 from agent.service import server
 from agent.service.keeper import GuardKeeper
 from agent.service.settings import ServiceError, Settings, load_settings
-from agent.report.snapshot import Snapshot, render_documents
+from agent.report.snapshot import Snapshot, iso_time, render_documents
 from agent.service.state import INVENTORY, REPORT, LockHeld, acquire_lock, write_atomic, write_status
 from agent.service.wakeup import Wakeup
 
@@ -171,13 +171,14 @@ class Service:
         """(Re)create the periodic jobs from config: interval to interval + splay, in seconds."""
         self.scheduler.clear()
         schedule_config = self.settings.config.schedule
-        splay = interval_seconds(schedule_config.splay)
+        splay = round(interval_seconds(schedule_config.splay, allow_zero=True))
         jobs = [(self.settings.config.banlist.refresh, self.refresh), (schedule_config.scan, self.scan)]
         if self.settings.config.push.url:
             jobs.append((schedule_config.push, self.push))
         for every, job in jobs:
             base = max(1, round(interval_seconds(every)))
-            self.scheduler.every(base).to(base + round(splay)).seconds.do(self._guarded, job)
+            every_job = self.scheduler.every(base)
+            (every_job.to(base + splay) if splay else every_job).seconds.do(self._guarded, job)
 
     def _guarded(self, job: Callable[[], None]) -> None:
         """Run one job unless a stop was requested; a failing job is logged and the service goes on."""
@@ -243,6 +244,10 @@ class Service:
                      last_scan=time.time(), scan_duration=duration,
                      queue_depth=self.outbox.depth(), dropped=self.outbox.dropped())
         release_free_memory()
+        for finding in report.findings:  # one event each, so a SIEM needs no report parsing
+            log_event(logger, logging.INFO, "scan.finding", app=finding.app.id, device=finding.device,
+                      rule=finding.entry.id, status=finding.status, source=finding.app.source,
+                      version=finding.app.version or None, outcome=finding.outcome or None)
         counts = report.counts()
         log_event(logger, logging.INFO, "scan.done", report=report.id, apps=len(report.inventory.apps),
                   violations=counts["violation"], errors=len(report.inventory.errors),
@@ -282,8 +287,36 @@ class Service:
             return
         from agent.report.push import push_pending  # requests: only once there is something to push
 
-        push_pending(self.outbox, config.push, self.settings.push_token, self._push_session())
+        token = self._push_token()
+        if token is None:
+            return
+        result = push_pending(self.outbox, config.push, token, self._push_session())
+        if result.error == "HTTP 401" and self.settings.enroll_secret:
+            from agent.report.enroll import forget_token
+
+            forget_token(self.settings.state_dir)  # revoked or a new fleet: enroll again next cycle
         self._update(queue_depth=self.outbox.depth(), dropped=self.outbox.dropped())
+
+    def _push_token(self) -> str | None:
+        """The bearer token for pushes: the configured one, else the fleet token from an earlier
+        enrollment, else a new enrollment's (None, logged, when enrollment fails: retry later)."""
+        settings = self.settings
+        if not settings.enroll_secret:
+            return settings.push_token
+        from agent.report.enroll import EnrollError, enroll, stored_token
+
+        token = stored_token(settings.state_dir)
+        if token:
+            return token
+        host = self.snapshot.report.inventory.devices[0] if self.snapshot.report else None
+        if host is None:
+            return None
+        try:
+            return enroll(settings.config.push, settings.enroll_secret, {"device": host.id, "hostname": host.hostname},
+                          settings.state_dir, self._push_session())
+        except (EnrollError, OSError) as exc:
+            log_event(logger, logging.WARNING, "push.enroll_failed", error=str(exc))
+            return None
 
     def _push_session(self) -> requests.Session:
         """Return the push session, made on first use: requests costs ~6 MB of a service that
@@ -306,7 +339,7 @@ class Service:
         return self.snapshot
 
     def _status(self) -> dict[str, object]:
-        return {"started": self.started, **self.snapshot.facts()}
+        return {"started": iso_time(self.started), **self.snapshot.facts()}
 
     def _start_endpoint(self, settings: Settings) -> None:
         if settings.config.server.listen:

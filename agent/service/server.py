@@ -142,10 +142,17 @@ class _Handler(BaseHTTPRequestHandler):
         status, body, content_type = _ROUTES[path](self.server)
         self._send(status, body, content_type)
 
-    def _not_allowed(self) -> None:
-        self._send(HTTPStatus.METHOD_NOT_ALLOWED, b"only GET is allowed\n", extra={"Allow": "GET"})
+    do_HEAD = do_GET  # the same status and headers, no body (_send leaves it out for HEAD)
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed
+    def _not_allowed(self) -> None:
+        self._send(HTTPStatus.METHOD_NOT_ALLOWED, b"only GET and HEAD are allowed\n", extra={"Allow": "GET, HEAD"})
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed
+
+    def version_string(self) -> str:
+        """The `Server` header: the product only (http.server would send "appban " with a
+        trailing space, and a version number only helps whoever scans for old ones)."""
+        return "appban"
 
     def _send(self, status: HTTPStatus, body: bytes, content_type: str = "text/plain; charset=utf-8",
               extra: dict[str, str] | None = None) -> None:

@@ -35,6 +35,7 @@ class Settings:
     state_dir: Path
     server_token: str = ""
     push_token: str = ""
+    enroll_secret: str = ""
     tls: ssl.SSLContext | None = None
 
     def server_key(self) -> tuple[str, str, str, str]:
@@ -94,7 +95,10 @@ def load_settings(config_path: str | None, state_dir: str | None) -> Settings:
         raise ServiceError(f"enforcement.mode block acts on enforcement.root ({enforcement.root}) but the "
                            f"inventory is read from inventory.root ({config.inventory.root}); they must be the same")
     push_token = read_token(push.token_file, "push.token_file") if push.url and push.token_file else ""
+    enroll_secret = (read_token(push.enroll_secret_file, "push.enroll_secret_file")
+                     if push.url and push.enroll_secret_file else "")
     if push.url:
         _check_push_url(push.url)
     return Settings(config=config, state_dir=Path(state_dir or config.state_dir),
-                    server_token=server_token or "", push_token=push_token, tls=tls)
+                    server_token=server_token or "", push_token=push_token, enroll_secret=enroll_secret,
+                    tls=tls)

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import jsonschema
@@ -34,7 +35,7 @@ entries:
 @pytest.fixture()
 def banned_process(tmp_path):
     """A real process running under a banned executable name (a copy of `sleep`)."""
-    name = f"wechat-appban-{tmp_path.name[-6:]}".lower()
+    name = f"wechat-appban-{uuid.uuid4().hex[:8]}"  # unique: other suites may run this test at once
     exe = tmp_path / name
     shutil.copy(shutil.which("sleep"), exe)
     proc = subprocess.Popen([str(exe), "60"])
@@ -147,7 +148,7 @@ def test_invalid_list_and_config_name_the_entry_and_key(tmp_path):
     bad_config.write_text("device:\n  group: [staff]\n")
     done = run_cli("check", "--config", str(bad_config))
     assert done.returncode == 2
-    assert done.stderr == f"appban: config {bad_config}: key 'device.group': unknown key\n"
+    assert done.stderr == f"appban: config {bad_config}: key 'device.group': unknown key (did you mean 'groups'?)\n"
 
 
 def test_saved_inventory_is_checked_on_its_own_devices_with_group_scoping(tmp_path):

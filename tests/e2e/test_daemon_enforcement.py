@@ -39,8 +39,9 @@ def test_scan_kills_the_running_app_and_the_guard_stops_a_later_launch(tmp_path:
         wait_until(lambda: daemon.events("guard.started"))
         later = subprocess.Popen([str(exe), "60"])
         assert later.wait(timeout=10) != 0, "the guard should stop a banned program started later"
-        audit = [json.loads(line) for line in (state / "audit.jsonl").read_text().splitlines()]
-        assert {"done", "denied-exec"} <= {line["event"] for line in audit}
+        # the guard writes its audit line just after the kill: poll, the kill may be seen first
+        wait_until(lambda: {"done", "denied-exec"} <= {json.loads(line)["event"] for line in
+                                                       (state / "audit.jsonl").read_text().splitlines()})
     finally:
         daemon.stop()
         first.kill()

@@ -13,34 +13,26 @@ from pathlib import Path
 import yaml
 
 from tests.service_support import Daemon, wait_until, write_config
-
-
-def _stuck_rpm(tmp_path: Path) -> tuple[Path, Path]:
-    """A stand-in `rpm` that records its pid and then hangs (as on a dead NFS mount), and an rpm
-    database marker under the test root so the rpm collector runs it."""
-    pid_file = tmp_path / "rpm.pid"
-    tool = tmp_path / "rpm"
-    tool.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 600\n")
-    tool.chmod(0o755)
-    return tool, pid_file
+from tests.stand_ins import stand_in
 
 
 def test_sigterm_is_honoured_while_a_scan_is_stuck(tmp_path: Path) -> None:
-    tool, pid_file = _stuck_rpm(tmp_path)
+    tool = stand_in(tmp_path / "rpm", hang=600)  # hangs as on a dead NFS mount
     config = write_config(tmp_path, commands={"rpm": str(tool)})
     data = yaml.safe_load(config.read_text())
+    # an rpm database marker under the test root, so the rpm collector runs the stand-in
     (Path(data["inventory"]["root"]) / "var/lib/rpm").mkdir(parents=True)
     (Path(data["inventory"]["root"]) / "var/lib/rpm/rpmdb.sqlite").write_bytes(b"")
     data["inventory"]["sources"] = ["dpkg", "rpm"]
     config.write_text(yaml.safe_dump(data))
     daemon = Daemon(config)
     try:
-        wait_until(pid_file.exists, timeout=40)
+        wait_until(tool.pids, timeout=40)
         daemon.signal(signal.SIGTERM)
         assert daemon.wait(20) == 0
         assert daemon.events("scan.abandoned")
         assert not daemon.events("scan.done")
-        stuck = int(pid_file.read_text())
+        (stuck,) = tool.pids()
         wait_until(lambda: not Path(f"/proc/{stuck}").exists() or _zombie(stuck), timeout=20)
     finally:
         daemon.stop()

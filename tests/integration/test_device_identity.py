@@ -17,6 +17,7 @@ from agent.runner import Runner
 from tests.conftest import REPO
 from tests.hives import fixture_hive, merge
 from tests.service_support import DPKG_STATUS
+from tests.stand_ins import stand_in
 
 GUID = "6e4b9c1a-52f3-4d8e-9b7a-1c2d3e4f5a6b"
 IOREG = REPO / "tests/fixtures/macos/ioreg-IOPlatformExpertDevice.txt"
@@ -71,13 +72,10 @@ def test_a_damaged_or_keyless_hive_gives_no_id(tmp_path: Path) -> None:
 
 
 def test_macos_reads_io_platform_uuid_from_ioreg(tmp_path: Path) -> None:
-    ioreg = tmp_path / "ioreg"
-    ioreg.write_text(f"#!/bin/sh\n[ \"$*\" = '-rd1 -c IOPlatformExpertDevice' ] || exit 64\ncat '{IOREG}'\n")
-    ioreg.chmod(0o755)
+    ioreg = stand_in(tmp_path / "ioreg", stdout=IOREG.read_text())
     assert _macos.live_device_id(Runner(commands={"ioreg": str(ioreg)})) == "3F1E9C5A-7B2D-5E4F-9A8B-0C1D2E3F4A5B"
-    broken = tmp_path / "broken"
-    broken.write_text("#!/bin/sh\nexit 1\n")
-    broken.chmod(0o755)
+    assert ioreg.calls() == [["-rd1", "-c", "IOPlatformExpertDevice"]]
+    broken = stand_in(tmp_path / "broken", exit_code=1)
     assert _macos.live_device_id(Runner(commands={"ioreg": str(broken)})) == ""
 
 

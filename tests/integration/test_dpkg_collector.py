@@ -9,7 +9,7 @@ import pytest
 
 from agent.inventory import collect
 from agent.inventory.base import Context
-from agent.inventory.dpkg import DpkgCollector, package_files
+from agent.inventory.dpkg import DpkgCollector, package_files, path_owners
 from tests.conftest import require_tool
 from tests.debs import build_deb, dpkg_root, install
 
@@ -71,6 +71,29 @@ def test_agrees_with_dpkg_query_on_this_machine():
     require_tool("dpkg-query")
     apps = DpkgCollector().collect(Context()).apps
     assert {(a.id, a.version) for a in apps} == dpkg_query(Path("/"))
+
+
+def test_path_owners_agree_with_dpkg_query_search(root):
+    """The list scan reads likely lists first and stops once every path is placed; the answer
+    must still be dpkg's own (`dpkg-query -S`), for owned files and for a file no one owns."""
+    require_tool("dpkg-query")
+    paths = ["/usr/bin/appban-test-tool", "/opt/kingsoft/wps-office/office6/wps", "/usr/bin/no-such-tool"]
+    search = subprocess.run(["dpkg-query", f"--admindir={root}/var/lib/dpkg", "-S", *paths],
+                            capture_output=True, text=True, timeout=60)
+    expected = {path: owner for owner, _, path in (line.partition(": ") for line in search.stdout.splitlines())}
+    assert path_owners(Context(root=root, live=False), paths) == expected
+    assert set(expected) == set(paths[:2])
+
+
+def test_path_owners_agree_with_dpkg_query_search_on_this_machine():
+    require_tool("dpkg-query")
+    lists = sorted(Path("/var/lib/dpkg/info").glob("*.list"))[::50]
+    files = [line for path in lists for line in path.read_text().splitlines()[-2:] if Path(line).is_file()]
+    search = subprocess.run(["dpkg-query", "-S", *files], capture_output=True, text=True, timeout=60)
+    expected = {path: owner.partition(":")[0] for owner, _, path in (line.partition(": ") for line in search.stdout.splitlines())
+                if "," not in owner and not owner.startswith("diversion")}
+    found = path_owners(Context(), files)
+    assert files and {path: found.get(path) for path in expected} == expected
 
 
 def test_a_broken_database_is_one_error_and_other_collectors_still_run(tmp_path):

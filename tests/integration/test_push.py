@@ -71,3 +71,15 @@ def test_missing_client_certificate_is_refused_by_the_receiver(setup) -> None:
     with make_session(no_client_cert) as anonymous:
         result = push_pending(outbox, no_client_cert, PUSH_TOKEN, anonymous)
     assert result.error and outbox.depth() == 3 and not receiver.deliveries
+
+
+def test_a_report_refused_for_good_is_dropped_and_the_rest_go_on(setup) -> None:
+    receiver, outbox, config, session = setup
+    receiver.status = 422
+    receiver.start()
+    result = push_pending(outbox, config, PUSH_TOKEN, session)
+    assert (result.sent, result.remaining, outbox.depth()) == (0, 0, 0)
+    outbox.put("report-9", b'{"id": "report-9"}')
+    receiver.status = 200
+    assert push_pending(outbox, config, PUSH_TOKEN, session).sent == 1
+    assert [report for _, report in receiver.deliveries] == ["report-9"]

@@ -46,7 +46,33 @@ def test_routes_and_refusals(plain) -> None:
     assert metrics.status_code == 200 and "appban_push_queue_depth 0.0" in metrics.text
     assert requests.get(base + "/v1/report", headers=AUTH, data=b"x" * 10, timeout=5).status_code == 413
     put = requests.put(base + "/metrics", headers=AUTH, timeout=5)
-    assert put.status_code == 405 and put.headers["Allow"] == "GET"
+    assert put.status_code == 405 and put.headers["Allow"] == "GET, HEAD"
+
+
+def raw_exchange(port: int, request: bytes) -> bytes:
+    """Send one raw request and return every byte the server sends until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_head_answers_like_get_without_a_body_and_the_server_header_is_clean(plain) -> None:
+    endpoint, base = plain
+    port = endpoint.server_address[1]
+    get = requests.get(base + "/metrics", headers=AUTH, timeout=5)
+    head = raw_exchange(port, f"HEAD /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
+    status, _, rest = head.partition(b"\r\n")
+    headers, _, body = rest.partition(b"\r\n\r\n")
+    fields = dict(line.split(b": ", 1) for line in headers.split(b"\r\n"))
+    assert status.endswith(b" 200 OK") and body == b""
+    assert int(fields[b"Content-Length"]) == len(get.content)
+    assert fields[b"Content-Type"].decode() == get.headers["Content-Type"]
+    assert fields[b"Server"] == b"appban" and get.headers["Server"] == "appban"
+    unauthorized = raw_exchange(port, b"HEAD /v1/report HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert unauthorized.split(b" ")[1] == b"401" and unauthorized.endswith(b"\r\n\r\n")
 
 
 def test_idle_client_is_disconnected_and_connections_are_bounded(plain) -> None:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from agent.banlist.parse import BanListError, parse_banlist
 from agent.banlist.source import bundled_bytes
+from agent.model import Entry, Match
 
 MINIMAL = {
     "format": "appban.banlist/v1", "serial": 7, "issued": "2026-01-01T00:00:00Z",
@@ -160,3 +161,12 @@ def test_arbitrary_entries_give_an_error_or_a_list_never_a_traceback(entry):
         parse_banlist(document)
     except BanListError as exc:
         assert "\n" not in str(exc)
+
+
+def test_schema_builds_records_equal_to_their_constructor() -> None:
+    """schema.build fills a record's __dict__ instead of calling its __init__: the result must
+    be the record the constructor makes, defaults and factories included."""
+    banlist = parse_banlist(entry_doc(match={"android": ["Com.Example"]}, exempt=["x"]))
+    entry = banlist.entries[0]
+    assert entry == Entry(id=entry.id, name=entry.name, match=Match(android=("com.example",)), exempt=("x",))
+    assert hash(entry) == hash(Entry(id=entry.id, name=entry.name, match=Match(android=("com.example",)), exempt=("x",)))

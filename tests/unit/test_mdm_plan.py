@@ -106,22 +106,27 @@ def test_the_patched_policy_keeps_every_other_application_entry():
     assert blocked_policy(after, ["com.tencent.mm"]) == after
 
 
-def test_intune_and_jamf_artefacts_list_the_banned_apps_per_platform():
-    devices = [phone(1, mdm="intune", kind="ios"), phone(2, mdm="jamf", kind="ios")]
+def test_intune_and_jamf_artefacts_are_the_policy_exports_of_the_entries_found():
+    devices = [phone(1, mdm="intune", kind="ios"), phone(2, mdm="jamf", kind="ios"), phone(3, mdm="jamf", kind="ios")]
     apps = [App(source="intune", id="TikTok", name="TikTok", publisher="TikTok Ltd.", device=devices[0].id),
-            App(source="jamf", id="com.zhiliaoapp.musically", name="TikTok", device=devices[1].id)]
+            App(source="jamf", id="com.zhiliaoapp.musically", name="TikTok", device=devices[1].id),
+            App(source="jamf", id="com.tencent.mm", name="WeChat", device=devices[2].id)]
     by_id = {d.id: d for d in devices}
-    findings = match(apps, by_id, compile_banlist(parse_banlist(LIST.encode())), NOW)
-    (intune,) = intune_artefacts(findings, by_id, BLOCK, 7, "https://graph.microsoft.com")
+    banlist = parse_banlist(LIST.encode())
+    findings = match(apps, by_id, compile_banlist(banlist), NOW)
+    (intune,) = intune_artefacts(findings, by_id, BLOCK, banlist, NOW, "https://graph.microsoft.com")
     policy = json.loads(intune.content)
     assert intune.name == "intune-compliance-ios.json" and policy["@odata.type"] == "#microsoft.graph.iosCompliancePolicy"
-    assert policy["restrictedApps"] == [{"name": "TikTok", "publisher": "TikTok Ltd.", "appId": "com.zhiliaoapp.musically", "appStoreUrl": None}]
-    assert intune.call.startswith("POST https://graph.microsoft.com/beta/deviceManagement/deviceCompliancePolicies")
-    (jamf,) = jamf_artefacts(findings, by_id, BLOCK, 7, "https://jamf.example.gov")
+    assert [(a["name"], a["appId"]) for a in policy["restrictedApps"]] == [("TikTok", "com.zhiliaoapp.musically")]
+    assert intune.call.startswith("POST https://graph.microsoft.com/v1.0/deviceManagement/deviceCompliancePolicies")
+    (jamf,) = jamf_artefacts(findings, by_id, BLOCK, banlist, NOW, "https://jamf.example.gov")
     profile = plistlib.loads(jamf.content)
     assert profile["PayloadContent"][0]["PayloadType"] == "com.apple.applicationaccess"
-    assert profile["PayloadContent"][0]["blacklistedAppBundleIDs"] == ["com.zhiliaoapp.musically"]
+    # the WeChat entry names no iOS bundle id, so nothing a device reported is put in the profile
+    assert profile["PayloadContent"][0]["blockedAppBundleIDs"] == ["com.zhiliaoapp.musically"]
     assert "/JSSResource/mobiledeviceconfigurationprofiles/id/0" in jamf.call
+    protected = EnforcementConfig(mode="block", protected=("com.zhiliaoapp.musically",))
+    assert jamf_artefacts(findings, by_id, protected, banlist, NOW, "https://jamf.example.gov") == []
 
 
 def test_a_package_matched_by_its_display_name_only_is_never_blocked_in_a_policy():

@@ -8,6 +8,7 @@ from agent.inventory import collector_names
 from agent.inventory.owned import FILE_LISTS
 from agent.model import MATCH_KINDS
 from agent.sources import SOURCES, facts
+from agent.versions import COMPARE
 
 
 def test_every_collector_has_a_row_and_every_row_a_collector() -> None:
@@ -36,3 +37,7 @@ def test_rehearsal_only_with_a_remover_and_unknown_sources_are_never_acted_on() 
     assert all(f.remover for f in SOURCES.values() if f.rehearsal or f.pin)
     unknown = facts("something-newer")
     assert not (unknown.remover or unknown.quarantine or unknown.gateway or unknown.match_kind)
+
+
+def test_every_version_scheme_has_a_comparison() -> None:
+    assert {f.version_scheme for f in SOURCES.values()} <= set(COMPARE)

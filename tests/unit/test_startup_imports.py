@@ -32,7 +32,7 @@ def _modules_after(code: str) -> set[str]:
     ("from agent.inventory import select; select(['dpkg'])",
      {"agent.inventory.process", "psutil", "agent.inventory.windows", "agent.inventory.android", "yaml"}),
     ("from agent.documents import load_document; load_document(b'{\"a\": 1}', 'x')", {"yaml"}),
-    ("import agent.service.daemon", {"requests", "prometheus_client"}),
+    ("import agent.service.daemon", {"requests", "prometheus_client", "agent.banlist.central"}),
 ])
 def test_modules_are_imported_on_use(code: str, absent: set[str]) -> None:
     assert not absent & _modules_after(code)
@@ -45,7 +45,7 @@ def test_a_check_against_the_bundled_list_loads_no_yaml_network_or_mdm_code(tmp_
             f"    main(['check', '--config', {str(config)!r}, '--source', 'dpkg', '--format', 'json'])")
     loaded = _modules_after(code)
     assert "agent.inventory.dpkg" in loaded
-    assert not {"yaml", "requests", "agent.inventory.mdm", "importlib.resources", "psutil"} & loaded
+    assert not {"yaml", "requests", "agent.inventory.mdm", "importlib.resources", "psutil", "idna", "ssl"} & loaded
 
 
 def test_a_full_check_loads_no_parser_of_a_system_that_is_not_here() -> None:

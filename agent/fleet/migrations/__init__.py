@@ -1,0 +1,1 @@
+"""The Alembic migration history of the fleet database (run by `agent.fleet.store.migrate`)."""

@@ -1,0 +1,192 @@
+"""Pulling agents' reports: the fleet polls `appban run` endpoints (`server.listen`) on a schedule.
+
+Targets come from `pull.targets` and `pull.targets_file` (Prometheus file_sd style, re-read when it
+changes) and live in the database's `pull_targets` table, which is how several servers on one
+PostgreSQL database share the work: each claims due targets with `FOR UPDATE SKIP LOCKED` and a
+lease, so no agent is polled twice per interval and the targets of a server that died are taken
+over once its lease runs out. An agent that does not answer backs off exponentially (up to
+`pull.max_backoff`) and turns stale; it is never dropped. A target is bound to the device id of
+its first answer: a later answer naming another device is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import requests
+from sqlalchemy import delete, insert, or_, select, update
+
+from agent.config import interval_seconds
+from agent.documents import DocumentError, load_document
+from agent.fleet import tables as t
+from agent.fleet.config import PullTarget
+from agent.fleet.ingest import RefusedReport, parse_report
+from agent.fleet.store import scoped_key
+from agent.fleet.verdict import judge
+from agent.log import log_event
+
+logger = logging.getLogger(__name__)
+
+CLAIM_FACTOR = 2
+"""Targets claimed per round, as a multiple of `pull.concurrency`."""
+
+
+def target_files(path: str) -> list[PullTarget]:
+    """Read a file_sd-style targets file: a list of {targets: [url, …], labels: {token_file: F}}.
+
+    Raise ValueError (one line naming the file) if it is malformed.
+    """
+    try:
+        groups = load_document(Path(path).read_bytes(), f"pull.targets_file {path}") or []
+    except OSError as exc:
+        raise ValueError(f"pull.targets_file {path}: cannot read: {exc.strerror or exc}") from None
+    except DocumentError as exc:
+        raise ValueError(str(exc)) from None
+    if not isinstance(groups, list):
+        raise ValueError(f"pull.targets_file {path}: expected a list of target groups")
+    found = []
+    for number, group in enumerate(groups, 1):
+        if not isinstance(group, dict) or not isinstance(group.get("targets"), list):
+            raise ValueError(f"pull.targets_file {path}: group #{number} has no 'targets' list")
+        labels = group.get("labels") if isinstance(group.get("labels"), dict) else {}
+        found += [PullTarget(url=str(url), token_file=str(labels.get("token_file", ""))) for url in group["targets"]]
+    return found
+
+
+def _endpoint(url: str, path: str) -> str:
+    return url.rstrip("/") + path
+
+
+class Puller:
+    """Polls the due pull targets of one server process."""
+
+    def __init__(self, fleet: Any) -> None:
+        self.fleet = fleet
+        self.owner = secrets.token_hex(8)
+        self._file_stamp: float | None = None
+        self._file_targets: list[PullTarget] = []
+        self._synced: dict[str, PullTarget] | None = None
+        self.session = requests.Session()
+        pull = fleet.config.pull
+        self.session.verify = pull.ca_bundle or True
+        if pull.client_cert:
+            self.session.cert = (pull.client_cert, pull.client_key) if pull.client_key else pull.client_cert
+
+    def targets(self) -> list[PullTarget]:
+        """Return every configured target (the targets file re-read only when it changed)."""
+        pull = self.fleet.config.pull
+        if pull.targets_file:
+            try:
+                stamp = os.stat(pull.targets_file).st_mtime
+                if stamp != self._file_stamp:
+                    self._file_targets, self._file_stamp = target_files(pull.targets_file), stamp
+            except (OSError, ValueError) as exc:
+                log_event(logger, logging.ERROR, "pull.targets_failed", error=str(exc))
+        return list({t.url: t for t in (*pull.targets, *self._file_targets)}.values())
+
+    def sync(self, now: float) -> None:
+        """Make the `pull_targets` table hold exactly the configured targets (a no-op, without
+        touching the database, while the configured set is the one last written)."""
+        wanted = {target.url: target for target in self.targets()}
+        if wanted == self._synced:
+            return
+        p = t.pull_targets
+        with self.fleet.store.write() as connection:
+            known = {row.url: row.token_file for row in connection.execute(select(p.c.url, p.c.token_file))}
+            gone = set(known) - set(wanted)
+            if gone:
+                connection.execute(delete(p).where(p.c.url.in_(gone)))
+            for url, target in wanted.items():
+                if url not in known:
+                    connection.execute(insert(p).values(url=url, token_file=target.token_file, due=now, lease_owner="",
+                                                        lease_until=0.0, failures=0, last_error="", device_id=""))
+                elif known[url] != target.token_file:
+                    connection.execute(update(p).where(p.c.url == url).values(token_file=target.token_file))
+        self._synced = wanted  # only once written: a failed transaction is tried again next round
+
+    def claim(self, now: float) -> list[Any]:
+        """Lease the due targets this server will poll now (skipping rows another server holds)."""
+        pull = self.fleet.config.pull
+        p = t.pull_targets
+        with self.fleet.store.write() as connection:
+            rows = connection.execute(
+                select(p).where(p.c.due <= now, or_(p.c.lease_owner == "", p.c.lease_until < now))
+                .order_by(p.c.due).limit(pull.concurrency * CLAIM_FACTOR).with_for_update(skip_locked=True)).all()
+            if rows:
+                connection.execute(update(p).where(p.c.url.in_([r.url for r in rows]))
+                                   .values(lease_owner=self.owner, lease_until=now + pull.timeout * 3))
+        return rows
+
+    def poll_due(self) -> int:
+        """Sync the targets, claim the due ones and poll them with bounded concurrency; return how many."""
+        if not self.fleet.config.pull.targets and not self.fleet.config.pull.targets_file:
+            return 0
+        now = time.time()
+        self.sync(now)
+        rows = self.claim(now)
+        if rows:
+            with ThreadPoolExecutor(max_workers=self.fleet.config.pull.concurrency) as pool:
+                list(pool.map(self._poll_and_record, rows))
+        return len(rows)
+
+    def _poll_and_record(self, row: Any) -> None:
+        pull = self.fleet.config.pull
+        try:
+            device = self.poll(row)
+            error = ""
+        except (requests.RequestException, RefusedReport, OSError, ValueError) as exc:
+            device, error = row.device_id, " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+        now = time.time()
+        interval = interval_seconds(pull.interval)
+        failures = row.failures + 1 if error else 0
+        delay = min(interval * (2 ** min(failures, 20)), interval_seconds(pull.max_backoff)) if error else interval
+        values: dict[str, Any] = {"due": now + delay, "lease_owner": "", "lease_until": 0.0, "failures": failures,
+                                  "last_error": error, "device_id": device}
+        if not error:
+            values["last_ok"] = now
+        else:
+            log_event(logger, logging.WARNING, "pull.failed", target=row.url, device=row.device_id or None,
+                      error=error, failures=failures, retry_in=round(delay))
+        with self.fleet.store.write() as connection:
+            connection.execute(update(t.pull_targets).where(t.pull_targets.c.url == row.url).values(**values))
+
+    def poll(self, row: Any) -> str:
+        """Fetch one agent's report and inventory, ingest them, return the device id.
+
+        Raise requests.RequestException, RefusedReport or OSError when the agent cannot be used.
+        """
+        pull = self.fleet.config.pull
+        token = Path(row.token_file).read_text(encoding="utf-8").strip() if row.token_file else ""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        document = json.loads(self._get(_endpoint(row.url, "/v1/report"), headers, pull.timeout))
+        if not isinstance(document, dict):
+            raise RefusedReport(422, "report is not a JSON object")
+        document["inventory"] = json.loads(self._get(_endpoint(row.url, "/v1/inventory"), headers, pull.timeout))
+        report_id, inventory, claim = parse_report(json.dumps(document).encode(), row.device_id or None)
+        device = inventory.devices[0].id
+        now = time.time()
+        verdicts = judge(self.fleet.policy, inventory, {device: claim}, datetime.fromtimestamp(now, timezone.utc))
+        result = self.fleet.store.ingest(verdicts, "pull", now, report_id, scoped_key(f"pull:{row.url}", report_id),
+                                         json.dumps(document))
+        if result.replayed:
+            self.fleet.store.touch(device, now)  # the agent answered, with a report already stored
+        return device
+
+    def _get(self, url: str, headers: dict[str, str], timeout: float) -> bytes:
+        limit = self.fleet.config.max_body
+        with self.session.get(url, headers=headers, timeout=timeout, stream=True) as response:
+            response.raise_for_status()
+            body = b""
+            for chunk in response.iter_content(65536):
+                body += chunk
+                if len(body) > limit:
+                    raise RefusedReport(413, f"{url}: answer larger than {limit} bytes")
+        return body

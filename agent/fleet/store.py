@@ -1,0 +1,413 @@
+"""The fleet's database: migrations at start-up, enrollment, ingest with diff, re-checks, retention.
+
+One code path for SQLite (WAL, the embedded default) and PostgreSQL (several stateless servers on
+one database). Every ingest is one transaction that also records the idempotency key, so a report
+is either stored whole with its key or not at all: a `kill -9` mid-ingest loses nothing the agent
+will not resend, and the resend is recognised by its key. Diff on ingest, as Fleet does it: a
+report whose device state hash is unchanged only moves `last_seen`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import Connection, Engine, bindparam, case, create_engine, delete, event, insert, select, text, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from agent.fleet import tables as t
+from agent.fleet.sources import InventorySource
+from agent.fleet.verdict import Claim, DeviceVerdict, Policy, judge
+from agent.inventory.file import inventory_from_dict, inventory_to_dict
+from agent.log import log_event
+from agent.model import Inventory
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+SUPPORTED = ("sqlite:///", "postgresql+psycopg://")
+"""The engines the schema, the migrations and the tests cover."""
+BUSY_TIMEOUT_MS = 30_000
+MIGRATION_LOCK = 0x61707062616E  # "appban": one migrating server at a time on PostgreSQL
+AGENT_SOURCES = ("push", "pull")
+"""Sources whose reports carry an agent's own claim (serial, signer, groups) to check for drift."""
+_STATUS_EVENT = {"exempt": "exempted"}
+
+
+class StoreError(RuntimeError):
+    """The database cannot be opened or migrated; one line naming it (password hidden)."""
+
+
+def scoped_key(device_id: str, key: str) -> str:
+    """The stored idempotency key: per device, so one device's keys can never replay another's."""
+    return hashlib.sha256(f"{device_id}\0{key}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """What one ingest did: the answer stored with its idempotency key, and whether it was a replay."""
+
+    response: dict[str, Any]
+    replayed: bool = False
+
+
+class _Statements:
+    """Ingest's statements, built once with bound parameters: building a SQLAlchemy statement
+    costs several times more than running it on SQLite, and ingest runs a dozen per report."""
+
+    def __init__(self) -> None:
+        d, f, b = t.devices, t.findings, bindparam
+        device, finding = d.c.id == b("b_id"), (f.c.device_id == b("b_id"), f.c.entry == b("b_entry"),
+                                                f.c.app_key == b("b_key"))
+        seen = {"last_seen": b("b_now"), "reports": d.c.reports + 1,
+                # A central re-check has no report: it keeps the last one.
+                "last_report_id": case((b("b_report") == "", d.c.last_report_id), else_=b("b_report"))}
+        self.insert = {table.name: insert(table) for table in t.metadata.sorted_tables}
+        self.touch = (update(d).where(device, d.c.state_hash == b("b_hash"))
+                      .values(last_seen=b("b_now"), reports=d.c.reports + 1, last_report_id=b("b_report")))
+        self.device = select(d.c.state_hash, d.c.groups).where(device)
+        self.seen = update(d).where(device).values(**seen)
+        fields_of_device = {name: b(f"b_{name}") for name in (
+            "hostname", "kind", "os", "groups", "agent_groups", "attributes", "source", "agent_version",
+            "banlist_serial", "banlist_signer", "compliant", "state_hash")}
+        self.device_update = update(d).where(device).values(**seen, **fields_of_device)
+        self.device_rejudged = update(d).where(device).values(**fields_of_device)  # a re-check: not a sighting
+        self.groups_delete = delete(t.device_groups).where(t.device_groups.c.device_id == b("b_id"))
+        self.inventory_update = (update(t.inventories).where(t.inventories.c.device_id == b("b_id"))
+                                 .values(updated=b("b_now"), apps=b("b_apps"), body=b("b_body")))
+        self.findings = select(f.c.entry, f.c.app_key, f.c.status, f.c.resolved_at, f.c.app).where(f.c.device_id == b("b_id"))
+        self.findings_seen = update(f).where(f.c.device_id == b("b_id"), f.c.resolved_at.is_(None)).values(last_seen=b("b_now"))
+        fields = {"status": b("b_status"), "matched_by": b("b_matched_by"), "app": b("b_app")}
+        self.finding_change = update(f).where(*finding).values(**fields)
+        self.finding_reopen = update(f).where(*finding).values(**fields, first_seen=b("b_now"), last_seen=b("b_now"),
+                                                               resolved_at=None)
+        self.finding_resolve = update(f).where(*finding).values(resolved_at=b("b_now"))
+
+
+_SQL = _Statements()
+
+
+def token_hash(token: str) -> str:
+    """The stored form of a device token: its SHA-256 (tokens are random, so no salt is needed)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    """WAL, foreign keys, a busy timeout, and BEGIN IMMEDIATE for writers, so two writers queue
+    instead of failing on a read-to-write upgrade."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None  # transactions are begun below, not by pysqlite
+        cursor = dbapi_connection.cursor()
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", f"busy_timeout={BUSY_TIMEOUT_MS}"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if connection.get_execution_options().get("write") else "BEGIN")
+
+
+class Store:
+    """The fleet database behind one SQLAlchemy engine."""
+
+    def __init__(self, url: str) -> None:
+        """Connect to `url` (sqlite:///… or postgresql+psycopg://…) and migrate it to the newest
+        schema. Raise StoreError if it cannot be reached or migrated."""
+        self.url = url
+        if not url.startswith(SUPPORTED):
+            raise StoreError(f"database {url.split('@')[-1]}: expected an sqlite:/// or postgresql+psycopg:// URL")
+        try:
+            self.engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            raise StoreError(f"database {self.safe_url}: {exc}") from None
+        self.sqlite = self.engine.dialect.name == "sqlite"
+        if self.sqlite:
+            _sqlite_setup(self.engine)
+        try:
+            self.migrate()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database {self.safe_url}: {' '.join(str(exc.orig or exc).split())}") from None
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password hidden, for messages and logs."""
+        try:
+            return self.engine.url.render_as_string(hide_password=True)
+        except AttributeError:
+            return self.url.split("@")[-1]
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction (BEGIN IMMEDIATE on SQLite), committed on leaving, rolled back on error."""
+        with self.engine.connect() as connection:
+            connection.execution_options(write=True)
+            with connection.begin():
+                yield connection
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read transaction: one consistent snapshot for a whole view."""
+        with self.engine.connect() as connection, connection.begin():
+            yield connection
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (a no-op when it is there already)."""
+        config = AlembicConfig()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self.write() as connection:
+            if not self.sqlite:
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    # Settings shared by every server on the database.
+    def setting(self, name: str) -> str | None:
+        with self.read() as connection:
+            return connection.scalar(select(t.settings.c.value).where(t.settings.c.name == name))
+
+    def set_setting(self, name: str, value: str) -> None:
+        with self.write() as connection:
+            connection.execute(delete(t.settings).where(t.settings.c.name == name))
+            connection.execute(insert(t.settings).values(name=name, value=value))
+
+    # Enrollment: the token is returned once and only its hash is kept.
+    def enroll(self, device_id: str, now: float) -> str:
+        """Given a device id, return a new token for it (replacing any earlier one)."""
+        token = secrets.token_urlsafe(32)
+        with self.write() as connection:
+            connection.execute(delete(t.enrollments).where(t.enrollments.c.device_id == device_id))
+            connection.execute(insert(t.enrollments).values(device_id=device_id, token_hash=token_hash(token),
+                                                            enrolled=now))
+        return token
+
+    def device_for_token(self, token: str) -> str | None:
+        """Return the device id a token was issued to, or None for an unknown token."""
+        with self.read() as connection:
+            return connection.scalar(select(t.enrollments.c.device_id)
+                                     .where(t.enrollments.c.token_hash == token_hash(token)))
+
+    # Ingest.
+    def replay(self, key: str) -> tuple[str, dict[str, Any]] | None:
+        """Return (device id, stored answer) for an idempotency key already ingested, else None."""
+        with self.read() as connection:
+            row = connection.execute(select(t.idempotency_keys.c.device_id, t.idempotency_keys.c.response)
+                                     .where(t.idempotency_keys.c.key == key)).first()
+        return (row.device_id, json.loads(row.response)) if row else None
+
+    def unchanged(self, device_id: str, state_hash: str, key: str, now: float, report_id: str) -> Ingested | None:
+        """The fast path of a push, two statements in one transaction: when the device's state
+        hash is `state_hash`, mark it seen and record the key, answering "nothing changed" (or,
+        for a key seen before, the first answer). Return None when the report must be judged and
+        ingested (a replay of an older report then gets its first answer from `ingest`)."""
+        response = {"report": report_id, "devices": 1, "changed": 0}
+        try:
+            with self.write() as connection:
+                touched = connection.execute(_SQL.touch, {"b_id": device_id, "b_hash": state_hash, "b_now": now,
+                                                          "b_report": report_id}).rowcount
+                if not touched:
+                    return None
+                connection.execute(_SQL.insert[t.idempotency_keys.name], {"key": key, "device_id": device_id, "received": now,
+                                          "response": json.dumps(response)})
+        except IntegrityError:  # a key seen before: the update is rolled back with it
+            replayed = self.replay(key)
+            if replayed is None:
+                raise
+            return Ingested(replayed[1], replayed=True)
+        return Ingested(response)
+
+    def ingest(self, verdicts: Sequence[DeviceVerdict], source: str, now: float, report_id: str = "",
+               key: str = "", body: str | None = None) -> Ingested:
+        """Store the verdicts of one report (or one imported file) in one transaction.
+
+        With `key`, the key is recorded in the same transaction, and a key seen before returns the
+        first answer unchanged (`replayed`). `body`, the raw document, is kept in `reports` when
+        the report changed something. Raise SQLAlchemyError if the database fails (nothing is kept).
+        """
+        device = verdicts[0].device.id if verdicts else ""
+        try:
+            with self.write() as connection:
+                changed = sum(self._apply(connection, v, source, now, report_id) for v in verdicts)
+                response = {"report": report_id, "devices": len(verdicts), "changed": changed}
+                if key:
+                    connection.execute(insert(t.idempotency_keys).values(
+                        key=key, device_id=device, received=now, response=json.dumps(response)))
+                if body is not None and changed and report_id:
+                    connection.execute(insert(t.reports).values(id=report_id, device_id=device, received=now,
+                                                                body=body))
+        except IntegrityError:
+            replayed = self.replay(key) if key else None
+            if replayed is None:
+                raise
+            return Ingested(replayed[1], replayed=True)
+        return Ingested(response)
+
+    def ingest_source(self, source: InventorySource, policy: Policy, now: float) -> int:
+        """Ingest every inventory a source yields (an imported file, an MDM connector's pull);
+        return the number of devices stored. Raise what the source raises for unusable input."""
+        count = 0
+        for inventory in source.inventories():
+            verdicts = judge(policy, inventory, {}, _utc(now))
+            for batch in _batches(verdicts, 500):
+                self.ingest(batch, source.name, now)
+            count += len(verdicts)
+        return count
+
+    def touch(self, device_id: str, now: float) -> None:
+        """Mark a device seen (a pulled agent answered with a report already stored)."""
+        with self.write() as connection:
+            connection.execute(update(t.devices).where(t.devices.c.id == device_id).values(last_seen=now))
+
+    def _apply(self, connection: Connection, verdict: DeviceVerdict, source: str, now: float, report_id: str,
+               observed: bool = True) -> bool:
+        """Store one device's verdict; return False when its state hash was unchanged (then only
+        the sighting is recorded). `observed` False — a central re-check, not a report — leaves
+        when the device and its findings were last seen alone, so a silent device stays stale."""
+        device = verdict.device
+        previous = connection.execute(_SQL.device, {"b_id": device.id}).first()
+        seen = {"b_id": device.id, "b_now": now, "b_report": report_id}
+        if previous is not None and previous.state_hash == verdict.state_hash:
+            if observed:
+                connection.execute(_SQL.seen, seen)
+            return False
+        claim = verdict.claim
+        values = {
+            "hostname": device.hostname, "kind": device.kind, "os": device.os,
+            "groups": json.dumps(list(device.groups)), "agent_groups": json.dumps(list(verdict.agent_groups)),
+            "attributes": json.dumps(dict(device.attributes)), "source": source,
+            "agent_version": claim.agent_version if claim else "",
+            "banlist_serial": claim.serial if claim else None, "banlist_signer": claim.signer if claim else "",
+            "compliant": verdict.compliant, "state_hash": verdict.state_hash,
+        }
+        if previous is None:
+            connection.execute(_SQL.insert[t.devices.name], {"id": device.id, "first_seen": now, "last_seen": now,
+                                                              "reports": 1, "last_report_id": report_id, **values})
+        else:
+            connection.execute(_SQL.device_update if observed else _SQL.device_rejudged,
+                               {**seen, **{f"b_{k}": v for k, v in values.items()}})
+        if previous is None or previous.groups != values["groups"]:
+            connection.execute(_SQL.groups_delete, {"b_id": device.id})
+            if device.groups:
+                connection.execute(_SQL.insert[t.device_groups.name],
+                                   [{"device_id": device.id, "group_name": g} for g in dict.fromkeys(device.groups)])
+        self._store_inventory(connection, verdict, now, previous is None)
+        self._diff_findings(connection, verdict, now, report_id, observed)
+        return True
+
+    def _store_inventory(self, connection: Connection, verdict: DeviceVerdict, now: float, new: bool) -> None:
+        # Kept with the agent's own groups: a re-check assigns central groups again from the rules.
+        own = Inventory(devices=(replace(verdict.device, groups=verdict.agent_groups),), apps=verdict.apps)
+        body = json.dumps(inventory_to_dict(own), ensure_ascii=False, separators=(",", ":"))
+        if new:
+            connection.execute(_SQL.insert[t.inventories.name], {"device_id": verdict.device.id, "updated": now,
+                                                                  "apps": len(verdict.apps), "body": body})
+        else:
+            connection.execute(_SQL.inventory_update, {"b_id": verdict.device.id, "b_now": now,
+                                                       "b_apps": len(verdict.apps), "b_body": body})
+
+    def _diff_findings(self, connection: Connection, verdict: DeviceVerdict, now: float, report_id: str,
+                       observed: bool) -> None:
+        """Turn the device's findings into the verdict's, recording one event per change."""
+        device_id = verdict.device.id
+        current = {(r.entry, r.app_key): r for r in connection.execute(_SQL.findings, {"b_id": device_id})}
+        events: list[dict[str, Any]] = []
+
+        def record(entry: str, key: str, name: str, status: str, what: str) -> None:
+            events.append({"device_id": device_id, "entry": entry, "app_key": key, "event": what, "status": status,
+                           "app_name": name, "at": now, "report_id": report_id})
+
+        if observed:
+            connection.execute(_SQL.findings_seen, {"b_id": device_id, "b_now": now})
+        wanted = {(n.entry, n.key): n for n in verdict.findings}
+        for (entry, key), new in wanted.items():
+            name = _app_name(new.app)
+            old = current.get((entry, key))
+            fields = {"status": new.status, "matched_by": new.matched_by, "app": json.dumps(dict(new.app))}
+            where = {"b_id": device_id, "b_entry": entry, "b_key": key, "b_now": now,
+                     **{f"b_{k}": v for k, v in fields.items()}}
+            if old is None:
+                connection.execute(_SQL.insert[t.findings.name], {
+                    "device_id": device_id, "entry": entry, "app_key": key, "first_seen": now, "last_seen": now,
+                    "resolved_at": None, **fields})
+                record(entry, key, name, new.status, "appeared")
+            elif old.resolved_at is not None:
+                connection.execute(_SQL.finding_reopen, where)
+                record(entry, key, name, new.status, "appeared")
+            elif old.status != new.status:
+                connection.execute(_SQL.finding_change, where)
+                record(entry, key, name, new.status, _STATUS_EVENT.get(new.status, new.status))
+            elif old.app != fields["app"]:  # the same finding, its app upgraded (or drift's values moved)
+                connection.execute(_SQL.finding_change, where)
+        for (entry, key), old in current.items():
+            if (entry, key) not in wanted and old.resolved_at is None:
+                connection.execute(_SQL.finding_resolve, {"b_id": device_id, "b_entry": entry, "b_key": key,
+                                                          "b_now": now})
+                record(entry, key, _app_name(json.loads(old.app)), old.status, "resolved")
+        if events:
+            connection.execute(_SQL.insert[t.finding_events.name], events)
+
+    # Policy changes and retention.
+    def recheck(self, policy: Policy, now: float) -> int:
+        """Re-judge every stored inventory under `policy` (the list or the rules changed); return
+        how many devices changed."""
+        with self.read() as connection:
+            ids = list(connection.scalars(select(t.devices.c.id).order_by(t.devices.c.id)))
+        changed = 0
+        for batch in _batches(ids, 200):
+            with self.write() as connection:
+                rows = connection.execute(
+                    select(t.devices, t.inventories.c.body).join(t.inventories, t.inventories.c.device_id == t.devices.c.id)
+                    .where(t.devices.c.id.in_(batch))).all()
+                for row in rows:
+                    inventory = inventory_from_dict(json.loads(row.body), f"stored inventory of {row.id}")
+                    claims = {row.id: _claim(row)} if row.source in AGENT_SOURCES else {}
+                    for verdict in judge(policy, inventory, claims, _utc(now)):
+                        changed += self._apply(connection, verdict, row.source, now, "", observed=False)
+        log_event(logger, logging.INFO, "fleet.rechecked", devices=len(ids), changed=changed,
+                  serial=policy.banlist.serial)
+        return changed
+
+    def prune(self, retention: float, now: float) -> int:
+        """Delete raw reports, idempotency keys, events and resolved findings older than
+        `retention` seconds (devices are never dropped: a silent one stays, stale); return rows deleted."""
+        cutoff = now - retention
+        deleted = 0
+        with self.write() as connection:
+            for statement in (delete(t.reports).where(t.reports.c.received < cutoff),
+                              delete(t.idempotency_keys).where(t.idempotency_keys.c.received < cutoff),
+                              delete(t.finding_events).where(t.finding_events.c.at < cutoff),
+                              delete(t.findings).where(t.findings.c.resolved_at < cutoff)):
+                deleted += connection.execute(statement).rowcount or 0
+        return deleted
+
+
+def _app_name(app: Any) -> str:
+    return str(app.get("name") or app.get("id") or "")
+
+
+def _claim(row: Any) -> Claim:
+    """Rebuild an agent's last claim from its device row (for re-checks)."""
+    return Claim(report_id=row.last_report_id, agent_version=row.agent_version, serial=row.banlist_serial,
+                 signer=row.banlist_signer, groups=tuple(json.loads(row.agent_groups)))
+
+
+def _utc(now: float) -> datetime:
+    return datetime.fromtimestamp(now, timezone.utc)
+
+
+def _batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

@@ -1,0 +1,53 @@
+"""Two `appban fleet serve` processes on one real PostgreSQL database (the test cluster of
+tests/postgres.py), as behind a load balancer: a real agent pushes to one, the other shows it, a
+web session made on one is accepted by the other, and both share one pull target."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import create_engine, text
+
+from tests.banlist_servers import free_port
+from tests.fleet_support import ADMIN_TOKEN, FleetServer, cli, fleet_agent, write_fleet_config
+from tests.service_support import Daemon, wait_until, write_config
+
+pytestmark = pytest.mark.slow
+
+
+def test_two_servers_share_one_database(tmp_path: Path, pg_database: str) -> None:
+    pulled_dir = tmp_path / "pulled"
+    pulled_dir.mkdir()
+    port = free_port()
+    pulled = Daemon(write_config(pulled_dir, device={"id": "pulled-1", "groups": ["staff"]},
+                                 server={"listen": f"127.0.0.1:{port}", "token_file": str(pulled_dir / "token")}))
+    pull = {"targets": [{"url": f"http://127.0.0.1:{port}", "token_file": str(pulled_dir / "token")}],
+            "interval": "1s", "timeout": 2.0}
+    first = write_fleet_config(tmp_path / "one", database=pg_database, pull=pull)
+    second = write_fleet_config(tmp_path / "two", database=pg_database, pull=pull)
+    one, two = FleetServer(first), FleetServer(second)
+    agent = fleet_agent(tmp_path / "agent", one, "minister-9", ["staff"], tmp_path / "one" / "enroll-secret")
+    try:
+        wait_until(lambda: {d["id"] for d in two.api("devices")["devices"]} == {"minister-9", "pulled-1"}, timeout=90)
+        status = json.loads(cli("fleet", "status", "--config", str(second), "--format", "json").stdout)
+        assert status["devices"]["total"] == 2
+        assert {e["entry"]: e["violation"] for e in status["entries"]}["tiktok"] == 2
+        session = requests.Session()
+        assert session.post(f"{one.url}/login", data={"token": ADMIN_TOKEN}, timeout=10).status_code == 200
+        cookies = session.cookies.get_dict()
+        page = requests.get(f"{two.url}/", cookies=cookies, timeout=10)
+        assert page.status_code == 200 and "Fleet overview" in page.text
+        engine = create_engine(pg_database)
+        with engine.connect() as connection:
+            targets = connection.execute(text("SELECT url, device_id, failures FROM pull_targets")).all()
+            version = connection.scalar(text("SELECT version_num FROM alembic_version"))
+        engine.dispose()
+        assert [(t.device_id, t.failures) for t in targets] == [("pulled-1", 0)] and version == "0001"
+    finally:
+        agent.stop()
+        pulled.stop()
+        one.stop()
+        two.stop()
