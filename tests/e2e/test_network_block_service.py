@@ -87,6 +87,8 @@ def test_the_service_keeps_the_block_and_takes_it_back_when_blocking_is_turned_o
         config.write_text(yaml.safe_dump(document))
         daemon.signal(signal.SIGHUP)
         wait_until(lambda: hosts.read_text() == HOSTS, timeout=60)
+        # The audit line follows the write: wait for it rather than race the service to it.
+        wait_until(lambda: len([e for e in audit(tmp_path) if e.get("action") == "network-block"]) == 2, timeout=60)
     finally:
         daemon.stop()
     events = [e["event"] for e in audit(tmp_path) if e.get("action") == "network-block"]
