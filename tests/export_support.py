@@ -1,10 +1,17 @@
 """Ban lists for the export tests: the Québec National Assembly case (staff bound, deputies only
-advised) with names, hashes, package and bundle ids and domains, and a helper to select from it."""
+advised) with names, hashes, package and bundle ids and domains, a helper to select from it, and
+a DNS client (dnspython) for the resolvers the tests start on a loopback port."""
 
 from __future__ import annotations
 
+import socket
+import time
 from datetime import datetime, timezone
 
+import dns.exception
+import dns.message
+import dns.query
+import dns.rdatatype
 import yaml
 
 from agent.banlist.parse import parse_banlist
@@ -50,3 +57,35 @@ def with_exceptions(*exceptions: dict) -> BanList:
 def chosen(banlist: BanList, *groups: str, device: str = "", only_block: bool = False,
            enforce: bool = False) -> Selection:
     return select(banlist, groups, NOW, PROVENANCE, device=device, only_block=only_block, enforce=enforce)
+
+
+def free_dns_port() -> int:
+    """Return a port free for both UDP and TCP on 127.0.0.1 a moment ago."""
+    for _ in range(50):
+        with socket.socket() as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port")
+
+
+def ask(port: int, name: str, deadline: float = 30.0) -> dns.message.Message:
+    """Query A for `name`, retrying while the resolver starts (generous deadline for loaded CI)."""
+    query = dns.message.make_query(name, dns.rdatatype.A)
+    stop = time.monotonic() + deadline
+    while True:
+        try:
+            return dns.query.udp(query, "127.0.0.1", port=port, timeout=2)
+        except (dns.exception.Timeout, ConnectionRefusedError, OSError):
+            if time.monotonic() > stop:
+                raise
+            time.sleep(0.2)
+
+
+def addresses(answer: dns.message.Message) -> list[str]:
+    return sorted(r.address for rrset in answer.answer if rrset.rdtype == dns.rdatatype.A for r in rrset)

@@ -203,7 +203,7 @@ def keep_network_block(
         log_event(logger, logging.WARNING, "network.refused", path=change.path, reason=change.refused)
         return change
     try:
-        _apply(change, path, runner, cfg.network_reload, existed=current is not None)
+        _apply(change, path, runner, cfg.network_reload, current)
     except (OSError, CommandError) as exc:
         _failed(audit, change.path, exc)
         return change
@@ -212,15 +212,26 @@ def keep_network_block(
     return change
 
 
-def _apply(change: NetworkChange, path: Path, runner: Runner, reload: tuple[str, ...], existed: bool) -> None:
-    if change.text is None:
-        if existed:
-            os.unlink(path)
-    else:
-        mode = path.stat().st_mode & 0o777 if existed else 0o644
-        write_atomic(path, change.text.encode("utf-8"), mode, parents=True)
-    if reload:
+def _apply(change: NetworkChange, path: Path, runner: Runner, reload: tuple[str, ...], previous: str | None) -> None:
+    """Write (or remove) the file, then run the reload command; if the reload fails, put the
+    previous file back first, so the resolver's next start reads what it last loaded."""
+    _replace(path, change.text, previous)
+    if not reload:
+        return
+    try:
         runner.run(reload[0], list(reload[1:]), timeout=RELOAD_TIMEOUT)
+    except CommandError:
+        _replace(path, previous, change.text)
+        raise
+
+
+def _replace(path: Path, text: str | None, before: str | None) -> None:
+    if text is None:
+        if before is not None:
+            os.unlink(path)
+        return
+    mode = path.stat().st_mode & 0o777 if before is not None else 0o644
+    write_atomic(path, text.encode("utf-8"), mode, parents=True)
 
 
 def _failed(audit: AuditLog, path: str, exc: Exception) -> None:

@@ -7,7 +7,8 @@ this tuple is the one registry the command line and the docs list.
 from __future__ import annotations
 
 from agent.export import (
-    adguard, amapi, applocker, dnsmasq, fapolicyd, hosts, intune, mobileconfig, rpz, santa, unbound,
+    adguard, amapi, applocker, dnsmasq, dnsmasq_nftset, fapolicyd, hosts, intune, mobileconfig, nftables, rpz,
+    santa, unbound,
 )
 from agent.export.common import Renderer
 
@@ -24,6 +25,8 @@ EXPORTERS: tuple[tuple[str, Renderer], ...] = (
     (unbound.KIND, unbound.render),
     (rpz.KIND, rpz.render),
     (adguard.KIND, adguard.render),
+    (nftables.KIND, nftables.render),
+    (dnsmasq_nftset.KIND, dnsmasq_nftset.render),
 )
 KINDS: tuple[str, ...] = tuple(kind for kind, _ in EXPORTERS)
 

@@ -4,12 +4,13 @@ and the signer of a list fetched from real nginx over HTTPS named in the header.
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import yaml
 
 from agent.banlist.signature import generate_keypair
-from tests.banlist_fixtures import nginx, pki, site  # noqa: F401 - fixtures
+from tests.banlist_fixtures import nginx, pki, site  # noqa: F401 - fixtures used by name
 from tests.banlist_servers import Pki, Site
 from tests.conftest import require_tool, run_cli
 from tests.export_support import QUEBEC
@@ -69,3 +70,17 @@ def test_a_fetched_signed_list_is_exported_with_its_signer(tmp_path: Path, pki: 
     assert done.returncode == 0, done.stderr
     assert f"; Ban list serial 42, signed by key {public.key_id_hex}, from {site.url()}" in done.stdout
     assert "tiktokv.com CNAME ." in done.stdout
+
+
+def test_the_header_command_reproduces_the_export_even_with_odd_group_names(tmp_path: Path) -> None:
+    listing = quebec_file(tmp_path)
+    document = yaml.safe_load(listing.read_text())
+    document["entries"][0]["applies_to"] = ["staff; rm -rf /"]
+    listing.write_text(yaml.safe_dump(document, allow_unicode=True))
+    first = run_cli("policy", "export", "--to", "adguard", "--group", "staff; rm -rf /", "--banlist", str(listing))
+    assert first.returncode == 0, first.stderr
+    command = next(line for line in first.stdout.splitlines() if line.startswith("! Command: "))
+    assert "--group 'staff; rm -rf /'" in command
+    again = run_cli(*shlex.split(command[len("! Command: "):])[1:])
+    assert again.returncode == 0 and [l for l in again.stdout.splitlines() if not l.startswith("! Scope")] == \
+        [l for l in first.stdout.splitlines() if not l.startswith("! Scope")]

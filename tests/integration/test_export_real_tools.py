@@ -1,6 +1,7 @@
-"""Exports read by the engines' own parsers: unbound-checkconf, dnsmasq --test, named-checkzone and
-fapolicyd's rule loader; and real resolvers (unbound, dnsmasq) started on a loopback port with the
-generated config, asked over DNS (dnspython) for a banned and an unbanned name.
+"""Exports read by the engines' own parsers: unbound-checkconf, dnsmasq --test, named-checkzone,
+nft -c and fapolicyd's rule loader; real resolvers (unbound, dnsmasq) started on a loopback port
+with the generated config, asked over DNS (dnspython) for a banned and an unbanned name; and, in a
+network namespace of its own, dnsmasq filling the nftables table's set as it resolves a name.
 
 Nothing here touches the machine's own resolver or /etc/fapolicyd: resolvers get their own config
 in a temp dir and a free 127.0.0.1 port; fapolicyd runs in a private mount namespace where a temp
@@ -10,21 +11,18 @@ dir is bind-mounted over /etc/fapolicyd, /var/lib/fapolicyd and /run, watching n
 from __future__ import annotations
 
 import os
-import socket
+import re
 import subprocess
-import time
+import sys
 from pathlib import Path
 from typing import Iterator
 
-import dns.message
-import dns.query
 import dns.rcode
-import dns.rdatatype
 import pytest
 
 from agent.export import renderer
-from tests.conftest import require_tool
-from tests.export_support import chosen, quebec, with_exceptions
+from tests.conftest import REPO, require_tool
+from tests.export_support import addresses, ask, chosen, free_dns_port, quebec, with_exceptions
 
 TIMEOUT = 60
 UNBANNED = "www.wikipedia.org"
@@ -37,38 +35,6 @@ def export(kind: str, *groups: str, banlist=None) -> str:
 
 def checked(argv: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL, check=False)
-
-
-def free_dns_port() -> int:
-    """Return a port free for both UDP and TCP on 127.0.0.1 a moment ago."""
-    for _ in range(50):
-        with socket.socket() as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
-
-
-def ask(port: int, name: str, deadline: float = 30.0) -> dns.message.Message:
-    """Query A for `name`, retrying while the resolver starts (generous deadline for loaded CI)."""
-    query = dns.message.make_query(name, dns.rdatatype.A)
-    stop = time.monotonic() + deadline
-    while True:
-        try:
-            return dns.query.udp(query, "127.0.0.1", port=port, timeout=2)
-        except (dns.exception.Timeout, ConnectionRefusedError, OSError):
-            if time.monotonic() > stop:
-                raise
-            time.sleep(0.2)
-
-
-def addresses(answer: dns.message.Message) -> list[str]:
-    return sorted(r.address for rrset in answer.answer if rrset.rdtype == dns.rdatatype.A for r in rrset)
 
 
 @pytest.fixture
@@ -206,3 +172,38 @@ def test_fapolicyd_loads_the_exported_rules(tmp_path: Path) -> None:
     assert f"Loaded {count + 1} rules" in loaded.stderr, loaded.stderr
     broken = fapolicyd_load(tmp_path / "bad", text + "deny_audit perm=execute all : sha256hash\n")
     assert "Loaded" not in broken.stderr and broken.returncode != 0, broken.stderr
+
+
+@pytest.mark.parametrize("groups", [("staff",), ("deputies",)])
+def test_nft_checks_the_table(tmp_path: Path, groups: tuple[str, ...]) -> None:
+    nft = require_tool("nft")
+    table = tmp_path / "appban.nft"
+    table.write_text(export("nftables", *groups))
+    done = checked([nft, "-c", "-f", str(table)])
+    assert done.returncode == 0, done.stdout + done.stderr
+    table.write_text(export("nftables", *groups) + "table inet appban { chain x { drop everything } }\n")
+    assert checked([nft, "-c", "-f", str(table)]).returncode != 0, "the check can fail"
+
+
+def test_dnsmasq_fills_the_nftables_set_as_it_resolves_a_banned_name(tmp_path: Path) -> None:
+    """In a network namespace of its own (nothing of the machine's firewall is touched): the
+    exported table loaded by nft, an upstream dnsmasq answering for the name, and the exported
+    nftset conf in the dnsmasq in front; after one query the address is in the set."""
+    nft, dnsmasq, ip = require_tool("nft"), require_tool("dnsmasq"), require_tool("ip")
+    if os.geteuid() != 0:
+        pytest.skip("a network namespace needs root")
+    (tmp_path / "appban.nft").write_text(export("nftables", "staff"))
+    (tmp_path / "nftset.conf").write_text(export("dnsmasq-nftset", "staff"))
+    common = "--keep-in-foreground --listen-address=127.0.0.1 --bind-interfaces --no-resolv --no-hosts --pid-file --user=root"
+    script = f"""
+{ip} link set lo up && {nft} -f {tmp_path}/appban.nft || exit 3
+{dnsmasq} {common} --port=5400 --address=/tiktokv.com/192.0.2.44 & upstream=$!
+{dnsmasq} {common} --port=5399 --server=127.0.0.1#5400 --conf-file={tmp_path}/nftset.conf & front=$!
+{sys.executable} -c "import sys; sys.path.insert(0, {str(REPO)!r}); from tests.export_support import ask, addresses; print(addresses(ask(5399, 'api.tiktokv.com')))"
+{nft} list set inet appban banned4
+kill $front $upstream
+"""
+    done = subprocess.run(["unshare", "-n", "sh", "-c", script], capture_output=True, text=True, timeout=TIMEOUT,
+                          stdin=subprocess.DEVNULL, check=False)
+    assert "['192.0.2.44']" in done.stdout, done.stdout + done.stderr
+    assert re.search(r"elements = \{ 192\.0\.2\.44 ", done.stdout), done.stdout

@@ -3,6 +3,7 @@ of the whole format (which the bundled list must satisfy)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import date, datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from agent.banlist.parse import BanListError, parse_banlist
 from agent.banlist.source import bundled_bytes
 from agent.domains import normalise_domain
+from agent.model import BanException, BanList, Entry, Match
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs/schemas/banlist-v1.schema.json").read_text())
 
@@ -110,3 +112,12 @@ def test_json_schema_refuses_what_the_parser_refuses(bad: str) -> None:
                 "entries": [{"id": "t", "name": "T", "match": {"domains": [bad]}}]}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(document, SCHEMA)
+
+
+def test_json_schema_names_exactly_the_fields_the_parser_reads() -> None:
+    """The schema documents the format: a field added to the model (or removed) must be added to
+    (or removed from) docs/schemas/banlist-v1.schema.json in the same change."""
+    defs = SCHEMA["$defs"]
+    for cls, properties in ((BanList, SCHEMA["properties"]), (Entry, defs["entry"]["properties"]),
+                            (Match, defs["match"]["properties"]), (BanException, defs["exception"]["properties"])):
+        assert set(properties) == {f.name for f in dataclasses.fields(cls) if f.init}, cls.__name__

@@ -21,7 +21,8 @@ BLOCKED_MARK = {
     "fapolicyd": DIGEST, "santa": DIGEST, "applocker": DIGEST.upper(), "amapi": "com.zhiliaoapp.musically",
     "intune-android": "com.zhiliaoapp.musically", "intune-ios": "com.ss.iphone.ugc.Ame",
     "ios-mobileconfig": "com.ss.iphone.ugc.Ame", "hosts": "tiktokv.com", "dnsmasq": "tiktokv.com",
-    "unbound": "tiktokv.com", "rpz": "tiktokv.com", "adguard": "tiktokv.com",
+    "unbound": "tiktokv.com", "rpz": "tiktokv.com", "adguard": "tiktokv.com", "nftables": "@banned4",
+    "dnsmasq-nftset": "tiktokv.com",
 }
 JSON_KINDS = {"santa", "amapi", "intune-ios", "intune-android"}
 
@@ -176,6 +177,7 @@ def test_dns_formats_write_exact_and_subtree_names_as_each_engine_spells_them() 
                                    '    local-zone: "tiktok.com." always_nxdomain',
                                    '    local-zone: "tiktokv.com." always_nxdomain']
     assert body("adguard") == ["|log.byteoversea.com^", "||tiktok.com^", "||tiktokv.com^"]
+    assert body("dnsmasq-nftset")[0] == "nftset=/log.byteoversea.com/4#inet#appban#banned4,6#inet#appban#banned6"
     assert [l for l in body("rpz") if "CNAME" in l] == [
         "log.byteoversea.com CNAME .", "tiktok.com CNAME .", "*.tiktok.com CNAME .", "tiktokv.com CNAME .",
         "*.tiktokv.com CNAME ."]
