@@ -38,7 +38,7 @@ from agent.fleet.store import Ingested, Store, scoped_key
 from agent.fleet.tables import ID
 from agent.fleet.verdict import Policy, judge
 from agent.log import log_event
-from agent.report.render import printable
+from agent.printable import printable
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import csv
 import io
 from typing import Any, Callable
 
-from agent.report.render import printable
+from agent.printable import printable
 
 Rows = tuple[list[str], list[list[Any]]]
 
