@@ -9,7 +9,7 @@ then the installed files as `F:` (folder, relative to /) followed by its `R:` (f
 from __future__ import annotations
 
 from agent.inventory.base import Collected, Context, read_text_database
-from agent.inventory.reading import DATABASE_LIMIT, read_text
+from agent.inventory.reading import DATABASE_LIMIT, exists, read_text
 from agent.model import App
 
 INSTALLED = "/lib/apk/db/installed"
@@ -54,7 +54,7 @@ def package_files(text: str, package: str) -> list[str]:
 
 def app_files(ctx: Context, app: App) -> list[str]:
     """Given an apk App, return the paths its package installed."""
-    return package_files(read_text(ctx.path(INSTALLED), DATABASE_LIMIT), app.id)
+    return package_files(read_text(ctx.path(INSTALLED), DATABASE_LIMIT, root=ctx.root), app.id)
 
 
 class ApkCollector:
@@ -64,7 +64,7 @@ class ApkCollector:
     live_only = False
 
     def unavailable(self, ctx: Context) -> str | None:
-        return None if ctx.path(INSTALLED).exists() else f"no apk database at {ctx.path(INSTALLED)}"
+        return None if exists(ctx.path(INSTALLED), root=ctx.root) else f"no apk database at {ctx.path(INSTALLED)}"
 
     def collect(self, ctx: Context) -> Collected:
-        return read_text_database(self.name, ctx.path(INSTALLED), parse_installed)
+        return read_text_database(self.name, ctx.path(INSTALLED), parse_installed, ctx.root)

@@ -13,13 +13,13 @@ the convention appimagetool follows).
 from __future__ import annotations
 
 import logging
-import os
 import re
+import stat
 import struct
 from pathlib import Path
 
 from agent.inventory.base import Collected, Context, home_dirs, record_error
-from agent.inventory.reading import read_head
+from agent.inventory.reading import exists, folder_entries, host_path, read_head
 from agent.inventory.desktop import parse_desktop_entry
 from agent.log import log_event
 from agent.model import App, CollectorError
@@ -67,9 +67,10 @@ def embedded_entry(ctx: Context, path: Path, offset: int) -> dict[str, str]:
     if offset <= 0 or ctx.runner.which("unsquashfs") is None:
         return {}
     try:
-        result = ctx.runner.run("unsquashfs", ["-o", str(offset), "-cat", str(path), "*.desktop"],
+        found = host_path(path, root=ctx.root)  # unsquashfs opens it by name: links resolved inside the root first
+        result = ctx.runner.run("unsquashfs", ["-o", str(offset), "-cat", str(found), "*.desktop"],
                                 timeout=UNSQUASHFS_TIMEOUT)
-    except CommandError as exc:
+    except (CommandError, OSError) as exc:
         log_event(logger, logging.INFO, "appimage.desktop_unreadable", path=str(path), error=str(exc))
         return {}
     return parse_desktop_entry(result.stdout)
@@ -83,34 +84,31 @@ def name_version(filename: str) -> tuple[str, str]:
     return (found["name"], found["version"]) if found else (stem, "")
 
 
-def _candidates(folder: Path, depth: int, errors: list[CollectorError]) -> list[Path]:
+def _candidates(root: Path, folder: Path, depth: int, errors: list[CollectorError]) -> list[Path]:
     """Return the files under `folder`, `depth` levels deep, that may be AppImages: executable,
     or named *.AppImage (a fresh download is often not executable yet). Links into other folders
     are not followed (an AppImage is a file; a symlink to one is found at its target). A folder
     that cannot be listed is one error in `errors`; its siblings are still searched."""
     files: list[Path] = []
     try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        entries = folder_entries(folder, root=root)
     except (FileNotFoundError, NotADirectoryError):
         return files
     except OSError as exc:
         errors.append(CollectorError("appimage", f"{folder}: {exc.strerror or exc}"))
         return files
-    for entry in entries:
-        try:
-            if entry.is_file(follow_symlinks=False):
-                if entry.name.lower().endswith(".appimage") or entry.stat(follow_symlinks=False).st_mode & 0o111:
-                    files.append(Path(entry.path))
-            elif depth > 1 and entry.is_dir(follow_symlinks=False) and entry.name not in _SKIP_DIRS:
-                files.extend(_candidates(Path(entry.path), depth - 1, errors))
-        except FileNotFoundError:  # removed while the folder was read
-            continue
+    for name, info in entries:
+        if stat.S_ISREG(info.st_mode):
+            if name.lower().endswith(".appimage") or info.st_mode & 0o111:
+                files.append(folder / name)
+        elif depth > 1 and stat.S_ISDIR(info.st_mode) and name not in _SKIP_DIRS:
+            files.extend(_candidates(root, folder / name, depth - 1, errors))
     return files
 
 
 def appimage_app(ctx: Context, path: Path, user: str) -> App | None:
     """Return the App of `path` if it is an AppImage, else None. Raise OSError if unreadable."""
-    head = read_head(path, HEADER_SIZE)
+    head = read_head(path, HEADER_SIZE, root=ctx.root)
     kind = appimage_type(head)
     if not kind:
         return None
@@ -138,7 +136,7 @@ class AppImageCollector:
         result = Collected()
         seen: set[Path] = set()
         for folder, depth, user in _folders(ctx):
-            for path in _candidates(folder, depth, result.errors):
+            for path in _candidates(ctx.root, folder, depth, result.errors):
                 if path in seen:
                     continue
                 seen.add(path)
@@ -156,4 +154,4 @@ def _folders(ctx: Context) -> list[tuple[Path, int, str]]:
     """Return (folder, depth, user) of every folder searched that exists under the root."""
     folders = [(ctx.path(d), depth, "") for d, depth in SYSTEM_DIRS]
     folders += [(home / d, depth, user) for user, home in home_dirs(ctx) for d, depth in USER_DIRS]
-    return [(folder, depth, user) for folder, depth, user in folders if folder.is_dir()]
+    return [(folder, depth, user) for folder, depth, user in folders if exists(folder, root=ctx.root, folder=True)]

@@ -7,13 +7,13 @@ plain records for the pure matcher.
 
 from __future__ import annotations
 
-import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
 from agent.config import Config
-from agent.inventory.reading import DATABASE_LIMIT, read_text
+from agent.inventory.reading import DATABASE_LIMIT, exists, folder_entries, read_text
 from agent.model import App, CollectorError, Device
 from agent.runner import Runner
 
@@ -64,26 +64,25 @@ def home_dirs(ctx: Context) -> list[tuple[str, Path]]:
     names are known by their folders, and per-user installs must be found for users who are not
     logged on.
     """
-    homes = []
     base = ctx.path("/home")
-    if base.is_dir():
-        for entry in sorted(os.scandir(base), key=lambda e: e.name):
-            if entry.is_dir(follow_symlinks=False):
-                homes.append((entry.name, Path(entry.path)))
-    root_home = ctx.path("/root")
-    if root_home.is_dir():
-        homes.append(("root", root_home))
+    try:
+        entries = folder_entries(base, root=ctx.root)
+    except (FileNotFoundError, NotADirectoryError):
+        entries = []
+    homes = [(name, base / name) for name, info in entries if stat.S_ISDIR(info.st_mode)]
+    if exists(ctx.path("/root"), root=ctx.root, folder=True):
+        homes.append(("root", ctx.path("/root")))
     return homes
 
 
-def read_text_database(collector: str, path: Path, parse: Callable[[str], list[App]]) -> Collected:
+def read_text_database(collector: str, path: Path, parse: Callable[[str], list[App]], root: Path = Path("/")) -> Collected:
     """Given a text database its tool always ends with a newline (dpkg's status, apk's
     installed), return the Apps `parse` finds in it, plus one error when the file ends in the
     middle of a record (cut short while written or copied; the last record may be incomplete).
 
-    Raise OSError if the file cannot be read.
+    Raise OSError if the file cannot be read (it is read inside `root`, agent.inventory.reading).
     """
-    text = read_text(path, DATABASE_LIMIT)
+    text = read_text(path, DATABASE_LIMIT, root=root)
     result = Collected(apps=parse(text))
     if text and not text.endswith("\n"):
         result.errors.append(CollectorError(collector, f"{path}: ends in the middle of a record (truncated?)"))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from agent.inventory import dpkg, rpm
 from agent.inventory.base import Collected, Context, home_dirs, record_error
-from agent.inventory.reading import read_text
+from agent.inventory.reading import exists, folder_entries, read_text
 from agent.log import log_event
 from agent.model import App
 from agent.runner import CommandError
@@ -73,7 +73,7 @@ def resolve_program(ctx: Context, program: str) -> str:
     if not program or os.path.isabs(program):
         return program
     for folder in BIN_DIRS:
-        if ctx.path(f"{folder}/{program}").exists():
+        if exists(ctx.path(f"{folder}/{program}"), root=ctx.root):
             return f"{folder}/{program}"
     return program
 
@@ -95,7 +95,7 @@ def exported_by(keys: dict[str, str], launcher: str) -> str:
 
 
 def _entry_app(ctx: Context, path: Path, user: str) -> App | None:
-    keys = parse_desktop_entry(read_text(path))
+    keys = parse_desktop_entry(read_text(path, root=ctx.root))
     if keys.get("Type", "Application") != "Application" or not keys.get("Name"):
         return None
     program = resolve_program(ctx, exec_program(keys.get("Exec", "")) or keys.get("TryExec", ""))
@@ -123,7 +123,7 @@ def with_package_owners(ctx: Context, apps: list[App]) -> list[App]:
     owners.update((path, f"dpkg:{pkg}") for path, pkg in dpkg.path_owners(ctx, programs).items())
     paths.update(programs)
     if rpm.find_dbpath(ctx) is not None:
-        existing = [p for p in paths if p not in owners and ctx.path(p).exists()]
+        existing = [p for p in paths if p not in owners and exists(ctx.path(p), root=ctx.root)]
         try:
             owners.update((path, f"rpm:{pkg}") for path, pkg in rpm.path_owners(ctx, existing).items())
         except CommandError as exc:
@@ -149,7 +149,12 @@ class DesktopCollector:
     def collect(self, ctx: Context) -> Collected:
         result = Collected()
         for folder, user in _folders(ctx):
-            for path in sorted(folder.glob("*.desktop")):
+            try:
+                names = [name for name, _ in folder_entries(folder, root=ctx.root) if name.endswith(".desktop") and not name.startswith(".")]
+            except OSError as exc:
+                result.errors.append(record_error(self.name, folder, exc))
+                continue
+            for path in (folder / name for name in names):
                 try:
                     app = _entry_app(ctx, path, user)
                 except Exception as exc:  # noqa: BLE001 - one bad launcher is one error, the others still count
@@ -165,4 +170,4 @@ def _folders(ctx: Context) -> list[tuple[Path, str]]:
     """Return (folder, user) of every launcher folder that exists under the root."""
     folders = [(ctx.path(d), "") for d in SYSTEM_DIRS]
     folders += [(home / d, user) for user, home in home_dirs(ctx) for d in USER_DIRS]
-    return [(folder, user) for folder, user in folders if folder.is_dir()]
+    return [(folder, user) for folder, user in folders if exists(folder, root=ctx.root, folder=True)]

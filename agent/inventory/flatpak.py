@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.inventory.base import Collected, Context, home_dirs, record_error
-from agent.inventory.reading import RECORD_LIMIT, read_bytes, read_text
+from agent.inventory.reading import RECORD_LIMIT, exists, folder_entries, link_target, read_bytes, read_text
 from agent.log import log_event
 from agent.model import App, CollectorError
 
@@ -81,7 +82,7 @@ def appstream_facts(root: ET.Element, app_id: str) -> dict[str, str]:
     return {}
 
 
-def _appstream(files: Path, app_id: str) -> dict[str, str]:
+def _appstream(files: Path, app_id: str, root: Path) -> dict[str, str]:
     """Return the app's AppStream facts: composed data first, as flatpak itself reads it."""
     composed = files / "share/app-info/xmls" / f"{app_id}.xml.gz"
     candidates = [composed] + [
@@ -92,10 +93,10 @@ def _appstream(files: Path, app_id: str) -> dict[str, str]:
     import zlib
 
     for path in candidates:
-        if not path.is_file():
+        if not exists(path, root=root):
             continue
         try:
-            raw = read_bytes(path)
+            raw = read_bytes(path, root=root)
             raw = _gunzip(raw) if path.suffix == ".gz" else raw
             facts = appstream_facts(ET.fromstring(raw), app_id)
         except (OSError, EOFError, zlib.error, ET.ParseError, ValueError, LookupError) as exc:
@@ -119,18 +120,18 @@ def _gunzip(data: bytes) -> bytes:
 
 
 def deployed_app(deploy: Path, app_id: str, arch: str, branch: str, user: str, installation: str,
-                 device_path: str) -> App:
-    """Given an app's deployed commit folder (and its path as seen on the device), return its App.
-    Raise ValueError or OSError if its metadata cannot be read (a broken deployment)."""
+                 device_path: str, root: Path = Path("/")) -> App:
+    """Given an app's deployed commit folder under `root` (and its path as seen on the device),
+    return its App. Raise ValueError or OSError if its metadata cannot be read (a broken deployment)."""
     what = str(deploy / "metadata")
-    meta = read_keyfile(read_text(deploy / "metadata"), what)
+    meta = read_keyfile(read_text(deploy / "metadata", root=root), what)
     if not meta.has_section("Application"):
         raise ValueError(f"{what}: no [Application] group")
     try:
-        origin = deploy_origin(read_bytes(deploy / "deploy"))
+        origin = deploy_origin(read_bytes(deploy / "deploy", root=root))
     except OSError:
         origin = ""
-    facts = _appstream(deploy / "files", app_id)
+    facts = _appstream(deploy / "files", app_id, root)
     extra = {
         "arch": arch, "branch": branch, "origin": origin, "installation": installation,
         "commit": deploy.name, "runtime": meta.get("Application", "runtime", fallback=""),
@@ -147,10 +148,10 @@ def installations(ctx: Context) -> list[tuple[Path, str, str]]:
     """Return (folder, owning user, installation name) of every installation under the root."""
     found = [(ctx.path(SYSTEM_DIR), "", "system")]
     conf_dir = ctx.path(INSTALLATIONS_CONF)
-    if conf_dir.is_dir():
-        for conf in sorted(conf_dir.glob("*.conf")):
+    if exists(conf_dir, root=ctx.root, folder=True):
+        for conf in _names(conf_dir, ctx.root, ".conf"):
             try:
-                parser = read_keyfile(read_text(conf), str(conf))
+                parser = read_keyfile(read_text(conf, root=ctx.root), str(conf))
             except (OSError, ValueError) as exc:
                 log_event(logger, logging.WARNING, "flatpak.installation_conf_unreadable", path=str(conf), error=str(exc))
                 continue
@@ -159,7 +160,7 @@ def installations(ctx: Context) -> list[tuple[Path, str, str]]:
                 if section.startswith("Installation ") and path:
                     found.append((ctx.path(path), "", section.removeprefix("Installation ").strip('"')))
     found += [(home / USER_DIR, user, "user") for user, home in home_dirs(ctx)]
-    return [(folder, user, name) for folder, user, name in found if (folder / "app").is_dir()]
+    return [(folder, user, name) for folder, user, name in found if exists(folder / "app", root=ctx.root, folder=True)]
 
 
 class FlatpakCollector:
@@ -175,7 +176,7 @@ class FlatpakCollector:
         result = Collected()
         for folder, user, installation in installations(ctx):
             try:
-                deployments = _deployments(folder / "app")
+                deployments = _deployments(folder / "app", ctx.root)
             except OSError as exc:
                 result.errors.append(CollectorError("flatpak", f"{folder}: {exc.strerror or exc}"))
                 continue
@@ -183,7 +184,7 @@ class FlatpakCollector:
                 try:
                     deploy = _active_deploy(ctx, active)
                     device_path = "/" + str(deploy.relative_to(ctx.root)).lstrip("/")
-                    result.apps.append(deployed_app(deploy, app_id, arch, branch, user, installation, device_path))
+                    result.apps.append(deployed_app(deploy, app_id, arch, branch, user, installation, device_path, ctx.root))
                 except ValueError as exc:
                     result.errors.append(CollectorError("flatpak", str(exc)))
                 except Exception as exc:  # noqa: BLE001 - one broken deployment is one error, not the collector's loss
@@ -194,17 +195,29 @@ class FlatpakCollector:
 def _active_deploy(ctx: Context, active: Path) -> Path:
     """Return the commit folder an `active` link points to, inside the root (flatpak writes a
     relative link; an absolute one is read as a path on the device, not on this host)."""
-    target = os.readlink(active)
+    target = link_target(active, root=ctx.root)
     return ctx.path(target) if os.path.isabs(target) else active.parent / target
 
 
-def _deployments(apps: Path) -> list[tuple[str, str, str, Path]]:
+def _deployments(apps: Path, root: Path) -> list[tuple[str, str, str, Path]]:
     """Return (app id, arch, branch, active link) of every deployed ref under an `app` folder."""
     found = []
-    for app_dir in sorted(p for p in apps.iterdir() if p.is_dir()):
-        for arch_dir in sorted(p for p in app_dir.iterdir() if p.is_dir() and p.name != "current"):
-            for branch_dir in sorted(arch_dir.iterdir()):
-                active = branch_dir / "active"
-                if os.path.lexists(active):
-                    found.append((app_dir.name, arch_dir.name, branch_dir.name, active))
+    for app_id in _folders(apps, root):
+        for arch in (a for a in _folders(apps / app_id, root) if a != "current"):
+            for branch in _folders(apps / app_id / arch, root):
+                names = dict(folder_entries(apps / app_id / arch / branch, root=root))
+                if "active" in names:
+                    found.append((app_id, arch, branch, apps / app_id / arch / branch / "active"))
     return found
+
+
+def _folders(folder: Path, root: Path) -> list[str]:
+    """Return the names of the folders in `folder` (links to folders inside the root count)."""
+    return [name for name, info in folder_entries(folder, root=root)
+            if stat.S_ISDIR(info.st_mode) or (stat.S_ISLNK(info.st_mode) and exists(folder / name, root=root, folder=True))]
+
+
+def _names(folder: Path, root: Path, suffix: str) -> list[Path]:
+    """Return the paths in `folder` whose names end in `suffix` (not hidden ones, as a glob)."""
+    return [folder / name for name, _ in folder_entries(folder, root=root)
+            if name.endswith(suffix) and not name.startswith(".")]

@@ -8,13 +8,13 @@ Users are found by their folders under /Users, so people who are not logged on c
 
 from __future__ import annotations
 
-import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 from agent.inventory.base import Collected, Context, record_error
-from agent.inventory.reading import read_bytes
+from agent.inventory.reading import DanglingLinkError, exists, folder_entries, read_bytes
 from agent.model import App, CollectorError
 
 SYSTEM_DIRS = ("/Applications", "/Users/Shared/Applications")
@@ -49,15 +49,17 @@ def _string(info: dict[str, Any], key: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-def read_info_plist(bundle: Path) -> dict[str, Any]:
-    """Return the bundle's Contents/Info.plist (binary or XML). Raise PlistError naming the bundle
-    if it is missing, unreadable, malformed or not a dictionary."""
+def read_info_plist(bundle: Path, root: Path = Path("/")) -> dict[str, Any]:
+    """Return the bundle's Contents/Info.plist (binary or XML), read inside `root`. Raise PlistError
+    naming the bundle if it is missing, unreadable, refused, malformed or not a dictionary."""
     import plistlib  # with the XML parser it uses: only on a macOS volume
     from xml.parsers.expat import ExpatError
 
     plist = bundle / "Contents" / "Info.plist"
     try:
-        info = plistlib.loads(read_bytes(plist))
+        info = plistlib.loads(read_bytes(plist, root=root))
+    except DanglingLinkError as exc:
+        raise PlistError(f"{plist}: {exc.strerror}") from None
     except FileNotFoundError:
         raise PlistError(f"{bundle}: no Contents/Info.plist") from None
     except OSError as exc:
@@ -70,29 +72,29 @@ def read_info_plist(bundle: Path) -> dict[str, Any]:
     return info
 
 
-def find_bundles(folder: Path) -> Iterator[Path]:
+def find_bundles(folder: Path, root: Path = Path("/")) -> Iterator[Path]:
     """Yield the .app bundles in `folder` and in its subfolders one level down (such as
     /Applications/Utilities), never looking inside a bundle."""
-    for entry in _entries(folder):
-        if entry.name.endswith(".app"):
-            yield Path(entry.path)
-        elif not entry.name.startswith("."):
-            for inner in _entries(Path(entry.path)):
-                if inner.name.endswith(".app"):
-                    yield Path(inner.path)
+    for name in _subfolders(folder, root):
+        if name.endswith(".app"):
+            yield folder / name
+        elif not name.startswith("."):
+            yield from (folder / name / inner for inner in _subfolders(folder / name, root) if inner.endswith(".app"))
 
 
-def _entries(folder: Path) -> list[os.DirEntry[str]]:
+def _subfolders(folder: Path, root: Path) -> list[str]:
+    """Return the names of the real folders (not links) in `folder`, found inside `root`."""
     try:
-        return sorted((e for e in os.scandir(folder) if e.is_dir(follow_symlinks=False)), key=lambda e: e.name)
+        return [name for name, info in folder_entries(folder, root=root) if stat.S_ISDIR(info.st_mode)]
     except OSError:
         return []
 
 
 def user_homes(ctx: Context) -> list[tuple[str, Path]]:
     """Return (user, home) for each folder under /Users (not Shared), logged on or not."""
-    return [(e.name, Path(e.path)) for e in _entries(ctx.path("/Users"))
-            if e.name.casefold() not in NOT_USERS and not e.name.startswith(".")]
+    users = ctx.path("/Users")
+    return [(name, users / name) for name in _subfolders(users, ctx.root)
+            if name.casefold() not in NOT_USERS and not name.startswith(".")]
 
 
 def search_folders(ctx: Context) -> list[tuple[Path, str]]:
@@ -106,13 +108,13 @@ def cask_apps(ctx: Context) -> list[App]:
     """Return the Homebrew casks installed under each Caskroom: token and installed version(s)."""
     apps = []
     for room in CASKROOMS:
-        for token in _entries(ctx.path(room)):
-            if token.name.startswith("."):
+        for token in _subfolders(ctx.path(room), ctx.root):
+            if token.startswith("."):
                 continue
-            versions = [v.name for v in _entries(Path(token.path)) if not v.name.startswith(".")]
+            versions = [v for v in _subfolders(ctx.path(room) / token, ctx.root) if not v.startswith(".")]
             apps.append(App(
-                source="brew-cask", id=token.name, name=token.name, version=",".join(versions),
-                path=f"{room}/{token.name}", extra=(("kind", "cask"),),
+                source="brew-cask", id=token, name=token, version=",".join(versions),
+                path=f"{room}/{token}", extra=(("kind", "cask"),),
             ))
     return apps
 
@@ -126,7 +128,7 @@ class MacosCollector:
     def unavailable(self, ctx: Context) -> str | None:
         if ctx.live:
             return None if sys.platform == "darwin" else "not a macOS system (use --root DIR for a mounted macOS volume)"
-        if not any(ctx.path(m).exists() for m in MARKERS):
+        if not any(exists(ctx.path(m), root=ctx.root) for m in MARKERS):
             return f"no macOS volume at {ctx.root} (no Applications folder or SystemVersion.plist)"
         return None
 
@@ -134,12 +136,12 @@ class MacosCollector:
         result = Collected()
         seen: set[Path] = set()
         for folder, user in search_folders(ctx):
-            for bundle in find_bundles(folder):
+            for bundle in find_bundles(folder, ctx.root):
                 if bundle in seen:
                     continue
                 seen.add(bundle)
                 try:
-                    info = read_info_plist(bundle)
+                    info = read_info_plist(bundle, ctx.root)
                     result.apps.append(bundle_app(bundle, info, path=_on_device(ctx, str(bundle)), user=user))
                 except PlistError as exc:
                     result.errors.append(CollectorError(self.name, _on_device(ctx, str(exc))))

@@ -8,10 +8,10 @@ value lines and a blank line (`%NAME%`, `%VERSION%` as `[epoch:]pkgver-pkgrel`, 
 
 from __future__ import annotations
 
-import os
+import stat
 
 from agent.inventory.base import Collected, Context, record_error
-from agent.inventory.reading import DATABASE_LIMIT, read_text
+from agent.inventory.reading import DATABASE_LIMIT, exists, folder_entries, read_text
 from agent.model import App, CollectorError
 
 LOCAL_DB = "/var/lib/pacman/local"
@@ -48,7 +48,7 @@ def app_files(ctx: Context, app: App) -> list[str]:
     """Given a pacman App, return the paths its package installed (from its `files` entry)."""
     folder = ctx.path(f"{LOCAL_DB}/{app.id}-{app.version}")
     try:
-        text = read_text(folder / "files", DATABASE_LIMIT)
+        text = read_text(folder / "files", DATABASE_LIMIT, root=ctx.root)
     except FileNotFoundError:
         return []
     return ["/" + p for p in parse_blocks(text).get("FILES", [])]
@@ -61,16 +61,17 @@ class PacmanCollector:
     live_only = False
 
     def unavailable(self, ctx: Context) -> str | None:
-        return None if ctx.path(LOCAL_DB).is_dir() else f"no pacman database at {ctx.path(LOCAL_DB)}"
+        return None if exists(ctx.path(LOCAL_DB), root=ctx.root, folder=True) else f"no pacman database at {ctx.path(LOCAL_DB)}"
 
     def collect(self, ctx: Context) -> Collected:
         result = Collected()
-        for entry in sorted(os.scandir(ctx.path(LOCAL_DB)), key=lambda e: e.name):
-            if not entry.is_dir():
+        base = ctx.path(LOCAL_DB)
+        for name, info in folder_entries(base, root=ctx.root):
+            if not stat.S_ISDIR(info.st_mode):
                 continue
-            desc = os.path.join(entry.path, "desc")
+            desc = base / name / "desc"
             try:
-                app = desc_app(read_text(desc))
+                app = desc_app(read_text(desc, root=ctx.root))
             except Exception as exc:  # noqa: BLE001 - one bad entry is one error, the others still count
                 result.errors.append(record_error("pacman", desc, exc))
                 continue

@@ -27,7 +27,7 @@ from pathlib import Path
 from urllib.parse import quote_plus
 
 from agent.inventory.base import Collected, Context, record_error
-from agent.inventory.reading import DATABASE_LIMIT, read_bytes, read_text
+from agent.inventory.reading import DATABASE_LIMIT, DanglingLinkError, exists, folder_entries, host_path, link_target, read_bytes, read_text
 from agent.log import log_event
 from agent.model import App, CollectorError
 from agent.runner import CommandError
@@ -67,9 +67,9 @@ def assertion_headers(text: str) -> dict[str, str]:
     return headers
 
 
-def _read(path: Path) -> str:
+def _read(ctx: Context, path: Path) -> str:
     try:
-        return read_text(path)
+        return read_text(path, root=ctx.root)
     except OSError:
         return ""
 
@@ -79,11 +79,11 @@ def publisher(ctx: Context, snap_id: str) -> str:
     if not snap_id:
         return ""
     base = ctx.path(ASSERTIONS)
-    declaration = assertion_headers(_read(base / "snap-declaration" / SERIES / quote_plus(snap_id) / "active"))
+    declaration = assertion_headers(_read(ctx, base / "snap-declaration" / SERIES / quote_plus(snap_id) / "active"))
     account_id = declaration.get("publisher-id", "")
     if not account_id:
         return ""
-    account = assertion_headers(_read(base / "account" / quote_plus(account_id) / "active"))
+    account = assertion_headers(_read(ctx, base / "account" / quote_plus(account_id) / "active"))
     return account.get("username") or account.get("display-name") or account_id
 
 
@@ -91,15 +91,18 @@ def snap_yaml(ctx: Context, instance: str, revision: str) -> str:
     """Return meta/snap.yaml of a snap revision: from its mount, else from its blob (needs
     `unsquashfs`), else ""."""
     for mount in SNAP_MOUNTS:
-        text = _read(ctx.path(f"{mount}/{instance}/{revision}/meta/snap.yaml"))
+        text = _read(ctx, ctx.path(f"{mount}/{instance}/{revision}/meta/snap.yaml"))
         if text:
             return text
-    blob = ctx.path(f"{BLOB_DIR}/{instance}_{revision}.snap")
-    if not blob.is_file() or ctx.runner.which("unsquashfs") is None:
+    if ctx.runner.which("unsquashfs") is None:
         return ""
+    blob = ctx.path(f"{BLOB_DIR}/{instance}_{revision}.snap")
     try:
-        return ctx.runner.run("unsquashfs", ["-cat", str(blob), "meta/snap.yaml"], timeout=UNSQUASHFS_TIMEOUT).stdout
-    except CommandError as exc:
+        found = host_path(blob, root=ctx.root)  # unsquashfs opens it by name: links resolved inside the root first
+        return ctx.runner.run("unsquashfs", ["-cat", str(found), "meta/snap.yaml"], timeout=UNSQUASHFS_TIMEOUT).stdout
+    except FileNotFoundError:
+        return ""
+    except (CommandError, OSError) as exc:
         log_event(logger, logging.WARNING, "snap.blob_unreadable", app=instance, path=str(blob), error=str(exc))
         return ""
 
@@ -133,13 +136,14 @@ def mounted_apps(ctx: Context) -> list[App]:
     apps = []
     for mount in SNAP_MOUNTS:
         base = ctx.path(mount)
-        if not base.is_dir():
+        if not exists(base, root=ctx.root, folder=True):
             continue
-        for current in sorted(base.glob("*/current")):
-            if not current.is_symlink():
+        for current in (base / name / "current" for name, _ in folder_entries(base, root=ctx.root)):
+            try:
+                revision = os.path.basename(link_target(current, root=ctx.root))
+            except OSError:  # no `current` link: not a snap
                 continue
-            revision = os.path.basename(os.readlink(current))
-            facts = snap_yaml_facts(_read(current / "meta/snap.yaml"))
+            facts = snap_yaml_facts(_read(ctx, current / "meta/snap.yaml"))
             if not facts:
                 continue
             instance = current.parent.name
@@ -160,20 +164,21 @@ class SnapCollector:
     live_only = False
 
     def unavailable(self, ctx: Context) -> str | None:
-        if ctx.path(STATE_FILE).exists() or any(ctx.path(m).is_dir() for m in SNAP_MOUNTS):
+        if exists(ctx.path(STATE_FILE), root=ctx.root) or any(exists(ctx.path(m), root=ctx.root, folder=True)
+                                                              for m in SNAP_MOUNTS):
             return None
         return f"no snapd state at {ctx.path(STATE_FILE)}"
 
     def collect(self, ctx: Context) -> Collected:
         path = ctx.path(STATE_FILE)
         try:
-            state = json.loads(read_bytes(path, DATABASE_LIMIT))
+            state = json.loads(read_bytes(path, DATABASE_LIMIT, root=ctx.root))
             snaps = ((state.get("data") if isinstance(state, dict) else None) or {}).get("snaps") or {}
             if not isinstance(snaps, dict):
                 raise TypeError("data.snaps is not an object")
-        except FileNotFoundError:
-            return Collected(apps=mounted_apps(ctx))
         except (OSError, ValueError, TypeError, AttributeError, RecursionError) as exc:
+            if isinstance(exc, FileNotFoundError) and not isinstance(exc, DanglingLinkError):
+                return Collected(apps=mounted_apps(ctx))
             detail = exc.strerror if isinstance(exc, OSError) else f"unreadable snapd state ({type(exc).__name__}: {exc})"
             return Collected(
                 apps=mounted_apps(ctx),

@@ -13,15 +13,15 @@ the running registry with `winreg`, which only exists on Windows and is imported
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
+import stat
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from agent.inventory.base import Collected, Context
-from agent.inventory.reading import read_bytes, regular_file
+from agent.inventory.reading import DATABASE_LIMIT, exists, folder_entries, open_regular, read_bytes
 from agent.model import App, CollectorError
 
 UNINSTALL = r"Microsoft\Windows\CurrentVersion\Uninstall"
@@ -66,15 +66,20 @@ class RegistryReader(Protocol):
 
 
 class HiveFileReader:
-    """Reads a hive file with regipy; every parsing failure becomes a HiveError naming the file."""
+    """Reads a hive file with regipy; every parsing failure becomes a HiveError naming the file.
 
-    def __init__(self, path: Path, label: str = "") -> None:
+    The file is opened by agent.inventory.reading (inside `root`, regular files only, capped) and
+    regipy is handed that descriptor (it reads its argument with `open()`, which takes one): a
+    FIFO, a device or a link planted as a user's NTUSER.DAT is refused, never re-opened by name.
+    """
+
+    def __init__(self, path: Path, label: str = "", root: Path = Path("/")) -> None:
         self.path = path
         self.label = label or str(path)
         try:
             from regipy.registry import RegistryHive
-            regular_file(path)  # a FIFO or device planted as NTUSER.DAT must not block or be read
-            self._hive = RegistryHive(str(path))
+            fd, _ = open_regular(path, DATABASE_LIMIT, root=root)
+            self._hive = RegistryHive(fd)  # regipy's `with open(fd)` reads it whole and closes it
             self._root = self._hive.root
         except Exception as exc:  # noqa: BLE001 - regipy raises many types for bad input
             raise self._error(exc) from None
@@ -291,7 +296,7 @@ def _manifest_folder(manifest_path: str) -> str:
     return folder.removesuffix("\\AppxMetadata") if folder else ""
 
 
-def read_manifest(path: Path) -> dict[str, str]:
+def read_manifest(path: Path, root: Path = Path("/")) -> dict[str, str]:
     """Return Name, Version, Publisher and DisplayName from an AppxManifest.xml; {} if unreadable.
 
     Why optional: the registry gives name, version and publisher id on its own; the manifest
@@ -300,7 +305,7 @@ def read_manifest(path: Path) -> dict[str, str]:
     from xml.etree import ElementTree  # Store package manifests: only on a Windows volume
 
     try:
-        tree = ElementTree.ElementTree(ElementTree.fromstring(read_bytes(path)))
+        tree = ElementTree.ElementTree(ElementTree.fromstring(read_bytes(path, root=root)))
     except (OSError, ElementTree.ParseError, ValueError, LookupError):  # LookupError: unknown encoding
         return {}
     found: dict[str, str] = {}
@@ -351,22 +356,22 @@ class HiveSource:
     opener: Callable[[], RegistryReader]
 
 
-def find_path(base: Path, *parts: str) -> Path | None:
+def find_path(base: Path, *parts: str, root: Path = Path("/")) -> Path | None:
     """Return base/parts resolved case-insensitively (a mounted NTFS volume may not keep Windows'
-    spelling, e.g. `system32`), or None when some component does not exist."""
+    spelling, e.g. `system32`), or None when some component does not exist inside `root`."""
     path = base
     for part in parts:
         exact = path / part
-        if exact.exists():
+        if exists(exact, root=root):
             path = exact
             continue
         try:
-            match = next((e for e in os.scandir(path) if e.name.casefold() == part.casefold()), None)
+            match = next((name for name, _ in folder_entries(path, root=root) if name.casefold() == part.casefold()), None)
         except OSError:
             return None
         if match is None:
             return None
-        path = Path(match.path)
+        path = path / match
     return path
 
 
@@ -374,24 +379,27 @@ def offline_hives(root: Path) -> list[HiveSource]:
     """Return the hives of the Windows volume mounted at `root`: SOFTWARE, then each profile's
     NTUSER.DAT and UsrClass.dat under Users/<name>/ (every profile, logged on or not)."""
     sources = []
-    software = find_path(root, *SOFTWARE_HIVE)
+    software = find_path(root, *SOFTWARE_HIVE, root=root)
     if software is not None:
         sources.append(HiveSource("machine", "", _file_opener(root, software)))
-    users = find_path(root, "Users")
-    if users is not None and users.is_dir():
-        for entry in sorted(os.scandir(users), key=lambda e: e.name.casefold()):
-            if not entry.is_dir() or entry.name.casefold() in NOT_USERS:
-                continue
-            for role, parts in (("user", USER_HIVE), ("classes", CLASSES_HIVE)):
-                hive = find_path(Path(entry.path), *parts)
-                if hive is not None:
-                    sources.append(HiveSource(role, entry.name, _file_opener(root, hive)))
+    users = find_path(root, "Users", root=root)
+    try:
+        profiles = folder_entries(users, root=root) if users is not None else []
+    except OSError:
+        profiles = []
+    for name, info in sorted(profiles, key=lambda entry: entry[0].casefold()):
+        if not (stat.S_ISDIR(info.st_mode) or stat.S_ISLNK(info.st_mode)) or name.casefold() in NOT_USERS:
+            continue
+        for role, parts in (("user", USER_HIVE), ("classes", CLASSES_HIVE)):
+            hive = find_path(users / name, *parts, root=root)
+            if hive is not None:
+                sources.append(HiveSource(role, name, _file_opener(root, hive)))
     return sources
 
 
 def _file_opener(root: Path, path: Path) -> Callable[[], RegistryReader]:
     label = "/" + str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
-    return lambda: HiveFileReader(path, label)
+    return lambda: HiveFileReader(path, label, root)
 
 
 def live_hives() -> list[HiveSource]:
@@ -461,7 +469,7 @@ class WindowsCollector:
     def unavailable(self, ctx: Context) -> str | None:
         if ctx.live:
             return None if sys.platform == "win32" else "not a Windows system (use --root DIR for a mounted Windows volume)"
-        if find_path(ctx.root, *SOFTWARE_HIVE) is None and find_path(ctx.root, "Users") is None:
+        if find_path(ctx.root, *SOFTWARE_HIVE, root=ctx.root) is None and find_path(ctx.root, "Users", root=ctx.root) is None:
             return f"no Windows volume at {ctx.root} (no Windows/System32/config/SOFTWARE or Users folder)"
         if importlib.util.find_spec("regipy") is None:  # optional where the OS has no package of it (Debian)
             return "reading hive files needs regipy, which is not installed (pip install regipy)"
@@ -488,6 +496,6 @@ def _manifest_reader(ctx: Context) -> Callable[[str], dict[str, str]]:
         if ctx.live:
             return read_manifest(Path(folder) / "AppxManifest.xml")
         parts = [p for p in folder.replace("/", "\\").split("\\")[1:] if p]  # drop the drive
-        path = find_path(ctx.root, *parts, "AppxManifest.xml") if parts else None
-        return read_manifest(path) if path is not None else {}
+        path = find_path(ctx.root, *parts, "AppxManifest.xml", root=ctx.root) if parts else None
+        return read_manifest(path, ctx.root) if path is not None else {}
     return read

@@ -32,10 +32,16 @@ def parse_machine_id(text: str) -> str:
     return value if _MACHINE_ID.match(value) else ""
 
 
-def read_machine_id(path: Path) -> str:
-    """Return the machine id in the file at `path`, or "" when it is missing or unusable."""
+def read_machine_id(path: Path, root: Path = Path("/")) -> str:
+    """Return the machine id in the file at `path`, or "" when it is missing or unusable.
+
+    Read inside `root` as collectors read (agent.inventory.reading): an image's link to
+    /etc/machine-id must not give it the host's id, and a FIFO there must not block the scan.
+    """
+    from agent.inventory.reading import read_text  # imported on use: agent.inventory imports this package
+
     try:
-        return parse_machine_id(path.read_text(encoding="ascii", errors="replace"))
+        return parse_machine_id(read_text(path, 4096, root=root))
     except OSError:
         return ""
 
@@ -52,13 +58,16 @@ def platform_uuid(ioreg_output: str) -> str:
     return found.group(1) if found and _GUID.match(found.group(1)) else ""
 
 
-def hive_machine_guid(hive: Path) -> str:
-    """Return MachineGuid from a SOFTWARE hive file, or "" when the hive or the value is missing
-    or unreadable (regipy raises many types for damaged input; none may stop the scan)."""
+def hive_machine_guid(hive: Path, root: Path = Path("/")) -> str:
+    """Return MachineGuid from a SOFTWARE hive file (found inside `root`), or "" when the hive or
+    the value is missing or unreadable (regipy raises many types for damaged input; none may stop the scan)."""
     try:
         from regipy.registry import RegistryHive
 
-        node = RegistryHive(str(hive)).root
+        from agent.inventory.reading import DATABASE_LIMIT, open_regular
+
+        fd, _ = open_regular(hive, DATABASE_LIMIT, root=root)
+        node = RegistryHive(fd).root  # regipy reads the descriptor it is given, whole, and closes it
         for part in CRYPTOGRAPHY_KEY:
             node = next(sub for sub in node.iter_subkeys() if sub.name.casefold() == part.casefold())
         values = {value.name.casefold(): value.value for value in node.iter_values()}
@@ -72,8 +81,7 @@ def image_device_id(root: Path) -> str:
     a Linux machine-id, else the MachineGuid of a Windows SOFTWARE hive. (A macOS image holds no
     hardware UUID: it belongs to the machine, not the disk.)"""
     for relative in MACHINE_ID_PATHS:
-        found = read_machine_id(root / relative)
+        found = read_machine_id(root / relative, root)
         if found:
             return found
-    hive = root.joinpath(*SOFTWARE_HIVE)
-    return hive_machine_guid(hive) if hive.is_file() else ""
+    return hive_machine_guid(root.joinpath(*SOFTWARE_HIVE), root)

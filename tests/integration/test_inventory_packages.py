@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.inventory import collect
+from agent.inventory import base, collect
 from agent.inventory.dpkg import DpkgCollector, package_files
 from agent.inventory.owned import app_files
 from agent.inventory.rpm import RpmCollector, find_dbpath, rpm_package_files
@@ -160,14 +160,14 @@ def test_a_collector_that_fails_while_checking_availability_is_one_error(
     deb_root: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     (deb_root / "home").mkdir(exist_ok=True)
-    real_scandir = os.scandir
+    real_entries = base.folder_entries
 
-    def scandir(path):  # these tests run as root, whom a mode of 000 does not stop
+    def folder_entries(path, *, root):  # these tests run as root, whom a mode of 000 does not stop
         if os.fspath(path) == str(deb_root / "home"):
             raise PermissionError(13, "Permission denied", os.fspath(path))
-        return real_scandir(path)
+        return real_entries(path, root=root)
 
-    monkeypatch.setattr("agent.inventory.base.os.scandir", scandir)
+    monkeypatch.setattr(base, "folder_entries", folder_entries)
     inventory = collect(context(deb_root), ["dpkg", "flatpak"])
     assert [(e.collector, "Permission denied" in e.message) for e in inventory.errors] == [("flatpak", True)]
     assert "hello-deb" in {a.id for a in inventory.apps}

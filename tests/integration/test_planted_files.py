@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import plistlib
+import stat
 import subprocess
 from pathlib import Path
 
@@ -44,6 +45,13 @@ def _errors(document: dict, collector: str) -> list[str]:
     return [e["message"] for e in document["errors"] if e["collector"] == collector]
 
 
+def _device_zero(root: Path) -> None:
+    """Make the root's own /dev/zero (a real character device): a link to /dev/zero in a root is
+    resolved inside it, never to the host's, so the device must be there to be refused as one."""
+    (root / "dev").mkdir(exist_ok=True)
+    os.mknod(root / "dev" / "zero", 0o666 | stat.S_IFCHR, os.makedev(1, 5))
+
+
 def test_reading_refuses_fifos_devices_and_oversized_files(tmp_path: Path) -> None:
     fifo = tmp_path / "x.desktop"
     os.mkfifo(fifo)
@@ -72,6 +80,7 @@ def test_planted_launchers_cost_only_themselves(tmp_path: Path) -> None:
     apps.mkdir(parents=True)
     (apps / "a-tiktok.desktop").write_text(LAUNCHER.format(name="TikTok"))
     os.mkfifo(apps / "b-fifo.desktop")
+    _device_zero(tmp_path)
     (apps / "c-zero.desktop").symlink_to("/dev/zero")
     (apps / "d-huge.desktop").write_bytes(b"[Desktop Entry]\nName=Huge\n" + b"#" * (RECORD_LIMIT + 1))
     (apps / "e-wechat.desktop").write_text(LAUNCHER.format(name="WeChat"))
@@ -93,6 +102,7 @@ def test_a_bogus_plist_encoding_and_a_fifo_plist_do_not_hide_other_bundles(tmp_p
     fifo = app_bundle(apps, "Fifo", None)
     os.mkfifo(fifo / "Contents" / "Info.plist")
     zero = app_bundle(apps, "Zero", None)
+    _device_zero(tmp_path)
     (zero / "Contents" / "Info.plist").symlink_to("/dev/zero")
     app_bundle(apps, "WeChat", info("com.tencent.xinWeChat", "WeChat", "3.8", "1"), plistlib.FMT_BINARY)
     document = _inventory(tmp_path, "macos")
@@ -123,6 +133,7 @@ def test_fifo_flatpak_metadata_costs_its_app_only(tmp_path: Path) -> None:
     fifo = _flatpak_deploy(installation, "org.example.Fifo", None)
     os.mkfifo(fifo / "metadata")
     zero = _flatpak_deploy(installation, "org.example.Zero", None)
+    _device_zero(tmp_path)
     (zero / "metadata").symlink_to("/dev/zero")
     odd = _flatpak_deploy(installation, "org.example.Odd", good.format("org.example.Odd"))
     os.mkfifo(odd / "deploy.fifo")
@@ -139,6 +150,7 @@ def test_fifo_and_device_appimages_and_snap_state_do_not_block(tmp_path: Path) -
     downloads = tmp_path / "home" / "eve" / "Downloads"
     downloads.mkdir(parents=True)
     os.mkfifo(downloads / "Evil-1.0-x86_64.AppImage")
+    _device_zero(tmp_path)
     (downloads / "Zero-1.0-x86_64.AppImage").symlink_to("/dev/zero")
     snapd = tmp_path / "var" / "lib" / "snapd"
     snapd.mkdir(parents=True)
