@@ -245,6 +245,15 @@ class Match:
     publishers: tuple[str, ...] = field(default=(), metadata=_IDS)
     executables: tuple[str, ...] = field(default=(), metadata=_IDS)
     sha256: tuple[str, ...] = field(default=(), metadata={"check": _lowered, "pattern": r"[0-9a-fA-F]{64}"})
+    team_ids: tuple[str, ...] = field(default=(), metadata={"check": _lowered, "pattern": r"[A-Za-z0-9]{10}"})
+    """Apple Developer Team IDs (10 characters): everything that team signs, for macOS engines
+    that see code signatures (the Santa export's TEAMID rules); a scanned volume's apps carry none."""
+    signing_ids: tuple[str, ...] = field(default=(), metadata={
+        "check": _lowered, "pattern": r"(?:[A-Za-z0-9]{10}|platform):[^\s:]+"})
+    """macOS signing IDs as Santa writes them, `TEAMID:signing.id` (`platform:…` for Apple's own),
+    for the Santa export's SIGNINGID rules."""
+    cdhashes: tuple[str, ...] = field(default=(), metadata={"check": _lowered, "pattern": r"[0-9a-fA-F]{40}"})
+    """macOS code directory hashes (40 hex digits, as `codesign -dvvv` shows CDHash), for CDHASH rules."""
     domains: tuple[str, ...] = field(default=(), metadata={"check": normalise_domains})
     """The service's DNS names (`example.com`, or `*.example.com` for it and every name below it),
     for the resolver and hosts-file exports and on-device network blocking; apps never match them."""

@@ -67,7 +67,7 @@ def test_santa_rules_round_trip_as_santactl_import_reads_them() -> None:
     export = renderer("santa")(chosen(quebec(), "staff"))
     rules = json.loads(export.text)["rules"]
     assert [(r["identifier"], r["policy"], r["rule_type"]) for r in rules] == [(DIGEST, "BLOCKLIST", "BINARY")]
-    assert any("com.zhiliaoapp.TikTok" in n and "Team ID" in n for n in export.notes)
+    assert any("com.zhiliaoapp.TikTok" in n and "signing id" in n for n in export.notes)
 
 
 def test_amapi_fragment_blocks_packages_as_the_list_spells_them() -> None:
