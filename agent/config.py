@@ -7,6 +7,7 @@ refused with one line that names it, and `config/agent.example.yaml` documents e
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -18,7 +19,10 @@ from urllib.parse import urlsplit
 from agent import platform as host
 from agent.documents import DocumentError, load_document
 from agent.errors import UserError
+from agent.log import log_event
 from agent.schema import SchemaError, build
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_PATH = host.default_config_file()
 """/etc/appban/agent.yaml on Linux; where the package puts it on macOS and Windows (agent.platform)."""
@@ -162,7 +166,9 @@ class EnforcementConfig:
     mode: Literal["report", "block"] = "report"
     dry_run: bool = False
     protected: tuple[str, ...] = ()
-    max_removals: int = 5
+    max_actions: int = field(default=5, metadata=_NOT_NEGATIVE)
+    """The one cap on a run's actions of every kind (kills, uninstalls, quarantines, phone removals,
+    MDM policy changes, exec-guard deny entries, network blocks): over it, nothing is done."""
     contact: str = ""
     root: str = "/"
     """The system acted on: packages are removed and pins and rules written under it (tests aim
@@ -183,6 +189,11 @@ class EnforcementConfig:
     """The file written (under `root`); default /etc/hosts or the resolver's drop-in folder."""
     network_reload: tuple[str, ...] = ()
     """Command run after a drop-in changes, e.g. [unbound-control, reload]; none for hosts."""
+
+    @property
+    def max_removals(self) -> int:
+        """The cap's old name, for code written against it (config files: see DEPRECATED_KEYS)."""
+        return self.max_actions
 
 
 @dataclass(frozen=True)
@@ -367,6 +378,13 @@ class Config:
     mdm: MdmConfig = field(default_factory=MdmConfig)
 
 
+DEPRECATED_KEYS: tuple[tuple[str, str, str], ...] = (
+    ("enforcement", "max_removals", "max_actions"),
+)
+"""(section, old key, new key): old names still read, with a warning. `max_removals` capped every
+kind of action long before it was renamed; the name said only removals."""
+
+
 def parse_config(data: bytes, what: str) -> Config:
     """Given a config document's bytes, return the Config. Raise ConfigError naming the key."""
     try:
@@ -374,9 +392,27 @@ def parse_config(data: bytes, what: str) -> Config:
     except DocumentError as exc:
         raise ConfigError(str(exc)) from None
     try:
-        return build(Config, {} if raw is None else raw)
+        return build(Config, _renamed({} if raw is None else raw, what))
     except SchemaError as exc:
         raise ConfigError(f"{what}: {exc}") from None
+
+
+def _renamed(raw: object, what: str) -> object:
+    """Given a parsed config document, return it with each deprecated key under its new name,
+    logging one warning per old key. Raise ConfigError when both names are set and differ."""
+    if not isinstance(raw, dict):
+        return raw
+    for section, old, new in DEPRECATED_KEYS:
+        values = raw.get(section)
+        if not isinstance(values, dict) or old not in values:
+            continue
+        if new in values and values[new] != values[old]:
+            raise ConfigError(f"{what}: key '{section}.{old}' is the old name of '{section}.{new}', and the two "
+                              f"differ ({values[old]!r} and {values[new]!r}): keep only '{section}.{new}'")
+        log_event(logger, logging.WARNING, "config.deprecated_key", config=what, key=f"{section}.{old}",
+                  use=f"{section}.{new}")
+        raw = {**raw, section: {(new if k == old else k): v for k, v in values.items() if not (k == old and new in values)}}
+    return raw
 
 
 def load_config(path: str | None) -> Config:

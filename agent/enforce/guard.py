@@ -142,7 +142,7 @@ def build_deny(
     """Given the list in force, this scan's findings, config and device, return what to deny —
     never the files of essential or base-system packages, the shells, the login path, nor the
     interpreter and libraries the agent runs on — or an empty set that says why when it would
-    deny more than the one cap (`max_removals`) allows (then nothing is denied at all)."""
+    deny more than the one cap (`max_actions`) allows (then nothing is denied at all)."""
     root = config.enforcement.root
     entries = guard_entries(banlist, device, config.enforcement, now)
     packages = banned_packages(findings, config, device)
@@ -151,7 +151,7 @@ def build_deny(
         "deny-exec name": len(denied_names(entries, config.enforcement.protected)),
         "deny-exec hash": len({h for e in entries for h in e.match.sha256}),
     })
-    reason = over_cap(counts, config.enforcement.max_removals)
+    reason = over_cap(counts, config.enforcement.max_actions)
     if reason:
         log_event(logger, logging.WARNING, "guard.refused", device=device.id, reason=reason)
         AuditLog(audit_path(config)).write("refused", action="deny-exec", target=f"{sum(counts.values())} entries",

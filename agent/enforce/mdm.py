@@ -50,7 +50,7 @@ def enforce_all(
     now: datetime, dry_run: bool = False,
 ) -> list[Finding]:
     """Block on this host (and adb phones) what may be blocked, then through each MDM what is on
-    its devices, under one `max_removals` cap; return every finding with its outcome, in report
+    its devices, under one `max_actions` cap; return every finding with its outcome, in report
     order. (`check --enforce` and the service both come here.)"""
     through_mdm, local = mdm_findings(report.findings)
     enforced = enforce(local, config, host, runner, out, dry_run)
@@ -71,7 +71,7 @@ def enforce_mdm(
 ) -> list[Finding]:
     """Given findings on MDM devices, block what may be blocked through each configured MDM;
     return the findings with their outcomes. `already` counts the actions this run takes on the
-    host by kind, which share the one `max_removals` cap."""
+    host by kind, which share the one `max_actions` cap."""
     dry_run = dry_run or config.enforcement.dry_run
     devices = {d.id: d for d in inventory.devices}
     exceptions: dict[str, tuple[BanException, ...]] = {}

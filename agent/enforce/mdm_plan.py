@@ -8,7 +8,7 @@ entry leaves out, not of unknown ownership when the entry names one), and when t
 devices was complete; otherwise the plan says why not. Intune and Jamf changes are artefacts an
 administrator imports (a compliance policy, a configuration profile), with the exact API call a
 later version would make (rendered by the same code as `appban policy export`). The rails are the local ones: `enforcement.mode: block`, the
-`protected` list, and `max_removals` counting each package blocked in each policy as one action.
+`protected` list, and `max_actions` counting each package blocked in each policy as one action.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def plan_amapi(
     """Given findings, every device read (by id), the collection errors, the ban list's exceptions
     by entry, local enforcement config, the time and the actions this run already takes on the
     host (by kind), return the policy changes, refused ones with their reason; past the one cap
-    (`max_removals`, for every kind of action) every change is refused."""
+    (`max_actions`, for every kind of action) every change is refused."""
     by_policy: dict[str, list[Finding]] = defaultdict(list)
     for finding in _blocking(findings, devices, config, "amapi"):
         by_policy[dict(devices[finding.device].attributes).get("policy", "")].append(finding)
@@ -97,7 +97,7 @@ def plan_amapi(
         if len(named) < len(items):
             changes.append(PolicyChange(policy, (), tuple(f for f in items if f not in named), EVIDENCE_ONLY))
     blocked = sum(len(c.packages) for c in changes if not c.refused)
-    reason = over_cap({**(already or {}), "policy-block": blocked}, config.max_removals) if blocked else ""
+    reason = over_cap({**(already or {}), "policy-block": blocked}, config.max_actions) if blocked else ""
     if reason:
         changes = [c if c.refused else PolicyChange(c.policy, c.packages, c.findings, reason) for c in changes]
     return changes

@@ -137,7 +137,7 @@ def _without_block(text: str) -> str:
 
 
 def cap_reason(findings: Iterable[Finding]) -> str:
-    """Return why this run's plan was refused as a whole (the one cap, `max_removals`), or ""."""
+    """Return why this run's plan was refused as a whole (the one cap, `max_actions`), or ""."""
     marker = f"refused: {TOO_MANY}"
     return next((f.outcome[len("refused: "):] for f in findings if f.outcome.startswith(marker)), "")
 
@@ -150,7 +150,7 @@ def plan_network(
     blocking is off).
 
     Refused under the one cap: when this run's plan was refused whole, or when more entries
-    would be blocked than `max_removals` (one action per banned service, however many names it
+    would be blocked than `max_actions` (one action per banned service, however many names it
     has), since a list that asks for too much is a mistake and is not obeyed in part.
     Raise NetworkBlockError for a file appban did not write.
     """
@@ -159,7 +159,7 @@ def plan_network(
         return None
     path = network_path(config)
     lines = list(blocked.lines)
-    refused = capped or over_cap(Counter({"dns-block entry": blocked.entries}), cfg.max_removals)
+    refused = capped or over_cap(Counter({"dns-block entry": blocked.entries}), cfg.max_actions)
     if cfg.network == "hosts":
         text: str | None = with_hosts_block(current or "", lines, serial)
         if current is None and not lines:

@@ -148,7 +148,7 @@ def plan(findings: Iterable[Finding], config: EnforcementConfig, device: Device,
     actions = [_action(kind, target, items, config, facts) for (kind, target), items in grouped.items()]
     actions.sort(key=lambda a: (KIND_ORDER[a.kind], a.app.source, a.target))
     counted = {(a.kind, counted_as(a)) for a in actions if a.kind != "skip" and not a.refused}
-    reason = over_cap(Counter(kind for kind, _ in counted), config.max_removals)
+    reason = over_cap(Counter(kind for kind, _ in counted), config.max_actions)
     if reason:
         return Plan(tuple(a if a.refused else _refuse(a, reason) for a in actions), note=reason)
     return Plan(tuple(actions))
@@ -173,7 +173,7 @@ def over_cap(counts: Mapping[str, int], cap: int) -> str:
     if total <= cap:
         return ""
     kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()) if n)
-    return f"{TOO_MANY} ({total} actions: {kinds}; max_removals is {cap} and covers every kind of action)"
+    return f"{TOO_MANY} ({total} actions: {kinds}; max_actions is {cap} and covers every kind of action)"
 
 
 def _action(kind: ActionKind, target: str, items: list[Finding], config: EnforcementConfig, facts: Facts) -> Action:

@@ -97,9 +97,9 @@ def test_protected_list_wins(system: dict) -> None:
 
 
 def test_too_many_removals_are_all_refused(system: dict) -> None:
-    done = appban(system, "--enforce", "--dry-run", max_removals=0)
-    assert "too many — refused (1 actions: 1 uninstall; max_removals is 0 and covers every kind of action)" in done.stdout
-    done = appban(system, "--enforce", max_removals=0)
+    done = appban(system, "--enforce", "--dry-run", max_actions=0)
+    assert "too many — refused (1 actions: 1 uninstall; max_actions is 0 and covers every kind of action)" in done.stdout
+    done = appban(system, "--enforce", max_actions=0)
     assert installed(system["root"], system["wps"])
 
 

@@ -104,7 +104,7 @@ def check(tmp: Path, root: Path, *args: str) -> subprocess.CompletedProcess[str]
                                      {"id": "wps-office", "match": {"names": ["WPS*"]}}]))
     config = tmp / "agent.yaml"
     # a cap above the number of attacks: each must be refused on its own merits, not by the cap
-    config.write_text(config_yaml(root, tmp / "state", max_removals=50).replace("sources: [dpkg, desktop]",
+    config.write_text(config_yaml(root, tmp / "state", max_actions=50).replace("sources: [dpkg, desktop]",
                                                                "sources: [dpkg, desktop, appimage]"))
     return subprocess.run([sys.executable, "-m", "agent", "check", "--banlist", str(banlist), "--config", str(config),
                            "--format", "json", *args], cwd=TOP, capture_output=True, text=True, timeout=180)

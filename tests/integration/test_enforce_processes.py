@@ -101,11 +101,11 @@ def test_kills_count_against_the_cap_and_a_plan_over_it_kills_nothing(tmp_path: 
     running = [subprocess.Popen([str(root / "usr/bin" / exe), "300"]) for exe in programs for _ in range(2)]
     try:
         findings = findings_for(package, list(programs))
-        done = enforce(findings, config_for(package, max_removals=4), DEVICE, Runner(), io.StringIO())
-        assert done.plan.note.startswith("too many — refused (5 actions: 4 kill, 1 uninstall; max_removals is 4")
+        done = enforce(findings, config_for(package, max_actions=4), DEVICE, Runner(), io.StringIO())
+        assert done.plan.note.startswith("too many — refused (5 actions: 4 kill, 1 uninstall; max_actions is 4")
         assert {f.outcome for f in done.findings if f.app.source in ("process", "dpkg")} == {f"refused: {done.plan.note}"}
         assert all(p.poll() is None for p in running) and installed(root, name)
-        done = enforce(findings, config_for(package, max_removals=5), DEVICE, Runner(), io.StringIO())
+        done = enforce(findings, config_for(package, max_actions=5), DEVICE, Runner(), io.StringIO())
         assert all(wait_gone(p) == -15 for p in running) and not installed(root, name)
     finally:
         for proc in running:

@@ -107,13 +107,13 @@ def test_files_of_a_banned_rpm_pacman_or_apk_package_are_denied(mount: Path, sou
         guard.stop()
 
 
-def everything(max_removals: int):
+def everything(max_actions: int):
     """`names: ["*"]` against this machine's dpkg database and processes (read only)."""
     need("dpkg")
     if not Path("/var/lib/dpkg/status").exists():
         pytest.skip("this machine has no dpkg database")
     banlist, findings = findings_on(Path("/"), ["dpkg", "process"], [{"id": "everything", "match": {"names": ["*"]}}])
-    config = parse_config(config_yaml(Path("/"), Path("/nonexistent-appban-state"), max_removals=max_removals,
+    config = parse_config(config_yaml(Path("/"), Path("/nonexistent-appban-state"), max_actions=max_actions,
                                       audit_log=os.devnull).encode(), "config")
     return banlist, findings, config
 
@@ -121,7 +121,7 @@ def everything(max_removals: int):
 def test_a_list_that_matches_everything_is_refused_whole() -> None:
     """Issue 11 items 2 and 3: `names: ["*"]` put 96,322 files on the deny list and killed 8 of 9
     processes. Now the plan and the deny list are each refused whole by the one cap."""
-    banlist, findings, config = everything(max_removals=5)
+    banlist, findings, config = everything(max_actions=5)
     assert len(findings) > 100
     the_plan = plan(findings, config.enforcement, DEVICE, host_facts(findings, Runner()))
     assert the_plan.note.startswith(TOO_MANY) and all(a.refused for a in the_plan.actions)
@@ -133,7 +133,7 @@ def test_a_list_that_matches_everything_is_refused_whole() -> None:
 
 
 def test_even_under_a_huge_cap_the_shells_login_path_and_agent_are_never_denied() -> None:
-    banlist, findings, config = everything(max_removals=10**9)
+    banlist, findings, config = everything(max_actions=10**9)
     deny = build_deny(banlist, findings, config, DEVICE, NOW, Runner())
     assert len(deny.paths) > 1000  # the rest of the machine would be denied: the cap is the admin's choice
     kept = {sys.executable, *agent_files(), *shells("/")}
@@ -149,7 +149,7 @@ def test_even_under_a_huge_cap_the_shells_login_path_and_agent_are_never_denied(
 
 
 def test_the_dry_run_says_the_deny_list_is_refused() -> None:
-    banlist, findings, config = everything(max_removals=5)
+    banlist, findings, config = everything(max_actions=5)
     config = replace(config, enforcement=replace(config.enforcement, guard="fapolicyd"))
     out = io.StringIO()
     write_fapolicyd_rules(banlist, findings, config, DEVICE, Runner(), out, NOW, dry_run=True)

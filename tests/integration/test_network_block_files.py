@@ -47,7 +47,7 @@ def events(tmp_path: Path) -> list[dict]:
 
 def test_the_cap_refuses_the_change_and_says_so(tmp_path: Path) -> None:
     config, hosts = setup(tmp_path)
-    refused = f"refused: {TOO_MANY} (7 removals, max_removals is 5)"
+    refused = f"refused: {TOO_MANY} (7 removals, max_actions is 5)"
     capped = [Finding("violation", blocking().entries[0], App(source="dpkg", id="x"), "pc-1", "deb:x", outcome=refused)]
     change = keep_network_block(blocking(), config, STAFF, Runner(), io.StringIO(), NOW, capped)
     assert change is not None and change.refused

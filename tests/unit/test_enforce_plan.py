@@ -100,11 +100,11 @@ def test_protected_path_is_a_folder_boundary_not_a_prefix() -> None:
 
 def test_above_the_cap_every_action_is_refused() -> None:
     apps = [replace(PKG, id=f"pkg{i}", name=f"pkg{i}") for i in range(3)] + [PROC]
-    result = plan([finding(a) for a in apps], EnforcementConfig(mode="block", max_removals=3), DEVICE, FACTS)
-    assert result.note == ("too many — refused (4 actions: 1 kill, 3 uninstall; max_removals is 3 "
+    result = plan([finding(a) for a in apps], EnforcementConfig(mode="block", max_actions=3), DEVICE, FACTS)
+    assert result.note == ("too many — refused (4 actions: 1 kill, 3 uninstall; max_actions is 3 "
                            "and covers every kind of action)")
     assert all(a.refused.startswith("too many — refused") for a in result.actions)
-    within = plan([finding(a) for a in apps], EnforcementConfig(mode="block", max_removals=4), DEVICE, FACTS)
+    within = plan([finding(a) for a in apps], EnforcementConfig(mode="block", max_actions=4), DEVICE, FACTS)
     assert not any(a.refused for a in within.actions)
 
 
@@ -113,7 +113,7 @@ def test_every_kind_of_action_counts_against_the_one_cap(counted: App) -> None:
     """Kills and quarantines count as uninstalls do: one more action of any kind than the cap
     refuses the whole run, kills included."""
     others = [replace(PKG, id=f"other{i}", name=f"other{i}") for i in range(2)]
-    config = EnforcementConfig(mode="block", max_removals=2)
+    config = EnforcementConfig(mode="block", max_actions=2)
     assert not any(a.refused for a in plan([finding(a) for a in others], config, DEVICE, FACTS).actions)
     over = plan([finding(a) for a in [*others, counted]], config, DEVICE, FACTS)
     assert over.note.startswith("too many — refused (3 actions")
@@ -122,7 +122,7 @@ def test_every_kind_of_action_counts_against_the_one_cap(counted: App) -> None:
 
 def test_refused_actions_do_not_count_against_the_cap() -> None:
     refused = [replace(PROC, extra=(("pid", "1"),)), App(source="dpkg", id="bash", name="bash", extra=(("essential", "yes"),))]
-    result = plan([finding(a) for a in [*refused, PKG]], EnforcementConfig(mode="block", max_removals=1), DEVICE, FACTS)
+    result = plan([finding(a) for a in [*refused, PKG]], EnforcementConfig(mode="block", max_actions=1), DEVICE, FACTS)
     assert not result.note and [a.refused for a in result.actions if a.target == "wps-office"] == [""]
 
 
@@ -248,10 +248,10 @@ def test_one_file_seen_twice_is_judged_by_the_evidence_that_allows_it_whatever_t
 
 def test_the_processes_of_one_program_are_one_unit_of_the_cap_and_each_is_still_killed() -> None:
     sixteen = [replace(PROC, extra=(("pid", str(5000 + i)),)) for i in range(16)]
-    result = plan([finding(a) for a in sixteen], EnforcementConfig(mode="block", max_removals=1), DEVICE, FACTS)
+    result = plan([finding(a) for a in sixteen], EnforcementConfig(mode="block", max_actions=1), DEVICE, FACTS)
     assert not result.note and [(a.kind, a.refused) for a in result.actions] == [("kill", "")] * 16
     two = [*sixteen, replace(PROC, path="/usr/bin/other", extra=(("pid", "6000"),))]
-    over = plan([finding(a) for a in two], EnforcementConfig(mode="block", max_removals=1), DEVICE, FACTS)
+    over = plan([finding(a) for a in two], EnforcementConfig(mode="block", max_actions=1), DEVICE, FACTS)
     assert over.note.startswith("too many — refused (2 actions: 2 kill;")
 
 

@@ -15,7 +15,7 @@ from agent.model import App, CollectorError, Device
 
 NOW = datetime(2026, 12, 1, tzinfo=timezone.utc)
 POLICY = "enterprises/E/policies/gov"
-BLOCK = EnforcementConfig(mode="block", max_removals=5)
+BLOCK = EnforcementConfig(mode="block", max_actions=5)
 LIST = """
 format: appban.banlist/v1
 serial: 7
@@ -89,7 +89,7 @@ def test_an_incomplete_listing_protected_packages_and_the_cap_refuse():
     two = [tiktok(devices[0]), App(source="amapi", id="com.tencent.mm", device=devices[0].id)]
     (change,) = planned(devices, two, already={"kill": 2, "uninstall": 2})
     assert change.refused == ("too many — refused (6 actions: 2 kill, 2 policy-block, 2 uninstall; "
-                              "max_removals is 5 and covers every kind of action)")
+                              "max_actions is 5 and covers every kind of action)")
     assert planned(devices, two, already={"uninstall": 3})[0].refused == ""
 
 

@@ -76,9 +76,9 @@ def test_the_plan_is_refused_when_the_run_hits_the_cap() -> None:
     app = App(source="dpkg", id="tiktok")
     capped = [Finding("violation", entry, app, "pc-1", "deb:tiktok", outcome="removed"),
               Finding("violation", entry, app, "pc-1", "deb:tiktok",
-                      outcome=f"refused: {TOO_MANY} (9 removals, max_removals is 5)")]
+                      outcome=f"refused: {TOO_MANY} (9 removals, max_actions is 5)")]
     reason = cap_reason(capped)
-    assert reason == f"{TOO_MANY} (9 removals, max_removals is 5)"
+    assert reason == f"{TOO_MANY} (9 removals, max_actions is 5)"
     assert cap_reason(capped[:1]) == "" and cap_reason([]) == ""
     change = plan_network(config(), HOSTS, Blocked(tuple(LINES), 1, 1), 42, reason)
     assert change is not None and change.refused == reason and "refused" in change.describe()
@@ -105,6 +105,6 @@ def test_drop_ins_are_written_whole_removed_when_empty_and_never_taken_over() ->
 
 def test_more_banned_services_than_the_cap_allows_are_refused_whole() -> None:
     many = Blocked(tuple(f"0.0.0.0 s{n}.example" for n in range(6)), 6, 6)
-    change = plan_network(config(max_removals=5), HOSTS, many, 42)
+    change = plan_network(config(max_actions=5), HOSTS, many, 42)
     assert change.refused.startswith(TOO_MANY) and "6 dns-block entry" in change.refused
-    assert plan_network(config(max_removals=6), HOSTS, many, 42).refused == ""
+    assert plan_network(config(max_actions=6), HOSTS, many, 42).refused == ""
