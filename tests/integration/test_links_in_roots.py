@@ -53,6 +53,8 @@ class Row:
     user_writable: bool
     """The record's folder belongs to a user (else to root, like a package database)."""
     prepare: Callable[[Path], None] = lambda root: None
+    single: bool = False
+    """The collector reads one file (snapd's state, apk's database): no neighbour record beside it."""
 
 
 def _launcher(name: str, _: Path) -> bytes:
@@ -93,6 +95,10 @@ def _pacman(name: str, _: Path) -> bytes:
     return f"%NAME%\n{name}\n\n%VERSION%\n1.0-1\n\n".encode()
 
 
+def _apk(name: str, _: Path) -> bytes:
+    return f"P:{name}\nV:1.0-r0\n\n".encode()
+
+
 def _snap_state(name: str, _: Path) -> bytes:
     state = {"data": {"snaps": {name.lower(): {"current": "1", "active": True,
                                                "sequence": [{"name": name.lower(), "revision": "1", "title": name}]}}}}
@@ -106,7 +112,8 @@ ROWS = [
     Row("windows", lambda root, name: root / "Users" / name.lower() / "NTUSER.DAT", _hive, True,
         prepare=lambda root: hivexregedit() and None),
     Row("pacman", lambda root, name: root / "var/lib/pacman/local" / f"{name.lower()}-1.0-1" / "desc", _pacman, False),
-    Row("snap", lambda root, name: root / "var/lib/snapd/state.json", _snap_state, False),
+    Row("snap", lambda root, name: root / "var/lib/snapd/state.json", _snap_state, False, single=True),
+    Row("apk", lambda root, name: root / "lib/apk/db/installed", _apk, False, single=True),
 ]
 CASES = ("host-absolute", "host-dotdot", "root-secret", "root-public", "loop")
 
@@ -152,7 +159,7 @@ def _plant(root: Path, host: Path, row: Row, case: str, scratch: Path) -> Path:
     if case == "loop":
         (link.parent / "Loop-b").symlink_to(link.name)
     link.symlink_to(target)
-    if row.source != "snap":  # snapd has one state file: no neighbour record beside it
+    if not row.single:
         neighbour = row.record_at(root, NEIGHBOUR)
         neighbour.parent.mkdir(parents=True, exist_ok=True)
         neighbour.write_bytes(row.content(NEIGHBOUR, scratch))
@@ -165,7 +172,7 @@ def _check(root: Path, host: Path, row: Row, case: str, scratch: Path) -> None:
     link = _plant(root, host, row, case, scratch)
     names, errors = _found(root, row)
     assert "HostFile" not in names, f"{row.source}/{case}: read a file outside the root"
-    if row.source != "snap":
+    if not row.single:
         assert NEIGHBOUR in names, f"{row.source}/{case}: the plain record beside the link was lost ({errors})"
     if case == "root-public":
         assert PUBLIC in names, errors
@@ -176,7 +183,7 @@ def _check(root: Path, host: Path, row: Row, case: str, scratch: Path) -> None:
     assert SECRET not in names and PUBLIC not in names
     if row.source == "snap":
         return  # a state file that is not read falls back to the mounted snaps (none here)
-    about_link = [e for e in errors if "planted" in e.lower()]
+    about_link = [e for e in errors if "planted" in e.lower() or row.single]
     assert len(about_link) == 1 and len(errors) == 1, (case, errors)
     expected = {"host-absolute": "does not exist inside the root", "host-dotdot": "does not exist inside the root",
                 "root-secret": f"user {USER} could have planted", "loop": "a loop?"}[case]
@@ -259,3 +266,35 @@ def test_an_image_machine_id_link_never_gives_the_host_id(tmp_path: Path) -> Non
     (image / "var/lib/dbus").mkdir(parents=True)
     (image / "var/lib/dbus/machine-id").write_text("fedcba9876543210fedcba9876543210\n")
     assert image_device_id(image) == "fedcba9876543210fedcba9876543210"
+
+
+def _appimage(path: Path, owner: int) -> None:
+    """A file with an AppImage type-1 header (ELF magic, `AI`, type 1: no squashfs to read)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x7fELF\x02\x01\x01\x00AI\x01".ljust(64, b"\x00"))
+    path.chmod(0o755)
+    os.chown(path, owner, owner)
+
+
+@pytest.mark.parametrize(("target", "found"), [
+    ("/root/Applications", False),   # root's private folder: the user could not list it
+    ("/opt/apps", True),             # a folder everyone may list: its AppImage counts
+    (None, False),                   # a host folder by its absolute path: outside the root
+])
+def test_a_linked_appimage_folder_in_a_home(tmp_path: Path, target: str | None, found: bool) -> None:
+    root, host = tmp_path / "root", tmp_path / "host"
+    _appimage(root / "root/Applications/Private-1.0-x86_64.AppImage", 0)
+    os.chmod(root / "root", 0o700)
+    _appimage(root / "opt/apps/Public-1.0-x86_64.AppImage", 0)
+    _appimage(host / "Host-1.0-x86_64.AppImage", 0)
+    applications = root / "home/eve/Applications"
+    applications.parent.mkdir(parents=True)
+    applications.symlink_to(target or str(host))
+    _own(root, applications, USER)
+    inventory = collect(Context(root=root, live=False), ["appimage"])
+    eve = {a.name for a in inventory.apps if a.user == "eve"}
+    assert eve == ({"Public"} if found else set())
+    assert "Host" not in {a.name for a in inventory.apps}
+    assert "Private" in {a.name for a in inventory.apps if a.user == "root"}  # root's own folder still counts
+    if target == "/root/Applications":
+        assert any(f"user {USER} could have planted" in e.message for e in inventory.errors), inventory.errors
