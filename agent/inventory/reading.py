@@ -34,7 +34,7 @@ import errno
 import functools
 import os
 import stat
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Callable
 
 RECORD_LIMIT = 4 * 1024 * 1024
@@ -195,12 +195,19 @@ def host_path(path: str | Path, *, root: str | Path = "/") -> Path:
 
 
 def _parts(path: str | Path, root: str | Path) -> list[str]:
-    """Return the components of `path` below `root` (lexically: neither is resolved yet)."""
-    try:
-        relative = PurePosixPath(os.fspath(path)).relative_to(PurePosixPath(os.fspath(root)))
-    except ValueError:
-        raise UnsafeFileError(errno.EXDEV, f"not inside the root {root}, not read", str(path)) from None
-    return [p for p in relative.parts if p != "."]
+    """Return the components of `path` below `root` (lexically: neither is resolved yet).
+
+    Why string work and not PurePosixPath.relative_to: this runs for every file read, and pathlib
+    cost more than the reading itself.
+    """
+    text = os.fspath(path)
+    if not text.startswith("/"):
+        text = os.path.abspath(text)
+    parts = [p for p in text.split("/") if p and p != "."]
+    prefix = [p for p in os.path.normpath(os.fspath(root)).split("/") if p]
+    if parts[:len(prefix)] != prefix:
+        raise UnsafeFileError(errno.EXDEV, f"not inside the root {root}, not read", str(path))
+    return parts[len(prefix):]
 
 
 class _Walk:
