@@ -136,10 +136,17 @@ def folder_entries(path: str | Path, *, root: str | Path = "/") -> list[tuple[st
     with _Walk(root) as walk:
         fd = walk.open_folder(_parts(path, root), str(path))
         try:
-            names = sorted(os.listdir(fd))
-            return [(name, os.stat(name, dir_fd=fd, follow_symlinks=False)) for name in names]
+            return [(name, info) for name in sorted(os.listdir(fd)) if (info := _lstat_at(fd, name)) is not None]
         finally:
             os.close(fd)
+
+
+def _lstat_at(folder: int, name: str) -> os.stat_result | None:
+    """Return the lstat of `name` in the folder open as `folder`, or None if it was removed meanwhile."""
+    try:
+        return os.stat(name, dir_fd=folder, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
 
 
 def exists(path: str | Path, *, root: str | Path = "/", folder: bool = False) -> bool:
@@ -204,7 +211,7 @@ def _parts(path: str | Path, root: str | Path) -> list[str]:
     if not text.startswith("/"):
         text = os.path.abspath(text)
     parts = [p for p in text.split("/") if p and p != "."]
-    prefix = [p for p in os.path.normpath(os.fspath(root)).split("/") if p]
+    prefix = [p for p in os.path.abspath(os.fspath(root)).split("/") if p]
     if parts[:len(prefix)] != prefix:
         raise UnsafeFileError(errno.EXDEV, f"not inside the root {root}, not read", str(path))
     return parts[len(prefix):]

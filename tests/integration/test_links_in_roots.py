@@ -298,3 +298,11 @@ def test_a_linked_appimage_folder_in_a_home(tmp_path: Path, target: str | None, 
     assert "Private" in {a.name for a in inventory.apps if a.user == "root"}  # root's own folder still counts
     if target == "/root/Applications":
         assert any(f"user {USER} could have planted" in e.message for e in inventory.errors), inventory.errors
+
+
+def test_a_relative_root_is_the_same_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "image/etc").mkdir(parents=True)
+    (tmp_path / "image/etc/record").write_text("inside")
+    (tmp_path / "image/etc/link").symlink_to("/etc/record")
+    monkeypatch.chdir(tmp_path)
+    assert read_bytes(Path("image/etc/link"), root=Path("image")) == b"inside"
