@@ -72,21 +72,30 @@ def read_info_plist(bundle: Path, root: Path = Path("/")) -> dict[str, Any]:
     return info
 
 
-def find_bundles(folder: Path, root: Path = Path("/")) -> Iterator[Path]:
+def find_bundles(folder: Path, root: Path = Path("/"), errors: list[str] | None = None) -> Iterator[Path]:
     """Yield the .app bundles in `folder` and in its subfolders one level down (such as
-    /Applications/Utilities), never looking inside a bundle."""
-    for name in _subfolders(folder, root):
+    /Applications/Utilities), never looking inside a bundle. A folder that is refused or cannot
+    be listed is one line in `errors`."""
+    for name in _subfolders(folder, root, errors):
         if name.endswith(".app"):
             yield folder / name
         elif not name.startswith("."):
-            yield from (folder / name / inner for inner in _subfolders(folder / name, root) if inner.endswith(".app"))
+            yield from (folder / name / inner for inner in _subfolders(folder / name, root, errors)
+                        if inner.endswith(".app"))
 
 
-def _subfolders(folder: Path, root: Path) -> list[str]:
-    """Return the names of the real folders (not links) in `folder`, found inside `root`."""
+def _subfolders(folder: Path, root: Path, errors: list[str] | None = None) -> list[str]:
+    """Return the names of the real folders (not links) in `folder`, found inside `root`; [] when
+    there is none (a folder that is refused or unreadable is also a line in `errors`)."""
     try:
         return [name for name, info in folder_entries(folder, root=root) if stat.S_ISDIR(info.st_mode)]
-    except OSError:
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        if errors is not None and isinstance(exc, DanglingLinkError):
+            errors.append(f"{folder}: {exc.strerror}")
+        return []
+    except OSError as exc:
+        if errors is not None:
+            errors.append(f"{folder}: {exc.strerror or exc}")
         return []
 
 
@@ -135,8 +144,9 @@ class MacosCollector:
     def collect(self, ctx: Context) -> Collected:
         result = Collected()
         seen: set[Path] = set()
+        unlisted: list[str] = []
         for folder, user in search_folders(ctx):
-            for bundle in find_bundles(folder, ctx.root):
+            for bundle in find_bundles(folder, ctx.root, unlisted):
                 if bundle in seen:
                     continue
                 seen.add(bundle)
@@ -147,6 +157,7 @@ class MacosCollector:
                     result.errors.append(CollectorError(self.name, _on_device(ctx, str(exc))))
                 except Exception as exc:  # noqa: BLE001 - one bad bundle is one error, never the collector's loss
                     result.errors.append(record_error(self.name, _on_device(ctx, str(bundle)), exc))
+        result.errors.extend(CollectorError(self.name, _on_device(ctx, line)) for line in unlisted)
         result.apps.extend(cask_apps(ctx))
         return result
 

@@ -306,3 +306,21 @@ def test_a_relative_root_is_the_same_root(tmp_path: Path, monkeypatch: pytest.Mo
     (tmp_path / "image/etc/link").symlink_to("/etc/record")
     monkeypatch.chdir(tmp_path)
     assert read_bytes(Path("image/etc/link"), root=Path("image")) == b"inside"
+
+
+def test_a_linked_applications_folder_on_a_macos_volume_is_one_error(tmp_path: Path) -> None:
+    root = tmp_path / "volume"
+    app_bundle(root / "private/var/root/Apps", "RootOnly", info("org.example.rootonly", "RootOnly", "1", "1"))
+    os.chmod(root / "private/var/root", 0o700)
+    app_bundle(root / "Applications", "Shared", info("org.example.shared", "Shared", "1", "1"))
+    home = root / "Users/eve"
+    home.mkdir(parents=True)
+    (home / "Applications").symlink_to("/private/var/root/Apps")
+    (home / "Downloads").symlink_to(str(tmp_path / "host"))  # the host's folder: outside the volume
+    _own(root, home / "Applications", USER)
+    inventory = collect(Context(root=root, live=False), ["macos"])
+    assert {a.name for a in inventory.apps} == {"Shared"}
+    errors = [e.message for e in inventory.errors if e.collector == "macos"]
+    assert len(errors) == 2, errors
+    assert any(e.startswith("/Users/eve/Applications: reached through a link") for e in errors)
+    assert any(e.startswith("/Users/eve/Downloads: a link leads to") for e in errors)
