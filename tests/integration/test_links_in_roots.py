@@ -324,3 +324,23 @@ def test_a_linked_applications_folder_on_a_macos_volume_is_one_error(tmp_path: P
     assert len(errors) == 2, errors
     assert any(e.startswith("/Users/eve/Applications: reached through a link") for e in errors)
     assert any(e.startswith("/Users/eve/Downloads: a link leads to") for e in errors)
+
+
+def test_a_hard_link_to_roots_file_in_a_home_is_refused_too(tmp_path: Path) -> None:
+    """With fs.protected_hardlinks off (or on an image made elsewhere) a user can hard-link a file
+    they cannot read into their own folder: it is held to the same rule as a symlink."""
+    root = tmp_path / "root"
+    secret = root / "etc/secret.desktop"
+    secret.parent.mkdir(parents=True)
+    secret.write_bytes(_launcher(SECRET, tmp_path))
+    secret.chmod(0o600)
+    public = root / "etc/public.desktop"
+    public.write_bytes(_launcher(PUBLIC, tmp_path))
+    folder = root / "home/eve/.local/share/applications"
+    folder.mkdir(parents=True)
+    os.link(secret, folder / "secret.desktop")
+    os.link(public, folder / "public.desktop")
+    _own(root, folder / "x", USER)
+    inventory = collect(Context(root=root, live=False), ["desktop"])
+    assert {a.name for a in inventory.apps} == {PUBLIC}
+    assert [e.message for e in inventory.errors if "secret.desktop" in e.message and "cannot read" in e.message]
