@@ -235,6 +235,8 @@ class _Walk:
         self.final = ""
         self.links = 0
         self.writers: set[int] = set()
+        self.in_target: int | None = None
+        """While a link's target is being walked, the number of components left once it is done."""
 
     def __enter__(self) -> _Walk:
         return self
@@ -290,7 +292,7 @@ class _Walk:
             try:
                 info = os.stat(name, dir_fd=self.fds[-1], follow_symlinks=False)
             except FileNotFoundError:
-                raise self._missing("/".join([name, *reversed(todo)]), path) from None
+                raise self._missing("/".join([name, *reversed(todo)]), len(todo) + 1, path) from None
             if stat.S_ISLNK(info.st_mode):
                 self._follow(name, todo, path)
             elif todo:
@@ -307,6 +309,7 @@ class _Walk:
             raise UnsafeFileError(errno.ELOOP, f"more than {MAX_LINKS} links on the way (a loop?), not read", path)
         target = os.readlink(name, dir_fd=self.fds[-1])
         self.writers |= _writers(self.stats[-1])
+        self.in_target = len(todo) if self.in_target is None else min(self.in_target, len(todo))
         if target.startswith("/"):
             while len(self.fds) > 1:
                 self._up()
@@ -342,8 +345,11 @@ class _Walk:
     def _here(self, name: str) -> str:
         return "/" + "/".join([*self.names[1:], *([name] if name not in ("", ".") else [])])
 
-    def _missing(self, name: str, path: str) -> FileNotFoundError:
-        if not self.links:
+    def _missing(self, name: str, left: int, path: str) -> FileNotFoundError:
+        """Return the error for a component not found with `left` components to go (it included):
+        a dangling link when it is part of a link's target, else a plain missing file (merged-/usr
+        `/lib -> usr/lib` is a link, but a missing `/lib/apk` is just missing)."""
+        if self.in_target is None or left <= self.in_target:
             return FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
         return DanglingLinkError(errno.ENOENT, f"a link leads to {self._here(name)}, which does not exist inside "
                                                f"the root {self.root}", path)

@@ -29,7 +29,7 @@ import pytest
 
 from agent.inventory import collect
 from agent.inventory.base import Context
-from agent.inventory.reading import read_bytes
+from agent.inventory.reading import DanglingLinkError, read_bytes
 from agent.platform import image_device_id
 from tests.hives import USER_UNINSTALL, fixture_hive, hivexregedit, merge
 from tests.volumes import app_bundle, info
@@ -344,3 +344,20 @@ def test_a_hard_link_to_roots_file_in_a_home_is_refused_too(tmp_path: Path) -> N
     inventory = collect(Context(root=root, live=False), ["desktop"])
     assert {a.name for a in inventory.apps} == {PUBLIC}
     assert [e.message for e in inventory.errors if "secret.desktop" in e.message and "cannot read" in e.message]
+
+
+def test_a_missing_file_below_a_linked_folder_is_just_missing(tmp_path: Path) -> None:
+    """Merged /usr: /lib is a link to usr/lib; no apk database under it means no apk collector,
+    not an error about a dangling link. A link whose own target is missing is one."""
+    root = tmp_path / "root"
+    (root / "usr/lib").mkdir(parents=True)
+    (root / "lib").symlink_to("usr/lib")
+    (root / "etc").mkdir()
+    (root / "etc/gone").symlink_to("/usr/lib/nothing/here")
+    with pytest.raises(FileNotFoundError) as missing:
+        read_bytes(root / "lib/apk/db/installed", root=root)
+    assert type(missing.value) is FileNotFoundError
+    with pytest.raises(DanglingLinkError, match="leads to /usr/lib/nothing/here"):
+        read_bytes(root / "etc/gone", root=root)
+    inventory = collect(Context(root=root, live=False), ["apk"])
+    assert [e.message for e in inventory.errors] == [f"not available here: no apk database at {root}/lib/apk/db/installed"]
