@@ -203,7 +203,7 @@ def _deployments(apps: Path, root: Path) -> list[tuple[str, str, str, Path]]:
     """Return (app id, arch, branch, active link) of every deployed ref under an `app` folder."""
     found = []
     for app_id in _folders(apps, root):
-        for arch in (a for a in _folders(apps / app_id, root) if a != "current"):
+        for arch in _folders(apps / app_id, root):  # not `current`, flatpak's link to the arch/branch in use
             for branch in _folders(apps / app_id / arch, root):
                 names = dict(folder_entries(apps / app_id / arch / branch, root=root))
                 if "active" in names:
@@ -212,9 +212,9 @@ def _deployments(apps: Path, root: Path) -> list[tuple[str, str, str, Path]]:
 
 
 def _folders(folder: Path, root: Path) -> list[str]:
-    """Return the names of the folders in `folder` (links to folders inside the root count)."""
-    return [name for name, info in folder_entries(folder, root=root)
-            if stat.S_ISDIR(info.st_mode) or (stat.S_ISLNK(info.st_mode) and exists(folder / name, root=root, folder=True))]
+    """Return the names of the real folders in `folder` (flatpak links none of the app, arch and
+    branch folders; a link there is no deployment)."""
+    return [name for name, info in folder_entries(folder, root=root) if stat.S_ISDIR(info.st_mode)]
 
 
 def _names(folder: Path, root: Path, suffix: str) -> list[Path]:

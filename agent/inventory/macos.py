@@ -86,12 +86,11 @@ def find_bundles(folder: Path, root: Path = Path("/"), errors: list[str] | None 
 
 def _subfolders(folder: Path, root: Path, errors: list[str] | None = None) -> list[str]:
     """Return the names of the real folders (not links) in `folder`, found inside `root`; [] when
-    there is none (a folder that is refused or unreadable is also a line in `errors`)."""
+    there is none, or it is a link to nothing inside the root (a folder that is refused or
+    unreadable is also a line in `errors`)."""
     try:
         return [name for name, info in folder_entries(folder, root=root) if stat.S_ISDIR(info.st_mode)]
-    except (FileNotFoundError, NotADirectoryError) as exc:
-        if errors is not None and isinstance(exc, DanglingLinkError):
-            errors.append(f"{folder}: {exc.strerror}")
+    except (FileNotFoundError, NotADirectoryError):
         return []
     except OSError as exc:
         if errors is not None:

@@ -154,15 +154,17 @@ def exists(path: str | Path, *, root: str | Path = "/", folder: bool = False) ->
     resolved by the rules above: what a collector checks before it looks further.
 
     Something that is there but would be refused (a FIFO, a link a user planted to root's file, a
-    link whose target is not inside the root) counts as there, so that reading it reports the refusal as one error instead of passing unseen.
+    file link whose target is not inside the root) counts as there, so that reading it reports the
+    refusal as one error instead of passing unseen. A folder link whose target is missing does not:
+    a user's Desktop linked to a drive that is not plugged in is common, and no error.
     """
     if not _WALKS:
         return os.path.isdir(path) if folder else os.path.exists(path)
     try:
         with _Walk(root) as walk:
             _, info = walk.resolve(_parts(path, root), str(path))
-    except DanglingLinkError:  # a link out of the root (or to nothing): reading it will say where it leads
-        return True
+    except DanglingLinkError:  # a link out of the root (or to nothing): reading a file will say where it leads
+        return not folder
     except (FileNotFoundError, NotADirectoryError):
         return False
     except OSError:  # a loop, or a folder that cannot be searched: reading it will say why
