@@ -362,3 +362,16 @@ def test_a_missing_file_below_a_linked_folder_is_just_missing(tmp_path: Path) ->
         read_bytes(root / "etc/gone", root=root)
     inventory = collect(Context(root=root, live=False), ["apk"])
     assert [e.message for e in inventory.errors] == [f"not available here: no apk database at {root}/lib/apk/db/installed"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_without_openat2_the_walk_alone_gives_the_same_answers(tmp_path: Path, scratch: Path, case: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel before Linux 5.6, or a seccomp filter refusing openat2: every path is walked."""
+    from agent.inventory import reading
+
+    monkeypatch.setattr(reading, "_openat2", lambda: None)
+    root, host = tmp_path / "root", tmp_path / "host"
+    root.mkdir()
+    host.mkdir()
+    _check(root, host, ROWS[0], case, scratch)
