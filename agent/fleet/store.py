@@ -13,11 +13,13 @@ import hashlib
 import json
 import logging
 import secrets
+import contextlib
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -132,6 +134,7 @@ class Store:
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise StoreError(f"database {self.safe_url}: {exc}") from None
         self.sqlite = self.engine.dialect.name == "sqlite"
+        self._writer = threading.Lock() if self.sqlite else contextlib.nullcontext()
         if self.sqlite:
             _sqlite_setup(self.engine)
         try:
@@ -152,8 +155,12 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A write transaction (BEGIN IMMEDIATE on SQLite), committed on leaving, rolled back on error."""
-        with self.engine.connect() as connection:
+        """A write transaction (BEGIN IMMEDIATE on SQLite), committed on leaving, rolled back on error.
+
+        SQLite has one writer at a time: this server's threads queue on a lock in turn, instead
+        of each polling the file lock in SQLite's busy handler (sleeps of up to 100 ms while a
+        core sits idle); other processes on the file still wait in the busy handler."""
+        with self._writer, self.engine.connect() as connection:
             connection.execution_options(write=True)
             with connection.begin():
                 yield connection
@@ -208,26 +215,24 @@ class Store:
                                      .where(t.idempotency_keys.c.key == key)).first()
         return (row.device_id, json.loads(row.response)) if row else None
 
-    def unchanged(self, device_id: str, state_hash: str, key: str, now: float, report_id: str) -> Ingested | None:
-        """The fast path of a push, two statements in one transaction: when the device's state
-        hash is `state_hash`, mark it seen and record the key, answering "nothing changed" (or,
-        for a key seen before, the first answer). Return None when the report must be judged and
-        ingested (a replay of an older report then gets its first answer from `ingest`)."""
-        response = {"report": report_id, "devices": 1, "changed": 0}
-        try:
-            with self.write() as connection:
-                touched = connection.execute(_SQL.touch, {"b_id": device_id, "b_hash": state_hash, "b_now": now,
-                                                          "b_report": report_id}).rowcount
-                if not touched:
-                    return None
-                connection.execute(_SQL.insert[t.idempotency_keys.name], {"key": key, "device_id": device_id, "received": now,
-                                          "response": json.dumps(response)})
-        except IntegrityError:  # a key seen before: the update is rolled back with it
-            replayed = self.replay(key)
-            if replayed is None:
-                raise
-            return Ingested(replayed[1], replayed=True)
-        return Ingested(response)
+    def push(self, device_id: str, state_hash: str, key: str, now: float, report_id: str,
+             judged: Callable[[], Sequence[DeviceVerdict]], body: bytes) -> Ingested:
+        """Store one pushed report and its idempotency key in one transaction.
+
+        When the device's state hash is `state_hash` the report changes nothing: two statements
+        mark it seen and record the key, and `judged` (parsing the apps and matching them) is
+        never called. Otherwise `judged()` gives the verdicts, stored as `ingest` does, with the
+        raw `body`. A key seen before returns its first answer (`replayed`). Raise what `judged`
+        raises (nothing is kept), SQLAlchemyError if the database fails.
+        """
+        def store(connection: Connection) -> dict[str, Any]:
+            if connection.execute(_SQL.touch, {"b_id": device_id, "b_hash": state_hash, "b_now": now,
+                                               "b_report": report_id}).rowcount:
+                return {"report": report_id, "devices": 1, "changed": 0}
+            return self._store_verdicts(connection, judged(), "push", now, report_id,
+                                        lambda: body.decode("utf-8", "replace"))
+
+        return self._keyed(store, device_id, key, now)
 
     def ingest(self, verdicts: Sequence[DeviceVerdict], source: str, now: float, report_id: str = "",
                key: str = "", body: str | None = None) -> Ingested:
@@ -238,22 +243,32 @@ class Store:
         the report changed something. Raise SQLAlchemyError if the database fails (nothing is kept).
         """
         device = verdicts[0].device.id if verdicts else ""
+        raw = None if body is None else lambda: body
+        return self._keyed(lambda c: self._store_verdicts(c, verdicts, source, now, report_id, raw), device, key, now)
+
+    def _keyed(self, store: Callable[[Connection], dict[str, Any]], device_id: str, key: str, now: float) -> Ingested:
+        """Run `store` in a write transaction that also records `key` (when given) with its answer."""
         try:
             with self.write() as connection:
-                changed = sum(self._apply(connection, v, source, now, report_id) for v in verdicts)
-                response = {"report": report_id, "devices": len(verdicts), "changed": changed}
+                response = store(connection)
                 if key:
-                    connection.execute(insert(t.idempotency_keys).values(
-                        key=key, device_id=device, received=now, response=json.dumps(response)))
-                if body is not None and changed and report_id:
-                    connection.execute(insert(t.reports).values(id=report_id, device_id=device, received=now,
-                                                                body=body))
-        except IntegrityError:
+                    connection.execute(_SQL.insert[t.idempotency_keys.name], {
+                        "key": key, "device_id": device_id, "received": now, "response": json.dumps(response)})
+        except IntegrityError:  # a key seen before: everything above is rolled back with it
             replayed = self.replay(key) if key else None
             if replayed is None:
                 raise
             return Ingested(replayed[1], replayed=True)
         return Ingested(response)
+
+    def _store_verdicts(self, connection: Connection, verdicts: Sequence[DeviceVerdict], source: str, now: float,
+                        report_id: str, body: Callable[[], str] | None) -> dict[str, Any]:
+        """Apply every verdict; keep the raw body (made only then) when something changed."""
+        changed = sum(self._apply(connection, v, source, now, report_id) for v in verdicts)
+        if body is not None and changed and report_id:
+            connection.execute(_SQL.insert[t.reports.name], {"id": report_id, "device_id": verdicts[0].device.id,
+                                                              "received": now, "body": body()})
+        return {"report": report_id, "devices": len(verdicts), "changed": changed}
 
     def ingest_source(self, source: InventorySource, policy: Policy, now: float) -> int:
         """Ingest every inventory a source yields (an imported file, an MDM connector's pull);
@@ -299,18 +314,19 @@ class Store:
             connection.execute(_SQL.device_update if observed else _SQL.device_rejudged,
                                {**seen, **{f"b_{k}": v for k, v in values.items()}})
         if previous is None or previous.groups != values["groups"]:
-            connection.execute(_SQL.groups_delete, {"b_id": device.id})
+            if previous is not None:
+                connection.execute(_SQL.groups_delete, {"b_id": device.id})
             if device.groups:
                 connection.execute(_SQL.insert[t.device_groups.name],
                                    [{"device_id": device.id, "group_name": g} for g in dict.fromkeys(device.groups)])
         self._store_inventory(connection, verdict, now, previous is None)
-        self._diff_findings(connection, verdict, now, report_id, observed)
+        self._diff_findings(connection, verdict, now, report_id, observed, previous is None)
         return True
 
     def _store_inventory(self, connection: Connection, verdict: DeviceVerdict, now: float, new: bool) -> None:
         # Kept with the agent's own groups: a re-check assigns central groups again from the rules.
         own = Inventory(devices=(replace(verdict.device, groups=verdict.agent_groups),), apps=verdict.apps)
-        body = json.dumps(inventory_to_dict(own), ensure_ascii=False, separators=(",", ":"))
+        body = t.json_text(inventory_to_dict(own))
         if new:
             connection.execute(_SQL.insert[t.inventories.name], {"device_id": verdict.device.id, "updated": now,
                                                                   "apps": len(verdict.apps), "body": body})
@@ -319,29 +335,31 @@ class Store:
                                                        "b_apps": len(verdict.apps), "b_body": body})
 
     def _diff_findings(self, connection: Connection, verdict: DeviceVerdict, now: float, report_id: str,
-                       observed: bool) -> None:
-        """Turn the device's findings into the verdict's, recording one event per change."""
+                       observed: bool, new_device: bool) -> None:
+        """Turn the device's findings into the verdict's, recording one event per change; new
+        findings and the events are one statement each (a new device has no findings to read)."""
         device_id = verdict.device.id
-        current = {(r.entry, r.app_key): r for r in connection.execute(_SQL.findings, {"b_id": device_id})}
+        current = {} if new_device else {
+            (r.entry, r.app_key): r for r in connection.execute(_SQL.findings, {"b_id": device_id})}
         events: list[dict[str, Any]] = []
+        added: list[dict[str, Any]] = []
 
         def record(entry: str, key: str, name: str, status: str, what: str) -> None:
             events.append({"device_id": device_id, "entry": entry, "app_key": key, "event": what, "status": status,
                            "app_name": name, "at": now, "report_id": report_id})
 
-        if observed:
+        if observed and any(old.resolved_at is None for old in current.values()):
             connection.execute(_SQL.findings_seen, {"b_id": device_id, "b_now": now})
         wanted = {(n.entry, n.key): n for n in verdict.findings}
         for (entry, key), new in wanted.items():
             name = _app_name(new.app)
             old = current.get((entry, key))
-            fields = {"status": new.status, "matched_by": new.matched_by, "app": json.dumps(dict(new.app))}
+            fields = {"status": new.status, "matched_by": new.matched_by, "app": t.json_text(dict(new.app))}
             where = {"b_id": device_id, "b_entry": entry, "b_key": key, "b_now": now,
                      **{f"b_{k}": v for k, v in fields.items()}}
             if old is None:
-                connection.execute(_SQL.insert[t.findings.name], {
-                    "device_id": device_id, "entry": entry, "app_key": key, "first_seen": now, "last_seen": now,
-                    "resolved_at": None, **fields})
+                added.append({"device_id": device_id, "entry": entry, "app_key": key, "first_seen": now,
+                              "last_seen": now, "resolved_at": None, **fields})
                 record(entry, key, name, new.status, "appeared")
             elif old.resolved_at is not None:
                 connection.execute(_SQL.finding_reopen, where)
@@ -356,6 +374,8 @@ class Store:
                 connection.execute(_SQL.finding_resolve, {"b_id": device_id, "b_entry": entry, "b_key": key,
                                                           "b_now": now})
                 record(entry, key, _app_name(json.loads(old.app)), old.status, "resolved")
+        if added:
+            connection.execute(_SQL.insert[t.findings.name], added)
         if events:
             connection.execute(_SQL.insert[t.finding_events.name], events)
 
