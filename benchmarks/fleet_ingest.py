@@ -117,7 +117,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--database", default="", help="postgresql+psycopg://… (default: SQLite in a temp dir)")
     parser.add_argument("--postgres", action="store_true",
-                        help="start a throwaway PostgreSQL 15 cluster (as the tests do) and use it")
+                        help="start a throwaway PostgreSQL 15 cluster (as the tests do, but with fsync on) and use it")
     parser.add_argument("--full", action="store_true", help="the issue's size: --devices 10000")
     args = parser.parse_args()
     if args.full:
@@ -129,7 +129,7 @@ def main() -> None:
     if args.postgres:
         from tests.postgres import throwaway_cluster
 
-        with throwaway_cluster() as url:
+        with throwaway_cluster(fsync=True) as url:
             args.database = url
             run(args)
     else:
