@@ -7,7 +7,7 @@ from __future__ import annotations
 from itertools import groupby
 from typing import Sequence
 
-from agent.model import App, Device, Entry, Finding, Inventory, Report, app_counts
+from agent.model import App, Device, Entry, Finding, Inventory, Report, app_counts, app_total
 from agent.printable import printable
 from agent.report import jsontext
 from agent.report.textwidth import DEFAULT_WIDTH, fit, wrap
@@ -91,7 +91,7 @@ def render_table(report: Report, width: int = DEFAULT_WIDTH) -> str:
         since = info.stale_since.isoformat() if info.stale_since else "unknown"
         lines += wrap(f"WARNING: the ban list is stale (expired {since}); the central list is not "
                       "being renewed", width, subsequent="  ")
-    lines.append(f"{len(report.inventory.devices)} device(s), {len(report.inventory.apps)} app(s) checked")
+    lines.append(f"{len(report.inventory.devices)} device(s), {app_total(report.inventory)} app(s) checked")
     if report.findings:
         columns = layout(_FINDING_COLUMNS, width)
         lines += ["", _row([name for name, _ in columns], columns)]
@@ -146,6 +146,6 @@ def _summary(report: Report) -> str:
     text = ", ".join(f"{n} {status}" for status, n in counts.items())
     verdict = "COMPLIANT" if report.compliant else "NOT COMPLIANT"
     if report.inventory.errors and report.compliant:
-        verdict = ("NO VERDICT (nothing could be read)" if not report.inventory.apps
+        verdict = ("NO VERDICT (nothing could be read)" if not app_total(report.inventory)
                    else verdict + " as far as could be read (some sources failed)")
     return f"{verdict}: {text}"
