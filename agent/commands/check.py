@@ -19,7 +19,7 @@ from agent.commands.common import (
 from agent.config import Config
 from agent.model import BanList, Report
 from agent.printable import printable
-from agent.report.render import render_json, render_table
+from agent.report.render import render_json_chunks, render_table
 from agent.report.textwidth import terminal_width
 from agent.scan import enforce_report
 
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     report = gather_report(args, config, banlist, info, now)
     if enforcing:
         report = _enforce(args, config, banlist, report, now)
-    write_out(render_json(report) if args.format == "json" else render_table(report, terminal_width()))
+    write_out(render_json_chunks(report) if args.format == "json" else render_table(report, terminal_width()))
     if not report.compliant:
         return EXIT_VIOLATION
     reason = nothing_read(report.inventory)

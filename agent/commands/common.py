@@ -8,6 +8,7 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Iterable
 
 from agent.banlist.keys import load_agent_config
 from agent.config import Config
@@ -99,11 +100,13 @@ def nothing_read(inventory: Inventory) -> str | None:
     return f"no verdict: nothing could be read ({first.collector}: {first.message}{more})"
 
 
-def write_out(text: str) -> None:
-    """Write `text` to stdout. A reader that has gone (`| head`, `| grep -q`) is not an error:
-    the command's exit code (the verdict, for `check`) must stand, not turn into a traceback or 0."""
+def write_out(text: str | Iterable[str]) -> None:
+    """Write `text` (or its pieces, in order) to stdout. A reader that has gone (`| head`,
+    `| grep -q`) is not an error: the command's exit code (the verdict, for `check`) must stand,
+    not turn into a traceback or 0."""
     try:
-        sys.stdout.write(text)
+        for piece in (text,) if isinstance(text, str) else text:
+            sys.stdout.write(piece)
         sys.stdout.flush()
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -5,7 +5,7 @@ an argument, measured in terminal columns (agent.report.textwidth), so CJK names
 from __future__ import annotations
 
 from itertools import groupby
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from agent.model import App, Device, Entry, Finding, Inventory, Report, app_counts, app_total
 from agent.printable import printable
@@ -24,7 +24,14 @@ _APP_COLUMNS: ColumnSpec = (
 
 def render_json(report: Report) -> str:
     """Return the report as indented JSON (UTF-8 names kept readable)."""
-    return jsontext.dumps(report.to_dict()) + "\n"
+    return "".join(render_json_chunks(report))
+
+
+def render_json_chunks(report: Report) -> Iterator[str]:
+    """Yield render_json's text in pieces (a device or a finding at a time), for writing out a
+    fleet's report without holding its whole text."""
+    yield from jsontext.chunks(report.to_dict())
+    yield "\n"
 
 
 def layout(spec: ColumnSpec, width: int) -> Columns:
