@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 from agent import __version__
 from agent.errors import UserError
 from agent.gcpause import paused_gc
-from agent.inventory.mdm import ExportError, load_csv, load_zip, stream_csv, stream_zip
+from agent.inventory.mdm import ExportError, export_chunks, load_csv, load_zip, stream_csv, stream_zip
 from agent.model import App, CollectorError, Device, Inventory
 from agent.schema import parse_timestamp
 
@@ -126,6 +126,21 @@ def load_inventory_file(path: str) -> Inventory:
         if kind == "json":
             return _json_inventory(path, what)
         return (load_zip if kind == "zip" else load_csv)(path, what)
+
+
+def inventory_chunks(path: str, devices: int = 500) -> Iterator[Inventory]:
+    """Yield an inventory file as `load_inventory_file` reads it, an MDM export split into
+    inventories of at most `devices` devices each (every device whole, in one of them) so a
+    caller that stores device by device (the fleet's import) never holds the whole export's
+    records. Raise InventoryFileError as load_inventory_file."""
+    what = f"inventory {path}"
+    with paused_gc(), _reading(what):
+        kind = _kind(path)
+        if kind == "json":
+            chunks: Iterator[Inventory] = iter((_json_inventory(path, what),))
+        else:
+            chunks = export_chunks(path, what, kind == "zip", devices)
+    yield from chunks
 
 
 def stream_inventory_file(path: str, into: Tally) -> datetime | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.inventory.file import InventoryFileError, load_inventory_file
+from agent.inventory.file import InventoryFileError, inventory_chunks, load_inventory_file
 from agent.inventory.mdm import INTUNE_NOTE, _copy, platform_source
 from agent.model import App
 
@@ -152,3 +152,22 @@ def test_a_saved_inventory_with_a_string_for_a_list_is_refused_not_split_into_le
     path.write_text(json.dumps({"format": "appban.inventory/v1", **record}))
     with pytest.raises(InventoryFileError, match=problem):
         load_inventory_file(str(path))
+
+
+def test_an_export_in_chunks_is_the_export_device_by_device(tmp_path: Path) -> None:
+    """What the fleet's import stores: every device whole in one chunk, its apps in file order,
+    even when its rows are not together; errors and notes once."""
+    header = "device,platform,app_id,app_name,version,user\n"
+    rows = [f"d{n % 7},{'android' if n % 2 else 'ios'},app.{n % 5},App {n % 5},1.{n % 3},u{n % 2}\n" for n in range(60)]
+    path = _write(tmp_path, header + "".join(rows) + ",android,app.x,X,1,\n" + rows[3])  # a row without device, a duplicate
+    whole = load_inventory_file(path)
+    chunks = list(inventory_chunks(path, devices=3))
+    assert [len(c.devices) for c in chunks] == [3, 3, 1]
+    assert [d for c in chunks for d in c.devices] == list(whole.devices)
+    for chunk in chunks:
+        ids = {d.id for d in chunk.devices}
+        assert chunk.apps == tuple(a for d in chunk.devices for a in whole.apps if a.device == d.id)
+        assert {a.device for a in chunk.apps} <= ids
+    assert (chunks[0].errors, chunks[0].notes) == (whole.errors, whole.notes) and len(whole.errors) == 1
+    assert all(not c.errors and not c.notes for c in chunks[1:])
+    assert len([a for c in chunks for a in c.apps]) == len(whole.apps) == 61
