@@ -308,7 +308,8 @@ def _read_rows(reader: Any, columns: _Columns, into: Sink, known: dict[str, Any]
     facts = columns.picker(names[2:])
     skipped, first_skipped = 0, 0
     by_kind: dict[str, dict[tuple[str, ...], Any]] = {}
-    last, device_id, slot, protos, last_user, user, add = None, "", None, None, None, "", None
+    unknown: dict[tuple[str, ...], Any] = {}  # the prototypes of a device not described yet: none
+    last, device_id, slot, protos, last_user, user, add = None, "", None, unknown, None, "", None
     for row in reader:
         if len(row) != width:
             row = (row + [""] * width)[:width] + [""]
@@ -318,13 +319,13 @@ def _read_rows(reader: Any, columns: _Columns, into: Sink, known: dict[str, Any]
         if raw_id != last:  # a new device (or the next run of one seen before)
             last, device_id, last_user = raw_id, raw_id.strip(), None
             slot, kind = known.get(device_id, (None, ""))
-            protos = by_kind.get(kind) if slot is not None else None
+            protos = by_kind.setdefault(kind, {}) if slot is not None else unknown  # (seen in an earlier CSV of a ZIP)
         if row[at_user] != last_user:
             last_user = row[at_user]
             user = last_user.strip()
             add = into.run(slot, user) if slot is not None else None
         key = facts(row)
-        proto = protos.get(key) if protos is not None else None
+        proto = protos.get(key)
         if proto is None:
             app_id, name, publisher, *versions = (value.strip() for value in key)
             if not (name or app_id) or not device_id:

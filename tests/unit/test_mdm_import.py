@@ -171,3 +171,15 @@ def test_an_export_in_chunks_is_the_export_device_by_device(tmp_path: Path) -> N
     assert (chunks[0].errors, chunks[0].notes) == (whole.errors, whole.notes) and len(whole.errors) == 1
     assert all(not c.errors and not c.notes for c in chunks[1:])
     assert len([a for c in chunks for a in c.apps]) == len(whole.apps) == 61
+
+
+def test_one_device_across_the_csvs_of_a_zip_is_one_device(tmp_path: Path) -> None:
+    header = "device,platform,app_id,app_name,version\n"
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        out.writestr("a.csv", header + "p1,android,com.tencent.mm,WeChat,8.0\n")
+        out.writestr("b.csv", header + "p1,ios,com.zhiliaoapp.musically,TikTok,35\np2,ios,com.example,Example,1\n")
+    inventory = load_inventory_file(str(archive))
+    assert [(d.id, d.kind) for d in inventory.devices] == [("p1", "android"), ("p2", "ios")]
+    assert [(a.device, a.source, a.id) for a in inventory.apps] == [
+        ("p1", "android", "com.tencent.mm"), ("p1", "android", "com.zhiliaoapp.musically"), ("p2", "ios", "com.example")]
