@@ -4,6 +4,11 @@
 `appban.report/v1` document and carries out the same plan whichever of them runs it; what stays
 with each caller is only what differs (the command's output and exit code; the service's
 schedule, its exec guard and its outbox).
+
+The check matches as it reads (`report_here`, `report_files`: agent/tally.py), so an MDM
+export of a million rows or an MDM API of 20,000 phones is reported without holding every app
+record; the service collects whole (`collect_here`, `build_report`), as its endpoint serves the
+inventory. Both give the same report for the same input.
 """
 
 from __future__ import annotations

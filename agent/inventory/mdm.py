@@ -11,8 +11,9 @@ and `*_loc` localisation twins ignored), plain or inside the ZIP Intune delivers
   separated by `;`), for any other MDM whose export can be reshaped to it.
 
 Each row is one app on one device. The file is streamed row by row with the csv module (a 10,000
-phone export has a million rows), and the strings that repeat across devices (app names, ids,
-versions) are interned so a million apps share a few thousand strings.
+phone export has a million rows) into a sink (`Sink`): every row kept as an App (`_Accumulator`,
+with the strings that repeat across devices interned), only counted and matched (agent.tally,
+the check), or kept as one number per row for the fleet's import (`_Rows`).
 """
 
 from __future__ import annotations
@@ -295,11 +296,12 @@ def read_csv(stream: IO[str], what: str, into: Sink, known: dict[str, Any] | Non
 
 
 def _read_rows(reader: Any, columns: _Columns, into: Sink, known: dict[str, Any]) -> tuple[int, int]:
-    """The hot loop: add every row's app; return (rows skipped, line of the first one).
+    """The hot loop: hand every row's app to the sink; return (rows skipped, line of the first one).
 
-    Rows are padded with one "" cell that stands for absent columns. An export lists a device's
-    apps together, so the device is looked up only when the id changes; an app's facts without
-    its device are read once per device kind and kept as a prototype for the sink.
+    Rows are padded with one "" cell that stands for absent columns (when the header lacks one).
+    An export lists a device's apps together, so the device is looked up and a sink run begun
+    only when the id (or the user) changes; an app's facts without its device are read once per
+    device kind into a prototype, and a row is then one lookup and one call of the run.
     """
     layout, intern, width = columns.layout, sys.intern, columns.width
     names = (layout.device, layout.user, layout.app_id, layout.app_name, layout.publisher, *layout.versions)
