@@ -1,5 +1,6 @@
 """The streamed check (agent/tally.py, agent/scan.report_files): the same report as reading every
-file whole, merging (merge_inventories) and matching, without keeping every app record."""
+file whole, merging (merge_inventories) and matching, without keeping every app record; and
+connector pages handed on as they arrive (agent.inventory._run_pages)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from hypothesis import strategies as st
 from agent.banlist.parse import parse_banlist
 from agent.config import Config, GatewayConfig, GroupRule
 from agent.groups import assign_groups
+from agent.inventory import _run_pages
+from agent.inventory.base import Collected, Context
 from agent.inventory.file import inventory_to_dict, load_inventory_file, merge_inventories, stream_inventory_file
 from agent.match import Matcher, compile_banlist
-from agent.model import App, BanListInfo, Device, Inventory
+from agent.model import App, BanListInfo, CollectorError, Device, Inventory
 from agent.report.render import render_table
 from agent.scan import build_report, report_files
 from agent.tally import Tally
@@ -141,3 +144,24 @@ def test_inventory_read_whole_is_taken_record_by_record() -> None:
     tally.inventory(Inventory(devices=(phone,), apps=apps))
     assert dict(tally.counted()) == {"p1": 2, "p2": 1}  # a collector's records are all counted, as before
     assert [app.id for app, _ in tally.matched] == ["com.zhiliaoapp.musically"] * 2
+
+
+class _PagedCollector:
+    """A connector-shaped collector: two pages, then a defect (not an API error) on the third."""
+
+    name = "paged"
+
+    def pages(self, ctx):
+        yield Collected(apps=[App("android", "com.zhiliaoapp.musically", device="p1")], devices=[Device(id="p1")],
+                        notes=["blind spot"])
+        yield Collected(apps=[App("android", "com.example", device="p2")], devices=[Device(id="p2")],
+                        errors=[CollectorError("paged", "p3 has no app reports", "p3")], notes=["blind spot"])
+        raise KeyError("applicationReports")
+
+
+def test_pages_go_to_the_stream_and_a_defect_part_way_keeps_the_pages_before() -> None:
+    streamed: list[App] = []
+    kept = _run_pages(_PagedCollector(), Context(), "host", streamed.extend)
+    assert [a.id for a in streamed] == ["com.zhiliaoapp.musically", "com.example"]
+    assert [d.id for d in kept.devices] == ["p1", "p2"] and kept.apps == [] and kept.notes == ["blind spot"]
+    assert [e.message for e in kept.errors] == ["p3 has no app reports", "KeyError: 'applicationReports'"]
