@@ -29,10 +29,8 @@ import operator
 from array import array
 from typing import Callable, Iterable
 
+from agent.match import Hit
 from agent.model import App, CollectorError, Device, Inventory
-
-Hit = tuple[int, str]
-"""(entry index, how it matched), as agent.match gives them."""
 
 _CONTENT = operator.attrgetter(*(f.name for f in dataclasses.fields(App) if f.name not in ("device", "user")))
 """Every field of an App but where it is (device, user): rows with the same content are one
