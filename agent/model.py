@@ -59,17 +59,26 @@ def _strings(value: Any, key: str) -> tuple[str, ...]:
 def build_record(cls: type[Any], values: dict[str, Any]) -> Any:
     """Return an instance of the frozen dataclass `cls` with `values` over its fields' defaults,
     without running its __init__ (which sets each field through object.__setattr__). Fields
-    added later get their defaults here too, so adding a field stays a one-line change."""
+    added later get their defaults here too, so adding a field stays a one-line change.
+
+    When `values` names every field it becomes the instance's dictionary as it is (no copy: the
+    bulk loads build 100,000s of records), so the caller must not change it afterwards."""
     record = object.__new__(cls)
-    fields = _defaults(cls).copy()
-    fields.update(values)
-    object.__setattr__(record, "__dict__", fields)
+    defaults = _defaults(cls)
+    if len(values) != _field_count(cls):
+        values = {**defaults, **values}
+    object.__setattr__(record, "__dict__", values)
     return record
 
 
 @functools.cache
 def _defaults(cls: type[Any]) -> dict[str, Any]:
     return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+
+
+@functools.cache
+def _field_count(cls: type[Any]) -> int:
+    return len(dataclasses.fields(cls))
 
 
 LOCAL_DEVICE = "local"
