@@ -8,7 +8,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.report.jsontext import dumps
+from agent.report.jsontext import dumps, dumps_document
 
 LEAVES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text())
 KEYS = st.one_of(st.text(), st.integers(), st.booleans(), st.none(), st.floats())
@@ -27,3 +27,20 @@ def test_an_inventory_shaped_document() -> None:
                          {"id": "bash", "version": "5.2", "pid": 4, "ok": True, "gone": None}],
                 "errors": [], "notes": ["a", "b"]}
     assert dumps(document) == json.dumps(document, indent=2, ensure_ascii=False)
+
+
+PLAIN_LEAVES = st.one_of(st.none(), st.booleans(), st.integers(), st.text())
+PLAIN = st.recursive(PLAIN_LEAVES, lambda inner: st.one_of(st.lists(inner), st.dictionaries(st.text(), inner)),
+                     max_leaves=40)
+
+
+@settings(max_examples=500)
+@given(PLAIN)
+def test_documents_get_the_same_text_through_msgspec(value: object) -> None:
+    """What the records' to_dict build (no floats, string keys) is written as json writes it."""
+    assert dumps_document(value) == json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def test_what_msgspec_cannot_encode_goes_to_the_standard_path() -> None:
+    document = {"name": "half a pair \ud800", "keys": {1: "one"}, "huge": 2**200}
+    assert dumps_document(document) == json.dumps(document, indent=2, ensure_ascii=False)
