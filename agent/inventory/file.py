@@ -170,10 +170,15 @@ def _typed_inventory(raw: bytes) -> Inventory | None:
     except ValueError:
         return None
     devices = tuple(Device.from_dict(msgspec.structs.asdict(d)) for d in document.devices)
-    apps = tuple([build_record(App, {
-        "source": a.source, "id": a.id, "name": a.name, "version": a.version, "publisher": a.publisher,
-        "path": a.path, "user": a.user, "device": a.device or LOCAL_DEVICE, "aliases": a.aliases, "sha256": a.sha256,
-        "extra": tuple(sorted(a.extra.items())) if a.extra else (),
-    }) for a in document.apps])
+    apps = tuple([_app(msgspec.structs.asdict(a)) for a in document.apps])
     return _assemble(devices, apps, tuple(CollectorError(e.collector, e.message, e.device) for e in document.errors),
                      tuple(document.notes), collected_at)
+
+
+def _app(fields: dict[str, Any]) -> App:
+    """The App of one typed record's fields, as App.from_dict makes it: an empty device is the
+    local one, extra facts become sorted pairs."""
+    fields["device"] = fields["device"] or LOCAL_DEVICE
+    extra = fields["extra"]
+    fields["extra"] = tuple(sorted(extra.items())) if extra else ()
+    return build_record(App, fields)
