@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from agent.inventory.base import Collected, Context, read_text_database
 from agent.gcpause import paused_gc
@@ -43,19 +43,38 @@ def parse_status(text: str) -> list[App]:
     A `Multi-Arch: same` package installed for two architectures gives two Apps; every package with
     an architecture other than `all` also answers to `name:arch`, dpkg's own spelling. Each record
     starts with its `Package:` field (dpkg writes it first), so the fields seen since the last
-    `Package:` belong to it.
+    `Package:` belong to it. The text is matched a slice at a time, each cut just before a
+    `Package:` line: all 800,000 (field, value) pairs of a 100,000-package file at once took a
+    quarter more memory than the records themselves.
     """
     apps: list[App] = []
     record: dict[str, str] = {}
+    text = "\n" + text
     with paused_gc():  # 100,000 records, no cycles: a third of the parse went to GC passes
-        for key, value in _FIELD.findall("\n" + text):
-            if key == "Package" and record:
-                _add(apps, record)
-                record = {}
-            record[key] = value
+        for start, end in _slices(text):
+            for key, value in _FIELD.findall(text, start, end):
+                if key == "Package" and record:
+                    _add(apps, record)
+                    record = {}
+                record[key] = value
         if record:
             _add(apps, record)
     return apps
+
+
+SLICE = 256 * 1024
+"""Characters of the status file matched at once (a few hundred records)."""
+
+
+def _slices(text: str) -> Iterator[tuple[int, int]]:
+    """Yield (start, end) offsets that cover `text`, each end just before a `\nPackage:` (or the
+    end of the text), so no record's field is cut in two."""
+    start = 0
+    while start < len(text):
+        end = text.find("\nPackage:", start + SLICE)
+        end = len(text) if end < 0 else end
+        yield start, end
+        start = end
 
 
 def _add(apps: list[App], fields: dict[str, str]) -> None:

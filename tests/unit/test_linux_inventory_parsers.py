@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from agent.inventory.appimage import appimage_type, elf_size, name_version
 from agent.inventory.dedupe import merge_launchers
+from agent.inventory import dpkg
 from agent.inventory.dpkg import parse_status
 from agent.inventory.flatpak import appstream_facts, deploy_origin, read_keyfile
 from agent.inventory.rpm import parse_query
@@ -237,3 +238,15 @@ _STATUS_LINES = st.sampled_from([
 def test_dpkg_parser_agrees_with_a_line_by_line_reading(lines: list[str], final_newline: bool) -> None:
     text = "\n".join(lines) + ("\n" if final_newline else "")
     assert [(a.id, a.version, a.publisher, a.aliases, a.extra) for a in parse_status(text)] == _reference_status(text)
+
+
+@settings(max_examples=300)
+@given(st.lists(_STATUS_LINES, max_size=24), st.integers(min_value=1, max_value=40))
+def test_dpkg_parser_gives_the_same_records_whatever_the_slice_size(lines: list[str], size: int) -> None:
+    text = "\n".join(lines) + "\n"
+    whole = parse_status(text)
+    saved, dpkg.SLICE = dpkg.SLICE, size
+    try:
+        assert parse_status(text) == whole
+    finally:
+        dpkg.SLICE = saved
