@@ -29,7 +29,7 @@ class Folded(tuple):
 
 def _lowered(values: tuple[str, ...]) -> tuple[str, ...]:
     """Identifiers compare case-insensitively, so they are folded once, when the list is read."""
-    folded = Folded(v.casefold() for v in values)
+    folded = Folded(map(str.casefold, values))
     folded.spelled = tuple(values)
     return folded
 
