@@ -64,7 +64,7 @@ def paused_gc() -> Iterator[None]:
     if not _frozen:
         _release()
     enabled = gc.isenabled()
-    promote = _frozen or gc.get_freeze_count() == 0
+    promote = _held or gc.get_freeze_count() == 0  # frozen by us, or nothing frozen at all
     gc.disable()
     try:
         yield

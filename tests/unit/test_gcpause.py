@@ -46,3 +46,18 @@ def test_garbage_cycles_frozen_by_a_command_are_collected_afterwards() -> None:
     _load()
     gc.collect()
     assert not [o for o in gc.get_objects() if type(o) is Node]
+
+
+def test_what_someone_else_froze_stays_as_it_is() -> None:
+    @one_pass
+    def command() -> None:
+        _load()
+
+    gc.freeze()  # a pre-fork server's own frozen set
+    try:
+        before = gc.get_freeze_count()
+        command()
+        _load()
+        assert gc.get_freeze_count() == before
+    finally:
+        gc.unfreeze()
