@@ -26,7 +26,7 @@ from typing import Iterable, Iterator
 
 from agent.inventory.base import Collected, Context, read_text_database
 from agent.gcpause import paused_gc
-from agent.inventory.reading import DATABASE_LIMIT, read_text
+from agent.inventory.reading import DATABASE_LIMIT, exists, read_text
 from agent.model import LOCAL_DEVICE, App, build_record
 
 STATUS_FILE = "/var/lib/dpkg/status"
@@ -114,10 +114,10 @@ class DpkgCollector:
     live_only = False
 
     def unavailable(self, ctx: Context) -> str | None:
-        return None if ctx.path(STATUS_FILE).exists() else f"no dpkg database at {ctx.path(STATUS_FILE)}"
+        return None if exists(ctx.path(STATUS_FILE), root=ctx.root) else f"no dpkg database at {ctx.path(STATUS_FILE)}"
 
     def collect(self, ctx: Context) -> Collected:
-        return read_text_database(self.name, ctx.path(STATUS_FILE), parse_status)
+        return read_text_database(self.name, ctx.path(STATUS_FILE), parse_status, ctx.root)
 
 
 def package_files(root: str, package: str, arch: str = "") -> list[str]:
@@ -126,7 +126,7 @@ def package_files(root: str, package: str, arch: str = "") -> list[str]:
     info = f"{root.rstrip('/')}/var/lib/dpkg/info"
     for name in ((f"{package}:{arch}", package) if arch else (package,)):
         try:
-            return [line for line in read_text(f"{info}/{name}.list", DATABASE_LIMIT).split("\n") if line.strip()]
+            return [line for line in read_text(f"{info}/{name}.list", DATABASE_LIMIT, root=root or "/").split("\n") if line.strip()]
         except FileNotFoundError:
             continue
     return []
@@ -157,7 +157,7 @@ def path_owners(ctx: Context, paths: Iterable[str]) -> dict[str, str]:
     for entry in lists:
         package = entry.name[:-5].partition(":")[0]
         try:
-            lines = read_text(entry.path, DATABASE_LIMIT).splitlines()
+            lines = read_text(entry.path, DATABASE_LIMIT, root=ctx.root).splitlines()
         except OSError:
             continue
         for line in wanted.intersection(lines):

@@ -99,6 +99,10 @@ def _apk(name: str, _: Path) -> bytes:
     return f"P:{name}\nV:1.0-r0\n\n".encode()
 
 
+def _dpkg(name: str, _: Path) -> bytes:
+    return f"Package: {name}\nStatus: install ok installed\nVersion: 1.0\nArchitecture: all\n\n".encode()
+
+
 def _snap_state(name: str, _: Path) -> bytes:
     state = {"data": {"snaps": {name.lower(): {"current": "1", "active": True,
                                                "sequence": [{"name": name.lower(), "revision": "1", "title": name}]}}}}
@@ -114,6 +118,7 @@ ROWS = [
     Row("pacman", lambda root, name: root / "var/lib/pacman/local" / f"{name.lower()}-1.0-1" / "desc", _pacman, False),
     Row("snap", lambda root, name: root / "var/lib/snapd/state.json", _snap_state, False, single=True),
     Row("apk", lambda root, name: root / "lib/apk/db/installed", _apk, False, single=True),
+    Row("dpkg", lambda root, name: root / "var/lib/dpkg/status", _dpkg, False, single=True),
 ]
 CASES = ("host-absolute", "host-dotdot", "root-secret", "root-public", "loop")
 
