@@ -3,6 +3,7 @@ fapolicyd rules text and its check, dnf excludes, APT pins, notification text, d
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -11,6 +12,7 @@ from agent.config import EnforcementConfig
 from agent.enforce.critical import never_denied_program
 from agent.enforce.deny import DenySet, deny_set, guard_entries
 from agent.enforce.fapolicyd import RulesError, check_rules, render_rules
+from agent.enforce.ignoremarks import LOCAL_FILESYSTEMS, kernel_may_keep
 from agent.enforce.notify import message, session_env
 from agent.enforce.uninstall import apt_preference, safe_name, with_dnf_exclude
 from agent.inventory.dpkg import parse_status
@@ -60,6 +62,41 @@ def test_verdicts_paths_names_hashes_and_what_is_never_denied() -> None:
     assert calls == []                                        # no hashing when a cheaper rule decides
     assert deny.verdict("/tmp/renamed", digest) == "wps" and calls == [1]
     assert DenySet(names={"x": "y"}).verdict("/a/b", lambda: pytest.fail("hashed without hashes")) == ""
+
+
+def test_an_allow_is_vouched_for_the_bytes_only_when_no_hash_rule_could_ban_them() -> None:
+    """judge()'s second answer (may the kernel keep this allow for the inode, by any name): only
+    when the list has no hashes or these bytes were hashed and passed; never for a denial."""
+    hashed = DenySet(names={"wps": "wps"}, sha256={DIGEST: "wps"}, protected=("/opt/keep",))
+    assert hashed.judge("/usr/bin/fine", lambda: "b" * 64) == ("", True)
+    assert hashed.judge("/usr/bin/fine", lambda: DIGEST) == ("wps", False)
+    assert hashed.judge("/usr/bin/wps", lambda: "b" * 64) == ("wps", False)
+    assert hashed.judge("/opt/keep/x", lambda: DIGEST) == ("", False)       # exempt, but banned bytes
+    assert hashed.judge("/opt/keep/x", lambda: "b" * 64) == ("", True)      # exempt, bytes checked
+    assert hashed.judge("/opt/keep/x", lambda: DIGEST, vouch=False) == ("", False)
+
+    def late() -> str:
+        raise TimeoutError
+
+    assert hashed.judge("/opt/keep/x", late) == ("", False)                 # no fail mode for the exempt
+    with pytest.raises(TimeoutError):
+        hashed.judge("/usr/bin/fine", late)
+    unhashed = DenySet(names={"wps": "wps"})
+    assert unhashed.judge("/opt/x", lambda: pytest.fail("hashed without hashes")) == ("", True)
+    assert unhashed.judge("/opt/wps", lambda: "") == ("wps", False)
+
+
+def test_the_kernel_keeps_allows_only_for_files_only_root_can_change() -> None:
+    def st(mode: int = 0o100755, uid: int = 0, nlink: int = 1):
+        return os.stat_result((mode, 1, 1, nlink, uid, 0, 10, 0, 0, 0))
+
+    tmpfs, nfs, fuse = 0x01021994, 0x6969, 0x65735546
+    assert tmpfs in LOCAL_FILESYSTEMS and kernel_may_keep(st(), tmpfs) and kernel_may_keep(st(), 0xEF53)
+    assert not kernel_may_keep(st(), nfs) and not kernel_may_keep(st(), fuse) and not kernel_may_keep(st(), 0)
+    assert not kernel_may_keep(st(uid=1000), tmpfs)
+    assert not kernel_may_keep(st(mode=0o100775), tmpfs) and not kernel_may_keep(st(mode=0o100757), tmpfs)
+    assert not kernel_may_keep(st(nlink=2), tmpfs)
+    assert not kernel_may_keep(st(mode=0o040755), tmpfs)
 
 
 def test_fapolicyd_rules_are_valid_and_say_what_they_cannot_express() -> None:
