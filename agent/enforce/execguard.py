@@ -263,18 +263,19 @@ class ExecGuard:
         if pid in self._own:
             self.stats["self"] += 1
             return "", None
-        assert self._marks is not None
-        with self._marks.lock:
-            generation, cache, deny = self._marks.generation, self._cache, self.deny
+        marks = self._marks
+        assert marks is not None
+        with marks.lock:
+            generation, cache, deny = marks.generation, self._cache, self.deny
         st = os.fstat(fd)
         key = file_key(st)
         verdict = cache.get(key)
         if verdict is not None:
             self.stats["cached"] += 1
             entry, by_any_name = verdict
-            keepable = not entry and by_any_name and kernel_may_keep(st, self._marks.fs_magic(fd))
+            keepable = not entry and by_any_name and kernel_may_keep(st, lambda: marks.fs_magic(fd))
         else:
-            keepable = kernel_may_keep(st, self._marks.fs_magic(fd))
+            keepable = kernel_may_keep(st, lambda: marks.fs_magic(fd))
             path = _fd_path(fd)
             deadline = time.monotonic() + self.deadline
             try:

@@ -68,13 +68,14 @@ options, not the file's)."""
 _STATFS_SIZE = 256
 
 
-def kernel_may_keep(st: os.stat_result, fs_magic: int) -> bool:
-    """Given a file's stat and its filesystem's magic number, return True when only root can
-    change its bytes or give it a second name: a regular root-owned file, writable by nobody
-    else, with one link, on a local filesystem. (A user's mmap write changes a file without the
-    event that clears an ignore mark; a file only root can write has no such user.)"""
+def kernel_may_keep(st: os.stat_result, fs_magic: Callable[[], int]) -> bool:
+    """Given a file's stat and a way to read its filesystem's magic number (asked only when the
+    stat passes), return True when only root can change its bytes or give it a second name: a
+    regular root-owned file, writable by nobody else, with one link, on a local filesystem. (A
+    user's mmap write changes a file without the event that clears an ignore mark; a file only
+    root can write has no such user.)"""
     return (stat.S_ISREG(st.st_mode) and st.st_uid == 0 and not st.st_mode & 0o022
-            and st.st_nlink == 1 and fs_magic in LOCAL_FILESYSTEMS)
+            and st.st_nlink == 1 and fs_magic() in LOCAL_FILESYSTEMS)
 
 
 def user_mark_limit(limit: int = MARK_LIMIT, path: str = MAX_USER_MARKS) -> int:

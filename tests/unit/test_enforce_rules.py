@@ -91,12 +91,16 @@ def test_the_kernel_keeps_allows_only_for_files_only_root_can_change() -> None:
         return os.stat_result((mode, 1, 1, nlink, uid, 0, 10, 0, 0, 0))
 
     tmpfs, nfs, fuse = 0x01021994, 0x6969, 0x65735546
-    assert tmpfs in LOCAL_FILESYSTEMS and kernel_may_keep(st(), tmpfs) and kernel_may_keep(st(), 0xEF53)
-    assert not kernel_may_keep(st(), nfs) and not kernel_may_keep(st(), fuse) and not kernel_may_keep(st(), 0)
-    assert not kernel_may_keep(st(uid=1000), tmpfs)
-    assert not kernel_may_keep(st(mode=0o100775), tmpfs) and not kernel_may_keep(st(mode=0o100757), tmpfs)
-    assert not kernel_may_keep(st(nlink=2), tmpfs)
-    assert not kernel_may_keep(st(mode=0o040755), tmpfs)
+    assert tmpfs in LOCAL_FILESYSTEMS
+    assert kernel_may_keep(st(), lambda: tmpfs) and kernel_may_keep(st(), lambda: 0xEF53)
+    for remote_or_unknown in (nfs, fuse, 0):
+        assert not kernel_may_keep(st(), lambda: remote_or_unknown)
+    assert not kernel_may_keep(st(uid=1000), lambda: tmpfs)
+    assert not kernel_may_keep(st(mode=0o100775), lambda: tmpfs)
+    assert not kernel_may_keep(st(mode=0o100757), lambda: tmpfs)
+    assert not kernel_may_keep(st(nlink=2), lambda: tmpfs)
+    assert not kernel_may_keep(st(mode=0o040755), lambda: tmpfs)
+    assert not kernel_may_keep(st(uid=1000), lambda: pytest.fail("statfs for a file a user owns"))
 
 
 def test_fapolicyd_rules_are_valid_and_say_what_they_cannot_express() -> None:
