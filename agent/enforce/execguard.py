@@ -31,6 +31,7 @@ import logging
 import os
 import queue
 import select
+import stat
 import struct
 import threading
 import time
@@ -39,7 +40,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from agent.enforce.deny import DenySet, VerdictCache, file_key, sha256_fd
-from agent.enforce.ignoremarks import IgnoreMarks, kernel_may_keep, user_mark_limit
+from agent.enforce.ignoremarks import IgnoreMarks, hardlinks_protected, kernel_may_keep, user_mark_limit
 from agent.log import log_event
 
 logger = logging.getLogger(__name__)
@@ -123,6 +124,7 @@ class ExecGuard:
         self.stats: Counter[str] = Counter()
         self.mark_limit = user_mark_limit() if mark_limit is None else mark_limit
         self._cache: VerdictCache[Verdict] = VerdictCache()
+        self._banned = banned_files(deny)
         self._marks: IgnoreMarks | None = None
         self._own = frozenset({os.getpid(), *allow_pids})
         self._fan = -1
@@ -146,7 +148,9 @@ class ExecGuard:
             os.close(fan)
             raise
         self._fan = fan
-        self._marks = IgnoreMarks(libc, fan, self.mark_limit)
+        if self.mark_limit and not hardlinks_protected():
+            log_event(logger, logging.WARNING, "execguard.no_ignore_marks", reason="fs.protected_hardlinks is off")
+        self._marks = IgnoreMarks(libc, fan, self.mark_limit if hardlinks_protected() else 0)
         self._wake = os.pipe2(os.O_CLOEXEC)
         threads = [threading.Thread(target=self._loop, name="appban-execguard", daemon=True),
                    threading.Thread(target=self._background, name="appban-execguard-late", daemon=True),
@@ -174,8 +178,10 @@ class ExecGuard:
         under the old set lands in the old cache, never in the new one), and drop every ignore
         mark before returning, so a file the new set bans is judged at its next exec. Raise
         OSError if the kernel refuses to drop them."""
+        banned = banned_files(deny)
+
         def change() -> None:
-            self._cache = VerdictCache()
+            self._cache, self._banned = VerdictCache(), banned
             self.deny = deny
 
         if self._marks is None:
@@ -266,28 +272,36 @@ class ExecGuard:
         marks = self._marks
         assert marks is not None
         with marks.lock:
-            generation, cache, deny = marks.generation, self._cache, self.deny
+            generation, cache, deny, banned = marks.generation, self._cache, self.deny, self._banned
         st = os.fstat(fd)
         key = file_key(st)
         verdict = cache.get(key)
         if verdict is not None:
             self.stats["cached"] += 1
             entry, by_any_name = verdict
-            keepable = not entry and by_any_name and kernel_may_keep(st, lambda: marks.fs_magic(fd))
+            return entry, ((generation, key) if not entry and by_any_name and self._may_keep(fd, st) else None)
+        path = _fd_path(fd)
+        may_keep = self._may_keep(fd, st, path)
+        entry = banned.get(key, "")
+        if entry and not deny.exempt(path):
+            verdict = (entry, False)  # a banned package's file, reached by another path
         else:
-            keepable = kernel_may_keep(st, lambda: marks.fs_magic(fd))
-            path = _fd_path(fd)
             deadline = time.monotonic() + self.deadline
             try:
-                entry, by_any_name = verdict = deny.judge(
-                    path, lambda: sha256_fd(fd, deadline, time.monotonic), vouch=keepable)
+                verdict = deny.judge(path, lambda: sha256_fd(fd, deadline, time.monotonic), vouch=may_keep)
             except TimeoutError:
                 self.stats["deadline"] += 1
                 self._finish_later(fd, (key, path, cache, deny))
                 return ("(deadline)" if self.fail_closed else ""), None
-            cache.put(key, verdict)
-            keepable = keepable and not entry and by_any_name
-        return entry, ((generation, key) if keepable else None)
+        cache.put(key, verdict)
+        entry, by_any_name = verdict
+        return entry, ((generation, key) if may_keep and not entry and by_any_name else None)
+
+    def _may_keep(self, fd: int, st: os.stat_result, path: str = "") -> bool:
+        """Whether only root can change this file or rename it (`ignoremarks.kernel_may_keep`)."""
+        assert self._marks is not None
+        marks = self._marks
+        return kernel_may_keep(st, lambda: marks.fs_magic(fd), lambda: _folder(path or _fd_path(fd)))
 
     def _keep(self, fd: int, keep: _Keep) -> None:
         """Leave an allow in the kernel (after answering, so the exec does not wait for it)."""
@@ -329,6 +343,28 @@ class ExecGuard:
                     self.on_deny(denial)
                 except Exception as exc:  # noqa: BLE001 - reporting must not stop the guard
                     log_event(logger, logging.ERROR, "execguard.report_failed", error=str(exc))
+
+
+def banned_files(deny: DenySet) -> dict[tuple[int, int, int, int], str]:
+    """Return {file key: entry} for the banned packages' files that exist now, so a package's
+    file is denied by its inode too, by whatever path it is reached (a bind mount, a hard link)
+    — the verdict cache and the ignore marks are per inode."""
+    found = {}
+    for path, entry in deny.paths.items():
+        try:
+            st = os.stat(path, follow_symlinks=False)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            found[file_key(st)] = entry
+    return found
+
+
+def _folder(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(os.path.dirname(path))
+    except OSError:
+        return None
 
 
 def _fd_path(fd: int) -> str:

@@ -36,6 +36,7 @@ MARK_LIMIT = 4096
 again on their next exec). Also capped at a quarter of fs.fanotify.max_user_marks, which every
 fanotify user of root (fapolicyd, another agent) shares."""
 MAX_USER_MARKS = "/proc/sys/fs/fanotify/max_user_marks"
+PROTECTED_HARDLINKS = "/proc/sys/fs/protected_hardlinks"
 
 FLAG_CHOICES = (
     FAN_MARK_IGNORE | FAN_MARK_EVICTABLE,        # Linux >= 6.0
@@ -68,14 +69,31 @@ options, not the file's)."""
 _STATFS_SIZE = 256
 
 
-def kernel_may_keep(st: os.stat_result, fs_magic: Callable[[], int]) -> bool:
-    """Given a file's stat and a way to read its filesystem's magic number (asked only when the
-    stat passes), return True when only root can change its bytes or give it a second name: a
-    regular root-owned file, writable by nobody else, with one link, on a local filesystem. (A
-    user's mmap write changes a file without the event that clears an ignore mark; a file only
-    root can write has no such user.)"""
-    return (stat.S_ISREG(st.st_mode) and st.st_uid == 0 and not st.st_mode & 0o022
-            and st.st_nlink == 1 and fs_magic() in LOCAL_FILESYSTEMS)
+def kernel_may_keep(st: os.stat_result, fs_magic: Callable[[], int],
+                    folder: Callable[[], os.stat_result | None]) -> bool:
+    """Given a file's stat, and ways to read its filesystem's magic number and the stat of the
+    folder it was reached in (None if that cannot be read; both asked only when the file's stat
+    passes), return True when only root can change its bytes or give it another name: a regular
+    root-owned file, writable by nobody else, with one link, on a local filesystem, in a folder
+    owned by root that no one else can write to (or a sticky one, where no one else may rename
+    root's files). A user's mmap write changes a file without the event that clears an ignore
+    mark, and a user's rename or link would reach the same inode by a name a rule may ban."""
+    if not (stat.S_ISREG(st.st_mode) and st.st_uid == 0 and not st.st_mode & 0o022 and st.st_nlink == 1):
+        return False
+    if fs_magic() not in LOCAL_FILESYSTEMS:
+        return False
+    parent = folder()
+    return parent is not None and parent.st_uid == 0 and (not parent.st_mode & 0o022 or bool(parent.st_mode & stat.S_ISVTX))
+
+
+def hardlinks_protected(path: str = PROTECTED_HARDLINKS) -> bool:
+    """Return True when users may not hard-link files they cannot write (fs.protected_hardlinks),
+    without which a user could give root's kept file a second, banned name."""
+    try:
+        with open(path, encoding="ascii") as handle:
+            return handle.read().strip() == "1"
+    except OSError:
+        return False
 
 
 def user_mark_limit(limit: int = MARK_LIMIT, path: str = MAX_USER_MARKS) -> int:

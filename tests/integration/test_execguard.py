@@ -415,8 +415,8 @@ def test_the_mark_cap_holds_and_flushing_keeps_the_guard_working(mount: Path) ->
 
 def test_what_only_the_guard_may_judge_is_never_marked(mount: Path) -> None:
     """Denied files, files someone other than root could rewrite (owned by a user, writable by
-    group or others), files with a second name, and an exempt file whose bytes are banned: each
-    exec of them still reaches the guard."""
+    group or others) or rename (in a user's folder), files with a second name, and an exempt
+    file whose bytes are banned: each exec of them still reaches the guard."""
     denied = program(mount, unique("wps"))
     users = program(mount, unique("users"))
     os.chown(users, 65534, 65534)
@@ -424,6 +424,10 @@ def test_what_only_the_guard_may_judge_is_never_marked(mount: Path) -> None:
     writable.chmod(0o775)
     linked = program(mount, unique("linked"))
     os.link(linked, mount / unique("second-name"))
+    theirs = mount / "users-folder"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)
+    renamable = program(theirs, unique("renamable"))  # root's file, but the user may rename it
     keep = mount / "protected"
     keep.mkdir()
     exempt = program(keep, unique("exempt"), "/bin/echo")
@@ -433,9 +437,9 @@ def test_what_only_the_guard_may_judge_is_never_marked(mount: Path) -> None:
     try:
         for _ in range(2):
             assert not runs(denied)
-            for path in (users, writable, linked, exempt):
+            for path in (users, writable, linked, renamable, exempt):
                 assert runs(path)
-        wait_for(lambda: guard.stats["denied"] == 2 and guard.stats["allowed"] == 8)
+        wait_for(lambda: guard.stats["denied"] == 2 and guard.stats["allowed"] == 10)
         assert guard.stats["marked"] == 0 and ignore_marks() == []
     finally:
         guard.stop()
@@ -484,3 +488,24 @@ def test_a_verdict_made_under_the_old_deny_set_is_never_marked_under_the_new(mou
     finally:
         os.close(fd)
         guard.stop()
+
+
+def test_a_banned_package_file_is_denied_by_any_path_that_reaches_it(mount: Path) -> None:
+    """Verdicts (cached and kept in the kernel) are per inode, so a package's file is denied by
+    its inode too: through a bind mount or a hard link under an unbanned name, and first."""
+    packaged = program(mount, unique("wps-bin"))
+    alias, linked = mount / unique("alias"), mount / unique("linked")
+    alias.touch()
+    subprocess.run(["mount", "--bind", str(packaged), str(alias)], check=True)
+    try:
+        os.link(packaged, linked)
+        guard = started(ExecGuard(DenySet(paths={str(packaged): "wps-office"}), [str(mount)]))
+        try:
+            assert not runs(alias)
+            assert not runs(linked)
+            assert not runs(packaged)
+        finally:
+            guard.stop()
+        assert runs(alias)
+    finally:
+        subprocess.run(["umount", str(alias)], check=True)

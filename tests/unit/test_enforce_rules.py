@@ -90,17 +90,25 @@ def test_the_kernel_keeps_allows_only_for_files_only_root_can_change() -> None:
     def st(mode: int = 0o100755, uid: int = 0, nlink: int = 1):
         return os.stat_result((mode, 1, 1, nlink, uid, 0, 10, 0, 0, 0))
 
+    def root_folder(mode: int = 0o040755, uid: int = 0):
+        return st(mode, uid)
+
     tmpfs, nfs, fuse = 0x01021994, 0x6969, 0x65735546
     assert tmpfs in LOCAL_FILESYSTEMS
-    assert kernel_may_keep(st(), lambda: tmpfs) and kernel_may_keep(st(), lambda: 0xEF53)
+    assert kernel_may_keep(st(), lambda: tmpfs, root_folder) and kernel_may_keep(st(), lambda: 0xEF53, root_folder)
     for remote_or_unknown in (nfs, fuse, 0):
-        assert not kernel_may_keep(st(), lambda: remote_or_unknown)
-    assert not kernel_may_keep(st(uid=1000), lambda: tmpfs)
-    assert not kernel_may_keep(st(mode=0o100775), lambda: tmpfs)
-    assert not kernel_may_keep(st(mode=0o100757), lambda: tmpfs)
-    assert not kernel_may_keep(st(nlink=2), lambda: tmpfs)
-    assert not kernel_may_keep(st(mode=0o040755), lambda: tmpfs)
-    assert not kernel_may_keep(st(uid=1000), lambda: pytest.fail("statfs for a file a user owns"))
+        assert not kernel_may_keep(st(), lambda: remote_or_unknown, root_folder)
+    assert not kernel_may_keep(st(uid=1000), lambda: tmpfs, root_folder)
+    assert not kernel_may_keep(st(mode=0o100775), lambda: tmpfs, root_folder)
+    assert not kernel_may_keep(st(mode=0o100757), lambda: tmpfs, root_folder)
+    assert not kernel_may_keep(st(nlink=2), lambda: tmpfs, root_folder)
+    assert not kernel_may_keep(st(mode=0o040755), lambda: tmpfs, root_folder)
+    # the folder: a user could rename the file in it, unless it is sticky; unreadable: never
+    assert not kernel_may_keep(st(), lambda: tmpfs, lambda: root_folder(uid=1000))
+    assert not kernel_may_keep(st(), lambda: tmpfs, lambda: root_folder(0o040777))
+    assert kernel_may_keep(st(), lambda: tmpfs, lambda: root_folder(0o041777))
+    assert not kernel_may_keep(st(), lambda: tmpfs, lambda: None)
+    assert not kernel_may_keep(st(uid=1000), lambda: pytest.fail("statfs for a user's file"), root_folder)
 
 
 def test_fapolicyd_rules_are_valid_and_say_what_they_cannot_express() -> None:
