@@ -11,9 +11,11 @@ import hashlib
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -509,3 +511,36 @@ def test_a_banned_package_file_is_denied_by_any_path_that_reaches_it(mount: Path
         assert runs(alias)
     finally:
         subprocess.run(["umount", str(alias)], check=True)
+
+
+def test_an_update_the_worker_cannot_confirm_raises_so_the_keeper_restarts_the_guard(mount: Path) -> None:
+    """A worker that dies after taking an update (here: stopped, sent it, then killed) makes
+    update() raise at once with why, rather than after its confirmation timeout."""
+    guard = started(GuardProcess(DenySet(names={"wps": "wps-office"}), [str(mount)]))
+    errors: list[Exception] = []
+
+    def update() -> None:
+        try:
+            guard.update(DenySet(names={"other": "wps-office"}))
+        except GuardUnavailable as exc:
+            errors.append(exc)
+
+    sent = threading.Event()
+    send = guard._send
+
+    def send_and_tell(message) -> None:
+        send(message)
+        sent.set()
+
+    guard._send = send_and_tell  # type: ignore[method-assign]
+    try:
+        assert guard._worker is not None
+        os.kill(guard._worker.pid, signal.SIGSTOP)
+        waiting = threading.Thread(target=update)
+        waiting.start()
+        assert sent.wait(timeout=25)
+        guard._worker.kill()
+        waiting.join(timeout=25)  # under GuardProcess's own 30 s confirmation timeout
+        assert not waiting.is_alive() and "worker exited" in str(errors[0])
+    finally:
+        guard.stop()

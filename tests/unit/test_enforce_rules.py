@@ -12,7 +12,7 @@ from agent.config import EnforcementConfig
 from agent.enforce.critical import never_denied_program
 from agent.enforce.deny import DenySet, deny_set, guard_entries
 from agent.enforce.fapolicyd import RulesError, check_rules, render_rules
-from agent.enforce.ignoremarks import LOCAL_FILESYSTEMS, kernel_may_keep
+from agent.enforce.ignoremarks import LOCAL_FILESYSTEMS, hardlinks_protected, kernel_may_keep, user_mark_limit
 from agent.enforce.notify import message, session_env
 from agent.enforce.uninstall import apt_preference, safe_name, with_dnf_exclude
 from agent.inventory.dpkg import parse_status
@@ -109,6 +109,20 @@ def test_the_kernel_keeps_allows_only_for_files_only_root_can_change() -> None:
     assert kernel_may_keep(st(), lambda: tmpfs, lambda: root_folder(0o041777))
     assert not kernel_may_keep(st(), lambda: tmpfs, lambda: None)
     assert not kernel_may_keep(st(uid=1000), lambda: pytest.fail("statfs for a user's file"), root_folder)
+
+
+def test_the_mark_cap_leaves_most_of_the_users_fanotify_budget_and_hard_links_must_be_protected(tmp_path) -> None:
+    budget = tmp_path / "max_user_marks"
+    budget.write_text("100\n")
+    assert user_mark_limit(4096, str(budget)) == 25
+    budget.write_text("8192\n")
+    assert user_mark_limit(1000, str(budget)) == 1000
+    assert user_mark_limit(1000, str(tmp_path / "missing")) == 1000
+    protected = tmp_path / "protected_hardlinks"
+    protected.write_text("1\n")
+    assert hardlinks_protected(str(protected))
+    protected.write_text("0\n")
+    assert not hardlinks_protected(str(protected)) and not hardlinks_protected(str(tmp_path / "missing"))
 
 
 def test_fapolicyd_rules_are_valid_and_say_what_they_cannot_express() -> None:
