@@ -148,9 +148,10 @@ class ExecGuard:
             os.close(fan)
             raise
         self._fan = fan
-        if self.mark_limit and not hardlinks_protected():
+        limit = self.mark_limit if hardlinks_protected() else 0
+        if self.mark_limit and not limit:
             log_event(logger, logging.WARNING, "execguard.no_ignore_marks", reason="fs.protected_hardlinks is off")
-        self._marks = IgnoreMarks(libc, fan, self.mark_limit if hardlinks_protected() else 0)
+        self._marks = IgnoreMarks(libc, fan, limit)
         self._wake = os.pipe2(os.O_CLOEXEC)
         threads = [threading.Thread(target=self._loop, name="appban-execguard", daemon=True),
                    threading.Thread(target=self._background, name="appban-execguard-late", daemon=True),
