@@ -29,6 +29,7 @@ from agent.enforce.deny import DenySet
 from agent.enforce.execguard import ExecGuard, GuardUnavailable, exec_mounts
 from agent.enforce.guard import build_deny
 from agent.enforce.guardprocess import GuardProcess
+from agent.enforce.ignoremarks import FLAG_CHOICES
 from agent.inventory.base import Context
 from agent.inventory.dpkg import DpkgCollector
 from agent.match import compile_banlist, match
@@ -332,9 +333,13 @@ def answered(guard) -> int:
     return guard.stats["allowed"] + guard.stats["denied"]
 
 
-def test_an_allowed_file_once_marked_no_longer_reaches_the_guard(mount: Path) -> None:
+@pytest.mark.parametrize("flags", FLAG_CHOICES, ids=["ignore+evictable", "ignored-mask+evictable", "ignored-mask"])
+def test_an_allowed_file_once_marked_no_longer_reaches_the_guard(mount: Path, flags: int) -> None:
+    """With each way of marking the guard falls back to on older kernels (6.0, 5.19, any)."""
     fine = program(mount, unique("fine"))
     guard = started(ExecGuard(DenySet(names={"wps": "wps-office"}, sha256={"0" * 64: "e"}), [str(mount)]))
+    assert guard._marks is not None
+    guard._marks._choices = (flags,)
     try:
         assert runs(fine)
         wait_for(lambda: guard.stats["marked"] == 1)  # marked after the answer, off the exec's path
@@ -347,13 +352,16 @@ def test_an_allowed_file_once_marked_no_longer_reaches_the_guard(mount: Path) ->
         guard.stop()
 
 
-def test_writing_to_a_marked_file_makes_the_guard_judge_it_again(mount: Path) -> None:
+@pytest.mark.parametrize("flags", FLAG_CHOICES, ids=["ignore+evictable", "ignored-mask+evictable", "ignored-mask"])
+def test_writing_to_a_marked_file_makes_the_guard_judge_it_again(mount: Path, flags: int) -> None:
     """A write clears the ignore mark (no FAN_MARK_IGNORED_SURV_MODIFY): the same inode, given
     banned bytes in place, is denied at its next exec."""
     target = program(mount, unique("tool"))
     banned = Path("/bin/echo").read_bytes()
     guard = started(ExecGuard(DenySet(sha256={hashlib.sha256(banned).hexdigest(): "wps-office"}), [str(mount)],
                               deadline=30.0))
+    assert guard._marks is not None
+    guard._marks._choices = (flags,)
     try:
         assert runs(target)
         wait_for(lambda: guard.stats["marked"] == 1)
