@@ -3,9 +3,9 @@
 kill-on-launch fallback stops a banned program at the default interval.
 
 Targets: guard overhead <= 30 µs and <= 5 % per exec (issue 14; issue 7 asked < 100 µs and
-< 10 %); launch-to-kill under 1 s at the default `kill_interval`. Needs root (mounts a private
-tmpfs, which is the only filesystem the guard watches here, so the rest of the machine never
-waits for it).
+< 10 %); launch-to-kill under 1 s at the default `kill_interval`. Needs root (mounts two private
+tmpfs: one guarded, the only filesystem the guard watches here, so the rest of the machine never
+waits for it, and one for the floor).
 
     .venv/bin/python benchmarks/enforcement.py [--execs 200] [--rounds 31] [--launches 20]
 
