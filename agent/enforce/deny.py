@@ -13,7 +13,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Generic, Iterable, Mapping, TypeVar
 
 from agent.config import EnforcementConfig
 from agent.enforce.critical import never_denied_program
@@ -63,13 +63,35 @@ class DenySet:
     def verdict(self, path: str, digest: Callable[[], str]) -> str:
         """Given a program's path and a way to hash it, return the id of the entry that bans it,
         or "" when it may run. The hash is computed only when the list has hashes."""
-        if path in self.allowed or never_denied_program(path) \
-                or any(path == p or path.startswith(p.rstrip("/") + "/") for p in self.protected):
-            return ""
+        return self.judge(path, digest, vouch=False)[0]
+
+    def judge(self, path: str, digest: Callable[[], str], vouch: bool = True) -> tuple[str, bool]:
+        """Return the verdict for `path` (as `verdict`) and whether an allow holds for the file's
+        bytes by whatever name they are reached: the list has no hashes, or the bytes were hashed
+        and are not banned. An exempt file (allowed, protected, on the login path) is allowed
+        without a hash; with `vouch` it is hashed to say so, and a hash that passes `digest`'s
+        deadline (TimeoutError) leaves it allowed but not vouched for."""
+        if self.exempt(path):
+            if not self.sha256:
+                return "", True
+            if not vouch:
+                return "", False
+            try:
+                return "", digest() not in self.sha256
+            except TimeoutError:
+                return "", False
         entry = self.paths.get(path) or self.names.get(os.path.basename(path).casefold(), "")
-        if entry or not self.sha256:
-            return entry
-        return self.sha256.get(digest(), "")
+        if entry:
+            return entry, False
+        if not self.sha256:
+            return "", True
+        entry = self.sha256.get(digest(), "")
+        return entry, not entry
+
+    def exempt(self, path: str) -> bool:
+        """Return True for a file no list may deny (see `allowed` and `protected`)."""
+        return path in self.allowed or never_denied_program(path) \
+            or any(path == p or path.startswith(p.rstrip("/") + "/") for p in self.protected)
 
 
 def deny_set(
@@ -128,19 +150,22 @@ def file_key(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-class VerdictCache:
+V = TypeVar("V")
+
+
+class VerdictCache(Generic[V]):
     """Thread-safe verdicts keyed by file identity, bounded (cleared when full); a guard starts a
     new one whenever the deny set changes."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._verdicts: dict[tuple[int, int, int, int], str] = {}
+        self._verdicts: dict[tuple[int, int, int, int], V] = {}
 
-    def get(self, key: tuple[int, int, int, int]) -> str | None:
+    def get(self, key: tuple[int, int, int, int]) -> V | None:
         with self._lock:
             return self._verdicts.get(key)
 
-    def put(self, key: tuple[int, int, int, int], verdict: str) -> None:
+    def put(self, key: tuple[int, int, int, int], verdict: V) -> None:
         with self._lock:
             if len(self._verdicts) >= CACHE_LIMIT:
                 self._verdicts.clear()

@@ -8,6 +8,11 @@ and finished in the background for next time. An internal error answers allow (f
 and counted) unless `fail_closed` is set; the guard's own process is always allowed. `stats`
 counts answers and the time spent deciding them (`decide_ns`), for metrics and the benchmark.
 
+An allow that holds for the file's bytes under any name, for a file only root can change, is also
+left in the kernel as an ignore mark (agent/enforce/ignoremarks.py), so the next execs of that
+file never wake the guard; a write to the file or a new deny set clears it. `stats["marked"]`
+counts the marks added.
+
 The service runs it in a worker process (agent/enforce/guardprocess.py), so answers never wait
 for the agent's GIL; on its own it is used as:
 
@@ -26,6 +31,7 @@ import logging
 import os
 import queue
 import select
+import stat
 import struct
 import threading
 import time
@@ -34,6 +40,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from agent.enforce.deny import DenySet, VerdictCache, file_key, sha256_fd
+from agent.enforce.ignoremarks import IgnoreMarks, hardlinks_protected, kernel_may_keep, user_mark_limit
 from agent.log import log_event
 
 logger = logging.getLogger(__name__)
@@ -57,8 +64,13 @@ PSEUDO_FILESYSTEMS = frozenset({
 })
 
 
-_LateWork = tuple[tuple[int, int, int, int], str, VerdictCache, DenySet]
+Verdict = tuple[str, bool]
+"""What the cache holds per file: the banning entry ("" to allow) and whether an allow holds for
+the file's bytes by any name (see DenySet.judge), which an ignore mark needs."""
+_LateWork = tuple[tuple[int, int, int, int], str, "VerdictCache[Verdict]", DenySet]
 """A verdict that missed its deadline: file key, path, and the cache and deny set it belongs to."""
+_Keep = tuple[int, tuple[int, int, int, int]]
+"""An allow the kernel may keep: the deny-set generation it was made under and the file's key."""
 
 
 class GuardUnavailable(RuntimeError):
@@ -102,7 +114,7 @@ class ExecGuard:
     def __init__(
         self, deny: DenySet, mounts: Sequence[str] = (), deadline: float = 0.25,
         fail_closed: bool = False, on_deny: Callable[[Denial], None] | None = None,
-        allow_pids: frozenset[int] = frozenset(),
+        allow_pids: frozenset[int] = frozenset(), mark_limit: int | None = None,
     ) -> None:
         self.deny = deny
         self.mounts = tuple(mounts)
@@ -110,7 +122,10 @@ class ExecGuard:
         self.fail_closed = fail_closed
         self.on_deny = on_deny
         self.stats: Counter[str] = Counter()
-        self._cache = VerdictCache()
+        self.mark_limit = user_mark_limit() if mark_limit is None else mark_limit
+        self._cache: VerdictCache[Verdict] = VerdictCache()
+        self._banned = banned_files(deny)
+        self._marks: IgnoreMarks | None = None
         self._own = frozenset({os.getpid(), *allow_pids})
         self._fan = -1
         self._wake: tuple[int, int] | None = None
@@ -133,6 +148,10 @@ class ExecGuard:
             os.close(fan)
             raise
         self._fan = fan
+        limit = self.mark_limit if hardlinks_protected() else 0
+        if self.mark_limit and not limit:
+            log_event(logger, logging.WARNING, "execguard.no_ignore_marks", reason="fs.protected_hardlinks is off")
+        self._marks = IgnoreMarks(libc, fan, limit)
         self._wake = os.pipe2(os.O_CLOEXEC)
         threads = [threading.Thread(target=self._loop, name="appban-execguard", daemon=True),
                    threading.Thread(target=self._background, name="appban-execguard-late", daemon=True),
@@ -157,9 +176,19 @@ class ExecGuard:
 
     def update(self, deny: DenySet) -> None:
         """Use a new deny set from now on, with a fresh verdict cache (a verdict still being made
-        under the old set lands in the old cache, never in the new one)."""
-        self._cache = VerdictCache()
-        self.deny = deny
+        under the old set lands in the old cache, never in the new one), and drop every ignore
+        mark before returning, so a file the new set bans is judged at its next exec. Raise
+        OSError if the kernel refuses to drop them."""
+        banned = banned_files(deny)
+
+        def change() -> None:
+            self._cache, self._banned = VerdictCache(), banned
+            self.deny = deny
+
+        if self._marks is None:
+            change()
+        else:
+            self._marks.renew(change)
 
     def stop(self) -> None:
         """Stop answering and close the group; the kernel then allows every pending exec."""
@@ -174,7 +203,7 @@ class ExecGuard:
         os.close(self._fan)
         for fd in self._wake:
             os.close(fd)
-        self._fan, self._wake, self._thread = -1, None, None
+        self._fan, self._wake, self._thread, self._marks = -1, None, None, None
         log_event(logger, logging.INFO, "execguard.stopped", **dict(self.stats))
 
     @property
@@ -212,8 +241,9 @@ class ExecGuard:
                 self.stats["overflow"] += 1
                 continue
             began = time.perf_counter_ns()
+            keep: _Keep | None = None
             try:
-                entry = self._decide(fd, pid)
+                entry, keep = self._decide(fd, pid)
                 allow = entry == ""
             except Exception as exc:  # noqa: BLE001 - a guard bug must never wedge every exec
                 self.stats["errors"] += 1
@@ -225,33 +255,61 @@ class ExecGuard:
                 self.stats["allowed" if allow else "denied"] += 1
                 if not allow and entry:
                     self._denials.put(Denial(_fd_path(fd), pid, entry))
+                elif allow and keep is not None:
+                    self._keep(fd, keep)
             except OSError as exc:
                 self.stats["errors"] += 1
                 log_event(logger, logging.ERROR, "execguard.answer_failed", pid=pid, error=str(exc))
             finally:
                 os.close(fd)
 
-    def _decide(self, fd: int, pid: int) -> str:
-        """Return the entry that bans the file behind `fd`, or "" to allow it."""
+    def _decide(self, fd: int, pid: int) -> tuple[str, _Keep | None]:
+        """Return the entry that bans the file behind `fd` ("" to allow it) and, for an allow the
+        kernel may keep, what marking it needs. The guard's own execs, fail-mode answers and
+        denials are never kept."""
         if pid in self._own:
             self.stats["self"] += 1
-            return ""
-        cache, deny = self._cache, self.deny
-        key = file_key(os.fstat(fd))
-        cached = cache.get(key)
-        if cached is not None:
+            return "", None
+        marks = self._marks
+        assert marks is not None
+        with marks.lock:
+            generation, cache, deny, banned = marks.generation, self._cache, self.deny, self._banned
+        st = os.fstat(fd)
+        key = file_key(st)
+        verdict = cache.get(key)
+        if verdict is not None:
             self.stats["cached"] += 1
-            return cached
+            entry, by_any_name = verdict
+            return entry, ((generation, key) if not entry and by_any_name and self._may_keep(fd, st) else None)
         path = _fd_path(fd)
-        deadline = time.monotonic() + self.deadline
-        try:
-            verdict = deny.verdict(path, lambda: sha256_fd(fd, deadline, time.monotonic))
-        except TimeoutError:
-            self.stats["deadline"] += 1
-            self._finish_later(fd, (key, path, cache, deny))
-            return "(deadline)" if self.fail_closed else ""
+        may_keep = self._may_keep(fd, st, path)
+        entry = banned.get(key, "")
+        if entry and not deny.exempt(path):
+            verdict = (entry, False)  # a banned package's file, reached by another path
+        else:
+            deadline = time.monotonic() + self.deadline
+            try:
+                verdict = deny.judge(path, lambda: sha256_fd(fd, deadline, time.monotonic), vouch=may_keep)
+            except TimeoutError:
+                self.stats["deadline"] += 1
+                self._finish_later(fd, (key, path, cache, deny))
+                return ("(deadline)" if self.fail_closed else ""), None
         cache.put(key, verdict)
-        return verdict
+        entry, by_any_name = verdict
+        return entry, ((generation, key) if may_keep and not entry and by_any_name else None)
+
+    def _may_keep(self, fd: int, st: os.stat_result, path: str = "") -> bool:
+        """Whether only root can change this file or rename it (`ignoremarks.kernel_may_keep`)."""
+        assert self._marks is not None
+        marks = self._marks
+        return kernel_may_keep(st, lambda: marks.fs_magic(fd), lambda: _folder(path or _fd_path(fd)))
+
+    def _keep(self, fd: int, keep: _Keep) -> None:
+        """Leave an allow in the kernel (after answering, so the exec does not wait for it)."""
+        assert self._marks is not None
+        generation, key = keep
+        if self._marks.add(fd, generation, lambda: file_key(os.fstat(fd)) == key):
+            self.stats["marked"] += 1
 
     def _finish_later(self, fd: int, work: _LateWork) -> None:
         try:
@@ -267,7 +325,7 @@ class ExecGuard:
                 return
             key, path, cache, deny = work
             try:
-                cache.put(key, deny.verdict(path, lambda: sha256_fd(fd)))
+                cache.put(key, deny.judge(path, lambda: sha256_fd(fd), vouch=False))
             except OSError as exc:
                 log_event(logger, logging.WARNING, "execguard.hash_failed", path=path, error=str(exc))
             finally:
@@ -286,6 +344,28 @@ class ExecGuard:
                     self.on_deny(denial)
                 except Exception as exc:  # noqa: BLE001 - reporting must not stop the guard
                     log_event(logger, logging.ERROR, "execguard.report_failed", error=str(exc))
+
+
+def banned_files(deny: DenySet) -> dict[tuple[int, int, int, int], str]:
+    """Return {file key: entry} for the banned packages' files that exist now, so a package's
+    file is denied by its inode too, by whatever path it is reached (a bind mount, a hard link)
+    — the verdict cache and the ignore marks are per inode."""
+    found = {}
+    for path, entry in deny.paths.items():
+        try:
+            st = os.stat(path, follow_symlinks=False)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            found[file_key(st)] = entry
+    return found
+
+
+def _folder(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(os.path.dirname(path))
+    except OSError:
+        return None
 
 
 def _fd_path(fd: int) -> str:

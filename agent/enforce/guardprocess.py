@@ -9,8 +9,9 @@ and allows everything (fail-open), and the agent sees it exit.
 
 Protocol (JSON lines): the agent writes `{"start": {...settings}, "deny": {...}}`, then any number
 of `{"deny": {...}}` updates; closing stdin stops the worker. The worker answers `{"ready": true}`
-or `{"unavailable": "why"}`, `{"updated": true}` once an update is in force, `{"denied": {...}}`
-per denial and `{"stats": {...}}` at exit.
+or `{"unavailable": "why"}`, `{"updated": true}` once an update is in force (its ignore marks
+dropped), `{"denied": {...}}` per denial and `{"stats": {...}}` at exit; an update it cannot put
+in force is `{"unavailable": "why"}`, and the worker exits.
 """
 
 from __future__ import annotations
@@ -82,8 +83,8 @@ class GuardProcess:
         self.deny = deny
         if self._worker is not None:
             self._send({"deny": deny_to_dict(deny)})
-            if not self._updated.acquire(timeout=STARTUP_TIMEOUT):
-                raise GuardUnavailable("exec guard worker did not confirm the new deny set")
+            if not self._updated.acquire(timeout=STARTUP_TIMEOUT) or self._failure:
+                raise GuardUnavailable(self._failure or "exec guard worker did not confirm the new deny set")
 
     def stop(self) -> None:
         if self._worker is None:
@@ -117,6 +118,7 @@ class GuardProcess:
             elif "unavailable" in message:
                 self._failure = message["unavailable"]
                 self._ready.set()
+                self._updated.release()
             elif "updated" in message:
                 self._updated.release()
             elif "denied" in message and self.on_deny is not None:
@@ -126,9 +128,11 @@ class GuardProcess:
                     log_event(logger, logging.ERROR, "execguard.report_failed", error=str(exc))
             elif "stats" in message:
                 self.stats.update(message["stats"])
-        self._ready.set()
         if not self._failure and not self.stats:
             log_event(logger, logging.ERROR, "execguard.worker_exited")
+        self._failure = self._failure or "exec guard worker exited"
+        self._ready.set()
+        self._updated.release()  # an update still waiting learns it was not confirmed
 
 
 def _emit(out: IO[str], lock: threading.Lock, message: dict[str, Any]) -> None:
@@ -159,7 +163,12 @@ def main() -> int:
         return 1
     _emit(sys.stdout, lock, {"ready": True})
     for line in sys.stdin:
-        guard.update(deny_from_dict(json.loads(line)["deny"]))
+        try:
+            guard.update(deny_from_dict(json.loads(line)["deny"]))
+        except OSError as exc:  # the old set's ignore marks could not be dropped
+            log_event(logger, logging.ERROR, "execguard.update_failed", error=str(exc))
+            _emit(sys.stdout, lock, {"unavailable": f"exec guard could not drop its ignore marks: {exc}"})
+            return 1
         _emit(sys.stdout, lock, {"updated": True})
     guard.stop()
     _emit(sys.stdout, lock, {"stats": dict(guard.stats)})

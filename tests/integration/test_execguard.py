@@ -11,9 +11,11 @@ import hashlib
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -27,6 +29,7 @@ from agent.enforce.deny import DenySet
 from agent.enforce.execguard import ExecGuard, GuardUnavailable, exec_mounts
 from agent.enforce.guard import build_deny
 from agent.enforce.guardprocess import GuardProcess
+from agent.enforce.ignoremarks import FLAG_CHOICES
 from agent.inventory.base import Context
 from agent.inventory.dpkg import DpkgCollector
 from agent.match import compile_banlist, match
@@ -133,7 +136,7 @@ def test_sha256_match_whatever_the_name(mount: Path) -> None:
 
 
 class Broken(DenySet):
-    def verdict(self, path, digest):  # type: ignore[override]
+    def judge(self, path, digest, vouch=True):  # type: ignore[override]
         raise RuntimeError("simulated bug")
 
 
@@ -298,3 +301,254 @@ def test_the_guard_watches_real_filesystems_only(mount: Path) -> None:
     points = exec_mounts()
     assert "/" in points and str(mount) in points
     assert "/proc" not in points and "/sys" not in points
+
+
+# Ignore marks: an allow left in the kernel (agent/enforce/ignoremarks.py). What the kernel holds
+# is read back from /proc/PID/fdinfo of the fanotify group, one line per mark.
+
+def kernel_marks(pid: int, kind: str) -> list[str]:
+    """The fanotify marks process `pid` holds: kind "ino" for inode (ignore) marks, "sdev" for
+    filesystem marks (the lines that start with it; inode lines also carry an sdev field)."""
+    found = []
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        try:
+            lines = Path(f"/proc/{pid}/fdinfo/{fd}").read_text().splitlines()
+        except OSError:
+            continue
+        found += [line for line in lines if line.startswith(f"fanotify {kind}:")]
+    return found
+
+
+def ignore_marks(pid: int = os.getpid()) -> list[int]:
+    """The inode numbers that `pid`'s fanotify groups ignore exec-permission events for."""
+    marks = []
+    for line in kernel_marks(pid, "ino"):
+        fields = dict(part.split(":", 1) for part in line.split()[1:])
+        if int(fields["ignored_mask"], 16) & 0x40000:
+            marks.append(int(fields["ino"], 16))
+    return marks
+
+
+def answered(guard) -> int:
+    return guard.stats["allowed"] + guard.stats["denied"]
+
+
+@pytest.mark.parametrize("flags", FLAG_CHOICES, ids=["ignore+evictable", "ignored-mask+evictable", "ignored-mask"])
+def test_an_allowed_file_once_marked_no_longer_reaches_the_guard(mount: Path, flags: int) -> None:
+    """With each way of marking the guard falls back to on older kernels (6.0, 5.19, any)."""
+    fine = program(mount, unique("fine"))
+    guard = started(ExecGuard(DenySet(names={"wps": "wps-office"}, sha256={"0" * 64: "e"}), [str(mount)]))
+    assert guard._marks is not None
+    guard._marks._choices = (flags,)
+    try:
+        assert runs(fine)
+        wait_for(lambda: guard.stats["marked"] == 1)  # marked after the answer, off the exec's path
+        assert ignore_marks() == [fine.stat().st_ino]
+        seen = answered(guard)
+        for _ in range(5):
+            assert runs(fine)
+        assert answered(guard) == seen == 1
+    finally:
+        guard.stop()
+
+
+@pytest.mark.parametrize("flags", FLAG_CHOICES, ids=["ignore+evictable", "ignored-mask+evictable", "ignored-mask"])
+def test_writing_to_a_marked_file_makes_the_guard_judge_it_again(mount: Path, flags: int) -> None:
+    """A write clears the ignore mark (no FAN_MARK_IGNORED_SURV_MODIFY): the same inode, given
+    banned bytes in place, is denied at its next exec."""
+    target = program(mount, unique("tool"))
+    banned = Path("/bin/echo").read_bytes()
+    guard = started(ExecGuard(DenySet(sha256={hashlib.sha256(banned).hexdigest(): "wps-office"}), [str(mount)],
+                              deadline=30.0))
+    assert guard._marks is not None
+    guard._marks._choices = (flags,)
+    try:
+        assert runs(target)
+        wait_for(lambda: guard.stats["marked"] == 1)
+        inode = target.stat().st_ino
+        with open(target, "r+b") as handle:
+            handle.write(banned)
+            handle.truncate()
+        assert target.stat().st_ino == inode and ignore_marks() == []
+        assert not runs(target)
+        wait_for(lambda: guard.stats["denied"] == 1)
+    finally:
+        guard.stop()
+
+
+def test_a_new_deny_set_bans_an_already_marked_file_and_keeps_watching(mount: Path) -> None:
+    """update() drops the inode marks before it returns; the filesystem mark stays, so execs
+    are still seen (a banned file is still denied)."""
+    target, other = program(mount, unique("tool")), program(mount, unique("other"))
+    guard = started(ExecGuard(DenySet(names={"wps": "wps-office"}), [str(mount)]))
+    try:
+        assert runs(target) and runs(other)
+        wait_for(lambda: guard.stats["marked"] == 2)
+        filesystem_marks = kernel_marks(os.getpid(), "sdev")
+        guard.update(DenySet(names={target.name: "wps-office"}))
+        assert ignore_marks() == [] and kernel_marks(os.getpid(), "sdev") == filesystem_marks != []
+        assert not runs(target)
+        assert runs(other)
+    finally:
+        guard.stop()
+
+
+def test_the_worker_drops_its_marks_before_confirming_a_new_deny_set(mount: Path) -> None:
+    target = program(mount, unique("tool"))
+    guard = started(GuardProcess(DenySet(names={"wps": "wps-office"}), [str(mount)]))
+    try:
+        assert guard._worker is not None
+        worker = guard._worker.pid
+        assert runs(target)
+        wait_for(lambda: ignore_marks(worker) == [target.stat().st_ino])
+        guard.update(DenySet(names={target.name: "wps-office"}))
+        assert ignore_marks(worker) == []
+        assert not runs(target)
+    finally:
+        guard.stop()
+
+
+def test_the_mark_cap_holds_and_flushing_keeps_the_guard_working(mount: Path) -> None:
+    programs = [program(mount, unique(f"tool{i}")) for i in range(6)]
+    banned = program(mount, unique("wps"))
+    guard = started(ExecGuard(DenySet(names={banned.name: "wps-office"}), [str(mount)], mark_limit=2))
+    try:
+        for number, path in enumerate(programs * 2, start=1):
+            assert runs(path)
+            wait_for(lambda: guard.stats["allowed"] >= number and len(ignore_marks()) >= 1)
+            assert len(ignore_marks()) <= 2
+        assert guard.stats["marked"] >= len(programs)  # each got a mark once; the flushes dropped some
+        assert not runs(banned)
+    finally:
+        guard.stop()
+
+
+def test_what_only_the_guard_may_judge_is_never_marked(mount: Path) -> None:
+    """Denied files, files someone other than root could rewrite (owned by a user, writable by
+    group or others) or rename (in a user's folder), files with a second name, and an exempt
+    file whose bytes are banned: each exec of them still reaches the guard."""
+    denied = program(mount, unique("wps"))
+    users = program(mount, unique("users"))
+    os.chown(users, 65534, 65534)
+    writable = program(mount, unique("writable"))
+    writable.chmod(0o775)
+    linked = program(mount, unique("linked"))
+    os.link(linked, mount / unique("second-name"))
+    theirs = mount / "users-folder"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)
+    renamable = program(theirs, unique("renamable"))  # root's file, but the user may rename it
+    keep = mount / "protected"
+    keep.mkdir()
+    exempt = program(keep, unique("exempt"), "/bin/echo")
+    deny = DenySet(names={denied.name: "wps-office"}, protected=(str(keep),),
+                   sha256={hashlib.sha256(exempt.read_bytes()).hexdigest(): "wps-office"})
+    guard = started(ExecGuard(deny, [str(mount)], deadline=30.0))
+    try:
+        for _ in range(2):
+            assert not runs(denied)
+            for path in (users, writable, linked, renamable, exempt):
+                assert runs(path)
+        wait_for(lambda: guard.stats["denied"] == 2 and guard.stats["allowed"] == 10)
+        assert guard.stats["marked"] == 0 and ignore_marks() == []
+    finally:
+        guard.stop()
+
+
+def test_own_and_fail_open_answers_are_never_marked(mount: Path) -> None:
+    """The guard's own exec of a banned file is allowed but leaves no mark, so another process
+    is still denied; an allow given because the deadline passed leaves none either (the next
+    exec, once the verdict is made, may)."""
+    banned = program(mount, unique("wps"))
+    child = subprocess.Popen(["/bin/sh", "-c", f"read go; exec {banned}"], stdin=subprocess.PIPE)
+    big = program(mount, unique("big"))
+    with open(big, "ab") as handle:
+        handle.write(os.urandom(1 << 20) * 32)
+    deny = DenySet(names={banned.name: "wps-office"}, sha256={"0" * 64: "other"})
+    guard = started(ExecGuard(deny, [str(mount)], deadline=0.0001, allow_pids=frozenset({child.pid})))
+    try:
+        assert child.stdin is not None
+        os.write(child.stdin.fileno(), b"go\n")
+        assert child.wait(timeout=30) == 0
+        assert guard.stats["self"] == 1 and ignore_marks() == []
+        assert not runs(banned)
+        assert runs(big) and guard.stats["deadline"] == 1
+        assert guard.stats["marked"] == 0 and ignore_marks() == []
+        wait_for(lambda: runs(big) and guard.stats["marked"] == 1)  # the background verdict
+    finally:
+        guard.stop()
+        child.kill()
+
+
+def test_a_verdict_made_under_the_old_deny_set_is_never_marked_under_the_new(mount: Path) -> None:
+    """The race update() closes: an allow decided just before a new set came in force must not
+    reach the kernel after the flush."""
+    target = program(mount, unique("tool"))
+    guard = started(ExecGuard(DenySet(names={"wps": "wps-office"}), [str(mount)]))
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        assert guard._marks is not None
+        before = guard._marks.generation
+        guard.update(DenySet(names={target.name: "wps-office"}))
+        assert not guard._marks.add(fd, before, lambda: True) and ignore_marks() == []
+        assert guard._marks.add(fd, guard._marks.generation, lambda: True)
+        assert ignore_marks() == [target.stat().st_ino]
+        assert not guard._marks.add(fd, guard._marks.generation, lambda: False)  # changed while judged
+        assert ignore_marks() == []
+    finally:
+        os.close(fd)
+        guard.stop()
+
+
+def test_a_banned_package_file_is_denied_by_any_path_that_reaches_it(mount: Path) -> None:
+    """Verdicts (cached and kept in the kernel) are per inode, so a package's file is denied by
+    its inode too: through a bind mount or a hard link under an unbanned name, and first."""
+    packaged = program(mount, unique("wps-bin"))
+    alias, linked = mount / unique("alias"), mount / unique("linked")
+    alias.touch()
+    subprocess.run(["mount", "--bind", str(packaged), str(alias)], check=True)
+    try:
+        os.link(packaged, linked)
+        guard = started(ExecGuard(DenySet(paths={str(packaged): "wps-office"}), [str(mount)]))
+        try:
+            assert not runs(alias)
+            assert not runs(linked)
+            assert not runs(packaged)
+        finally:
+            guard.stop()
+        assert runs(alias)
+    finally:
+        subprocess.run(["umount", str(alias)], check=True)
+
+
+def test_an_update_the_worker_cannot_confirm_raises_so_the_keeper_restarts_the_guard(mount: Path) -> None:
+    """A worker that dies after taking an update (here: stopped, sent it, then killed) makes
+    update() raise at once with why, rather than after its confirmation timeout."""
+    guard = started(GuardProcess(DenySet(names={"wps": "wps-office"}), [str(mount)]))
+    errors: list[Exception] = []
+
+    def update() -> None:
+        try:
+            guard.update(DenySet(names={"other": "wps-office"}))
+        except GuardUnavailable as exc:
+            errors.append(exc)
+
+    sent = threading.Event()
+    send = guard._send
+
+    def send_and_tell(message) -> None:
+        send(message)
+        sent.set()
+
+    guard._send = send_and_tell  # type: ignore[method-assign]
+    try:
+        assert guard._worker is not None
+        os.kill(guard._worker.pid, signal.SIGSTOP)
+        waiting = threading.Thread(target=update)
+        waiting.start()
+        assert sent.wait(timeout=25)
+        guard._worker.kill()
+        waiting.join(timeout=25)  # under GuardProcess's own 30 s confirmation timeout
+        assert not waiting.is_alive() and "worker exited" in str(errors[0])
+    finally:
+        guard.stop()

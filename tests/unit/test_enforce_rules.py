@@ -3,6 +3,7 @@ fapolicyd rules text and its check, dnf excludes, APT pins, notification text, d
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -11,6 +12,7 @@ from agent.config import EnforcementConfig
 from agent.enforce.critical import never_denied_program
 from agent.enforce.deny import DenySet, deny_set, guard_entries
 from agent.enforce.fapolicyd import RulesError, check_rules, render_rules
+from agent.enforce.ignoremarks import LOCAL_FILESYSTEMS, hardlinks_protected, kernel_may_keep, user_mark_limit
 from agent.enforce.notify import message, session_env
 from agent.enforce.uninstall import apt_preference, safe_name, with_dnf_exclude
 from agent.inventory.dpkg import parse_status
@@ -60,6 +62,67 @@ def test_verdicts_paths_names_hashes_and_what_is_never_denied() -> None:
     assert calls == []                                        # no hashing when a cheaper rule decides
     assert deny.verdict("/tmp/renamed", digest) == "wps" and calls == [1]
     assert DenySet(names={"x": "y"}).verdict("/a/b", lambda: pytest.fail("hashed without hashes")) == ""
+
+
+def test_an_allow_is_vouched_for_the_bytes_only_when_no_hash_rule_could_ban_them() -> None:
+    """judge()'s second answer (may the kernel keep this allow for the inode, by any name): only
+    when the list has no hashes or these bytes were hashed and passed; never for a denial."""
+    hashed = DenySet(names={"wps": "wps"}, sha256={DIGEST: "wps"}, protected=("/opt/keep",))
+    assert hashed.judge("/usr/bin/fine", lambda: "b" * 64) == ("", True)
+    assert hashed.judge("/usr/bin/fine", lambda: DIGEST) == ("wps", False)
+    assert hashed.judge("/usr/bin/wps", lambda: "b" * 64) == ("wps", False)
+    assert hashed.judge("/opt/keep/x", lambda: DIGEST) == ("", False)       # exempt, but banned bytes
+    assert hashed.judge("/opt/keep/x", lambda: "b" * 64) == ("", True)      # exempt, bytes checked
+    assert hashed.judge("/opt/keep/x", lambda: DIGEST, vouch=False) == ("", False)
+
+    def late() -> str:
+        raise TimeoutError
+
+    assert hashed.judge("/opt/keep/x", late) == ("", False)                 # no fail mode for the exempt
+    with pytest.raises(TimeoutError):
+        hashed.judge("/usr/bin/fine", late)
+    unhashed = DenySet(names={"wps": "wps"})
+    assert unhashed.judge("/opt/x", lambda: pytest.fail("hashed without hashes")) == ("", True)
+    assert unhashed.judge("/opt/wps", lambda: "") == ("wps", False)
+
+
+def test_the_kernel_keeps_allows_only_for_files_only_root_can_change() -> None:
+    def st(mode: int = 0o100755, uid: int = 0, nlink: int = 1):
+        return os.stat_result((mode, 1, 1, nlink, uid, 0, 10, 0, 0, 0))
+
+    def root_folder(mode: int = 0o040755, uid: int = 0):
+        return st(mode, uid)
+
+    tmpfs, nfs, fuse = 0x01021994, 0x6969, 0x65735546
+    assert tmpfs in LOCAL_FILESYSTEMS
+    assert kernel_may_keep(st(), lambda: tmpfs, root_folder) and kernel_may_keep(st(), lambda: 0xEF53, root_folder)
+    for remote_or_unknown in (nfs, fuse, 0):
+        assert not kernel_may_keep(st(), lambda: remote_or_unknown, root_folder)
+    assert not kernel_may_keep(st(uid=1000), lambda: tmpfs, root_folder)
+    assert not kernel_may_keep(st(mode=0o100775), lambda: tmpfs, root_folder)
+    assert not kernel_may_keep(st(mode=0o100757), lambda: tmpfs, root_folder)
+    assert not kernel_may_keep(st(nlink=2), lambda: tmpfs, root_folder)
+    assert not kernel_may_keep(st(mode=0o040755), lambda: tmpfs, root_folder)
+    # the folder: a user could rename the file in it, unless it is sticky; unreadable: never
+    assert not kernel_may_keep(st(), lambda: tmpfs, lambda: root_folder(uid=1000))
+    assert not kernel_may_keep(st(), lambda: tmpfs, lambda: root_folder(0o040777))
+    assert kernel_may_keep(st(), lambda: tmpfs, lambda: root_folder(0o041777))
+    assert not kernel_may_keep(st(), lambda: tmpfs, lambda: None)
+    assert not kernel_may_keep(st(uid=1000), lambda: pytest.fail("statfs for a user's file"), root_folder)
+
+
+def test_the_mark_cap_leaves_most_of_the_users_fanotify_budget_and_hard_links_must_be_protected(tmp_path) -> None:
+    budget = tmp_path / "max_user_marks"
+    budget.write_text("100\n")
+    assert user_mark_limit(4096, str(budget)) == 25
+    budget.write_text("8192\n")
+    assert user_mark_limit(1000, str(budget)) == 1000
+    assert user_mark_limit(1000, str(tmp_path / "missing")) == 1000
+    protected = tmp_path / "protected_hardlinks"
+    protected.write_text("1\n")
+    assert hardlinks_protected(str(protected))
+    protected.write_text("0\n")
+    assert not hardlinks_protected(str(protected)) and not hardlinks_protected(str(tmp_path / "missing"))
 
 
 def test_fapolicyd_rules_are_valid_and_say_what_they_cannot_express() -> None:
