@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import secrets
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -21,7 +20,8 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, bindparam, case, create_engine, delete, event, insert, select, text, update
+from sqlalchemy import (Connection, Engine, bindparam, case, create_engine, delete, event, exists, insert, select, text,
+                        update)
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from agent.fleet import tables as t
@@ -45,6 +45,10 @@ _STATUS_EVENT = {"exempt": "exempted"}
 
 class StoreError(RuntimeError):
     """The database cannot be opened or migrated; one line naming it (password hidden)."""
+
+
+class TokenRevoked(RuntimeError):
+    """The pushing device's token was replaced or revoked since the server cached it: nothing was stored."""
 
 
 def scoped_key(device_id: str, key: str) -> str:
@@ -74,6 +78,10 @@ class _Statements:
         self.insert = {table.name: insert(table) for table in t.metadata.sorted_tables}
         self.touch = (update(d).where(device, d.c.state_hash == b("b_hash"))
                       .values(last_seen=b("b_now"), reports=d.c.reports + 1, last_report_id=b("b_report")))
+        e = t.enrollments
+        self.enrolled = exists().where(e.c.device_id == b("b_id"), e.c.token_hash == b("b_token"), e.c.revoked_at.is_(None))
+        self.touch_enrolled = self.touch.where(self.enrolled)  # the token is checked in the same statement
+        self.token_live = select(self.enrolled)
         self.device = select(d.c.state_hash, d.c.groups).where(device)
         self.seen = update(d).where(device).values(**seen)
         fields_of_device = {name: b(f"b_{name}") for name in (
@@ -184,22 +192,6 @@ class Store:
             connection.execute(delete(t.settings).where(t.settings.c.name == name))
             connection.execute(insert(t.settings).values(name=name, value=value))
 
-    # Enrollment: the token is returned once and only its hash is kept.
-    def enroll(self, device_id: str, now: float) -> str:
-        """Given a device id, return a new token for it (replacing any earlier one)."""
-        token = secrets.token_urlsafe(32)
-        with self.write() as connection:
-            connection.execute(delete(t.enrollments).where(t.enrollments.c.device_id == device_id))
-            connection.execute(insert(t.enrollments).values(device_id=device_id, token_hash=token_hash(token),
-                                                            enrolled=now))
-        return token
-
-    def device_for_token(self, token: str) -> str | None:
-        """Return the device id a token was issued to, or None for an unknown token."""
-        with self.read() as connection:
-            return connection.scalar(select(t.enrollments.c.device_id)
-                                     .where(t.enrollments.c.token_hash == token_hash(token)))
-
     # Ingest.
     def replay(self, key: str) -> tuple[str, dict[str, Any]] | None:
         """Return (device id, stored answer) for an idempotency key already ingested, else None."""
@@ -208,16 +200,19 @@ class Store:
                                      .where(t.idempotency_keys.c.key == key)).first()
         return (row.device_id, json.loads(row.response)) if row else None
 
-    def unchanged(self, device_id: str, state_hash: str, key: str, now: float, report_id: str) -> Ingested | None:
+    def unchanged(self, device_id: str, state_hash: str, key: str, now: float, report_id: str,
+                  token: str = "") -> Ingested | None:
         """The fast path of a push, two statements in one transaction: when the device's state
-        hash is `state_hash`, mark it seen and record the key, answering "nothing changed" (or,
-        for a key seen before, the first answer). Return None when the report must be judged and
-        ingested (a replay of an older report then gets its first answer from `ingest`)."""
+        hash is `state_hash` (and, given `token`'s hash, that is still the device's live token),
+        mark it seen and record the key, answering "nothing changed" (or, for a key seen before,
+        the first answer). Return None when the report must be judged and ingested (a replay of
+        an older report then gets its first answer from `ingest`, a dead token its refusal)."""
         response = {"report": report_id, "devices": 1, "changed": 0}
         try:
             with self.write() as connection:
-                touched = connection.execute(_SQL.touch, {"b_id": device_id, "b_hash": state_hash, "b_now": now,
-                                                          "b_report": report_id}).rowcount
+                touched = connection.execute(_SQL.touch_enrolled if token else _SQL.touch, {
+                    "b_id": device_id, "b_hash": state_hash, "b_now": now, "b_report": report_id,
+                    **({"b_token": token} if token else {})}).rowcount
                 if not touched:
                     return None
                 connection.execute(_SQL.insert[t.idempotency_keys.name], {"key": key, "device_id": device_id, "received": now,
@@ -230,17 +225,25 @@ class Store:
         return Ingested(response)
 
     def ingest(self, verdicts: Sequence[DeviceVerdict], source: str, now: float, report_id: str = "",
-               key: str = "", body: str | None = None) -> Ingested:
+               key: str = "", body: str | None = None, token: str = "") -> Ingested:
         """Store the verdicts of one report (or one imported file) in one transaction.
 
         With `key`, the key is recorded in the same transaction, and a key seen before returns the
         first answer unchanged (`replayed`). `body`, the raw document, is kept in `reports` when
-        the report changed something. Raise SQLAlchemyError if the database fails (nothing is kept).
+        the report changed something. With `token` (a push: the hash of the device token), the
+        first device's live token must still be that one. Raise TokenRevoked when it is not,
+        SQLAlchemyError if the database fails (nothing is kept either way).
         """
         device = verdicts[0].device.id if verdicts else ""
         try:
             with self.write() as connection:
+                if token and not connection.scalar(_SQL.token_live, {"b_id": device, "b_token": token}):
+                    raise TokenRevoked(f"device {device}: token replaced or revoked")
                 changed = sum(self._apply(connection, v, source, now, report_id) for v in verdicts)
+                if token:  # a push: every device in it was reported by the pushing one (itself, or a gateway)
+                    connection.execute(update(t.devices).where(t.devices.c.id.in_([v.device.id for v in verdicts]),
+                                                               t.devices.c.reported_by != device)
+                                       .values(reported_by=device))
                 response = {"report": report_id, "devices": len(verdicts), "changed": changed}
                 if key:
                     connection.execute(insert(t.idempotency_keys).values(

@@ -35,6 +35,9 @@ devices = Table(
     Column("last_report_id", String(ID), nullable=False, default=""),
     Column("reports", Integer, nullable=False, default=0),
     Column("state_hash", String(64), nullable=False, default=""),
+    Column("reported_by", String(ID), nullable=False, default="", server_default=""),
+    # The device whose token pushed this device's latest inventory: itself, or the gateway that
+    # reads it (a phone over USB); "" for imported, pulled and MDM devices.
     Index("ix_devices_last_seen", "last_seen"),
     Index("ix_devices_kind", "kind"),
     Index("ix_devices_compliant", "compliant"),
@@ -104,7 +107,31 @@ enrollments = Table(
     Column("device_id", String(ID), primary_key=True),
     Column("token_hash", String(64), nullable=False),
     Column("enrolled", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+    # Set by `appban fleet revoke`: the token no longer works, and the device id enrolls again only
+    # after `appban fleet reenroll`.
     UniqueConstraint("token_hash", name="uq_enrollments_token_hash"),
+)
+
+reenroll_grants = Table(
+    "reenroll_grants", metadata,
+    Column("device_id", String(ID), primary_key=True),
+    Column("until", Float, nullable=False),
+    Column("granted", Float, nullable=False),
+    # An administrator's leave for one more enrollment of a known device id (a reinstalled
+    # machine), used up by that enrollment.
+)
+
+enrollment_events = Table(
+    "enrollment_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("device_id", String(ID), nullable=False),
+    Column("event", String(32), nullable=False),
+    # enrolled, rotated, reenrolled, reenroll_allowed, revoked.
+    Column("at", Float, nullable=False),
+    Column("actor", String(ID), nullable=False, default=""),
+    # Who: "cli", "api <client address>", or the enrolling client's address.
+    Index("ix_enrollment_events_device", "device_id", "at"),
 )
 
 idempotency_keys = Table(

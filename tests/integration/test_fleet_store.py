@@ -16,11 +16,12 @@ from sqlalchemy import func, select, text
 
 from agent.banlist.parse import parse_banlist
 from agent.config import GroupRule
-from agent.fleet import query
+from agent.fleet import enrollment, query
 from agent.fleet import tables as t
 from agent.fleet.config import FleetConfig, PullConfig, PullTarget
 from agent.fleet.pull import Puller
-from agent.fleet.store import Store, scoped_key, token_hash
+from agent.fleet.enrollment import device_for_token
+from agent.fleet.store import Store, TokenRevoked, scoped_key, token_hash
 from agent.fleet.verdict import Claim, make_policy, judge
 from agent.model import App, BanListInfo, Device, Inventory
 from tests.service_support import BANLIST
@@ -61,18 +62,66 @@ def test_migration_matches_the_declared_tables(store: Store) -> None:
     with store.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), t.metadata)
         version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    assert differences == [] and version == "0001"
+    assert differences == [] and version == "0002"
     store.migrate()  # a second start-up migrates nothing and fails nothing
 
 
 def test_enrollment_keeps_only_a_hash(store: Store) -> None:
-    token = store.enroll("host-1", NOW)
-    assert store.device_for_token(token) == "host-1" and store.device_for_token(token + "x") is None
+    token = enrollment.enroll(store, "host-1", NOW, "test").token
+    assert device_for_token(store, token) == "host-1" and device_for_token(store, token + "x") is None
     with store.read() as connection:
         rows = [tuple(r) for r in connection.execute(select(t.enrollments))]
-    assert rows == [("host-1", token_hash(token), NOW)] and token not in repr(rows)
-    again = store.enroll("host-1", NOW)
-    assert store.device_for_token(token) is None and store.device_for_token(again) == "host-1"
+    assert rows == [("host-1", token_hash(token), NOW, None)] and token not in repr(rows)
+    again = enrollment.enroll(store, "host-1", NOW, "test", current_token=token)  # a rotation
+    assert device_for_token(store, token) is None and device_for_token(store, again.token) == "host-1"
+
+
+def test_a_known_device_id_enrolls_again_only_with_proof_or_leave(store: Store) -> None:
+    first = enrollment.enroll(store, "host-1", NOW, "client 10.0.0.1").token
+    with pytest.raises(enrollment.EnrollRefused) as taken:
+        enrollment.enroll(store, "host-1", NOW, "client 10.6.6.6")  # the secret alone: a takeover
+    assert taken.value.status == 409 and "appban fleet reenroll host-1" in str(taken.value)
+    with pytest.raises(enrollment.EnrollRefused) as wrong:
+        enrollment.enroll(store, "host-1", NOW, "client 10.6.6.6", current_token="guessed")
+    assert wrong.value.status == 401
+    ingest(store, inventory("imported-1", "bash"), "r1")  # known from another source, never enrolled
+    with pytest.raises(enrollment.EnrollRefused):
+        enrollment.enroll(store, "imported-1", NOW, "client 10.6.6.6")
+    assert device_for_token(store, first) == "host-1"  # the refusals changed nothing
+
+    enrollment.allow_reenroll(store, "host-1", NOW, "cli", within=60)
+    assert device_for_token(store, first) == "host-1"  # the leave alone takes nothing away
+    again = enrollment.enroll(store, "host-1", NOW + 1, "client 10.0.0.2")
+    assert again.event == "reenrolled" and device_for_token(store, first) is None
+    with pytest.raises(enrollment.EnrollRefused):  # the leave was used up
+        enrollment.enroll(store, "host-1", NOW + 2, "client 10.6.6.6")
+    enrollment.allow_reenroll(store, "host-1", NOW, "cli", within=60)
+    with pytest.raises(enrollment.EnrollRefused):  # ... and one that ran out is no leave
+        enrollment.enroll(store, "host-1", NOW + 61, "client 10.6.6.6")
+
+    enrollment.revoke(store, "host-1", NOW + 70, "cli")
+    assert device_for_token(store, again.token) is None
+    with pytest.raises(enrollment.EnrollRefused):
+        enrollment.enroll(store, "host-1", NOW + 71, "client 10.0.0.2", current_token=again.token)
+    with pytest.raises(enrollment.EnrollRefused) as unknown:
+        enrollment.revoke(store, "nobody", NOW, "cli")
+    assert unknown.value.status == 404
+    assert [e["event"] for e in enrollment.events(store, "host-1")] == [
+        "enrolled", "reenroll_allowed", "reenrolled", "reenroll_allowed", "revoked"]
+
+
+def test_a_dead_token_stores_nothing_on_either_path(store: Store) -> None:
+    token = enrollment.enroll(store, "host-1", NOW, "test").token
+    inv = inventory("host-1", "tiktok-desktop")
+    verdicts = judge(policy(), inv, {}, datetime.fromtimestamp(NOW, timezone.utc))
+    assert store.ingest(verdicts, "push", NOW, "r1", scoped_key("host-1", "r1"), "{}", token_hash(token))
+    state = verdicts[0].state_hash
+    assert store.unchanged("host-1", state, scoped_key("host-1", "r2"), NOW, "r2", token_hash(token))
+    enrollment.revoke(store, "host-1", NOW, "cli")
+    assert store.unchanged("host-1", state, scoped_key("host-1", "r3"), NOW, "r3", token_hash(token)) is None
+    with pytest.raises(TokenRevoked):
+        store.ingest(verdicts, "push", NOW, "r3", scoped_key("host-1", "r3"), "{}", token_hash(token))
+    assert count(store, t.idempotency_keys) == 2
 
 
 def test_unchanged_report_only_moves_last_seen(store: Store) -> None:
