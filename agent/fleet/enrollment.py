@@ -121,10 +121,8 @@ def device_for_token(store: Store, token: str) -> str | None:
             t.enrollments.c.token_hash == token_hash(token), t.enrollments.c.revoked_at.is_(None)))
 
 
-def events(store: Store, device: str) -> list[dict[str, object]]:
-    """The enrollment history of one device, in the order it happened."""
+def events(connection: Connection, device: str) -> list[tuple[str, float, str]]:
+    """The enrollment history of one device as (event, time, actor), in the order it happened."""
     e = t.enrollment_events
-    with store.read() as connection:
-        rows = connection.execute(select(e.c.event, e.c.at, e.c.actor).where(e.c.device_id == device)
-                                  .order_by(e.c.id)).all()
-    return [{"event": r.event, "at": r.at, "actor": r.actor} for r in rows]
+    rows = connection.execute(select(e.c.event, e.c.at, e.c.actor).where(e.c.device_id == device).order_by(e.c.id))
+    return [(r.event, r.at, r.actor) for r in rows]

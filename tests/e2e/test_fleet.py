@@ -323,8 +323,11 @@ def test_enroll_secret_is_created_printed_and_rotated(tmp_path: Path) -> None:
     assert cli("fleet", "enroll-secret", "--config", str(config)).stdout == first.stdout
     fleet = FleetServer(config)
     try:
-        def enroll(secret: str) -> int:
-            return requests.post(f"{fleet.url}/v1/enroll", json={"secret": secret, "device": "d1"}, timeout=10).status_code
+        devices = iter(range(10))
+
+        def enroll(secret: str) -> int:  # a new device id each time: a known one needs the administrator's leave
+            return requests.post(f"{fleet.url}/v1/enroll", json={"secret": secret, "device": f"d{next(devices)}"},
+                                 timeout=10).status_code
 
         assert enroll(first.stdout.strip()) == 200
         rotated = cli("fleet", "enroll-secret", "--rotate", "--config", str(config)).stdout.strip()

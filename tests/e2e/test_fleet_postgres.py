@@ -45,7 +45,7 @@ def test_two_servers_share_one_database(tmp_path: Path, pg_database: str) -> Non
             targets = connection.execute(text("SELECT url, device_id, failures FROM pull_targets")).all()
             version = connection.scalar(text("SELECT version_num FROM alembic_version"))
         engine.dispose()
-        assert [(t.device_id, t.failures) for t in targets] == [("pulled-1", 0)] and version == "0001"
+        assert [(t.device_id, t.failures) for t in targets] == [("pulled-1", 0)] and version == "0002"
     finally:
         agent.stop()
         pulled.stop()

@@ -106,7 +106,9 @@ def test_a_known_device_id_enrolls_again_only_with_proof_or_leave(store: Store) 
     with pytest.raises(enrollment.EnrollRefused) as unknown:
         enrollment.revoke(store, "nobody", NOW, "cli")
     assert unknown.value.status == 404
-    assert [e["event"] for e in enrollment.events(store, "host-1")] == [
+    with store.read() as connection:
+        history = enrollment.events(connection, "host-1")
+    assert [event for event, _, _ in history] == [
         "enrolled", "reenroll_allowed", "reenrolled", "reenroll_allowed", "revoked"]
 
 
