@@ -31,7 +31,8 @@ from agent.fleet import query
 from agent.fleet import web
 from agent.fleet.auth import bearer, same
 from agent.fleet.config import FleetConfig
-from agent.fleet.enrollment import EnrollRefused, device_for_token, enroll
+from agent.fleet.enrollment import EnrollRefused, device_for_token, enroll, enrolled_among
+from agent.fleet.gateways import carries_others, may_report
 from agent.fleet.ingest import Pushed, RefusedReport, read_report, report_inventory
 from agent.fleet.metrics import Counters, FleetCollector, families, metric_facts
 from agent.fleet.openapi import OPENAPI
@@ -200,12 +201,19 @@ class Ingest:
         SQLAlchemyError if the database fails."""
         store, policy, now = self.fleet.store, self.fleet.policy, time.time()
         scoped, state = scoped_key(device, key or pushed.report_id), pushed.input_hash(policy.fingerprint)
-        result = await run_in_threadpool(store.unchanged, device, state, scoped, now, pushed.report_id, token)
-        if result is not None:
-            return result
-        inventory = report_inventory(pushed, strict=True)
+        gateway = carries_others(pushed.document, device)  # its phones must be marked seen too: no fast path
+        if not gateway:
+            result = await run_in_threadpool(store.unchanged, device, state, scoped, now, pushed.report_id, token)
+            if result is not None:
+                return result
+        inventory = report_inventory(pushed, strict=True, granted=may_report(self.fleet.config.gateways, device))
+        if gateway:
+            own = await run_in_threadpool(enrolled_among, store, [d.id for d in inventory.devices if d.id != device])
+            if own:
+                raise RefusedReport(403, f"report carries enrolled devices ({', '.join(own[:3])}): each reports for itself")
         verdicts = judge(policy, inventory, {device: pushed.claim}, datetime.fromtimestamp(now, timezone.utc),
                          {device: state})
+        verdicts.sort(key=lambda verdict: verdict.device.id != device)  # the sender first: the key and token are its
         return await run_in_threadpool(store.ingest, verdicts, "push", now, pushed.report_id, scoped,
                                        body.decode("utf-8", "replace"), token)
 

@@ -121,6 +121,13 @@ def device_for_token(store: Store, token: str) -> str | None:
             t.enrollments.c.token_hash == token_hash(token), t.enrollments.c.revoked_at.is_(None)))
 
 
+def enrolled_among(store: Store, devices: list[str]) -> list[str]:
+    """Those of `devices` that hold an enrollment of their own (they report for themselves, so no
+    gateway may report for them)."""
+    with store.read() as connection:
+        return sorted(connection.scalars(select(t.enrollments.c.device_id).where(t.enrollments.c.device_id.in_(devices))))
+
+
 def events(connection: Connection, device: str) -> list[tuple[str, float, str]]:
     """The enrollment history of one device as (event, time, actor), in the order it happened."""
     e = t.enrollment_events
