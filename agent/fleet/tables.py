@@ -156,6 +156,16 @@ pull_targets = Table(
     Column("device_id", String(ID), nullable=False, default=""),
 )
 
+pull_target_sources = Table(
+    "pull_target_sources", metadata,
+    Column("url", String(1024), primary_key=True),
+    Column("source", String(ID), primary_key=True),
+    Column("seen", Float, nullable=False),
+    # Which server's config lists which target (one row each), refreshed while it runs: the
+    # shared list in `pull_targets` is the union, and a target leaves it when no server lists it.
+    Index("ix_pull_target_sources_seen", "seen"),
+)
+
 settings = Table(
     "settings", metadata,
     Column("name", String(64), primary_key=True),

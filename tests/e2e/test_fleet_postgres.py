@@ -1,6 +1,7 @@
 """Two `appban fleet serve` processes on one real PostgreSQL database (the test cluster of
 tests/postgres.py), as behind a load balancer: a real agent pushes to one, the other shows it, a
-web session made on one is accepted by the other, and both share one pull target."""
+web session made on one is accepted by the other, and both share one pull target — also one that
+only one server's targets file names, which the other keeps polling when that server is killed."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 from sqlalchemy import create_engine, text
 
 from tests.banlist_servers import free_port
@@ -51,3 +53,44 @@ def test_two_servers_share_one_database(tmp_path: Path, pg_database: str) -> Non
         pulled.stop()
         one.stop()
         two.stop()
+
+
+def test_one_servers_pull_targets_are_shared_with_the_others(tmp_path: Path, pg_database: str) -> None:
+    pulled_dir = tmp_path / "pulled"
+    pulled_dir.mkdir()
+    port = free_port()
+    pulled = Daemon(write_config(pulled_dir, device={"id": "pulled-2", "groups": ["staff"]},
+                                 server={"listen": f"127.0.0.1:{port}", "token_file": str(pulled_dir / "token")}))
+    targets = tmp_path / "targets.yaml"
+    targets.write_text(yaml.safe_dump([{"targets": [f"http://127.0.0.1:{port}"],
+                                        "labels": {"token_file": str(pulled_dir / "token")}}]))
+    timing = {"interval": "1s", "timeout": 2.0, "max_backoff": "2s"}
+    one = FleetServer(write_fleet_config(tmp_path / "one", database=pg_database,
+                                         pull={"targets_file": str(targets), **timing}))
+    two = None
+    engine = create_engine(pg_database)
+
+    def listed() -> list[str]:
+        with engine.connect() as connection:
+            return list(connection.scalars(text("SELECT url FROM pull_targets")))
+
+    try:
+        wait_until(lambda: pulled_only(one), timeout=90)
+        two = FleetServer(write_fleet_config(tmp_path / "two", database=pg_database, pull=timing))  # no targets
+        one.kill()  # the only server whose config names the agent
+        seen = two.api("devices/pulled-2")["device"]["last_seen"]
+        wait_until(lambda: two.api("devices/pulled-2")["device"]["last_seen"] > seen, timeout=90)
+        one.start()
+        targets.write_text("[]\n")  # the agent leaves the shared list with the one config that named it
+        wait_until(lambda: not listed(), timeout=60)
+        assert two.api("devices/pulled-2")["device"]["id"] == "pulled-2"  # the device itself is kept
+    finally:
+        engine.dispose()
+        pulled.stop()
+        one.stop()
+        if two is not None:
+            two.stop()
+
+
+def pulled_only(fleet: FleetServer) -> bool:
+    return [d["id"] for d in fleet.api("devices")["devices"]] == ["pulled-2"]

@@ -214,9 +214,40 @@ def test_retention_prunes_old_rows(store: Store) -> None:
     assert count(store, t.devices) == 1
 
 
-def _puller(store: Store, urls: list[str]) -> Puller:
-    config = FleetConfig(pull=PullConfig(targets=tuple(PullTarget(u) for u in urls), concurrency=2))
-    return Puller(SimpleNamespace(config=config, store=store))
+def _puller(store: Store, urls: list[str], source: str = "", token_file: str = "") -> Puller:
+    config = FleetConfig(pull=PullConfig(targets=tuple(PullTarget(u, token_file) for u in urls), concurrency=2))
+    return Puller(SimpleNamespace(config=config, store=store), source)
+
+
+def _targets(store: Store) -> dict[str, str]:
+    with store.read() as connection:
+        return dict(connection.execute(select(t.pull_targets.c.url, t.pull_targets.c.token_file)).all())
+
+
+def test_servers_with_different_targets_share_the_union(store: Store) -> None:
+    a, b, c = (f"http://127.0.0.1:1/{n}" for n in "abc")
+    one, two = _puller(store, [a, b], "one", "/t/one"), _puller(store, [b, c], "two", "/t/two")
+    one.sync(NOW)
+    two.sync(NOW)
+    assert _targets(store) == {a: "/t/one", b: "/t/one", c: "/t/two"}  # the first lister's token file stays
+    with store.write() as connection:  # polled state is kept across the reconciliations below
+        connection.execute(t.pull_targets.update().where(t.pull_targets.c.url == b).values(device_id="host-b"))
+    one.fleet.config = FleetConfig(pull=PullConfig(targets=(PullTarget(b, "/t/one"),)))
+    one.sync(NOW + 1)  # `one` dropped a: nobody lists it any more
+    assert set(_targets(store)) == {b, c}
+    one.fleet.config = FleetConfig(pull=PullConfig())
+    one.sync(NOW + 2)  # ... and b, which `two` still lists
+    assert _targets(store) == {b: "/t/one", c: "/t/two"}
+    two.sync(NOW + 3)  # unchanged config: not even a write until SYNC_EVERY has passed
+    two.sync(NOW + 61)  # the refresh, now the only lister of b: its token file wins
+    assert _targets(store) == {b: "/t/two", c: "/t/two"}
+    with store.read() as connection:
+        assert connection.scalar(select(t.pull_targets.c.device_id).where(t.pull_targets.c.url == b)) == "host-b"
+    three = _puller(store, [a], "three")
+    three.sync(NOW + 61 + 86401)  # `two` stopped refreshing a day ago: its listings lapsed
+    assert set(_targets(store)) == {a}
+    idle = _puller(store, [], "idle")  # a server without targets of its own polls the shared ones
+    assert [r.url for r in idle.claim(NOW + 90000)] == [a]
 
 
 def test_pull_targets_are_claimed_once_across_servers(store: Store) -> None:

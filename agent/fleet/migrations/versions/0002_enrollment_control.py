@@ -1,5 +1,6 @@
-"""Enrollment under the administrator's control, and gateways: revoked tokens, leave to enroll a
-known device id again, an audit trail of enrollments, and which device reported each device.
+"""Enrollment under the administrator's control, gateways and shared pull targets: revoked tokens,
+leave to enroll a known device id again, an audit trail of enrollments, which device reported each
+device, and which server's config lists each pull target.
 
 Revision ID: 0002
 """
@@ -37,9 +38,17 @@ def upgrade() -> None:
         sa.Column("actor", sa.String(ID), nullable=False),
     )
     op.create_index("ix_enrollment_events_device", "enrollment_events", ["device_id", "at"])
+    op.create_table(
+        "pull_target_sources",
+        sa.Column("url", sa.String(1024), primary_key=True),
+        sa.Column("source", sa.String(ID), primary_key=True),
+        sa.Column("seen", sa.Float, nullable=False),
+    )
+    op.create_index("ix_pull_target_sources_seen", "pull_target_sources", ["seen"])
 
 
 def downgrade() -> None:
+    op.drop_table("pull_target_sources")
     op.drop_table("enrollment_events")
     op.drop_table("reenroll_grants")
     with op.batch_alter_table("devices") as batch:
