@@ -129,6 +129,16 @@ def fleet_agent(folder: Path, fleet: FleetServer, device: str, groups: list[str]
     return Daemon(config)
 
 
+def pulled_agent(folder: Path, device: str) -> tuple[Daemon, dict[str, str]]:
+    """Start a real `appban run` serving its pull endpoint on a free port; return it and its
+    pull target ({url, token_file}) for a fleet config."""
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    daemon = Daemon(write_config(folder, device={"id": device, "groups": ["staff"]},
+                                 server={"listen": f"127.0.0.1:{port}", "token_file": str(folder / "token")}))
+    return daemon, {"url": f"http://127.0.0.1:{port}", "token_file": str(folder / "token")}
+
+
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run `appban ARGS` as a real process."""
     return subprocess.run([APPBAN, *args], capture_output=True, text=True, timeout=timeout, env=direct_env())

@@ -13,21 +13,15 @@ import requests
 import yaml
 from sqlalchemy import create_engine, text
 
-from tests.banlist_servers import free_port
-from tests.fleet_support import ADMIN_TOKEN, FleetServer, cli, fleet_agent, write_fleet_config
-from tests.service_support import Daemon, wait_until, write_config
+from tests.fleet_support import ADMIN_TOKEN, FleetServer, cli, fleet_agent, pulled_agent, write_fleet_config
+from tests.service_support import wait_until
 
 pytestmark = pytest.mark.slow
 
 
 def test_two_servers_share_one_database(tmp_path: Path, pg_database: str) -> None:
-    pulled_dir = tmp_path / "pulled"
-    pulled_dir.mkdir()
-    port = free_port()
-    pulled = Daemon(write_config(pulled_dir, device={"id": "pulled-1", "groups": ["staff"]},
-                                 server={"listen": f"127.0.0.1:{port}", "token_file": str(pulled_dir / "token")}))
-    pull = {"targets": [{"url": f"http://127.0.0.1:{port}", "token_file": str(pulled_dir / "token")}],
-            "interval": "1s", "timeout": 2.0}
+    pulled, target = pulled_agent(tmp_path / "pulled", "pulled-1")
+    pull = {"targets": [target], "interval": "1s", "timeout": 2.0}
     first = write_fleet_config(tmp_path / "one", database=pg_database, pull=pull)
     second = write_fleet_config(tmp_path / "two", database=pg_database, pull=pull)
     one, two = FleetServer(first), FleetServer(second)
@@ -56,14 +50,9 @@ def test_two_servers_share_one_database(tmp_path: Path, pg_database: str) -> Non
 
 
 def test_one_servers_pull_targets_are_shared_with_the_others(tmp_path: Path, pg_database: str) -> None:
-    pulled_dir = tmp_path / "pulled"
-    pulled_dir.mkdir()
-    port = free_port()
-    pulled = Daemon(write_config(pulled_dir, device={"id": "pulled-2", "groups": ["staff"]},
-                                 server={"listen": f"127.0.0.1:{port}", "token_file": str(pulled_dir / "token")}))
+    pulled, target = pulled_agent(tmp_path / "pulled", "pulled-2")
     targets = tmp_path / "targets.yaml"
-    targets.write_text(yaml.safe_dump([{"targets": [f"http://127.0.0.1:{port}"],
-                                        "labels": {"token_file": str(pulled_dir / "token")}}]))
+    targets.write_text(yaml.safe_dump([{"targets": [target["url"]], "labels": {"token_file": target["token_file"]}}]))
     timing = {"interval": "1s", "timeout": 2.0, "max_backoff": "2s"}
     one = FleetServer(write_fleet_config(tmp_path / "one", database=pg_database,
                                          pull={"targets_file": str(targets), **timing}))
