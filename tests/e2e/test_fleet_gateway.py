@@ -37,6 +37,8 @@ def test_a_granted_gateway_pushes_its_phones_and_nothing_else(tmp_path: Path) ->
             "lab-gw-1": ("host", "lab-gw-1"), SAMSUNG: ("android", "lab-gw-1"), PIXEL2: ("android", "lab-gw-1")}
         tiktok = fleet.api("findings", entry="tiktok-android")["findings"]
         assert {f["device"] for f in tiktok} == {SAMSUNG, PIXEL2}  # judged centrally, each phone its own device
+        page = fleet.get(f"/devices/{SAMSUNG}")
+        assert page.status_code == 200 and 'reported by gateway <a href="/devices/lab-gw-1">' in page.text
         seen = fleet.api(f"devices/{SAMSUNG}")["device"]["last_seen"]
         wait_until(lambda: fleet.api(f"devices/{SAMSUNG}")["device"]["last_seen"] > seen, timeout=60)  # re-pushes too
 

@@ -84,6 +84,8 @@ def test_a_known_device_id_is_not_taken_over_with_the_enroll_secret(tmp_path: Pa
         assert enroll(fleet, "desk-7").status_code == 409  # the leave was used up
         history = [e["event"] for e in fleet.api("devices/desk-7")["enrollment"]]
         assert history == ["enrolled", "reenroll_allowed", "reenrolled"]
+        page = fleet.get("/devices/desk-7").text
+        assert "<td>reenroll_allowed</td><td>cli</td>" in page and "<td>reenrolled</td>" in page
         unknown = cli("fleet", "revoke", "nobody", "--config", str(config))
         assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1 and "nobody" in unknown.stderr
     finally:
