@@ -82,6 +82,8 @@ def enroll(store: Store, device: str, now: float, actor: str, current_token: str
         connection.execute(delete(t.enrollments).where(t.enrollments.c.device_id == device))
         connection.execute(insert(t.enrollments).values(device_id=device, token_hash=token_hash(token), enrolled=now,
                                                         revoked_at=None))
+        # From now on it reports for itself (a phone a gateway used to report, say).
+        connection.execute(update(t.devices).where(t.devices.c.id == device).values(reported_by=""))
         _record(connection, device, event, now, actor)
     return Enrolled(token, event)
 

@@ -82,6 +82,8 @@ class _Statements:
         self.enrolled = exists().where(e.c.device_id == b("b_id"), e.c.token_hash == b("b_token"), e.c.revoked_at.is_(None))
         self.touch_enrolled = self.touch.where(self.enrolled)  # the token is checked in the same statement
         self.token_live = select(self.enrolled)
+        self.reported = (update(d).where(d.c.id.in_(b("b_ids", expanding=True)), d.c.reported_by != b("b_by"))
+                         .values(reported_by=b("b_by")))
         self.device = select(d.c.state_hash, d.c.groups).where(device)
         self.seen = update(d).where(device).values(**seen)
         fields_of_device = {name: b(f"b_{name}") for name in (
@@ -231,7 +233,8 @@ class Store:
         With `key`, the key is recorded in the same transaction, and a key seen before returns the
         first answer unchanged (`replayed`). `body`, the raw document, is kept in `reports` when
         the report changed something. With `token` (a push: the hash of the device token), the
-        first device's live token must still be that one. Raise TokenRevoked when it is not,
+        first device's live token must still be that one, and it is recorded as the reporter of
+        the others (a gateway's phones). Raise TokenRevoked when it is not,
         SQLAlchemyError if the database fails (nothing is kept either way).
         """
         device = verdicts[0].device.id if verdicts else ""
@@ -240,10 +243,8 @@ class Store:
                 if token and not connection.scalar(_SQL.token_live, {"b_id": device, "b_token": token}):
                     raise TokenRevoked(f"device {device}: token replaced or revoked")
                 changed = sum(self._apply(connection, v, source, now, report_id) for v in verdicts)
-                if token:  # a push: every device in it was reported by the pushing one (itself, or a gateway)
-                    connection.execute(update(t.devices).where(t.devices.c.id.in_([v.device.id for v in verdicts]),
-                                                               t.devices.c.reported_by != device)
-                                       .values(reported_by=device))
+                if token and len(verdicts) > 1:  # a gateway's push: it reported the other devices
+                    connection.execute(_SQL.reported, {"b_ids": [v.device.id for v in verdicts[1:]], "b_by": device})
                 response = {"report": report_id, "devices": len(verdicts), "changed": changed}
                 if key:
                     connection.execute(insert(t.idempotency_keys).values(

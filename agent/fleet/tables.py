@@ -36,8 +36,8 @@ devices = Table(
     Column("reports", Integer, nullable=False, default=0),
     Column("state_hash", String(64), nullable=False, default=""),
     Column("reported_by", String(ID), nullable=False, default="", server_default=""),
-    # The device whose token pushed this device's latest inventory: itself, or the gateway that
-    # reads it (a phone over USB); "" for imported, pulled and MDM devices.
+    # The gateway whose token pushed this device's inventory (a phone over USB); "" for a device
+    # that reports for itself (reset when it enrolls) and for imported, pulled and MDM devices.
     Index("ix_devices_last_seen", "last_seen"),
     Index("ix_devices_kind", "kind"),
     Index("ix_devices_compliant", "compliant"),

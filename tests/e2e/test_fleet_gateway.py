@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e.test_fleet_security import enroll, push, report
-from tests.fleet_support import FleetServer, fleet_agent, write_fleet_config
+from tests.fleet_support import FleetServer, control, enroll, fleet_agent, push, report, write_fleet_config
 from tests.phones import PIXEL2, SAMSUNG, android_replies, install
 from tests.service_support import BANLIST, wait_until
 
@@ -34,7 +33,7 @@ def test_a_granted_gateway_pushes_its_phones_and_nothing_else(tmp_path: Path) ->
         wait_until(lambda: len(fleet.api("devices")["devices"]) == 3, timeout=120)
         devices = {d["id"]: d for d in fleet.api("devices")["devices"]}
         assert {d: (devices[d]["kind"], devices[d]["reported_by"]) for d in devices} == {
-            "lab-gw-1": ("host", "lab-gw-1"), SAMSUNG: ("android", "lab-gw-1"), PIXEL2: ("android", "lab-gw-1")}
+            "lab-gw-1": ("host", None), SAMSUNG: ("android", "lab-gw-1"), PIXEL2: ("android", "lab-gw-1")}
         tiktok = fleet.api("findings", entry="tiktok-android")["findings"]
         assert {f["device"] for f in tiktok} == {SAMSUNG, PIXEL2}  # judged centrally, each phone its own device
         page = fleet.get(f"/devices/{SAMSUNG}")
@@ -60,6 +59,10 @@ def test_a_granted_gateway_pushes_its_phones_and_nothing_else(tmp_path: Path) ->
             assert "\n" not in answer.json()["error"]
         assert push(fleet, lab, report("lab-gw-2", "ok", phones=({"id": "R58-spare", "kind": "android"},))).ok
         assert fleet.api("devices/R58-spare")["device"]["reported_by"] == "lab-gw-2"
+        # The phone gets an agent of its own (with the administrator's leave: the fleet knows it).
+        assert enroll(fleet, "R58-spare").status_code == 409 and control(fleet, "R58-spare", "reenroll").ok
+        assert enroll(fleet, "R58-spare").ok and fleet.api("devices/R58-spare")["device"]["reported_by"] is None
+        assert push(fleet, lab, report("lab-gw-2", "x6", phones=({"id": "R58-spare", "kind": "android"},))).status_code == 403
         assert {d["id"] for d in fleet.api("devices")["devices"]} == {
             "lab-gw-1", SAMSUNG, PIXEL2, "lab-gw-2", "R58-spare"}
         assert requests.get(f"{fleet.url}/healthz", timeout=10).ok

@@ -11,40 +11,14 @@ import shutil
 import socket
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
-from tests.fleet_support import ADMIN_TOKEN, ENROLL_SECRET, FleetServer, cli, fleet_agent, write_fleet_config
+from tests.fleet_support import FleetServer, cli, control, enroll, fleet_agent, push, report, write_fleet_config
 from tests.service_support import wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def enroll(fleet: FleetServer, device: str, token: str = "") -> requests.Response:
-    """POST /v1/enroll with the enroll secret (and, for a rotation, the current token)."""
-    return requests.post(f"{fleet.url}/v1/enroll", json={"secret": ENROLL_SECRET, "device": device}, timeout=30,
-                         headers={"Authorization": f"Bearer {token}"} if token else {})
-
-
-def report(device: str, report_id: str, *apps: str, phones: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
-    """An appban.report/v1 document with its inventory, as `appban run` pushes it."""
-    phone_apps = [{"source": "android", "id": "com.zhiliaoapp.musically", "device": p["id"]} for p in phones]
-    return {"format": "appban.report/v1", "id": report_id, "agent": {"version": "1"}, "banlist": {"serial": 7},
-            "devices": [{"id": device, "groups": ["staff"]}, *phones], "findings": [],
-            "inventory": {"format": "appban.inventory/v1", "devices": [{"id": device}, *phones],
-                          "apps": [{"source": "dpkg", "id": a, "device": device} for a in apps] + phone_apps}}
-
-
-def push(fleet: FleetServer, token: str, document: dict[str, Any]) -> requests.Response:
-    return requests.post(f"{fleet.url}/v1/reports", json=document, timeout=30,
-                         headers={"Authorization": f"Bearer {token}", "Idempotency-Key": document["id"]})
-
-
-def control(fleet: FleetServer, device: str, action: str, token: str = ADMIN_TOKEN) -> requests.Response:
-    return requests.post(f"{fleet.url}/api/v1/devices/{device}/{action}", json={}, timeout=30,
-                         headers={"Authorization": f"Bearer {token}"})
 
 
 def test_a_known_device_id_is_not_taken_over_with_the_enroll_secret(tmp_path: Path) -> None:
