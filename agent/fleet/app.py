@@ -267,9 +267,9 @@ def admin_routes(fleet: Fleet) -> list[Route]:
     change is never made on the strength of a browser's cookie."""
 
     async def control(request: Request) -> Response:
-        if not same(bearer(request.headers.get("authorization")), fleet.admin_token):
-            return _error(401, "admin token required (Authorization: Bearer)")
         device, action = request.path_params["device"], request.path_params["action"]
+        if not same(bearer(request.headers.get("authorization")), fleet.admin_token):
+            return _refuse(fleet, request, 401, "admin token required (Authorization: Bearer)", device)
         actor = f"api {request.client.host if request.client else ''}".strip()
         try:
             raw = await read_body(request, MAX_ENROLL_BODY, fleet.config.request_timeout)

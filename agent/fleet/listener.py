@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Callable
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -53,6 +53,8 @@ class GuardedH11Protocol(H11Protocol):
     header_timeout = 10.0
     body_timeout = 30.0 + BODY_GRACE
     per_client = 0
+    refused: Callable[[int], None] = staticmethod(lambda status: None)
+    """Counts a connection cut off or turned away by its HTTP status (the fleet's refusal metric)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -66,6 +68,7 @@ class GuardedH11Protocol(H11Protocol):
             held = sum(1 for other in self.connections if other.client and other.client[0] == address)
             if held > self.per_client:
                 log_event(logger, logging.WARNING, "fleet.busy", client=address, connections=held - 1)
+                self.refused(503)
                 transport.write(_answer("503 Service Unavailable", "too many connections from this address"))
                 transport.close()
                 return
@@ -110,13 +113,17 @@ class GuardedH11Protocol(H11Protocol):
         if started:
             log_event(logger, logging.WARNING, "fleet.slow_client", phase=self._phase,
                       client=self.client[0] if self.client else None)
+            self.refused(408)
             if self._phase == "headers":
                 self.transport.write(_answer("408 Request Timeout", f"request headers not received within "
                                                                      f"{self.header_timeout:g} s"))
         self.transport.close()
 
 
-def guarded_protocol(header_timeout: float, request_timeout: float, per_client: int) -> type[GuardedH11Protocol]:
-    """Return the protocol class for `uvicorn.Config(http=...)` with these limits."""
+def guarded_protocol(header_timeout: float, request_timeout: float, per_client: int,
+                     refused: Callable[[int], None]) -> type[GuardedH11Protocol]:
+    """Return the protocol class for `uvicorn.Config(http=...)` with these limits, counting each
+    connection it cuts off or turns away with `refused(status)`."""
     return type("FleetH11Protocol", (GuardedH11Protocol,), {
-        "header_timeout": header_timeout, "body_timeout": request_timeout + BODY_GRACE, "per_client": per_client})
+        "header_timeout": header_timeout, "body_timeout": request_timeout + BODY_GRACE, "per_client": per_client,
+        "refused": staticmethod(refused)})

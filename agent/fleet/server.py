@@ -243,7 +243,8 @@ def serve(config_path: str | None) -> int:
     server = uvicorn.Server(uvicorn.Config(
         make_app(fleet), host=host, port=port, log_config=None, access_log=False, server_header=False,
         limit_concurrency=config.max_connections, timeout_keep_alive=5,
-        http=guarded_protocol(config.header_timeout, config.request_timeout, config.max_connections_per_client),
+        http=guarded_protocol(config.header_timeout, config.request_timeout, config.max_connections_per_client,
+                              lambda status: fleet.counters.count("refused", str(status))),
         timeout_graceful_shutdown=int(config.request_timeout), **_tls_options(config)))
     jobs.start()
     log_event(logger, logging.INFO, "fleet.started", listen=f"{host}:{port}", database=fleet.store.safe_url,

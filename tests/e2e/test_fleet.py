@@ -225,6 +225,11 @@ def test_hostile_requests_are_refused_and_the_store_is_intact(tmp_path: Path) ->
             ("huge body", "/v1/reports", a, json.dumps({**good, "id": "h", "notes": ["x" * 70000]}), 413),
             ("huge key", "/v1/reports", {**a, "Idempotency-Key": "k" * 300}, json.dumps(good), 400),
             ("wrong enroll secret", "/v1/enroll", {}, json.dumps({"secret": "guess", "device": "host-c"}), 401),
+            ("a known device id, the secret alone", "/v1/enroll", {},
+             json.dumps({"secret": ENROLL_SECRET, "device": "host-a"}), 409),
+            ("a rotation with another device's token", "/v1/enroll", {"Authorization": f"Bearer {tokens['host-b']}"},
+             json.dumps({"secret": ENROLL_SECRET, "device": "host-a"}), 401),
+            ("revoke without the admin token", "/api/v1/devices/host-a/revoke", a, "{}", 401),
             ("control characters in a device id", "/v1/enroll", {},
              json.dumps({"secret": ENROLL_SECRET, "device": "evil\n{\"event\": \"forged\"}"}), 422),
         ]

@@ -167,6 +167,9 @@ def test_slow_clients_are_cut_off_while_others_are_served(tmp_path: Path) -> Non
         slow = fleet.events("fleet.slow_client")
         assert sorted(e["phase"] for e in slow) == ["body"] + ["headers"] * 4
         assert [e["client"] for e in fleet.events("fleet.busy")] == ["127.0.0.2"]
+        metrics = fleet.get("/metrics").text
+        assert 'appban_fleet_refused_requests_total{status="408"} 5.0' in metrics
+        assert 'appban_fleet_refused_requests_total{status="503"} 1.0' in metrics
     finally:
         for client in clients.values():
             client.close()
