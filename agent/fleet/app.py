@@ -31,7 +31,7 @@ from agent.fleet import query
 from agent.fleet import web
 from agent.fleet.auth import bearer, same
 from agent.fleet.config import FleetConfig
-from agent.fleet.enrollment import EnrollRefused, device_for_token, enroll, enrolled_among
+from agent.fleet.enrollment import EnrollRefused, allow_reenroll, device_for_token, enroll, enrolled_among, revoke
 from agent.fleet.gateways import carries_others, may_report
 from agent.fleet.ingest import Pushed, RefusedReport, read_report, report_inventory
 from agent.fleet.metrics import Counters, FleetCollector, families, metric_facts
@@ -288,8 +288,6 @@ def admin_routes(fleet: Fleet) -> list[Route]:
 
 async def _control(fleet: Fleet, request: Request, device: str, action: str, actor: str, within: float) -> Response:
     """Run one enrollment control, log and answer it."""
-    from agent.fleet.enrollment import allow_reenroll, revoke
-
     now = time.time()
     try:
         if action == "reenroll":
