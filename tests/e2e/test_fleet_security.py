@@ -140,6 +140,13 @@ def test_slow_clients_are_cut_off_while_others_are_served(tmp_path: Path) -> Non
         # A route that answers without reading the body; the client then trickles the body.
         clients["body"] = _connect(host, int(port), "127.0.0.4", b"POST /api/v1/status HTTP/1.1\r\nHost: x\r\n"
                                    b"Content-Length: 100000\r\n\r\n{")
+        # Kept alive: one quick request, then the next one trickles (the deadline starts again).
+        clients["second"] = _connect(host, int(port), "127.0.0.5", b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = b""
+        while not first.endswith(b"ok\n"):  # headers and body may come in two segments
+            first += clients["second"].recv(4096)
+        assert first.startswith(b"HTTP/1.1 200")
+        clients["second"].sendall(b"GET /healthz HTTP/1.1\r\nX-")
         extra = _connect(host, int(port), "127.0.0.2", b"")  # a fifth connection from the same address
         assert extra.recv(4096).startswith(b"HTTP/1.1 503") and extra.recv(4096) == b""
         extra.close()
@@ -162,13 +169,14 @@ def test_slow_clients_are_cut_off_while_others_are_served(tmp_path: Path) -> Non
             assert requests.get(f"{fleet.url}/healthz", timeout=10).status_code == 200  # others are served
             time.sleep(0.5)
         assert not open_, f"still connected after 60 s: {sorted(open_)}"
-        assert all(answers[f"headers-{n}"].startswith(b"HTTP/1.1 408") for n in range(4)), answers
+        assert all(answers[name].startswith(b"HTTP/1.1 408") for name in (*(f"headers-{n}" for n in range(4)),
+                                                                           "second")), answers
         assert answers["silent"] == b"" and answers["body"].startswith(b"HTTP/1.1 405")
         slow = fleet.events("fleet.slow_client")
-        assert sorted(e["phase"] for e in slow) == ["body"] + ["headers"] * 4
+        assert sorted(e["phase"] for e in slow) == ["body"] + ["headers"] * 5
         assert [e["client"] for e in fleet.events("fleet.busy")] == ["127.0.0.2"]
         metrics = fleet.get("/metrics").text
-        assert 'appban_fleet_refused_requests_total{status="408"} 5.0' in metrics
+        assert 'appban_fleet_refused_requests_total{status="408"} 6.0' in metrics
         assert 'appban_fleet_refused_requests_total{status="503"} 1.0' in metrics
     finally:
         for client in clients.values():
