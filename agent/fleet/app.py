@@ -38,7 +38,7 @@ from agent.fleet.metrics import Counters, FleetCollector, families, metric_facts
 from agent.fleet.openapi import OPENAPI
 from agent.fleet.store import Ingested, Store, TokenRevoked, scoped_key, token_hash
 from agent.fleet.tables import ID
-from agent.fleet.verdict import Policy, judge
+from agent.fleet.verdict import DeviceVerdict, Policy, judge
 from agent.log import log_event
 from agent.printable import printable
 
@@ -195,27 +195,30 @@ class Ingest:
         return JSONResponse(result.response, headers={"Idempotent-Replayed": "true"} if result.replayed else {})
 
     async def _store(self, device: str, token: str, key: str, pushed: Pushed, body: bytes) -> Ingested:
-        """An unchanged report (same input hash) is only a sighting; any other is judged and stored.
-        Both check `token` (its hash) against the device's enrollment in their own transaction.
-        Raise RefusedReport for an inventory that cannot be used, TokenRevoked for a dead token,
+        """An unchanged report (same input hash) is only a sighting; any other is judged and stored,
+        in the same transaction and worker thread, which also checks `token` (its hash) against
+        the device's enrollment. A gateway's report (it names other devices) is parsed first, its
+        phones checked against the grants and the enrollments, and always fully ingested. Raise
+        RefusedReport for an inventory that cannot be used, TokenRevoked for a dead token,
         SQLAlchemyError if the database fails."""
         store, policy, now = self.fleet.store, self.fleet.policy, time.time()
         scoped, state = scoped_key(device, key or pushed.report_id), pushed.input_hash(policy.fingerprint)
-        gateway = carries_others(pushed.document, device)  # its phones must be marked seen too: no fast path
-        if not gateway:
-            result = await run_in_threadpool(store.unchanged, device, state, scoped, now, pushed.report_id, token)
-            if result is not None:
-                return result
-        inventory = report_inventory(pushed, strict=True, granted=may_report(self.fleet.config.gateways, device))
+        gateway = carries_others(pushed.document, device)
+        parsed = None
         if gateway:
-            own = await run_in_threadpool(enrolled_among, store, [d.id for d in inventory.devices if d.id != device])
+            parsed = report_inventory(pushed, strict=True, granted=may_report(self.fleet.config.gateways, device))
+            own = await run_in_threadpool(enrolled_among, store, [d.id for d in parsed.devices if d.id != device])
             if own:
                 raise RefusedReport(403, f"report carries enrolled devices ({', '.join(own[:3])}): each reports for itself")
-        verdicts = judge(policy, inventory, {device: pushed.claim}, datetime.fromtimestamp(now, timezone.utc),
-                         {device: state})
-        verdicts.sort(key=lambda verdict: verdict.device.id != device)  # the sender first: the key and token are its
-        return await run_in_threadpool(store.ingest, verdicts, "push", now, pushed.report_id, scoped,
-                                       body.decode("utf-8", "replace"), token)
+
+        def judged() -> list[DeviceVerdict]:
+            verdicts = judge(policy, parsed or report_inventory(pushed, strict=True), {device: pushed.claim},
+                             datetime.fromtimestamp(now, timezone.utc), {device: state})
+            verdicts.sort(key=lambda verdict: verdict.device.id != device)  # the sender first: key and token are its
+            return verdicts
+
+        return await run_in_threadpool(store.push, device, state, scoped, now, pushed.report_id, judged, body, token,
+                                       not gateway)
 
 
 View = Callable[[Any, Request, float], Any]
