@@ -3,7 +3,7 @@
 Why uvicorn: a maintained ASGI server with the limits a listener needs (concurrent connections,
 keep-alive and header-size bounds, TLS with optional client certificates) and clean SIGTERM
 handling; what it lacks, a deadline for slow request headers and a per-client cap, is added by
-its own hook, the protocol class (agent/fleet/listener.py); Starlette on top is a small, well-kept toolkit, so the fleet's own code is only its routes.
+its own hook, the protocol class (agent/fleet/listener.py, on httptools or h11); Starlette on top is a small, well-kept toolkit, so the fleet's own code is only its routes.
 
 Background jobs run in one thread: refresh the fleet's ban list (a new serial or changed group
 rules re-check every stored inventory, once per database), prune by retention, and poll pull
