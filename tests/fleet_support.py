@@ -129,6 +129,41 @@ def fleet_agent(folder: Path, fleet: FleetServer, device: str, groups: list[str]
     return Daemon(config)
 
 
+def pulled_agent(folder: Path, device: str) -> tuple[Daemon, dict[str, str]]:
+    """Start a real `appban run` serving its pull endpoint on a free port; return it and its
+    pull target ({url, token_file}) for a fleet config."""
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    daemon = Daemon(write_config(folder, device={"id": device, "groups": ["staff"]},
+                                 server={"listen": f"127.0.0.1:{port}", "token_file": str(folder / "token")}))
+    return daemon, {"url": f"http://127.0.0.1:{port}", "token_file": str(folder / "token")}
+
+
+def enroll(fleet: FleetServer, device: str, token: str = "") -> requests.Response:
+    """POST /v1/enroll with the enroll secret (and, for a rotation, the current token)."""
+    return requests.post(f"{fleet.url}/v1/enroll", json={"secret": ENROLL_SECRET, "device": device}, timeout=30,
+                         headers={"Authorization": f"Bearer {token}"} if token else {})
+
+
+def report(device: str, report_id: str, *apps: str, phones: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
+    """An appban.report/v1 document with its inventory, as `appban run` pushes it."""
+    phone_apps = [{"source": "android", "id": "com.zhiliaoapp.musically", "device": p["id"]} for p in phones]
+    return {"format": "appban.report/v1", "id": report_id, "agent": {"version": "1"}, "banlist": {"serial": 7},
+            "devices": [{"id": device, "groups": ["staff"]}, *phones], "findings": [],
+            "inventory": {"format": "appban.inventory/v1", "devices": [{"id": device}, *phones],
+                          "apps": [{"source": "dpkg", "id": a, "device": device} for a in apps] + phone_apps}}
+
+
+def push(fleet: FleetServer, token: str, document: dict[str, Any]) -> requests.Response:
+    return requests.post(f"{fleet.url}/v1/reports", json=document, timeout=30,
+                         headers={"Authorization": f"Bearer {token}", "Idempotency-Key": document["id"]})
+
+
+def control(fleet: FleetServer, device: str, action: str, token: str = ADMIN_TOKEN) -> requests.Response:
+    return requests.post(f"{fleet.url}/api/v1/devices/{device}/{action}", json={}, timeout=30,
+                         headers={"Authorization": f"Bearer {token}"})
+
+
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run `appban ARGS` as a real process."""
     return subprocess.run([APPBAN, *args], capture_output=True, text=True, timeout=timeout, env=direct_env())

@@ -1,6 +1,7 @@
 """`appban fleet …`: the central server and its views.
 
 `serve` runs the server; `enroll-secret` prints (or `--rotate`s) the secret agents enroll with;
+`reenroll ID` lets a known device id enroll once more and `revoke ID` kills its token at once;
 `status`, `devices`, `findings` and `history` read the database named in `--config`, or a running
 server's JSON API with `--server URL --token-file F`; `import` ingests saved inventories and MDM
 exports. Exit codes follow `appban check`: 0 compliant, 1 a violation in the selection, 2 no
@@ -38,6 +39,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _config_arg(secret)
     secret.add_argument("--rotate", action="store_true", help="replace it with a new one (enrolled agents keep working)")
     secret.set_defaults(run=_run_enroll_secret)
+
+    for name, helptext in (("reenroll", "let a known device id enroll once more (a reinstalled machine)"),
+                           ("revoke", "make a device's token stop working at once")):
+        control = commands.add_parser(name, help=helptext)
+        _config_arg(control)
+        control.add_argument("device", metavar="ID")
+        control.add_argument("--server", default="", help="ask a running fleet's API at this base URL instead")
+        control.add_argument("--token-file", default="", help="admin token file for --server")
+        control.add_argument("--ca-bundle", default="", help="CA file to verify --server's certificate")
+        if name == "reenroll":
+            control.add_argument("--within", default="1d", help="how long the leave lasts (default 1d)")
+        control.set_defaults(run=_run_control, action=name)
 
     imported = commands.add_parser("import", help="ingest saved inventories and MDM exports (JSON, CSV, ZIP)")
     _config_arg(imported)
@@ -113,6 +126,41 @@ def _run_import(args: argparse.Namespace) -> int:
     return EXIT_COMPLIANT
 
 
+def _run_control(args: argparse.Namespace) -> int:
+    """`reenroll ID` / `revoke ID`: on the database of --config, or through --server's admin API."""
+    from agent.config import interval_seconds
+
+    try:
+        within = interval_seconds(getattr(args, "within", "1d"))
+    except ValueError as exc:
+        raise FleetUsageError(f"--within: {exc}") from None
+    if args.server:
+        _call(args, "POST", f"devices/{args.device}/{args.action}",
+              json={"within": args.within} if args.action == "reenroll" else {})
+    else:
+        _control_local(args, within)
+    done = "may enroll again" if args.action == "reenroll" else "is revoked"
+    write_out(f"device {args.device} {done}\n")
+    return EXIT_COMPLIANT
+
+
+def _control_local(args: argparse.Namespace, within: float) -> None:
+    server = _fleet()
+    from agent.fleet.config import load_fleet_config
+    from agent.fleet.enrollment import EnrollRefused, allow_reenroll, revoke
+
+    store = server.open_store(load_fleet_config(args.config))
+    try:
+        if args.action == "reenroll":
+            allow_reenroll(store, args.device, time.time(), "cli", within)
+        else:
+            revoke(store, args.device, time.time(), "cli")
+    except EnrollRefused as exc:
+        raise FleetUsageError(str(exc)) from None
+    finally:
+        store.close()
+
+
 def _params(args: argparse.Namespace) -> dict[str, str]:
     """The view's filters as API query parameters (empty ones left out)."""
     names = ("limit", "offset", "group", "kind", "entry", "device", "since", "status")
@@ -153,6 +201,12 @@ def _local(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _remote(args: argparse.Namespace) -> dict[str, Any]:
+    return _call(args, "GET", args.view, params=_params(args))
+
+
+def _call(args: argparse.Namespace, method: str, path: str, **request: Any) -> dict[str, Any]:
+    """Call `--server`'s admin API at /api/v1/PATH; return its JSON answer. Raise
+    FleetUsageError (one line) when it cannot be reached or refuses."""
     import requests
 
     from agent.service.settings import read_token
@@ -160,10 +214,10 @@ def _remote(args: argparse.Namespace) -> dict[str, Any]:
     if not args.token_file:
         raise FleetUsageError("--server needs --token-file (the admin token; never on the command line)")
     token = read_token(args.token_file, "--token-file")
-    url = f"{args.server.rstrip('/')}/api/v1/{args.view}"
+    url = f"{args.server.rstrip('/')}/api/v1/{path}"
     try:
-        response = requests.get(url, params=_params(args), headers={"Authorization": f"Bearer {token}"},
-                                timeout=API_TIMEOUT, verify=args.ca_bundle or True)
+        response = requests.request(method, url, headers={"Authorization": f"Bearer {token}"},
+                                    timeout=API_TIMEOUT, verify=args.ca_bundle or True, **request)
     except requests.RequestException as exc:
         raise FleetUsageError(f"fleet server {url}: {type(exc).__name__}: {' '.join(str(exc).split())}") from None
     if response.status_code != 200:

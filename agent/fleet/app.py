@@ -31,10 +31,12 @@ from agent.fleet import query
 from agent.fleet import web
 from agent.fleet.auth import bearer, same
 from agent.fleet.config import FleetConfig
+from agent.fleet.enrollment import EnrollRefused, allow_reenroll, device_for_token, enroll, enrolled_among, revoke
+from agent.fleet.gateways import carries_others, may_report
 from agent.fleet.ingest import Pushed, RefusedReport, read_report, report_inventory
 from agent.fleet.metrics import Counters, FleetCollector, families, metric_facts
 from agent.fleet.openapi import OPENAPI
-from agent.fleet.store import Ingested, Store, scoped_key
+from agent.fleet.store import Ingested, Store, TokenRevoked, scoped_key, token_hash
 from agent.fleet.tables import ID
 from agent.fleet.verdict import DeviceVerdict, Policy, judge
 from agent.log import log_event
@@ -44,8 +46,9 @@ logger = logging.getLogger(__name__)
 
 MAX_ENROLL_BODY = 4096
 TOKEN_CACHE_SECONDS = 60.0
-"""How long a device token, once checked, is trusted without asking the database again (a token
-replaced by re-enrollment keeps working on a server that cached it for at most this long)."""
+"""How long a device token, once looked up, names its device without a separate query. The cache
+only saves that lookup: the ingest transaction checks the token against the device's enrollment
+row in the same statements, so a token replaced or revoked on any server stops working at once."""
 TOKEN_CACHE_SIZE = 100_000
 JSON_TYPE = "application/json"
 
@@ -72,12 +75,16 @@ class Fleet:
         device = self.cached_device(token)
         if device is not None:
             return device
-        device = self.store.device_for_token(token)
+        device = device_for_token(self.store, token)
         if device is not None:
             if len(self._tokens) >= TOKEN_CACHE_SIZE:
                 self._tokens.clear()
             self._tokens[token] = (device, time.monotonic() + TOKEN_CACHE_SECONDS)
         return device
+
+    def forget(self, token: str) -> None:
+        """Drop a token from the cache (the database said it is dead)."""
+        self._tokens.pop(token, None)
 
     @property
     def stale_after(self) -> float:
@@ -149,10 +156,16 @@ class Ingest:
         device = data.get("device")
         if not _valid_id(device):
             return _refuse(fleet, request, 422, f"device must be a printable id of 1 to {ID} characters")
-        token = await run_in_threadpool(fleet.store.enroll, device, time.time())
-        log_event(logger, logging.INFO, "fleet.enrolled", device=device,
-                  client=request.client.host if request.client else None)
-        return JSONResponse({"device": device, "token": token})
+        client = request.client.host if request.client else ""
+        current = bearer(request.headers.get("authorization"))  # a rotation proves the current token
+        try:
+            granted = await run_in_threadpool(enroll, fleet.store, device, time.time(), f"client {client}", current)
+        except EnrollRefused as exc:
+            return _refuse(fleet, request, exc.status, str(exc), device)
+        if current:
+            fleet.forget(current)
+        log_event(logger, logging.INFO, "fleet.enrolled", device=device, how=granted.event, client=client or None)
+        return JSONResponse({"device": device, "token": granted.token})
 
     async def reports(self, request: Request) -> Response:
         """Authenticate the device, read the report, then store it (fast path first)."""
@@ -167,9 +180,12 @@ class Ingest:
         try:
             body = await read_body(request, fleet.config.max_body, fleet.config.request_timeout)
             pushed = read_report(body, device)
-            result = await self._store(device, key, pushed, body)
+            result = await self._store(device, token_hash(token), key, pushed, body)
         except RefusedReport as exc:
             return _refuse(fleet, request, exc.status, str(exc), device)
+        except TokenRevoked:
+            fleet.forget(token)
+            return _refuse(fleet, request, 401, "device token replaced or revoked", device)
         except SQLAlchemyError as exc:
             log_event(logger, logging.ERROR, "ingest.failed", device=device, error=" ".join(str(exc).split())[:300])
             return _error(503, "database unavailable, retry later")
@@ -178,18 +194,31 @@ class Ingest:
         log_event(logger, logging.INFO, "ingest.accepted", device=device, report=pushed.report_id, outcome=outcome)
         return JSONResponse(result.response, headers={"Idempotent-Replayed": "true"} if result.replayed else {})
 
-    async def _store(self, device: str, key: str, pushed: Pushed, body: bytes) -> Ingested:
+    async def _store(self, device: str, token: str, key: str, pushed: Pushed, body: bytes) -> Ingested:
         """An unchanged report (same input hash) is only a sighting; any other is judged and stored,
-        in the same transaction and worker thread. Raise RefusedReport for an inventory that
-        cannot be used, SQLAlchemyError if the database fails."""
+        in the same transaction and worker thread, which also checks `token` (its hash) against
+        the device's enrollment. A gateway's report (it names other devices) is parsed first, its
+        phones checked against the grants and the enrollments, and always fully ingested. Raise
+        RefusedReport for an inventory that cannot be used, TokenRevoked for a dead token,
+        SQLAlchemyError if the database fails."""
         store, policy, now = self.fleet.store, self.fleet.policy, time.time()
         scoped, state = scoped_key(device, key or pushed.report_id), pushed.input_hash(policy.fingerprint)
+        gateway = carries_others(pushed.document, device)
+        parsed = None
+        if gateway:
+            parsed = report_inventory(pushed, strict=True, granted=may_report(self.fleet.config.gateways, device))
+            own = await run_in_threadpool(enrolled_among, store, [d.id for d in parsed.devices if d.id != device])
+            if own:
+                raise RefusedReport(403, f"report carries enrolled devices ({', '.join(own[:3])}): each reports for itself")
 
         def judged() -> list[DeviceVerdict]:
-            return judge(policy, report_inventory(pushed, strict=True), {device: pushed.claim},
-                         datetime.fromtimestamp(now, timezone.utc), {device: state})
+            verdicts = judge(policy, parsed or report_inventory(pushed, strict=True), {device: pushed.claim},
+                             datetime.fromtimestamp(now, timezone.utc), {device: state})
+            verdicts.sort(key=lambda verdict: verdict.device.id != device)  # the sender first: key and token are its
+            return verdicts
 
-        return await run_in_threadpool(store.push, device, state, scoped, now, pushed.report_id, judged, body)
+        return await run_in_threadpool(store.push, device, state, scoped, now, pushed.report_id, judged, body, token,
+                                       not gateway)
 
 
 View = Callable[[Any, Request, float], Any]
@@ -235,6 +264,49 @@ def api_routes(fleet: Fleet) -> list[Route]:
     return [Route(f"/api/v1/{path}", reader(fleet, view)) for path, view in views.items()]
 
 
+def admin_routes(fleet: Fleet) -> list[Route]:
+    """The administrator's enrollment controls: `POST /api/v1/devices/{id}/reenroll` (body
+    optionally `{"within": "1d"}`) and `/revoke`. The admin token as a bearer header only: a
+    change is never made on the strength of a browser's cookie."""
+
+    async def control(request: Request) -> Response:
+        device, action = request.path_params["device"], request.path_params["action"]
+        if not same(bearer(request.headers.get("authorization")), fleet.admin_token):
+            return _refuse(fleet, request, 401, "admin token required (Authorization: Bearer)", device)
+        actor = f"api {request.client.host if request.client else ''}".strip()
+        try:
+            raw = await read_body(request, MAX_ENROLL_BODY, fleet.config.request_timeout)
+            options = json.loads(raw) if raw.strip() else {}
+            within = interval_seconds(str(options.get("within", "1d"))) if isinstance(options, dict) else None
+        except RefusedReport as exc:
+            return _refuse(fleet, request, exc.status, str(exc), device)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _refuse(fleet, request, 400, f"body must be JSON like {{\"within\": \"1d\"}}: {exc}", device)
+        if within is None:
+            return _refuse(fleet, request, 400, "body must be a JSON object", device)
+        return await _control(fleet, request, device, action, actor, within)
+
+    return [Route("/api/v1/devices/{device:path}/{action:str}", control, methods=["POST"])]
+
+
+async def _control(fleet: Fleet, request: Request, device: str, action: str, actor: str, within: float) -> Response:
+    """Run one enrollment control, log and answer it."""
+    now = time.time()
+    try:
+        if action == "reenroll":
+            until = await run_in_threadpool(allow_reenroll, fleet.store, device, now, actor, within)
+            answer: dict[str, Any] = {"device": device, "reenroll_until": until}
+        elif action == "revoke":
+            await run_in_threadpool(revoke, fleet.store, device, now, actor)
+            answer = {"device": device, "revoked_at": now}
+        else:
+            return _error(404, "not found")
+    except EnrollRefused as exc:
+        return _refuse(fleet, request, exc.status, str(exc), device)
+    log_event(logger, logging.INFO, f"fleet.{action}", device=printable(device), actor=actor)
+    return JSONResponse(answer)
+
+
 def metrics_route(fleet: Fleet) -> Route:
     """`/metrics`: the metrics token when one is configured, else the admin token."""
     registry = CollectorRegistry(auto_describe=False)
@@ -267,6 +339,7 @@ def make_app(fleet: Fleet) -> Starlette:
         Route("/v1/enroll", ingest.enroll, methods=["POST"]),
         Route("/v1/reports", ingest.reports, methods=["POST"]),
         metrics_route(fleet),
+        *admin_routes(fleet),
         *api_routes(fleet),
         *web.routes(fleet),
     ])

@@ -45,6 +45,19 @@ class PullConfig:
 
 
 @dataclass(frozen=True)
+class GatewayGrant:
+    """The administrator's leave for a gateway agent (one that reads phones over adb,
+    ideviceinstaller or an MDM) to push those devices' inventories with its own token."""
+
+    gateway: str
+    """The gateway's device id, or a glob on it (`lab-gw-*`)."""
+    kinds: tuple[str, ...]
+    """Kinds of device it may report (android, ios, …); never `host`: an agent speaks for itself."""
+    ids: tuple[str, ...] = ("*",)
+    """Globs on the reported devices' ids."""
+
+
+@dataclass(frozen=True)
 class FleetConfig:
     """The whole fleet server configuration (config/fleet.example.yaml documents every key)."""
 
@@ -69,6 +82,12 @@ class FleetConfig:
     max_body: int = field(default=16 * 1024 * 1024, metadata=_POSITIVE)
     max_connections: int = field(default=256, metadata=_POSITIVE)
     request_timeout: float = field(default=30.0, metadata=_POSITIVE)
+    header_timeout: float = field(default=10.0, metadata=_POSITIVE)
+    """Seconds for a request's line and headers to arrive (408 and close beyond: slowloris)."""
+    max_connections_per_client: int = 64
+    """Connections one client address may hold (503 beyond); 0: no cap (behind a reverse proxy)."""
+    gateways: tuple[GatewayGrant, ...] = ()
+    """Agents allowed to push the inventories of the phones they read (docs/fleet.md)."""
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def database_url(self) -> str:
@@ -93,8 +112,14 @@ def load_fleet_config(path: str | None) -> FleetConfig:
     what = f"fleet config {path}"
     try:
         raw = load_document(data, what)
-        return build(FleetConfig, {} if raw is None else raw)
+        config = build(FleetConfig, {} if raw is None else raw)
     except DocumentError as exc:
         raise ConfigError(str(exc)) from None
     except SchemaError as exc:
         raise ConfigError(f"{what}: {exc}") from None
+    if config.max_connections_per_client < 0:
+        raise ConfigError(f"{what}: max_connections_per_client: must be 0 (no cap) or more")
+    for index, grant in enumerate(config.gateways):
+        if not grant.gateway or not grant.kinds or not grant.ids or "host" in grant.kinds:
+            raise ConfigError(f"{what}: gateways[{index}]: needs a gateway id and kinds of phones (never host)")
+    return config

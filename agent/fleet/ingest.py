@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
@@ -109,9 +109,10 @@ def _decode(body: bytes) -> Any:
         return json.loads(body)
 
 
-def report_inventory(pushed: Pushed, strict: bool) -> Inventory:
+def report_inventory(pushed: Pushed, strict: bool, granted: Callable[[Device], bool] | None = None) -> Inventory:
     """Return the inventory of a read report; `strict` (a pushing device) refuses one that
-    carries any other device. Raise RefusedReport (422 malformed, 403 another device, 413 too many apps)."""
+    carries any other device but those `granted` allows (a gateway's phones). Raise
+    RefusedReport (422 malformed, 403 another device, 413 too many apps)."""
     inventory = _inventory(pushed.document, pushed.report_id)
     if pushed.host not in {d.id for d in inventory.devices}:  # the reporting device is always stored
         try:
@@ -120,9 +121,10 @@ def report_inventory(pushed: Pushed, strict: bool) -> Inventory:
             raise RefusedReport(422, f"report {pushed.report_id}: bad device record: {exc}") from None
         inventory = Inventory(devices=(host, *inventory.devices), apps=inventory.apps, errors=inventory.errors,
                               notes=inventory.notes)
-    foreign = sorted({d.id for d in inventory.devices} - {pushed.host})
+    foreign = sorted(d.id for d in inventory.devices if d.id != pushed.host and not (granted and granted(d)))
     if foreign and strict:
-        raise RefusedReport(403, f"report carries other devices ({', '.join(foreign[:3])}); a device pushes only its own")
+        raise RefusedReport(403, f"report carries other devices ({', '.join(foreign[:3])}); a device pushes only its "
+                                 "own, and a gateway only the phones the fleet's `gateways` config grants it")
     for device in inventory.devices:
         _text(device.id, "a device id")
     if len(inventory.apps) > MAX_APPS:

@@ -28,6 +28,16 @@ def _get(summary: str, schema: str, parameters: list[dict[str, Any]]) -> dict[st
                         "400": {"description": "bad filter"}, "401": {"description": "admin token required"}}}}
 
 
+def _control(summary: str, body: dict[str, Any]) -> dict[str, Any]:
+    return {"post": {"summary": summary, "security": [{"admin": []}],
+                     "parameters": [_param("device", "device id", where="path")],
+                     "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                         "type": "object", "properties": body}}}},
+                     "responses": {"200": {"description": "done (recorded as an enrollment event)"},
+                                   "401": {"description": "admin token required (bearer header only)"},
+                                   "404": {"description": "unknown device, or no enrollment to revoke"}}}}
+
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "appban fleet", "version": "1",
@@ -56,8 +66,16 @@ OPENAPI: dict[str, Any] = {
                                     "type": "object", "required": ["secret", "device"],
                                     "properties": {"secret": {"type": "string"}, "device": {"type": "string"},
                                                    "hostname": {"type": "string"}}}}}},
+                                "parameters": [_param("Authorization", "Bearer <the device's current token>: a "
+                                                      "rotation of a known device id", where="header")],
                                 "responses": {"200": {"description": "{device, token}"},
-                                              "401": {"description": "wrong secret"}}}},
+                                              "401": {"description": "wrong secret, or not the current token"},
+                                              "409": {"description": "a known device id, without its current "
+                                                                     "token or the administrator's leave"}}}},
+        "/api/v1/devices/{device}/reenroll": _control(
+            "Let a known device id enroll once more with the enroll secret (within: how long, default 1d)",
+            {"within": {"type": "string"}}),
+        "/api/v1/devices/{device}/revoke": _control("Make the device's token stop working at once", {}),
         "/v1/reports": {"post": {"summary": "Push one appban.report/v1 document (with its inventory)",
                                  "security": [{"device": []}],
                                  "parameters": [_param("Idempotency-Key", "the report id; a retry with the same "
@@ -67,7 +85,8 @@ OPENAPI: dict[str, Any] = {
                                  "responses": {"200": {"description": "stored (or replayed)"},
                                                "400": {"description": "not JSON"},
                                                "401": {"description": "unknown device token"},
-                                               "403": {"description": "report for another device"},
+                                               "403": {"description": "report for another device (outside "
+                                                                      "a `gateways` grant)"},
                                                "413": {"description": "too large"},
                                                "422": {"description": "not a usable report"}}}},
         "/metrics": {"get": {"summary": "Prometheus metrics (no per-device labels)",

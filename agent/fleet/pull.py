@@ -1,8 +1,9 @@
 """Pulling agents' reports: the fleet polls `appban run` endpoints (`server.listen`) on a schedule.
 
 Targets come from `pull.targets` and `pull.targets_file` (Prometheus file_sd style, re-read when it
-changes) and live in the database's `pull_targets` table, which is how several servers on one
-PostgreSQL database share the work: each claims due targets with `FOR UPDATE SKIP LOCKED` and a
+changes) of any server on the database: each server lists its own under its name in
+`pull_target_sources`, and `pull_targets` holds the union — so one server's config (or targets
+file) is enough for all of them to share the polling. That table is also how they share the work: each claims due targets with `FOR UPDATE SKIP LOCKED` and a
 lease, so no agent is polled twice per interval and the targets of a server that died are taken
 over once its lease runs out. An agent that does not answer backs off exponentially (up to
 `pull.max_backoff`) and turns stale; it is never dropped. A target is bound to the device id of
@@ -15,6 +16,7 @@ import json
 import logging
 import os
 import secrets
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import and_, delete, insert, or_, select, text, update
 
 from agent.config import interval_seconds
 from agent.documents import DocumentError, load_document
@@ -37,6 +39,11 @@ logger = logging.getLogger(__name__)
 
 CLAIM_FACTOR = 2
 """Targets claimed per round, as a multiple of `pull.concurrency`."""
+SYNC_EVERY = 60.0
+"""Seconds between refreshes of a server's rows in the shared target list while its config is unchanged."""
+SOURCE_TTL = 86400.0
+"""A server's listing of a target lapses when it was not refreshed for this long (the server is gone)."""
+SYNC_LOCK = 0x61707062616F  # serialises the reconciliation of the shared list on PostgreSQL
 
 
 def target_files(path: str) -> list[PullTarget]:
@@ -68,9 +75,14 @@ def _endpoint(url: str, path: str) -> str:
 class Puller:
     """Polls the due pull targets of one server process."""
 
-    def __init__(self, fleet: Any) -> None:
+    def __init__(self, fleet: Any, source: str = "") -> None:
+        """`source` names this server in the shared target list (default: host name and listen
+        address, stable across restarts)."""
         self.fleet = fleet
         self.owner = secrets.token_hex(8)
+        self.source = (source or f"{socket.gethostname()} {fleet.config.listen}")[:t.ID]
+        self._refresh_at = self._look_at = 0.0
+        self._any_shared = False
         self._file_stamp: float | None = None
         self._file_targets: list[PullTarget] = []
         self._synced: dict[str, PullTarget] | None = None
@@ -93,24 +105,52 @@ class Puller:
         return list({t.url: t for t in (*pull.targets, *self._file_targets)}.values())
 
     def sync(self, now: float) -> None:
-        """Make the `pull_targets` table hold exactly the configured targets (a no-op, without
-        touching the database, while the configured set is the one last written)."""
+        """Bring this server's share of the shared target list in step with its config: list its
+        targets under its own name in `pull_target_sources`, drop those it no longer lists, and
+        keep in `pull_targets` exactly the targets some server lists (or listed within
+        SOURCE_TTL: a server that stopped for good lets go of its targets after a day). Between
+        config changes it only refreshes its rows every SYNC_EVERY seconds."""
         wanted = {target.url: target for target in self.targets()}
-        if wanted == self._synced:
+        if wanted == self._synced and now < self._refresh_at:
             return
-        p = t.pull_targets
+        p, s = t.pull_targets, t.pull_target_sources
         with self.fleet.store.write() as connection:
+            if not self.fleet.store.sqlite:  # one server reconciles at a time (SQLite: BEGIN IMMEDIATE already)
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SYNC_LOCK})
+            connection.execute(delete(s).where(or_(s.c.seen < now - SOURCE_TTL,
+                                                   and_(s.c.source == self.source, s.c.url.not_in(list(wanted))))))
+            mine = set(connection.scalars(select(s.c.url).where(s.c.source == self.source)))
+            if mine:
+                connection.execute(update(s).where(s.c.source == self.source).values(seen=now))
+            if set(wanted) - mine:
+                connection.execute(insert(s), [{"url": url, "source": self.source, "seen": now}
+                                               for url in set(wanted) - mine])
+            listers = {}
+            for url, source in connection.execute(select(s.c.url, s.c.source)):
+                listers.setdefault(url, set()).add(source)
             known = {row.url: row.token_file for row in connection.execute(select(p.c.url, p.c.token_file))}
-            gone = set(known) - set(wanted)
+            gone = set(known) - set(listers)
             if gone:
                 connection.execute(delete(p).where(p.c.url.in_(gone)))
             for url, target in wanted.items():
                 if url not in known:
                     connection.execute(insert(p).values(url=url, token_file=target.token_file, due=now, lease_owner="",
                                                         lease_until=0.0, failures=0, last_error="", device_id=""))
-                elif known[url] != target.token_file:
+                elif known[url] != target.token_file and listers[url] == {self.source}:
                     connection.execute(update(p).where(p.c.url == url).values(token_file=target.token_file))
-        self._synced = wanted  # only once written: a failed transaction is tried again next round
+                elif known[url] != target.token_file and wanted != self._synced:
+                    log_event(logger, logging.WARNING, "pull.token_file_conflict", target=url, kept=known[url],
+                              ignored=target.token_file)
+        self._synced, self._refresh_at = wanted, now + SYNC_EVERY  # only once written: a failure is retried
+
+    def _shared_targets(self, now: float) -> bool:
+        """Whether other servers listed any target (looked up every SYNC_EVERY seconds): a server
+        without pull targets of its own still takes its share of theirs."""
+        if now >= self._look_at:
+            with self.fleet.store.read() as connection:
+                self._any_shared = connection.scalar(select(t.pull_targets.c.url).limit(1)) is not None
+            self._look_at = now + SYNC_EVERY
+        return self._any_shared
 
     def claim(self, now: float) -> list[Any]:
         """Lease the due targets this server will poll now (skipping rows another server holds)."""
@@ -126,11 +166,13 @@ class Puller:
         return rows
 
     def poll_due(self) -> int:
-        """Sync the targets, claim the due ones and poll them with bounded concurrency; return how many."""
-        if not self.fleet.config.pull.targets and not self.fleet.config.pull.targets_file:
-            return 0
+        """Sync this server's targets, claim the due ones of the shared list and poll them with
+        bounded concurrency; return how many."""
         now = time.time()
-        self.sync(now)
+        if self.fleet.config.pull.targets or self.fleet.config.pull.targets_file:
+            self.sync(now)
+        elif not self._shared_targets(now):
+            return 0  # nothing to poll: no write transaction every tick
         rows = self.claim(now)
         if rows:
             with ThreadPoolExecutor(max_workers=self.fleet.config.pull.concurrency) as pool:

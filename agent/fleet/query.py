@@ -15,6 +15,7 @@ from typing import Any, Sequence
 from sqlalchemy import Connection, and_, exists, func, or_, select
 
 from agent.fleet import tables as t
+from agent.fleet.enrollment import events as enrollment_events
 from agent.fleet.verdict import DRIFT
 
 STATUS_FORMAT = "appban.fleet-status/v1"
@@ -94,6 +95,7 @@ def _device_record(row: Any, cutoff: float, violations: int) -> dict[str, Any]:
         "banlist_signer": row.banlist_signer or None, "compliant": bool(row.compliant),
         "stale": row.last_seen < cutoff, "violations": violations, "first_seen": iso(row.first_seen),
         "last_seen": iso(row.last_seen), "last_report": row.last_report_id or None, "reports": row.reports,
+        "reported_by": row.reported_by or None,
     }
 
 
@@ -184,7 +186,9 @@ def device(connection: Connection, now: float, stale_after: float, device_id: st
     return {"format": DEVICE_FORMAT, "device": listed["devices"][0],
             "findings": findings(connection, now, everything)["findings"]
             + findings(connection, now, Selection(device=device_id, status="resolved", limit=MAX_LIMIT))["findings"],
-            "history": history(connection, everything)["events"]}
+            "history": history(connection, everything)["events"],
+            "enrollment": [{"event": event, "at": iso(at), "actor": actor}
+                           for event, at, actor in enrollment_events(connection, device_id)]}
 
 
 class BadFilter(ValueError):

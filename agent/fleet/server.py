@@ -2,7 +2,8 @@
 
 Why uvicorn: a maintained ASGI server with the limits a listener needs (concurrent connections,
 keep-alive and header-size bounds, TLS with optional client certificates) and clean SIGTERM
-handling; Starlette on top is a small, well-kept toolkit, so the fleet's own code is only its routes.
+handling; what it lacks, a deadline for slow request headers and a per-client cap, is added by
+its own hook, the protocol class (agent/fleet/listener.py, on httptools or h11); Starlette on top is a small, well-kept toolkit, so the fleet's own code is only its routes.
 
 Background jobs run in one thread: refresh the fleet's ban list (a new serial or changed group
 rules re-check every stored inventory, once per database), prune by retention, and poll pull
@@ -28,6 +29,7 @@ from agent.config import Config, interval_seconds
 from agent.errors import UserError
 from agent.fleet.app import Fleet, make_app
 from agent.fleet.config import FleetConfig, load_fleet_config
+from agent.fleet.listener import guarded_protocol
 from agent.fleet.store import Store, StoreError
 from agent.fleet.verdict import Policy, make_policy
 from agent.log import log_event
@@ -241,6 +243,8 @@ def serve(config_path: str | None) -> int:
     server = uvicorn.Server(uvicorn.Config(
         make_app(fleet), host=host, port=port, log_config=None, access_log=False, server_header=False,
         limit_concurrency=config.max_connections, timeout_keep_alive=5,
+        http=guarded_protocol(config.header_timeout, config.request_timeout, config.max_connections_per_client,
+                              lambda status: fleet.counters.count("refused", str(status))),
         timeout_graceful_shutdown=int(config.request_timeout), **_tls_options(config)))
     jobs.start()
     log_event(logger, logging.INFO, "fleet.started", listen=f"{host}:{port}", database=fleet.store.safe_url,

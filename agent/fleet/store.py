@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import secrets
 import contextlib
 import threading
 from collections import namedtuple
@@ -24,7 +23,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Dialect, Engine, bindparam, case, create_engine, delete, event, insert, select, text, update
+from sqlalchemy import (Connection, Dialect, Engine, bindparam, case, create_engine, delete, event, exists, insert,
+                        select, text, update)
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from agent.fleet import tables as t
@@ -48,6 +48,10 @@ _STATUS_EVENT = {"exempt": "exempted"}
 
 class StoreError(RuntimeError):
     """The database cannot be opened or migrated; one line naming it (password hidden)."""
+
+
+class TokenRevoked(RuntimeError):
+    """The pushing device's token was replaced or revoked since the server cached it: nothing was stored."""
 
 
 def scoped_key(device_id: str, key: str) -> str:
@@ -118,9 +122,14 @@ class _Statements:
             "hostname", "kind", "os", "groups", "agent_groups", "attributes", "source", "agent_version",
             "banlist_serial", "banlist_signer", "compliant", "state_hash")}
         fields = {"status": b("b_status"), "matched_by": b("b_matched_by"), "app": b("b_app")}
+        e = t.enrollments
+        live = exists().where(e.c.device_id == b("b_id"), e.c.token_hash == b("b_token"), e.c.revoked_at.is_(None))
+        touch = (update(d).where(device, d.c.state_hash == b("b_hash"))
+                 .values(last_seen=b("b_now"), reports=d.c.reports + 1, last_report_id=b("b_report")))
         statements = {
-            "touch": update(d).where(device, d.c.state_hash == b("b_hash"))
-            .values(last_seen=b("b_now"), reports=d.c.reports + 1, last_report_id=b("b_report")),
+            "touch": touch,
+            "touch_enrolled": touch.where(live),  # the device token is checked in the same statement
+            "token_live": select(live.label("live")),
             "device": select(d.c.state_hash, d.c.groups).where(device),
             "seen": update(d).where(device).values(**seen),
             "device_update": update(d).where(device).values(**seen, **fields_of_device),
@@ -143,6 +152,8 @@ class _Statements:
                           t.idempotency_keys)}
 
     touch: _Compiled
+    touch_enrolled: _Compiled
+    token_live: _Compiled
     device: _Compiled
     seen: _Compiled
     device_update: _Compiled
@@ -154,6 +165,12 @@ class _Statements:
     finding_change: _Compiled
     finding_reopen: _Compiled
     finding_resolve: _Compiled
+
+
+_REPORTED = (update(t.devices).where(t.devices.c.id.in_(bindparam("b_ids", expanding=True)),
+                                     t.devices.c.reported_by != bindparam("b_by"))
+             .values(reported_by=bindparam("b_by")))
+"""Record the gateway that pushed devices (a gateway's push only: an expanding IN, run by SQLAlchemy)."""
 
 
 def token_hash(token: str) -> str:
@@ -250,22 +267,6 @@ class Store:
             connection.execute(delete(t.settings).where(t.settings.c.name == name))
             connection.execute(insert(t.settings).values(name=name, value=value))
 
-    # Enrollment: the token is returned once and only its hash is kept.
-    def enroll(self, device_id: str, now: float) -> str:
-        """Given a device id, return a new token for it (replacing any earlier one)."""
-        token = secrets.token_urlsafe(32)
-        with self.write() as connection:
-            connection.execute(delete(t.enrollments).where(t.enrollments.c.device_id == device_id))
-            connection.execute(insert(t.enrollments).values(device_id=device_id, token_hash=token_hash(token),
-                                                            enrolled=now))
-        return token
-
-    def device_for_token(self, token: str) -> str | None:
-        """Return the device id a token was issued to, or None for an unknown token."""
-        with self.read() as connection:
-            return connection.scalar(select(t.enrollments.c.device_id)
-                                     .where(t.enrollments.c.token_hash == token_hash(token)))
-
     # Ingest.
     def replay(self, key: str) -> tuple[str, dict[str, Any]] | None:
         """Return (device id, stored answer) for an idempotency key already ingested, else None."""
@@ -275,21 +276,32 @@ class Store:
         return (row.device_id, json.loads(row.response)) if row else None
 
     def push(self, device_id: str, state_hash: str, key: str, now: float, report_id: str,
-             judged: Callable[[], Sequence[DeviceVerdict]], body: bytes) -> Ingested:
+             judged: Callable[[], Sequence[DeviceVerdict]], body: bytes, token: str = "",
+             fast: bool = True) -> Ingested:
         """Store one pushed report and its idempotency key in one transaction.
 
         When the device's state hash is `state_hash` the report changes nothing: two statements
         mark it seen and record the key, and `judged` (parsing the apps and matching them) is
         never called. Otherwise `judged()` gives the verdicts, stored as `ingest` does, with the
-        raw `body`. A key seen before returns its first answer (`replayed`). Raise what `judged`
-        raises (nothing is kept), SQLAlchemyError if the database fails.
+        raw `body`. A key seen before returns its first answer (`replayed`). With `token` (the
+        hash of the device token) the device's live token must still be that one — checked by
+        the fast path's own statement, else first — and the devices after the first are recorded
+        as reported by it (a gateway's phones). `fast` False (a gateway) skips the fast path, so
+        every device is marked seen. Raise TokenRevoked for a replaced or revoked token, what
+        `judged` raises (nothing is kept either way), SQLAlchemyError if the database fails.
         """
         def store(connection: Connection) -> dict[str, Any]:
-            if self.sql.touch.run(connection, {"b_id": device_id, "b_hash": state_hash, "b_now": now,
-                                               "b_report": report_id}):
+            ids = {"b_id": device_id, "b_hash": state_hash, "b_now": now, "b_report": report_id, "b_token": token}
+            if fast and (self.sql.touch_enrolled if token else self.sql.touch).run(connection, ids):
                 return {"report": report_id, "devices": 1, "changed": 0}
-            return self._store_verdicts(connection, judged(), "push", now, report_id,
-                                        lambda: body.decode("utf-8", "replace"))
+            if token and not self.sql.token_live.rows(connection, ids)[0].live:
+                raise TokenRevoked(f"device {device_id}: token replaced or revoked")
+            verdicts = judged()
+            response = self._store_verdicts(connection, verdicts, "push", now, report_id,
+                                            lambda: body.decode("utf-8", "replace"))
+            if token and len(verdicts) > 1:  # a gateway's push: it reported the other devices
+                connection.execute(_REPORTED, {"b_ids": [v.device.id for v in verdicts[1:]], "b_by": device_id})
+            return response
 
         return self._keyed(store, device_id, key, now)
 
@@ -368,7 +380,8 @@ class Store:
         }
         if previous is None:
             self.sql.insert[t.devices.name].run(connection, {"id": device.id, "first_seen": now, "last_seen": now,
-                                                             "reports": 1, "last_report_id": report_id, **values})
+                                                             "reports": 1, "last_report_id": report_id,
+                                                             "reported_by": "", **values})
         else:
             (self.sql.device_update if observed else self.sql.device_rejudged).run(
                 connection, {**seen, **{f"b_{k}": v for k, v in values.items()}})

@@ -51,6 +51,9 @@ devices = Table(
     Column("last_report_id", String(ID), nullable=False, default=""),
     Column("reports", Integer, nullable=False, default=0),
     Column("state_hash", String(64), nullable=False, default=""),
+    Column("reported_by", String(ID), nullable=False, default="", server_default=""),
+    # The gateway whose token pushed this device's inventory (a phone over USB); "" for a device
+    # that reports for itself (reset when it enrolls) and for imported, pulled and MDM devices.
     Index("ix_devices_last_seen", "last_seen"),
     Index("ix_devices_kind", "kind"),
     Index("ix_devices_compliant", "compliant"),
@@ -120,7 +123,31 @@ enrollments = Table(
     Column("device_id", String(ID), primary_key=True),
     Column("token_hash", String(64), nullable=False),
     Column("enrolled", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+    # Set by `appban fleet revoke`: the token no longer works, and the device id enrolls again only
+    # after `appban fleet reenroll`.
     UniqueConstraint("token_hash", name="uq_enrollments_token_hash"),
+)
+
+reenroll_grants = Table(
+    "reenroll_grants", metadata,
+    Column("device_id", String(ID), primary_key=True),
+    Column("until", Float, nullable=False),
+    Column("granted", Float, nullable=False),
+    # An administrator's leave for one more enrollment of a known device id (a reinstalled
+    # machine), used up by that enrollment.
+)
+
+enrollment_events = Table(
+    "enrollment_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("device_id", String(ID), nullable=False),
+    Column("event", String(32), nullable=False),
+    # enrolled, rotated, reenrolled, reenroll_allowed, revoked.
+    Column("at", Float, nullable=False),
+    Column("actor", String(ID), nullable=False, default=""),
+    # Who: "cli", "api <client address>", or the enrolling client's address.
+    Index("ix_enrollment_events_device", "device_id", "at"),
 )
 
 idempotency_keys = Table(
@@ -143,6 +170,16 @@ pull_targets = Table(
     Column("last_ok", Float, nullable=True),
     Column("last_error", Text, nullable=False, default=""),
     Column("device_id", String(ID), nullable=False, default=""),
+)
+
+pull_target_sources = Table(
+    "pull_target_sources", metadata,
+    Column("url", String(1024), primary_key=True),
+    Column("source", String(ID), primary_key=True),
+    Column("seen", Float, nullable=False),
+    # Which server's config lists which target (one row each), refreshed while it runs: the
+    # shared list in `pull_targets` is the union, and a target leaves it when no server lists it.
+    Index("ix_pull_target_sources_seen", "seen"),
 )
 
 settings = Table(

@@ -3,7 +3,9 @@
 Like osquery's enroll secret and node key: the shared secret is only ever sent to `/v1/enroll`;
 the token that comes back is bound to this device id, kept in the state directory (mode 0600) and
 sent with every push. A push refused with 401 drops the token, so the next cycle enrolls again
-(the fleet was rebuilt, or the administrator revoked the device).
+(the fleet was rebuilt, or the administrator revoked the device). The fleet enrolls a device id
+it already knows only with the administrator's leave (`appban fleet reenroll ID`): an agent that
+lost its token says so in one line (push.enroll_failed) and keeps its reports queued.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from agent.atomic import write_atomic
 from agent.config import PushConfig
 from agent.log import log_event
+from agent.printable import printable
 
 if TYPE_CHECKING:  # requests loads with the first enrollment, not with the push sink (~6 MB idle)
     import requests
@@ -76,6 +79,10 @@ def enroll(config: PushConfig, secret: str, device: dict[str, str], state_dir: P
         response.close()
     except requests.RequestException as exc:
         raise EnrollError(f"enroll {url}: {type(exc).__name__}: {exc}") from None
+    if response.status_code == 409:  # the id is taken: only the administrator can hand it over again
+        name = printable(str(device.get("device", "")))
+        raise EnrollError(f"enroll {url}: HTTP 409: device {name} is already enrolled and this agent has no token "
+                          f"for it; the fleet administrator must run `appban fleet reenroll {name}`")
     if response.status_code != 200:
         raise EnrollError(f"enroll {url}: HTTP {response.status_code}")
     try:

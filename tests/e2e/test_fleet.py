@@ -225,6 +225,11 @@ def test_hostile_requests_are_refused_and_the_store_is_intact(tmp_path: Path) ->
             ("huge body", "/v1/reports", a, json.dumps({**good, "id": "h", "notes": ["x" * 70000]}), 413),
             ("huge key", "/v1/reports", {**a, "Idempotency-Key": "k" * 300}, json.dumps(good), 400),
             ("wrong enroll secret", "/v1/enroll", {}, json.dumps({"secret": "guess", "device": "host-c"}), 401),
+            ("a known device id, the secret alone", "/v1/enroll", {},
+             json.dumps({"secret": ENROLL_SECRET, "device": "host-a"}), 409),
+            ("a rotation with another device's token", "/v1/enroll", {"Authorization": f"Bearer {tokens['host-b']}"},
+             json.dumps({"secret": ENROLL_SECRET, "device": "host-a"}), 401),
+            ("revoke without the admin token", "/api/v1/devices/host-a/revoke", a, "{}", 401),
             ("control characters in a device id", "/v1/enroll", {},
              json.dumps({"secret": ENROLL_SECRET, "device": "evil\n{\"event\": \"forged\"}"}), 422),
         ]
@@ -323,8 +328,11 @@ def test_enroll_secret_is_created_printed_and_rotated(tmp_path: Path) -> None:
     assert cli("fleet", "enroll-secret", "--config", str(config)).stdout == first.stdout
     fleet = FleetServer(config)
     try:
-        def enroll(secret: str) -> int:
-            return requests.post(f"{fleet.url}/v1/enroll", json={"secret": secret, "device": "d1"}, timeout=10).status_code
+        devices = iter(range(10))
+
+        def enroll(secret: str) -> int:  # a new device id each time: a known one needs the administrator's leave
+            return requests.post(f"{fleet.url}/v1/enroll", json={"secret": secret, "device": f"d{next(devices)}"},
+                                 timeout=10).status_code
 
         assert enroll(first.stdout.strip()) == 200
         rotated = cli("fleet", "enroll-secret", "--rotate", "--config", str(config)).stdout.strip()

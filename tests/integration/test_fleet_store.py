@@ -16,12 +16,13 @@ from sqlalchemy import func, select, text
 
 from agent.banlist.parse import parse_banlist
 from agent.config import GroupRule
-from agent.fleet import query
+from agent.fleet import enrollment, query
 from agent.fleet import tables as t
 from agent.fleet.config import FleetConfig, PullConfig, PullTarget
 from agent.fleet.ingest import RefusedReport
 from agent.fleet.pull import Puller
-from agent.fleet.store import Store, scoped_key, token_hash
+from agent.fleet.enrollment import device_for_token
+from agent.fleet.store import Store, TokenRevoked, scoped_key, token_hash
 from agent.fleet.verdict import Claim, make_policy, judge
 from agent.model import App, BanListInfo, Device, Inventory
 from tests.service_support import BANLIST
@@ -62,18 +63,73 @@ def test_migration_matches_the_declared_tables(store: Store) -> None:
     with store.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), t.metadata)
         version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    assert differences == [] and version == "0001"
+    assert differences == [] and version == "0002"
     store.migrate()  # a second start-up migrates nothing and fails nothing
 
 
 def test_enrollment_keeps_only_a_hash(store: Store) -> None:
-    token = store.enroll("host-1", NOW)
-    assert store.device_for_token(token) == "host-1" and store.device_for_token(token + "x") is None
+    token = enrollment.enroll(store, "host-1", NOW, "test").token
+    assert device_for_token(store, token) == "host-1" and device_for_token(store, token + "x") is None
     with store.read() as connection:
         rows = [tuple(r) for r in connection.execute(select(t.enrollments))]
-    assert rows == [("host-1", token_hash(token), NOW)] and token not in repr(rows)
-    again = store.enroll("host-1", NOW)
-    assert store.device_for_token(token) is None and store.device_for_token(again) == "host-1"
+    assert rows == [("host-1", token_hash(token), NOW, None)] and token not in repr(rows)
+    again = enrollment.enroll(store, "host-1", NOW, "test", current_token=token)  # a rotation
+    assert device_for_token(store, token) is None and device_for_token(store, again.token) == "host-1"
+
+
+def test_a_known_device_id_enrolls_again_only_with_proof_or_leave(store: Store) -> None:
+    first = enrollment.enroll(store, "host-1", NOW, "client 10.0.0.1").token
+    with pytest.raises(enrollment.EnrollRefused) as taken:
+        enrollment.enroll(store, "host-1", NOW, "client 10.6.6.6")  # the secret alone: a takeover
+    assert taken.value.status == 409 and "appban fleet reenroll host-1" in str(taken.value)
+    with pytest.raises(enrollment.EnrollRefused) as wrong:
+        enrollment.enroll(store, "host-1", NOW, "client 10.6.6.6", current_token="guessed")
+    assert wrong.value.status == 401
+    ingest(store, inventory("imported-1", "bash"), "r1")  # known from another source, never enrolled
+    with pytest.raises(enrollment.EnrollRefused):
+        enrollment.enroll(store, "imported-1", NOW, "client 10.6.6.6")
+    assert device_for_token(store, first) == "host-1"  # the refusals changed nothing
+
+    enrollment.allow_reenroll(store, "host-1", NOW, "cli", within=60)
+    assert device_for_token(store, first) == "host-1"  # the leave alone takes nothing away
+    again = enrollment.enroll(store, "host-1", NOW + 1, "client 10.0.0.2")
+    assert again.event == "reenrolled" and device_for_token(store, first) is None
+    with pytest.raises(enrollment.EnrollRefused):  # the leave was used up
+        enrollment.enroll(store, "host-1", NOW + 2, "client 10.6.6.6")
+    enrollment.allow_reenroll(store, "host-1", NOW, "cli", within=60)
+    with pytest.raises(enrollment.EnrollRefused):  # ... and one that ran out is no leave
+        enrollment.enroll(store, "host-1", NOW + 61, "client 10.6.6.6")
+
+    enrollment.revoke(store, "host-1", NOW + 70, "cli")
+    assert device_for_token(store, again.token) is None
+    with pytest.raises(enrollment.EnrollRefused):
+        enrollment.enroll(store, "host-1", NOW + 71, "client 10.0.0.2", current_token=again.token)
+    with pytest.raises(enrollment.EnrollRefused) as unknown:
+        enrollment.revoke(store, "nobody", NOW, "cli")
+    assert unknown.value.status == 404
+    with store.read() as connection:
+        history = enrollment.events(connection, "host-1")
+    assert [event for event, _, _ in history] == [
+        "enrolled", "reenroll_allowed", "reenrolled", "reenroll_allowed", "revoked"]
+
+
+def test_a_dead_token_stores_nothing_on_either_path(store: Store) -> None:
+    token = token_hash(enrollment.enroll(store, "host-1", NOW, "test").token)
+    inv = inventory("host-1", "tiktok-desktop")
+    verdicts = judge(policy(), inv, {}, datetime.fromtimestamp(NOW, timezone.utc))
+    state = verdicts[0].state_hash
+
+    def push(report: str, apps_changed: bool = False):
+        return store.push("host-1", "other" if apps_changed else state, scoped_key("host-1", report), NOW, report,
+                          lambda: verdicts, b"{}", token)
+
+    assert push("r1", apps_changed=True).response["changed"] == 1
+    assert push("r2").response["changed"] == 0  # the fast path, token checked in its statement
+    enrollment.revoke(store, "host-1", NOW, "cli")
+    for report, changed in (("r3", False), ("r4", True)):  # refused on the fast path and the full one
+        with pytest.raises(TokenRevoked):
+            push(report, apps_changed=changed)
+    assert count(store, t.idempotency_keys) == 2
 
 
 def test_unchanged_report_only_moves_last_seen(store: Store) -> None:
@@ -207,9 +263,40 @@ def test_retention_prunes_old_rows(store: Store) -> None:
     assert count(store, t.devices) == 1
 
 
-def _puller(store: Store, urls: list[str]) -> Puller:
-    config = FleetConfig(pull=PullConfig(targets=tuple(PullTarget(u) for u in urls), concurrency=2))
-    return Puller(SimpleNamespace(config=config, store=store))
+def _puller(store: Store, urls: list[str], source: str = "", token_file: str = "") -> Puller:
+    config = FleetConfig(pull=PullConfig(targets=tuple(PullTarget(u, token_file) for u in urls), concurrency=2))
+    return Puller(SimpleNamespace(config=config, store=store), source)
+
+
+def _targets(store: Store) -> dict[str, str]:
+    with store.read() as connection:
+        return dict(connection.execute(select(t.pull_targets.c.url, t.pull_targets.c.token_file)).all())
+
+
+def test_servers_with_different_targets_share_the_union(store: Store) -> None:
+    a, b, c = (f"http://127.0.0.1:1/{n}" for n in "abc")
+    one, two = _puller(store, [a, b], "one", "/t/one"), _puller(store, [b, c], "two", "/t/two")
+    one.sync(NOW)
+    two.sync(NOW)
+    assert _targets(store) == {a: "/t/one", b: "/t/one", c: "/t/two"}  # the first lister's token file stays
+    with store.write() as connection:  # polled state is kept across the reconciliations below
+        connection.execute(t.pull_targets.update().where(t.pull_targets.c.url == b).values(device_id="host-b"))
+    one.fleet.config = FleetConfig(pull=PullConfig(targets=(PullTarget(b, "/t/one"),)))
+    one.sync(NOW + 1)  # `one` dropped a: nobody lists it any more
+    assert set(_targets(store)) == {b, c}
+    one.fleet.config = FleetConfig(pull=PullConfig())
+    one.sync(NOW + 2)  # ... and b, which `two` still lists
+    assert _targets(store) == {b: "/t/one", c: "/t/two"}
+    two.sync(NOW + 3)  # unchanged config: not even a write until SYNC_EVERY has passed
+    two.sync(NOW + 61)  # the refresh, now the only lister of b: its token file wins
+    assert _targets(store) == {b: "/t/two", c: "/t/two"}
+    with store.read() as connection:
+        assert connection.scalar(select(t.pull_targets.c.device_id).where(t.pull_targets.c.url == b)) == "host-b"
+    three = _puller(store, [a], "three")
+    three.sync(NOW + 61 + 86401)  # `two` stopped refreshing a day ago: its listings lapsed
+    assert set(_targets(store)) == {a}
+    idle = _puller(store, [], "idle")  # a server without targets of its own polls the shared ones
+    assert [r.url for r in idle.claim(NOW + 90000)] == [a]
 
 
 def test_pull_targets_are_claimed_once_across_servers(store: Store) -> None:

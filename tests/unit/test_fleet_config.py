@@ -45,6 +45,11 @@ def test_the_example_documents_every_key_with_its_default() -> None:
     ("pull: {targets: [{token_file: x}]}\n", "url"),
     ("listen_on: x\n", "listen_on"),
     ("max_body: 0\n", "max_body"),
+    ("header_timeout: 0\n", "header_timeout"),
+    ("max_connections_per_client: -1\n", "max_connections_per_client"),
+    ("gateways: [{gateway: gw-1}]\n", "kinds"),
+    ("gateways: [{gateway: gw-1, kinds: []}]\n", "gateways[0]"),
+    ("gateways: [{gateway: gw-1, kinds: [host]}]\n", "gateways[0]"),
 ])
 def test_bad_values_name_the_key(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "fleet.yaml").write_text(text)
