@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from agent import platform as host
 from agent.documents import DocumentError, load_document
 from agent.errors import UserError
+from agent.records import dataclass
 from agent.schema import SchemaError, build
 
 DEFAULT_PATH = host.default_config_file()

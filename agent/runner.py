@@ -11,10 +11,11 @@ import logging
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Mapping, Sequence
 
 from agent.log import log_event
+from agent.records import dataclass
 
 logger = logging.getLogger(__name__)
 
