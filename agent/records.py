@@ -89,19 +89,24 @@ def _values(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
 
 
 _INIT = """\
-def __create_fn__(__appban_set, __appban_factory, {bound}):
+def __create_fn__(__appban_factory, {bound}):
     def __init__(self, {parameters}):
-{body}
+        self.__dict__.update({values})
+{post_init}
     return __init__
 """
 
 
 def _init(cls: type, fields: tuple[dataclasses.Field, ...]) -> Callable[..., None]:
-    """Compile the `__init__` the standard decorator writes for a frozen class: each field set
-    with object.__setattr__, defaults bound once, factories called when no value is given,
-    then `__post_init__` if the class has one."""
+    """Compile the `__init__` the standard decorator writes for a frozen class, with the same
+    parameters (so the same errors for missing or unexpected arguments): defaults bound once,
+    factories called when no value is given, then `__post_init__` if the class has one.
+
+    The fields are stored with one update of the new instance's `__dict__` where the standard
+    one calls object.__setattr__ per field: the same result for a class without slots or
+    descriptors (which go to the standard decorator), less source to compile, a faster call."""
     bound: dict[str, Any] = {}
-    parameters, body = [], []
+    parameters, values = [], []
     for f in fields:
         value = f.name
         if f.default is not dataclasses.MISSING:
@@ -113,13 +118,13 @@ def _init(cls: type, fields: tuple[dataclasses.Field, ...]) -> Callable[..., Non
             value = f"__appban_make_{f.name}() if {f.name} is __appban_factory else {f.name}"
         else:
             parameters.append(f.name)
-        body.append(f"        __appban_set(self, {f.name!r}, {value})")
-    if hasattr(cls, "__post_init__"):
-        body.append("        self.__post_init__()")
-    source = _INIT.format(bound=", ".join(bound), parameters=", ".join(parameters), body="\n".join(body) or "        pass")
+        values.append(f"{f.name}={value}")
+    post_init = "        self.__post_init__()" if hasattr(cls, "__post_init__") else ""
+    source = _INIT.format(bound=", ".join(bound), parameters=", ".join(parameters), values=", ".join(values),
+                          post_init=post_init)
     namespace: dict[str, Any] = {}
     exec(source, {"__builtins__": __builtins__}, namespace)  # noqa: S102 - what dataclasses does; no input reaches it
-    init = namespace["__create_fn__"](object.__setattr__, _HAS_FACTORY, **bound)
+    init = namespace["__create_fn__"](_HAS_FACTORY, **bound)
     init.__annotations__ = {**{f.name: f.type for f in fields}, "return": None}
     return init
 

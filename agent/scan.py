@@ -9,7 +9,6 @@ schedule, its exec guard and its outbox).
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Sequence, TextIO
@@ -17,6 +16,7 @@ from typing import Sequence, TextIO
 from agent import __version__
 from agent.config import Config
 from agent.groups import assign_groups
+from agent.ids import random_id
 from agent.inventory import collect, local_device
 from agent.inventory.base import Context
 from agent.match import compile_banlist, match
@@ -53,7 +53,7 @@ def build_report(banlist: BanList, info: BanListInfo, inventory: Inventory, now:
     devices = {d.id: d for d in inventory.devices}
     findings = match(inventory.apps, devices, compile_banlist(banlist), now)
     return Report(
-        id=str(uuid.uuid4()), generated=now, agent_version=__version__,
+        id=random_id(), generated=now, agent_version=__version__,
         banlist=dataclasses.replace(info, stale=stale, stale_since=since),
         inventory=inventory, findings=tuple(findings),
     )

@@ -1,5 +1,6 @@
 """What a command imports decides how fast it starts (issue 14): these tests pin down that
-collectors, PyYAML, requests and prometheus_client are imported only when they are used."""
+collectors, PyYAML, requests, prometheus_client, subprocess, platform and the rest are imported
+only when they are used."""
 
 from __future__ import annotations
 
@@ -46,6 +47,8 @@ def test_a_check_against_the_bundled_list_loads_no_yaml_network_or_mdm_code(tmp_
     loaded = _modules_after(code)
     assert "agent.inventory.dpkg" in loaded
     assert not {"yaml", "requests", "agent.inventory.mdm", "importlib.resources", "psutil", "idna", "ssl"} & loaded
+    # nothing is run, no id is made with uuid (which runs platform), and no typo is suggested
+    assert not {"subprocess", "platform", "uuid", "socket", "difflib", "signal"} & loaded
 
 
 def test_a_full_check_loads_no_parser_of_a_system_that_is_not_here() -> None:
@@ -53,6 +56,18 @@ def test_a_full_check_loads_no_parser_of_a_system_that_is_not_here() -> None:
             "    main(['check', '--root', '/nonexistent-root-for-test', '--format', 'json'])")
     loaded = _modules_after(code)
     assert not {"plistlib", "xml.etree.ElementTree", "configparser", "gzip", "concurrent.futures"} & loaded
+    assert not {"platform", "uuid", "difflib"} & loaded
+
+
+def test_frozen_records_on_the_start_up_path_compile_only_their_init() -> None:
+    """agent.records (not the standard decorator, which compiles six methods per class) makes
+    the config's and the model's records."""
+    from agent import config, model, records
+
+    for module in (config, model):
+        made = [c for c in vars(module).values() if isinstance(c, type) and c.__module__ == module.__name__
+                and "__dataclass_fields__" in c.__dict__]
+        assert made and all(c.__eq__.__code__.co_filename == records.__file__ for c in made), module
 
 
 def test_yaml_is_still_read_when_a_document_is_yaml() -> None:
