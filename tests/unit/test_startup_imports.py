@@ -59,6 +59,14 @@ def test_a_full_check_loads_no_parser_of_a_system_that_is_not_here() -> None:
     assert not {"platform", "uuid", "difflib"} & loaded
 
 
+def test_a_live_check_lists_processes_without_psutil() -> None:
+    """On Linux the process collector reads /proc itself (agent.inventory.process)."""
+    code = ("import contextlib, io\nfrom agent.cli import main\nwith contextlib.redirect_stdout(io.StringIO()):\n"
+            "    main(['check', '--source', 'process', '--format', 'json'])")
+    loaded = _modules_after(code)
+    assert "agent.inventory.process" in loaded and "psutil" not in loaded
+
+
 def test_frozen_records_on_the_start_up_path_compile_only_their_init() -> None:
     """agent.records (not the standard decorator, which compiles six methods per class) makes
     the config's and the model's records."""
