@@ -11,7 +11,6 @@ from typing import Any, Iterable
 from agent import __version__
 from agent.errors import UserError
 from agent.gcpause import paused_gc
-from agent.inventory.mdm import ExportError, load_csv, load_zip
 from agent.model import App, CollectorError, Device, Inventory
 from agent.schema import parse_timestamp
 
@@ -111,6 +110,8 @@ def load_inventory_file(path: str) -> Inventory:
 
 
 def _load(path: str, what: str) -> Inventory:
+    from agent.inventory.mdm import ExportError, load_csv, load_zip  # csv, zipfile: only to read a file
+
     try:
         with open(path, "rb") as handle:
             head = handle.read(64)

@@ -33,7 +33,9 @@ def _modules_after(code: str) -> set[str]:
     ("from agent.inventory import select; select(['dpkg'])",
      {"agent.inventory.process", "psutil", "agent.inventory.windows", "agent.inventory.android", "yaml"}),
     ("from agent.documents import load_document; load_document(b'{\"a\": 1}', 'x')", {"yaml"}),
-    ("import agent.service.daemon", {"requests", "prometheus_client", "agent.banlist.central"}),
+    ("import agent.service.daemon", {"requests", "prometheus_client", "agent.banlist.central", "sqlite3", "psutil",
+                                     "agent.enforce.guard", "agent.enforce.execguard", "agent.enforce.fapolicyd",
+                                     "agent.export", "agent.inventory.mdm", "subprocess", "ctypes"}),
 ])
 def test_modules_are_imported_on_use(code: str, absent: set[str]) -> None:
     assert not absent & _modules_after(code)
