@@ -23,7 +23,9 @@ def _pair(body: Callable[[], dict[str, Any]], annotations: dict[str, str], name:
 
 
 def _built_here(cls: type) -> bool:
-    return cls.__eq__.__code__.co_filename == records.__file__
+    """True for a class agent.records made (its __setattr__ is the module's closure)."""
+    code = getattr(cls.__dict__.get("__setattr__"), "__code__", None)
+    return code is not None and code.co_filename == records.__file__
 
 
 SHAPES = [
@@ -47,6 +49,8 @@ def test_a_plain_frozen_record_behaves_as_the_standard_one(body, annotations, ar
     assert ours.__init__.__annotations__ == standard.__init__.__annotations__
     assert ours.__init__.__code__.co_filename == "<string>"  # agent.schema's test for "the generated __init__"
     s, o = standard(*args, **kwargs), ours(*args, **kwargs)
+    assert ours.__init__.__annotations__ == standard.__init__.__annotations__  # the compiled one now
+    assert ours.__init__.__code__.co_filename == "<string>"
     assert repr(o) == repr(s)
     assert dataclasses.asdict(o) == dataclasses.asdict(s)
     assert o == ours(*args, **kwargs) and o != s and s != o
@@ -109,6 +113,25 @@ def test_a_frozen_dataclass_may_subclass_a_record() -> None:
     _, ours = _pair(dict, {"a": "int"})
     sub = dataclasses.dataclass(frozen=True)(type("Sub", (ours,), {"__annotations__": {"b": "int"}, "b": 0}))
     assert sub(1, 2) == sub(1, 2) and repr(sub(1)) == "Sub(a=1, b=0)"
+
+
+def test_methods_are_compiled_on_first_call_and_then_stay() -> None:
+    _, ours = _pair(lambda: {"b": 2}, {"a": "int", "b": "int"})
+    stubs = {name: ours.__dict__[name] for name in ("__init__", "__eq__", "__hash__")}
+    one, two = ours(1), ours(1)
+    assert one == two and hash(one) == hash(two) == hash((1, 2))
+    compiled = {name: ours.__dict__[name] for name in stubs}
+    assert all(compiled[name] is not stubs[name] for name in stubs)
+    assert all(compiled[name].__qualname__ == f"Rec.{name}" for name in stubs)
+    ours(3), hash(two), one == two
+    assert {name: ours.__dict__[name] for name in stubs} == compiled
+
+
+def test_a_subclass_made_first_compiles_the_records_methods() -> None:
+    _, ours = _pair(dict, {"a": "int"})
+    sub = type("Sub", (ours,), {})
+    assert sub(1) == sub(1) and hash(sub(1)) == hash((1,)) and ours(1) != sub(1)
+    assert "__init__" not in sub.__dict__ and "__eq__" in ours.__dict__
 
 
 def test_a_recursive_repr_shows_an_ellipsis() -> None:
