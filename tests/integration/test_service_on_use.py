@@ -1,9 +1,14 @@
-"""The service opens its push outbox (SQLite) only when push is configured or an outbox is left in
-the state directory (issue 14: the idle service's memory); either way status and metrics count
-what it holds, with the service in this process reading a real dpkg status file in a temp root."""
+"""What the service loads only when its configuration uses it (issue 14: the idle service's
+memory): the push outbox (SQLite) when push is configured or an outbox is left in the state
+directory — either way status and metrics count what it holds — and the enforcement engine, the
+exec guard and the network block only when blocking is on. The service runs in this process (or
+a child, to see what it imported) on a real dpkg status file in a temp root."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,3 +71,29 @@ def test_an_outbox_that_cannot_be_opened_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "state" / FILENAME).write_bytes(b"not a database, " * 100)
     with pytest.raises(ServiceError, match=r"^outbox in .*state: "):
         service(tmp_path)
+
+
+CHILD = """
+import json, sys
+from agent.service.daemon import Service
+from agent.service.settings import load_settings
+svc = Service(load_settings(sys.argv[1], None), lambda: load_settings(sys.argv[1], None))
+svc.refresh()
+svc.scan()
+svc._shutdown()
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_a_reporting_service_scans_without_the_enforcement_engine_or_sqlite(tmp_path: Path) -> None:
+    (tmp_path / "list.yaml").write_text(BANLIST)
+    config = write_config(tmp_path, banlist={"path": str(tmp_path / "list.yaml")},
+                          enforcement={"mode": "report", "root": str(tmp_path / "enforced")})
+    (tmp_path / "state").mkdir()
+    done = subprocess.run([sys.executable, "-c", CHILD, str(config)], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[2], timeout=300)
+    loaded = set(json.loads(done.stdout.splitlines()[-1]))
+    assert "agent.inventory.dpkg" in loaded and (tmp_path / "state" / "report.json").exists()
+    assert not {"sqlite3", "agent.enforce.guard", "agent.enforce.execguard",
+                "agent.enforce.fapolicyd", "agent.enforce.network", "agent.enforce.mdm", "psutil", "agent.export",
+                "requests"} & loaded
