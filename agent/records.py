@@ -101,8 +101,7 @@ def _pending(cls: type, name: str, build: Callable[[], Callable[..., Any]]) -> C
         setattr(cls, name, method)
         return method
 
-    stub = types.FunctionType(_STUB, {"__builtins__": __builtins__, "__appban_compile": compiled}, name)
-    return stub
+    return types.FunctionType(_STUB, {"__builtins__": __builtins__, "__appban_compile": compiled}, name)
 
 
 def _compiled(source: str, bound: dict[str, Any]) -> Callable[..., Any]:
