@@ -43,8 +43,9 @@ def postgres_server() -> Iterator[str]:
 
 
 @contextmanager
-def throwaway_cluster() -> Iterator[str]:
-    """Run a PostgreSQL cluster for as long as the block runs (the fixture's, and the benchmark's)."""
+def throwaway_cluster(fsync: bool = False) -> Iterator[str]:
+    """Run a PostgreSQL cluster for as long as the block runs (the fixture's, and the benchmark's:
+    `fsync` True, as a production cluster runs, so its figures include durable commits)."""
     user = None
     if os.geteuid() == 0:
         user = f"appban-pg-{secrets.token_hex(4)}"
@@ -61,7 +62,7 @@ def throwaway_cluster() -> Iterator[str]:
         subprocess.run([str(PG_BIN / "initdb"), "-D", str(data), "-U", "appban", "--pwfile", str(folder / "pwfile"),
                         "--auth-host=scram-sha-256", "--auth-local=scram-sha-256", "-E", "UTF8", "--no-instructions"],
                        check=True, capture_output=True, timeout=TIMEOUT, **_as(user))
-        options = f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off -c max_connections=100"
+        options = f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync={'on' if fsync else 'off'} -c max_connections=100"
         subprocess.run([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-o", options, "-w",
                         "-t", "60", "start"], check=True, capture_output=True, timeout=TIMEOUT, **_as(user))
         yield f"postgresql+psycopg://appban:{PASSWORD}@127.0.0.1:{port}/postgres"

@@ -36,7 +36,7 @@ from agent.fleet.metrics import Counters, FleetCollector, families, metric_facts
 from agent.fleet.openapi import OPENAPI
 from agent.fleet.store import Ingested, Store, scoped_key
 from agent.fleet.tables import ID
-from agent.fleet.verdict import Policy, judge
+from agent.fleet.verdict import DeviceVerdict, Policy, judge
 from agent.log import log_event
 from agent.printable import printable
 
@@ -179,18 +179,17 @@ class Ingest:
         return JSONResponse(result.response, headers={"Idempotent-Replayed": "true"} if result.replayed else {})
 
     async def _store(self, device: str, key: str, pushed: Pushed, body: bytes) -> Ingested:
-        """An unchanged report (same input hash) is only a sighting; any other is judged and stored.
-        Raise RefusedReport for an inventory that cannot be used, SQLAlchemyError if the database fails."""
+        """An unchanged report (same input hash) is only a sighting; any other is judged and stored,
+        in the same transaction and worker thread. Raise RefusedReport for an inventory that
+        cannot be used, SQLAlchemyError if the database fails."""
         store, policy, now = self.fleet.store, self.fleet.policy, time.time()
         scoped, state = scoped_key(device, key or pushed.report_id), pushed.input_hash(policy.fingerprint)
-        result = await run_in_threadpool(store.unchanged, device, state, scoped, now, pushed.report_id)
-        if result is not None:
-            return result
-        inventory = report_inventory(pushed, strict=True)
-        verdicts = judge(policy, inventory, {device: pushed.claim}, datetime.fromtimestamp(now, timezone.utc),
-                         {device: state})
-        return await run_in_threadpool(store.ingest, verdicts, "push", now, pushed.report_id, scoped,
-                                       body.decode("utf-8", "replace"))
+
+        def judged() -> list[DeviceVerdict]:
+            return judge(policy, report_inventory(pushed, strict=True), {device: pushed.claim},
+                         datetime.fromtimestamp(now, timezone.utc), {device: state})
+
+        return await run_in_threadpool(store.push, device, state, scoped, now, pushed.report_id, judged, body)
 
 
 View = Callable[[Any, Request, float], Any]

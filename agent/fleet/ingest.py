@@ -13,7 +13,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from agent.fleet.tables import ID
+import orjson
+
+from agent.fleet.tables import ID, json_text
 from agent.fleet.verdict import Claim
 from agent.inventory.file import InventoryFileError, inventory_from_dict
 from agent.model import App, Device, Inventory
@@ -60,7 +62,7 @@ class Pushed:
                  claim.agent_version, claim.serial, claim.signer, list(claim.groups), fingerprint]
         # Keys in the order sent (the agent's order is fixed): sorting them cost more than the rest
         # of the fast path, and another order only means one slow ingest, never a wrong "unchanged".
-        return hashlib.sha256(json.dumps(basis, separators=(",", ":")).encode()).hexdigest()
+        return hashlib.sha256(json_text(basis).encode()).hexdigest()
 
 
 def parse_report(body: bytes, device_id: str | None) -> tuple[str, Inventory, Claim]:
@@ -81,7 +83,7 @@ def read_report(body: bytes, device_id: str | None) -> Pushed:
     if b"\\u0000" in body:  # PostgreSQL text cannot hold NUL: shown as U+FFFD, like other control characters
         body = _NUL.sub(lambda found: found.group(0)[:-6] + b"\\ufffd", body)
     try:
-        document = json.loads(body)
+        document = _decode(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RefusedReport(400, f"body is not JSON: {' '.join(str(exc).split())[:200]}") from None
     if not isinstance(document, dict) or document.get("format") != REPORT_FORMAT:
@@ -94,6 +96,17 @@ def read_report(body: bytes, device_id: str | None) -> Pushed:
     if device_id is not None and host != device_id:
         raise RefusedReport(403, f"report is for device {host!r}, token belongs to {device_id!r}")
     return Pushed(report_id, host, _claim(document, report_id, reported[0]), document)
+
+
+def _decode(body: bytes) -> Any:
+    """Parse a body with orjson (three to four times the standard library's speed, and parsing
+    is most of an unchanged push); what orjson refuses goes to the standard library, so the same
+    bodies are accepted as before (NaN, a byte-order mark, lone surrogates) and a malformed one
+    gets the standard library's message."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
 
 
 def report_inventory(pushed: Pushed, strict: bool) -> Inventory:

@@ -7,6 +7,10 @@ The Alembic history in `migrations/` creates exactly these tables; a test compar
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+import orjson
 from sqlalchemy import (Boolean, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table,
                         Text, UniqueConstraint)
 
@@ -14,6 +18,18 @@ metadata = MetaData()
 
 ID = 255
 """Longest device id, entry id or key accepted (longer input is refused at ingest)."""
+
+
+def json_text(value: Any) -> str:
+    """Given a JSON value, return its compact text as stored (and hashed) by ingest.
+
+    Written by orjson, about ten times the standard library's speed: a changed report stores a
+    100-app inventory. What orjson refuses (a lone surrogate, an integer beyond 64 bits, both only
+    in documents the standard library's decoder let through) is written by the standard library."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 devices = Table(
     "devices", metadata,

@@ -19,6 +19,7 @@ from agent.config import GroupRule
 from agent.fleet import query
 from agent.fleet import tables as t
 from agent.fleet.config import FleetConfig, PullConfig, PullTarget
+from agent.fleet.ingest import RefusedReport
 from agent.fleet.pull import Puller
 from agent.fleet.store import Store, scoped_key, token_hash
 from agent.fleet.verdict import Claim, make_policy, judge
@@ -94,6 +95,49 @@ def test_a_replayed_key_returns_the_first_answer_and_counts_once(store: Store) -
     assert again.replayed and again.response == first.response
     with store.read() as connection:
         assert connection.scalar(select(t.devices.c.reports)) == 1
+
+
+def push(store: Store, inv: Inventory, report: str, state: str, now: float = NOW, judged=None):
+    """Store.push as the ingest route calls it, with `state` standing for the report's input hash."""
+    device = inv.devices[0].id
+    claim = Claim(report, "0.1.0", 7, "", inv.devices[0].groups)
+    judge_it = judged or (lambda: judge(policy(), inv, {device: claim}, datetime.fromtimestamp(now, timezone.utc),
+                                        {device: state}))
+    return store.push(device, state, scoped_key(device, report), now, report, judge_it, json.dumps({"id": report}).encode())
+
+
+def test_a_push_with_the_stored_input_hash_is_a_sighting_without_judging(store: Store) -> None:
+    first = push(store, inventory("host-1", "tiktok-desktop"), "r1", "hash-1")
+    assert first.response == {"report": "r1", "devices": 1, "changed": 1}
+
+    def never() -> list:
+        raise AssertionError("an unchanged report must not be parsed or matched")
+
+    second = push(store, inventory("host-1", "tiktok-desktop"), "r2", "hash-1", now=NOW + 60, judged=never)
+    assert second.response == {"report": "r2", "devices": 1, "changed": 0} and not second.replayed
+    assert push(store, inventory("host-1"), "r2", "hash-1", now=NOW + 70, judged=never).replayed  # the retry
+    changed = push(store, inventory("host-1"), "r3", "hash-2", now=NOW + 80)
+    assert changed.response["changed"] == 1
+    with store.read() as connection:
+        device = connection.execute(select(t.devices.c.reports, t.devices.c.last_report_id, t.devices.c.state_hash)).one()
+        keys = connection.scalar(select(func.count()).select_from(t.idempotency_keys))
+        reports = list(connection.scalars(select(t.reports.c.id).order_by(t.reports.c.id)))
+        open_findings = connection.scalar(select(func.count()).select_from(t.findings).where(t.findings.c.resolved_at.is_(None)))
+    assert tuple(device) == (3, "r3", "hash-2") and keys == 3 and reports == ["r1", "r3"] and open_findings == 0
+
+
+def test_a_push_refused_while_judging_keeps_nothing(store: Store) -> None:
+    push(store, inventory("host-1", "bash"), "r1", "hash-1")
+    before = {table.name: count(store, table) for table in (t.reports, t.idempotency_keys, t.inventories)}
+
+    def refused() -> list:
+        raise RefusedReport(422, "bad app")
+
+    with pytest.raises(RefusedReport):
+        push(store, inventory("host-1"), "r2", "hash-2", now=NOW + 60, judged=refused)
+    assert {table.name: count(store, table) for table in (t.reports, t.idempotency_keys, t.inventories)} == before
+    with store.read() as connection:
+        assert tuple(connection.execute(select(t.devices.c.reports, t.devices.c.last_seen)).one()) == (1, NOW)
 
 
 def test_removed_app_is_resolved_with_its_time(store: Store) -> None:

@@ -89,3 +89,14 @@ def test_a_rescan_that_only_moves_collected_at_is_unchanged() -> None:
     apps = report()["inventory"]["apps"]
     assert hashed("2026-12-01T10:00:00+00:00", apps) == hashed("2026-12-01T11:00:00+00:00", apps)
     assert hashed("2026-12-01T10:00:00+00:00", apps) != hashed("2026-12-01T10:00:00+00:00", [])
+
+
+@pytest.mark.parametrize("odd", [b'{"x": NaN, ', b'\xef\xbb\xbf{"x": "\\ud800", '], ids=["NaN", "BOM and a lone surrogate"])
+def test_json_the_fast_decoder_refuses_is_read_as_before(odd: bytes) -> None:
+    """orjson refuses what the standard library accepted; the fallback keeps those bodies usable."""
+    from agent.fleet.ingest import read_report
+
+    data = odd + body(report())[1:]
+    pushed = read_report(data, "host-1")
+    assert pushed.report_id == "r-1" and len(pushed.input_hash("policy")) == 64
+    assert read_report(data, "host-1").input_hash("policy") == pushed.input_hash("policy")
