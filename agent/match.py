@@ -256,6 +256,72 @@ def _covers(exc: BanException, device: Device, app: App) -> bool:
     return devices_ok and users_ok
 
 
+class Matcher:
+    """Match one app at a time against a compiled list: the streaming form of `match`.
+
+    Why in two steps: which entries name an app (`candidates`) depends on the app alone, while
+    whether they apply (`findings`) depends on its device's final groups — which for a merged
+    MDM export are known only once every file is read. A streamed check asks for the candidates
+    of each row as it arrives, keeps the few apps that have some, and scopes them at the end.
+    """
+
+    def __init__(self, compiled: CompiledBanList, now: datetime) -> None:
+        self.compiled = compiled
+        self.now = aware(now)
+        self._seen: set[str] = set()
+        self._memo: dict[str, dict[tuple[object, ...], tuple[Hit, ...]]] = {}
+        self._texts: dict[tuple[int, str], tuple[Hit, ...]] = {}
+
+    def _hits(self, app: App) -> tuple[Hit, ...]:
+        # Fleets and MDM exports repeat the same app on thousands of devices, interleaved device
+        # by device (and one id may name different apps on two platforms): from the second time
+        # an id is seen, remember the hits of each identity it came with. An id seen once costs
+        # one string in a set, so a machine's 100,000 unique packages build no keys at all.
+        known = self._memo.get(app.id)
+        if known is None:
+            hits = tuple(_hits(app, self.compiled, self._texts))
+            if app.id not in self._seen:
+                self._seen.add(app.id)
+            elif len(self._memo) < MEMO_LIMIT:
+                self._memo[app.id] = {_identity(app): hits}
+            return hits
+        key = _identity(app)
+        hits = known.get(key)  # type: ignore[assignment]
+        if hits is None:
+            hits = tuple(_hits(app, self.compiled, self._texts))
+            if len(known) < IDENTITIES_PER_ID:
+                known[key] = hits
+        return hits
+
+    def candidates(self, app: App) -> tuple[Hit, ...]:
+        """Given an app, return the entries that name it and whose `versions` include its
+        version, each once with its lowest reason — before any device scope (empty for almost
+        every app of a fleet)."""
+        hits = self._hits(app)
+        if not hits:
+            return ()
+        matched: dict[int, str] = {}
+        for index, label in hits:
+            if index not in matched or label < matched[index]:
+                matched[index] = label
+        versions = self.compiled.versions
+        return tuple(
+            (index, label) for index, label in matched.items()
+            if (spec := versions.get(index)) is None or spec.contains(app.version, facts(app.source).version_scheme)
+        )
+
+    def findings(self, app: App, device: Device, candidates: Iterable[Hit]) -> list[Finding]:
+        """Given an app, its device and its candidates, return the findings their scope gives."""
+        entries, exceptions = self.compiled.banlist.entries, self.compiled.exceptions
+        found: list[Finding] = []
+        for index, label in candidates:
+            entry = entries[index]
+            scoped = scope_status(entry, device, app, exceptions.get(entry.id, ()), self.now)
+            if scoped is not None:
+                found.append(Finding(scoped[0], entry, app, device.id, label, scoped[1]))
+        return found
+
+
 def match(
     apps: Iterable[App], devices: Mapping[str, Device], compiled: CompiledBanList, now: datetime,
 ) -> list[Finding]:
@@ -263,46 +329,12 @@ def match(
 
     One finding per (app, entry); the order of apps or entries in the input never changes the result.
     """
-    now = aware(now)
-    entries = compiled.banlist.entries
+    matcher = Matcher(compiled, now)
     findings: list[Finding] = []
-    seen: set[str] = set()
-    memo: dict[str, dict[tuple[object, ...], tuple[Hit, ...]]] = {}
-    texts: dict[tuple[int, str], tuple[Hit, ...]] = {}
     for app in apps:
-        # Fleets and MDM exports repeat the same app on thousands of devices, interleaved device
-        # by device (and one id may name different apps on two platforms): from the second time
-        # an id is seen, remember the hits of each identity it came with. An id seen once costs
-        # one string in a set, so a machine's 100,000 unique packages build no keys at all.
-        known = memo.get(app.id)
-        if known is None:
-            hits = tuple(_hits(app, compiled, texts))
-            if app.id not in seen:
-                seen.add(app.id)
-            elif len(memo) < MEMO_LIMIT:
-                memo[app.id] = {_identity(app): hits}
-        else:
-            key = _identity(app)
-            hits = known.get(key)  # type: ignore[assignment]
-            if hits is None:
-                hits = tuple(_hits(app, compiled, texts))
-                if len(known) < IDENTITIES_PER_ID:
-                    known[key] = hits
-        if not hits:
-            continue
-        matched: dict[int, str] = {}
-        for index, label in hits:
-            if index not in matched or label < matched[index]:
-                matched[index] = label
-        device = devices.get(app.device) or Device(id=app.device)
-        for index, label in matched.items():
-            spec = compiled.versions.get(index)
-            if spec is not None and not spec.contains(app.version, facts(app.source).version_scheme):
-                continue
-            entry = entries[index]
-            scoped = scope_status(entry, device, app, compiled.exceptions.get(entry.id, ()), now)
-            if scoped is not None:
-                findings.append(Finding(scoped[0], entry, app, device.id, label, scoped[1]))
+        candidates = matcher.candidates(app)
+        if candidates:
+            findings += matcher.findings(app, devices.get(app.device) or Device(id=app.device), candidates)
     findings.sort(key=finding_key)
     return findings
 

@@ -359,14 +359,27 @@ class Inventory:
     """Blind spots worth telling the reader (e.g. what an MDM export cannot see)."""
     collected_at: datetime | None = None
     """When the collectors ran (None for inventories merged from several files)."""
+    counted: tuple[tuple[str, int], ...] | None = None
+    """Apps per device id when they were matched as they streamed and not kept (`apps` is then
+    empty): a check of a million-row MDM export reports them without holding a million records."""
 
 
 def app_counts(inventory: Inventory) -> dict[str, int]:
     """Return how many apps each device has, for reports and metrics."""
     counts = {device.id: 0 for device in inventory.devices}
+    if inventory.counted is not None:
+        counts.update(inventory.counted)
+        return counts
     for app in inventory.apps:
         counts[app.device] = counts.get(app.device, 0) + 1
     return counts
+
+
+def app_total(inventory: Inventory) -> int:
+    """Return how many apps the inventory read, whether it kept them or only counted them."""
+    if inventory.counted is not None:
+        return sum(n for _, n in inventory.counted)
+    return len(inventory.apps)
 
 
 def aware(moment: datetime) -> datetime:

@@ -111,6 +111,8 @@ def mdm(rounds: int, work: Path, devices: int) -> None:
     count = max(3, rounds // 4)
     paired(f"MDM import {rows:,} rows: time", process(check), "csv.reader loop", process(python("-c", loop)),
            count, target="<= 2x")
+    paired(f"MDM import {rows:,} rows: CPU time", process_cpu(check), "csv.reader loop",
+           process_cpu(python("-c", loop)), count, target="<= 2x")
     paired(f"MDM import {rows:,} rows: peak RSS", peak_rss(check), "csv.reader loop", peak_rss(python("-c", loop)),
            count, unit="MiB", target="<= 100 MiB at 1M rows")
 

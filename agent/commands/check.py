@@ -13,15 +13,15 @@ from datetime import datetime, timezone
 from agent.errors import UserError
 from agent.banlist.source import load_fresh
 from agent.commands.common import (
-    add_collection_args, add_config_arg, add_state_dir_arg, config_from, gather, nothing_read, state_dir_from,
-    write_out,
+    add_collection_args, add_config_arg, add_state_dir_arg, config_from, gather_report, nothing_read,
+    state_dir_from, write_out,
 )
 from agent.config import Config
 from agent.model import BanList, Report
 from agent.printable import printable
-from agent.report.render import render_json, render_table
+from agent.report.render import render_json_chunks, render_table
 from agent.report.textwidth import terminal_width
-from agent.scan import build_report, enforce_report
+from agent.scan import enforce_report
 
 EXIT_COMPLIANT, EXIT_VIOLATION, EXIT_NO_VERDICT = 0, 1, 2
 
@@ -85,14 +85,13 @@ def run(args: argparse.Namespace) -> int:
     banlist, info, warning = load_fresh(config, args.banlist, now, state_dir_from(args, config))
     if warning:
         print(printable(f"appban: warning: {warning}"), file=sys.stderr)
-    inventory = gather(args, config, args.group)
-    report = build_report(banlist, info, inventory, now, config.banlist.stale_after())
+    report = gather_report(args, config, banlist, info, now)
     if enforcing:
         report = _enforce(args, config, banlist, report, now)
-    write_out(render_json(report) if args.format == "json" else render_table(report, terminal_width()))
+    write_out(render_json_chunks(report) if args.format == "json" else render_table(report, terminal_width()))
     if not report.compliant:
         return EXIT_VIOLATION
-    reason = nothing_read(inventory)
+    reason = nothing_read(report.inventory)
     if reason:
         print(printable(f"appban: {reason}"), file=sys.stderr)
         return EXIT_NO_VERDICT

@@ -6,14 +6,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
+from typing import Iterable
 
 from agent.banlist.keys import load_agent_config
 from agent.config import Config
 from agent.errors import UserError
 from agent.groups import assign_groups
-from agent.model import Inventory
-from agent.scan import collect_here
+from agent.model import BanList, BanListInfo, Inventory, Report, app_total
+from agent.scan import collect_here, report_files, report_here
 
 
 class CollectionUsageError(UserError):
@@ -57,11 +59,7 @@ def gather(args: argparse.Namespace, config: Config, groups: list[str] | None = 
     Raises InventoryFileError, UnknownSourceError or CollectionUsageError (one-line user errors).
     """
     if args.inventory:
-        unused = [flag for flag, value in (("--root", args.root), ("--source", args.source), ("--group", groups))
-                  if value]
-        if unused:  # silently checking something else than asked would give a misleading verdict
-            verb = "does" if len(unused) == 1 else "do"
-            raise CollectionUsageError(f"{', '.join(unused)} {verb} not apply to saved inventories (--inventory)")
+        _saved_only(args, groups)
         from agent.inventory.file import load_inventory_file, merge_inventories  # the MDM readers: only for saved inventories
 
         loaded = merge_inventories(load_inventory_file(path) for path in args.inventory)
@@ -69,22 +67,46 @@ def gather(args: argparse.Namespace, config: Config, groups: list[str] | None = 
     return collect_here(config, args.root, args.source, groups)
 
 
+def gather_report(args: argparse.Namespace, config: Config, banlist: BanList, info: BanListInfo,
+                  now: datetime) -> Report:
+    """Return the Report of what `gather` reads, matched as it is read (agent/scan.py: a
+    million-row MDM export or a 20,000-phone MDM is checked without holding every app).
+
+    Raises what `gather` raises."""
+    if args.inventory:
+        _saved_only(args, args.group)
+        return report_files(config, banlist, info, now, args.inventory)
+    return report_here(config, banlist, info, now, args.root, args.source, args.group)
+
+
+def _saved_only(args: argparse.Namespace, groups: list[str] | None) -> None:
+    """Refuse collection options given with --inventory: silently checking something else than
+    asked would give a misleading verdict. Raise CollectionUsageError naming them."""
+    unused = [flag for flag, value in (("--root", args.root), ("--source", args.source), ("--group", groups))
+              if value]
+    if unused:
+        verb = "does" if len(unused) == 1 else "do"
+        raise CollectionUsageError(f"{', '.join(unused)} {verb} not apply to saved inventories (--inventory)")
+
+
 def nothing_read(inventory: Inventory) -> str | None:
     """Given an inventory, return the one line that says why it gives no verdict (every source
     failed and no app was read), or None when it can be judged. The commands print it on stderr
     and exit 2, so a script sees why without parsing the report."""
-    if not inventory.errors or inventory.apps:
+    if not inventory.errors or app_total(inventory):
         return None
     first = inventory.errors[0]
     more = f" and {len(inventory.errors) - 1} more error(s)" if len(inventory.errors) > 1 else ""
     return f"no verdict: nothing could be read ({first.collector}: {first.message}{more})"
 
 
-def write_out(text: str) -> None:
-    """Write `text` to stdout. A reader that has gone (`| head`, `| grep -q`) is not an error:
-    the command's exit code (the verdict, for `check`) must stand, not turn into a traceback or 0."""
+def write_out(text: str | Iterable[str]) -> None:
+    """Write `text` (or its pieces, in order) to stdout. A reader that has gone (`| head`,
+    `| grep -q`) is not an error: the command's exit code (the verdict, for `check`) must stand,
+    not turn into a traceback or 0."""
     try:
-        sys.stdout.write(text)
+        for piece in (text,) if isinstance(text, str) else text:
+            sys.stdout.write(piece)
         sys.stdout.flush()
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)

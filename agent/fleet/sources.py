@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
 
-from agent.inventory.file import load_inventory_file
+from agent.inventory.file import inventory_chunks
 from agent.log import log_event
 from agent.model import Inventory
 
@@ -44,7 +44,7 @@ class FileSource:
 
     def inventories(self) -> Iterator[Inventory]:
         for path in self.paths:
-            yield load_inventory_file(path)
+            yield from inventory_chunks(path)  # an MDM export a few hundred whole devices at a time
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import functools
 import importlib
 import logging
 from datetime import datetime, timezone
-from typing import Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from agent.errors import UserError
 from agent import platform as host_platform
@@ -94,12 +94,18 @@ def stable_id(ctx: Context) -> str:
     return host_platform.live_device_id(ctx.runner) if ctx.live else host_platform.image_device_id(ctx.root)
 
 
-def collect(ctx: Context, sources: Sequence[str] = (), groups: Sequence[str] | None = None) -> Inventory:
+def collect(ctx: Context, sources: Sequence[str] = (), groups: Sequence[str] | None = None,
+            stream: Callable[[Iterable[App]], None] | None = None) -> Inventory:
     """Run the selected collectors and return the Inventory of the local host (and any devices
     a gateway collector found). A requested collector that cannot run here is an error; one that
     was not requested is skipped quietly. When no collector found anything to read (an empty
     folder, an unmounted mountpoint) that is one error too: zero apps is then no verdict, not
-    a clean bill of health."""
+    a clean bill of health.
+
+    With `stream`, a collector that reads page by page (an MDM connector: `pages(ctx)`) hands
+    each page's apps to it as the page arrives, and they are not in the Inventory returned (its
+    devices, errors and notes are). Such apps are on phones, never launchers or their owners, so
+    folding launchers (inventory/dedupe.py) over the rest is what it would be over all."""
     host = local_device(ctx, groups)
     began = datetime.now(timezone.utc)
     devices: dict[str, Device] = {host.id: host}
@@ -127,7 +133,8 @@ def collect(ctx: Context, sources: Sequence[str] = (), groups: Sequence[str] | N
             if sources:
                 errors.append(CollectorError(collector.name, f"not available here: {reason}"))
             continue
-        result = _run(collector, ctx)
+        paged = stream is not None and hasattr(collector, "pages")
+        result = _run_pages(collector, ctx, host.id, stream) if paged else _run(collector, ctx)  # type: ignore[arg-type]
         ran += 1
         apps.extend(a.on_device(host.id) if a.device == LOCAL_DEVICE else a for a in result.apps)
         for device in result.devices:
@@ -149,6 +156,28 @@ def _run(collector: Collector, ctx: Context) -> Collected:
         result = collector.collect(ctx)
     except Exception as exc:  # noqa: BLE001 - a broken collector must never stop the others
         return Collected(errors=[_failed(collector, exc)])
+    return _logged(result)
+
+
+def _run_pages(collector: Any, ctx: Context, host: str, stream: Callable[[Iterable[App]], None]) -> Collected:
+    """Run a collector page by page, handing each page's apps to `stream`; return the pages'
+    devices, errors and notes (notes once each). A failure part way is one CollectorError, and
+    the pages before it stay counted, as when a connector's own request fails."""
+    kept = Collected()
+    try:
+        for page in collector.pages(ctx):
+            stream(a.on_device(host) if a.device == LOCAL_DEVICE else a for a in page.apps)
+            kept.devices += page.devices
+            kept.errors += page.errors
+            kept.notes += page.notes
+    except Exception as exc:  # noqa: BLE001 - as in _run
+        kept.errors.append(_failed(collector, exc))
+    kept.notes = list(dict.fromkeys(kept.notes))
+    return _logged(kept)
+
+
+def _logged(result: Collected) -> Collected:
+    """Log each error a collector reported (it still ran), and return its result."""
     for error in result.errors:
         log_event(logger, logging.WARNING, "collector.error", collector=error.collector,
                   device=error.device or None, error=error.message)

@@ -7,7 +7,7 @@ The connector modules (and the HTTP stack they use) are imported only when one r
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from agent.config import MdmConfig
 from agent.inventory.base import Collected, Context
@@ -49,6 +49,11 @@ class ConnectorCollector:
         from agent.inventory.api import drain
 
         return drain(make_connector(self.name, ctx.config.mdm))
+
+    def pages(self, ctx: Context) -> Iterator[Collected]:
+        """Yield what the connector reads, page by page (a streamed check matches each page as it
+        arrives instead of holding the whole enterprise)."""
+        return make_connector(self.name, ctx.config.mdm).pages()
 
 
 class AmapiCollector(ConnectorCollector):

@@ -11,20 +11,22 @@ and `*_loc` localisation twins ignored), plain or inside the ZIP Intune delivers
   separated by `;`), for any other MDM whose export can be reshaped to it.
 
 Each row is one app on one device. The file is streamed row by row with the csv module (a 10,000
-phone export has a million rows), and the strings that repeat across devices (app names, ids,
-versions) are interned so a million apps share a few thousand strings.
+phone export has a million rows) into a sink (`Sink`): every row kept as an App (`_Accumulator`,
+with the strings that repeat across devices interned), only counted and matched (agent.tally,
+the check), or kept as one number per row for the fleet's import (`_Rows`).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from array import array
 import operator
 import sys
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, Iterator, Protocol
 
 from agent.gcpause import paused_gc
 from agent.inventory.gateway import pairs
@@ -106,6 +108,24 @@ def read_header(header: list[str], what: str) -> _Columns:
     return _Columns(layout, index, len(header))
 
 
+class Sink(Protocol):
+    """Where the reader puts what it reads: `device` once per device id and file, `proto` once
+    per distinct app (its record with a placeholder device and no user), `run` when the rows
+    move to another device or user, then the function `run` returned once per row with what
+    `proto` returned. `_Accumulator` keeps every row as an App; agent.tally.Tally counts rows
+    and keeps only the apps a ban list names, so a million-row export is checked without a
+    million records."""
+
+    errors: list[CollectorError]
+    notes: list[str]
+
+    def device(self, device: Device) -> Any: ...
+
+    def proto(self, app: App) -> Any: ...
+
+    def run(self, slot: Any, user: str) -> Callable[[Any], object]: ...
+
+
 @dataclass
 class _Accumulator:
     """Devices, apps and problems gathered while streaming one or more CSV files."""
@@ -115,11 +135,67 @@ class _Accumulator:
     errors: list[CollectorError] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    def device(self, device: Device) -> Device:
+        self.devices[device.id] = device
+        return device
+
+    def proto(self, app: App) -> App:
+        return app
+
+    def run(self, slot: Device, user: str) -> Callable[[App], None]:
+        append, device, user = self.apps.append, slot.id, sys.intern(user)
+        return lambda proto: append(_copy(proto, proto.source, device, user))
+
     def inventory(self) -> Inventory:
         return Inventory(
             devices=tuple(self.devices.values()), apps=tuple(self.apps),
             errors=tuple(self.errors), notes=tuple(dict.fromkeys(self.notes)),
         )
+
+
+class _Rows:
+    """An export's rows kept compactly — per device, one 8-byte (user, app) number per row in
+    row order — to be handed on a few hundred devices at a time (`chunks`): the fleet stores
+    a 10,000-phone export device by device without a million records in memory at once. The
+    chunks hold exactly the devices and apps `_Accumulator` would, each device's apps in the
+    same order."""
+
+    def __init__(self) -> None:
+        self.devices: dict[str, Device] = {}
+        self.rows: dict[str, array[int]] = {}
+        self.protos: list[App] = []
+        self.users: dict[str, int] = {}
+        self.errors: list[CollectorError] = []
+        self.notes: list[str] = []
+
+    def device(self, device: Device) -> array[int]:
+        self.devices[device.id] = device
+        rows = self.rows[device.id] = array("Q")
+        return rows
+
+    def proto(self, app: App) -> int:
+        self.protos.append(app)
+        return len(self.protos) - 1
+
+    def run(self, slot: array[int], user: str) -> Callable[[int], None]:
+        number = self.users.setdefault(sys.intern(user), len(self.users)) << 32
+        append = slot.append
+        return lambda proto: append(number | proto)
+
+    def chunks(self, size: int) -> Iterator[Inventory]:
+        """Yield the export as inventories of at most `size` devices each (errors and notes
+        with the first); one, empty but for them, when no row had a device and an app."""
+        ids, users = list(self.devices), list(self.users)
+        for start in range(0, max(len(ids), 1), size):
+            part = ids[start:start + size]
+            apps = tuple(
+                _copy(proto, proto.source, device, users[key >> 32])
+                for device in part for key in self.rows[device] for proto in (self.protos[key & 0xFFFFFFFF],)
+            )
+            first = start == 0
+            yield Inventory(devices=tuple(self.devices[d] for d in part), apps=apps,
+                            errors=tuple(self.errors) if first else (),
+                            notes=tuple(dict.fromkeys(self.notes)) if first else ())
 
 
 def _domain(email: str) -> str:
@@ -191,8 +267,10 @@ def _copy(proto: App, source: str, device: str, user: str) -> App:
     return app
 
 
-def read_csv(stream: IO[str], what: str, into: _Accumulator) -> None:
-    """Stream one CSV export into the accumulator: one App per row, one Device per device id.
+def read_csv(stream: IO[str], what: str, into: Sink, known: dict[str, Any] | None = None) -> None:
+    """Stream one CSV export into the sink: one app per row, one device per device id (`known`
+    maps the ids already seen in this file — the other CSVs of one ZIP — to what the sink
+    returned for them).
 
     Raise ExportError for an unknown or incomplete header, a decoding or CSV syntax error (one
     line with its line number); rows without a device or app are counted in one error (the rest
@@ -204,7 +282,7 @@ def read_csv(stream: IO[str], what: str, into: _Accumulator) -> None:
         if header is None:
             raise ExportError(f"{what}: empty file")
         columns = read_header(header, what)
-        skipped, first_skipped = _read_rows(reader, columns, into)
+        skipped, first_skipped = _read_rows(reader, columns, into, {} if known is None else known)
     except UnicodeDecodeError:
         raise ExportError(f"{what}: not UTF-8 text (near line {reader.line_num + 1})") from None
     except csv.Error as exc:
@@ -217,73 +295,106 @@ def read_csv(stream: IO[str], what: str, into: _Accumulator) -> None:
         into.notes.append(INTUNE_NOTE)
 
 
-def _read_rows(reader: Any, columns: _Columns, into: _Accumulator) -> tuple[int, int]:
-    """The hot loop: add every row's app; return (rows skipped, line of the first one).
+def _read_rows(reader: Any, columns: _Columns, into: Sink, known: dict[str, Any]) -> tuple[int, int]:
+    """The hot loop: hand every row's app to the sink; return (rows skipped, line of the first one).
 
-    Rows are padded with one "" cell that stands for absent columns; an app's facts without its
-    device are read once and kept as a prototype, which each device's row then copies.
+    Rows are padded with one "" cell that stands for absent columns (when the header lacks one).
+    An export lists a device's apps together, so the device is looked up and a sink run begun
+    only when the id (or the user) changes; an app's facts without its device are read once per
+    device kind into a prototype, and a row is then one lookup and one call of the run.
     """
     layout, intern, width = columns.layout, sys.intern, columns.width
-    owner = columns.picker((layout.device, layout.user))
-    facts = columns.picker((layout.app_id, layout.app_name, layout.publisher, *layout.versions))
+    names = (layout.device, layout.user, layout.app_id, layout.app_name, layout.publisher, *layout.versions)
+    pad = any(name not in columns.index for name in names)  # an absent column is read from the pad cell
+    at_device, at_user = (columns.index.get(name, width) for name in names[:2])
+    facts = columns.picker(names[2:])
     skipped, first_skipped = 0, 0
-    protos: dict[tuple[str, ...], App] = {}
-    devices = into.devices
-    append = into.apps.append
+    by_kind: dict[str, dict[tuple[str, ...], Any]] = {}
+    unknown: dict[tuple[str, ...], Any] = {}  # the prototypes of a device not described yet: none
+    last, device_id, slot, protos, last_user, user, add = None, "", None, unknown, None, "", None
     for row in reader:
-        if len(row) == width:
-            row.append("")
-        else:
+        if len(row) != width:
             row = (row + [""] * width)[:width] + [""]
-        device_id, user = owner(row)
-        device_id = device_id.strip()
-        proto = protos.get(key := facts(row))
+        elif pad:
+            row.append("")
+        raw_id = row[at_device]
+        if raw_id != last:  # a new device (or the next run of one seen before)
+            last, device_id, last_user = raw_id, raw_id.strip(), None
+            slot, kind = known.get(device_id, (None, ""))
+            protos = by_kind.setdefault(kind, {}) if slot is not None else unknown  # (seen in an earlier CSV of a ZIP)
+        if row[at_user] != last_user:
+            last_user = row[at_user]
+            user = last_user.strip()
+            add = into.run(slot, user) if slot is not None else None
+        key = facts(row)
+        proto = protos.get(key)
         if proto is None:
             app_id, name, publisher, *versions = (value.strip() for value in key)
-            if name or app_id:
-                proto = protos[key] = App(
-                    source="", id=intern(app_id or name), name=intern(name or app_id),
+            if not (name or app_id) or not device_id:
+                if any(row):
+                    skipped += 1
+                    first_skipped = first_skipped or reader.line_num
+                continue
+            if slot is None:  # a device's first row that has an app: describe it from this row
+                device = layout.make_device(columns, row, intern(device_id), platform_source(columns.get(row, "platform")))
+                slot, kind = known[device_id] = (into.device(device), device.kind)
+                protos = by_kind.setdefault(kind, {})
+                add = into.run(slot, user)
+            proto = protos.get(key)
+            if proto is None:
+                proto = protos[key] = into.proto(App(
+                    source=kind, id=intern(app_id or name), name=intern(name or app_id),
                     version=next((v for v in versions if v), ""), publisher=publisher,
-                )
-        if proto is None or not device_id:
-            if any(row):
-                skipped += 1
-                first_skipped = first_skipped or reader.line_num
-            continue
-        device = devices.get(device_id)
-        if device is None:
-            device = layout.make_device(columns, row, intern(device_id), platform_source(columns.get(row, "platform")))
-            devices[device.id] = device
-        append(_copy(proto, device.kind, device.id, intern(user.strip())))
+                ))
+        add(proto)  # type: ignore[misc]
     return skipped, first_skipped
 
 
 def load_csv(path: str, what: str) -> Inventory:
     """Read a CSV export. Raise ExportError if unreadable or not a known layout."""
     into = _Accumulator()
+    stream_csv(path, what, into)
+    return into.inventory()
+
+
+def load_zip(path: str, what: str) -> Inventory:
+    """Read every CSV inside a ZIP export (Intune delivers one). Raise ExportError as stream_zip."""
+    into = _Accumulator()
+    stream_zip(path, what, into)
+    return into.inventory()
+
+
+def export_chunks(path: str, what: str, zipped: bool, size: int) -> Iterator[Inventory]:
+    """Read a CSV or ZIP export and yield it `size` devices at a time (see `_Rows`).
+    Raise ExportError as stream_csv and stream_zip."""
+    into = _Rows()
+    (stream_zip if zipped else stream_csv)(path, what, into)
+    return into.chunks(size)
+
+
+def stream_csv(path: str, what: str, into: Sink) -> None:
+    """Stream a CSV export into a sink. Raise ExportError if unreadable or not a known layout."""
     try:
         with open(path, encoding="utf-8-sig", newline="") as stream, paused_gc():
             read_csv(stream, what, into)
     except OSError as exc:
         raise ExportError(f"{what}: cannot read: {exc.strerror or exc}") from None
-    return into.inventory()
 
 
-def load_zip(path: str, what: str) -> Inventory:
-    """Read every CSV inside a ZIP export (Intune delivers one). Raise ExportError if the archive
-    is unreadable, holds no CSV, or a CSV is not a known layout."""
-    into = _Accumulator()
+def stream_zip(path: str, what: str, into: Sink) -> None:
+    """Stream every CSV inside a ZIP export into a sink. Raise ExportError if the archive is
+    unreadable, holds no CSV, or a CSV is not a known layout."""
     try:
         with zipfile.ZipFile(path) as archive, paused_gc():
             members = sorted(n for n in archive.namelist() if n.casefold().endswith(".csv"))
             if not members:
                 raise ExportError(f"{what}: the ZIP holds no .csv file")
+            known: dict[str, Any] = {}  # one device across the archive's CSVs is one device
             for member in members:
                 with archive.open(member) as raw:
                     stream = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-                    read_csv(stream, f"{what} ({member})", into)
+                    read_csv(stream, f"{what} ({member})", into, known)
     except (OSError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
         raise ExportError(f"{what}: cannot read the ZIP: {exc}") from None
     except RuntimeError as exc:  # zipfile: a password, or (NotImplementedError) an unsupported compression
         raise ExportError(f"{what}: cannot read the ZIP: {' '.join(str(exc).split())}") from None
-    return into.inventory()

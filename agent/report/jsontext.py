@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import json
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 INDENT = "  "
 _LEAVES = (str, int, float, bool, type(None))
@@ -24,6 +24,29 @@ _compact = json.JSONEncoder(ensure_ascii=False).encode  # C-accelerated (no inde
 def dumps(value: Any) -> str:
     """Return `value` as JSON, byte for byte what json.dumps(value, indent=2, ensure_ascii=False) gives."""
     return _encode(value, 0)
+
+
+def chunks(value: Any) -> Iterator[str]:
+    """Yield the text of `dumps(value)` in pieces: a dict's members one at a time and the items
+    of its lists one at a time, so a report of 20,000 devices and findings is written out
+    without its whole text (tens of MiB) ever being in memory at once."""
+    if type(value) is not dict or not value or any(type(key) is not str for key in value) or all(
+            type(item) in _LEAVES for item in value.values()):
+        yield _encode(value, 0)  # what is not a non-flat dict of str keys is written as dumps writes it
+        return
+    inner = _newline(1)
+    yield "{"
+    for number, (key, item) in enumerate(value.items()):
+        yield f"{',' if number else ''}{inner}{encode_basestring(key)}: "
+        if type(item) is list and item and not all(type(x) in _LEAVES for x in item):
+            items = _newline(2)
+            yield "["
+            for position, element in enumerate(item):
+                yield f"{',' if position else ''}{items}{_encode(element, 2)}"
+            yield inner + "]"
+        else:
+            yield _encode(item, 1)
+    yield _newline(0) + "}"
 
 
 @functools.cache

@@ -5,9 +5,9 @@ an argument, measured in terminal columns (agent.report.textwidth), so CJK names
 from __future__ import annotations
 
 from itertools import groupby
-from typing import Sequence
+from typing import Iterator, Sequence
 
-from agent.model import App, Device, Entry, Finding, Inventory, Report, app_counts
+from agent.model import App, Device, Entry, Finding, Inventory, Report, app_counts, app_total
 from agent.printable import printable
 from agent.report import jsontext
 from agent.report.textwidth import DEFAULT_WIDTH, fit, wrap
@@ -24,7 +24,14 @@ _APP_COLUMNS: ColumnSpec = (
 
 def render_json(report: Report) -> str:
     """Return the report as indented JSON (UTF-8 names kept readable)."""
-    return jsontext.dumps(report.to_dict()) + "\n"
+    return "".join(render_json_chunks(report))
+
+
+def render_json_chunks(report: Report) -> Iterator[str]:
+    """Yield render_json's text in pieces (a device or a finding at a time), for writing out a
+    fleet's report without holding its whole text."""
+    yield from jsontext.chunks(report.to_dict())
+    yield "\n"
 
 
 def layout(spec: ColumnSpec, width: int) -> Columns:
@@ -91,7 +98,7 @@ def render_table(report: Report, width: int = DEFAULT_WIDTH) -> str:
         since = info.stale_since.isoformat() if info.stale_since else "unknown"
         lines += wrap(f"WARNING: the ban list is stale (expired {since}); the central list is not "
                       "being renewed", width, subsequent="  ")
-    lines.append(f"{len(report.inventory.devices)} device(s), {len(report.inventory.apps)} app(s) checked")
+    lines.append(f"{len(report.inventory.devices)} device(s), {app_total(report.inventory)} app(s) checked")
     if report.findings:
         columns = layout(_FINDING_COLUMNS, width)
         lines += ["", _row([name for name, _ in columns], columns)]
@@ -146,6 +153,6 @@ def _summary(report: Report) -> str:
     text = ", ".join(f"{n} {status}" for status, n in counts.items())
     verdict = "COMPLIANT" if report.compliant else "NOT COMPLIANT"
     if report.inventory.errors and report.compliant:
-        verdict = ("NO VERDICT (nothing could be read)" if not report.inventory.apps
+        verdict = ("NO VERDICT (nothing could be read)" if not app_total(report.inventory)
                    else verdict + " as far as could be read (some sources failed)")
     return f"{verdict}: {text}"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.inventory.file import InventoryFileError, load_inventory_file
+from agent.inventory.file import InventoryFileError, inventory_chunks, load_inventory_file
 from agent.inventory.mdm import INTUNE_NOTE, _copy, platform_source
 from agent.model import App
 
@@ -152,3 +152,34 @@ def test_a_saved_inventory_with_a_string_for_a_list_is_refused_not_split_into_le
     path.write_text(json.dumps({"format": "appban.inventory/v1", **record}))
     with pytest.raises(InventoryFileError, match=problem):
         load_inventory_file(str(path))
+
+
+def test_an_export_in_chunks_is_the_export_device_by_device(tmp_path: Path) -> None:
+    """What the fleet's import stores: every device whole in one chunk, its apps in file order,
+    even when its rows are not together; errors and notes once."""
+    header = "device,platform,app_id,app_name,version,user\n"
+    rows = [f"d{n % 7},{'android' if n % 2 else 'ios'},app.{n % 5},App {n % 5},1.{n % 3},u{n % 2}\n" for n in range(60)]
+    path = _write(tmp_path, header + "".join(rows) + ",android,app.x,X,1,\n" + rows[3])  # a row without device, a duplicate
+    whole = load_inventory_file(path)
+    chunks = list(inventory_chunks(path, devices=3))
+    assert [len(c.devices) for c in chunks] == [3, 3, 1]
+    assert [d for c in chunks for d in c.devices] == list(whole.devices)
+    for chunk in chunks:
+        ids = {d.id for d in chunk.devices}
+        assert chunk.apps == tuple(a for d in chunk.devices for a in whole.apps if a.device == d.id)
+        assert {a.device for a in chunk.apps} <= ids
+    assert (chunks[0].errors, chunks[0].notes) == (whole.errors, whole.notes) and len(whole.errors) == 1
+    assert all(not c.errors and not c.notes for c in chunks[1:])
+    assert len([a for c in chunks for a in c.apps]) == len(whole.apps) == 61
+
+
+def test_one_device_across_the_csvs_of_a_zip_is_one_device(tmp_path: Path) -> None:
+    header = "device,platform,app_id,app_name,version\n"
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        out.writestr("a.csv", header + "p1,android,com.tencent.mm,WeChat,8.0\n")
+        out.writestr("b.csv", header + "p1,ios,com.zhiliaoapp.musically,TikTok,35\np2,ios,com.example,Example,1\n")
+    inventory = load_inventory_file(str(archive))
+    assert [(d.id, d.kind) for d in inventory.devices] == [("p1", "android"), ("p2", "ios")]
+    assert [(a.device, a.source, a.id) for a in inventory.apps] == [
+        ("p1", "android", "com.tencent.mm"), ("p1", "android", "com.zhiliaoapp.musically"), ("p2", "ios", "com.example")]
