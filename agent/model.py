@@ -30,7 +30,7 @@ class Folded(tuple):
 
 def _lowered(values: tuple[str, ...]) -> tuple[str, ...]:
     """Identifiers compare case-insensitively, so they are folded once, when the list is read."""
-    folded = Folded(v.casefold() for v in values)
+    folded = Folded(map(str.casefold, values))
     folded.spelled = tuple(values)
     return folded
 
@@ -60,17 +60,26 @@ def _strings(value: Any, key: str) -> tuple[str, ...]:
 def build_record(cls: type[Any], values: dict[str, Any]) -> Any:
     """Return an instance of the frozen dataclass `cls` with `values` over its fields' defaults,
     without running its __init__ (which sets each field through object.__setattr__). Fields
-    added later get their defaults here too, so adding a field stays a one-line change."""
+    added later get their defaults here too, so adding a field stays a one-line change.
+
+    When `values` names every field it becomes the instance's dictionary as it is (no copy: the
+    bulk loads build 100,000s of records), so the caller must not change it afterwards."""
     record = object.__new__(cls)
-    fields = _defaults(cls).copy()
-    fields.update(values)
-    object.__setattr__(record, "__dict__", fields)
+    defaults = _defaults(cls)
+    if len(values) != _field_count(cls):
+        values = {**defaults, **values}
+    object.__setattr__(record, "__dict__", values)
     return record
 
 
 @functools.cache
 def _defaults(cls: type[Any]) -> dict[str, Any]:
     return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+
+
+@functools.cache
+def _field_count(cls: type[Any]) -> int:
+    return len(dataclasses.fields(cls))
 
 
 LOCAL_DEVICE = "local"
@@ -164,16 +173,20 @@ class App:
     """Source-specific facts (architecture, pid, install state) as sorted pairs."""
 
     def to_dict(self) -> dict[str, Any]:
+        # Read from the instance dictionary: a quarter faster than eleven attribute loads, and an
+        # inventory document of 100,000 apps calls this 100,000 times.
+        fields = self.__dict__
         data: dict[str, Any] = {
-            "device": self.device, "source": self.source, "id": self.id, "name": self.name,
-            "version": self.version, "publisher": self.publisher, "path": self.path, "user": self.user,
+            "device": fields["device"], "source": fields["source"], "id": fields["id"], "name": fields["name"],
+            "version": fields["version"], "publisher": fields["publisher"], "path": fields["path"],
+            "user": fields["user"],
         }
-        if self.aliases:
-            data["aliases"] = list(self.aliases)
-        if self.sha256:
-            data["sha256"] = self.sha256
-        if self.extra:
-            data["extra"] = dict(self.extra)
+        if fields["aliases"]:
+            data["aliases"] = list(fields["aliases"])
+        if fields["sha256"]:
+            data["sha256"] = fields["sha256"]
+        if fields["extra"]:
+            data["extra"] = dict(fields["extra"])
         return data
 
     @classmethod

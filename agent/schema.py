@@ -179,6 +179,11 @@ def _step(fld: dataclasses.Field, hint: Any) -> Step:
     return step
 
 
+_is_str = str.__instancecheck__
+"""isinstance(x, str) without a Python-level generator: the lists of a 10,000-entry ban list
+are checked item by item."""
+
+
 def _converter(hint: Any) -> Step:
     """Return a converter for `hint`, with a fast path for the common shapes (strings, lists of
     strings, nested dataclasses); anything else, and every error, goes through `convert`, so the
@@ -187,7 +192,7 @@ def _converter(hint: Any) -> Step:
         return lambda raw, path: raw if type(raw) is str else convert(hint, raw, path)
     if typing.get_origin(hint) is tuple and typing.get_args(hint)[0] is str:
         def strings(raw: Any, path: tuple[str | int, ...]) -> Any:
-            if type(raw) is list and all(type(item) is str for item in raw):
+            if type(raw) is list and all(map(_is_str, raw)):
                 return tuple(raw)
             return convert(hint, raw, path)
         return strings

@@ -17,6 +17,7 @@ from agent.commands.common import (
     state_dir_from, write_out,
 )
 from agent.config import Config
+from agent.gcpause import one_pass
 from agent.model import BanList, Report
 from agent.printable import printable
 from agent.report.render import render_json_chunks, render_table
@@ -70,6 +71,7 @@ def _enforce(
     return report
 
 
+@one_pass  # the loaded records need no cyclic GC until the command returns (agent/gcpause.py)
 def run(args: argparse.Namespace) -> int:
     """Run the check; user errors propagate to the CLI, which prints one line and exits 2."""
     enforcing = args.enforce or args.dry_run

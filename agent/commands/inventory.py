@@ -9,6 +9,7 @@ import sys
 from collections import Counter
 
 from agent.commands.common import add_collection_args, add_config_arg, config_from, gather, nothing_read, write_out
+from agent.gcpause import one_pass
 from agent.inventory.file import inventory_to_dict
 from agent.model import Inventory
 from agent.report import jsontext
@@ -43,10 +44,24 @@ def render_counts(inventory: Inventory) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_bytes(document: bytes) -> None:
+    """Write a JSON document and a newline to stdout as bytes when stdout has a byte layer (a
+    100,000-app inventory is 30 MB: decoding it and encoding it again cost a third of writing it)."""
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:
+        sys.stdout.write(document.decode() + "\n")
+        return
+    sys.stdout.flush()
+    buffer.write(document)
+    buffer.write(b"\n")
+    buffer.flush()
+
+
+@one_pass  # the loaded records need no cyclic GC until the command returns (agent/gcpause.py)
 def run(args: argparse.Namespace) -> int:
     inventory = gather(args, config_from(args))
     if args.format == "json":
-        sys.stdout.write(jsontext.dumps(inventory_to_dict(inventory)) + "\n")
+        write_bytes(jsontext.encode_document(inventory_to_dict(inventory)))
     else:
         write_out(render_apps(inventory, terminal_width()) + "\n" + render_counts(inventory))
     reason = nothing_read(inventory)

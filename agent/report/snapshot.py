@@ -57,5 +57,5 @@ def iso_time(stamp: float | None) -> str | None:
 def render_documents(report: Report) -> tuple[bytes, bytes]:
     """Return the report's `appban.report/v1` JSON and its `appban.inventory/v1` JSON, as served."""
     report_json = jsontext.dumps(report.to_dict()).encode() + b"\n"
-    inventory_json = jsontext.dumps(inventory_to_dict(report.inventory)).encode() + b"\n"
+    inventory_json = jsontext.encode_document(inventory_to_dict(report.inventory)) + b"\n"
     return report_json, inventory_json

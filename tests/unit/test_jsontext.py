@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.report.jsontext import chunks, dumps
+from agent.report.jsontext import chunks, dumps, encode_document
 
 LEAVES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text())
 KEYS = st.one_of(st.text(), st.integers(), st.booleans(), st.none(), st.floats())
@@ -35,3 +36,30 @@ def test_an_inventory_shaped_document() -> None:
     assert dumps(document) == json.dumps(document, indent=2, ensure_ascii=False)
     pieces = list(chunks(document))
     assert "".join(pieces) == dumps(document) and len(pieces) > len(document)  # written record by record
+
+
+PLAIN_LEAVES = st.one_of(st.none(), st.booleans(), st.integers(), st.text())
+PLAIN = st.recursive(PLAIN_LEAVES, lambda inner: st.one_of(st.lists(inner), st.dictionaries(st.text(), inner)),
+                     max_leaves=40)
+
+
+def _standard_bytes(value: object) -> bytes:
+    return json.dumps(value, indent=2, ensure_ascii=False).encode()
+
+
+@settings(max_examples=500)
+@given(PLAIN)
+def test_documents_get_the_same_bytes_through_msgspec(value: object) -> None:
+    """What the records' to_dict build (no floats, string keys) is written as json writes it."""
+    try:
+        expected = _standard_bytes(value)
+    except UnicodeEncodeError:  # a lone surrogate: no UTF-8 for it either way
+        with pytest.raises(UnicodeEncodeError):
+            encode_document(value)
+        return
+    assert encode_document(value) == expected
+
+
+def test_what_msgspec_cannot_encode_goes_to_the_standard_path() -> None:
+    document = {"keys": {1: "one", None: "none"}, "huge": 2**200}
+    assert encode_document(document) == _standard_bytes(document)

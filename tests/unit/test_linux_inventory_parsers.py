@@ -7,9 +7,12 @@ import xml.etree.ElementTree as ET
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.inventory.appimage import appimage_type, elf_size, name_version
 from agent.inventory.dedupe import merge_launchers
+from agent.inventory import dpkg
 from agent.inventory.dpkg import parse_status
 from agent.inventory.flatpak import appstream_facts, deploy_origin, read_keyfile
 from agent.inventory.rpm import parse_query
@@ -190,3 +193,60 @@ def test_exec_program_skips_env_and_its_options(line: str, program: str) -> None
     from agent.inventory.desktop import exec_program
 
     assert exec_program(line) == program
+
+
+def _reference_status(text: str) -> list[tuple[str, str, str, tuple[str, ...], tuple[tuple[str, str], ...]]]:
+    """dpkg's status format read line by line, the plain way: a line starting with `Name:` (no
+    leading space) is a field, `Package:` starts a record, a repeated field keeps its last value."""
+    records: list[dict[str, str]] = []
+    for line in text.split("\n"):
+        key, colon, value = line.partition(":")
+        if not colon or key not in ("Package", "Status", "Version", "Architecture", "Maintainer", "Multi-Arch",
+                                    "Essential", "Priority"):
+            continue
+        if key == "Package":
+            records.append({})
+        if records:
+            records[-1][key] = value.lstrip(" \t").rstrip()
+    found = []
+    for fields in records:
+        status = fields.get("Status", "")
+        if not status.endswith(" installed") or len(status.split()) != 3:
+            continue
+        name, arch = fields["Package"], fields.get("Architecture", "")
+        extra = {"arch": arch, "multi_arch": fields.get("Multi-Arch", "")}
+        if fields.get("Essential", "").strip().lower() == "yes":
+            extra["essential"] = "yes"
+        if fields.get("Priority", "").strip().lower() == "required":
+            extra["priority"] = "required"
+        found.append((name, fields.get("Version", ""), fields.get("Maintainer", ""),
+                      (f"{name}:{arch}",) if arch and arch != "all" else (), tuple(sorted((k, v) for k, v in extra.items() if v))))
+    return found
+
+
+_STATUS_LINES = st.sampled_from([
+    "Package: a", "Package:b ", "Package: \tc\r", "Status: install ok installed", "Status: hold ok installed ",
+    "Status: deinstall ok config-files", "Status:install ok installed", "Version: 1.0", "Version:2", "Architecture: amd64",
+    "Architecture: all", "Architecture:", "Maintainer: M <m@x>", "Multi-Arch: same", "Essential: yes", "Essential: Yes ",
+    "Priority: required", "Priority: optional", " Package: fake", " continuation", "", "Description: d", "package: lower",
+    "Status-Foo: x", "Versions: 3",
+])
+
+
+@settings(max_examples=500)
+@given(st.lists(_STATUS_LINES, max_size=16), st.booleans())
+def test_dpkg_parser_agrees_with_a_line_by_line_reading(lines: list[str], final_newline: bool) -> None:
+    text = "\n".join(lines) + ("\n" if final_newline else "")
+    assert [(a.id, a.version, a.publisher, a.aliases, a.extra) for a in parse_status(text)] == _reference_status(text)
+
+
+@settings(max_examples=300)
+@given(st.lists(_STATUS_LINES, max_size=24), st.integers(min_value=1, max_value=40))
+def test_dpkg_parser_gives_the_same_records_whatever_the_slice_size(lines: list[str], size: int) -> None:
+    text = "\n".join(lines) + "\n"
+    whole = parse_status(text)
+    saved, dpkg.SLICE = dpkg.SLICE, size
+    try:
+        assert parse_status(text) == whole
+    finally:
+        dpkg.SLICE = saved
