@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import NoReturn, Sequence
+from typing import Any, NoReturn, Sequence
 
 from agent import __version__
-from agent import log
+from agent import log, terminal
 from agent.errors import UserError
 from agent.schema import did_you_mean
 from agent.printable import printable
@@ -34,8 +34,22 @@ COMMANDS = {
 EXIT_NO_VERDICT = 2
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help layout at the width argparse picks (the terminal's columns less two),
+    measured by agent.terminal: argparse makes a formatter for every argument added, and its own
+    measure imports shutil."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position, terminal.columns() - 2 if width is None else width)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with the nearest valid flag or command suggested for a misspelt one."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         super().error(message + _suggestion(self, message))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
@@ -20,6 +20,7 @@ from agent import platform as host
 from agent.documents import DocumentError, load_document
 from agent.errors import UserError
 from agent.log import log_event
+from agent.records import dataclass
 from agent.schema import SchemaError, build
 
 logger = logging.getLogger(__name__)

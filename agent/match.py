@@ -11,13 +11,13 @@ import fnmatch
 import os
 import re
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Mapping
 
 from agent.model import (
     App, BanException, BanList, Device, Entry, Finding, Status, aware,
 )
+from agent.records import dataclass
 from agent.sources import MATCH_KINDS_OF_SOURCES, facts
 from agent.versions import VersionSpec, parse_spec
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 from agent.domains import normalise_domains
+from agent.records import dataclass
 from agent.versions import parse_spec
 
 ID_PATTERN = r"[a-z0-9._-]+"

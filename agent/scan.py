@@ -14,7 +14,6 @@ inventory. Both give the same report for the same input.
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Iterable, Sequence, TextIO
@@ -22,6 +21,7 @@ from typing import Callable, Iterable, Sequence, TextIO
 from agent import __version__
 from agent.config import Config
 from agent.groups import assign_groups
+from agent.ids import random_id
 from agent.inventory import collect, local_device
 from agent.inventory.base import Context
 from agent.match import Matcher, compile_banlist, finding_key, match
@@ -110,7 +110,7 @@ def _report(banlist: BanList, info: BanListInfo, inventory: Inventory, findings:
             now: datetime, max_age: timedelta) -> Report:
     stale, since = staleness(banlist, now, max_age)
     return Report(
-        id=str(uuid.uuid4()), generated=now, agent_version=__version__,
+        id=random_id(), generated=now, agent_version=__version__,
         banlist=dataclasses.replace(info, stale=stale, stale_since=since),
         inventory=inventory, findings=tuple(findings),
     )

@@ -8,7 +8,6 @@ serves both, so the two documents cannot drift in how strictly they are read.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import re
 import types
@@ -257,7 +256,10 @@ def _yaml_switch(raw: bool, choices: tuple[str, ...], path: tuple[str | int, ...
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    """Return " (did you mean 'x'?)" for the closest candidate (difflib), or "" when none is close."""
+    """Return " (did you mean 'x'?)" for the closest candidate (difflib), or "" when none is close.
+    difflib is imported here, on a mistake: a check that has none does not pay for it."""
+    import difflib
+
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

@@ -11,7 +11,7 @@ module of that tool, keyed by source; tests/unit/test_sources.py checks that the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from agent.records import dataclass
 
 
 @dataclass(frozen=True)

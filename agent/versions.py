@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import operator
 import re
-from dataclasses import dataclass
 from typing import Callable
+
+from agent.records import dataclass
 
 _TOKEN = re.compile(r"\d+|[A-Za-z]+|~")
 _EPOCH = re.compile(r"\s*(\d+):(.*)", re.DOTALL)

@@ -13,12 +13,16 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
-from agent.enforce.deny import DenySet
+from agent.enforce.files import on_root
 from agent.atomic import write_atomic
 from agent.log import log_event
 from agent.runner import CommandError, Runner
+
+if TYPE_CHECKING:  # types only: the service withdraws rules without loading the deny-set builder
+    from agent.config import EnforcementConfig
+    from agent.enforce.deny import DenySet
 
 logger = logging.getLogger(__name__)
 
@@ -127,3 +131,20 @@ def fapolicyd_running(proc: str = "/proc") -> bool:
             except OSError:
                 continue
     return False
+
+
+def withdraw_fapolicyd_rules(config: EnforcementConfig, runner: Runner) -> bool:
+    """Empty appban's fapolicyd rules file (and reload fapolicyd) when it still holds deny rules,
+    so that setting `enforcement.mode` back to report stops fapolicyd denying on appban's behalf
+    (FapolicydRules.stop leaves them, for a service that merely stops); return True when it did.
+
+    Raise RulesError or CommandError (file put back) as install_rules does.
+    """
+    path = Path(on_root(config.root, config.fapolicyd_rules))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return False
+    if not text.startswith(HEADER) or text == HEADER:
+        return False
+    return install_rules(path, HEADER, runner)

@@ -27,7 +27,7 @@ from agent.enforce.audit import AuditLog
 from agent.enforce.deny import DenySet, denied_names, deny_set, guard_entries
 from agent.enforce.execguard import Denial, GuardUnavailable
 from agent.enforce.files import on_root
-from agent.enforce.fapolicyd import HEADER, fapolicyd_running, install_rules, render_rules
+from agent.enforce.fapolicyd import fapolicyd_running, install_rules, render_rules
 from agent.enforce.guardprocess import GuardProcess
 from agent.enforce.notify import desktop_sessions, message, notify
 from agent.enforce.critical import BASE_PACKAGES, agent_files, agent_trees, base_package, shells, with_real
@@ -195,23 +195,6 @@ def guard_settings(config: Config) -> tuple[object, ...]:
     cfg = config.enforcement
     return (cfg.dry_run, cfg.guard, cfg.guard_mounts, cfg.guard_deadline, cfg.fail_closed, cfg.kill_interval,
             cfg.kill_grace, cfg.root, cfg.fapolicyd_rules, tuple(sorted(config.commands.items())))
-
-
-def withdraw_fapolicyd_rules(config: Config, runner: Runner) -> bool:
-    """Empty appban's fapolicyd rules file (and reload fapolicyd) when it still holds deny rules,
-    so that setting `enforcement.mode` back to report stops fapolicyd denying on appban's behalf
-    (FapolicydRules.stop leaves them, for a service that merely stops); return True when it did.
-
-    Raise RulesError or CommandError (file put back) as install_rules does.
-    """
-    path = Path(on_root(config.enforcement.root, config.enforcement.fapolicyd_rules))
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
-        return False
-    if not text.startswith(HEADER) or text == HEADER:
-        return False
-    return install_rules(path, HEADER, runner)
 
 
 def make_guard(

@@ -11,8 +11,6 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
-import platform
-import socket
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Sequence
 
@@ -78,8 +76,8 @@ def local_device(ctx: Context, groups: Sequence[str] | None = None) -> Device:
     """Return the Device record of the host being inspected (the running one, or the image): its
     id is config `device.id`, else the OS's stable id, else the host name (or the image's path)."""
     cfg = ctx.config
-    live_os = f"{platform.system()} {platform.release()}".strip()
-    hostname = cfg.device.hostname or (socket.gethostname() if ctx.live else "")
+    live_os = host_platform.os_name()
+    hostname = cfg.device.hostname or (host_platform.host_name() if ctx.live else "")
     return Device(
         id=cfg.device.id or stable_id(ctx) or hostname or str(ctx.root),
         hostname=hostname,

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from agent.inventory.base import Collected, Context
 from agent.inventory.gateway import UnsafeIdentifierError, gateway_unavailable, pairs, read_all
 from agent.log import log_event
 from agent.model import App, CollectorError, Device, Ownership
+from agent.records import dataclass
 from agent.runner import CommandError, Result, Runner
 
 logger = logging.getLogger(__name__)

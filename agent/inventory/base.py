@@ -8,13 +8,14 @@ plain records for the pure matcher.
 from __future__ import annotations
 
 import stat
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Callable, Protocol
 
 from agent.config import Config
 from agent.inventory.reading import DATABASE_LIMIT, exists, folder_entries, read_text
 from agent.model import App, CollectorError, Device
+from agent.records import dataclass
 from agent.runner import Runner
 
 

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 from agent import __version__
 from agent.errors import UserError
 from agent.gcpause import paused_gc
-from agent.inventory.mdm import ExportError, export_chunks, load_csv, load_zip, stream_csv, stream_zip
 from agent.model import LOCAL_DEVICE, App, CollectorError, Device, Inventory, build_record
 from agent.schema import parse_timestamp
 
@@ -131,7 +130,9 @@ def load_inventory_file(path: str) -> Inventory:
         kind = _kind(path)
         if kind == "json":
             return _json_inventory(path, what)
-        return (load_zip if kind == "zip" else load_csv)(path, what)
+        from agent.inventory import mdm  # csv and zipfile, here: the service renders inventories, never reads exports
+
+        return (mdm.load_zip if kind == "zip" else mdm.load_csv)(path, what)
 
 
 def inventory_chunks(path: str, devices: int = 500) -> Iterator[Inventory]:
@@ -145,7 +146,9 @@ def inventory_chunks(path: str, devices: int = 500) -> Iterator[Inventory]:
         if kind == "json":
             chunks: Iterator[Inventory] = iter((_json_inventory(path, what),))
         else:
-            chunks = export_chunks(path, what, kind == "zip", devices)
+            from agent.inventory import mdm
+
+            chunks = mdm.export_chunks(path, what, kind == "zip", devices)
     yield from chunks
 
 
@@ -160,7 +163,9 @@ def stream_inventory_file(path: str, into: Tally) -> datetime | None:
             inventory = _json_inventory(path, what)
             into.inventory(inventory)
             return inventory.collected_at
-        (stream_zip if kind == "zip" else stream_csv)(path, what, into)
+        from agent.inventory import mdm
+
+        (mdm.stream_zip if kind == "zip" else mdm.stream_csv)(path, what, into)
     return None
 
 
@@ -233,6 +238,8 @@ def _app(fields: dict[str, Any]) -> App:
 @contextlib.contextmanager
 def _reading(what: str) -> Iterator[None]:
     """Turn what reading a file can raise into the one-line InventoryFileError."""
+    from agent.inventory.mdm import ExportError
+
     try:
         yield
     except OSError as exc:

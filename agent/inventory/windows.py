@@ -16,13 +16,14 @@ import importlib.util
 import re
 import stat
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from agent.inventory.base import Collected, Context
 from agent.inventory.reading import DATABASE_LIMIT, exists, folder_entries, open_regular, read_bytes
 from agent.model import App, CollectorError
+from agent.records import dataclass
 
 UNINSTALL = r"Microsoft\Windows\CurrentVersion\Uninstall"
 MACHINE_UNINSTALL = ((UNINSTALL, "64-bit"), (rf"WOW6432Node\{UNINSTALL}", "32-bit"))

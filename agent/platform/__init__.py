@@ -37,7 +37,7 @@ Windows module in place on Linux (with a stand-in msvcrt) and run the service th
 
 __all__ = ["OS", "image_device_id", "system_trust", "try_lock", "wait_lock", "is_locked", "stop_signals",
            "on_reload", "user_name", "current_uid", "live_device_id", "SERVICE_MANAGERS", "service_manager",
-           "default_config_file", "default_state_dir"]
+           "default_config_file", "default_state_dir", "os_name", "host_name"]
 
 SERVICE_MANAGERS = {"linux": "systemd", "macos": "launchd", "windows": "winsw"}
 """What runs `appban run` in the background on each OS (see packaging/ and docs/platforms.md)."""
@@ -95,6 +95,16 @@ def live_device_id(runner: Runner) -> str:
     """Return the running machine's stable id (machine-id, MachineGuid, IOPlatformUUID), or ""
     when it cannot be read; `runner` starts `ioreg` on macOS."""
     return OS.live_device_id(runner)
+
+
+def os_name() -> str:
+    """Return the running OS's name and release (`Linux 6.1.0-13-amd64`, `Windows 10`)."""
+    return OS.os_name()
+
+
+def host_name() -> str:
+    """Return the running machine's host name."""
+    return OS.host_name()
 
 
 def default_config_file() -> str:

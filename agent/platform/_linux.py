@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agent.platform._posix import current_uid, is_locked, on_reload, stop_signals, try_lock, user_name, wait_lock
+from agent.platform._posix import (current_uid, host_name, is_locked, on_reload, os_name, stop_signals, try_lock,
+                                   user_name, wait_lock)
 from agent.platform.identity import MACHINE_ID, read_machine_id
 
 if TYPE_CHECKING:
@@ -15,7 +16,7 @@ CONFIG_FILE = "/etc/appban/agent.yaml"
 STATE_DIR = "/var/lib/appban"
 
 __all__ = ["NAME", "CONFIG_FILE", "STATE_DIR", "current_uid", "is_locked", "on_reload", "stop_signals", "try_lock", "user_name", "wait_lock",
-           "live_device_id"]
+           "live_device_id", "os_name", "host_name"]
 
 
 def live_device_id(runner: Runner) -> str:

@@ -11,7 +11,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from agent.log import log_event
-from agent.platform._posix import current_uid, is_locked, on_reload, stop_signals, try_lock, user_name, wait_lock
+from agent.platform._posix import (current_uid, host_name, is_locked, on_reload, os_name, stop_signals, try_lock,
+                                   user_name, wait_lock)
 from agent.platform.identity import platform_uuid
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ IOREG_TIMEOUT = 10.0
 IOREG_ARGS = ("-rd1", "-c", "IOPlatformExpertDevice")
 
 __all__ = ["NAME", "CONFIG_FILE", "STATE_DIR", "current_uid", "is_locked", "on_reload", "stop_signals", "try_lock", "user_name", "wait_lock",
-           "live_device_id"]
+           "live_device_id", "os_name", "host_name"]
 
 
 def live_device_id(runner: Runner) -> str:

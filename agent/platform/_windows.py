@@ -90,6 +90,18 @@ def current_uid() -> int | None:
     return None
 
 
+def os_name() -> str:
+    import platform
+
+    return f"{platform.system()} {platform.release()}".strip()
+
+
+def host_name() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
 def live_device_id(runner: Runner) -> str:
     """Return HKLM\\SOFTWARE\\Microsoft\\Cryptography\\MachineGuid (64-bit view), or "" if unreadable."""
     try:

@@ -11,7 +11,6 @@ block the reports behind it; the dead letters are bounded by `max_queue` too.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +45,10 @@ class Outbox:
     def __init__(self, state_dir: str | Path, max_queue: int, read_only: bool = False) -> None:
         """Open (creating if needed) the outbox in `state_dir`; `read_only` opens an existing one
         without changing it (for `appban status`, which must not write the service's files).
-        Raise sqlite3.Error if unusable."""
+        Raise sqlite3.Error if unusable. (sqlite3 is imported here: a service that pushes nothing
+        never opens an outbox, and does not keep SQLite's ~1.7 MiB.)"""
+        import sqlite3
+
         self.path = Path(state_dir) / FILENAME
         self.max_queue = max(1, max_queue)
         if read_only:

@@ -29,11 +29,9 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import timezone
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Callable
 
 from agent.config import Config, PushConfig
-from agent.inventory.file import inventory_to_dict
 from agent.log import log_event
 from agent.model import Report
 from agent.report.enroll import reports_url
@@ -71,6 +69,8 @@ def retry_after_seconds(value: str | None, now: float) -> float:
     if text.isdigit():
         wait = float(text)
     else:
+        from email.utils import parsedate_to_datetime  # the email package: only for an HTTP date
+
         try:
             when = parsedate_to_datetime(text)
         except (TypeError, ValueError, IndexError):
@@ -84,6 +84,8 @@ def retry_after_seconds(value: str | None, now: float) -> float:
 def push_body(report: Report, with_inventory: bool) -> bytes:
     """Return the body queued for a report: its `appban.report/v1` document, with the
     `appban.inventory/v1` document under `inventory` when asked (so a fleet can re-match it)."""
+    from agent.inventory.file import inventory_to_dict  # here: a service that pushes nothing skips the MDM readers
+
     document = report.to_dict()
     if with_inventory:
         document["inventory"] = inventory_to_dict(report.inventory)

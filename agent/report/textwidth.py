@@ -2,14 +2,15 @@
 
 The table's cells are padded and cut by these widths (len() counts code points, so a column of
 Chinese app names — 微信, 腾讯QQ — pushed every column after it out of line). The terminal width
-comes from COLUMNS or the terminal, else 80, as shutil.get_terminal_size decides, so a pipe
+comes from COLUMNS or the terminal, else 80, as shutil.get_terminal_size decides (agent.terminal), so a pipe
 into a script always gets the same 80 columns.
 """
 
 from __future__ import annotations
 
-import shutil
 import unicodedata
+
+from agent import terminal
 
 MIN_WIDTH, DEFAULT_WIDTH = 60, 80
 
@@ -71,4 +72,4 @@ def wrap(text: str, columns: int, indent: str = "", subsequent: str = "") -> lis
 
 def terminal_width() -> int:
     """Return the width to render for: COLUMNS, else the terminal's, else 80; never below 60."""
-    return max(MIN_WIDTH, shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns)
+    return max(MIN_WIDTH, terminal.columns(DEFAULT_WIDTH))

@@ -8,13 +8,16 @@ disk or command must not keep the service from stopping), SIGHUP reloads the con
 Windows a change to the config file does: agent.platform); a bad one is refused with one log
 line and the old one stays. The pull endpoint serves from its own threads and reads the
 latest immutable Snapshot. A lock in the state directory keeps a second instance out.
+
+What only some configurations use is imported when they first need it: the enforcement engine
+and the exec guard (blocking), the network block, the push outbox (SQLite) and requests, so the
+idle service of a reporting-only machine holds none of them (issue 14: its resident memory).
 """
 
 from __future__ import annotations
 
 import logging
 import signal
-import sqlite3
 import sys
 import time
 from dataclasses import replace
@@ -30,12 +33,10 @@ from agent import platform as host
 from agent.banlist.parse import BanListError
 from agent.banlist.source import load_fresh
 from agent.config import DEFAULT_PATH, Config, ConfigError, interval_seconds
-from agent.enforce.guard import build_deny
-from agent.enforce.network import keep_network_block
 from agent.inventory import UnknownSourceError
 from agent.log import log_event
 from agent.model import BanList, BanListInfo, Inventory, Report
-from agent.report.outbox import Outbox
+from agent.report.outbox import FILENAME as OUTBOX_FILE, Outbox
 from agent.report.sinks import deliver, open_sinks
 from agent.runner import Runner
 from agent.scan import build_report, collect_here, enforce_report
@@ -95,11 +96,7 @@ def run_service(config_path: str | None, state_dir: str | None) -> int:
     except OSError as exc:
         raise ServiceError(f"state_dir {settings.state_dir}: {exc.strerror or exc}") from None
     with lock:
-        try:
-            service = Service(settings, lambda: load_settings(config_path, state_dir),
-                              Path(config_path or DEFAULT_PATH))
-        except sqlite3.Error as exc:
-            raise ServiceError(f"outbox in {settings.state_dir}: {exc}") from None
+        service = Service(settings, lambda: load_settings(config_path, state_dir), Path(config_path or DEFAULT_PATH))
         return service.run()
 
 
@@ -113,7 +110,8 @@ class Service:
         self.snapshot = Snapshot()
         self.banlist: BanList | None = None
         self.banlist_info: BanListInfo | None = None
-        self.outbox = Outbox(settings.state_dir, settings.config.push.max_queue)
+        self.outbox: Outbox | None = None
+        self._open_outbox()
         self._session: requests.Session | None = None
         self.scheduler = schedule.Scheduler()
         self.endpoint: server.Endpoint | None = None
@@ -136,8 +134,7 @@ class Service:
         except OSError as exc:
             raise ServiceError(f"server.listen {self.settings.config.server.listen}: cannot listen: "
                                f"{exc.strerror or exc}") from None
-        self._update(queue_depth=self.outbox.depth(), dropped=self.outbox.dropped(),
-                     dead_lettered=self.outbox.dead_lettered())
+        self._update(**self._queue_facts())
         self._plan()
         for job in (self.refresh, self.scan, self.push):
             self._guarded(job)
@@ -238,14 +235,13 @@ class Service:
         # Sinks first: the push outbox is what survives a crash, so no report that reached the
         # state directory can be lost to a kill between the two writes. (An outbox that cannot
         # be written fails the scan, as before; a file sink that cannot be written is logged.)
+        self._open_outbox()
         deliver(open_sinks(self.settings.config, self.outbox), report, report_json, SINK_ERRORS)
         write_atomic(state_dir / REPORT, report_json)
         write_atomic(state_dir / INVENTORY, inventory_json)
         duration = time.monotonic() - began
         self._update(report=report, report_json=report_json, inventory_json=inventory_json,
-                     last_scan=time.time(), scan_duration=duration,
-                     queue_depth=self.outbox.depth(), dropped=self.outbox.dropped(),
-                     dead_lettered=self.outbox.dead_lettered())
+                     last_scan=time.time(), scan_duration=duration, **self._queue_facts())
         release_free_memory()
         for finding in report.findings:  # one event each, so a SIEM needs no report parsing
             log_event(logger, logging.INFO, "scan.finding", app=finding.app.id, device=finding.device,
@@ -273,9 +269,14 @@ class Service:
         if config.enforcement.mode != "block":
             self.keeper.off(config)
             if config.enforcement.network != "none":  # take back a block written while blocking was on
+                from agent.enforce.network import keep_network_block
+
                 keep_network_block(banlist, config, report.inventory.devices[0], Runner(commands=config.commands),
                                    sys.stderr, now)
             return report
+        from agent.enforce.guard import build_deny
+        from agent.enforce.network import keep_network_block
+
         runner = Runner(commands=config.commands)
         report = enforce_report(report, banlist, config, runner, sys.stderr, now)
         keep_network_block(banlist, config, report.inventory.devices[0], runner, sys.stderr, now, report.findings)
@@ -286,7 +287,10 @@ class Service:
     def push(self) -> None:
         """Send what waits in the outbox (no-op while push is off)."""
         config = self.settings.config
-        if not config.push.url or not self.outbox.depth():
+        if not config.push.url:
+            return
+        self._open_outbox()
+        if self.outbox is None or not self.outbox.depth():
             return
         from agent.report.push import push_pending  # requests: only once there is something to push
 
@@ -298,8 +302,31 @@ class Service:
             from agent.report.enroll import forget_token
 
             forget_token(self.settings.state_dir)  # revoked or a new fleet: enroll again next cycle
-        self._update(queue_depth=self.outbox.depth(), dropped=self.outbox.dropped(),
-                     dead_lettered=self.outbox.dead_lettered())
+        self._update(**self._queue_facts())
+
+    def _open_outbox(self) -> None:
+        """Open the push outbox once push is configured, or when one is left in the state
+        directory from an earlier config (its queued and dropped reports are still counted in
+        status and metrics); without either there is nothing to queue, and SQLite stays out of
+        the service. Raise ServiceError if it cannot be opened."""
+        if self.outbox is not None:
+            return
+        settings = self.settings
+        if not settings.config.push.url and not (settings.state_dir / OUTBOX_FILE).exists():
+            return
+        import sqlite3
+
+        try:
+            self.outbox = Outbox(settings.state_dir, settings.config.push.max_queue)
+        except sqlite3.Error as exc:
+            raise ServiceError(f"outbox in {settings.state_dir}: {exc}") from None
+
+    def _queue_facts(self) -> dict[str, int]:
+        """The outbox's counts for status and metrics (what an empty one counts while there is none)."""
+        if self.outbox is None:
+            return {"queue_depth": 0, "dropped": 0, "dead_lettered": 0}
+        return {"queue_depth": self.outbox.depth(), "dropped": self.outbox.dropped(),
+                "dead_lettered": self.outbox.dead_lettered()}
 
     def _push_token(self) -> str | None:
         """The bearer token for pushes: the configured one, else the fleet token from an earlier
@@ -376,7 +403,8 @@ class Service:
             new = replace(new, state_dir=self.settings.state_dir)
         old, self.settings = self.settings, new
         log.configure(new.config.logging.format, new.config.logging.level)
-        self.outbox.max_queue = max(1, new.config.push.max_queue)
+        if self.outbox is not None:
+            self.outbox.max_queue = max(1, new.config.push.max_queue)
         self._close_session()  # the next push makes one with the new TLS settings
         if new.server_key() != old.server_key():
             self._restart_endpoint(old, new)
@@ -399,7 +427,8 @@ class Service:
         log_event(logger, logging.INFO, "service.stopping")
         self.keeper.stop()
         self._stop_endpoint()
-        self.outbox.close()
+        if self.outbox is not None:
+            self.outbox.close()
         self._close_session()
         self._wake.close()
         log_event(logger, logging.INFO, "service.stopped")

@@ -23,6 +23,7 @@ import hmac
 import http.client
 import logging
 import socket
+import socketserver
 import ssl
 import sys
 import threading
@@ -94,6 +95,13 @@ class Endpoint(ThreadingHTTPServer):
         self.snapshot = snapshot
         self.tls = tls
         threading.Thread(target=self._watch_deadlines, name="appban-endpoint-deadlines", daemon=True).start()
+
+    def server_bind(self) -> None:
+        """Bind as HTTPServer does, without its `socket.getfqdn` of the address: the name is
+        used by nothing here (only CGI handlers read it), and the lookup is a reverse DNS query
+        at start-up (for 0.0.0.0, of the host name) that also loads the IDNA codec."""
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
 
     @functools.cached_property
     def registry(self) -> CollectorRegistry:
