@@ -96,4 +96,4 @@ def test_a_reporting_service_scans_without_the_enforcement_engine_or_sqlite(tmp_
     assert "agent.inventory.dpkg" in loaded and (tmp_path / "state" / "report.json").exists()
     assert not {"sqlite3", "agent.enforce.guard", "agent.enforce.execguard",
                 "agent.enforce.fapolicyd", "agent.enforce.network", "agent.enforce.mdm", "psutil", "agent.export",
-                "requests"} & loaded
+                "requests", "msgspec"} & loaded
