@@ -10,6 +10,7 @@ so they serve a mounted image (`--root`) exactly as they serve the running syste
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -61,17 +62,23 @@ def platform_uuid(ioreg_output: str) -> str:
 def hive_machine_guid(hive: Path, root: Path = Path("/")) -> str:
     """Return MachineGuid from a SOFTWARE hive file (found inside `root`), or "" when the hive or
     the value is missing or unreadable (regipy raises many types for damaged input; none may stop the scan)."""
+    from agent.inventory.reading import DATABASE_LIMIT, open_regular
+
+    try:  # the hive first: regipy (~50 ms of imports) only once there is a hive to read
+        fd, _ = open_regular(hive, DATABASE_LIMIT, root=root)
+    except OSError:
+        return ""
     try:
         from regipy.registry import RegistryHive
-
-        from agent.inventory.reading import DATABASE_LIMIT, open_regular
-
-        fd, _ = open_regular(hive, DATABASE_LIMIT, root=root)
+    except ImportError:
+        os.close(fd)
+        return ""
+    try:
         node = RegistryHive(fd).root  # regipy reads the descriptor it is given, whole, and closes it
         for part in CRYPTOGRAPHY_KEY:
             node = next(sub for sub in node.iter_subkeys() if sub.name.casefold() == part.casefold())
         values = {value.name.casefold(): value.value for value in node.iter_values()}
-    except Exception:  # noqa: BLE001 - ImportError (regipy is optional on Linux), damage, no such key
+    except Exception:  # noqa: BLE001 - damage, no such key
         return ""
     return parse_guid(values.get("machineguid"))
 
