@@ -157,6 +157,9 @@ def test_a_new_process_of_the_same_program_on_a_reused_pid_is_never_hit(package:
     seen = scanned(first.pid)
     first.kill()
     first.wait()
+    # Start times count clock ticks (10 ms at USER_HZ 100). Only ns_last_pid can bring a PID round
+    # again within one tick (a real reuse wraps pid_max first), and the scan no longer takes a tick.
+    time.sleep(3 / os.sysconf("SC_CLK_TCK"))
     second = reuse_pid(seen.pid, [str(package["exe"]), "300"])
     if second is None:
         pytest.skip("the PID was taken by another process every time")
