@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -78,7 +79,10 @@ def test_notification_reaches_each_graphical_session(tmp_path: Path) -> None:
         env={"PATH": os.environ["PATH"], "DBUS_SESSION_BUS_ADDRESS": bus, "DISPLAY": display},
     )
     try:
-        sessions = [s for s in desktop_sessions() if ("DISPLAY", display) in s.env]
+        deadline = time.monotonic() + 30  # until the child has exec'd, /proc shows the parent's environment
+        while not (sessions := [s for s in desktop_sessions() if ("DISPLAY", display) in s.env]) \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert len(sessions) == 1
         sender = stand_in(tmp_path / "notify-send")
         assert notify(Runner({"notify-send": str(sender)}), sessions, "WPS Office is not allowed", "body") == 1
