@@ -183,7 +183,7 @@ class Nginx:
         return f"https://127.0.0.1:{self.mtls_port if mtls else self.port}/{path.lstrip('/')}"
 
     def requests_for(self, path: str) -> list[str]:
-        """Return the access-log lines of requests for `path` (nginx writes them unbuffered)."""
+        """Return the access-log lines of requests for `path` (nginx writes them unbuffered, after the answer)."""
         if not self.access_log.exists():
             return []
         needle = f" /{path.lstrip('/')} "
@@ -406,6 +406,15 @@ class Site:
             self.put(f"{file}.minisig", sign(data, key, f"serial list for {self.name}").encode())
         self.put(file, data)
 
-    def statuses(self, file: str = "banlist.yaml") -> list[str]:
-        """Return the HTTP status of every request nginx logged for this file, in order."""
-        return [line.split('" ')[1].split()[0] for line in self.nginx.requests_for(self.path(file))]
+    def statuses(self, file: str = "banlist.yaml", expected: int = 0) -> list[str]:
+        """Return the HTTP status of every request nginx logged for this file, in order.
+
+        nginx writes a request's log line after it has sent the answer, so a client can see its
+        last answer before that line exists: wait (up to 10 s) until `expected` lines are logged.
+        """
+        lines = self.nginx.requests_for(self.path(file))
+        ends = time.monotonic() + 10.0
+        while len(lines) < expected and time.monotonic() < ends:
+            time.sleep(0.01)
+            lines = self.nginx.requests_for(self.path(file))
+        return [line.split('" ')[1].split()[0] for line in lines]

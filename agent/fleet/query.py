@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Sequence
 
 from sqlalchemy import Connection, and_, exists, func, or_, select
@@ -17,6 +16,7 @@ from sqlalchemy import Connection, and_, exists, func, or_, select
 from agent.fleet import tables as t
 from agent.fleet.enrollment import events as enrollment_events
 from agent.fleet.verdict import DRIFT
+from agent.report.snapshot import iso_time as iso
 
 STATUS_FORMAT = "appban.fleet-status/v1"
 DEVICES_FORMAT = "appban.fleet-devices/v1"
@@ -26,11 +26,6 @@ DEVICE_FORMAT = "appban.fleet-device/v1"
 ENTRY_STATUSES = ("violation", "advisory", "upcoming", "exempt")
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 1000
-
-
-def iso(stamp: float | None) -> str | None:
-    """Seconds since the epoch as an ISO 8601 UTC string (None stays None)."""
-    return None if stamp is None else datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
