@@ -8,7 +8,6 @@ survives a power cut. The ban-list cache, the service's state and the enforcemen
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 
@@ -20,7 +19,7 @@ def write_atomic(path: Path, data: bytes, mode: int | None = None, parents: bool
     """
     if parents:
         path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    temp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")  # not secrets: it maps libcrypto
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else 0o600)
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -1,43 +1,55 @@
 """The pull endpoint: central collectors and Prometheus read the agent's latest report.
 
-Why the standard library's ThreadingHTTPServer (hardened here) rather than waitress or cheroot:
-the endpoint serves four small read-only GETs, so a dependency would add code to audit and
-memory to an agent that must stay tiny, while the hardening it needs is short:
+Why the standard library's socketserver with a request reader of its own (`read_request`) rather
+than http.server, waitress or cheroot: the endpoint serves four small read-only GETs and closes
+every connection after one answer, so all it reads of HTTP is a request line and header fields
+(no bodies, no keep-alive, no chunked coding). http.server imports http.client and with it the
+email package, ssl and shutil: ~2.5 MiB of an idle service that must stay small (issue 14), and
+libcrypto's 3.5 MiB more when nothing else maps it. A dependency would add code to audit. The
+hardening:
 - at most MAX_CONNECTIONS connections, and MAX_PER_CLIENT from one address, so clients from one
   address cannot take every slot (more are closed at once, logged as server.busy);
 - a deadline for the whole exchange (REQUEST_DEADLINE, from accept to the last byte of the
   answer, TLS handshake included): one watchdog thread shuts down the socket of any connection
   past it, since a per-read timeout never fires for a client sending a header line every 5 s;
-- at most MAX_HEADER_BYTES for the request line and headers together (stdlib: 100 headers of
-  64 KiB each, 6.4 MB per connection), so memory is bounded by design: about
-  MAX_CONNECTIONS × MAX_HEADER_BYTES plus the threads' stacks, whatever clients send;
+- at most MAX_HEADER_BYTES for the request line and headers together (431 past it), so memory is
+  bounded by design: about MAX_CONNECTIONS × MAX_HEADER_BYTES plus the threads' stacks, whatever
+  clients send;
+- a strict grammar: a request line of three words and HTTP/1.x, header fields `token: value`
+  (no folded lines); anything else is 400 (505 for another HTTP version);
 - the TLS handshake done in the connection's own thread (a silent client cannot stall the
-  accept loop), request bodies refused, GET only (others 405), unknown paths 404, and a bearer
-  token compared in constant time.
+  accept loop), ssl imported only when TLS is configured, request bodies refused, GET and HEAD
+  only (other methods 405, unknown ones 501), unknown paths 404, and a bearer token compared in
+  constant time.
 """
 
 from __future__ import annotations
 
 import functools
-import hmac
-import http.client
 import logging
+import re
 import socket
 import socketserver
-import ssl
 import sys
 import threading
 import time
 from collections import Counter
 from datetime import datetime, timezone
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, BinaryIO, Callable, NamedTuple
+from wsgiref.handlers import format_date_time
 
 from agent.log import log_event
 from agent.report.snapshot import Snapshot
 
+try:  # the C function hmac.compare_digest is when OpenSSL is absent: importing hmac maps libcrypto
+    from _operator import _compare_digest as compare_digest
+except ImportError:  # another interpreter
+    from hmac import compare_digest
+
 if TYPE_CHECKING:
+    import ssl
+
     from prometheus_client.registry import CollectorRegistry
 
 logger = logging.getLogger(__name__)
@@ -74,11 +86,12 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host or DEFAULT_HOST, number
 
 
-class Endpoint(ThreadingHTTPServer):
+class Endpoint(socketserver.ThreadingTCPServer):
     """The HTTP(S) server; handlers read `snapshot()` and check `token`."""
 
     daemon_threads = True
     block_on_close = False
+    allow_reuse_address = True  # a restarted service binds again at once, as http.server's does
 
     def __init__(self, address: tuple[str, int], token: str, snapshot: Callable[[], Snapshot],
                  tls: ssl.SSLContext | None = None) -> None:
@@ -95,13 +108,6 @@ class Endpoint(ThreadingHTTPServer):
         self.snapshot = snapshot
         self.tls = tls
         threading.Thread(target=self._watch_deadlines, name="appban-endpoint-deadlines", daemon=True).start()
-
-    def server_bind(self) -> None:
-        """Bind as HTTPServer does, without its `socket.getfqdn` of the address: the name is
-        used by nothing here (only CGI handlers read it), and the lookup is a reverse DNS query
-        at start-up (for 0.0.0.0, of the host name) that also loads the IDNA codec."""
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
 
     @functools.cached_property
     def registry(self) -> CollectorRegistry:
@@ -187,7 +193,7 @@ class Endpoint(ThreadingHTTPServer):
                     due, _ = self._due[accepted]
                     self._due[accepted] = (due, request)
                 request.do_handshake()
-            except (OSError, ssl.SSLError) as exc:
+            except OSError as exc:  # ssl.SSLError is one
                 log_event(logger, logging.INFO, "server.tls_failed", client=client_address[0], error=str(exc))
                 return
         super().finish_request(request, client_address)
@@ -198,97 +204,138 @@ class Endpoint(ThreadingHTTPServer):
     def authorized(self, header: str | None) -> bool:
         """True when the Authorization header carries the token (constant-time comparison)."""
         scheme, _, offered = (header or "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(offered.strip().encode(), self.token)
+        return scheme.lower() == "bearer" and compare_digest(offered.strip().encode(), self.token)
 
 
-class _BoundedReader:
-    """The request's input, refusing to give more than MAX_HEADER_BYTES of request line and
-    headers (LineTooLong, which http.server answers 431 for headers)."""
+class BadRequest(Exception):
+    """A request refused before it is routed: `status` is the answer, the message its body."""
 
-    def __init__(self, raw: object) -> None:
-        self._raw = raw
-        self._left = MAX_HEADER_BYTES
-
-    def readline(self, limit: int = -1) -> bytes:
-        if self._left <= 0:
-            raise http.client.LineTooLong(f"request line and headers over {MAX_HEADER_BYTES} bytes")
-        budget = self._left if limit < 0 else min(limit, self._left)
-        line = self._raw.readline(budget)  # type: ignore[attr-defined]
-        self._left -= len(line)
-        return line
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._raw, name)
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
-class _Handler(BaseHTTPRequestHandler):
+class Request(NamedTuple):
+    """What the endpoint reads of a request: its line, and its header fields by lower-case name
+    (the first of repeated fields, as http.server's `headers.get` gave)."""
+
+    line: str
+    method: str
+    target: str
+    headers: dict[str, str]
+
+
+_VERSION = re.compile(r"HTTP/(\d)\.\d")
+_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+"""A field name is a token (RFC 9110 5.1, 5.6.2): a folded line or a space before the colon is
+not. (The value is stripped with str.strip: a regex with optional spaces on both sides of it
+backtracks quadratically on a long run of spaces, seconds for one 16 KiB header.)"""
+
+
+def read_request(rfile: BinaryIO) -> Request | None:
+    """Given a connection's buffered input, read the request line and header fields (at most
+    MAX_HEADER_BYTES together, CRLF or LF line ends, latin-1 as RFC 9110 5.5 allows); return
+    None if the client closes before the blank line that ends them.
+
+    Raise BadRequest: 414 or 431 past MAX_HEADER_BYTES, 505 for an HTTP version other than 1.x,
+    400 for anything else that is not a request line of three words or a `name: value` field.
+    """
+    left, lines = MAX_HEADER_BYTES, []
+    while True:
+        raw = rfile.readline(left)
+        if not raw.endswith(b"\n"):
+            if len(raw) < left:
+                return None  # closed (or cut off by the deadline) mid-request
+            status = HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE if lines else HTTPStatus.REQUEST_URI_TOO_LONG
+            raise BadRequest(status, f"request line and headers over {MAX_HEADER_BYTES} bytes")
+        left -= len(raw)
+        line = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+        if not line and lines:
+            break
+        if line:  # RFC 9112 2.2: blank lines before the request line are ignored
+            lines.append(line.decode("latin-1"))
+    words = lines[0].split()
+    version = _VERSION.fullmatch(words[-1]) if len(words) == 3 else None
+    if version is None:
+        raise BadRequest(HTTPStatus.BAD_REQUEST, "bad request line")
+    if version[1] != "1":
+        raise BadRequest(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, "only HTTP/1.0 and HTTP/1.1")
+    headers: dict[str, str] = {}
+    for text in lines[1:]:
+        name, colon, value = text.partition(":")
+        if not colon or not _NAME.fullmatch(name):
+            raise BadRequest(HTTPStatus.BAD_REQUEST, "bad header field")
+        headers.setdefault(name.lower(), value.strip(" \t"))  # RFC 9110 5.5: without the OWS around it
+    return Request(lines[0], words[0], words[1], headers)
+
+
+NOT_ALLOWED = frozenset({"POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"})
+"""Methods HTTP defines that the endpoint refuses with 405 (others are 501, as http.server did)."""
+TEXT = "text/plain; charset=utf-8"
+
+
+class _Handler(socketserver.StreamRequestHandler):
     server: Endpoint
-    server_version = "appban"
-    sys_version = ""
     timeout = REQUEST_TIMEOUT
+    """Seconds for each read or write (StreamRequestHandler sets it on the socket)."""
 
-    def setup(self) -> None:
-        super().setup()
-        self.rfile = _BoundedReader(self.rfile)  # type: ignore[assignment]
-
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches on
-        if self.headers.get("Content-Length", "0") not in ("", "0") or self.headers.get("Transfer-Encoding"):
-            self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b"request bodies are not accepted\n")
+    def handle(self) -> None:
+        """Read one request, answer it, and let the connection close."""
+        try:
+            request = read_request(self.rfile)
+        except BadRequest as exc:
+            self._send(None, exc.status, f"{exc}\n".encode())
             return
-        path = self.path.split("?", 1)[0]
+        except TimeoutError:
+            log_event(logger, logging.DEBUG, "server.request", client=self.client_address[0], line="timed out")
+            return
+        if request is not None:
+            self._send(request, *self._answer(request))
+
+    def _answer(self, request: Request) -> tuple[HTTPStatus, bytes, str, dict[str, str]]:
+        """Return (status, body, content type, extra headers) for a request."""
+        if request.method in NOT_ALLOWED:
+            return HTTPStatus.METHOD_NOT_ALLOWED, b"only GET and HEAD are allowed\n", TEXT, {"Allow": "GET, HEAD"}
+        if request.method not in ("GET", "HEAD"):
+            return HTTPStatus.NOT_IMPLEMENTED, b"unsupported method\n", TEXT, {}
+        headers = request.headers
+        if headers.get("content-length", "0") not in ("", "0") or headers.get("transfer-encoding"):
+            return HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b"request bodies are not accepted\n", TEXT, {}
+        path = request.target.split("?", 1)[0]
         if path == "/healthz":
-            self._send(HTTPStatus.OK, b"ok\n")
-            return
+            return HTTPStatus.OK, b"ok\n", TEXT, {}
         if path not in _ROUTES:
-            self._send(HTTPStatus.NOT_FOUND, b"not found\n")
-            return
-        if not self.server.authorized(self.headers.get("Authorization")):
-            self._send(HTTPStatus.UNAUTHORIZED, b"bearer token required\n",
-                       extra={"WWW-Authenticate": 'Bearer realm="appban"'})
-            return
-        status, body, content_type = _ROUTES[path](self.server)
-        self._send(status, body, content_type)
+            return HTTPStatus.NOT_FOUND, b"not found\n", TEXT, {}
+        if not self.server.authorized(headers.get("authorization")):
+            return HTTPStatus.UNAUTHORIZED, b"bearer token required\n", TEXT, {"WWW-Authenticate": 'Bearer realm="appban"'}
+        return (*_ROUTES[path](self.server), {})
 
-    do_HEAD = do_GET  # the same status and headers, no body (_send leaves it out for HEAD)
-
-    def _not_allowed(self) -> None:
-        self._send(HTTPStatus.METHOD_NOT_ALLOWED, b"only GET and HEAD are allowed\n", extra={"Allow": "GET, HEAD"})
-
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed
-
-    def version_string(self) -> str:
-        """The `Server` header: the product only (http.server would send "appban " with a
-        trailing space, and a version number only helps whoever scans for old ones)."""
-        return "appban"
-
-    def _send(self, status: HTTPStatus, body: bytes, content_type: str = "text/plain; charset=utf-8",
+    def _send(self, request: Request | None, status: HTTPStatus, body: bytes, content_type: str = TEXT,
               extra: dict[str, str] | None = None) -> None:
-        self.close_connection = True
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        for key, value in (extra or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-        log_event(logger, logging.DEBUG, "server.request", client=self.client_address[0], line=format % args)
+        """Write the answer to `request` (None: one that could not be read), as HTTP/1.0, so
+        the connection closes after it; a HEAD gets no body. The `Server` header names the
+        product only: a version number only helps whoever scans for old ones."""
+        fields = {"Server": "appban", "Date": format_date_time(time.time()), "Content-Type": content_type,
+                  "Content-Length": str(len(body)), "Cache-Control": "no-store", **(extra or {})}
+        head = "".join(f"{name}: {value}\r\n" for name, value in fields.items())
+        head_only = request is not None and request.method == "HEAD"
+        self.wfile.write(f"HTTP/1.0 {status.value} {status.phrase}\r\n{head}\r\n".encode("latin-1")
+                         + (b"" if head_only else body))
+        log_event(logger, logging.DEBUG, "server.request", client=self.client_address[0],
+                  line=f'"{request.line if request else "-"}" {status.value} {len(body)}')
 
 
 def _report(server: Endpoint) -> tuple[HTTPStatus, bytes, str]:
     snapshot = server.snapshot()
     if not snapshot.report_json:
-        return HTTPStatus.SERVICE_UNAVAILABLE, b"no scan has finished yet\n", "text/plain; charset=utf-8"
+        return HTTPStatus.SERVICE_UNAVAILABLE, b"no scan has finished yet\n", TEXT
     return HTTPStatus.OK, snapshot.report_json, JSON
 
 
 def _inventory(server: Endpoint) -> tuple[HTTPStatus, bytes, str]:
     snapshot = server.snapshot()
     if not snapshot.inventory_json:
-        return HTTPStatus.SERVICE_UNAVAILABLE, b"no scan has finished yet\n", "text/plain; charset=utf-8"
+        return HTTPStatus.SERVICE_UNAVAILABLE, b"no scan has finished yet\n", TEXT
     return HTTPStatus.OK, snapshot.inventory_json, JSON
 
 
@@ -304,8 +351,10 @@ _ROUTES = {"/v1/report": _report, "/v1/inventory": _inventory, "/metrics": _metr
 def tls_context(cert: str, key: str) -> ssl.SSLContext:
     """Return a server TLS context (TLS 1.2+) for the configured certificate and key.
 
-    Raise OSError or ssl.SSLError if they cannot be loaded.
+    Raise OSError (ssl.SSLError is one) if they cannot be loaded.
     """
+    import ssl  # here: ssl maps libssl and libcrypto, which a service without TLS does not need
+
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert, key or None)

@@ -8,9 +8,9 @@ config is refused whole with one log line, and the running service keeps the old
 from __future__ import annotations
 
 import os
-import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from agent.errors import UserError
@@ -18,6 +18,9 @@ from agent.banlist.keys import load_agent_config
 from agent.config import Config
 from agent.inventory import select
 from agent.service.server import parse_listen, tls_context
+
+if TYPE_CHECKING:
+    import ssl  # only a configured certificate loads it (agent.service.server.tls_context)
 
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -88,7 +91,7 @@ def load_settings(config_path: str | None, state_dir: str | None) -> Settings:
         if server.tls_cert:
             try:
                 tls = tls_context(server.tls_cert, server.tls_key)
-            except (OSError, ssl.SSLError) as exc:
+            except OSError as exc:  # ssl.SSLError is one
                 raise ServiceError(f"server.tls_cert {server.tls_cert}: cannot load: {exc}") from None
     enforcement = config.enforcement
     if enforcement.mode == "block" and os.path.realpath(config.inventory.root) != os.path.realpath(enforcement.root):

@@ -91,6 +91,28 @@ def test_endpoint_serves_the_check_report_and_refuses_without_token(running, tmp
     assert saved["id"] == served["id"]
 
 
+def test_a_serving_service_holds_no_http_client_mail_or_tls_code(tmp_path: Path, monkeypatch) -> None:
+    """Issue 14 (the idle service's memory): with the endpoint on and no TLS configured, the
+    service answers without http.server, which brings http.client, the email package and ssl,
+    and maps no libcrypto (3.5 MiB of resident memory; hmac and secrets map it too)."""
+    monkeypatch.setenv("PYTHONVERBOSE", "1")  # the daemon writes "import 'name' # ..." to stderr for each module
+    port = free_port()
+    daemon = Daemon(write_config(tmp_path, server={"listen": f"127.0.0.1:{port}", "token_file": str(tmp_path / "token")}))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: healthy(base))
+        wait_until(lambda: get(base + "/v1/report")[0] == 200)
+        assert get(base + "/v1/report", token="wrong")[0] == 401
+        lines = daemon.log_path.read_text().splitlines()
+        maps = Path(f"/proc/{daemon.process.pid}/maps").read_text() if Path("/proc/self/maps").exists() else ""
+    finally:
+        daemon.stop()
+    imported = {line.split("'")[1] for line in lines if line.startswith("import '")}
+    assert {"agent.service.server", "agent.inventory.dpkg"} <= imported
+    assert not {"http.server", "http.client", "email", "ssl", "_ssl", "_hashlib", "hmac", "secrets", "shutil"} & imported
+    assert "libcrypto" not in maps and "libssl" not in maps
+
+
 def test_status_then_sigterm_exits_zero(running, tmp_path: Path) -> None:
     daemon, _, config = running
     status = subprocess.run([APPBAN, "status", "--config", str(config), "--format", "json"],

@@ -4,6 +4,8 @@ bounded, and a client that never finishes its TLS handshake cannot stall the oth
 from __future__ import annotations
 
 import socket
+import time
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import pytest
@@ -75,6 +77,22 @@ def test_head_answers_like_get_without_a_body_and_the_server_header_is_clean(pla
     assert fields[b"Server"] == b"appban" and get.headers["Server"] == "appban"
     unauthorized = raw_exchange(port, b"HEAD /v1/report HTTP/1.1\r\nHost: x\r\n\r\n")
     assert unauthorized.split(b" ")[1] == b"401" and unauthorized.endswith(b"\r\n\r\n")
+
+
+@pytest.mark.parametrize(("request_bytes", "status"), [
+    (b"BREW /healthz HTTP/1.1\r\n\r\n", b"501"),
+    (b"GET /healthz HTTP/2.0\r\n\r\n", b"505"),
+    (b"GET /healthz\r\n\r\n", b"400"),
+    (b"GET /healthz HTTP/1.1\r\nHost : x\r\n\r\n", b"400"),
+    (b"GET /healthz HTTP/1.1\nHost: x\n\n", b"200"),  # bare LF line ends are read
+])
+def test_requests_outside_the_grammar_are_answered_and_closed(plain, request_bytes: bytes, status: bytes) -> None:
+    endpoint, _ = plain
+    answer = raw_exchange(endpoint.server_address[1], request_bytes)
+    assert answer.startswith(b"HTTP/1.0 " + status + b" ")
+    headers = dict(line.split(b": ", 1) for line in answer.partition(b"\r\n\r\n")[0].split(b"\r\n")[1:])
+    sent = parsedate_to_datetime(headers[b"Date"].decode())  # RFC 9110 5.6.7, in GMT
+    assert sent.tzinfo is not None and abs(sent.timestamp() - time.time()) < 60
 
 
 @pytest.fixture
