@@ -50,8 +50,10 @@ def write_fleet_config(folder: Path, database: str = "", banlist: str = BANLIST,
 class FleetServer:
     """`appban fleet serve` as a subprocess; JSON log lines collected from stderr."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+        """`env` adds to the server's environment (PYTHONPATH for tests.without_httptools, say)."""
         self.config = config
+        self.env = {**direct_env(), **(env or {})}
         settings = yaml.safe_load(config.read_text())
         self.url = f"{'https' if settings.get('tls_cert') else 'http'}://{settings['listen']}"
         self.tls: dict[str, Any] = {}
@@ -65,7 +67,7 @@ class FleetServer:
     def start(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
         self.process = subprocess.Popen([APPBAN, "fleet", "serve", "--config", str(self.config)],
-                                        stdout=subprocess.DEVNULL, stderr=log, env=direct_env())
+                                        stdout=subprocess.DEVNULL, stderr=log, env=self.env)
         log.close()
         wait_until(self._healthy, timeout=60)
 

@@ -6,11 +6,12 @@ are served (raw sockets)."""
 
 from __future__ import annotations
 
-import select
 import shutil
 import socket
+import ssl
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import requests
@@ -127,10 +128,50 @@ def _connect(address: str, port: int, source: str, first: bytes) -> socket.socke
     return client
 
 
-def test_slow_clients_are_cut_off_while_others_are_served(tmp_path: Path) -> None:
+def _without_httptools(folder: Path) -> dict[str, str]:
+    """The server's environment as where httptools is not installed: its import fails, so the
+    listener falls back to uvicorn's h11 protocol."""
+    shim = folder / "httptools"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text('raise ImportError("httptools is blocked by the test")\n')
+    return {"PYTHONPATH": str(folder)}
+
+
+def _until_closed(clients: dict[str, socket.socket], silent: set[str], served: Callable[[], bool],
+                  seconds: float = 60) -> dict[str, bytes]:
+    """Trickle one byte every half second on each client but the `silent` ones, collect what each
+    reads, until the server closed them all or `seconds` passed; `served()` (a quick request of
+    another client) must hold every round. Return what each read; fail if any is still open."""
+    answers: dict[str, bytes] = {name: b"" for name in clients}
+    open_ = set(clients)
+    for client in clients.values():
+        client.setblocking(False)
+    start = time.monotonic()
+    while open_ and time.monotonic() - start < seconds:
+        for name in sorted(open_):
+            try:
+                if name not in silent:
+                    clients[name].sendall(b"a")
+                chunk = clients[name].recv(4096)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                chunk = b""
+            answers[name] += chunk
+            if not chunk:
+                open_.discard(name)
+        assert served()
+        time.sleep(0.5)
+    assert not open_, f"still connected after {seconds:g} s: {sorted(open_)}"
+    return answers
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_slow_clients_are_cut_off_while_others_are_served(tmp_path: Path, http: str) -> None:
     config = write_fleet_config(tmp_path / "fleet", header_timeout=2.0, request_timeout=3.0, max_connections=32,
                                 max_connections_per_client=4)
-    fleet = FleetServer(config)
+    fleet = FleetServer(config, env=_without_httptools(tmp_path / "shim") if http == "h11" else None)
+    assert [e["http"] for e in fleet.events("fleet.started")] == [http]
     host, port = fleet.url.removeprefix("http://").split(":")
     clients: dict[str, socket.socket] = {}
     try:
@@ -150,25 +191,8 @@ def test_slow_clients_are_cut_off_while_others_are_served(tmp_path: Path) -> Non
         extra = _connect(host, int(port), "127.0.0.2", b"")  # a fifth connection from the same address
         assert extra.recv(4096).startswith(b"HTTP/1.1 503") and extra.recv(4096) == b""
         extra.close()
-        answers: dict[str, bytes] = {name: b"" for name in clients}
-        open_ = set(clients)
-        start = time.monotonic()
-        while open_ and time.monotonic() - start < 60:
-            for name in sorted(open_):
-                try:
-                    if name != "silent":
-                        clients[name].sendall(b"a")
-                    readable, _, _ = select.select([clients[name]], [], [], 0)
-                    if readable:
-                        chunk = clients[name].recv(4096)
-                        answers[name] += chunk
-                        if not chunk:
-                            open_.discard(name)
-                except (BrokenPipeError, ConnectionResetError):
-                    open_.discard(name)
-            assert requests.get(f"{fleet.url}/healthz", timeout=10).status_code == 200  # others are served
-            time.sleep(0.5)
-        assert not open_, f"still connected after 60 s: {sorted(open_)}"
+        answers = _until_closed(clients, {"silent"},
+                                lambda: requests.get(f"{fleet.url}/healthz", timeout=10).status_code == 200)
         assert all(answers[name].startswith(b"HTTP/1.1 408") for name in (*(f"headers-{n}" for n in range(4)),
                                                                            "second")), answers
         assert answers["silent"] == b"" and answers["body"].startswith(b"HTTP/1.1 405")
@@ -177,6 +201,60 @@ def test_slow_clients_are_cut_off_while_others_are_served(tmp_path: Path) -> Non
         assert [e["client"] for e in fleet.events("fleet.busy")] == ["127.0.0.2"]
         metrics = fleet.get("/metrics").text
         assert 'appban_fleet_refused_requests_total{status="408"} 6.0' in metrics
+        assert 'appban_fleet_refused_requests_total{status="503"} 1.0' in metrics
+    finally:
+        for client in clients.values():
+            client.close()
+        fleet.stop()
+
+
+def _client_hello(context: ssl.SSLContext) -> bytes:
+    """The ClientHello a real TLS client sends first (from an in-memory handshake)."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    handshake = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        handshake.do_handshake()
+    return outgoing.read()
+
+
+def test_tls_handshakes_are_bounded_and_counted(tmp_path: Path) -> None:
+    from tests.banlist_servers import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    config = write_fleet_config(tmp_path / "fleet", tls_cert=str(pki.server_cert), tls_key=str(pki.server_key),
+                                header_timeout=2.0, max_connections_per_client=3)
+    fleet = FleetServer(config)
+    assert [e["tls"] for e in fleet.events("fleet.started")] == [True]
+    host, port = fleet.url.removeprefix("https://").split(":")
+    trusted = ssl.create_default_context(cafile=str(pki.ca))
+    hello = _client_hello(trusted)
+    clients: dict[str, socket.socket] = {}
+    try:
+        # Three connections from one address that never finish the handshake: asyncio alone
+        # would hold each for 60 s, uncounted.
+        clients["silent-1"] = _connect(host, int(port), "127.0.0.2", b"")
+        clients["silent-2"] = _connect(host, int(port), "127.0.0.2", b"")
+        clients["half-hello"] = _connect(host, int(port), "127.0.0.2", hello[: len(hello) // 2])
+        # A fourth from that address (accepted after them: the backlog is first in, first out) is
+        # turned away before any handshake work.
+        extra = _connect(host, int(port), "127.0.0.2", b"")
+        assert extra.recv(4096) == b""
+        extra.close()
+        wait_until(lambda: [e["client"] for e in fleet.events("fleet.busy")] == ["127.0.0.2"], timeout=10)
+        # A client that finishes the handshake and then trickles its headers gets the usual 408.
+        tls_client = trusted.wrap_socket(_connect(host, int(port), "127.0.0.3", b""), server_hostname="localhost")
+        tls_client.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-")
+        clients["tls-headers"] = tls_client
+        answers = _until_closed(clients, {"silent-1", "silent-2", "half-hello"},
+                                lambda: requests.get(f"{fleet.url}/healthz", timeout=10,
+                                                     verify=str(pki.ca)).status_code == 200, seconds=30)
+        assert answers["tls-headers"].startswith(b"HTTP/1.1 408"), answers
+        assert all(answers[name] == b"" for name in ("silent-1", "silent-2", "half-hello")), answers
+        slow = fleet.events("fleet.slow_client")
+        assert sorted(e["phase"] for e in slow) == ["headers"] + ["tls"] * 3
+        assert {e["client"] for e in slow if e["phase"] == "tls"} == {"127.0.0.2"}
+        metrics = fleet.get("/metrics").text
+        assert 'appban_fleet_refused_requests_total{status="408"} 4.0' in metrics
         assert 'appban_fleet_refused_requests_total{status="503"} 1.0' in metrics
     finally:
         for client in clients.values():
