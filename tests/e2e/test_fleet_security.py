@@ -6,9 +6,11 @@ are served (raw sockets)."""
 
 from __future__ import annotations
 
+import http.server
 import shutil
 import socket
 import ssl
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -260,3 +262,97 @@ def test_tls_handshakes_are_bounded_and_counted(tmp_path: Path) -> None:
         for client in clients.values():
             client.close()
         fleet.stop()
+
+
+def _hung_up(sock: socket.socket) -> bool:
+    """Whether the peer closed this connection (a handler asleep between writes has not noticed yet)."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+class _HostileAgents:
+    """Stand-ins for pulled agents that misbehave, on one port: `/slow-N/...` answers 200 and then
+    trickles its body a byte every half second for a minute; `/huge/...` answers more than the
+    fleet's max_body. It records how many of the fleet's connections were open at once and how
+    long each request was held."""
+
+    def __init__(self, huge: int) -> None:
+        self.lock = threading.Lock()
+        self.open: set[socket.socket] = set()
+        self.peak = 0
+        self.held: dict[str, float] = {}
+        agents = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                agents.serve(self, huge)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def serve(self, handler: http.server.BaseHTTPRequestHandler, huge: int) -> None:
+        with self.lock:  # the fleet's connections still open, this one included
+            self.open = {sock for sock in self.open if not _hung_up(sock)} | {handler.connection}
+            self.peak = max(self.peak, len(self.open))
+        start = time.monotonic()
+        name = handler.path.split("/")[1]
+        try:
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(huge if name == "huge" else 120))
+            handler.end_headers()
+            if name == "huge":
+                handler.wfile.write(b" " * huge)
+            else:
+                for _ in range(120):
+                    handler.wfile.write(b" ")
+                    handler.wfile.flush()
+                    time.sleep(0.5)
+        except OSError:
+            pass  # the fleet hung up
+        finally:
+            with self.lock:
+                self.open.discard(handler.connection)
+                self.held[name] = max(self.held.get(name, 0.0), time.monotonic() - start)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_pulling_is_bounded_in_time_size_and_concurrency(tmp_path: Path) -> None:
+    agents = _HostileAgents(huge=1 << 20)
+    names = [f"slow-{n}" for n in range(5)] + ["huge"]
+    config = write_fleet_config(tmp_path / "fleet", max_body=65536, pull={
+        "targets": [{"url": f"{agents.url}/{name}"} for name in names],
+        "interval": "1h", "timeout": 2.0, "concurrency": 2})
+    fleet = FleetServer(config)
+    try:
+        def failed() -> dict[str, str]:
+            return {e["target"].rsplit("/", 1)[1]: e["error"] for e in fleet.events("pull.failed")}
+
+        give_up = time.monotonic() + 60
+        while set(failed()) != set(names):  # two at a time, 2 s each: about 6 s
+            assert time.monotonic() < give_up, f"not every agent was given up on within 60 s: {failed()}"
+            assert requests.get(f"{fleet.url}/healthz", timeout=10).status_code == 200  # the server still answers
+            time.sleep(0.5)
+        errors = failed()
+        assert all("deadline" in errors[name] for name in names if name.startswith("slow")), errors
+        assert "larger than 65536 bytes" in errors["huge"], errors
+        assert agents.peak == 2, agents.peak  # pull.concurrency, with five agents holding on
+        assert max(agents.held.values()) < 30  # cut at the 2 s deadline, not after the minute of trickling
+        assert fleet.api("devices")["devices"] == []  # nothing from them was stored
+    finally:
+        fleet.stop()
+        agents.stop()
