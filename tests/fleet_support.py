@@ -122,12 +122,13 @@ class FleetServer:
 
 
 def fleet_agent(folder: Path, fleet: FleetServer, device: str, groups: list[str], secret_file: Path,
-                **sections: Any) -> Daemon:
-    """Start a real `appban run` in `folder` that enrolls with the fleet and pushes to it."""
+                push: dict[str, Any] | None = None, **sections: Any) -> Daemon:
+    """Start a real `appban run` in `folder` that enrolls with the fleet and pushes to it (`push`
+    adds to or replaces keys of its push block)."""
     folder.mkdir(parents=True, exist_ok=True)
     config = write_config(folder, device={"id": device, "groups": groups},
-                          push={"url": fleet.url, "enroll_secret_file": str(secret_file), "timeout": 10.0},
-                          **sections)
+                          push={"url": fleet.url, "enroll_secret_file": str(secret_file), "timeout": 10.0,
+                                **(push or {})}, **sections)
     return Daemon(config)
 
 
@@ -141,9 +142,11 @@ def pulled_agent(folder: Path, device: str) -> tuple[Daemon, dict[str, str]]:
     return daemon, {"url": f"http://127.0.0.1:{port}", "token_file": str(folder / "token")}
 
 
-def enroll(fleet: FleetServer, device: str, token: str = "") -> requests.Response:
-    """POST /v1/enroll with the enroll secret (and, for a rotation, the current token)."""
-    return requests.post(f"{fleet.url}/v1/enroll", json={"secret": ENROLL_SECRET, "device": device}, timeout=30,
+def enroll(fleet: FleetServer, device: str, token: str = "", proposed: object = None) -> requests.Response:
+    """POST /v1/enroll with the enroll secret (and, for a rotation, the current token; with
+    `proposed`, the token the caller proposes)."""
+    body = {"secret": ENROLL_SECRET, "device": device, **({} if proposed is None else {"token": proposed})}
+    return requests.post(f"{fleet.url}/v1/enroll", json=body, timeout=30,
                          headers={"Authorization": f"Bearer {token}"} if token else {})
 
 
