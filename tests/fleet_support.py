@@ -4,13 +4,15 @@ admin and to point real `appban run` agents at it."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import requests
 import yaml
@@ -172,3 +174,25 @@ def control(fleet: FleetServer, device: str, action: str, token: str = ADMIN_TOK
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run `appban ARGS` as a real process."""
     return subprocess.run([APPBAN, *args], capture_output=True, text=True, timeout=timeout, env=direct_env())
+
+
+def stand_in_server(handle: Callable[[http.server.BaseHTTPRequestHandler], None]) -> tuple[http.server.HTTPServer, str]:
+    """Start a threaded HTTP/1.1 server on a free 127.0.0.1 port that answers every GET and POST
+    with `handle(handler)` (a misbehaving agent, a lossy link); return it and its URL. Stop it
+    with shutdown() and server_close()."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            handle(self)
+
+        do_POST = do_GET  # noqa: N815
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"

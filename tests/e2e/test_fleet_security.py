@@ -18,7 +18,8 @@ from typing import Callable
 import pytest
 import requests
 
-from tests.fleet_support import FleetServer, cli, control, enroll, fleet_agent, push, report, write_fleet_config
+from tests.fleet_support import (FleetServer, cli, control, enroll, fleet_agent, push, report, stand_in_server,
+                                 write_fleet_config)
 from tests.service_support import wait_until
 
 pytestmark = pytest.mark.slow
@@ -201,13 +202,18 @@ def test_slow_clients_are_cut_off_while_others_are_served(tmp_path: Path, http: 
         slow = fleet.events("fleet.slow_client")
         assert sorted(e["phase"] for e in slow) == ["body"] + ["headers"] * 5
         assert [e["client"] for e in fleet.events("fleet.busy")] == ["127.0.0.2"]
-        metrics = fleet.get("/metrics").text
-        assert 'appban_fleet_refused_requests_total{status="408"} 6.0' in metrics
-        assert 'appban_fleet_refused_requests_total{status="503"} 1.0' in metrics
+        _assert_refused(fleet, timed_out=6, turned_away=1)
     finally:
         for client in clients.values():
             client.close()
         fleet.stop()
+
+
+def _assert_refused(fleet: FleetServer, timed_out: int, turned_away: int) -> None:
+    """The fleet's refusal metric counts these connections cut off (408) and turned away (503)."""
+    metrics = fleet.get("/metrics").text
+    assert f'appban_fleet_refused_requests_total{{status="408"}} {timed_out:.1f}' in metrics
+    assert f'appban_fleet_refused_requests_total{{status="503"}} {turned_away:.1f}' in metrics
 
 
 def _client_hello(context: ssl.SSLContext) -> bytes:
@@ -255,9 +261,7 @@ def test_tls_handshakes_are_bounded_and_counted(tmp_path: Path) -> None:
         slow = fleet.events("fleet.slow_client")
         assert sorted(e["phase"] for e in slow) == ["headers"] + ["tls"] * 3
         assert {e["client"] for e in slow if e["phase"] == "tls"} == {"127.0.0.2"}
-        metrics = fleet.get("/metrics").text
-        assert 'appban_fleet_refused_requests_total{status="408"} 4.0' in metrics
-        assert 'appban_fleet_refused_requests_total{status="503"} 1.0' in metrics
+        _assert_refused(fleet, timed_out=4, turned_away=1)
     finally:
         for client in clients.values():
             client.close()
@@ -285,21 +289,7 @@ class _HostileAgents:
         self.open: set[socket.socket] = set()
         self.peak = 0
         self.held: dict[str, float] = {}
-        agents = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                agents.serve(self, huge)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server, self.url = stand_in_server(lambda handler: self.serve(handler, huge))
 
     def serve(self, handler: http.server.BaseHTTPRequestHandler, huge: int) -> None:
         with self.lock:  # the fleet's connections still open, this one included

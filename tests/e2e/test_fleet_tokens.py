@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.fleet_support import FleetServer, cli, enroll, fleet_agent, push, report, write_fleet_config
+from tests.fleet_support import FleetServer, cli, enroll, fleet_agent, push, report, stand_in_server, write_fleet_config
 from tests.service_support import Daemon, wait_until
 
 pytestmark = pytest.mark.slow
@@ -58,21 +58,7 @@ class _LossyProxy:
     def __init__(self, upstream: str) -> None:
         self.lose_rotations = threading.Event()
         self.lost = 0
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                proxy.forward(self, upstream)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server, self.url = stand_in_server(lambda handler: self.forward(handler, upstream))
 
     def forward(self, handler: http.server.BaseHTTPRequestHandler, upstream: str) -> None:
         body = handler.rfile.read(int(handler.headers.get("Content-Length", "0")))
