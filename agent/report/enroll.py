@@ -142,6 +142,8 @@ def enroll(config: PushConfig, secret: str, device: dict[str, str], state_dir: P
         name = printable(str(device.get("device", "")))
         raise EnrollError(f"enroll {url}: HTTP 409: device {name} is already enrolled and this agent has no token "
                           f"for it; the fleet administrator must run `appban fleet reenroll {name}`")
+    if response.status_code in (409, 422) and current:  # the proposal itself was refused: a new one next time
+        (state_dir / PENDING_FILE).unlink(missing_ok=True)
     if response.status_code != 200:
         raise EnrollError(f"enroll {url}: HTTP {response.status_code}")
     try:
