@@ -12,8 +12,8 @@ Why the agent proposes its own next token: the fleet replaces a token in the sam
 that makes the new one, so if its answer is lost (a crash, a cut connection) after it committed,
 an agent that only waited for the answer would hold a dead token, and enrolling again is refused
 (409) until an administrator acts. So the agent first writes a proposal (`fleet-token.next`,
-atomically, 0600), sends it, and on any failure keeps it and proposes the same one again: a push
-refused with 401 tries the proposal before giving up, and the first that works becomes
+atomically, 0600), sends it, and when no answer came keeps it and proposes the same one again: a
+push refused with 401 tries the proposal before giving up, and the first that works becomes
 `fleet-token`. Either the fleet took the proposal or it did not; the agent holds a working token
 in both cases. (The other design, the fleet keeping the old token valid until the new one is
 first used, would move the check into every push's ingest statement.)
@@ -126,7 +126,8 @@ def enroll(config: PushConfig, secret: str, device: dict[str, str], state_dir: P
            session: requests.Session, current: str = "") -> str:
     """Given the enroll secret and this device's identity (id, hostname) — and, to rotate, the
     `current` token — enroll with a proposed token, keep the token granted in `state_dir` and
-    return it. Raise EnrollError (one line) when refused or unreachable; the proposal stays."""
+    return it. Raise EnrollError (one line) when refused or unreachable (the proposal stays only
+    where the fleet may have taken it: no answer, or a rotation's 401)."""
     import requests
 
     url = enroll_url(config.url)
@@ -138,12 +139,15 @@ def enroll(config: PushConfig, secret: str, device: dict[str, str], state_dir: P
         response.close()
     except requests.RequestException as exc:
         raise EnrollError(f"enroll {url}: {type(exc).__name__}: {exc}") from None
+    if response.status_code != 200 and not (current and response.status_code == 401):
+        # The fleet answered, so it took nothing: the next try proposes a new token, and no push
+        # tries this one. (A rotation's 401 may mean an earlier try with this proposal, whose
+        # answer was lost, replaced the current token: that proposal is the one that works.)
+        (state_dir / PENDING_FILE).unlink(missing_ok=True)
     if response.status_code == 409 and not current:  # the id is taken: only the administrator can hand it over
         name = printable(str(device.get("device", "")))
         raise EnrollError(f"enroll {url}: HTTP 409: device {name} is already enrolled and this agent has no token "
                           f"for it; the fleet administrator must run `appban fleet reenroll {name}`")
-    if response.status_code in (409, 422) and current:  # the proposal itself was refused: a new one next time
-        (state_dir / PENDING_FILE).unlink(missing_ok=True)
     if response.status_code != 200:
         raise EnrollError(f"enroll {url}: HTTP {response.status_code}")
     try:

@@ -144,6 +144,7 @@ def test_a_refused_reenrollment_is_logged_once_and_reports_stay_queued(tmp_path:
         failed = agent.events("push.enroll_failed")
         assert len(failed) == 1 and "appban fleet reenroll desk-9" in failed[0]["error"], failed
         assert "repeated" not in failed[0]
+        assert not agent.events("push.failed")  # it never tried to push with a token the fleet refused to make
         status = cli("status", "--config", str(tmp_path / "agent" / "agent.yaml"), "--format", "json")
         assert json.loads(status.stdout)["queue_depth"] > 0, status.stdout  # nothing dropped meanwhile
         allowed = cli("fleet", "reenroll", "desk-9", "--config", str(config))
