@@ -61,8 +61,9 @@ def _interval(text: str) -> str:
 _INTERVAL_CHECK = {"check": _interval}
 
 
-def _splay(text: str) -> str:
-    """A splay may be zero (`0s`): every agent then runs exactly on its interval."""
+def _interval_or_zero(text: str) -> str:
+    """An interval that may be zero (`0s`): a splay of zero runs every agent exactly on its
+    interval, a token rotation period of zero never rotates."""
     interval_seconds(text, allow_zero=True)
     return text
 
@@ -225,6 +226,9 @@ class PushConfig:
     with the per-device token it gets back, kept in the state directory."""
     inventory: bool = True
     """Push the inventory with each report, so the fleet can re-check it against its own list."""
+    rotate_token_every: str = field(default="30d", metadata={"check": _interval_or_zero})
+    """With `enroll_secret_file`: trade the fleet token for a new one (proving the current one)
+    when it is this old; `0s`: never (agent/report/enroll.py says how a lost answer is survived)."""
 
 
 @dataclass(frozen=True)
@@ -240,7 +244,7 @@ class ScheduleConfig:
 
     scan: str = field(default="1h", metadata=_INTERVAL_CHECK)
     push: str = field(default="5m", metadata=_INTERVAL_CHECK)
-    splay: str = field(default="5m", metadata={"check": _splay})
+    splay: str = field(default="5m", metadata={"check": _interval_or_zero})
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from agent.printable import printable
 
@@ -21,6 +22,38 @@ def log_event(logger: logging.Logger, level: int, event: str, **fields: Any) -> 
     """Log one event with its fields (None values are left out)."""
     clean = {k: v for k, v in fields.items() if v is not None}
     logger.log(level, event, extra={_FIELDS: clean})
+
+
+class Repeats:
+    """Log an event the first time, then, while the same thing keeps happening (same `key`), at
+    most once per `every` seconds with `repeated`: how many times it happened since the last line
+    (this one included).
+
+    Why: a condition only a person can end (a re-enrollment the fleet refuses until the
+    administrator allows it) would otherwise write one warning per cycle for days, drowning the
+    log. Another key (the condition changed) is logged at once; `clear()` when it is over."""
+
+    def __init__(self, every: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every = every
+        self.clock = clock
+        self._key: str | None = None
+        self._logged_at = 0.0
+        self._since = 0
+
+    def log(self, logger: logging.Logger, level: int, event: str, key: str, **fields: Any) -> bool:
+        """Log `event` unless it is `key` again within `every` seconds of its last line; return whether it did."""
+        now = self.clock()
+        if key == self._key and now - self._logged_at < self.every:
+            self._since += 1
+            return False
+        repeated = self._since + 1 if key == self._key else 0  # this time included
+        self._key, self._logged_at, self._since = key, now, 0
+        log_event(logger, level, event, **fields, repeated=repeated or None)
+        return True
+
+    def clear(self) -> None:
+        """The condition ended: its next occurrence is logged at once."""
+        self._key = None
 
 
 def timestamp(record: logging.LogRecord) -> str:

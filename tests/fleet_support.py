@@ -4,13 +4,15 @@ admin and to point real `appban run` agents at it."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import requests
 import yaml
@@ -50,8 +52,10 @@ def write_fleet_config(folder: Path, database: str = "", banlist: str = BANLIST,
 class FleetServer:
     """`appban fleet serve` as a subprocess; JSON log lines collected from stderr."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+        """`env` adds to the server's environment (PYTHONPATH for tests.without_httptools, say)."""
         self.config = config
+        self.env = {**direct_env(), **(env or {})}
         settings = yaml.safe_load(config.read_text())
         self.url = f"{'https' if settings.get('tls_cert') else 'http'}://{settings['listen']}"
         self.tls: dict[str, Any] = {}
@@ -65,7 +69,7 @@ class FleetServer:
     def start(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
         self.process = subprocess.Popen([APPBAN, "fleet", "serve", "--config", str(self.config)],
-                                        stdout=subprocess.DEVNULL, stderr=log, env=direct_env())
+                                        stdout=subprocess.DEVNULL, stderr=log, env=self.env)
         log.close()
         wait_until(self._healthy, timeout=60)
 
@@ -120,12 +124,13 @@ class FleetServer:
 
 
 def fleet_agent(folder: Path, fleet: FleetServer, device: str, groups: list[str], secret_file: Path,
-                **sections: Any) -> Daemon:
-    """Start a real `appban run` in `folder` that enrolls with the fleet and pushes to it."""
+                push: dict[str, Any] | None = None, **sections: Any) -> Daemon:
+    """Start a real `appban run` in `folder` that enrolls with the fleet and pushes to it (`push`
+    adds to or replaces keys of its push block)."""
     folder.mkdir(parents=True, exist_ok=True)
     config = write_config(folder, device={"id": device, "groups": groups},
-                          push={"url": fleet.url, "enroll_secret_file": str(secret_file), "timeout": 10.0},
-                          **sections)
+                          push={"url": fleet.url, "enroll_secret_file": str(secret_file), "timeout": 10.0,
+                                **(push or {})}, **sections)
     return Daemon(config)
 
 
@@ -139,9 +144,11 @@ def pulled_agent(folder: Path, device: str) -> tuple[Daemon, dict[str, str]]:
     return daemon, {"url": f"http://127.0.0.1:{port}", "token_file": str(folder / "token")}
 
 
-def enroll(fleet: FleetServer, device: str, token: str = "") -> requests.Response:
-    """POST /v1/enroll with the enroll secret (and, for a rotation, the current token)."""
-    return requests.post(f"{fleet.url}/v1/enroll", json={"secret": ENROLL_SECRET, "device": device}, timeout=30,
+def enroll(fleet: FleetServer, device: str, token: str = "", proposed: object = None) -> requests.Response:
+    """POST /v1/enroll with the enroll secret (and, for a rotation, the current token; with
+    `proposed`, the token the caller proposes)."""
+    body = {"secret": ENROLL_SECRET, "device": device, **({} if proposed is None else {"token": proposed})}
+    return requests.post(f"{fleet.url}/v1/enroll", json=body, timeout=30,
                          headers={"Authorization": f"Bearer {token}"} if token else {})
 
 
@@ -167,3 +174,25 @@ def control(fleet: FleetServer, device: str, action: str, token: str = ADMIN_TOK
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run `appban ARGS` as a real process."""
     return subprocess.run([APPBAN, *args], capture_output=True, text=True, timeout=timeout, env=direct_env())
+
+
+def stand_in_server(handle: Callable[[http.server.BaseHTTPRequestHandler], None]) -> tuple[http.server.HTTPServer, str]:
+    """Start a threaded HTTP/1.1 server on a free 127.0.0.1 port that answers every GET and POST
+    with `handle(handler)` (a misbehaving agent, a lossy link); return it and its URL. Stop it
+    with shutdown() and server_close()."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            handle(self)
+
+        do_POST = do_GET  # noqa: N815
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"

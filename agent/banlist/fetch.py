@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, Protocol, TypeVar
 from urllib.parse import urljoin
 
 from agent import __version__
@@ -92,8 +92,16 @@ def signature_url(config: BanlistConfig) -> str:
     return config.signature_url or config.url + SIGNATURE_SUFFIX
 
 
-def make_session(config: BanlistConfig | PushConfig) -> requests.Session:
-    """Given the ban-list (or push) config, return a requests Session with its TLS settings.
+class ClientTls(Protocol):
+    """The TLS settings of a client block: the ban list's, push's, the fleet's pull."""
+
+    ca_bundle: str
+    client_cert: str
+    client_key: str
+
+
+def make_session(config: BanlistConfig | PushConfig | ClientTls) -> requests.Session:
+    """Given the ban-list (or push, or pull) config, return a requests Session with its TLS settings.
 
     Verification stays on: with `ca_bundle` only that CA file is trusted, else the operating
     system's store (agent.platform.trust: not certifi's bundle). A

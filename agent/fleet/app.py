@@ -31,7 +31,8 @@ from agent.fleet import query
 from agent.fleet import web
 from agent.fleet.auth import bearer, same
 from agent.fleet.config import FleetConfig
-from agent.fleet.enrollment import EnrollRefused, allow_reenroll, device_for_token, enroll, enrolled_among, revoke
+from agent.fleet.enrollment import (PROPOSAL, EnrollRefused, allow_reenroll, device_for_token, enroll, enrolled_among,
+                                   revoke)
 from agent.fleet.gateways import carries_others, may_report
 from agent.fleet.ingest import Pushed, RefusedReport, read_report, report_inventory
 from agent.fleet.metrics import Counters, FleetCollector, families, metric_facts
@@ -156,10 +157,14 @@ class Ingest:
         device = data.get("device")
         if not _valid_id(device):
             return _refuse(fleet, request, 422, f"device must be a printable id of 1 to {ID} characters")
+        proposed = data.get("token", "")
+        if not isinstance(proposed, str) or (proposed and not PROPOSAL.fullmatch(proposed)):
+            return _refuse(fleet, request, 422, "token must be 32 to 256 URL-safe characters", device)
         client = request.client.host if request.client else ""
         current = bearer(request.headers.get("authorization"))  # a rotation proves the current token
         try:
-            granted = await run_in_threadpool(enroll, fleet.store, device, time.time(), f"client {client}", current)
+            granted = await run_in_threadpool(enroll, fleet.store, device, time.time(), f"client {client}", current,
+                                              proposed)
         except EnrollRefused as exc:
             return _refuse(fleet, request, exc.status, str(exc), device)
         if current:

@@ -6,20 +6,30 @@ seen. A known id (enrolled, or stored from a pull, an import or an MDM) gets a n
 the caller proves the current one (rotation, osquery-style re-keying by the node itself) or when an
 administrator allowed one more enrollment (`appban fleet reenroll ID`, a reinstalled machine).
 Otherwise anyone holding the secret could take over a device id and report lies for it.
+
+The agent may propose the new token itself (`token` in the enroll body): it writes the proposal to
+its state directory *before* asking, so whether or not the answer reaches it, it holds the token
+the fleet now expects (issue 12: an answer lost mid-rotation must not leave an agent whose only
+token is dead, with a re-enrollment the fleet refuses). A proposal must look like what the fleet
+would make itself (PROPOSAL: 32 or more URL-safe characters); only its hash is stored, as always.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from agent.fleet import tables as t
 from agent.fleet.store import Store, token_hash
 
 REENROLL_WINDOW = 86400.0
 """How long an administrator's leave to enroll a known id again stays usable (`--within`)."""
+PROPOSAL = re.compile(r"[A-Za-z0-9_-]{32,256}")
+"""A token an agent may propose: as long as and of the alphabet of secrets.token_urlsafe(32)'s."""
 EVENTS = ("enrolled", "rotated", "reenrolled", "reenroll_allowed", "revoked")
 
 
@@ -54,15 +64,22 @@ def _known(connection: Connection, device: str) -> bool:
     return connection.scalar(select(t.devices.c.id).where(t.devices.c.id == device)) is not None
 
 
-def enroll(store: Store, device: str, now: float, actor: str, current_token: str = "") -> Enrolled:
+def enroll(store: Store, device: str, now: float, actor: str, current_token: str = "", proposed: str = "") -> Enrolled:
     """Given a device id (the caller holds the enroll secret) and, for a rotation, the device's
-    current token, return a new token for it: a first enrollment, a rotation, or the re-enrollment
-    an administrator allowed. The replaced token stops working in the same transaction.
+    current token, return a new token for it — the one it `proposed` (checked by the caller
+    against PROPOSAL), else a fresh one: a first enrollment, a rotation, or the re-enrollment an
+    administrator allowed. The replaced token stops working in the same transaction.
 
-    Raise EnrollRefused (409) for a known id without either proof, (401) for a token that is not
-    the id's current one.
+    Raise EnrollRefused (409) for a known id without either proof or a proposal some device
+    already holds, (401) for a token that is not the id's current one.
     """
-    token = secrets.token_urlsafe(32)
+    try:
+        return _enroll(store, device, now, actor, current_token, proposed or secrets.token_urlsafe(32))
+    except IntegrityError:  # the unique token hash: a proposal that is already some device's token
+        raise EnrollRefused(409, f"device {device}: the proposed token is in use; propose another") from None
+
+
+def _enroll(store: Store, device: str, now: float, actor: str, current_token: str, token: str) -> Enrolled:
     with store.write() as connection:
         row = connection.execute(select(t.enrollments.c.token_hash, t.enrollments.c.revoked_at)
                                  .where(t.enrollments.c.device_id == device)).first()

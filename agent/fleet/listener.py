@@ -17,15 +17,29 @@ phase, followed through h11's state of the client's side or httptools' parser ca
 - the request is in: no read deadline (the answer is the application's business).
 
 A client address may hold at most `per_client` connections (0: no cap, behind a reverse proxy that
-sends everything from one address); more are answered 503 and closed at once, so one address cannot
-take all `max_connections` slots. TLS handshakes happen before a protocol sees the connection; asyncio
-bounds them to 60 s.
+sends everything from one address); more are answered 503 (over TLS: closed before the handshake,
+which they would make the server pay for) and closed at once, so one address cannot take all
+`max_connections` slots.
+
+TLS is layered on here too, not by the server: uvicorn hands `ssl` to `loop.create_server`, whose
+handshake bound is asyncio's fixed 60 s and whose connections reach the protocol (and the
+connection counts above) only once the handshake is done — so a client that opened TCP and sent
+nothing, or half a ClientHello, held a socket for a minute, uncounted. The protocol therefore
+sees the plain TCP connection, counts it at once (against `per_client` and uvicorn's
+`limit_concurrency`, both of which count `server_state.connections`) and wraps it in asyncio's
+own TLS layer (`asyncio.sslproto.SSLProtocol`, what `loop.start_tls` uses, on either event loop)
+with `header_timeout` as the handshake's bound. Why not `loop.start_tls` itself: it is a coroutine,
+so the layer would be put in place one loop turn late, and uvloop delivers a ClientHello that came
+with the connection to the protocol before that (it resumes reading after `connection_made` even
+when the protocol paused it), losing the first bytes of the handshake.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
+from asyncio import sslproto
 from typing import Callable
 
 import h11
@@ -38,6 +52,12 @@ logger = logging.getLogger(__name__)
 BODY_GRACE = 1.0
 """Seconds the listener's body deadline waits past `request_timeout`, so the application's own 408
 (with its log line) is the answer a trickling client gets wherever the application reads the body."""
+
+
+def _peer(transport: asyncio.BaseTransport) -> str | None:
+    """The client's address (the host part of the peer name), or None (a Unix socket)."""
+    peer = transport.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, (tuple, list)) and peer else None
 
 
 def _answer(status: str, message: str) -> bytes:
@@ -55,24 +75,81 @@ class _Deadlines:
     header_timeout = 10.0
     body_timeout = 30.0 + BODY_GRACE
     per_client = 0
+    tls: ssl.SSLContext | None = None
+    """The server's TLS context: connections are wrapped in it here (None: plain HTTP)."""
     refused: Callable[[int], None] = staticmethod(lambda status: None)
-    """Counts a connection cut off or turned away by its HTTP status (the fleet's refusal metric)."""
+    """Counts a connection cut off or turned away by its HTTP status (the fleet's refusal metric;
+    a TLS handshake that timed out counts as 408, a connection refused before it as 503)."""
     _phase: str | None = None
     _deadline: asyncio.TimerHandle | None = None
+    _address: str | None = None
+    _handshaking: asyncio.Transport | None = None
+    """The TCP transport while its TLS handshake runs (the protocol has no HTTP transport yet)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        if self._handshaking is not None:  # the TLS layer, its handshake done, hands over its transport
+            self._handshaking = None
+            self._serve(transport)
+            return
+        self._address = _peer(transport)
+        if self.tls is None:
+            self._serve(transport)
+            return
+        self.connections.add(self)  # type: ignore[attr-defined]
+        if self._over_cap():
+            transport.close()
+            return
+        self._handshaking = transport
+        done = self.loop.create_future()  # type: ignore[attr-defined]
+        done.add_done_callback(self._handshake_ended)
+        layer = sslproto.SSLProtocol(self.loop, self, self.tls, done, server_side=True,  # type: ignore[attr-defined]
+                                     ssl_handshake_timeout=self.header_timeout)
+        transport.set_protocol(layer)
+        layer.connection_made(transport)
+
+    def _serve(self, transport: asyncio.Transport) -> None:
+        """Start HTTP on `transport` (plain, or TLS once its handshake is done) under the cap and deadlines."""
         super().connection_made(transport)  # type: ignore[misc]
-        address = self.client[0] if self.client else None  # type: ignore[attr-defined]
-        if self.per_client and address is not None:
-            held = sum(1 for other in self.connections  # type: ignore[attr-defined]
-                       if other.client and other.client[0] == address)
-            if held > self.per_client:
-                log_event(logger, logging.WARNING, "fleet.busy", client=address, connections=held - 1)
-                self.refused(503)
-                transport.write(_answer("503 Service Unavailable", "too many connections from this address"))
-                transport.close()
-                return
+        if self.tls is None and self._over_cap():
+            transport.write(_answer("503 Service Unavailable", "too many connections from this address"))
+            transport.close()
+            return
         self._advance()
+
+    def _over_cap(self) -> bool:
+        """Whether this connection (already counted) is one more than its address may hold; logged and counted."""
+        if not self.per_client or self._address is None:
+            return False
+        held = sum(1 for other in self.connections  # type: ignore[attr-defined]
+                   if getattr(other, "_address", None) == self._address)
+        if held <= self.per_client:
+            return False
+        log_event(logger, logging.WARNING, "fleet.busy", client=self._address, connections=held - 1)
+        self.refused(503)
+        return True
+
+    def _handshake_ended(self, done: asyncio.Future[None]) -> None:
+        """Forget a connection whose TLS handshake failed or ran out of time (the layer closed it
+        and, as it never handed over a transport, tells the protocol nothing else)."""
+        error = None if done.cancelled() else done.exception()
+        if error is None or self.transport is not None:  # type: ignore[attr-defined]
+            return
+        self._handshaking = None
+        self.connections.discard(self)  # type: ignore[attr-defined]
+        if isinstance(error, ConnectionAbortedError):  # the layer's handshake timeout
+            log_event(logger, logging.WARNING, "fleet.slow_client", phase="tls", client=self._address)
+            self.refused(408)
+        else:
+            log_event(logger, logging.INFO, "fleet.tls_failed", client=self._address,
+                      error=" ".join(f"{type(error).__name__}: {error}".split())[:300])
+
+    def shutdown(self) -> None:
+        """uvicorn's graceful stop: a connection still in its handshake is simply closed."""
+        if self._handshaking is not None:
+            self._handshaking.close()
+            self.connections.discard(self)  # type: ignore[attr-defined]
+            return
+        super().shutdown()  # type: ignore[misc]
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)  # type: ignore[misc]
@@ -84,6 +161,9 @@ class _Deadlines:
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel()
+        if self.transport is None:  # type: ignore[attr-defined]  # refused before TLS: HTTP never started
+            self.connections.discard(self)  # type: ignore[attr-defined]
+            return
         super().connection_lost(exc)  # type: ignore[misc]
 
     def _phase_now(self) -> str | None:
@@ -188,11 +268,13 @@ def _httptools_protocol() -> type | None:
 
 
 def guarded_protocol(header_timeout: float, request_timeout: float, per_client: int,
-                     refused: Callable[[int], None]) -> type:
+                     refused: Callable[[int], None], tls: ssl.SSLContext | None = None) -> type:
     """Return the protocol class for `uvicorn.Config(http=...)` with these limits, counting each
-    connection it cuts off or turns away with `refused(status)`: on httptools where it is
-    installed (what uvicorn itself would pick), else on h11."""
+    connection it cuts off or turns away with `refused(status)`, serving TLS with `tls` when
+    given (uvicorn itself must then get no `ssl_*` options): on httptools where it is installed
+    (what uvicorn itself would pick), else on h11. Its `implementation` names which."""
     base = _httptools_protocol() or GuardedH11Protocol
     return type("FleetHttpProtocol", (base,), {
         "header_timeout": header_timeout, "body_timeout": request_timeout + BODY_GRACE, "per_client": per_client,
-        "refused": staticmethod(refused)})
+        "refused": staticmethod(refused), "tls": tls,
+        "implementation": "h11" if base is GuardedH11Protocol else "httptools"})

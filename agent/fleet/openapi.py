@@ -65,13 +65,18 @@ OPENAPI: dict[str, Any] = {
                                 "requestBody": {"content": {"application/json": {"schema": {
                                     "type": "object", "required": ["secret", "device"],
                                     "properties": {"secret": {"type": "string"}, "device": {"type": "string"},
-                                                   "hostname": {"type": "string"}}}}}},
+                                                   "hostname": {"type": "string"},
+                                                   "token": {"type": "string", "pattern": "^[A-Za-z0-9_-]{32,256}$",
+                                                             "description": "the token the caller proposes "
+                                                                            "(granted as it is)"}}}}}},
                                 "parameters": [_param("Authorization", "Bearer <the device's current token>: a "
                                                       "rotation of a known device id", where="header")],
                                 "responses": {"200": {"description": "{device, token}"},
                                               "401": {"description": "wrong secret, or not the current token"},
                                               "409": {"description": "a known device id, without its current "
-                                                                     "token or the administrator's leave"}}}},
+                                                                     "token or the administrator's leave; or a "
+                                                                     "proposed token already in use"},
+                                              "422": {"description": "a malformed device id or proposed token"}}}},
         "/api/v1/devices/{device}/reenroll": _control(
             "Let a known device id enroll once more with the enroll secret (within: how long, default 1d)",
             {"within": {"type": "string"}}),

@@ -17,6 +17,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -26,6 +27,7 @@ from typing import Any
 import requests
 from sqlalchemy import and_, delete, insert, or_, select, text, update
 
+from agent.banlist.fetch import FetchError, make_session, within
 from agent.config import interval_seconds
 from agent.documents import DocumentError, load_document
 from agent.fleet import tables as t
@@ -86,11 +88,7 @@ class Puller:
         self._file_stamp: float | None = None
         self._file_targets: list[PullTarget] = []
         self._synced: dict[str, PullTarget] | None = None
-        self.session = requests.Session()
-        pull = fleet.config.pull
-        self.session.verify = pull.ca_bundle or True
-        if pull.client_cert:
-            self.session.cert = (pull.client_cert, pull.client_key) if pull.client_key else pull.client_cert
+        self._local = threading.local()
 
     def targets(self) -> list[PullTarget]:
         """Return every configured target (the targets file re-read only when it changed)."""
@@ -184,7 +182,7 @@ class Puller:
         try:
             device = self.poll(row)
             error = ""
-        except (requests.RequestException, RefusedReport, OSError, ValueError) as exc:
+        except (requests.RequestException, FetchError, RefusedReport, OSError, ValueError) as exc:
             device, error = row.device_id, " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
         now = time.time()
         interval = interval_seconds(pull.interval)
@@ -222,9 +220,27 @@ class Puller:
             self.fleet.store.touch(device, now)  # the agent answered, with a report already stored
         return device
 
+    def session(self) -> requests.Session:
+        """This polling thread's session (pull's TLS settings): one per thread, because the
+        deadline watchdog cuts every connection of a session's adapter, and the other threads'
+        polls must not be cut with it."""
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = make_session(self.fleet.config.pull)
+        return session
+
     def _get(self, url: str, headers: dict[str, str], timeout: float) -> bytes:
+        """GET `url` within `timeout` seconds for the whole exchange (requests' own timeout is per
+        read, so an agent answering a byte a second would hold a polling thread for ever), and at
+        most `max_body` bytes. Raise FetchError past the deadline, RefusedReport past the size."""
+        session = self.session()
+        return within(time.monotonic() + timeout, timeout, session, url,
+                      lambda: self._read(session, url, headers, timeout))
+
+    def _read(self, session: requests.Session, url: str, headers: dict[str, str], timeout: float) -> bytes:
         limit = self.fleet.config.max_body
-        with self.session.get(url, headers=headers, timeout=timeout, stream=True) as response:
+        # verify per request: requests lets REQUESTS_CA_BUNDLE override a Session's verify.
+        with session.get(url, headers=headers, timeout=timeout, stream=True, verify=session.verify) as response:
             response.raise_for_status()
             body = b""
             for chunk in response.iter_content(65536):

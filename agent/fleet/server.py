@@ -193,13 +193,23 @@ class Jobs(threading.Thread):
             log_event(logger, logging.INFO, "fleet.pruned", rows=deleted)
 
 
-def _tls_options(config: FleetConfig) -> dict[str, object]:
+def tls_context(config: FleetConfig) -> ssl.SSLContext | None:
+    """The listener's TLS context (None without `tls_cert`): the certificate and key, and with
+    `tls_client_ca` a client certificate signed by it required. The listener wraps each
+    connection in it itself (agent/fleet/listener.py), so the handshake is bounded and counted.
+    Raise FleetError (one line) if the files cannot be used."""
     if not config.tls_cert:
-        return {}
-    options: dict[str, object] = {"ssl_certfile": config.tls_cert, "ssl_keyfile": config.tls_key or None}
-    if config.tls_client_ca:
-        options.update(ssl_ca_certs=config.tls_client_ca, ssl_cert_reqs=ssl.CERT_REQUIRED)
-    return options
+        return None
+    # Not create_default_context(): it loads the system's CAs, which would then vouch for clients too.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(config.tls_cert, config.tls_key or None)
+        if config.tls_client_ca:
+            context.load_verify_locations(config.tls_client_ca)
+            context.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise FleetError(f"tls_cert {config.tls_cert}: cannot be used: {exc}") from None
+    return context
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -237,18 +247,19 @@ def serve(config_path: str | None) -> int:
         value = getattr(config, name)
         if value and not os.access(value, os.R_OK):
             raise FleetError(f"{name} {value}: cannot read")
+    tls = tls_context(config)
     listener = _bind(host, port)
     fleet = build_fleet(config)
     jobs = Jobs(fleet)
+    protocol = guarded_protocol(config.header_timeout, config.request_timeout, config.max_connections_per_client,
+                                lambda status: fleet.counters.count("refused", str(status)), tls)
     server = uvicorn.Server(uvicorn.Config(
         make_app(fleet), host=host, port=port, log_config=None, access_log=False, server_header=False,
-        limit_concurrency=config.max_connections, timeout_keep_alive=5,
-        http=guarded_protocol(config.header_timeout, config.request_timeout, config.max_connections_per_client,
-                              lambda status: fleet.counters.count("refused", str(status))),
-        timeout_graceful_shutdown=int(config.request_timeout), **_tls_options(config)))
+        limit_concurrency=config.max_connections, timeout_keep_alive=5, http=protocol,
+        timeout_graceful_shutdown=int(config.request_timeout)))
     jobs.start()
     log_event(logger, logging.INFO, "fleet.started", listen=f"{host}:{port}", database=fleet.store.safe_url,
-              serial=fleet.policy.banlist.serial)
+              serial=fleet.policy.banlist.serial, http=protocol.implementation, tls=tls is not None)
     try:
         server.run(sockets=[listener])
     finally:

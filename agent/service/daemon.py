@@ -50,6 +50,8 @@ from agent.service.wakeup import Wakeup
 if TYPE_CHECKING:
     import requests
 
+    from agent.report.enroll import Enrollment
+
 logger = logging.getLogger(__name__)
 
 MAX_SLEEP = 3600.0
@@ -113,6 +115,7 @@ class Service:
         self.outbox: Outbox | None = None
         self._open_outbox()
         self._session: requests.Session | None = None
+        self._enrolled: Enrollment | None = None
         self.scheduler = schedule.Scheduler()
         self.endpoint: server.Endpoint | None = None
         self.keeper = GuardKeeper()
@@ -294,15 +297,26 @@ class Service:
             return
         from agent.report.push import push_pending  # requests: only once there is something to push
 
-        token = self._push_token()
+        if self.settings.enroll_secret:
+            self._push_enrolled(self.outbox)
+        else:
+            push_pending(self.outbox, config.push, self.settings.push_token, self._push_session())
+        self._update(**self._queue_facts())
+
+    def _push_enrolled(self, outbox: Outbox) -> None:
+        """One push cycle with the token from the fleet enrollment (agent.report.enroll.Enrollment):
+        enroll when there is none, settle what a 401 means, rotate the token when it is due."""
+        from agent.report.push import push_pending
+
+        push, secret, session = self.settings.config.push, self.settings.enroll_secret, self._push_session()
+        enrollment = self._enrollment()
+        token = enrollment.token(push, secret, self._identity(), session)
         if token is None:
             return
-        result = push_pending(self.outbox, config.push, token, self._push_session())
-        if result.error == "HTTP 401" and self.settings.enroll_secret:
-            from agent.report.enroll import forget_token
-
-            forget_token(self.settings.state_dir)  # revoked or a new fleet: enroll again next cycle
-        self._update(**self._queue_facts())
+        result = enrollment.settle(push_pending(outbox, push, token, session), token,
+                                   lambda other: push_pending(outbox, push, other, session))
+        if result.sent and not result.error:
+            enrollment.rotate_if_due(push, secret, self._identity(), session)
 
     def _open_outbox(self) -> None:
         """Open the push outbox once push is configured, or when one is left in the state
@@ -328,26 +342,18 @@ class Service:
         return {"queue_depth": self.outbox.depth(), "dropped": self.outbox.dropped(),
                 "dead_lettered": self.outbox.dead_lettered()}
 
-    def _push_token(self) -> str | None:
-        """The bearer token for pushes: the configured one, else the fleet token from an earlier
-        enrollment, else a new enrollment's (None, logged, when enrollment fails: retry later)."""
-        settings = self.settings
-        if not settings.enroll_secret:
-            return settings.push_token
-        from agent.report.enroll import EnrollError, enroll, stored_token
+    def _enrollment(self) -> Enrollment:
+        """The fleet enrollment's state, made on first use (with push.enroll_secret_file only)."""
+        if self._enrolled is None:
+            from agent.report.enroll import Enrollment
 
-        token = stored_token(settings.state_dir)
-        if token:
-            return token
+            self._enrolled = Enrollment(self.settings.state_dir)
+        return self._enrolled
+
+    def _identity(self) -> dict[str, str] | None:
+        """This device's id and host name as the fleet enrolls it, once a scan has found them."""
         host = self.snapshot.report.inventory.devices[0] if self.snapshot.report else None
-        if host is None:
-            return None
-        try:
-            return enroll(settings.config.push, settings.enroll_secret, {"device": host.id, "hostname": host.hostname},
-                          settings.state_dir, self._push_session())
-        except (EnrollError, OSError) as exc:
-            log_event(logger, logging.WARNING, "push.enroll_failed", error=str(exc))
-            return None
+        return None if host is None else {"device": host.id, "hostname": host.hostname}
 
     def _push_session(self) -> requests.Session:
         """Return the push session, made on first use: requests costs ~6 MB of a service that
