@@ -147,3 +147,56 @@ def test_openat2_is_loaded_only_after_the_first_files_are_walked(tmp_path: Path)
             "rest = [read_bytes(p) for p in paths[WALKED_FIRST:]]\n"
             "assert [int(b) for b in first + rest] == list(range(len(paths)))\n")
     assert "ctypes" in _modules_of_a_regular_install(code)
+
+
+def test_a_check_never_calls_the_compile_builtin(tmp_path: Path) -> None:
+    """Its first call in a process sets up Python's AST types (~1.5 ms): typing's ForwardRef
+    (get_type_hints) and agent.records' stub used to make it."""
+    config = tmp_path / "agent.json"
+    config.write_text("{}")
+    banlist = REPO / "config" / "banlist.example.json"
+    code = ("import builtins, contextlib, io\ncalls = []\nreal = builtins.compile\n"
+            # a source file without its .pyc is compiled too: only code made from strings counts
+            "builtins.compile = lambda *a, **k: (str(a[1]).startswith('<') and calls.append(a[1])) or real(*a, **k)\n"
+            "from agent.cli import main\nwith contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    main(['check', '--config', {str(config)!r}, '--banlist', {str(banlist)!r}, '--source', 'dpkg'])\n"
+            "assert not calls, calls\n")
+    _modules_of_a_regular_install(code)
+
+
+def _records_the_schema_builds() -> list[type]:
+    import dataclasses
+
+    from agent import config, model
+    from agent.banlist import cache
+    from agent.fleet import config as fleet_config
+
+    return [c for module in (config, model, cache, fleet_config) for c in vars(module).values()
+            if isinstance(c, type) and dataclasses.is_dataclass(c) and c.__module__ == module.__name__]
+
+
+def test_the_schemas_type_hints_are_get_type_hints() -> None:
+    import typing
+
+    from agent.schema import type_hints
+
+    records = _records_the_schema_builds()
+    assert len(records) > 30
+    for record in records:
+        assert type_hints(record) == typing.get_type_hints(record), record
+
+
+def test_what_eval_alone_would_not_resolve_goes_to_get_type_hints(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A quoted name inside an annotation, Annotated and None are resolved as get_type_hints does."""
+    import types
+    import typing
+
+    from agent.schema import type_hints
+
+    module = types.ModuleType("appban_test_hints")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    exec("from __future__ import annotations\nimport typing\nclass Inner: pass\n"  # noqa: S102
+         "class Outer:\n    a: tuple['Inner', ...]\n    b: typing.Annotated[int, 'unit']\n    c: None\n"
+         "    d: str | None\n", vars(module))
+    assert type_hints(module.Outer) == typing.get_type_hints(module.Outer) == {
+        "a": tuple[module.Inner, ...], "b": int, "c": type(None), "d": str | None}
