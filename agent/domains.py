@@ -15,7 +15,6 @@ unbound's `local-zone` mean).
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
 WILDCARD = "*."
@@ -55,9 +54,20 @@ def normalise_domain(text: str) -> str:
     return (WILDCARD if wildcard else "") + ascii_name
 
 
+_IPV4_CHARACTERS = frozenset("0123456789.")
+
+
 def _refuse_address(name: str, text: str) -> None:
+    """Raise ValueError for an IP address. Only a text with a colon (IPv6) or made of nothing
+    but ASCII digits and dots (IPv4) can be one: other names, which is nearly all of them, are
+    passed without importing ipaddress (a check's start-up, issue 14)."""
+    address = name.strip("[]")
+    if ":" not in address and not _IPV4_CHARACTERS.issuperset(address):
+        return
+    import ipaddress
+
     try:
-        ipaddress.ip_address(name.strip("[]"))
+        ipaddress.ip_address(address)
     except ValueError:
         return
     raise ValueError(f"{text!r} is an IP address, not a domain name (block names; addresses change)")

@@ -30,11 +30,24 @@ _OWN_METHODS = ("__init__", "__repr__", "__eq__", "__hash__", "__setattr__", "__
 _SPECIAL_TYPES = ("ClassVar", "InitVar", "KW_ONLY")
 
 
-@dataclasses.dataclass(frozen=True)
-class _Params:
-    """Only its `__dataclass_params__` is used: the standard decorator's record of a frozen
-    class with default options, which every class built here carries (a frozen dataclass
-    subclassing one of them checks that its base is frozen)."""
+def _frozen_params() -> Any:
+    """Return the standard decorator's record of a frozen class with default options
+    (`__dataclass_params__`), which every class built here carries: a frozen dataclass
+    subclassing one of them checks that its base is frozen.
+
+    It is taken from a class the decorator processes without generated methods, with the
+    options then set as `@dataclass(frozen=True)` records them: decorating a class that way
+    would compile six methods when this module is imported, on every command's start-up."""
+    class Options:
+        """A class whose only use is its `__dataclass_params__`."""
+
+    params = dataclasses.dataclass(Options, init=False, repr=False, eq=False).__dataclass_params__
+    for option in ("init", "repr", "eq", "frozen"):
+        setattr(params, option, True)
+    return params
+
+
+_PARAMS = _frozen_params()
 
 
 def dataclass(cls: type | None = None, /, *, frozen: bool = False, **options: Any) -> Any:
@@ -65,7 +78,7 @@ def _plain(cls: type) -> bool:
 
 def _frozen_record(cls: type) -> type:
     cls = dataclasses.dataclass(cls, init=False, repr=False, eq=False)
-    cls.__dataclass_params__ = _Params.__dataclass_params__  # type: ignore[attr-defined]
+    cls.__dataclass_params__ = _PARAMS  # type: ignore[attr-defined]
     fields = dataclasses.fields(cls)
     names = tuple(f.name for f in fields)
     methods: dict[str, Callable[..., Any]] = {
@@ -82,12 +95,20 @@ def _frozen_record(cls: type) -> type:
     return cls
 
 
-_STUB = next(const for const in compile(
-    "def pending(self, *args, **kwargs):\n    return __appban_compile()(self, *args, **kwargs)\n", "<string>", "exec",
-).co_consts if isinstance(const, types.CodeType))
-"""What a record's `__init__`, `__eq__` and `__hash__` are until first called: compiled from a
-string once, as the standard decorator's methods are (agent.schema takes `<string>` for "the
-generated __init__")."""
+def _stub() -> types.CodeType:
+    """Return the code of what a record's `__init__`, `__eq__` and `__hash__` are until first
+    called: compiled from a string once, as the standard decorator's methods are (agent.schema
+    takes `<string>` for "the generated __init__").
+
+    Why `exec` and not the `compile` builtin: the builtin's first call in a process sets up
+    Python's AST node types (it accepts an AST as its source), ~1.5 ms of every start-up."""
+    namespace: dict[str, Any] = {}
+    exec("def pending(self, *args, **kwargs):\n    return __appban_compile()(self, *args, **kwargs)\n",  # noqa: S102
+         {}, namespace)
+    return namespace["pending"].__code__
+
+
+_STUB = _stub()
 
 
 def _pending(cls: type, name: str, build: Callable[[], Callable[..., Any]]) -> Callable[..., Any]:

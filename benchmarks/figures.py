@@ -3,7 +3,8 @@ the same run (rounds alternate floor and subject; the median ratio and its sprea
 
     .venv/bin/python benchmarks/figures.py [--rounds N] [--only NAME ...] [--mdm-devices N]
 
-Figures (NAME): startup (check, check --source dpkg vs `python -c pass`), dpkg (the collector vs
+Figures (NAME): startup (check, check --source dpkg vs `python -c pass`, both in a regular,
+non-editable install of this checkout built for the run: measure.regular_install), dpkg (the collector vs
 `dpkg-query -W` at 10,000 and 100,000 packages; `appban inventory --format json` at 100,000),
 fleet (`check --inventory` 100,000 apps x `--banlist` 10,000 entries vs `json.load` of both),
 banlist (a 10,000-entry list as YAML and as JSON vs `json.loads`), mdm (an Intune export of
@@ -28,7 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from banlist_refresh import big_list  # noqa: E402 - the 10,000-entry list the refresh benchmark serves
-from measure import MIB, appban, cpu_timed, paired, peak_rss, process, process_cpu, python, timed  # noqa: E402
+from measure import (  # noqa: E402
+    MIB, appban, cpu_timed, paired, peak_rss, process, process_cpu, python, regular_install, timed,
+)
 
 from agent.banlist.parse import parse_banlist  # noqa: E402
 from agent.inventory.base import Context  # noqa: E402
@@ -37,11 +40,17 @@ from agent.inventory.dpkg import DpkgCollector  # noqa: E402
 FLOOR = python("-c", "pass")
 
 
-def startup(rounds: int) -> None:
+def startup(rounds: int, work: Path) -> None:
+    """`appban check` as a deployed agent runs it (the console script of a regular install,
+    measure.regular_install) against that venv's `python -c pass`."""
+    bin_dir = regular_install(work)
+    floor = [str(bin_dir / "python"), "-c", "pass"]
+    print(f"  start-up floor: {floor[0]} (a regular install of this checkout)")
     for label, args, target in (("appban check (bundled list, this machine)", ("check",), "<= 6x"),
                                 ("appban check --source dpkg", ("check", "--source", "dpkg"), "<= 4x")):
-        paired(label, process(appban(*args)), "python -c pass", process(FLOOR), rounds, target=target)
-        paired(f"{label}: CPU time", process_cpu(appban(*args)), "python -c pass", process_cpu(FLOOR), rounds,
+        subject = [str(bin_dir / "appban"), *args]
+        paired(label, process(subject), "python -c pass", process(floor), rounds, target=target)
+        paired(f"{label}: CPU time", process_cpu(subject), "python -c pass", process_cpu(floor), rounds,
                target=target)
 
 
@@ -156,7 +165,7 @@ def main() -> int:
                 print("dpkg: dpkg-query is not installed, skipped")
                 continue
             section = globals()[name]
-            if name in ("startup", "banlist"):
+            if name == "banlist":
                 section(args.rounds)
             elif name == "mdm":
                 section(args.rounds, work, args.mdm_devices)

@@ -12,6 +12,7 @@ import os
 import statistics
 import subprocess
 import sys
+import sysconfig
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,3 +126,27 @@ def python(*args: str) -> list[str]:
 
 def appban(*args: str) -> list[str]:
     return python("-m", "agent", *args)
+
+
+def regular_install(work: Path) -> Path:
+    """Install this checkout as a deployed agent has it, a wheel in a venv of its own, under
+    `work`; return that venv's `bin` folder (its `python` is the floor, its `appban` the subject).
+
+    Why not the checkout's `.venv`: `scripts/venv` installs appban editable, and setuptools'
+    editable finder is imported by a `.pth` at every start of that interpreter (pathlib, re,
+    fnmatch: ~22 ms), which inflates `python -c pass` threefold and hides the start-up cost of
+    what `appban check` imports. The wheel is installed without dependencies; the new venv finds
+    them in the checkout venv's site-packages through a path `.pth` (a plain path line: Python
+    runs no `.pth` file of a folder added that way, so the editable finder stays out)."""
+    venv, wheels = work / "regular-venv", work / "wheel"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(REPO)],
+                   check=True, env=ENV)
+    bin_dir = venv / "bin"
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(bin_dir / "python"), "install", "-q", "--no-deps",
+                    *map(str, wheels.glob("appban-*.whl"))], check=True, env=ENV)
+    site = subprocess.run([str(bin_dir / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    dependencies = dict.fromkeys(sysconfig.get_path(name) for name in ("purelib", "platlib"))
+    Path(site, "appban-dependencies.pth").write_text("".join(f"{path}\n" for path in dependencies))
+    return bin_dir

@@ -34,6 +34,16 @@ from agent.platform import image_device_id
 from tests.hives import USER_UNINSTALL, fixture_hive, hivexregedit, merge
 from tests.volumes import app_bundle, info
 
+
+@pytest.fixture(autouse=True)
+def openat2_from_the_first_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every read here may take openat2's one-call path, as a scan does after its first
+    WALKED_FIRST files (its first ones are walked; test_without_openat2_... walks them all)."""
+    from agent.inventory import reading
+
+    monkeypatch.setattr(reading, "_walked", reading.WALKED_FIRST)
+
+
 USER = 4242
 """The uid owning the planted home folders (no such user needs to exist: only numbers are compared)."""
 SECRET = "Secret"

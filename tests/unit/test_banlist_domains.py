@@ -4,6 +4,7 @@ of the whole format (which the bundled list must satisfy)."""
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 from datetime import date, datetime
 from pathlib import Path
@@ -87,6 +88,24 @@ def _jsonable(value: object) -> object:
     if isinstance(value, (date, datetime)):
         return value.isoformat()
     raise TypeError(type(value).__name__)
+
+
+@given(st.one_of(st.ip_addresses().map(str), st.text("0123456789abcdef.:%[]x", max_size=45), st.text(max_size=12)))
+def test_a_name_is_refused_as_an_address_exactly_when_ipaddress_parses_it(text: str) -> None:
+    """normalise_domain skips importing ipaddress for a name that cannot be an address; it
+    refuses the same names as asking ipaddress about every one would."""
+    name = text.strip().removeprefix("*.")
+    try:
+        ipaddress.ip_address(name.removesuffix(".").strip("[]"))
+        address = True
+    except ValueError:
+        address = False
+    try:
+        normalise_domain(text)
+        refused = False
+    except ValueError as exc:
+        refused = "is an IP address" in str(exc)
+    assert refused == address
 
 
 def test_bundled_list_fits_the_json_schema_and_carries_cited_domains() -> None:

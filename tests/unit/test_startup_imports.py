@@ -4,8 +4,11 @@ only when they are used."""
 
 from __future__ import annotations
 
+import os
+import site
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +89,117 @@ def test_frozen_records_on_the_start_up_path_are_made_by_agent_records() -> None
 
 def test_yaml_is_still_read_when_a_document_is_yaml() -> None:
     assert "yaml" in _modules_after("from agent.documents import load_document; load_document(b'a: 1', 'x')")
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _modules_of_a_regular_install(code: str) -> set[str]:
+    """Return the modules a fresh interpreter holds after running `code`, started as a regular
+    install's is: this checkout's venv installs appban editable, and setuptools' editable finder,
+    run by a `.pth` at every start, imports pathlib (and with it urllib.parse and ipaddress)
+    before appban does. Here no `.pth` runs (-S); the checkout and the venv's site-packages are
+    put on the path by hand."""
+    path = [str(REPO), *site.getsitepackages()]
+    prelude = f"import sys\nsys.path[1:1] = {path!r}\n"
+    done = subprocess.run([sys.executable, "-S", "-c", f"{prelude}{code}\nprint(' '.join(sys.modules))"],
+                          capture_output=True, text=True, check=True)
+    return set(done.stdout.split())
+
+
+def test_a_dpkg_check_loads_no_module_imported_only_for_what_it_does_not_do(tmp_path: Path) -> None:
+    """inspect (for dataclasses), traceback (for logging), ipaddress (for urllib.parse and for
+    addresses in a list's domains) and ctypes (openat2, for many files) stay out of a check that
+    reads three files; agent/__init__.py defers the first three."""
+    config = tmp_path / "agent.json"
+    config.write_text("{}")
+    banlist = REPO / "config" / "banlist.example.json"  # agent.bundled is mapped by the editable finder only
+    code = ("import contextlib, io\nfrom agent.cli import main\nwith contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    main(['check', '--config', {str(config)!r}, '--banlist', {str(banlist)!r}, '--source', 'dpkg'])")
+    loaded = _modules_of_a_regular_install(code)
+    assert {"agent.inventory.dpkg", "dataclasses", "logging", "urllib.parse", "agent.domains"} <= loaded
+    assert not {"inspect", "traceback", "ipaddress", "ctypes", "ast", "dis", "tokenize", "linecache"} & loaded
+
+
+def test_a_deferred_module_is_the_real_one_when_it_is_used() -> None:
+    """What agent/__init__.py defers is imported as soon as it is needed: a dataclass without a
+    docstring gets its signature, a logged exception its traceback, a bracketed host its check."""
+    code = ("import agent, dataclasses, io, logging, urllib.parse\n"
+            "@dataclasses.dataclass\nclass Point:\n    x: int\n"
+            "out = io.StringIO()\nlogger = logging.getLogger('t')\nlogger.addHandler(logging.StreamHandler(out))\n"
+            "try:\n    1 / 0\nexcept ZeroDivisionError:\n    logger.exception('failed')\n"
+            "assert Point.__doc__ == 'Point(x: int)', Point.__doc__\n"
+            "assert 'Traceback' in out.getvalue() and 'ZeroDivisionError' in out.getvalue(), out.getvalue()\n"
+            "assert urllib.parse.urlsplit('https://[::1]:8443/').hostname == '::1'\n"
+            "import inspect, traceback, ipaddress\n"
+            "assert dataclasses.inspect.signature is inspect.signature and logging.traceback.format_exc is traceback.format_exc\n")
+    loaded = _modules_of_a_regular_install(code)
+    assert {"inspect", "traceback", "ipaddress"} <= loaded
+
+
+@pytest.mark.skipif(not hasattr(os, "O_PATH"), reason="openat2 is Linux's")
+def test_openat2_is_loaded_only_after_the_first_files_are_walked(tmp_path: Path) -> None:
+    """ctypes (openat2's binding) costs what walking about a hundred paths does: a scan loads it
+    only once it has read reading.WALKED_FIRST files, and reads them the same either way."""
+    files = [tmp_path / f"f{i}" for i in range(70)]
+    for number, path in enumerate(files):
+        path.write_text(str(number))
+    code = ("from agent.inventory.reading import WALKED_FIRST, read_bytes\nimport sys\n"
+            f"paths = {[str(p) for p in files]!r}\n"
+            "first = [read_bytes(p) for p in paths[:WALKED_FIRST]]\nassert 'ctypes' not in sys.modules\n"
+            "rest = [read_bytes(p) for p in paths[WALKED_FIRST:]]\n"
+            "assert [int(b) for b in first + rest] == list(range(len(paths)))\n")
+    assert "ctypes" in _modules_of_a_regular_install(code)
+
+
+def test_a_check_never_calls_the_compile_builtin(tmp_path: Path) -> None:
+    """Its first call in a process sets up Python's AST types (~1.5 ms): typing's ForwardRef
+    (get_type_hints) and agent.records' stub used to make it."""
+    config = tmp_path / "agent.json"
+    config.write_text("{}")
+    banlist = REPO / "config" / "banlist.example.json"
+    code = ("import builtins, contextlib, io\ncalls = []\nreal = builtins.compile\n"
+            # a source file without its .pyc is compiled too: only code made from strings counts
+            "builtins.compile = lambda *a, **k: (str(a[1]).startswith('<') and calls.append(a[1])) or real(*a, **k)\n"
+            "from agent.cli import main\nwith contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    main(['check', '--config', {str(config)!r}, '--banlist', {str(banlist)!r}, '--source', 'dpkg'])\n"
+            "assert not calls, calls\n")
+    _modules_of_a_regular_install(code)
+
+
+def _records_the_schema_builds() -> list[type]:
+    import dataclasses
+
+    from agent import config, model
+    from agent.banlist import cache
+    from agent.fleet import config as fleet_config
+
+    return [c for module in (config, model, cache, fleet_config) for c in vars(module).values()
+            if isinstance(c, type) and dataclasses.is_dataclass(c) and c.__module__ == module.__name__]
+
+
+def test_the_schemas_type_hints_are_get_type_hints() -> None:
+    import typing
+
+    from agent.schema import type_hints
+
+    records = _records_the_schema_builds()
+    assert len(records) > 30
+    for record in records:
+        assert type_hints(record) == typing.get_type_hints(record), record
+
+
+def test_what_eval_alone_would_not_resolve_goes_to_get_type_hints(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A quoted name inside an annotation, Annotated and None are resolved as get_type_hints does."""
+    import types
+    import typing
+
+    from agent.schema import type_hints
+
+    module = types.ModuleType("appban_test_hints")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    exec("from __future__ import annotations\nimport typing\nclass Inner: pass\n"  # noqa: S102
+         "class Outer:\n    a: tuple['Inner', ...]\n    b: typing.Annotated[int, 'unit']\n    c: None\n"
+         "    d: str | None\n", vars(module))
+    assert type_hints(module.Outer) == typing.get_type_hints(module.Outer) == {
+        "a": tuple[module.Inner, ...], "b": int, "c": type(None), "d": str | None}
