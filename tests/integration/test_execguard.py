@@ -25,7 +25,7 @@ import pytest
 
 from agent.banlist.parse import parse_banlist
 from agent.config import parse_config
-from agent.enforce.deny import DenySet
+from agent.enforce.deny import SETTLE_NS, DenySet
 from agent.enforce.execguard import ExecGuard, GuardUnavailable, exec_mounts
 from agent.enforce.guard import build_deny
 from agent.enforce.guardprocess import GuardProcess
@@ -53,9 +53,12 @@ def mount(tmp_path: Path):
 
 
 def program(folder: Path, name: str, source: str = "/bin/true") -> Path:
+    """Copy `source` to `folder/name`, executable, and wait until its verdict may be cached
+    (deny.SETTLE_NS: a file changed within a clock tick is judged afresh at every exec)."""
     path = folder / name
     shutil.copy(source, path)
     path.chmod(0o755)
+    time.sleep(SETTLE_NS / 1e9)
     return path
 
 
@@ -211,7 +214,7 @@ def test_the_guard_never_blocks_its_own_process(mount: Path) -> None:
     victim = program(mount, unique("victim"), "/bin/echo")
     script = textwrap.dedent(f"""
         import ctypes, subprocess
-        from agent.enforce.deny import DenySet
+        from agent.enforce.deny import SETTLE_NS, DenySet
         from agent.enforce.execguard import ExecGuard
         guard = ExecGuard(DenySet(names={{{victim.name!r}: "e"}}), [{str(mount)!r}])
         guard.start()
@@ -239,7 +242,7 @@ def test_the_service_guard_runs_in_a_worker_and_never_blocks_the_agent(mount: Pa
     script = textwrap.dedent(f"""
         import os, subprocess
         from agent.config import load_config
-        from agent.enforce.deny import DenySet
+        from agent.enforce.deny import SETTLE_NS, DenySet
         from agent.enforce.guard import make_guard
         from agent.runner import Runner
         guard = make_guard(load_config({str(config)!r}), DenySet(names={{{victim.name!r}: "e"}}), Runner())
