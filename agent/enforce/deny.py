@@ -177,27 +177,69 @@ class VerdictCache(Generic[V]):
     names, package paths and exemptions are per path: a hard link or a bind mount under a banned
     name, or a folder renamed out of a `protected` tree, reaches the same content by a path that
     is judged afresh. Bounded (cleared when full); a guard starts a new one whenever the deny set
-    changes. Reads take no lock (one dict lookup is atomic), so a cache hit costs the exec
-    guard's reader one lookup."""
+    changes. Reads take no lock (one dict lookup is atomic).
+
+    Beside them, allows that need no path (`put(..., anywhere=True)`, `allowed_anywhere`): the
+    exec guard's reader then answers a hit with one fstat and one lookup, without reading the
+    path (a /proc readlink, the costliest step of a hit). Only for an allow of clean bytes (no
+    hash rules, or hashed and not banned: the exemptions cannot matter) of a file with one link
+    — its only name is the one it was judged by, since a rename or link would change its ctime;
+    the caller vouches that no folder rename can put it at a banned package path."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._verdicts: dict[CacheKey, V] = {}
+        self._anywhere: set[tuple[int, int, int, int]] = set()
 
     def get(self, st: os.stat_result, path: str) -> V | None:
         return self._verdicts.get(_cache_key(st, path))
 
-    def put(self, st: os.stat_result, path: str, verdict: V) -> bool:
-        """Keep `verdict` unless the file changed too recently to tell (`SETTLE_NS`); return
-        True when it was kept."""
+    def allowed_anywhere(self, st: os.stat_result) -> bool:
+        """Return True when this content was allowed whatever its path (see the class docstring)
+        and the file still has its one link."""
+        return st.st_nlink == 1 and (st.st_dev, st.st_ino, st.st_ctime_ns, st.st_size) in self._anywhere
+
+    def put(self, st: os.stat_result, path: str, verdict: V, anywhere: bool = False) -> bool:
+        """Keep `verdict` (with `anywhere`, also as an allow that needs no path, for a file of one
+        link) unless the file changed too recently to tell (`SETTLE_NS`); return True when it
+        was kept."""
         if time.time_ns() - st.st_ctime_ns < SETTLE_NS:
             return False
         with self._lock:
             if len(self._verdicts) >= CACHE_LIMIT:
                 self._verdicts.clear()
+                self._anywhere.clear()
             self._verdicts[_cache_key(st, path)] = verdict
+            if anywhere and st.st_nlink == 1:
+                self._anywhere.add(content_key(st))
         return True
 
 
 def _cache_key(st: os.stat_result, path: str) -> CacheKey:
     return (st.st_dev, st.st_ino, st.st_ctime_ns, st.st_size, path)
+
+
+def renamed_into(paths: Iterable[str]) -> str:
+    """Return a folder from which a user could make one of these paths name a file of theirs (by
+    creating or renaming a folder on the way, or the file itself), or "" when every folder that
+    exists on the way to each is root's and writable by root alone (a sticky folder does not
+    count: anyone may create a new folder in it). Package files live in such folders; a list
+    whose package paths do not keeps every cached allow tied to its path."""
+    seen: set[str] = set()
+    for path in paths:
+        folder = os.path.dirname(path)
+        while folder not in seen:
+            seen.add(folder)
+            try:
+                st = os.stat(folder)
+            except FileNotFoundError:
+                folder = os.path.dirname(folder)  # created by whoever may write the folder above
+                continue
+            except OSError:
+                return folder
+            if st.st_uid != 0 or st.st_mode & 0o022:
+                return folder
+            if folder == "/":
+                break
+            folder = os.path.dirname(folder)
+    return ""

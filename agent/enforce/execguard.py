@@ -40,7 +40,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from agent.enforce.deny import DenySet, VerdictCache, content_key, file_key, sha256_fd
+from agent.enforce.deny import DenySet, VerdictCache, content_key, file_key, renamed_into, sha256_fd
 from agent.enforce.ignoremarks import IgnoreMarks, hardlinks_protected, kernel_may_keep, user_mark_limit
 from agent.log import log_event
 
@@ -68,13 +68,15 @@ PSEUDO_FILESYSTEMS = frozenset({
 Verdict = tuple[str, bool]
 """What the cache holds per file: the banning entry ("" to allow) and whether an allow holds for
 the file's bytes by any name (see DenySet.judge), which an ignore mark needs."""
-_LateWork = tuple[os.stat_result, str, "VerdictCache[Verdict]", DenySet]
-"""A verdict that missed its deadline: the file's stat, path, and the cache and deny set it belongs to."""
+_LateWork = tuple[os.stat_result, str, "VerdictCache[Verdict]", DenySet, bool]
+"""A verdict that missed its deadline: the file's stat, path, the cache and deny set it belongs
+to, and whether an allow of it may be cached without its path."""
 _Keep = tuple[int, os.stat_result]
 """An allow the kernel may keep: the deny-set generation it was made under and the file's stat."""
-_State = tuple[int, "VerdictCache[Verdict]", DenySet, dict[tuple[int, int, int, int], str]]
+_State = tuple[int, "VerdictCache[Verdict]", DenySet, dict[tuple[int, int, int, int], str], bool]
 """What one verdict is made under, swapped as one: the deny-set generation, the verdict cache,
-the deny set and its banned package files by inode (`banned_files`)."""
+the deny set, its banned package files by inode (`banned_files`) and whether allows may be cached
+without their path (no user can put a file at one of its package paths: `deny.renamed_into`)."""
 
 
 class GuardUnavailable(RuntimeError):
@@ -127,7 +129,7 @@ class ExecGuard:
         self.on_deny = on_deny
         self.stats: Counter[str] = Counter()
         self.mark_limit = user_mark_limit() if mark_limit is None else mark_limit
-        self._state: _State = (0, VerdictCache(), deny, banned_files(deny))
+        self._state: _State = (0, VerdictCache(), deny, banned_files(deny), _path_free(deny))
         self._marks: IgnoreMarks | None = None
         self._own = frozenset({os.getpid(), *allow_pids})
         self._fan = -1
@@ -182,14 +184,14 @@ class ExecGuard:
         under the old set lands in the old cache, never in the new one), and drop every ignore
         mark before returning, so a file the new set bans is judged at its next exec. Raise
         OSError if the kernel refuses to drop them."""
-        banned = banned_files(deny)
-
+        banned, path_free = banned_files(deny), _path_free(deny)
         marks = self._marks
 
         def change() -> None:
-            # renew() bumps the generation after this; a verdict read under either number of
-            # the two is refused a mark, never given one under the wrong set.
-            self._state = ((marks.generation + 1) if marks else 0, VerdictCache(), deny, banned)
+            # renew() bumps the marks' generation to this number right after, under its lock:
+            # a verdict of the new set made before the bump is refused a mark, and one of the
+            # old set can never be marked under the new.
+            self._state = ((marks.generation + 1) if marks else 0, VerdictCache(), deny, banned, path_free)
             self.deny = deny
 
         if marks is None:
@@ -219,12 +221,12 @@ class ExecGuard:
 
     def _loop(self) -> None:
         assert self._wake is not None
+        wake = self._wake[0]
         poller = select.poll()
         poller.register(self._fan, select.POLLIN)
-        poller.register(self._wake[0], select.POLLIN)
+        poller.register(wake, select.POLLIN)
         while True:
-            ready = {fd for fd, _ in poller.poll()}
-            if self._wake[0] in ready:
+            if any(fd == wake for fd, _ in poller.poll()):
                 return
             try:
                 data = os.read(self._fan, _READ_SIZE)
@@ -273,13 +275,16 @@ class ExecGuard:
     def _decide(self, fd: int, pid: int) -> tuple[str, _Keep | None]:
         """Return the entry that bans the file behind `fd` ("" to allow it) and, for an allow the
         kernel may keep, what marking it needs. The guard's own execs, fail-mode answers and
-        denials are never kept. A cache hit is answered here, in the reading thread: one fstat,
-        one readlink and one lookup."""
+        denials are never kept. A cache hit is answered here, in the reading thread: one fstat
+        and one lookup for an allow that needs no path, else also the path (a readlink)."""
         if pid in self._own:
             self.stats["self"] += 1
             return "", None
-        generation, cache, deny, banned = self._state
+        generation, cache, deny, banned, path_free = self._state
         st = os.fstat(fd)
+        if cache.allowed_anywhere(st):
+            self.stats["cached"] += 1
+            return "", ((generation, st) if not st.st_uid and self._may_keep(fd, st, "") else None)
         path = _fd_path(fd)
         verdict = cache.get(st, path)
         if verdict is not None:
@@ -287,16 +292,17 @@ class ExecGuard:
             may_keep = not verdict[0] and verdict[1] and self._may_keep(fd, st, path)
         else:
             may_keep = self._may_keep(fd, st, path)
-            verdict = self._judge(fd, st, path, may_keep, cache, deny, banned)
+            verdict = self._judge(fd, st, path, may_keep, (cache, deny, banned, path_free))
             if verdict is None:
                 return ("(deadline)" if self.fail_closed else ""), None
         entry, by_any_name = verdict
         return entry, ((generation, st) if may_keep and not entry and by_any_name else None)
 
-    def _judge(self, fd: int, st: os.stat_result, path: str, vouch: bool, cache: VerdictCache[Verdict],
-               deny: DenySet, banned: dict[tuple[int, int, int, int], str]) -> Verdict | None:
+    def _judge(self, fd: int, st: os.stat_result, path: str, vouch: bool,
+               state: tuple[VerdictCache[Verdict], DenySet, dict[tuple[int, int, int, int], str], bool]) -> Verdict | None:
         """Judge the file (hashing it if the list has hashes) and cache the verdict; return None
         when the hash passed the deadline (it is finished in the background for next time)."""
+        cache, deny, banned, path_free = state
         entry = banned.get(file_key(st), "")
         if entry and not deny.exempt(path):
             verdict = (entry, False)  # a banned package's file, reached by another path
@@ -306,16 +312,17 @@ class ExecGuard:
                 verdict = deny.judge(path, lambda: sha256_fd(fd, deadline, time.monotonic), vouch=vouch)
             except TimeoutError:
                 self.stats["deadline"] += 1
-                self._finish_later(fd, (st, path, cache, deny))
+                self._finish_later(fd, (st, path, cache, deny, path_free))
                 return None
-        cache.put(st, path, verdict)
+        cache.put(st, path, verdict, anywhere=path_free and verdict == ("", True))
         return verdict
 
     def _may_keep(self, fd: int, st: os.stat_result, path: str) -> bool:
-        """Whether only root can change this file or rename it (`ignoremarks.kernel_may_keep`)."""
+        """Whether only root can change this file or rename it (`ignoremarks.kernel_may_keep`);
+        the path ("" if not read yet) is read only when the file's stat passes."""
         marks = self._marks
         assert marks is not None
-        return kernel_may_keep(st, lambda: marks.fs_magic(fd), lambda: _folder(path))
+        return kernel_may_keep(st, lambda: marks.fs_magic(fd), lambda: _folder(path or _fd_path(fd)))
 
     def _keep(self, fd: int, keep: _Keep) -> None:
         """Leave an allow in the kernel (after answering, so the exec does not wait for it)."""
@@ -336,9 +343,10 @@ class ExecGuard:
             fd, work = self._late.get()
             if work is None:
                 return
-            st, path, cache, deny = work
+            st, path, cache, deny, path_free = work
             try:
-                cache.put(st, path, deny.judge(path, lambda: sha256_fd(fd), vouch=False))
+                verdict = deny.judge(path, lambda: sha256_fd(fd), vouch=False)
+                cache.put(st, path, verdict, anywhere=path_free and verdict == ("", True))
             except OSError as exc:
                 log_event(logger, logging.WARNING, "execguard.hash_failed", path=path, error=str(exc))
             finally:
@@ -372,6 +380,14 @@ def banned_files(deny: DenySet) -> dict[tuple[int, int, int, int], str]:
         if stat.S_ISREG(st.st_mode):
             found[file_key(st)] = entry
     return found
+
+
+def _path_free(deny: DenySet) -> bool:
+    """Whether allows under this deny set may be cached without their path (`deny.renamed_into`)."""
+    folder = renamed_into(deny.paths)
+    if folder:
+        log_event(logger, logging.INFO, "execguard.allows_cached_by_path", folder=folder)
+    return not folder
 
 
 def _folder(path: str) -> os.stat_result | None:
