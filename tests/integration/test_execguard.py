@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import mmap
 import os
 import resource
 import shutil
@@ -580,8 +581,9 @@ def same_size(*sources: str) -> list[bytes]:
     return [body.ljust(size, b"\0") for body in bodies]
 
 
-def test_banned_bytes_written_with_the_mtime_set_back_are_denied(mount: Path) -> None:
-    """Same inode, size and mtime (utimensat sets it back), new bytes: the ctime tells."""
+def cached_allow(mount: Path) -> tuple[Path, bytes, ExecGuard]:
+    """A user's program, allowed and then answered from the cache by a started guard that bans
+    other bytes of the same size (returned) by hash."""
     clean, banned = same_size("/bin/true", "/bin/echo")
     target = users_program(mount, unique("tool"), clean)
     guard = started(ExecGuard(DenySet(sha256={hashlib.sha256(banned).hexdigest(): "wps-office"}), [str(mount)],
@@ -589,6 +591,16 @@ def test_banned_bytes_written_with_the_mtime_set_back_are_denied(mount: Path) ->
     try:
         assert runs(target) and runs(target)
         assert guard.stats["cached"] == 1
+    except BaseException:
+        guard.stop()
+        raise
+    return target, banned, guard
+
+
+def test_banned_bytes_written_with_the_mtime_set_back_are_denied(mount: Path) -> None:
+    """Same inode, size and mtime (utimensat sets it back), new bytes: the ctime tells."""
+    target, banned, guard = cached_allow(mount)
+    try:
         before = target.stat()
         with open(target, "r+b") as handle:
             handle.write(banned)
@@ -605,13 +617,8 @@ def test_banned_bytes_written_with_the_mtime_set_back_are_denied(mount: Path) ->
 def test_banned_bytes_written_through_mmap_are_denied(mount: Path) -> None:
     """An mmap write sends no modify event (which is why a user's file is never left to an
     ignore mark: the kernel would keep allowing it), but it does change the ctime."""
-    import mmap
-    clean, banned = same_size("/bin/true", "/bin/echo")
-    target = users_program(mount, unique("tool"), clean)
-    guard = started(ExecGuard(DenySet(sha256={hashlib.sha256(banned).hexdigest(): "wps-office"}), [str(mount)],
-                              deadline=30.0))
+    target, banned, guard = cached_allow(mount)
     try:
-        assert runs(target) and runs(target)
         fd = os.open(target, os.O_RDWR)
         try:
             with mmap.mmap(fd, len(banned)) as mapped:
