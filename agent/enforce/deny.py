@@ -182,9 +182,9 @@ class VerdictCache(Generic[V]):
     Beside them, allows that need no path (`put(..., anywhere=True)`, `allowed_anywhere`): the
     exec guard's reader then answers a hit with one fstat and one lookup, without reading the
     path (a /proc readlink, the costliest step of a hit). Only for an allow of clean bytes (no
-    hash rules, or hashed and not banned: the exemptions cannot matter) of a file with one link
-    — its only name is the one it was judged by, since a rename or link would change its ctime;
-    the caller vouches that no folder rename can put it at a banned package path."""
+    hash rules, or hashed and not banned) that needed no exemption, of a file with one link — its
+    only name is the one it was judged by, since a rename or link would change its ctime; the
+    caller vouches that no folder rename can put it at a banned package path."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

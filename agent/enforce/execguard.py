@@ -73,7 +73,9 @@ _LateWork = tuple[os.stat_result, str, "VerdictCache[Verdict]", DenySet, bool]
 to, and whether an allow of it may be cached without its path."""
 _Keep = tuple[int, os.stat_result]
 """An allow the kernel may keep: the deny-set generation it was made under and the file's stat."""
-_State = tuple[int, "VerdictCache[Verdict]", DenySet, dict[tuple[int, int, int, int], str], bool]
+_Banned = dict[tuple[int, int, int, int], str]
+"""A deny set's banned package files by inode (`banned_files`)."""
+_State = tuple[int, "VerdictCache[Verdict]", DenySet, _Banned, bool]
 """What one verdict is made under, swapped as one: the deny-set generation, the verdict cache,
 the deny set, its banned package files by inode (`banned_files`) and whether allows may be cached
 without their path (no user can put a file at one of its package paths: `deny.renamed_into`)."""
@@ -299,7 +301,7 @@ class ExecGuard:
         return entry, ((generation, st) if may_keep and not entry and by_any_name else None)
 
     def _judge(self, fd: int, st: os.stat_result, path: str, vouch: bool,
-               state: tuple[VerdictCache[Verdict], DenySet, dict[tuple[int, int, int, int], str], bool]) -> Verdict | None:
+               state: tuple[VerdictCache[Verdict], DenySet, _Banned, bool]) -> Verdict | None:
         """Judge the file (hashing it if the list has hashes) and cache the verdict; return None
         when the hash passed the deadline (it is finished in the background for next time)."""
         cache, deny, banned, path_free = state
@@ -314,7 +316,7 @@ class ExecGuard:
                 self.stats["deadline"] += 1
                 self._finish_later(fd, (st, path, cache, deny, path_free))
                 return None
-        cache.put(st, path, verdict, anywhere=path_free and verdict == ("", True))
+        cache.put(st, path, verdict, anywhere=path_free and _clean_anywhere(verdict, path, deny))
         return verdict
 
     def _may_keep(self, fd: int, st: os.stat_result, path: str) -> bool:
@@ -346,7 +348,7 @@ class ExecGuard:
             st, path, cache, deny, path_free = work
             try:
                 verdict = deny.judge(path, lambda: sha256_fd(fd), vouch=False)
-                cache.put(st, path, verdict, anywhere=path_free and verdict == ("", True))
+                cache.put(st, path, verdict, anywhere=path_free and _clean_anywhere(verdict, path, deny))
             except OSError as exc:
                 log_event(logger, logging.WARNING, "execguard.hash_failed", path=path, error=str(exc))
             finally:
@@ -367,7 +369,7 @@ class ExecGuard:
                     log_event(logger, logging.ERROR, "execguard.report_failed", error=str(exc))
 
 
-def banned_files(deny: DenySet) -> dict[tuple[int, int, int, int], str]:
+def banned_files(deny: DenySet) -> _Banned:
     """Return {file key: entry} for the banned packages' files that exist now, so a package's
     file is denied by its inode too, by whatever path it is reached (a bind mount, a hard link)
     — the verdict cache and the ignore marks are per inode."""
@@ -388,6 +390,13 @@ def _path_free(deny: DenySet) -> bool:
     if folder:
         log_event(logger, logging.INFO, "execguard.allows_cached_by_path", folder=folder)
     return not folder
+
+
+def _clean_anywhere(verdict: Verdict, path: str, deny: DenySet) -> bool:
+    """Whether an allow holds whatever the file's folders are called: its bytes passed (or the
+    list has no hashes) and no exemption of its path was needed — a `protected` folder renamed
+    away leaves the same name outside it, where a name rule applies."""
+    return verdict == ("", True) and not deny.exempt(path)
 
 
 def _folder(path: str) -> os.stat_result | None:

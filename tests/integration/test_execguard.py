@@ -691,6 +691,23 @@ def test_a_folder_renamed_out_of_a_protected_tree_has_its_banned_bytes_denied(mo
         guard.stop()
 
 
+def test_a_folder_renamed_out_of_a_protected_tree_has_its_banned_name_denied(mount: Path) -> None:
+    """With no hash rules an exempt file's allow holds for its bytes, but not for its name once
+    its folder is renamed out of the tree."""
+    keep = mount / "protected"
+    keep.mkdir()
+    clean, = same_size("/bin/true")
+    target = users_program(keep, unique("wps"), clean)
+    guard = started(ExecGuard(DenySet(names={target.name: "wps-office"}, protected=(str(keep),)), [str(mount)]))
+    try:
+        assert runs(target) and runs(target)
+        assert guard.stats["cached"] == 1
+        moved = keep.rename(mount / "elsewhere")
+        assert not runs(moved / target.name)
+    finally:
+        guard.stop()
+
+
 def test_a_new_deny_set_judges_a_cached_allow_again(mount: Path) -> None:
     clean, = same_size("/bin/true")
     target = users_program(mount, unique("tool"), clean)
