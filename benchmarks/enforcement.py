@@ -12,10 +12,13 @@ waits for it, and one for the floor).
 The guard is the service's (a worker process), started once. Two files on the guarded tmpfs
 are exec'd: a root-owned one, which the guard leaves as an ignore mark in the kernel after its
 first allow (how system programs are run), and the same program owned by a user, which the
-guard never marks, so every exec of it wakes the guard and is answered from its verdict cache.
-The floor is the same program on a second tmpfs that the guard does not watch, measured in the
-same rounds (the three in turn, a different one first each round), so the guard's start and stop
-are no part of any round. Each is printed as wall time and as CPU time (the exec'ing processes'
+guard never marks, so every exec of it wakes the guard and is answered from its verdict cache
+without reading the path (the list's package paths are in root's folders, as packages' files
+are). A third file, a user's again, is guarded by a second worker whose list has its package
+paths in a folder users may write: its cached allows are tied to the path, read per exec. The
+floor is the same program on a tmpfs that no guard watches, measured in the same rounds (the
+four in turn, a different one first each round), so no guard's start and stop is part of any
+round. Each is printed as wall time and as CPU time (the exec'ing processes'
 plus the worker's): the median ratio over the rounds and its spread (lowest and highest round),
 with the added microseconds likewise.
 """
@@ -56,6 +59,9 @@ SPAWNER = textwrap.dedent("""
     print(time.perf_counter() - start, cpu() - used)
 """)
 NOBODY = 65534
+ROOTS_FOLDER = Path("/usr/lib/appban-bench")
+"""Where the main guard's list has its package files: a folder only root may create, as a real
+package's are (nothing needs to exist there)."""
 
 
 def exec_cost(program: Path, count: int, worker: int = 0) -> tuple[float, float, float]:
@@ -81,7 +87,7 @@ def _task_ns(pid: int) -> int:
 
 
 def realistic_deny(folder: Path) -> DenySet:
-    """A deny set the size of a real list: 200 names, 200 hashes, 2,000 package files."""
+    """A deny set the size of a real list: 200 names, 200 hashes, 2,000 package files in `folder`."""
     return DenySet(
         names={f"banned-{i}": "bench" for i in range(200)},
         sha256={f"{i:064x}": "bench" for i in range(200)},
@@ -89,30 +95,39 @@ def realistic_deny(folder: Path) -> DenySet:
     )
 
 
-def bench_exec(mount: Path, unguarded: Path, execs: int, rounds: int) -> None:
-    floor, root_owned, user_owned = unguarded / "small", mount / "small", mount / "users-small"
-    for program in (floor, root_owned, user_owned):
+def bench_exec(mounts: list[Path], unguarded: Path, execs: int, rounds: int) -> None:
+    mount, by_path = mounts
+    floor, root_owned, user_owned, user_by_path = (unguarded / "small", mount / "small", mount / "users-small",
+                                                   by_path / "users-small")
+    programs = [floor, root_owned, user_owned, user_by_path]
+    for program in programs:
         shutil.copy("/bin/true", program)
-    os.chown(user_owned, NOBODY, NOBODY)
-    programs = [floor, root_owned, user_owned]
+    for program in (user_owned, user_by_path):
+        os.chown(program, NOBODY, NOBODY)
     costs: dict[Path, list[tuple[float, float, float]]] = {program: [] for program in programs}
-    guard = GuardProcess(realistic_deny(mount), [str(mount)])
-    guard.start()
+    guards = [GuardProcess(realistic_deny(ROOTS_FOLDER), [str(mount)]),
+              GuardProcess(realistic_deny(by_path), [str(by_path)])]
+    for guard in guards:
+        guard.start()
     try:
-        assert guard._worker is not None
-        worker = guard._worker.pid
+        pids = [guard._worker.pid for guard in guards if guard._worker is not None]
+        workers = {floor: 0, root_owned: pids[0], user_owned: pids[0], user_by_path: pids[1]}
         for program in programs:
-            exec_cost(program, 200, worker)  # warm caches; the root-owned file gets its mark
+            exec_cost(program, 200, workers[program])  # warm caches; the root-owned file gets its mark
         for turn in range(rounds):
-            for program in programs[turn % 3:] + programs[:turn % 3]:  # no file always goes first
-                costs[program].append(exec_cost(program, execs, worker))
+            start = turn % len(programs)
+            for program in programs[start:] + programs[:start]:  # no file always goes first
+                costs[program].append(exec_cost(program, execs, workers[program]))
     finally:
-        guard.stop()
-    answered = guard.stats["allowed"] + guard.stats["denied"]
+        for guard in guards:
+            guard.stop()
+    stats = guards[0].stats + guards[1].stats
+    answered = stats["allowed"] + stats["denied"]
     print(f"exec of a small binary ({execs} execs x {rounds} rounds; floor: the same file on an "
           f"unguarded tmpfs):")
     for program, label in ((root_owned, "root-owned file (ignore-marked)"),
-                           (user_owned, "user-owned file (answered by the worker)")):
+                           (user_owned, "user-owned file (cached allow, no path read)"),
+                           (user_by_path, "user-owned file (cached allow tied to its path)")):
         for index, kind in ((0, "wall"), (1, "CPU")):
             figure = Figure(f"  guard on, {label}, {kind}", "off", [c[index] for c in costs[program]],
                             [c[index] for c in costs[floor]], unit="µs", target="<= 1.05x")
@@ -122,9 +137,9 @@ def bench_exec(mount: Path, unguarded: Path, execs: int, rounds: int) -> None:
                   f"[{min(added):+.1f} to {max(added):+.1f}]   target: <= 30 µs")
         print(f"    of which the worker's CPU: median {statistics.median(c[2] for c in costs[program]):.1f} µs")
     each = execs * rounds + 200
-    print(f"  the worker was woken for {answered - each} of the root-owned file's {each} execs and "
-          f"{each} of the user-owned file's (ignore marks added: {guard.stats['marked']}), and spent "
-          f"{guard.stats['decide_ns'] / max(answered, 1) / 1000:.1f} µs deciding each (its own clock)")
+    print(f"  the workers were woken for {answered - 2 * each} of the root-owned file's {each} execs and "
+          f"{each} of each user-owned file's (ignore marks added: {stats['marked']}), and spent "
+          f"{stats['decide_ns'] / max(answered, 1) / 1000:.1f} µs deciding each (their own clock)")
 
 
 def bench_kill(folder: Path, launches: int) -> None:
@@ -160,15 +175,15 @@ def main() -> int:
         return 2
     print(f"load average {os.getloadavg()[0]:.2f} at the start, {time.strftime('%Y-%m-%d %H:%M %Z')}")
     with tempfile.TemporaryDirectory(prefix="appban-bench-") as temp:
-        mount, unguarded = Path(temp) / "mnt", Path(temp) / "floor"
-        for point in (mount, unguarded):
+        mount, by_path, unguarded = Path(temp) / "mnt", Path(temp) / "by-path", Path(temp) / "floor"
+        for point in (mount, by_path, unguarded):
             point.mkdir()
             subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "appban-bench", str(point)], check=True)
         try:
-            bench_exec(mount, unguarded, args.execs, args.rounds)
+            bench_exec([mount, by_path], unguarded, args.execs, args.rounds)
             bench_kill(mount, args.launches)
         finally:
-            for point in (mount, unguarded):
+            for point in (mount, by_path, unguarded):
                 subprocess.run(["umount", "-l", str(point)], check=True)
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
     return 0

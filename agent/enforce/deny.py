@@ -2,8 +2,8 @@
 
 Shared by the fanotify guard, the kill-on-launch poller and the fapolicyd rules writer, so all
 three refuse exactly the same programs. Building the set is pure; the one piece of I/O a verdict
-may need (hashing a file) is passed in, and verdicts are cached per (device, inode, mtime, size) so
-an unchanged file is judged once.
+may need (hashing a file) is passed in, and verdicts are cached per file content and path
+(`VerdictCache`) so an unchanged file reached by the same path is judged once.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Generic, Iterable, Mapping, TypeVar
@@ -22,6 +23,12 @@ from agent.model import App, BanList, Device, Entry, aware
 
 HASH_CHUNK = 1 << 20
 CACHE_LIMIT = 65536
+SETTLE_NS = 20_000_000
+"""A file changed less than this long ago is judged but its verdict not cached: where a
+filesystem stamps changes with the coarse clock (one tick, up to 10 ms), a second change within
+the same tick could keep the ctime the verdict was cached under (a change after the guard has
+looked at least one tick later gets another ctime). Filesystems with fine-grained ctimes for
+changes after a stat (Linux 6.13 multigrain timestamps) need no wait, but cannot be told apart."""
 
 
 def guard_entries(banlist: BanList, device: Device, config: EnforcementConfig, now: datetime) -> list[Entry]:
@@ -146,27 +153,93 @@ def sha256_fd(fd: int, deadline: float | None = None, clock: Callable[[], float]
 
 
 def file_key(st: os.stat_result) -> tuple[int, int, int, int]:
-    """The identity of a file's content as far as a cache can tell without reading it."""
+    """The identity of a banned package's file as stat'ed when the deny set came in: its mtime,
+    not its ctime, so a hard link made later (which changes the ctime) still matches it."""
     return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+CacheKey = tuple[int, int, int, int, str]
+
+
+def content_key(st: os.stat_result) -> tuple[int, int, int, int]:
+    """The identity of a file's content as far as the kernel vouches for it without reading it:
+    device, inode, ctime and size. The ctime changes with every write (an mmap write too),
+    truncate, chmod, link and rename, and no user can set it (utimensat sets the mtime back, which
+    is why the mtime is no such key)."""
+    return (st.st_dev, st.st_ino, st.st_ctime_ns, st.st_size)
 
 
 V = TypeVar("V")
 
 
 class VerdictCache(Generic[V]):
-    """Thread-safe verdicts keyed by file identity, bounded (cleared when full); a guard starts a
-    new one whenever the deny set changes."""
+    """Verdicts keyed by the file's content (`content_key`) and the path it was reached by, since
+    names, package paths and exemptions are per path: a hard link or a bind mount under a banned
+    name, or a folder renamed out of a `protected` tree, reaches the same content by a path that
+    is judged afresh. Bounded (cleared when full); a guard starts a new one whenever the deny set
+    changes. Reads take no lock (one dict lookup is atomic).
+
+    Beside them, allows that need no path (`put(..., anywhere=True)`, `allowed_anywhere`): the
+    exec guard's reader then answers a hit with one fstat and one lookup, without reading the
+    path (a /proc readlink, the costliest step of a hit). Only for an allow of clean bytes (no
+    hash rules, or hashed and not banned) that needed no exemption, of a file with one link — its
+    only name is the one it was judged by, since a rename or link would change its ctime; the
+    caller vouches that no folder rename can put it at a banned package path."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._verdicts: dict[tuple[int, int, int, int], V] = {}
+        self._verdicts: dict[CacheKey, V] = {}
+        self._anywhere: set[tuple[int, int, int, int]] = set()
 
-    def get(self, key: tuple[int, int, int, int]) -> V | None:
-        with self._lock:
-            return self._verdicts.get(key)
+    def get(self, st: os.stat_result, path: str) -> V | None:
+        return self._verdicts.get(_cache_key(st, path))
 
-    def put(self, key: tuple[int, int, int, int], verdict: V) -> None:
+    def allowed_anywhere(self, st: os.stat_result) -> bool:
+        """Return True when this content was allowed whatever its path (see the class docstring)
+        and the file still has its one link."""
+        return st.st_nlink == 1 and (st.st_dev, st.st_ino, st.st_ctime_ns, st.st_size) in self._anywhere
+
+    def put(self, st: os.stat_result, path: str, verdict: V, anywhere: bool = False) -> bool:
+        """Keep `verdict` (with `anywhere`, also as an allow that needs no path, for a file of one
+        link) unless the file changed too recently to tell (`SETTLE_NS`); return True when it
+        was kept."""
+        if time.time_ns() - st.st_ctime_ns < SETTLE_NS:
+            return False
         with self._lock:
             if len(self._verdicts) >= CACHE_LIMIT:
                 self._verdicts.clear()
-            self._verdicts[key] = verdict
+                self._anywhere.clear()
+            self._verdicts[_cache_key(st, path)] = verdict
+            if anywhere and st.st_nlink == 1:
+                self._anywhere.add(content_key(st))
+        return True
+
+
+def _cache_key(st: os.stat_result, path: str) -> CacheKey:
+    return (st.st_dev, st.st_ino, st.st_ctime_ns, st.st_size, path)
+
+
+def renamed_into(paths: Iterable[str]) -> str:
+    """Return a folder from which a user could make one of these paths name a file of theirs (by
+    creating or renaming a folder on the way, or the file itself), or "" when every folder that
+    exists on the way to each is root's and writable by root alone (a sticky folder does not
+    count: anyone may create a new folder in it). Package files live in such folders; a list
+    whose package paths do not keeps every cached allow tied to its path."""
+    seen: set[str] = set()
+    for path in paths:
+        folder = os.path.dirname(path)
+        while folder not in seen:
+            seen.add(folder)
+            try:
+                st = os.stat(folder)
+            except FileNotFoundError:
+                folder = os.path.dirname(folder)  # created by whoever may write the folder above
+                continue
+            except OSError:
+                return folder
+            if st.st_uid != 0 or st.st_mode & 0o022:
+                return folder
+            if folder == "/":
+                break
+            folder = os.path.dirname(folder)
+    return ""

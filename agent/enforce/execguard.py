@@ -2,7 +2,8 @@
 
 It uses fanotify exec-permission events, as fapolicyd does: the kernel holds every execve of a
 file on the watched filesystems until the guard answers FAN_ALLOW or FAN_DENY, and a denied execve
-fails with EPERM. Verdicts come from a cache keyed by (device, inode, mtime, size); a verdict that
+fails with EPERM. Verdicts come from a cache keyed by the file's (device, inode, ctime, size) and
+its path (deny.VerdictCache), read by the answering thread itself; a verdict that
 would take longer than the deadline (hashing a large file) is answered with the fail mode at once
 and finished in the background for next time. An internal error answers allow (fail-open, logged
 and counted) unless `fail_closed` is set; the guard's own process is always allowed. `stats`
@@ -39,7 +40,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from agent.enforce.deny import DenySet, VerdictCache, file_key, sha256_fd
+from agent.enforce.deny import DenySet, VerdictCache, content_key, file_key, renamed_into, sha256_fd
 from agent.enforce.ignoremarks import IgnoreMarks, hardlinks_protected, kernel_may_keep, user_mark_limit
 from agent.log import log_event
 
@@ -67,10 +68,17 @@ PSEUDO_FILESYSTEMS = frozenset({
 Verdict = tuple[str, bool]
 """What the cache holds per file: the banning entry ("" to allow) and whether an allow holds for
 the file's bytes by any name (see DenySet.judge), which an ignore mark needs."""
-_LateWork = tuple[tuple[int, int, int, int], str, "VerdictCache[Verdict]", DenySet]
-"""A verdict that missed its deadline: file key, path, and the cache and deny set it belongs to."""
-_Keep = tuple[int, tuple[int, int, int, int]]
-"""An allow the kernel may keep: the deny-set generation it was made under and the file's key."""
+_LateWork = tuple[os.stat_result, str, "VerdictCache[Verdict]", DenySet, bool]
+"""A verdict that missed its deadline: the file's stat, path, the cache and deny set it belongs
+to, and whether an allow of it may be cached without its path."""
+_Keep = tuple[int, os.stat_result]
+"""An allow the kernel may keep: the deny-set generation it was made under and the file's stat."""
+_Banned = dict[tuple[int, int, int, int], str]
+"""A deny set's banned package files by inode (`banned_files`)."""
+_State = tuple[int, "VerdictCache[Verdict]", DenySet, _Banned, bool]
+"""What one verdict is made under, swapped as one: the deny-set generation, the verdict cache,
+the deny set, its banned package files by inode (`banned_files`) and whether allows may be cached
+without their path (no user can put a file at one of its package paths: `deny.renamed_into`)."""
 
 
 class GuardUnavailable(RuntimeError):
@@ -123,8 +131,7 @@ class ExecGuard:
         self.on_deny = on_deny
         self.stats: Counter[str] = Counter()
         self.mark_limit = user_mark_limit() if mark_limit is None else mark_limit
-        self._cache: VerdictCache[Verdict] = VerdictCache()
-        self._banned = banned_files(deny)
+        self._state: _State = (0, VerdictCache(), deny, banned_files(deny), _path_free(deny))
         self._marks: IgnoreMarks | None = None
         self._own = frozenset({os.getpid(), *allow_pids})
         self._fan = -1
@@ -179,16 +186,20 @@ class ExecGuard:
         under the old set lands in the old cache, never in the new one), and drop every ignore
         mark before returning, so a file the new set bans is judged at its next exec. Raise
         OSError if the kernel refuses to drop them."""
-        banned = banned_files(deny)
+        banned, path_free = banned_files(deny), _path_free(deny)
+        marks = self._marks
 
         def change() -> None:
-            self._cache, self._banned = VerdictCache(), banned
+            # renew() bumps the marks' generation to this number right after, under its lock:
+            # a verdict of the new set made before the bump is refused a mark, and one of the
+            # old set can never be marked under the new.
+            self._state = ((marks.generation + 1) if marks else 0, VerdictCache(), deny, banned, path_free)
             self.deny = deny
 
-        if self._marks is None:
+        if marks is None:
             change()
         else:
-            self._marks.renew(change)
+            marks.renew(change)
 
     def stop(self) -> None:
         """Stop answering and close the group; the kernel then allows every pending exec."""
@@ -212,12 +223,12 @@ class ExecGuard:
 
     def _loop(self) -> None:
         assert self._wake is not None
+        wake = self._wake[0]
         poller = select.poll()
         poller.register(self._fan, select.POLLIN)
-        poller.register(self._wake[0], select.POLLIN)
+        poller.register(wake, select.POLLIN)
         while True:
-            ready = {fd for fd, _ in poller.poll()}
-            if self._wake[0] in ready:
+            if any(fd == wake for fd, _ in poller.poll()):
                 return
             try:
                 data = os.read(self._fan, _READ_SIZE)
@@ -266,49 +277,60 @@ class ExecGuard:
     def _decide(self, fd: int, pid: int) -> tuple[str, _Keep | None]:
         """Return the entry that bans the file behind `fd` ("" to allow it) and, for an allow the
         kernel may keep, what marking it needs. The guard's own execs, fail-mode answers and
-        denials are never kept."""
+        denials are never kept. A cache hit is answered here, in the reading thread: one fstat
+        and one lookup for an allow that needs no path, else also the path (a readlink)."""
         if pid in self._own:
             self.stats["self"] += 1
             return "", None
-        marks = self._marks
-        assert marks is not None
-        with marks.lock:
-            generation, cache, deny, banned = marks.generation, self._cache, self.deny, self._banned
+        generation, cache, deny, banned, path_free = self._state
         st = os.fstat(fd)
-        key = file_key(st)
-        verdict = cache.get(key)
+        if cache.allowed_anywhere(st):
+            self.stats["cached"] += 1
+            return "", ((generation, st) if not st.st_uid and self._may_keep(fd, st, "") else None)
+        path = _fd_path(fd)
+        verdict = cache.get(st, path)
         if verdict is not None:
             self.stats["cached"] += 1
-            entry, by_any_name = verdict
-            return entry, ((generation, key) if not entry and by_any_name and self._may_keep(fd, st) else None)
-        path = _fd_path(fd)
-        may_keep = self._may_keep(fd, st, path)
-        entry = banned.get(key, "")
+            may_keep = not verdict[0] and verdict[1] and self._may_keep(fd, st, path)
+        else:
+            may_keep = self._may_keep(fd, st, path)
+            verdict = self._judge(fd, st, path, may_keep, (cache, deny, banned, path_free))
+            if verdict is None:
+                return ("(deadline)" if self.fail_closed else ""), None
+        entry, by_any_name = verdict
+        return entry, ((generation, st) if may_keep and not entry and by_any_name else None)
+
+    def _judge(self, fd: int, st: os.stat_result, path: str, vouch: bool,
+               state: tuple[VerdictCache[Verdict], DenySet, _Banned, bool]) -> Verdict | None:
+        """Judge the file (hashing it if the list has hashes) and cache the verdict; return None
+        when the hash passed the deadline (it is finished in the background for next time)."""
+        cache, deny, banned, path_free = state
+        entry = banned.get(file_key(st), "")
         if entry and not deny.exempt(path):
             verdict = (entry, False)  # a banned package's file, reached by another path
         else:
             deadline = time.monotonic() + self.deadline
             try:
-                verdict = deny.judge(path, lambda: sha256_fd(fd, deadline, time.monotonic), vouch=may_keep)
+                verdict = deny.judge(path, lambda: sha256_fd(fd, deadline, time.monotonic), vouch=vouch)
             except TimeoutError:
                 self.stats["deadline"] += 1
-                self._finish_later(fd, (key, path, cache, deny))
-                return ("(deadline)" if self.fail_closed else ""), None
-        cache.put(key, verdict)
-        entry, by_any_name = verdict
-        return entry, ((generation, key) if may_keep and not entry and by_any_name else None)
+                self._finish_later(fd, (st, path, cache, deny, path_free))
+                return None
+        cache.put(st, path, verdict, anywhere=path_free and _clean_anywhere(verdict, path, deny))
+        return verdict
 
-    def _may_keep(self, fd: int, st: os.stat_result, path: str = "") -> bool:
-        """Whether only root can change this file or rename it (`ignoremarks.kernel_may_keep`)."""
-        assert self._marks is not None
+    def _may_keep(self, fd: int, st: os.stat_result, path: str) -> bool:
+        """Whether only root can change this file or rename it (`ignoremarks.kernel_may_keep`);
+        the path ("" if not read yet) is read only when the file's stat passes."""
         marks = self._marks
+        assert marks is not None
         return kernel_may_keep(st, lambda: marks.fs_magic(fd), lambda: _folder(path or _fd_path(fd)))
 
     def _keep(self, fd: int, keep: _Keep) -> None:
         """Leave an allow in the kernel (after answering, so the exec does not wait for it)."""
         assert self._marks is not None
-        generation, key = keep
-        if self._marks.add(fd, generation, lambda: file_key(os.fstat(fd)) == key):
+        generation, st = keep
+        if self._marks.add(fd, generation, lambda: content_key(os.fstat(fd)) == content_key(st)):
             self.stats["marked"] += 1
 
     def _finish_later(self, fd: int, work: _LateWork) -> None:
@@ -323,9 +345,10 @@ class ExecGuard:
             fd, work = self._late.get()
             if work is None:
                 return
-            key, path, cache, deny = work
+            st, path, cache, deny, path_free = work
             try:
-                cache.put(key, deny.judge(path, lambda: sha256_fd(fd), vouch=False))
+                verdict = deny.judge(path, lambda: sha256_fd(fd), vouch=False)
+                cache.put(st, path, verdict, anywhere=path_free and _clean_anywhere(verdict, path, deny))
             except OSError as exc:
                 log_event(logger, logging.WARNING, "execguard.hash_failed", path=path, error=str(exc))
             finally:
@@ -346,7 +369,7 @@ class ExecGuard:
                     log_event(logger, logging.ERROR, "execguard.report_failed", error=str(exc))
 
 
-def banned_files(deny: DenySet) -> dict[tuple[int, int, int, int], str]:
+def banned_files(deny: DenySet) -> _Banned:
     """Return {file key: entry} for the banned packages' files that exist now, so a package's
     file is denied by its inode too, by whatever path it is reached (a bind mount, a hard link)
     — the verdict cache and the ignore marks are per inode."""
@@ -359,6 +382,21 @@ def banned_files(deny: DenySet) -> dict[tuple[int, int, int, int], str]:
         if stat.S_ISREG(st.st_mode):
             found[file_key(st)] = entry
     return found
+
+
+def _path_free(deny: DenySet) -> bool:
+    """Whether allows under this deny set may be cached without their path (`deny.renamed_into`)."""
+    folder = renamed_into(deny.paths)
+    if folder:
+        log_event(logger, logging.INFO, "execguard.allows_cached_by_path", folder=folder)
+    return not folder
+
+
+def _clean_anywhere(verdict: Verdict, path: str, deny: DenySet) -> bool:
+    """Whether an allow holds whatever the file's folders are called: its bytes passed (or the
+    list has no hashes) and no exemption of its path was needed — a `protected` folder renamed
+    away leaves the same name outside it, where a name rule applies."""
+    return verdict == ("", True) and not deny.exempt(path)
 
 
 def _folder(path: str) -> os.stat_result | None:

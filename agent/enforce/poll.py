@@ -14,7 +14,7 @@ import threading
 from collections import Counter
 from typing import Callable
 
-from agent.enforce.deny import DenySet, VerdictCache, file_key, sha256_fd
+from agent.enforce.deny import DenySet, VerdictCache, sha256_fd
 from agent.enforce.execguard import Denial
 from agent.enforce.processes import Identity, KillError, terminate, unsafe_reason
 from agent.inventory.process import start_ticks, stat_fields
@@ -124,11 +124,11 @@ class KillOnLaunch:
         except OSError:
             return self.deny.verdict(exe, lambda: "")
         try:
-            key = file_key(os.fstat(fd))
-            cached = self._cache.get(key)
+            st = os.fstat(fd)
+            cached = self._cache.get(st, exe)
             if cached is None:
                 cached = self.deny.verdict(exe, lambda: sha256_fd(fd))
-                self._cache.put(key, cached)
+                self._cache.put(st, exe, cached)
             return cached
         finally:
             os.close(fd)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import mmap
 import os
 import resource
 import shutil
@@ -25,7 +26,7 @@ import pytest
 
 from agent.banlist.parse import parse_banlist
 from agent.config import parse_config
-from agent.enforce.deny import DenySet
+from agent.enforce.deny import SETTLE_NS, DenySet
 from agent.enforce.execguard import ExecGuard, GuardUnavailable, exec_mounts
 from agent.enforce.guard import build_deny
 from agent.enforce.guardprocess import GuardProcess
@@ -53,9 +54,12 @@ def mount(tmp_path: Path):
 
 
 def program(folder: Path, name: str, source: str = "/bin/true") -> Path:
+    """Copy `source` to `folder/name`, executable, and wait until its verdict may be cached
+    (deny.SETTLE_NS: a file changed within a clock tick is judged afresh at every exec)."""
     path = folder / name
     shutil.copy(source, path)
     path.chmod(0o755)
+    time.sleep(SETTLE_NS / 1e9)
     return path
 
 
@@ -211,7 +215,7 @@ def test_the_guard_never_blocks_its_own_process(mount: Path) -> None:
     victim = program(mount, unique("victim"), "/bin/echo")
     script = textwrap.dedent(f"""
         import ctypes, subprocess
-        from agent.enforce.deny import DenySet
+        from agent.enforce.deny import SETTLE_NS, DenySet
         from agent.enforce.execguard import ExecGuard
         guard = ExecGuard(DenySet(names={{{victim.name!r}: "e"}}), [{str(mount)!r}])
         guard.start()
@@ -239,7 +243,7 @@ def test_the_service_guard_runs_in_a_worker_and_never_blocks_the_agent(mount: Pa
     script = textwrap.dedent(f"""
         import os, subprocess
         from agent.config import load_config
-        from agent.enforce.deny import DenySet
+        from agent.enforce.deny import SETTLE_NS, DenySet
         from agent.enforce.guard import make_guard
         from agent.runner import Runner
         guard = make_guard(load_config({str(config)!r}), DenySet(names={{{victim.name!r}: "e"}}), Runner())
@@ -550,5 +554,168 @@ def test_an_update_the_worker_cannot_confirm_raises_so_the_keeper_restarts_the_g
         guard._worker.kill()
         waiting.join(timeout=25)  # under GuardProcess's own 30 s confirmation timeout
         assert not waiting.is_alive() and "worker exited" in str(errors[0])
+    finally:
+        guard.stop()
+
+
+# The verdict cache of files the kernel may not keep (a user's own programs): every exec of them
+# reaches the guard and is answered from its cache, keyed by the file's (device, inode, ctime,
+# size) and its path. Each test makes a change that keeps what the old key (the mtime) saw, or
+# reaches the same inode by another path, and the next exec must be judged by what it is now.
+
+def users_program(folder: Path, name: str, body: bytes) -> Path:
+    """A program of `body`'s bytes owned by a user (nobody), so never marked, settled so that
+    its verdict is cached (deny.SETTLE_NS)."""
+    path = folder / name
+    path.write_bytes(body)
+    path.chmod(0o755)
+    os.chown(path, 65534, 65534)
+    time.sleep(SETTLE_NS / 1e9)
+    return path
+
+
+def same_size(*sources: str) -> list[bytes]:
+    """The programs' bytes, zero-padded to one size (an ELF file runs with trailing zeros)."""
+    bodies = [Path(source).read_bytes() for source in sources]
+    size = max(map(len, bodies))
+    return [body.ljust(size, b"\0") for body in bodies]
+
+
+def cached_allow(mount: Path) -> tuple[Path, bytes, ExecGuard]:
+    """A user's program, allowed and then answered from the cache by a started guard that bans
+    other bytes of the same size (returned) by hash."""
+    clean, banned = same_size("/bin/true", "/bin/echo")
+    target = users_program(mount, unique("tool"), clean)
+    guard = started(ExecGuard(DenySet(sha256={hashlib.sha256(banned).hexdigest(): "wps-office"}), [str(mount)],
+                              deadline=30.0))
+    try:
+        assert runs(target) and runs(target)
+        assert guard.stats["cached"] == 1
+    except BaseException:
+        guard.stop()
+        raise
+    return target, banned, guard
+
+
+def test_banned_bytes_written_with_the_mtime_set_back_are_denied(mount: Path) -> None:
+    """Same inode, size and mtime (utimensat sets it back), new bytes: the ctime tells."""
+    target, banned, guard = cached_allow(mount)
+    try:
+        before = target.stat()
+        with open(target, "r+b") as handle:
+            handle.write(banned)
+        os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+        time.sleep(SETTLE_NS / 1e9)
+        after = target.stat()
+        assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+        assert not runs(target)
+        assert guard.stats["marked"] == 0
+    finally:
+        guard.stop()
+
+
+def test_banned_bytes_written_through_mmap_are_denied(mount: Path) -> None:
+    """An mmap write sends no modify event (which is why a user's file is never left to an
+    ignore mark: the kernel would keep allowing it), but it does change the ctime."""
+    target, banned, guard = cached_allow(mount)
+    try:
+        fd = os.open(target, os.O_RDWR)
+        try:
+            with mmap.mmap(fd, len(banned)) as mapped:
+                mapped[:] = banned
+        finally:
+            os.close(fd)
+        time.sleep(SETTLE_NS / 1e9)
+        assert not runs(target)
+        assert guard.stats["marked"] == 0 and ignore_marks() == []
+    finally:
+        guard.stop()
+
+
+@pytest.mark.parametrize("when", ["before the first exec", "after an allow"])
+def test_a_hard_link_under_a_banned_name_is_denied(mount: Path, when: str) -> None:
+    """One inode, two names, one banned: the cached allow of the other name is not reused."""
+    clean, = same_size("/bin/true")
+    fine = users_program(mount, unique("fine"), clean)
+    banned = mount / unique("wps")
+    guard = started(ExecGuard(DenySet(names={banned.name: "wps-office"}), [str(mount)]))
+    try:
+        if when == "before the first exec":
+            os.link(fine, banned)
+            time.sleep(SETTLE_NS / 1e9)
+        assert runs(fine) and runs(fine)
+        if when == "after an allow":
+            os.link(fine, banned)
+            time.sleep(SETTLE_NS / 1e9)
+        assert not runs(banned)
+        assert runs(fine)
+    finally:
+        guard.stop()
+
+
+def test_a_file_renamed_to_a_banned_name_or_chmoded_is_judged_again(mount: Path) -> None:
+    clean, = same_size("/bin/true")
+    fine = users_program(mount, unique("fine"), clean)
+    banned = mount / unique("wps")
+    guard = started(ExecGuard(DenySet(names={banned.name: "wps-office"}), [str(mount)]))
+    try:
+        assert runs(fine) and runs(fine)
+        cached = guard.stats["cached"]
+        fine.chmod(0o750)
+        time.sleep(SETTLE_NS / 1e9)
+        assert runs(fine)
+        assert guard.stats["cached"] == cached  # the ctime changed: judged, not looked up
+        fine.rename(banned)
+        time.sleep(SETTLE_NS / 1e9)
+        assert not runs(banned)
+    finally:
+        guard.stop()
+
+
+def test_a_folder_renamed_out_of_a_protected_tree_has_its_banned_bytes_denied(mount: Path) -> None:
+    """An exempt file is allowed without its hash counting; once its folder (renamed by a user,
+    which leaves the file's own ctime alone) is outside the tree, the hash rule applies."""
+    clean, banned = same_size("/bin/true", "/bin/echo")
+    keep = mount / "protected"
+    keep.mkdir()
+    target = users_program(keep, unique("tool"), banned)
+    guard = started(ExecGuard(DenySet(sha256={hashlib.sha256(banned).hexdigest(): "wps-office"},
+                                      protected=(str(keep),)), [str(mount)], deadline=30.0))
+    try:
+        assert runs(target) and runs(target)
+        ctime = target.stat().st_ctime_ns
+        moved = keep.rename(mount / "elsewhere")
+        assert (moved / target.name).stat().st_ctime_ns == ctime
+        assert not runs(moved / target.name)
+    finally:
+        guard.stop()
+
+
+def test_a_folder_renamed_out_of_a_protected_tree_has_its_banned_name_denied(mount: Path) -> None:
+    """With no hash rules an exempt file's allow holds for its bytes, but not for its name once
+    its folder is renamed out of the tree."""
+    keep = mount / "protected"
+    keep.mkdir()
+    clean, = same_size("/bin/true")
+    target = users_program(keep, unique("wps"), clean)
+    guard = started(ExecGuard(DenySet(names={target.name: "wps-office"}, protected=(str(keep),)), [str(mount)]))
+    try:
+        assert runs(target) and runs(target)
+        assert guard.stats["cached"] == 1
+        moved = keep.rename(mount / "elsewhere")
+        assert not runs(moved / target.name)
+    finally:
+        guard.stop()
+
+
+def test_a_new_deny_set_judges_a_cached_allow_again(mount: Path) -> None:
+    clean, = same_size("/bin/true")
+    target = users_program(mount, unique("tool"), clean)
+    guard = started(ExecGuard(DenySet(names={"wps": "wps-office"}), [str(mount)]))
+    try:
+        assert runs(target) and runs(target)
+        assert guard.stats["cached"] == 1
+        guard.update(DenySet(names={target.name: "wps-office"}))
+        assert not runs(target)
     finally:
         guard.stop()

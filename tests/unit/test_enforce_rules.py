@@ -4,13 +4,14 @@ fapolicyd rules text and its check, dnf excludes, APT pins, notification text, d
 from __future__ import annotations
 
 import os
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from agent.config import EnforcementConfig
 from agent.enforce.critical import never_denied_program
-from agent.enforce.deny import DenySet, deny_set, guard_entries
+from agent.enforce.deny import SETTLE_NS, DenySet, VerdictCache, deny_set, guard_entries, renamed_into
 from agent.enforce.fapolicyd import RulesError, check_rules, render_rules
 from agent.enforce.ignoremarks import LOCAL_FILESYSTEMS, hardlinks_protected, kernel_may_keep, user_mark_limit
 from agent.enforce.notify import message, session_env
@@ -202,3 +203,33 @@ def test_login_path_names_are_judged_on_the_folded_path() -> None:
     assert not never_denied_program("//home/al/bash") and not never_denied_program("/usr/../home/al/sshd")
     assert never_denied_program("/usr/./sbin/sshd") and never_denied_program("SSHD")
     assert never_denied_program("/homework/bash")  # /homework is not /home
+
+
+def test_allows_are_cached_without_their_path_only_when_no_user_can_reach_a_package_path(tmp_path) -> None:
+    """renamed_into names the first folder on the way to a package path that a user could write
+    (so could create or rename a folder to put their file at that path)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the folders must be root's")
+    assert renamed_into(["/usr/bin/appban-no-such-tool", "/usr/lib/appban-no-such-package/bin/app"]) == ""
+    roots = tmp_path / "roots"
+    (roots / "usr" / "bin").mkdir(parents=True)
+    (roots / "usr").chmod(0o1777)  # sticky: anyone may still create a folder in it
+    assert renamed_into([str(roots / "usr" / "bin" / "tool")]) == str(roots / "usr")
+    (roots / "usr").chmod(0o755)
+    os.chown(roots / "usr" / "bin", 65534, 65534)
+    assert renamed_into([str(roots / "usr" / "bin" / "missing" / "tool")]) == str(roots / "usr" / "bin")
+
+
+def test_a_verdict_for_a_file_changed_within_a_clock_tick_is_not_cached(tmp_path) -> None:
+    path = tmp_path / "tool"
+    path.write_bytes(b"x")
+    fresh = os.stat(path)
+    cache: VerdictCache[str] = VerdictCache()
+    if time.time_ns() - fresh.st_ctime_ns < SETTLE_NS:
+        assert not cache.put(fresh, str(path), "") and cache.get(fresh, str(path)) is None
+    time.sleep(SETTLE_NS / 1e9)
+    assert cache.put(fresh, str(path), "entry", anywhere=True)
+    assert cache.get(fresh, str(path)) == "entry" and cache.get(fresh, str(path) + "2") is None
+    assert cache.allowed_anywhere(fresh)
+    os.link(path, tmp_path / "second")
+    assert not cache.allowed_anywhere(os.stat(path))  # a second name: its ctime and link count changed
