@@ -83,12 +83,16 @@ def _build_direct(cls: type[T], plan: _Plan, data: dict[str, Any], path: tuple[s
     defaults and fill the instance's `__dict__` as the dataclass's __init__ would. Return None
     on any problem, so `_build_in_order` reports the same error it always did."""
     values = plan.defaults.copy()
+    strings, by_name = plan.strings, plan.by_name
     try:
         for key, raw in data.items():
-            step = plan.by_name.get(key)
+            if key in strings and type(raw) is str:
+                values[key] = raw
+                continue
+            step = by_name.get(key)
             if step is None:
                 return None
-            values[key] = step(raw, path + (key,))
+            values[key] = step(raw, path)  # the path only names an error, on which this path gives up
     except SchemaError:
         return None
     for name, factory in plan.factories:
@@ -129,6 +133,8 @@ class _Plan:
     required: frozenset[str]
     defaults: dict[str, Any]
     factories: tuple[tuple[str, Callable[[], Any]], ...]
+    strings: frozenset[str]
+    """Fields that take any string as it is (no pattern, no check): most of a list's values."""
     direct: bool
     """True when instances may be made by filling `__dict__` (no __post_init__, no slots, every
     field set by __init__, and that __init__ the one dataclass generated rather than the class's
@@ -149,6 +155,7 @@ def _plan(cls: type) -> _Plan:
         steps=steps, by_name={name: step for name, step, _ in steps}, required=frozenset(required),
         defaults={n: f.default for n, f in fields.items() if f.default is not missing},
         factories=tuple((n, f.default_factory) for n, f in fields.items() if f.default_factory is not missing),
+        strings=frozenset(n for n, f in fields.items() if hints[n] is str and not {"pattern", "check"} & f.metadata.keys()),
         direct=direct,
     )
 
