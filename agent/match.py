@@ -188,14 +188,6 @@ def app_of(content: Content, device: str, user: str) -> App:
     return build_record(App, {name: fields[name] for name in _APP_FIELDS})
 
 
-def _fact(extra: tuple[tuple[str, str], ...], key: str) -> str:
-    """App.extra_value, on a Content's extra pairs."""
-    for name, value in extra:
-        if name == key:
-            return value
-    return ""
-
-
 def _hits(content: Content, compiled: CompiledBanList, memos: tuple[dict[str, tuple[Hit, ...]], ...]) -> list[Hit]:
     """Return every (entry, reason) pair that names an app of this content, before scope and
     versions. `memos` holds the glob results per distinct name and publisher (GlobIndex.find).
@@ -204,6 +196,7 @@ def _hits(content: Content, compiled: CompiledBanList, memos: tuple[dict[str, tu
     building 100,000 records, only those of the few apps some entry names."""
     source, ident, name, _, publisher, path, aliases, sha256, extra = content
     hits: list[Hit] = []
+    folded = dict(extra) if extra else {}  # the facts a folded launcher leaves (inventory/dedupe.py)
     known = compiled.by_source.get(source)
     if known is not None:
         table, by_name = known
@@ -216,19 +209,17 @@ def _hits(content: Content, compiled: CompiledBanList, memos: tuple[dict[str, tu
     if names.active:
         if name:
             hits += names.find(name.casefold(), memos[0])
-        if extra:
-            for former in _fact(extra, "former_names").split(","):
-                if former:
-                    hits += names.find(former.casefold(), memos[0])
+        for former in folded.get("former_names", "").split(","):
+            if former:
+                hits += names.find(former.casefold(), memos[0])
     if publisher and compiled.publishers.active:
         hits += compiled.publishers.find(publisher.casefold(), memos[1])
     if compiled.executables:
         if path:
             hits += compiled.executables.get(os.path.basename(path).casefold(), ())
-        if extra:
-            for program in _fact(extra, "launcher_programs").split(","):
-                if program:
-                    hits += compiled.executables.get(program.casefold(), ())
+        for program in folded.get("launcher_programs", "").split(","):
+            if program:
+                hits += compiled.executables.get(program.casefold(), ())
         if source == "process":
             hits += compiled.executables.get(ident.casefold(), ())
     if sha256 and compiled.sha256:

@@ -125,12 +125,16 @@ class Tally:
         """Return the number of a content, matching it the first time it is seen."""
         number = self._numbers.setdefault(content, len(self._contents))
         if number == len(self._contents):
-            self._contents.append(content)
-            hits = self._candidates(content)
-            self._hits.append(hits)
-            if hits:
-                self._named.add(number)
+            self._new(content)
         return number
+
+    def _new(self, content: Content) -> None:
+        """Keep a content just numbered, and its candidates."""
+        hits = self._candidates(content)
+        if hits:
+            self._named.add(len(self._contents))
+        self._contents.append(content)
+        self._hits.append(hits)
 
     def run(self, slot: Slot, user: str) -> Callable[[int], object]:
         """Begin a run of rows of one device and user; return the function that counts one row,
@@ -173,10 +177,12 @@ class Tally:
 
         Why not `run`: a saved inventory interleaves devices, which would end a run every row."""
         self._close()
-        number, named = self.number, self._named
+        number_of, contents, named = self._numbers, self._contents, self._named
         places: dict[tuple[str, str], tuple[Slot, set[int]]] = {}
         for device, user, content in rows:
-            found = number(content)
+            found = number_of.setdefault(content, len(contents))  # `number`, without a call per row
+            if found == len(contents):
+                self._new(content)
             place = places.get((device, user))
             if place is None:
                 slot = self.slot(device)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import operator
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 from agent import __version__
 from agent.errors import UserError
 from agent.gcpause import paused_gc
-from agent.match import CONTENT
+from agent.match import CONTENT, Content
 from agent.model import LOCAL_DEVICE, App, CollectorError, Device, Inventory, build_record
 from agent.schema import parse_timestamp
 
@@ -199,8 +198,18 @@ def _stream_json(path: str, what: str, into: Tally) -> datetime | None:
         return inventory.collected_at
     document, collected_at = typed
     into.inventory(_typed_shell(document, collected_at, (), {a.device or LOCAL_DEVICE for a in document.apps}))
-    into.rows((a.device or LOCAL_DEVICE, a.user, (*_CONTENT_HEAD(a), _pairs(a.extra))) for a in document.apps)
+    into.rows(_rows(document.apps))
     return collected_at
+
+
+def _rows(apps: list[Any]) -> Iterator[tuple[str, str, Content]]:
+    """Yield typed app records as a Tally's rows: (device, user, content), an empty device the
+    local one. A WireApp's fields are a Content's with `extra` an object, then device and user."""
+    from msgspec.structs import astuple
+
+    extra = len(CONTENT) - 1
+    for fields in map(astuple, apps):
+        yield fields[extra + 1] or LOCAL_DEVICE, fields[extra + 2], fields[:extra] + (_pairs(fields[extra]),)
 
 
 def _lenient_inventory(raw: bytes, what: str) -> Inventory:
@@ -271,11 +280,6 @@ def _fields(record: Any) -> dict[str, Any]:
     from msgspec.structs import asdict
 
     return asdict(record)
-
-
-_CONTENT_HEAD = operator.attrgetter(*CONTENT[:-1])
-"""A typed app record's Content but its last field, `extra` (an object in the document, pairs in
-the Content): agent.match.CONTENT ends with it."""
 
 
 def _pairs(extra: dict[str, str]) -> tuple[tuple[str, str], ...]:
