@@ -298,11 +298,15 @@ def _app(fields: dict[str, Any]) -> App:
 @contextlib.contextmanager
 def _reading(what: str) -> Iterator[None]:
     """Turn what reading a file can raise into the one-line InventoryFileError."""
-    from agent.inventory.mdm import ExportError
-
     try:
         yield
     except OSError as exc:
         raise InventoryFileError(f"{what}: cannot read: {exc.strerror or exc}") from None
-    except ExportError as exc:
+    except ValueError as exc:
+        # Imported on an error only: the CSV and ZIP readers (zipfile, shutil and the
+        # compressors) cost ~20 ms to import, and reading an appban JSON file needs none of them.
+        from agent.inventory.mdm import ExportError
+
+        if not isinstance(exc, ExportError):
+            raise
         raise InventoryFileError(str(exc)) from None
