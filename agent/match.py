@@ -92,7 +92,7 @@ class GlobIndex:
         two dict lookups settle; only a text that reaches globs to try is looked up in `memo`
         (the caller's, per distinct text: a few publishers cover most apps of a fleet), so
         100,000 unique package names do not grow it."""
-        exact = self.exact.get(text, ())
+        exact = self.exact.get(text, ()) if self.exact else ()
         prefixed = self.by_prefix.get(text[:3])
         if prefixed is None and not self.by_trigram and not self.loose:
             return exact

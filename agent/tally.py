@@ -178,15 +178,16 @@ class Tally:
         Why not `run`: a saved inventory interleaves devices, which would end a run every row."""
         self._close()
         number_of, contents, named = self._numbers, self._contents, self._named
-        places: dict[tuple[str, str], tuple[Slot, set[int]]] = {}
+        places: dict[str | tuple[str, str], tuple[Slot, set[int]]] = {}
         for device, user, content in rows:
             found = number_of.setdefault(content, len(contents))  # `number`, without a call per row
             if found == len(contents):
                 self._new(content)
-            place = places.get((device, user))
+            where = (device, user) if user else device  # most records have no user: no tuple for them
+            place = places.get(where)
             if place is None:
                 slot = self.slot(device)
-                place = places[device, user] = (slot, slot.opened().setdefault(self._user(user), set()))
+                place = places[where] = (slot, slot.opened().setdefault(self._user(user), set()))
             numbers = place[1]
             if found not in numbers:
                 numbers.add(found)
