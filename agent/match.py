@@ -200,7 +200,12 @@ def _hits(content: Content, compiled: CompiledBanList, memos: tuple[dict[str, tu
     building 100,000 records, only those of the few apps some entry names."""
     source, ident, name, _, publisher, path, aliases, sha256, extra = content
     hits: list[Hit] = []
-    folded = dict(extra) if extra else {}  # the facts a folded launcher leaves (inventory/dedupe.py)
+    former = programs = None  # the facts a folded launcher leaves on its owner (inventory/dedupe.py),
+    for fact, value in extra:  # each the first of its key, as App.extra_value reads it
+        if fact == "former_names" and former is None:
+            former = value
+        elif fact == "launcher_programs" and programs is None:
+            programs = value
     known = compiled.by_source.get(source)
     if known is not None:
         table, by_name = known
@@ -213,15 +218,15 @@ def _hits(content: Content, compiled: CompiledBanList, memos: tuple[dict[str, tu
     if names.active:
         if name:
             hits += names.find(name.casefold(), memos[0])
-        for former in folded.get("former_names", "").split(","):
-            if former:
-                hits += names.find(former.casefold(), memos[0])
+        for text in former.split(",") if former else ():
+            if text:
+                hits += names.find(text.casefold(), memos[0])
     if publisher and compiled.publishers.active:
         hits += compiled.publishers.find(publisher.casefold(), memos[1])
     if compiled.executables:
         if path:
             hits += compiled.executables.get(os.path.basename(path).casefold(), ())
-        for program in folded.get("launcher_programs", "").split(","):
+        for program in programs.split(",") if programs else ():
             if program:
                 hits += compiled.executables.get(program.casefold(), ())
         if source == "process":

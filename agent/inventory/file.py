@@ -209,7 +209,8 @@ def _rows(apps: list[Any]) -> Iterator[tuple[str, str, Content]]:
 
     extra = len(CONTENT) - 1
     for fields in map(astuple, apps):
-        yield fields[extra + 1] or LOCAL_DEVICE, fields[extra + 2], fields[:extra] + (_pairs(fields[extra]),)
+        pairs = tuple(sorted(fields[extra].items())) if fields[extra] else ()  # `_pairs`, without a call per record
+        yield fields[extra + 1] or LOCAL_DEVICE, fields[extra + 2], fields[:extra] + (pairs,)
 
 
 def _lenient_inventory(raw: bytes, what: str) -> Inventory:
