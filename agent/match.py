@@ -145,21 +145,17 @@ def compile_banlist(banlist: BanList) -> CompiledBanList:
     executables: dict[str, list[Hit]] = defaultdict(list)
     hashes: dict[str, list[Hit]] = defaultdict(list)
     versions: dict[int, VersionSpec] = {}
-    kinds = sorted(MATCH_KINDS_OF_SOURCES)
     for index, entry in enumerate(banlist.entries):
-        lists = entry.match.__dict__  # the record's fields: one dict lookup each, 10,000s of entries
-        for kind in kinds:
-            if lists[kind]:
-                table = ids[kind]
-                for ident in lists[kind]:
-                    table[ident].append((index, f"{kind}:{ident}"))
-        for pattern in lists["names"]:
+        for kind in MATCH_KINDS_OF_SOURCES:
+            for ident in getattr(entry.match, kind):
+                ids[kind][ident].append((index, f"{kind}:{ident}"))
+        for pattern in entry.match.names:
             names.add(pattern, index)
-        for pattern in lists["publishers"]:
+        for pattern in entry.match.publishers:
             publishers.add(pattern, index)
-        for exe in lists["executables"]:
+        for exe in entry.match.executables:
             executables[exe].append((index, f"executables:{exe}"))
-        for digest in lists["sha256"]:
+        for digest in entry.match.sha256:
             hashes[digest].append((index, f"sha256:{digest}"))
         if entry.versions:
             versions[index] = parse_spec(entry.versions)
