@@ -108,11 +108,16 @@ def _load_json_or_flow_yaml(text: str) -> Any:
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
+    """Return the object of a JSON object's pairs; raise ValueError naming the first key it
+    repeats. The dict is built in one call and the pairs walked only when it came out shorter
+    (a 10,000-entry ban list has 20,000 objects)."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key!r}")
+            seen.add(key)
     return result
 
 

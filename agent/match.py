@@ -7,26 +7,25 @@ apps + rules rather than apps x rules, and a fleet-sized inventory is matched in
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
+import operator
 import os
 import re
 from collections import defaultdict
 from datetime import datetime
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping, Sequence
 
 from agent.model import (
-    App, BanException, BanList, Device, Entry, Finding, Status, aware,
+    App, BanException, BanList, Device, Entry, Finding, Status, aware, build_record,
 )
 from agent.records import dataclass
-from agent.sources import MATCH_KINDS_OF_SOURCES, facts
+from agent.sources import MATCH_KINDS_OF_SOURCES, SOURCES, facts
 from agent.versions import VersionSpec, parse_spec
 
 _WILDCARD = re.compile(r"[*?\[]")
 _LITERAL_RUNS = re.compile(r"\[[^\]]*\]|[*?]")
 _STATUS_ORDER = {"violation": 0, "advisory": 1, "upcoming": 2, "exempt": 3}
-
-FOLDED_FACTS = ("former_names", "launcher_programs")
-"""Facts of a folded launcher the matcher reads on its owner's record (see inventory/dedupe.py)."""
 
 Hit = tuple[int, str]
 """(entry index, how it matched — e.g. `android:com.zhiliaoapp.musically`)."""
@@ -66,8 +65,11 @@ class GlobIndex:
         self.by_prefix: dict[str, list[Glob]] = defaultdict(list)
         self.by_trigram: dict[str, list[Glob]] = defaultdict(list)
         self.loose: list[Glob] = []
+        self.active = False
+        """Whether any pattern was added (most lists have no publisher globs at all)."""
 
     def add(self, pattern: str, index: int) -> None:
+        self.active = True
         hit = (index, f"{self.kind}:{pattern}")
         if not _WILDCARD.search(pattern):
             self.exact[pattern].append(hit)
@@ -83,17 +85,26 @@ class GlobIndex:
         else:
             self.loose.append(glob)
 
-    @property
-    def active(self) -> bool:
-        """Whether any pattern was added (most lists have no publisher globs at all)."""
-        return bool(self.exact or self.by_prefix or self.by_trigram or self.loose)
+    def find(self, text: str, memo: dict[str, tuple[Hit, ...]]) -> Sequence[Hit]:
+        """Return every hit whose pattern matches the (already case-folded) text.
 
-    def lookup(self, text: str) -> Iterable[Hit]:
-        """Yield every hit whose pattern matches the (already case-folded) text."""
-        if not text:
-            return
-        yield from self.exact.get(text, ())
-        for glob in self.by_prefix.get(text[:3], ()):
+        Why two steps: a fleet's texts are mostly names no pattern shares a prefix with, which
+        two dict lookups settle; only a text that reaches globs to try is looked up in `memo`
+        (the caller's, per distinct text: a few publishers cover most apps of a fleet), so
+        100,000 unique package names do not grow it."""
+        exact = self.exact.get(text, ()) if self.exact else ()
+        prefixed = self.by_prefix.get(text[:3])
+        if prefixed is None and not self.by_trigram and not self.loose:
+            return exact
+        found = memo.get(text)
+        if found is None:
+            found = tuple(self._globbed(text, prefixed or ()))
+            if len(memo) < MEMO_LIMIT:
+                memo[text] = found
+        return (*exact, *found) if exact else found
+
+    def _globbed(self, text: str, prefixed: Iterable[Glob]) -> Iterator[Hit]:
+        for glob in prefixed:
             if glob.matches(text):
                 yield glob.hit
         if self.by_trigram:
@@ -122,6 +133,9 @@ class CompiledBanList:
     sha256: Mapping[str, list[Hit]]
     versions: Mapping[int, VersionSpec]
     exceptions: Mapping[str, tuple[BanException, ...]]
+    by_source: Mapping[str, tuple[Mapping[str, list[Hit]], bool]]
+    """App source -> (the identifier table of its match kind, whether its display name is an
+    identifier too), for the sources whose kind some entry lists: one lookup per app."""
 
 
 def compile_banlist(banlist: BanList) -> CompiledBanList:
@@ -148,64 +162,79 @@ def compile_banlist(banlist: BanList) -> CompiledBanList:
     by_entry: dict[str, list[BanException]] = defaultdict(list)
     for exc in banlist.exceptions:
         by_entry[exc.entry].append(exc)
+    by_source = {source: (ids[kind], kind == "windows") for source, known in SOURCES.items()
+                 if (kind := known.match_kind) in ids}
     return CompiledBanList(
         banlist=banlist, ids=ids, names=names, publishers=publishers, executables=executables,
         sha256=hashes, versions=versions, exceptions={k: tuple(v) for k, v in by_entry.items()},
+        by_source=by_source,
     )
 
 
-def _hits(app: App, compiled: CompiledBanList, texts: dict[tuple[int, str], tuple[Hit, ...]]) -> list[Hit]:
-    """Return every (entry, reason) pair that names this app, before scope and versions.
+Content = tuple[str, str, str, str, str, str, tuple[str, ...], str, tuple[tuple[str, str], ...]]
+"""What the matcher reads of an app record: every field but where it is (device, user), in
+CONTENT order. Two records with the same content get the same candidates, and a streamed check
+numbers each distinct content once (agent/tally.py) without building an App for it."""
+CONTENT = ("source", "id", "name", "version", "publisher", "path", "aliases", "sha256", "extra")
+"""The App fields of a Content, in order (a unit test holds them to App's fields)."""
+content_of = operator.attrgetter(*CONTENT)
+"""The Content of an App record."""
+_APP_FIELDS = tuple(f.name for f in dataclasses.fields(App))
 
-    Glob results are memoized in `texts` per distinct name or publisher: a few publishers
-    ("Microsoft Corporation", "Google LLC") cover most apps of a fleet.
-    """
+
+def app_of(content: Content, device: str, user: str) -> App:
+    """Return the App record of a content on a device and user: the inverse of content_of."""
+    fields = dict(zip(CONTENT, content), device=device, user=user)
+    return build_record(App, {name: fields[name] for name in _APP_FIELDS})
+
+
+def _hits(content: Content, compiled: CompiledBanList, memos: tuple[dict[str, tuple[Hit, ...]], ...]) -> list[Hit]:
+    """Return every (entry, reason) pair that names an app of this content, before scope and
+    versions. `memos` holds the glob results per distinct name and publisher (GlobIndex.find).
+
+    Why on a Content rather than an App: a 100,000-app inventory file is matched without
+    building 100,000 records, only those of the few apps some entry names."""
+    source, ident, name, _, publisher, path, aliases, sha256, extra = content
     hits: list[Hit] = []
-    kind = facts(app.source).match_kind
-    table = compiled.ids.get(kind) if kind else None
-    if table:
-        hits += table.get(app.id.casefold(), ())
-        for alias in app.aliases:
+    former = programs = None  # the facts a folded launcher leaves on its owner (inventory/dedupe.py),
+    for fact, value in extra:  # each the first of its key, as App.extra_value reads it
+        if fact == "former_names" and former is None:
+            former = value
+        elif fact == "launcher_programs" and programs is None:
+            programs = value
+    known = compiled.by_source.get(source)
+    if known is not None:
+        table, by_name = known
+        hits += table.get(ident.casefold(), ())
+        for alias in aliases:
             hits += table.get(alias.casefold(), ())
-        if kind == "windows" and app.name:  # Add/Remove Programs entries are known by display name
-            hits += table.get(app.name.casefold(), ())
-    named = [(compiled.names, app.name), (compiled.publishers, app.publisher)]
-    if app.extra:
-        named += [(compiled.names, former) for former in app.extra_value("former_names").split(",") if former]
-    for index, text in named:
-        if text and index.active:
-            key = (id(index), text)
-            found = texts.get(key)
-            if found is None:
-                found = texts[key] = tuple(index.lookup(text.casefold()))
-            hits += found
+        if by_name and name:  # Add/Remove Programs entries are known by display name
+            hits += table.get(name.casefold(), ())
+    names = compiled.names
+    if names.active:
+        if name:
+            hits += names.find(name.casefold(), memos[0])
+        for text in former.split(",") if former else ():
+            if text:
+                hits += names.find(text.casefold(), memos[0])
+    if publisher and compiled.publishers.active:
+        hits += compiled.publishers.find(publisher.casefold(), memos[1])
     if compiled.executables:
-        if app.path:
-            hits += compiled.executables.get(os.path.basename(app.path).casefold(), ())
-        if app.extra:
-            for program in app.extra_value("launcher_programs").split(","):
-                if program:
-                    hits += compiled.executables.get(program.casefold(), ())
-        if app.source == "process":
-            hits += compiled.executables.get(app.id.casefold(), ())
-    if app.sha256 and compiled.sha256:
-        hits += compiled.sha256.get(app.sha256.casefold(), ())
+        if path:
+            hits += compiled.executables.get(os.path.basename(path).casefold(), ())
+        for program in programs.split(",") if programs else ():
+            if program:
+                hits += compiled.executables.get(program.casefold(), ())
+        if source == "process":
+            hits += compiled.executables.get(ident.casefold(), ())
+    if sha256 and compiled.sha256:
+        hits += compiled.sha256.get(sha256.casefold(), ())
     return hits
 
 
 MEMO_LIMIT = 1 << 16
-"""Repeated app ids whose hits `match` remembers, and identities per id (below): bounds, so no
-inventory can grow the memo without limit (past them, hits are simply computed again)."""
-IDENTITIES_PER_ID = 16
-
-
-def _identity(app: App) -> tuple[object, ...]:
-    """Everything the matcher reads of an app but the device and version: two records with the
-    same identity get the same hits (a fleet repeats each app on thousands of devices)."""
-    if app.extra:
-        folded = tuple(app.extra_value(k) for k in FOLDED_FACTS)
-        return (app.source, app.id, app.name, app.publisher, app.path, app.aliases, app.sha256, folded)
-    return (app.source, app.id, app.name, app.publisher, app.path, app.aliases, app.sha256)
+"""Distinct contents whose candidates a Matcher remembers, and texts per glob memo: bounds, so
+no inventory can grow a memo without limit (past them, results are simply computed again)."""
 
 
 def _casefolded(groups: Iterable[str]) -> frozenset[str]:
@@ -259,45 +288,26 @@ def _covers(exc: BanException, device: Device, app: App) -> bool:
 class Matcher:
     """Match one app at a time against a compiled list: the streaming form of `match`.
 
-    Why in two steps: which entries name an app (`candidates`) depends on the app alone, while
-    whether they apply (`findings`) depends on its device's final groups — which for a merged
-    MDM export are known only once every file is read. A streamed check asks for the candidates
-    of each row as it arrives, keeps the few apps that have some, and scopes them at the end.
+    Why in two steps: which entries name an app (`candidates`) depends on its content alone,
+    while whether they apply (`findings`) depends on its device's final groups — which for a
+    merged MDM export are known only once every file is read. A streamed check asks for the
+    candidates of each row as it arrives, keeps the few apps that have some, and scopes them at
+    the end.
     """
 
     def __init__(self, compiled: CompiledBanList, now: datetime) -> None:
         self.compiled = compiled
         self.now = aware(now)
         self._seen: set[str] = set()
-        self._memo: dict[str, dict[tuple[object, ...], tuple[Hit, ...]]] = {}
-        self._texts: dict[tuple[int, str], tuple[Hit, ...]] = {}
+        self._memo: dict[Content, tuple[Hit, ...]] = {}
+        self._texts: tuple[dict[str, tuple[Hit, ...]], ...] = ({}, {})
 
-    def _hits(self, app: App) -> tuple[Hit, ...]:
-        # Fleets and MDM exports repeat the same app on thousands of devices, interleaved device
-        # by device (and one id may name different apps on two platforms): from the second time
-        # an id is seen, remember the hits of each identity it came with. An id seen once costs
-        # one string in a set, so a machine's 100,000 unique packages build no keys at all.
-        known = self._memo.get(app.id)
-        if known is None:
-            hits = tuple(_hits(app, self.compiled, self._texts))
-            if app.id not in self._seen:
-                self._seen.add(app.id)
-            elif len(self._memo) < MEMO_LIMIT:
-                self._memo[app.id] = {_identity(app): hits}
-            return hits
-        key = _identity(app)
-        hits = known.get(key)  # type: ignore[assignment]
-        if hits is None:
-            hits = tuple(_hits(app, self.compiled, self._texts))
-            if len(known) < IDENTITIES_PER_ID:
-                known[key] = hits
-        return hits
-
-    def candidates(self, app: App) -> tuple[Hit, ...]:
-        """Given an app, return the entries that name it and whose `versions` include its
-        version, each once with its lowest reason — before any device scope (empty for almost
-        every app of a fleet)."""
-        hits = self._hits(app)
+    def candidates(self, content: Content) -> tuple[Hit, ...]:
+        """Given an app's content, return the entries that name it and whose `versions` include
+        its version, each once with its lowest reason — before any device scope (empty for
+        almost every app of a fleet). Computed afresh: for a caller that numbers each distinct
+        content once (a Tally dropping duplicates)."""
+        hits = _hits(content, self.compiled, self._texts)
         if not hits:
             return ()
         matched: dict[int, str] = {}
@@ -307,8 +317,24 @@ class Matcher:
         versions = self.compiled.versions
         return tuple(
             (index, label) for index, label in matched.items()
-            if (spec := versions.get(index)) is None or spec.contains(app.version, facts(app.source).version_scheme)
+            if (spec := versions.get(index)) is None or spec.contains(content[3], facts(content[0]).version_scheme)
         )
+
+    def remembered(self, content: Content) -> tuple[Hit, ...]:
+        """`candidates`, remembered per content from the second time its id is seen.
+
+        Why: fleets and MDM pages repeat the same app on thousands of devices, interleaved
+        device by device; an id seen once costs one string in a set, so a machine's 100,000
+        unique packages build no memo at all."""
+        found = self._memo.get(content)
+        if found is None:
+            found = self.candidates(content)
+            ident = content[1]
+            if ident not in self._seen:
+                self._seen.add(ident)
+            elif len(self._memo) < MEMO_LIMIT:
+                self._memo[content] = found
+        return found
 
     def findings(self, app: App, device: Device, candidates: Iterable[Hit]) -> list[Finding]:
         """Given an app, its device and its candidates, return the findings their scope gives."""
@@ -332,7 +358,7 @@ def match(
     matcher = Matcher(compiled, now)
     findings: list[Finding] = []
     for app in apps:
-        candidates = matcher.candidates(app)
+        candidates = matcher.remembered(content_of(app))
         if candidates:
             findings += matcher.findings(app, devices.get(app.device) or Device(id=app.device), candidates)
     findings.sort(key=finding_key)

@@ -68,7 +68,7 @@ def report_here(config: Config, banlist: BanList, info: BanListInfo, now: dateti
     connector page as it arrives: an enterprise of 20,000 phones is reported without holding its
     million and a half app records (the report lists devices, app counts and findings only)."""
     matcher = Matcher(compile_banlist(banlist), now)
-    tally = Tally(matcher.candidates, unique=False)
+    tally = Tally(matcher.remembered, unique=False)
     inventory = collect_here(config, root, sources, groups, stream=tally.apps)
     tally.apps(inventory.apps)
     return _streamed_report(matcher, tally, dataclasses.replace(inventory, apps=()), banlist, info, now,

@@ -84,13 +84,20 @@ def _build_direct(cls: type[T], plan: _Plan, data: dict[str, Any], path: tuple[s
     defaults and fill the instance's `__dict__` as the dataclass's __init__ would. Return None
     on any problem, so `_build_in_order` reports the same error it always did."""
     values = plan.defaults.copy()
+    strings, lists, by_name = plan.strings, plan.lists, plan.by_name
     try:
         for key, raw in data.items():
-            step = plan.by_name.get(key)
-            if step is None:
-                return None
-            values[key] = step(raw, path + (key,))
-    except SchemaError:
+            if key in strings and type(raw) is str:
+                values[key] = raw
+            elif key in lists and type(raw) is list and all(map(_is_str, raw)):
+                check = lists[key]
+                values[key] = tuple(raw) if check is None else check(tuple(raw))
+            else:
+                step = by_name.get(key)
+                if step is None:
+                    return None
+                values[key] = step(raw, path)  # the path only names an error, on which this path gives up
+    except ValueError:  # a SchemaError, or a `check` refusing a list
         return None
     for name, factory in plan.factories:
         if name not in data:
@@ -130,6 +137,10 @@ class _Plan:
     required: frozenset[str]
     defaults: dict[str, Any]
     factories: tuple[tuple[str, Callable[[], Any]], ...]
+    strings: frozenset[str]
+    """Fields that take any string as it is (no pattern, no check): most of a list's values."""
+    lists: dict[str, Callable[[tuple[str, ...]], Any] | None]
+    """Fields that take a list of strings as a tuple, with no pattern: their `check`, or None."""
     direct: bool
     """True when instances may be made by filling `__dict__` (no __post_init__, no slots, every
     field set by __init__, and that __init__ the one dataclass generated rather than the class's
@@ -150,6 +161,9 @@ def _plan(cls: type) -> _Plan:
         steps=steps, by_name={name: step for name, step, _ in steps}, required=frozenset(required),
         defaults={n: f.default for n, f in fields.items() if f.default is not missing},
         factories=tuple((n, f.default_factory) for n, f in fields.items() if f.default_factory is not missing),
+        strings=frozenset(n for n, f in fields.items() if hints[n] is str and not {"pattern", "check"} & f.metadata.keys()),
+        lists={n: f.metadata.get("check") for n, f in fields.items()
+               if hints[n] == tuple[str, ...] and "pattern" not in f.metadata},
         direct=direct,
     )
 

@@ -24,17 +24,12 @@ near the cost of reading the CSV.
 
 from __future__ import annotations
 
-import dataclasses
-import operator
 from array import array
 from typing import Callable, Iterable
 
-from agent.match import Hit
+from agent.match import Content, Hit, app_of, content_of
 from agent.model import App, CollectorError, Device, Inventory
 
-_CONTENT = operator.attrgetter(*(f.name for f in dataclasses.fields(App) if f.name not in ("device", "user")))
-"""Every field of an App but where it is (device, user): rows with the same content are one
-distinct app, whichever device they are on."""
 _PACK_AFTER = 2
 """Times a device's rows may come back before its sets stay unpacked."""
 
@@ -83,17 +78,19 @@ class Slot:
 class Tally:
     """The sink a streamed check feeds: see the module docstring.
 
-    `candidates` returns the entries naming an app before device scope (Matcher.candidates);
-    with `unique`, an app record seen twice on one device counts once (the saved-files check).
+    `candidates` returns the entries naming an app's content (agent.match.Content) before device
+    scope (Matcher.candidates); with `unique`, an app record seen twice on one device counts once
+    (the saved-files check). Rows with the same content are one distinct app, whichever device
+    they are on.
     """
 
-    def __init__(self, candidates: Callable[[App], tuple[Hit, ...]], unique: bool) -> None:
+    def __init__(self, candidates: Callable[[Content], tuple[Hit, ...]], unique: bool) -> None:
         self._candidates = candidates
         self._unique = unique
         self._slots: dict[str, Slot] = {}
         self._described: list[Slot] = []
-        self._numbers: dict[tuple[object, ...], int] = {}
-        self._apps: list[App] = []
+        self._numbers: dict[Content, int] = {}
+        self._contents: list[Content] = []
         self._hits: list[tuple[Hit, ...]] = []
         self._named: set[int] = set()
         """Numbers of the apps that have candidates (a handful in a fleet's thousands)."""
@@ -122,16 +119,22 @@ class Tally:
 
     def proto(self, app: App) -> int:
         """Return the number of an app's content (its device and user are not part of it)."""
-        content = _CONTENT(app)
-        number = self._numbers.get(content)
-        if number is None:
-            number = self._numbers[content] = len(self._apps)
-            self._apps.append(app)
-            hits = self._candidates(app)
-            self._hits.append(hits)
-            if hits:
-                self._named.add(number)
+        return self.number(content_of(app))
+
+    def number(self, content: Content) -> int:
+        """Return the number of a content, matching it the first time it is seen."""
+        number = self._numbers.setdefault(content, len(self._contents))
+        if number == len(self._contents):
+            self._new(content)
         return number
+
+    def _new(self, content: Content) -> None:
+        """Keep a content just numbered, and its candidates."""
+        hits = self._candidates(content)
+        if hits:
+            self._named.add(len(self._contents))
+        self._contents.append(content)
+        self._hits.append(hits)
 
     def run(self, slot: Slot, user: str) -> Callable[[int], object]:
         """Begin a run of rows of one device and user; return the function that counts one row,
@@ -150,7 +153,7 @@ class Tally:
         slot = self.slot(app.device)
         if not self._unique:
             slot.count += 1  # every record counts, each matched with the matcher's own memo
-            hits = self._candidates(app)
+            hits = self._candidates(content_of(app))
             if hits:
                 self.matched.append((app, hits))
             return
@@ -165,6 +168,31 @@ class Tally:
         """Count app records (a connector's page, a collector's result)."""
         for app in apps:
             self.app(app)
+
+    def rows(self, rows: Iterable[tuple[str, str, Content]]) -> None:
+        """Count app records given as (device id, user, content), in any order, duplicates
+        dropped (for a Tally made with `unique`): an `appban.inventory/v1` file's records, decoded
+        without building an App for each (agent/inventory/file.py). Only the apps some entry
+        names become records.
+
+        Why not `run`: a saved inventory interleaves devices, which would end a run every row."""
+        self._close()
+        number_of, contents, named = self._numbers, self._contents, self._named
+        places: dict[str | tuple[str, str], tuple[Slot, set[int]]] = {}
+        for device, user, content in rows:
+            found = number_of.setdefault(content, len(contents))  # `number`, without a call per row
+            if found == len(contents):
+                self._new(content)
+            where = (device, user) if user else device  # most records have no user: no tuple for them
+            place = places.get(where)
+            if place is None:
+                slot = self.slot(device)
+                place = places[where] = (slot, slot.opened().setdefault(self._user(user), set()))
+            numbers = place[1]
+            if found not in numbers:
+                numbers.add(found)
+                if found in named:
+                    self._keep(place[0], user, found)
 
     def inventory(self, inventory: Inventory) -> None:
         """Take an inventory read whole (an `appban.inventory/v1` file): its devices, apps, errors, notes."""
@@ -193,7 +221,7 @@ class Tally:
     def _each(self, slot: Slot, number: int, user: str) -> None:
         slot.count += 1
         if number in self._named:
-            self.matched.append((dataclasses.replace(self._apps[number], device=slot.id, user=user), self._hits[number]))
+            self.matched.append((app_of(self._contents[number], slot.id, user), self._hits[number]))
 
     def _close(self) -> Slot | None:
         """End the current run: keep the apps of it that some entry names; return its slot."""
@@ -210,4 +238,4 @@ class Tally:
         key = (slot.id, user, number)
         if key not in self._kept:
             self._kept.add(key)
-            self.matched.append((dataclasses.replace(self._apps[number], device=slot.id, user=user), self._hits[number]))
+            self.matched.append((app_of(self._contents[number], slot.id, user), self._hits[number]))

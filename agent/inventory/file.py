@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 from agent import __version__
 from agent.errors import UserError
 from agent.gcpause import paused_gc
+from agent.match import CONTENT, Content
 from agent.model import LOCAL_DEVICE, App, CollectorError, Device, Inventory, build_record
 from agent.schema import parse_timestamp
 
 if TYPE_CHECKING:
     from agent.tally import Tally
+    from agent.wire import WireInventory
 
 FORMAT = "appban.inventory/v1"
 
@@ -68,15 +70,17 @@ def inventory_from_dict(data: Any, what: str) -> Inventory:
         collected_at = parse_timestamp(data["collected_at"]) if data.get("collected_at") else None
     except ValueError as exc:
         raise InventoryFileError(f"{what}: field 'collected_at': {exc}") from None
-    return _assemble(devices, tuple(apps), errors, tuple(str(n) for n in data.get("notes") or ()), collected_at)
+    records = tuple(apps)
+    return _assemble(devices, records, errors, tuple(str(n) for n in data.get("notes") or ()), collected_at,
+                     {a.device for a in records})
 
 
 def _assemble(devices: tuple[Device, ...], apps: tuple[App, ...], errors: tuple[CollectorError, ...],
-              notes: tuple[str, ...], collected_at: datetime | None) -> Inventory:
-    """Return the Inventory of a document's records; a device its apps name but the document
-    does not describe gets a bare record."""
+              notes: tuple[str, ...], collected_at: datetime | None, named: set[str]) -> Inventory:
+    """Return the Inventory of a document's records; a device its apps name (`named`: their
+    device ids) but the document does not describe gets a bare record."""
     known = {d.id for d in devices}
-    devices += tuple(Device(id=i) for i in sorted({a.device for a in apps} - known))
+    devices += tuple(Device(id=i) for i in sorted(named - known))
     return Inventory(devices=devices, apps=apps, errors=errors, notes=notes, collected_at=collected_at)
 
 
@@ -160,9 +164,7 @@ def stream_inventory_file(path: str, into: Tally) -> datetime | None:
     with paused_gc(), _reading(what):
         kind = _kind(path)
         if kind == "json":
-            inventory = _json_inventory(path, what)
-            into.inventory(inventory)
-            return inventory.collected_at
+            return _stream_json(path, what, into)
         from agent.inventory import mdm
 
         (mdm.stream_zip if kind == "zip" else mdm.stream_csv)(path, what, into)
@@ -179,11 +181,42 @@ def _kind(path: str) -> str:
 
 
 def _json_inventory(path: str, what: str) -> Inventory:
+    raw = Path(path).read_bytes()
+    typed = _typed_inventory(raw)
+    return _lenient_inventory(raw, what) if typed is None else typed
+
+
+def _stream_json(path: str, what: str, into: Tally) -> datetime | None:
+    """Read an appban JSON document into a streamed check. A plain document (the typed path)
+    goes to the Tally as (device, user, content) rows, so no App record is built for an app
+    no entry names (at 100,000 apps, building them was a third of the check)."""
+    raw = Path(path).read_bytes()
+    typed = _typed_document(raw)
+    if typed is None:
+        inventory = _lenient_inventory(raw, what)
+        into.inventory(inventory)
+        return inventory.collected_at
+    document, collected_at = typed
+    into.inventory(_typed_shell(document, collected_at, (), {a.device or LOCAL_DEVICE for a in document.apps}))
+    into.rows(_rows(document.apps))
+    return collected_at
+
+
+def _rows(apps: list[Any]) -> Iterator[tuple[str, str, Content]]:
+    """Yield typed app records as a Tally's rows: (device, user, content), an empty device the
+    local one. A WireApp's fields are a Content's with `extra` an object, then device and user."""
+    from msgspec.structs import astuple
+
+    extra = len(CONTENT) - 1
+    for fields in map(astuple, apps):
+        pairs = tuple(sorted(fields[extra].items())) if fields[extra] else ()  # `_pairs`, without a call per record
+        yield fields[extra + 1] or LOCAL_DEVICE, fields[extra + 2], fields[:extra] + (pairs,)
+
+
+def _lenient_inventory(raw: bytes, what: str) -> Inventory:
+    """Read a document with `json` and `inventory_from_dict`: every leniency and every error
+    message of the format (the typed path takes only the plain form)."""
     try:
-        raw = Path(path).read_bytes()
-        typed = _typed_inventory(raw)
-        if typed is not None:
-            return typed
         data = json.loads(raw)
     except ValueError as exc:
         raise InventoryFileError(f"{what}: not valid JSON: {exc}") from None
@@ -193,11 +226,23 @@ def _json_inventory(path: str, what: str) -> Inventory:
 
 
 def _typed_inventory(raw: bytes) -> Inventory | None:
-    """Return the Inventory of an `appban.inventory/v1` document decoded straight into typed
-    records by msgspec, or None when msgspec is not installed or the document is anything but
-    the plain form appban writes (every field its JSON type, the right format); the caller then
-    reads it with `json` and `inventory_from_dict`, so every error message and every leniency (a
-    number where a string belongs, a non-object error record) stays exactly what it was.
+    """Return the Inventory of a plain document read on the typed path (`_typed_document`), or
+    None when that path does not take it."""
+    typed = _typed_document(raw)
+    if typed is None:
+        return None
+    document, collected_at = typed
+    apps = tuple([_app(_fields(a)) for a in document.apps])
+    return _typed_shell(document, collected_at, apps, {a.device for a in apps})
+
+
+def _typed_document(raw: bytes) -> tuple[WireInventory, datetime | None] | None:
+    """Return an `appban.inventory/v1` document decoded straight into typed records by msgspec,
+    with when it was collected, or None when msgspec is not installed or the document is
+    anything but the plain form appban writes (every field its JSON type, the right format); the
+    caller then reads it with `json` and `inventory_from_dict`, so every error message and every
+    leniency (a number where a string belongs, a non-object error record) stays exactly what it
+    was.
 
     Why: at 100,000 apps, `json.loads` plus one `App.from_dict` per record was 2.5x `json.load`
     alone; msgspec checks the types while it parses, and its records are never tracked by the
@@ -220,29 +265,49 @@ def _typed_inventory(raw: bytes) -> Inventory | None:
         collected_at = parse_timestamp(document.collected_at) if document.collected_at else None
     except ValueError:
         return None
-    devices = tuple(Device.from_dict(msgspec.structs.asdict(d)) for d in document.devices)
-    apps = tuple([_app(msgspec.structs.asdict(a)) for a in document.apps])
+    return document, collected_at
+
+
+def _typed_shell(document: WireInventory, collected_at: datetime | None, apps: tuple[App, ...],
+                 named: set[str]) -> Inventory:
+    """Return the Inventory of a typed document with `apps` (whose devices are `named`)."""
+    devices = tuple(Device.from_dict(_fields(d)) for d in document.devices)
     return _assemble(devices, apps, tuple(CollectorError(e.collector, e.message, e.device) for e in document.errors),
-                     tuple(document.notes), collected_at)
+                     tuple(document.notes), collected_at, named)
+
+
+def _fields(record: Any) -> dict[str, Any]:
+    """The fields of a typed (msgspec) record as a dict."""
+    from msgspec.structs import asdict
+
+    return asdict(record)
+
+
+def _pairs(extra: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """Extra facts as App keeps them: sorted pairs."""
+    return tuple(sorted(extra.items())) if extra else ()
 
 
 def _app(fields: dict[str, Any]) -> App:
     """The App of one typed record's fields, as App.from_dict makes it: an empty device is the
     local one, extra facts become sorted pairs."""
     fields["device"] = fields["device"] or LOCAL_DEVICE
-    extra = fields["extra"]
-    fields["extra"] = tuple(sorted(extra.items())) if extra else ()
+    fields["extra"] = _pairs(fields["extra"])
     return build_record(App, fields)
 
 
 @contextlib.contextmanager
 def _reading(what: str) -> Iterator[None]:
     """Turn what reading a file can raise into the one-line InventoryFileError."""
-    from agent.inventory.mdm import ExportError
-
     try:
         yield
     except OSError as exc:
         raise InventoryFileError(f"{what}: cannot read: {exc.strerror or exc}") from None
-    except ExportError as exc:
+    except ValueError as exc:
+        # Imported on an error only: the CSV and ZIP readers (zipfile, shutil and the
+        # compressors) cost ~20 ms to import, and reading an appban JSON file needs none of them.
+        from agent.inventory.mdm import ExportError
+
+        if not isinstance(exc, ExportError):
+            raise
         raise InventoryFileError(str(exc)) from None

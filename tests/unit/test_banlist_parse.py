@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from agent.banlist.parse import BanListError, parse_banlist
 from agent.banlist.source import bundled_bytes
-from agent.model import Entry, Match
+from agent.model import Entry, Match, spelled
 
 MINIMAL = {
     "format": "appban.banlist/v1", "serial": 7, "issued": "2026-01-01T00:00:00Z",
@@ -170,3 +170,71 @@ def test_schema_builds_records_equal_to_their_constructor() -> None:
     entry = banlist.entries[0]
     assert entry == Entry(id=entry.id, name=entry.name, match=Match(android=("com.example",)), exempt=("x",))
     assert hash(entry) == hash(Entry(id=entry.id, name=entry.name, match=Match(android=("com.example",)), exempt=("x",)))
+
+
+def _outcome(action) -> tuple[str, object]:
+    try:
+        return "built", action()
+    except Exception as exc:  # noqa: BLE001 - the two paths must fail alike, whatever they raise
+        return type(exc).__name__, str(exc)
+
+
+words = st.sampled_from(["tiktok", "Com.Example.App", "com.example.app", "Banned App*", "x.example.com",
+                         "*.Example.com", "a" * 64, "ABCDE12345"])
+identifiers = st.lists(words, max_size=3)
+FIELDS = {
+    "match": st.dictionaries(st.sampled_from(["android", "ios", "windows", "names", "publishers", "sha256", "domains"]),
+                             identifiers, max_size=3),
+    "vendor": words, "action": st.sampled_from(["report", "block"]), "applies_to": identifiers,
+    "exempt": identifiers, "references": identifiers, "versions": st.sampled_from([">= 2", "around 3"]),
+    "device_kinds": st.sampled_from([["android"], ["phone"], []]), "ownership": st.sampled_from([["corporate"], ["owned"]]),
+}
+
+
+@st.composite
+def entries(draw: st.DrawFn) -> dict:
+    """An entry of fields in their JSON types (some values still refused by a pattern or check),
+    one of them perhaps replaced by a value of the wrong type or an unknown key."""
+    entry = {"id": "tiktok", "name": "TikTok", **draw(st.fixed_dictionaries({}, optional=FIELDS))}
+    spoiled = draw(st.sampled_from([None] * 4 + ["id", "name", "match", "vendor", "exempt", "unknown"]))
+    if spoiled is not None:
+        entry[spoiled] = draw(SPOILS.get(spoiled, WRONG))
+    return entry
+
+
+WRONG = st.sampled_from([7, None, True, [7], ["a", None], "Bad Id"])
+SPOILS = {"match": st.sampled_from([{"android": [7]}, {"android": "com.a"}, {"ios": ["a", None]}, {"unknown": []}])}
+
+
+@settings(max_examples=400, deadline=None)
+@given(entries())
+def test_the_fast_build_gives_what_the_ordered_build_gives_or_the_same_error(entry) -> None:
+    """schema.build first tries its fast path (strings and identifier lists taken without a
+    per-value call, errors not located) and only on trouble builds in declaration order: for
+    any entry, the record or the error must be what building in order at every level gives,
+    the spelling kept too."""
+    from unittest import mock
+
+    from agent import schema
+
+    path = ("entries", 0)
+    fast = _outcome(lambda: schema.build(Entry, entry, path))
+    with mock.patch.object(schema, "_build_direct", return_value=None):  # the ordered build only
+        ordered = _outcome(lambda: schema.build(Entry, entry, path))
+    assert fast == ordered
+    if fast[0] == "built":
+        assert [spelled(v) for v in vars(fast[1].match).values()] == \
+            [spelled(v) for v in vars(ordered[1].match).values()]
+
+
+def test_folded_identifiers_keep_their_spelling_and_folded_ones_stay_plain_tuples() -> None:
+    mixed = parse_banlist(entry_doc(match={"android": ["Com.Example"], "ios": ["com.example"]})).entries[0].match
+    assert (mixed.android, spelled(mixed.android)) == (("com.example",), ("Com.Example",))
+    assert (mixed.ios, spelled(mixed.ios), type(mixed.ios)) == (("com.example",), ("com.example",), tuple)
+
+
+def test_a_duplicate_key_inside_an_entry_is_named() -> None:
+    document = b'{"format": "appban.banlist/v1", "serial": 1, "issued": "2026-01-01", ' \
+               b'"entries": [{"id": "a", "name": "A", "name": "B"}]}'
+    with pytest.raises(BanListError, match="duplicate key 'name'"):
+        parse_banlist(document)

@@ -118,3 +118,43 @@ def test_a_check_of_this_machine_does_not_import_msgspec(tmp_path: Path) -> None
             "print('msgspec' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_a_check_of_a_saved_json_inventory_loads_no_export_reader(tmp_path: Path) -> None:
+    """The CSV and ZIP readers (zipfile, shutil, the compressors: ~20 ms) are for MDM exports;
+    an appban JSON inventory is read without them."""
+    path = tmp_path / "inventory.json"
+    path.write_text(json.dumps({"format": "appban.inventory/v1", "apps": [{"source": "dpkg", "id": "vim"}]}))
+    code = ("import contextlib, io, sys\nfrom agent.cli import main\nwith contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    main(['check', '--inventory', {str(path)!r}, '--format', 'json'])\n"
+            "print(sorted({'agent.inventory.mdm', 'zipfile', 'csv'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_without_msgspec_a_streamed_check_reports_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import datetime, timezone
+
+    from agent.banlist.parse import parse_banlist
+    from agent.config import Config
+    from agent.model import BanListInfo
+    from agent.scan import report_files
+
+    banlist = parse_banlist(b'{"format": "appban.banlist/v1", "serial": 1, "issued": "2026-01-01", '
+                            b'"entries": [{"id": "vim", "name": "Vim", "match": {"deb": ["vim"]}}]}')
+    path = tmp_path / "inventory.json"
+    path.write_text(json.dumps({"format": "appban.inventory/v1", "devices": [{"id": "pc"}], "apps": [
+        {"source": "dpkg", "id": "vim", "device": "pc", "extra": {"arch": "amd64"}},
+        {"source": "dpkg", "id": "vim", "device": "pc", "extra": {"arch": "amd64"}},
+        {"source": "dpkg", "id": "nano", "device": "laptop"}]}))
+    now = datetime(2026, 12, 1, tzinfo=timezone.utc)
+
+    def report() -> dict:
+        document = report_files(Config(), banlist, BanListInfo(1, "x", signed=False), now, [str(path)]).to_dict()
+        return {key: value for key, value in document.items() if key != "id"}
+
+    typed = report()
+    monkeypatch.setitem(sys.modules, "msgspec", None)
+    assert report() == typed
+    assert [(d["id"], d["apps"]) for d in typed["devices"]] == [("pc", 1), ("laptop", 1)]
+    assert [f["app"]["id"] for f in typed["findings"]] == ["vim"]

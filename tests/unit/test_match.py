@@ -345,3 +345,13 @@ def test_a_glob_literal_at_the_very_end_of_the_name_is_found() -> None:
     for name in ("TikTok", "Tok", "xTok"):
         found = findings_for(SIGNALS, [App(source="desktop", id="x", name=name, device="pc")], [Device(id="pc")])
         assert "by-suffix" in {f.entry.id for f in found}, name
+
+
+def test_a_fact_given_twice_is_read_as_extra_value_reads_it() -> None:
+    """The matcher reads folded-launcher facts off the content's pairs: the first of a key wins,
+    as App.extra_value has it (a collector may build pairs with a key twice)."""
+    app = App(source="dpkg", id="x", device="pc", path="/usr/bin/x",
+              extra=(("launcher_programs", "tt-launcher"), ("launcher_programs", "tt-second")))
+    assert app.extra_value("launcher_programs") == "tt-launcher"
+    found = findings_for(SIGNALS, [app], [Device(id="pc")])
+    assert [f.entry.id for f in found] == ["by-launcher"]

@@ -20,7 +20,7 @@ from agent.inventory import _run_pages
 from agent.inventory.base import Collected, Context
 from agent.inventory.file import inventory_to_dict, load_inventory_file, merge_inventories, stream_inventory_file
 from agent.match import Matcher, compile_banlist
-from agent.model import App, BanListInfo, CollectorError, Device, Inventory
+from agent.model import App, BanList, BanListInfo, CollectorError, Device, Inventory
 from agent.report.render import render_table
 from agent.scan import build_report, report_files
 from agent.tally import Tally
@@ -74,15 +74,15 @@ def _without_id(report_dict: dict) -> dict:
     return {key: value for key, value in report_dict.items() if key != "id"}
 
 
-def _whole(paths: list[str]) -> dict:
+def _whole(paths: list[str], banlist: BanList = BANLIST) -> dict:
     """What the check did before it streamed: every file read whole, merged, grouped, matched."""
     merged = merge_inventories(load_inventory_file(path) for path in paths)
-    report = build_report(BANLIST, INFO, assign_groups(merged, CONFIG.gateway, local=None), NOW, timedelta(days=90))
+    report = build_report(banlist, INFO, assign_groups(merged, CONFIG.gateway, local=None), NOW, timedelta(days=90))
     return {"json": _without_id(report.to_dict()), "table": render_table(replace(report, id="x"))}
 
 
-def _streamed(paths: list[str]) -> dict:
-    report = report_files(CONFIG, BANLIST, INFO, NOW, paths)
+def _streamed(paths: list[str], banlist: BanList = BANLIST) -> dict:
+    report = report_files(CONFIG, banlist, INFO, NOW, paths)
     return {"json": _without_id(report.to_dict()), "table": render_table(replace(report, id="x"))}
 
 
@@ -165,3 +165,84 @@ def test_pages_go_to_the_stream_and_a_defect_part_way_keeps_the_pages_before() -
     assert [a.id for a in streamed] == ["com.zhiliaoapp.musically", "com.example"]
     assert [d.id for d in kept.devices] == ["p1", "p2"] and kept.apps == [] and kept.notes == ["blind spot"]
     assert [e.message for e in kept.errors] == ["p3 has no app reports", "KeyError: 'applicationReports'"]
+
+
+SIGNALS = parse_banlist(b"""
+format: appban.banlist/v1
+serial: 4
+issued: 2026-11-01T00:00:00Z
+entries:
+  - {id: tiktok, name: TikTok, applies_to: [staff], advisory_for: [members], match: {android: [com.zhiliaoapp.musically], deb: [tiktok]}}
+  - {id: wechat, name: WeChat, exempt: [members], match: {names: ["wechat*"], executables: [wechat-bin]}}
+  - {id: capcut, name: CapCut, versions: ">= 2", match: {publishers: ["*bytedance*"], windows: [CapCut]}}
+""", "signals list")
+TEXTS = st.sampled_from(["", "TikTok", "WeChat Work", "CapCut", "Notes", "tiktok", "com.zhiliaoapp.musically"])
+JSON_APPS = st.fixed_dictionaries(
+    {"source": st.sampled_from(["dpkg", "android", "windows", "process", "desktop"]), "id": TEXTS},
+    optional={"name": TEXTS, "publisher": st.sampled_from(["", "Bytedance Ltd", "Tencent"]),
+              "version": st.sampled_from(["", "1.0", "2.5"]), "device": st.sampled_from(["", "p1", "p2", "p3"]),
+              "user": st.sampled_from(["", "alice"]), "path": st.sampled_from(["", "/usr/bin/wechat-bin"]),
+              "aliases": st.lists(TEXTS, max_size=2), "sha256": st.just("ab" * 32),
+              "extra": st.dictionaries(st.sampled_from(["arch", "former_names", "launcher_programs"]),
+                                       st.sampled_from(["amd64", "WeChat", "wechat-bin,x", "TikTok"]), max_size=2)},
+)
+JSON_DOCUMENTS = st.fixed_dictionaries(
+    {"format": st.just("appban.inventory/v1"), "apps": st.lists(JSON_APPS, max_size=25)},
+    optional={"devices": st.lists(st.fixed_dictionaries(
+        {"id": st.sampled_from(["p1", "p2", "local"])},
+        optional={"hostname": st.sampled_from(["PHONE-100", "PHONE-200"]), "groups": st.lists(
+            st.sampled_from(["staff", "members"]), max_size=2)}), max_size=3),
+        "errors": st.lists(st.fixed_dictionaries({"collector": st.just("c"), "message": st.just("m")}), max_size=1),
+        "notes": st.lists(st.just("a note"), max_size=1),
+        "collected_at": st.just("2026-12-01T10:00:00+00:00")},
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(documents=st.lists(JSON_DOCUMENTS, min_size=1, max_size=2), csv_rows=st.none() | rows,
+       repeat=st.booleans())
+def test_streamed_json_inventories_give_the_report_of_the_merged_files(tmp_path: Path, documents, csv_rows,
+                                                                      repeat: bool) -> None:
+    """appban JSON documents are streamed as content rows without an App per record: for any
+    records (every signal the matcher reads, duplicates within and across files, devices the
+    apps name but no file describes), alone or beside an MDM export, the same report as reading
+    every file whole, merging and matching."""
+    paths = []
+    for number, document in enumerate(documents):
+        if repeat:
+            document = {**document, "apps": document["apps"] * 2}
+        path = tmp_path / f"inventory-{number}.json"
+        path.write_text(json.dumps(document))
+        paths.append(str(path))
+    if csv_rows is not None:
+        paths.append(_write_csv(tmp_path / "export.csv", [_row(*r) for r in csv_rows]))
+    assert _streamed(paths, SIGNALS) == _whole(paths, SIGNALS)
+
+
+def test_a_streamed_json_inventory_keeps_only_the_named_apps_as_records(tmp_path: Path) -> None:
+    document = {"format": "appban.inventory/v1", "apps": [
+        {"source": "android", "id": "com.zhiliaoapp.musically", "device": "p1"},
+        {"source": "android", "id": "com.zhiliaoapp.musically", "device": "p1"},  # the same record: once
+        {"source": "android", "id": "com.zhiliaoapp.musically", "device": "p2", "user": "alice"},
+        *({"source": "dpkg", "id": f"pkg{n}", "device": f"p{n % 2 + 1}", "extra": {"arch": "amd64"}} for n in range(50)),
+    ]}
+    path = tmp_path / "inventory.json"
+    path.write_text(json.dumps(document))
+    tally = Tally(Matcher(compile_banlist(SIGNALS), NOW).candidates, unique=True)
+    stream_inventory_file(str(path), tally)
+    assert [(app.device, app.user, type(app)) for app, _ in tally.matched] == [("p1", "", App), ("p2", "alice", App)]
+    assert dict(tally.counted()) == {"p1": 26, "p2": 26}
+
+
+def test_content_is_every_app_field_but_where_it_is_in_order() -> None:
+    """The matcher, the tally and the typed reader slice records by CONTENT's order."""
+    from dataclasses import fields
+
+    from agent.match import CONTENT, app_of, content_of
+    from agent.wire import WireApp
+
+    assert CONTENT == tuple(f.name for f in fields(App) if f.name not in ("device", "user"))
+    assert WireApp.__struct_fields__ == (*CONTENT, "device", "user")
+    app = App("dpkg", "vim", name="Vim", version="9", publisher="p", path="/usr/bin/vim", user="u", device="pc",
+              aliases=("vim:amd64",), sha256="ab" * 32, extra=(("arch", "amd64"),))
+    assert app_of(content_of(app), "pc", "u") == app
