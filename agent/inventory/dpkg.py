@@ -105,10 +105,14 @@ def _rows(data: bytes, start: int, end: int) -> list[Row]:
     twice, or after a field dpkg does not write there, leaves one of its lines out of the count,
     and the slice is read line by line (`_FIELD`) instead: same Rows, a little slower."""
     rows = _HEADER.findall(data, start, end)
-    if rows and all(len(values) - values.count(b"") == data.count(b"\n" + key + b":", start, end)
-                    for key, values in zip(WANTED[1:], list(zip(*rows))[1:])):
-        return rows
-    return _field_rows(data, start, end)
+    return rows if rows and read_every_field(rows, data, start, end) else _field_rows(data, start, end)
+
+
+def read_every_field(rows: list[Row], data: bytes, start: int, end: int) -> bool:
+    """Whether the Rows `_HEADER` found in data[start:end] hold every line there that starts
+    with a WANTED field (the `Package:` lines always start a match)."""
+    return all(len(values) - values.count(b"") == data.count(b"\n" + key + b":", start, end)
+               for key, values in zip(WANTED[1:], list(zip(*rows))[1:]))
 
 
 def _field_rows(data: bytes, start: int, end: int) -> list[Row]:
