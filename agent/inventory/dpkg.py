@@ -5,9 +5,9 @@ the same answer as `dpkg-query`. On this project's benchmark (benchmarks/figures
 databases of 10,000 and 100,000 packages, CPU time) it takes about as long as `dpkg-query -W`
 takes to list them, 1.0-1.1x on a loaded machine: no slower at 10,000, a few per cent slower
 at 100,000 in some runs; on a machine's usual ~1,000 packages it is faster, as dpkg-query's
-process start dominates there. Where the time goes: one regex match per record (a quarter),
-checking that those matches saw every field (a fifth), building the Apps (a third), reading the
-file (a tenth); cyclic GC is paused (agent/gcpause.py).
+process start dominates there. Where the time goes: one regex match per record (a fifth),
+checking that those matches saw every field (a fifth), building the Apps (half), reading the
+file (the rest); cyclic GC is paused (agent/gcpause.py).
 
 How: the file is read as bytes; a record laid out as dpkg writes it (fields in dpkg's order) is
 read by one match from its `Package:` line to its `Version:` line, so a record's description and
@@ -41,6 +41,8 @@ WANTED = (b"Package", b"Essential", b"Status", b"Priority", b"Maintainer", b"Arc
 """The fields read, in the order dpkg writes them, which is the order of a Row."""
 Row = tuple[bytes, ...]
 """One record's values of the WANTED fields, in that order; b"" for a field it does not have."""
+Columns = list[tuple[bytes, ...]]
+"""The Rows of a slice turned into one tuple per WANTED field (its value in each record)."""
 Marks = tuple[str, tuple[tuple[str, str], ...]]
 """What a record's architecture, Essential, Multi-Arch and Priority make of it: the `:arch`
 suffix of its alias ("" for none) and its extra pairs."""
@@ -80,7 +82,7 @@ def parse_status(data: bytes | str) -> list[App]:
     records = _Records()
     with paused_gc():  # 100,000 records, no cycles: a third of the parse went to GC passes
         for start, end in _slices(data):
-            records.add(_rows(data, start, end))
+            records.add(_columns(data, start, end))
     return records.apps
 
 
@@ -99,24 +101,26 @@ def _slices(data: bytes) -> Iterator[tuple[int, int]]:
         start = end
 
 
-def _rows(data: bytes, start: int, end: int) -> list[Row]:
-    """Return the Row of each record in data[start:end], which starts at a `\nPackage:` line or
-    at the start of the file.
+def _columns(data: bytes, start: int, end: int) -> Columns:
+    """Return the Columns of the records in data[start:end], which starts at a `\nPackage:` line
+    or at the start of the file ([] when it has no record).
 
     Read as dpkg writes records (`_HEADER`) when that reading is sure to have seen every WANTED
     line: when each field has as many values as the slice has lines starting with it (an empty
     value counts as none, so it takes the other way). A record whose fields come in another order,
     twice, or after a field dpkg does not write there, leaves one of its lines out of the count,
     and the slice is read line by line (`_FIELD`) instead: same Rows, a little slower."""
-    rows = _HEADER.findall(data, start, end)
-    return rows if rows and read_every_field(rows, data, start, end) else _field_rows(data, start, end)
+    columns = list(zip(*_HEADER.findall(data, start, end)))
+    if columns and read_every_field(columns, data, start, end):
+        return columns
+    return list(zip(*_field_rows(data, start, end)))
 
 
-def read_every_field(rows: list[Row], data: bytes, start: int, end: int) -> bool:
-    """Whether the Rows `_HEADER` found in data[start:end] hold every line there that starts
-    with a WANTED field (the `Package:` lines always start a match)."""
+def read_every_field(columns: Columns, data: bytes, start: int, end: int) -> bool:
+    """Whether the Columns of what `_HEADER` found in data[start:end] hold every line there that
+    starts with a WANTED field (the `Package:` lines always start a match)."""
     return all(len(values) - values.count(b"") == data.count(b"\n" + key + b":", start, end)
-               for key, values in zip(WANTED[1:], list(zip(*rows))[1:]))
+               for key, values in zip(WANTED[1:], columns[1:]))
 
 
 def _field_rows(data: bytes, start: int, end: int) -> list[Row]:
@@ -136,7 +140,7 @@ def _field_rows(data: bytes, start: int, end: int) -> list[Row]:
 
 
 class _Records:
-    """The Apps of one status file, built a slice's Rows at a time.
+    """The Apps of one status file, built a slice's Columns at a time.
 
     Why by columns: Python's cost is per step it takes per package, so each column (names,
     versions, ...) is decoded, filtered and combined by C loops (`bytes.join`, `map`, `compress`);
@@ -150,11 +154,11 @@ class _Records:
         self._installed: dict[bytes, bool] = {}
         self._marks: dict[tuple[bytes, ...], Marks] = {}
 
-    def add(self, rows: list[Row]) -> None:
+    def add(self, columns: Columns) -> None:
         """Append the Apps of the records whose status's third word is `installed`."""
-        if not rows:
+        if not columns:
             return
-        package, essential, status, priority, maintainer, arch, multi_arch, version = zip(*rows)
+        package, essential, status, priority, maintainer, arch, multi_arch, version = columns
         for value in set(status).difference(self._installed):
             self._installed[value] = _installed(_text(value))
         kept = list(map(self._installed.__getitem__, status))

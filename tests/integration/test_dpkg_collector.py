@@ -60,7 +60,7 @@ def test_records_dpkg_wrote_are_read_one_match_each(root, where):
     data = b"\n" + path.read_bytes()
     rows = _HEADER.findall(data)
     assert len(rows) == data.count(b"\nPackage:") > 0
-    assert read_every_field(rows, data, 0, len(data))
+    assert read_every_field(list(zip(*rows)), data, 0, len(data))
 
 
 def test_removed_package_with_config_files_left_is_not_installed(tmp_path):
