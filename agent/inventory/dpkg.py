@@ -78,11 +78,10 @@ def parse_status(data: bytes | str) -> list[App]:
     """
     if isinstance(data, str):
         data = data.encode("utf-8", "surrogatepass")
-    data = b"\n" + data
     records = _Records()
     with paused_gc():  # 100,000 records, no cycles: a third of the parse went to GC passes
-        for start, end in _slices(data):
-            records.add(_columns(data, start, end))
+        for buffer, start, end in _slices(data):
+            records.add(_columns(buffer, start, end))
     return records.apps
 
 
@@ -90,15 +89,22 @@ SLICE = 256 * 1024
 """Bytes of the status file read at once (a few hundred records)."""
 
 
-def _slices(data: bytes) -> Iterator[tuple[int, int]]:
-    """Yield (start, end) offsets that cover `data`, each end just before a `\nPackage:` (or the
-    end of the data), so no record is cut in two."""
-    start = 0
-    while start < len(data):
-        end = data.find(b"\nPackage:", start + SLICE)
-        end = len(data) if end < 0 else end
-        yield start, end
-        start = end
+def _slices(data: bytes) -> Iterator[tuple[bytes, int, int]]:
+    """Yield (buffer, start, end) that cover `data`, each end just before a `\nPackage:` (or the
+    end of the data), so no record is cut in two. The first is a copy of its bytes after a
+    newline, so that the file's first line starts a line as the patterns read lines; the others
+    are `data` itself (a copy of the whole file for that one newline cost 5 % of the parse)."""
+    end = _cut(data, SLICE)
+    yield b"\n" + data[:end], 0, end + 1
+    while end < len(data):
+        start, end = end, _cut(data, end + SLICE)
+        yield data, start, end
+
+
+def _cut(data: bytes, at: int) -> int:
+    """Return where the first `\nPackage:` at or after `at` starts, or the end of `data`."""
+    end = data.find(b"\nPackage:", at)
+    return len(data) if end < 0 else end
 
 
 def _columns(data: bytes, start: int, end: int) -> Columns:
