@@ -2,10 +2,10 @@
 
 Reading `/var/lib/dpkg/status` directly works on a mounted image, needs no dpkg process, and gives
 the same answer as `dpkg-query`. On this project's benchmark (benchmarks/figures.py, synthetic
-databases of 10,000 and 100,000 packages, CPU time) it takes about as long as `dpkg-query -W`
-takes to list them, 1.0-1.1x on a loaded machine: no slower at 10,000, a few per cent slower
-at 100,000 in some runs; on a machine's usual ~1,000 packages it is faster, as dpkg-query's
-process start dominates there. Where the time goes: one regex match per record (a fifth),
+databases of 10,000 and 100,000 packages) it takes about as long as `dpkg-query -W` takes to list
+them: the median of 13 rounds was 0.98-0.99x in CPU time in the last run on a loaded machine,
+1.10x in an earlier one, so "no slower" holds at the median, not in every round; on a machine's
+usual ~1,000 packages dpkg-query's process start dominates. Where the time goes: one regex match per record (a fifth),
 checking that those matches saw every field (a fifth), building the Apps (half), reading the
 file (the rest); cyclic GC is paused (agent/gcpause.py).
 
