@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections import deque
 from dataclasses import field
 from datetime import datetime, timedelta, timezone
+from itertools import repeat
 from typing import Any, Literal
 
 from agent.domains import normalise_domains
@@ -75,6 +77,18 @@ def build_record(cls: type[Any], values: dict[str, Any]) -> Any:
         values = {**defaults, **values}
     object.__setattr__(record, "__dict__", values)
     return record
+
+
+def build_records(cls: type[Any], records: list[dict[str, Any]]) -> list[Any]:
+    """Return `build_record(cls, values)` for each of `records`, which all name the same fields.
+
+    Why: a package database gives 100,000 records at once, and making each instance and giving it
+    its dictionary in C loops (`map`) costs a fraction of a Python call per record."""
+    if records and len(records[0]) != _field_count(cls):
+        return [build_record(cls, values) for values in records]
+    instances = list(map(object.__new__, repeat(cls, len(records))))
+    deque(map(object.__setattr__, instances, repeat("__dict__"), records), maxlen=0)
+    return instances
 
 
 @functools.cache

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from agent.config import Config
-from agent.inventory.reading import DATABASE_LIMIT, exists, folder_entries, read_text
+from agent.inventory.reading import DATABASE_LIMIT, exists, folder_entries, read_bytes
 from agent.model import App, CollectorError, Device
 from agent.records import dataclass
 from agent.runner import Runner
@@ -77,15 +77,21 @@ def home_dirs(ctx: Context) -> list[tuple[str, Path]]:
 
 
 def read_text_database(collector: str, path: Path, parse: Callable[[str], list[App]], root: Path = Path("/")) -> Collected:
+    """Given a text database its tool always ends with a newline (apk's installed), return what
+    `read_database` returns, `parse` given the text decoded as UTF-8 (bad bytes replaced)."""
+    return read_database(collector, path, lambda data: parse(data.decode("utf-8", errors="replace")), root)
+
+
+def read_database(collector: str, path: Path, parse: Callable[[bytes], list[App]], root: Path = Path("/")) -> Collected:
     """Given a text database its tool always ends with a newline (dpkg's status, apk's
-    installed), return the Apps `parse` finds in it, plus one error when the file ends in the
-    middle of a record (cut short while written or copied; the last record may be incomplete).
+    installed), return the Apps `parse` finds in its bytes, plus one error when the file ends in
+    the middle of a record (cut short while written or copied; the last record may be incomplete).
 
     Raise OSError if the file cannot be read (it is read inside `root`, agent.inventory.reading).
     """
-    text = read_text(path, DATABASE_LIMIT, root=root)
-    result = Collected(apps=parse(text))
-    if text and not text.endswith("\n"):
+    data = read_bytes(path, DATABASE_LIMIT, root=root)
+    result = Collected(apps=parse(data))
+    if data and not data.endswith(b"\n"):
         result.errors.append(CollectorError(collector, f"{path}: ends in the middle of a record (truncated?)"))
     return result
 

@@ -52,6 +52,8 @@ def _owner_key(launcher: App, by_key: dict[Key, int], by_path: dict[tuple[str, s
 def merge_launchers(apps: Sequence[App]) -> list[App]:
     """Given every collected App, return them with launchers folded into their owners (see above)."""
     merged = list(apps)
+    if not any(app.source == "desktop" for app in merged):  # nothing to fold: no index of 100,000 packages
+        return merged
     by_key: dict[Key, int] = {}
     by_path: dict[tuple[str, str], int] = {}
     for index, app in enumerate(merged):

@@ -9,7 +9,7 @@ import pytest
 
 from agent.inventory import collect
 from agent.inventory.base import Context
-from agent.inventory.dpkg import DpkgCollector, package_files, path_owners
+from agent.inventory.dpkg import _HEADER, DpkgCollector, package_files, path_owners, read_every_field
 from tests.conftest import require_tool
 from tests.debs import build_deb, dpkg_root, install
 
@@ -48,6 +48,19 @@ def test_finds_packages_installed_by_real_dpkg(root):
 def test_agrees_with_dpkg_query_on_the_same_database(root):
     apps = DpkgCollector().collect(Context(root=root, live=False)).apps
     assert {(a.id, a.version) for a in apps} == dpkg_query(root)
+
+
+@pytest.mark.parametrize("where", ["built here", "this machine"])
+def test_records_dpkg_wrote_are_read_one_match_each(root, where):
+    """The fast reading (one match per record, its fields in dpkg's order) must be the one taken
+    on databases dpkg itself wrote; reading line by line is for files written by hand."""
+    path = root / "var/lib/dpkg/status" if where == "built here" else Path("/var/lib/dpkg/status")
+    if not path.exists():
+        pytest.skip("no dpkg database on this machine")
+    data = b"\n" + path.read_bytes()
+    rows = _HEADER.findall(data)
+    assert len(rows) == data.count(b"\nPackage:") > 0
+    assert read_every_field(list(zip(*rows)), data, 0, len(data))
 
 
 def test_removed_package_with_config_files_left_is_not_installed(tmp_path):

@@ -240,6 +240,43 @@ def test_dpkg_parser_agrees_with_a_line_by_line_reading(lines: list[str], final_
     assert [(a.id, a.version, a.publisher, a.aliases, a.extra) for a in parse_status(text)] == _reference_status(text)
 
 
+_DPKG_ORDER = ("Package", "Essential", "Protected", "Status", "Priority", "Section", "Installed-Size", "Origin",
+               "Maintainer", "Bugs", "Architecture", "Multi-Arch", "Source", "Version", "Depends", "Conffiles",
+               "Description", "Homepage")
+_ODD_VALUES = st.sampled_from([
+    b"install ok installed", b"hold ok installed", b"deinstall ok config-files", b"install ok  installed",
+    b"yes", b"Yes ", b"required", b"optional", b"amd64", b"all", b"same", b"1:2.3-4", b"M <m@x>", b"", b" ", b"\tx\r",
+    b"\xff\xfe", b"caf\xc3\xa9", b"\xc3", b"x\xc2\xa0", b"x\xc2\x85", b"\xe2\x80\xa8y", b"a\x00b", b"\x1bx",
+])
+
+
+@st.composite
+def _dpkg_records(draw: st.DrawFn) -> bytes:
+    """A status record as dpkg writes it (fields in dpkg's order) with odd values, sometimes
+    out of order, with a field twice or a WANTED field in its continuation lines' place."""
+    keys = [key for key in _DPKG_ORDER[1:] if draw(st.booleans())]
+    if draw(st.integers(0, 9)) == 0:
+        keys = draw(st.permutations(keys))
+    if keys and draw(st.integers(0, 9)) == 0:
+        keys.insert(draw(st.integers(0, len(keys))), draw(st.sampled_from(keys)))
+    lines = [b"Package:" + draw(st.sampled_from([b" ", b"", b"\t"])) + draw(st.sampled_from([b"a", b"b:x", b"c\xff"]))]
+    for key in keys:
+        lines.append(key.encode() + b":" + draw(st.sampled_from([b" ", b"", b"  "])) + draw(_ODD_VALUES))
+        if draw(st.integers(0, 7)) == 0:
+            lines.append(draw(st.sampled_from([b" continuation", b" Status: install ok installed", b" .", b"\rVersion: 9"])))
+    return b"\n".join(lines)
+
+
+@settings(max_examples=400)
+@given(st.lists(_dpkg_records(), max_size=12), st.sampled_from([b"\n", b"", b"\n\n"]), st.sampled_from([b"", b"Status: x\n"]))
+def test_dpkg_parser_reads_bytes_as_the_decoded_text_line_by_line(records: list[bytes], end: bytes, before: bytes) -> None:
+    """The bytes of a status file give what its text (bad bytes replaced) gives read line by line,
+    whether a record comes as dpkg writes it (read whole) or not (read line by line)."""
+    data = before + b"\n\n".join(records) + end
+    expected = _reference_status(data.decode("utf-8", errors="replace"))
+    assert [(a.id, a.version, a.publisher, a.aliases, a.extra) for a in parse_status(data)] == expected
+
+
 @settings(max_examples=300)
 @given(st.lists(_STATUS_LINES, max_size=24), st.integers(min_value=1, max_value=40))
 def test_dpkg_parser_gives_the_same_records_whatever_the_slice_size(lines: list[str], size: int) -> None:

@@ -161,3 +161,19 @@ def test_a_mutable_dataclass_is_the_standard_one() -> None:
     instance = cls(1)
     instance.a = 2
     assert instance == cls(2) and cls.__hash__ is None and not _built_here(cls)
+
+
+def test_records_built_in_bulk_are_the_records_built_one_by_one() -> None:
+    """`model.build_records` (instances made by `map`) gives what `build_record` gives, with
+    every field named (the dictionary taken as it is) or only some (defaults merged), and the
+    records stay frozen."""
+    from agent.model import App, build_record, build_records
+
+    full = [dict(App(source="dpkg", id=f"p{i}", aliases=(f"p{i}:amd64",)).__dict__) for i in range(3)]
+    partial = [{"source": "dpkg", "id": "a"}, {"source": "dpkg", "id": "b"}]
+    for values in (full, partial, []):
+        bulk = build_records(App, [dict(v) for v in values])
+        assert bulk == [build_record(App, dict(v)) for v in values]
+        assert all(type(app) is App and app.device == "local" for app in bulk)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        build_records(App, full)[0].id = "x"
