@@ -9,12 +9,13 @@ thread pool so a slow query never stalls the event loop.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import anyio
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -33,10 +34,11 @@ from agent.fleet.auth import bearer, same
 from agent.fleet.config import FleetConfig
 from agent.fleet.enrollment import EnrollRefused, allow_reenroll, device_for_token, enroll, enrolled_among, revoke
 from agent.fleet.gateways import carries_others, may_report
+from agent.fleet.groupcommit import GroupCommit
 from agent.fleet.ingest import Pushed, RefusedReport, read_report, report_inventory
 from agent.fleet.metrics import Counters, FleetCollector, families, metric_facts
 from agent.fleet.openapi import OPENAPI
-from agent.fleet.store import Ingested, Store, TokenRevoked, scoped_key, token_hash
+from agent.fleet.store import Ingested, PushJob, Store, TokenRevoked, scoped_key, token_hash
 from agent.fleet.tables import ID
 from agent.fleet.verdict import DeviceVerdict, Policy, judge
 from agent.log import log_event
@@ -142,6 +144,7 @@ class Ingest:
 
     def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
+        self.commits = GroupCommit(fleet.store, fleet.counters)
 
     async def enroll(self, request: Request) -> Response:
         fleet = self.fleet
@@ -195,9 +198,10 @@ class Ingest:
         return JSONResponse(result.response, headers={"Idempotent-Replayed": "true"} if result.replayed else {})
 
     async def _store(self, device: str, token: str, key: str, pushed: Pushed, body: bytes) -> Ingested:
-        """An unchanged report (same input hash) is only a sighting; any other is judged and stored,
-        in the same transaction and worker thread, which also checks `token` (its hash) against
-        the device's enrollment. A gateway's report (it names other devices) is parsed first, its
+        """An unchanged report (same input hash) is only a sighting; any other is judged and stored.
+        Either way the push joins the group commit (one writer, one transaction for the pushes
+        that arrived together, answered after it committed), which also checks `token` (its
+        hash) against the device's enrollment. A gateway's report (it names other devices) is parsed first, its
         phones checked against the grants and the enrollments, and always fully ingested. Raise
         RefusedReport for an inventory that cannot be used, TokenRevoked for a dead token,
         SQLAlchemyError if the database fails."""
@@ -217,8 +221,8 @@ class Ingest:
             verdicts.sort(key=lambda verdict: verdict.device.id != device)  # the sender first: key and token are its
             return verdicts
 
-        return await run_in_threadpool(store.push, device, state, scoped, now, pushed.report_id, judged, body, token,
-                                       not gateway)
+        return await self.commits.push(PushJob(device, state, scoped, now, pushed.report_id, judged, body, token,
+                                               not gateway))
 
 
 View = Callable[[Any, Request, float], Any]
@@ -334,7 +338,13 @@ async def healthz(request: Request) -> Response:
 def make_app(fleet: Fleet) -> Starlette:
     """Return the ASGI application serving `fleet`."""
     ingest = Ingest(fleet)
-    return Starlette(routes=[
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(ingest.commits.close)  # uvicorn has answered every request by now
+
+    return Starlette(lifespan=lifespan, routes=[
         Route("/healthz", healthz),
         Route("/v1/enroll", ingest.enroll, methods=["POST"]),
         Route("/v1/reports", ingest.reports, methods=["POST"]),
