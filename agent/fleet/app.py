@@ -47,10 +47,13 @@ from agent.printable import printable
 logger = logging.getLogger(__name__)
 
 MAX_ENROLL_BODY = 4096
-TOKEN_CACHE_SECONDS = 60.0
+TOKEN_CACHE_SECONDS = 3600.0
 """How long a device token, once looked up, names its device without a separate query. The cache
 only saves that lookup: the ingest transaction checks the token against the device's enrollment
-row in the same statements, so a token replaced or revoked on any server stops working at once."""
+row in the same statements, so a token replaced or revoked on any server stops working at once.
+An hour, not a minute: a token's hash names one device for ever (it is unique and random), so a
+longer life cannot accept anything more, and agents push every 5 minutes by default — with 60 s
+every push paid the lookup (a read transaction and a worker hand-off)."""
 TOKEN_CACHE_SIZE = 100_000
 JSON_TYPE = "application/json"
 
