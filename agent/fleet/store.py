@@ -606,20 +606,23 @@ class Store:
 @contextmanager
 def _savepoint(connection: Connection) -> Iterator[None]:
     """A SAVEPOINT on the transaction's own DBAPI connection, released on leaving, rolled back to
-    on error (the error goes on). Why not Connection.begin_nested: its bookkeeping cost 0.12 ms
-    a push against 2 µs for the three statements."""
-    cursor = connection.connection.cursor()
-    try:
-        cursor.execute("SAVEPOINT push")
+    on error (the error goes on; the database's own errors raised as SQLAlchemy's). Why not
+    Connection.begin_nested: its bookkeeping cost 0.12 ms a push against 2 µs for the statements."""
+    def run(sql: str) -> None:
         try:
-            yield
-        except BaseException:
-            cursor.execute("ROLLBACK TO SAVEPOINT push")
-            cursor.execute("RELEASE SAVEPOINT push")
-            raise
-        cursor.execute("RELEASE SAVEPOINT push")
-    finally:
-        cursor.close()
+            with closing(connection.connection.cursor()) as cursor:
+                cursor.execute(sql)
+        except connection.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(sql, None, exc, connection.dialect.loaded_dbapi.Error) from None
+
+    run("SAVEPOINT push")
+    try:
+        yield
+    except BaseException:
+        run("ROLLBACK TO SAVEPOINT push")
+        run("RELEASE SAVEPOINT push")
+        raise
+    run("RELEASE SAVEPOINT push")
 
 
 class _Raced(Exception):
