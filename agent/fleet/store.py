@@ -172,15 +172,17 @@ class _Statements:
                           t.idempotency_keys)}
 
     def among(self, name: str, count: int) -> _Compiled:
-        """A group's lookup for `count` ids (b_0 …), compiled once per size: `state` (each
-        device's state hash and live token hashes) or `keys` (idempotency keys stored, with answers)."""
+        """A group's lookup for `count` ids (b_0 …), compiled once per size: `keys` (idempotency
+        keys stored, with their answers), `hashes` (devices' state hashes), `tokens` (devices'
+        live token hashes)."""
         compiled = self._among.get((name, count))
         if compiled is None:
             ids = [bindparam(f"b_{n}") for n in range(count)]
             d, e, k = t.devices, t.enrollments, t.idempotency_keys
-            live = (e.c.device_id == d.c.id) & e.c.revoked_at.is_(None)
-            statement = (select(d.c.id, d.c.state_hash, e.c.token_hash).outerjoin(e, live).where(d.c.id.in_(ids))
-                         if name == "state" else select(k.c.key, k.c.response).where(k.c.key.in_(ids)))
+            statement = {"keys": lambda: select(k.c.key, k.c.response).where(k.c.key.in_(ids)),
+                         "hashes": lambda: select(d.c.id, d.c.state_hash).where(d.c.id.in_(ids)),
+                         "tokens": lambda: select(e.c.device_id, e.c.token_hash).where(
+                             e.c.device_id.in_(ids), e.c.revoked_at.is_(None))}[name]()
             compiled = self._among[(name, count)] = _Compiled(statement, self.dialect)
         return compiled
 
@@ -343,20 +345,23 @@ class Store:
         return results  # type: ignore[return-value]  # _push_group answers every job
 
     def _push_group(self, connection: Connection, jobs: Sequence[PushJob], results: list[Any]) -> None:
-        """Fill `results`: replays first, then the unchanged pushes together, then the rest in order."""
+        """Fill `results`: dead tokens and replays first, then the unchanged pushes together, then
+        the rest in arrival order."""
         keys = [job.key for job in jobs if job.key]
         stored = {row.key: json.loads(row.response) for row in self._among(connection, "keys", keys)}
-        rows = self._among(connection, "state", list(dict.fromkeys(job.device_id for job in jobs)))
-        hashes, live = {(r.id, r.state_hash) for r in rows}, {(r.id, r.state_hash, r.token_hash) for r in rows}
-        devices = Counter(job.device_id for job in jobs)
-        once = Counter(keys)
+        ids = list(dict.fromkeys(job.device_id for job in jobs))
+        hashes = {(row.id, row.state_hash) for row in self._among(connection, "hashes", ids)}
+        live = {(row.device_id, row.token_hash) for row in
+                self._among(connection, "tokens", list(dict.fromkeys(job.device_id for job in jobs if job.token)))}
+        devices, once = Counter(job.device_id for job in jobs), Counter(keys)
         fast, slow = [], []
         for index, job in enumerate(jobs):
-            if job.key in stored:
+            if job.token and (job.device_id, job.token) not in live:  # also a retry: a dead token gets nothing
+                results[index] = TokenRevoked(f"device {job.device_id}: token replaced or revoked")
+            elif job.key in stored:
                 results[index] = Ingested(stored[job.key], replayed=True)
             elif job.fast and devices[job.device_id] == 1 and once[job.key] <= 1 and (
-                    (job.device_id, job.state_hash, job.token) in live if job.token
-                    else (job.device_id, job.state_hash) in hashes):
+                    (job.device_id, job.state_hash) in hashes):
                 fast.append(index)
             else:
                 slow.append(index)

@@ -411,17 +411,18 @@ def test_a_group_is_one_transaction_and_a_hostile_push_is_refused_alone(store: S
              job("b", "b-2", "hash-2", tokens["b"], now=NOW + 60),  # changed: its own SAVEPOINT
              job("c", "c-2", "hash-2", tokens["c"], judged=hostile, now=NOW + 60),
              job("d", "d-2", "hash-1", tokens["d"], now=NOW + 60),  # revoked meanwhile
+             job("d", "d-1", "hash-1", tokens["d"], now=NOW + 60),  # ... and its retry is no replay
              job("b", "b-2", "hash-2", tokens["b"], now=NOW + 60),  # b's retry, before its answer came
              job("e", "e-1", "hash-1", tokens["e"], now=NOW + 60),  # a retry of a push stored long ago
              job("e", "e-3", "hash-3", tokens["e"], now=NOW + 60)]
     counted = commits(store)
     results = store.push_batch(group)
-    assert counted == [1]  # seven pushes, one transaction
-    a, b, c, d, b_again, e_old, e = results
+    assert counted == [1]  # eight pushes, one transaction
+    a, b, c, d, d_old, b_again, e_old, e = results
     assert a.response == {"report": "a-2", "devices": 1, "changed": 0} and not a.replayed
     assert b.response == {"report": "b-2", "devices": 1, "changed": 1} and not b.replayed
     assert isinstance(c, RefusedReport) and c.status == 422 and "bad app record" in str(c)
-    assert isinstance(d, TokenRevoked)
+    assert isinstance(d, TokenRevoked) and isinstance(d_old, TokenRevoked)
     assert b_again.replayed and b_again.response == b.response
     assert e_old.replayed and e_old.response == {"report": "e-1", "devices": 1, "changed": 1}
     assert e.response["changed"] == 1 and not e.replayed
