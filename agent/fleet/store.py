@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import (Connection, Dialect, Engine, bindparam, case, create_engine, delete, event, exists, insert,
-                        select, text, update)
+                        literal, select, text, union_all, update)
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from agent.fleet import tables as t
@@ -173,16 +173,17 @@ class _Statements:
 
     def among(self, name: str, count: int) -> _Compiled:
         """A group's lookup for `count` ids (b_0 …), compiled once per size: `keys` (idempotency
-        keys stored, with their answers), `hashes` (devices' state hashes), `tokens` (devices'
-        live token hashes)."""
+        keys stored, with their answers) or `state` (rows ("hash", device, state hash) and
+        ("token", device, live token hash): one statement, one round trip for the group)."""
         compiled = self._among.get((name, count))
         if compiled is None:
             ids = [bindparam(f"b_{n}") for n in range(count)]
             d, e, k = t.devices, t.enrollments, t.idempotency_keys
-            statement = {"keys": lambda: select(k.c.key, k.c.response).where(k.c.key.in_(ids)),
-                         "hashes": lambda: select(d.c.id, d.c.state_hash).where(d.c.id.in_(ids)),
-                         "tokens": lambda: select(e.c.device_id, e.c.token_hash).where(
-                             e.c.device_id.in_(ids), e.c.revoked_at.is_(None))}[name]()
+            statement = select(k.c.key, k.c.response).where(k.c.key.in_(ids)) if name == "keys" else union_all(
+                select(literal("hash").label("what"), d.c.id.label("device"), d.c.state_hash.label("value"))
+                .where(d.c.id.in_(ids)),
+                select(literal("token"), e.c.device_id, e.c.token_hash).where(e.c.device_id.in_(ids),
+                                                                              e.c.revoked_at.is_(None)))
             compiled = self._among[(name, count)] = _Compiled(statement, self.dialect)
         return compiled
 
@@ -331,8 +332,9 @@ class Store:
         that is refused (RefusedReport from `judged`, TokenRevoked, an error) is rolled back alone
         and the others are kept; the unchanged pushes (`fast`, the device's stored state hash is
         the job's, its token live) are two executemany statements for all of them, in one
-        SAVEPOINT, redone one by one if another server raced them. A key seen before, or twice in
-        the group, returns its first answer (`replayed`). Nothing is answered before the commit:
+        SAVEPOINT, redone one by one if one of them was a retry or another server raced them. A key
+        seen before, or twice in the group, returns its first answer (`replayed`); a dead token
+        gets TokenRevoked, also for a retry. Nothing is answered before the commit:
         if the transaction or its commit fails, every job not refused gets the SQLAlchemyError
         (nothing of the group is kept, the agents retry).
         """
@@ -345,31 +347,28 @@ class Store:
         return results  # type: ignore[return-value]  # _push_group answers every job
 
     def _push_group(self, connection: Connection, jobs: Sequence[PushJob], results: list[Any]) -> None:
-        """Fill `results`: dead tokens and replays first, then the unchanged pushes together, then
-        the rest in arrival order."""
-        keys = [job.key for job in jobs if job.key]
-        stored = {row.key: json.loads(row.response) for row in self._among(connection, "keys", keys)}
-        ids = list(dict.fromkeys(job.device_id for job in jobs))
-        hashes = {(row.id, row.state_hash) for row in self._among(connection, "hashes", ids)}
-        live = {(row.device_id, row.token_hash) for row in
-                self._among(connection, "tokens", list(dict.fromkeys(job.device_id for job in jobs if job.token)))}
-        devices, once = Counter(job.device_id for job in jobs), Counter(keys)
+        """Fill `results`: dead tokens first, then the unchanged pushes together, then the rest in
+        arrival order. A key stored before is found when recording it fails (a retry is rare, so
+        it is not looked up first): the unchanged pushes are then redone one by one."""
+        rows = self._among(connection, "state", list(dict.fromkeys(job.device_id for job in jobs)))
+        hashes = {(row.device, row.value) for row in rows if row.what == "hash"}
+        live = {(row.device, row.value) for row in rows if row.what == "token"}
+        devices, keys = Counter(job.device_id for job in jobs), Counter(job.key for job in jobs)
         fast, slow = [], []
         for index, job in enumerate(jobs):
             if job.token and (job.device_id, job.token) not in live:  # also a retry: a dead token gets nothing
                 results[index] = TokenRevoked(f"device {job.device_id}: token replaced or revoked")
-            elif job.key in stored:
-                results[index] = Ingested(stored[job.key], replayed=True)
-            elif job.fast and devices[job.device_id] == 1 and once[job.key] <= 1 and (
+            elif job.fast and devices[job.device_id] == 1 and keys[job.key] == 1 and (
                     (job.device_id, job.state_hash) in hashes):
                 fast.append(index)
             else:
                 slow.append(index)
         if fast and not self._sight(connection, [jobs[i] for i in fast]):
-            slow = sorted(slow + fast)  # raced by another server: each on its own
+            slow = sorted(slow + fast)  # a retry among them, or raced by another server: each on its own
         else:
             for index in fast:
                 results[index] = Ingested(_unchanged(jobs[index].report_id))
+        stored: dict[str, Any] = {}
         for index in slow:
             results[index] = self._push_one(connection, jobs[index], stored)
 
@@ -378,8 +377,8 @@ class Store:
 
     def _sight(self, connection: Connection, jobs: list[PushJob]) -> bool:
         """Record unchanged pushes: one executemany each to move the sightings and record the
-        keys, in a SAVEPOINT; return False (nothing kept) when a row no longer matched — another
-        server on the database changed the device or the token, or stored the key, meanwhile."""
+        keys, in a SAVEPOINT; return False (nothing kept) when a key was stored before (a retry)
+        or a row no longer matched (another server changed the device or the token meanwhile)."""
         try:
             with _savepoint(connection):
                 for statement, group in ((self.sql.touch_enrolled, [j for j in jobs if j.token]),
@@ -395,7 +394,8 @@ class Store:
 
     def _push_one(self, connection: Connection, job: PushJob, stored: dict[str, Any]) -> Ingested | Exception:
         """Store one push in a SAVEPOINT of its own; return its answer, or the exception that
-        refused it (rolled back alone). `stored` collects the group's keys and answers."""
+        refused it (rolled back alone); a key stored before returns its first answer (`replayed`).
+        `stored` collects the group's keys and answers."""
         if job.key in stored:  # the same key earlier in the group: a retry that overtook its answer
             return Ingested(stored[job.key], replayed=True)
         try:
@@ -404,7 +404,7 @@ class Store:
                 if job.key:
                     self.sql.insert[t.idempotency_keys.name].run(connection, _key_row(job.key, job.device_id, job.now,
                                                                                      response))
-        except IntegrityError as exc:  # the key, stored by another server meanwhile
+        except IntegrityError as exc:  # the key was stored before (a retry), here or by another server
             replayed = self._among(connection, "keys", [job.key]) if job.key else []
             return Ingested(json.loads(replayed[0].response), replayed=True) if replayed else exc
         except Exception as exc:  # noqa: BLE001 - one push's failure is its own answer; the group goes on

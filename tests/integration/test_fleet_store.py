@@ -398,7 +398,7 @@ def commits(store: Store) -> list[int]:
 
 
 def test_a_group_is_one_transaction_and_a_hostile_push_is_refused_alone(store: Store) -> None:
-    tokens = {d: token_hash(enrollment.enroll(store, d, NOW, "test").token) for d in ("a", "b", "c", "d", "e")}
+    tokens = {d: token_hash(enrollment.enroll(store, d, NOW, "test").token) for d in ("a", "b", "c", "d", "e", "f")}
     for device in tokens:
         assert store.push_batch([job(device, f"{device}-1", "hash-1", tokens[device])])[0].response["changed"] == 1
     enrollment.revoke(store, "d", NOW, "cli")
@@ -414,11 +414,12 @@ def test_a_group_is_one_transaction_and_a_hostile_push_is_refused_alone(store: S
              job("d", "d-1", "hash-1", tokens["d"], now=NOW + 60),  # ... and its retry is no replay
              job("b", "b-2", "hash-2", tokens["b"], now=NOW + 60),  # b's retry, before its answer came
              job("e", "e-1", "hash-1", tokens["e"], now=NOW + 60),  # a retry of a push stored long ago
-             job("e", "e-3", "hash-3", tokens["e"], now=NOW + 60)]
+             job("e", "e-3", "hash-3", tokens["e"], now=NOW + 60),
+             job("f", "f-1", "hash-1", tokens["f"], now=NOW + 60)]  # an unchanged retry among the unchanged
     counted = commits(store)
     results = store.push_batch(group)
-    assert counted == [1]  # eight pushes, one transaction
-    a, b, c, d, d_old, b_again, e_old, e = results
+    assert counted == [1]  # nine pushes, one transaction
+    a, b, c, d, d_old, b_again, e_old, e, f_old = results
     assert a.response == {"report": "a-2", "devices": 1, "changed": 0} and not a.replayed
     assert b.response == {"report": "b-2", "devices": 1, "changed": 1} and not b.replayed
     assert isinstance(c, RefusedReport) and c.status == 422 and "bad app record" in str(c)
@@ -426,11 +427,12 @@ def test_a_group_is_one_transaction_and_a_hostile_push_is_refused_alone(store: S
     assert b_again.replayed and b_again.response == b.response
     assert e_old.replayed and e_old.response == {"report": "e-1", "devices": 1, "changed": 1}
     assert e.response["changed"] == 1 and not e.replayed
+    assert f_old.replayed and f_old.response == {"report": "f-1", "devices": 1, "changed": 1}
     with store.read() as connection:
         seen = {r.id: (r.reports, r.last_report_id, r.last_seen) for r in connection.execute(select(t.devices))}
         keys = set(connection.scalars(select(t.idempotency_keys.c.key)))
     assert seen == {"a": (2, "a-2", NOW + 60), "b": (2, "b-2", NOW + 60), "c": (1, "c-1", NOW),
-                    "d": (1, "d-1", NOW), "e": (2, "e-3", NOW + 60)}
+                    "d": (1, "d-1", NOW), "e": (2, "e-3", NOW + 60), "f": (1, "f-1", NOW)}
     assert scoped_key("c", "c-2") not in keys and scoped_key("d", "d-2") not in keys
     assert count(store, t.idempotency_keys) == before["idempotency_keys"] + 3  # a-2, b-2, e-3
     assert count(store, t.reports) == before["reports"] + 2  # b-2 and e-3 changed something
