@@ -7,7 +7,10 @@ with a 100-app inventory per device from 4 concurrent senders: first ingest (eve
 ingest writes only the sighting) and a changed re-push (one app upgraded, TikTok removed or back on
 every 10th device). Prints reports/s (wall, senders included) against a GET /healthz round trip
 measured in the same run, the server's CPU per report against a bare POST of the same size that it
-does not read, the unchanged-vs-changed CPU ratio, the server's peak RSS; then `status` (the query,
+does not read, the unchanged-vs-changed CPU ratio, the pushes per group-commit transaction (from the
+server's /metrics: with 4 senders a group holds at most 4), with PostgreSQL on this machine also
+the database's own CPU per report (with SQLite it is inside the server's), the server's peak RSS;
+then `status` (the query,
 GET /api/v1/status and the overview page) over --status-devices more devices. Medians and spreads
 (lowest-highest round) are printed, with the machine's load average before and after.
 
@@ -81,6 +84,41 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def database_cpu(url: str):
+    """For a PostgreSQL on this machine, return a function giving its CPU seconds so far (the
+    postmaster, every live backend and, through the postmaster's children counters, every backend
+    that exited): with SQLite the database's work is in the server's own CPU, with PostgreSQL it
+    is in other processes, so the server's figure alone would leave it out. None when the
+    database is elsewhere or cannot be asked."""
+    if not url.startswith("postgresql"):
+        return None
+    import psycopg
+
+    try:
+        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), connect_timeout=10) as connection:
+            backend = connection.execute("SELECT pg_backend_pid()").fetchone()[0]
+        postmaster = int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (psycopg.Error, OSError, ValueError):
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def seconds() -> float:
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            pid = int(stat.parent.name)
+            if pid == postmaster:
+                total += sum(int(f) for f in fields[11:15])  # its own time and its reaped children's
+            elif int(fields[1]) == postmaster:
+                total += int(fields[11]) + int(fields[12])
+        return total / ticks
+
+    return seconds
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -141,15 +179,32 @@ class Pushes:
     """The ingest phases against one running server, each measured as reports/s (wall, the
     senders included) and server CPU ms per report."""
 
-    def __init__(self, url: str, pid: int, tokens: dict[str, str]) -> None:
-        self.url, self.pid, self.tokens = url, pid, tokens
+    def __init__(self, url: str, pid: int, tokens: dict[str, str], database) -> None:
+        self.url, self.pid, self.tokens, self.database = url, pid, tokens, database
         self.rates: dict[str, list[float]] = {}
         self.cpu: dict[str, list[float]] = {}
+        self.db_cpu: dict[str, list[float]] = {}
+        self.grouped: dict[str, list[float]] = {}
 
     def phase(self, kind: str, bodies: list[tuple[str, bytes]]) -> None:
-        before = cpu_seconds(self.pid)
+        groups = self.commits()
+        before, db_before = cpu_seconds(self.pid), self.database() if self.database else 0.0
         self.rates.setdefault(kind, []).append(len(bodies) / push_all(self.url, bodies, self.tokens))
         self.cpu.setdefault(kind, []).append((cpu_seconds(self.pid) - before) / len(bodies) * 1000)
+        if self.database:
+            self.db_cpu.setdefault(kind, []).append((self.database() - db_before) / len(bodies) * 1000)
+        transactions, pushes = (after - first for after, first in zip(self.commits(), groups))
+        self.grouped.setdefault(kind, []).append(pushes / max(transactions, 1))
+
+    def commits(self) -> tuple[float, float]:
+        """The server's group-commit counters (transactions, pushes), read outside the measured window."""
+        samples = {}
+        text = requests.get(f"{self.url}/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=60).text
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            samples[name] = value
+        return (float(samples.get("appban_fleet_ingest_commits_total", 0)),
+                float(samples.get("appban_fleet_ingest_committed_pushes_total", 0)))
 
     def floor_cpu(self, bodies: list[bytes], rounds: int) -> list[float]:
         """Server CPU ms of a bare POST of the same bodies, answered without reading them (405
@@ -185,7 +240,7 @@ def run(args: argparse.Namespace) -> None:
             print(f"fleet ingest: {args.devices} devices x {APPS} apps, {SENDERS} concurrent senders, "
                   f"{'PostgreSQL' if args.database else 'SQLite'}; floor = GET /healthz round trip "
                   f"{floor * 1000:.2f} ms")
-            pushes = Pushes(fleet.url, pid, tokens)
+            pushes = Pushes(fleet.url, pid, tokens, database_cpu(args.database))
             slices = [devices[n::args.rounds] for n in range(args.rounds)]  # first ingest: one slice per round
             for part in slices:
                 pushes.phase("first", [(d, report(d)) for d in part])
@@ -200,7 +255,10 @@ def run(args: argparse.Namespace) -> None:
             for kind in ("first", "unchanged", "changed"):
                 rates, costs = pushes.rates[kind], pushes.cpu[kind]
                 print(f"  {kind:<9} reports/s {spread(rates)}, {1 / statistics.median(rates) / floor:.1f}x floor; "
-                      f"server CPU ms per report {spread(costs, 2)}")
+                      f"server CPU ms per report {spread(costs, 2)}; pushes per transaction "
+                      f"{statistics.median(pushes.grouped[kind]):.1f}")
+                if pushes.database:
+                    print(f"  {'':<9} PostgreSQL's own CPU ms per report {spread(pushes.db_cpu[kind], 2)}")
             unchanged, changed = (statistics.median(pushes.cpu[k]) for k in ("unchanged", "changed"))
             print(f"  bare POST of a report's size, not read (405): server CPU ms {spread(floor_cpu, 2)}")
             ratios = [c / max(u, 1e-9) for u, c in zip(pushes.cpu["unchanged"], pushes.cpu["changed"])]
@@ -208,6 +266,11 @@ def run(args: argparse.Namespace) -> None:
                   f"[{min(ratios):.1f}-{max(ratios):.1f}, {len(ratios)} rounds] (target >= 5x); "
                   f"above the bare POST: {(changed - bare) / max(unchanged - bare, 1e-9):.1f}x; in wall time "
                   f"{statistics.median(pushes.rates['unchanged']) / statistics.median(pushes.rates['changed']):.1f}x")
+            if pushes.database:
+                both = [(c + dc) / max(u + du, 1e-9) for u, c, du, dc in zip(
+                    pushes.cpu["unchanged"], pushes.cpu["changed"], pushes.db_cpu["unchanged"], pushes.db_cpu["changed"])]
+                print(f"  with PostgreSQL's CPU added: unchanged is {statistics.median(both):.1f}x cheaper "
+                      f"[{min(both):.1f}-{max(both):.1f}]")
             print(f"  server peak RSS {peak_rss_mb(pid):.0f} MB (target < 150 MB)")
         finally:
             fleet.stop()

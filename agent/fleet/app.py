@@ -9,12 +9,13 @@ thread pool so a slow query never stalls the event loop.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import anyio
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -34,10 +35,11 @@ from agent.fleet.config import FleetConfig
 from agent.fleet.enrollment import (PROPOSAL, EnrollRefused, allow_reenroll, device_for_token, enroll, enrolled_among,
                                    revoke)
 from agent.fleet.gateways import carries_others, may_report
+from agent.fleet.groupcommit import GroupCommit
 from agent.fleet.ingest import Pushed, RefusedReport, read_report, report_inventory
 from agent.fleet.metrics import Counters, FleetCollector, families, metric_facts
 from agent.fleet.openapi import OPENAPI
-from agent.fleet.store import Ingested, Store, TokenRevoked, scoped_key, token_hash
+from agent.fleet.store import Ingested, PushJob, Store, TokenRevoked, scoped_key, token_hash
 from agent.fleet.tables import ID
 from agent.fleet.verdict import DeviceVerdict, Policy, judge
 from agent.log import log_event
@@ -46,10 +48,13 @@ from agent.printable import printable
 logger = logging.getLogger(__name__)
 
 MAX_ENROLL_BODY = 4096
-TOKEN_CACHE_SECONDS = 60.0
+TOKEN_CACHE_SECONDS = 3600.0
 """How long a device token, once looked up, names its device without a separate query. The cache
 only saves that lookup: the ingest transaction checks the token against the device's enrollment
-row in the same statements, so a token replaced or revoked on any server stops working at once."""
+row in the same statements, so a token replaced or revoked on any server stops working at once.
+An hour, not a minute: a token's hash names one device for ever (it is unique and random), so a
+longer life cannot accept anything more, and agents push every 5 minutes by default — with 60 s
+every push paid the lookup (a read transaction and a worker hand-off)."""
 TOKEN_CACHE_SIZE = 100_000
 JSON_TYPE = "application/json"
 
@@ -143,6 +148,7 @@ class Ingest:
 
     def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
+        self.commits = GroupCommit(fleet.store, fleet.counters)
 
     async def enroll(self, request: Request) -> Response:
         fleet = self.fleet
@@ -200,9 +206,10 @@ class Ingest:
         return JSONResponse(result.response, headers={"Idempotent-Replayed": "true"} if result.replayed else {})
 
     async def _store(self, device: str, token: str, key: str, pushed: Pushed, body: bytes) -> Ingested:
-        """An unchanged report (same input hash) is only a sighting; any other is judged and stored,
-        in the same transaction and worker thread, which also checks `token` (its hash) against
-        the device's enrollment. A gateway's report (it names other devices) is parsed first, its
+        """An unchanged report (same input hash) is only a sighting; any other is judged and stored.
+        Either way the push joins the group commit (one writer, one transaction for the pushes
+        that arrived together, answered after it committed), which also checks `token` (its
+        hash) against the device's enrollment. A gateway's report (it names other devices) is parsed first, its
         phones checked against the grants and the enrollments, and always fully ingested. Raise
         RefusedReport for an inventory that cannot be used, TokenRevoked for a dead token,
         SQLAlchemyError if the database fails."""
@@ -222,8 +229,8 @@ class Ingest:
             verdicts.sort(key=lambda verdict: verdict.device.id != device)  # the sender first: key and token are its
             return verdicts
 
-        return await run_in_threadpool(store.push, device, state, scoped, now, pushed.report_id, judged, body, token,
-                                       not gateway)
+        return await self.commits.push(PushJob(device, state, scoped, now, pushed.report_id, judged, body, token,
+                                               not gateway))
 
 
 View = Callable[[Any, Request, float], Any]
@@ -339,7 +346,13 @@ async def healthz(request: Request) -> Response:
 def make_app(fleet: Fleet) -> Starlette:
     """Return the ASGI application serving `fleet`."""
     ingest = Ingest(fleet)
-    return Starlette(routes=[
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(ingest.commits.close)  # uvicorn has answered every request by now
+
+    return Starlette(lifespan=lifespan, routes=[
         Route("/healthz", healthz),
         Route("/v1/enroll", ingest.enroll, methods=["POST"]),
         Route("/v1/reports", ingest.reports, methods=["POST"]),

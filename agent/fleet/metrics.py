@@ -33,11 +33,22 @@ class Counters:
     """Accepted reports by outcome: changed, unchanged, replayed."""
     refused: Counter[str] = field(default_factory=Counter)
     """Refused requests by HTTP status."""
+    commits: int = 0
+    """Group-commit transactions of pushed reports, and the pushes they held."""
+    committed: int = 0
+    queued: int = 0
+    """Pushes waiting for the group commit now."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def count(self, table: str, label: str) -> None:
         with self.lock:
             getattr(self, table)[label] += 1
+
+    def group(self, pushes: int) -> None:
+        """Count one group-commit transaction of `pushes` pushes."""
+        with self.lock:
+            self.commits += 1
+            self.committed += pushes
 
 
 def metric_facts(connection: Connection, now: float, stale_after: float) -> dict[str, Any]:
@@ -113,7 +124,14 @@ def families(facts: dict[str, Any], counters: Counters, now: float, serial: int 
             ingested.add_metric([outcome], counters.ingested[outcome])
         for status, count in sorted(counters.refused.items()):
             refused.add_metric([status], count)
-    return [devices, stale, entry, oldest, group, serials, drift, fleet_serial, ingested, refused]
+        commits = [CounterMetricFamily("appban_fleet_ingest_commits", "Transactions of the push group commit.",
+                                       value=counters.commits),
+                   CounterMetricFamily("appban_fleet_ingest_committed_pushes",
+                                       "Pushes stored by the group commit (divided by the commits: pushes per transaction).",
+                                       value=counters.committed),
+                   GaugeMetricFamily("appban_fleet_ingest_queued", "Pushes waiting for the group commit.",
+                                     value=counters.queued)]
+    return [devices, stale, entry, oldest, group, serials, drift, fleet_serial, ingested, refused, *commits]
 
 
 class FleetCollector(Collector):

@@ -14,7 +14,7 @@ import json
 import logging
 import contextlib
 import threading
-from collections import namedtuple
+from collections import Counter, namedtuple
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import (Connection, Dialect, Engine, bindparam, case, create_engine, delete, event, exists, insert,
-                        select, text, update)
+                        literal, select, text, union_all, update)
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from agent.fleet import tables as t
@@ -57,6 +57,24 @@ class TokenRevoked(RuntimeError):
 def scoped_key(device_id: str, key: str) -> str:
     """The stored idempotency key: per device, so one device's keys can never replay another's."""
     return hashlib.sha256(f"{device_id}\0{key}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class PushJob:
+    """One pushed report for `Store.push_batch`: the device, its input hash (`state_hash`), the
+    scoped idempotency key, the time, the report id, `judged` (parses and matches the report,
+    called only when it changed something), the raw body, the hash of the device token ("" for
+    none) and `fast` (False for a gateway: always the full ingest)."""
+
+    device_id: str
+    state_hash: str
+    key: str
+    now: float
+    report_id: str
+    judged: Callable[[], Sequence[DeviceVerdict]]
+    body: bytes
+    token: str = ""
+    fast: bool = True
 
 
 @dataclass(frozen=True)
@@ -146,10 +164,28 @@ class _Statements:
         }
         for name, statement in statements.items():
             setattr(self, name, _Compiled(statement, dialect))
+        self.dialect = dialect
+        self._among: dict[tuple[str, int], _Compiled] = {}
         self.insert = {table.name: _Compiled(insert(table), dialect, for_executemany=True, column_keys=[
             c.name for c in table.columns if not (c.primary_key and c.autoincrement is True)])
             for table in (t.devices, t.device_groups, t.inventories, t.findings, t.finding_events, t.reports,
                           t.idempotency_keys)}
+
+    def among(self, name: str, count: int) -> _Compiled:
+        """A group's lookup for `count` ids (b_0 …), compiled once per size: `keys` (idempotency
+        keys stored, with their answers) or `state` (rows ("hash", device, state hash) and
+        ("token", device, live token hash): one statement, one round trip for the group)."""
+        compiled = self._among.get((name, count))
+        if compiled is None:
+            ids = [bindparam(f"b_{n}") for n in range(count)]
+            d, e, k = t.devices, t.enrollments, t.idempotency_keys
+            statement = select(k.c.key, k.c.response).where(k.c.key.in_(ids)) if name == "keys" else union_all(
+                select(literal("hash").label("what"), d.c.id.label("device"), d.c.state_hash.label("value"))
+                .where(d.c.id.in_(ids)),
+                select(literal("token"), e.c.device_id, e.c.token_hash).where(e.c.device_id.in_(ids),
+                                                                              e.c.revoked_at.is_(None)))
+            compiled = self._among[(name, count)] = _Compiled(statement, self.dialect)
+        return compiled
 
     touch: _Compiled
     touch_enrolled: _Compiled
@@ -278,32 +314,119 @@ class Store:
     def push(self, device_id: str, state_hash: str, key: str, now: float, report_id: str,
              judged: Callable[[], Sequence[DeviceVerdict]], body: bytes, token: str = "",
              fast: bool = True) -> Ingested:
-        """Store one pushed report and its idempotency key in one transaction.
+        """Store one pushed report and its idempotency key in a transaction of its own: a group
+        of one for `push_batch` (scripts and tests; the server groups concurrent pushes). Raise
+        what push_batch gives for it instead of an Ingested."""
+        result = self.push_batch([PushJob(device_id, state_hash, key, now, report_id, judged, body, token, fast)])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
 
-        When the device's state hash is `state_hash` the report changes nothing: two statements
-        mark it seen and record the key, and `judged` (parsing the apps and matching them) is
-        never called. Otherwise `judged()` gives the verdicts, stored as `ingest` does, with the
-        raw `body`. A key seen before returns its first answer (`replayed`). With `token` (the
-        hash of the device token) the device's live token must still be that one — checked by
-        the fast path's own statement, else first — and the devices after the first are recorded
-        as reported by it (a gateway's phones). `fast` False (a gateway) skips the fast path, so
-        every device is marked seen. Raise TokenRevoked for a replaced or revoked token, what
-        `judged` raises (nothing is kept either way), SQLAlchemyError if the database fails.
+    def push_batch(self, jobs: Sequence[PushJob]) -> list[Ingested | Exception]:
+        """Store a group of pushed reports in one write transaction (group commit); return, in
+        order, each job's Ingested or the exception that refused it.
+
+        Why one transaction: every push paid its own BEGIN, COMMIT (a WAL flush on PostgreSQL)
+        and worker hand-off, which was most of what an unchanged push cost. Why still exactly
+        what one push per transaction gave: a changed push runs in a SAVEPOINT of its own, so one
+        that is refused (RefusedReport from `judged`, TokenRevoked, an error) is rolled back alone
+        and the others are kept; the unchanged pushes (`fast`, the device's stored state hash is
+        the job's, its token live) are two executemany statements for all of them, in one
+        SAVEPOINT, redone one by one if one of them was a retry or another server raced them. A key
+        seen before, or twice in the group, returns its first answer (`replayed`); a dead token
+        gets TokenRevoked, also for a retry. Nothing is answered before the commit:
+        if the transaction or its commit fails, every job not refused gets the SQLAlchemyError
+        (nothing of the group is kept, the agents retry).
         """
-        def store(connection: Connection) -> dict[str, Any]:
-            ids = {"b_id": device_id, "b_hash": state_hash, "b_now": now, "b_report": report_id, "b_token": token}
-            if fast and (self.sql.touch_enrolled if token else self.sql.touch).run(connection, ids):
-                return {"report": report_id, "devices": 1, "changed": 0}
-            if token and not self.sql.token_live.rows(connection, ids)[0].live:
-                raise TokenRevoked(f"device {device_id}: token replaced or revoked")
-            verdicts = judged()
-            response = self._store_verdicts(connection, verdicts, "push", now, report_id,
-                                            lambda: body.decode("utf-8", "replace"))
-            if token and len(verdicts) > 1:  # a gateway's push: it reported the other devices
-                connection.execute(_REPORTED, {"b_ids": [v.device.id for v in verdicts[1:]], "b_by": device_id})
-            return response
+        results: list[Ingested | Exception | None] = [None] * len(jobs)
+        try:
+            with self.write() as connection:
+                self._push_group(connection, jobs, results)
+        except SQLAlchemyError as exc:
+            return [exc if result is None or isinstance(result, Ingested) else result for result in results]
+        return results  # type: ignore[return-value]  # _push_group answers every job
 
-        return self._keyed(store, device_id, key, now)
+    def _push_group(self, connection: Connection, jobs: Sequence[PushJob], results: list[Any]) -> None:
+        """Fill `results`: dead tokens first, then the unchanged pushes together, then the rest in
+        arrival order. A key stored before is found when recording it fails (a retry is rare, so
+        it is not looked up first): the unchanged pushes are then redone one by one."""
+        rows = self._among(connection, "state", list(dict.fromkeys(job.device_id for job in jobs)))
+        hashes = {(row.device, row.value) for row in rows if row.what == "hash"}
+        live = {(row.device, row.value) for row in rows if row.what == "token"}
+        devices, keys = Counter(job.device_id for job in jobs), Counter(job.key for job in jobs)
+        fast, slow = [], []
+        for index, job in enumerate(jobs):
+            if job.token and (job.device_id, job.token) not in live:  # also a retry: a dead token gets nothing
+                results[index] = TokenRevoked(f"device {job.device_id}: token replaced or revoked")
+            elif job.fast and devices[job.device_id] == 1 and keys[job.key] == 1 and (
+                    (job.device_id, job.state_hash) in hashes):
+                fast.append(index)
+            else:
+                slow.append(index)
+        if fast and not self._sight(connection, [jobs[i] for i in fast]):
+            slow = sorted(slow + fast)  # a retry among them, or raced by another server: each on its own
+        else:
+            for index in fast:
+                results[index] = Ingested(_unchanged(jobs[index].report_id))
+        stored: dict[str, Any] = {}
+        for index in slow:
+            results[index] = self._push_one(connection, jobs[index], stored)
+
+    def _among(self, connection: Connection, name: str, ids: list[str]) -> list[Any]:
+        return self.sql.among(name, len(ids)).rows(connection, {f"b_{n}": v for n, v in enumerate(ids)}) if ids else []
+
+    def _sight(self, connection: Connection, jobs: list[PushJob]) -> bool:
+        """Record unchanged pushes: one executemany each to move the sightings and record the
+        keys, in a SAVEPOINT; return False (nothing kept) when a key was stored before (a retry)
+        or a row no longer matched (another server changed the device or the token meanwhile)."""
+        try:
+            with _savepoint(connection):
+                for statement, group in ((self.sql.touch_enrolled, [j for j in jobs if j.token]),
+                                         (self.sql.touch, [j for j in jobs if not j.token])):
+                    if group and statement.run(connection, [_ids(j) for j in group]) != len(group):
+                        raise _Raced
+                keyed = [_key_row(j.key, j.device_id, j.now, _unchanged(j.report_id)) for j in jobs if j.key]
+                if keyed:
+                    self.sql.insert[t.idempotency_keys.name].run(connection, keyed)
+        except (_Raced, IntegrityError):
+            return False
+        return True
+
+    def _push_one(self, connection: Connection, job: PushJob, stored: dict[str, Any]) -> Ingested | Exception:
+        """Store one push in a SAVEPOINT of its own; return its answer, or the exception that
+        refused it (rolled back alone); a key stored before returns its first answer (`replayed`).
+        `stored` collects the group's keys and answers."""
+        if job.key in stored:  # the same key earlier in the group: a retry that overtook its answer
+            return Ingested(stored[job.key], replayed=True)
+        try:
+            with _savepoint(connection):
+                response = self._store_push(connection, job)
+                if job.key:
+                    self.sql.insert[t.idempotency_keys.name].run(connection, _key_row(job.key, job.device_id, job.now,
+                                                                                     response))
+        except IntegrityError as exc:  # the key was stored before (a retry), here or by another server
+            replayed = self._among(connection, "keys", [job.key]) if job.key else []
+            return Ingested(json.loads(replayed[0].response), replayed=True) if replayed else exc
+        except Exception as exc:  # noqa: BLE001 - one push's failure is its own answer; the group goes on
+            return exc
+        if job.key:
+            stored[job.key] = response
+        return Ingested(response)
+
+    def _store_push(self, connection: Connection, job: PushJob) -> dict[str, Any]:
+        """The fast path's statement (which also checks the token), else the token check and the
+        full ingest: `judged()` gives the verdicts, stored with the raw body."""
+        ids = _ids(job)
+        if job.fast and (self.sql.touch_enrolled if job.token else self.sql.touch).run(connection, ids):
+            return _unchanged(job.report_id)
+        if job.token and not self.sql.token_live.rows(connection, ids)[0].live:
+            raise TokenRevoked(f"device {job.device_id}: token replaced or revoked")
+        verdicts = job.judged()
+        response = self._store_verdicts(connection, verdicts, "push", job.now, job.report_id,
+                                        lambda: job.body.decode("utf-8", "replace"))
+        if job.token and len(verdicts) > 1:  # a gateway's push: it reported the other devices
+            connection.execute(_REPORTED, {"b_ids": [v.device.id for v in verdicts[1:]], "b_by": job.device_id})
+        return response
 
     def ingest(self, verdicts: Sequence[DeviceVerdict], source: str, now: float, report_id: str = "",
                key: str = "", body: str | None = None) -> Ingested:
@@ -323,8 +446,7 @@ class Store:
             with self.write() as connection:
                 response = store(connection)
                 if key:
-                    self.sql.insert[t.idempotency_keys.name].run(connection, {
-                        "key": key, "device_id": device_id, "received": now, "response": json.dumps(response)})
+                    self.sql.insert[t.idempotency_keys.name].run(connection, _key_row(key, device_id, now, response))
         except IntegrityError:  # a key seen before: everything above is rolled back with it
             replayed = self.replay(key) if key else None
             if replayed is None:
@@ -484,6 +606,48 @@ class Store:
                               delete(t.findings).where(t.findings.c.resolved_at < cutoff)):
                 deleted += connection.execute(statement).rowcount or 0
         return deleted
+
+
+@contextmanager
+def _savepoint(connection: Connection) -> Iterator[None]:
+    """A SAVEPOINT on the transaction's own DBAPI connection, released on leaving, rolled back to
+    on error (the error goes on; the database's own errors raised as SQLAlchemy's). Why not
+    Connection.begin_nested: its bookkeeping cost 0.12 ms a push against 2 µs for the statements."""
+    def run(sql: str) -> None:
+        try:
+            with closing(connection.connection.cursor()) as cursor:
+                cursor.execute(sql)
+        except connection.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(sql, None, exc, connection.dialect.loaded_dbapi.Error) from None
+
+    run("SAVEPOINT push")
+    try:
+        yield
+    except BaseException:
+        run("ROLLBACK TO SAVEPOINT push")
+        run("RELEASE SAVEPOINT push")
+        raise
+    run("RELEASE SAVEPOINT push")
+
+
+class _Raced(Exception):
+    """An unchanged push's row no longer matched inside the group's transaction."""
+
+
+def _unchanged(report_id: str) -> dict[str, Any]:
+    """The answer to a push that changed nothing."""
+    return {"report": report_id, "devices": 1, "changed": 0}
+
+
+def _ids(job: PushJob) -> dict[str, Any]:
+    """The bound values of a push's device statements."""
+    return {"b_id": job.device_id, "b_hash": job.state_hash, "b_now": job.now, "b_report": job.report_id,
+            "b_token": job.token}
+
+
+def _key_row(key: str, device_id: str, now: float, response: dict[str, Any]) -> dict[str, Any]:
+    """An idempotency key's row: the answer a retry gets again."""
+    return {"key": key, "device_id": device_id, "received": now, "response": json.dumps(response)}
 
 
 def _app_name(app: Any) -> str:

@@ -12,7 +12,8 @@ from types import SimpleNamespace
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from agent.banlist.parse import parse_banlist
 from agent.config import GroupRule
@@ -22,7 +23,7 @@ from agent.fleet.config import FleetConfig, PullConfig, PullTarget
 from agent.fleet.ingest import RefusedReport
 from agent.fleet.pull import Puller
 from agent.fleet.enrollment import device_for_token
-from agent.fleet.store import Store, TokenRevoked, scoped_key, token_hash
+from agent.fleet.store import PushJob, Store, TokenRevoked, scoped_key, token_hash
 from agent.fleet.verdict import Claim, make_policy, judge
 from agent.model import App, BanListInfo, Device, Inventory
 from tests.service_support import BANLIST
@@ -377,3 +378,92 @@ def test_filters_and_paging(store: Store) -> None:
     assert sorted(f["device"] for f in recent["findings"]) == ["host-3", "host-4"]
     assert [(f["device"], f["entry"], f["status"]) for f in ministers["findings"]] == [("min-phone", "wechat", "violation")]
     assert [e["device"] for e in late["events"]] == ["host-4"]
+
+
+def job(device: str, report: str, state: str, token: str, judged=None, now: float = NOW) -> PushJob:
+    """A push as the ingest route hands it to the group commit (`state` stands for its input hash)."""
+    inv = inventory(device, "tiktok-desktop")
+    claim = Claim(report, "0.1.0", 7, "", ("staff",))
+    judge_it = judged or (lambda: judge(policy(), inv, {device: claim}, datetime.fromtimestamp(now, timezone.utc),
+                                        {device: state}))
+    return PushJob(device, state, scoped_key(device, report), now, report, judge_it,
+                   json.dumps({"id": report}).encode(), token)
+
+
+def commits(store: Store) -> list[int]:
+    """Count the store's committed transactions from now on (a real engine event, not a stand-in)."""
+    counted: list[int] = []
+    event.listen(store.engine, "commit", lambda connection: counted.append(1))
+    return counted
+
+
+def test_a_group_is_one_transaction_and_a_hostile_push_is_refused_alone(store: Store) -> None:
+    tokens = {d: token_hash(enrollment.enroll(store, d, NOW, "test").token) for d in ("a", "b", "c", "d", "e", "f")}
+    for device in tokens:
+        assert store.push_batch([job(device, f"{device}-1", "hash-1", tokens[device])])[0].response["changed"] == 1
+    enrollment.revoke(store, "d", NOW, "cli")
+    before = {table.name: count(store, table) for table in (t.reports, t.idempotency_keys, t.findings)}
+
+    def hostile() -> list:
+        raise RefusedReport(422, "report c-2: inventory: bad app record")
+
+    group = [job("a", "a-2", "hash-1", tokens["a"], now=NOW + 60),  # unchanged: the batched sighting
+             job("b", "b-2", "hash-2", tokens["b"], now=NOW + 60),  # changed: its own SAVEPOINT
+             job("c", "c-2", "hash-2", tokens["c"], judged=hostile, now=NOW + 60),
+             job("d", "d-2", "hash-1", tokens["d"], now=NOW + 60),  # revoked meanwhile
+             job("d", "d-1", "hash-1", tokens["d"], now=NOW + 60),  # ... and its retry is no replay
+             job("b", "b-2", "hash-2", tokens["b"], now=NOW + 60),  # b's retry, before its answer came
+             job("e", "e-1", "hash-1", tokens["e"], now=NOW + 60),  # a retry of a push stored long ago
+             job("e", "e-3", "hash-3", tokens["e"], now=NOW + 60),
+             job("f", "f-1", "hash-1", tokens["f"], now=NOW + 60)]  # an unchanged retry among the unchanged
+    counted = commits(store)
+    results = store.push_batch(group)
+    assert counted == [1]  # nine pushes, one transaction
+    a, b, c, d, d_old, b_again, e_old, e, f_old = results
+    assert a.response == {"report": "a-2", "devices": 1, "changed": 0} and not a.replayed
+    assert b.response == {"report": "b-2", "devices": 1, "changed": 1} and not b.replayed
+    assert isinstance(c, RefusedReport) and c.status == 422 and "bad app record" in str(c)
+    assert isinstance(d, TokenRevoked) and isinstance(d_old, TokenRevoked)
+    assert b_again.replayed and b_again.response == b.response
+    assert e_old.replayed and e_old.response == {"report": "e-1", "devices": 1, "changed": 1}
+    assert e.response["changed"] == 1 and not e.replayed
+    assert f_old.replayed and f_old.response == {"report": "f-1", "devices": 1, "changed": 1}
+    with store.read() as connection:
+        seen = {r.id: (r.reports, r.last_report_id, r.last_seen) for r in connection.execute(select(t.devices))}
+        keys = set(connection.scalars(select(t.idempotency_keys.c.key)))
+    assert seen == {"a": (2, "a-2", NOW + 60), "b": (2, "b-2", NOW + 60), "c": (1, "c-1", NOW),
+                    "d": (1, "d-1", NOW), "e": (2, "e-3", NOW + 60), "f": (1, "f-1", NOW)}
+    assert scoped_key("c", "c-2") not in keys and scoped_key("d", "d-2") not in keys
+    assert count(store, t.idempotency_keys) == before["idempotency_keys"] + 3  # a-2, b-2, e-3
+    assert count(store, t.reports) == before["reports"] + 2  # b-2 and e-3 changed something
+
+
+def test_a_group_whose_transaction_fails_answers_none_as_stored(store: Store) -> None:
+    tokens = {d: token_hash(enrollment.enroll(store, d, NOW, "test").token) for d in ("a", "b")}
+    for device in tokens:
+        store.push_batch([job(device, f"{device}-1", "hash-1", tokens[device])])
+    before = {table.name: count(store, table) for table in (t.reports, t.idempotency_keys, t.devices)}
+    writer: list = []
+    event.listen(store.engine, "begin", writer.append)
+
+    def connection_lost() -> list:  # the database goes away in the middle of the group
+        writer[-1].connection.dbapi_connection.close()
+        raise RefusedReport(422, "never reached")
+
+    results = store.push_batch([job("a", "a-2", "hash-1", tokens["a"], now=NOW + 60),  # stored before the loss
+                                job("b", "b-2", "hash-2", tokens["b"], judged=connection_lost, now=NOW + 60)])
+    assert all(isinstance(result, SQLAlchemyError) for result in results)  # a's sighting is not answered as stored
+    assert {table.name: count(store, table) for table in (t.reports, t.idempotency_keys, t.devices)} == before
+    with store.read() as connection:
+        assert connection.scalar(select(t.devices.c.reports).where(t.devices.c.id == "a")) == 1
+    assert store.push_batch([job("a", "a-2", "hash-1", tokens["a"], now=NOW + 70)])[0].response["changed"] == 0
+
+
+def test_the_same_device_twice_in_a_group_is_stored_in_arrival_order(store: Store) -> None:
+    token = token_hash(enrollment.enroll(store, "a", NOW, "test").token)
+    store.push_batch([job("a", "a-1", "hash-1", token)])
+    later = store.push_batch([job("a", "a-2", "hash-2", token, now=NOW + 60), job("a", "a-3", "hash-1", token, now=NOW + 61)])
+    assert [r.response["changed"] for r in later] == [1, 1]  # the second is judged against the first, not the old row
+    with store.read() as connection:
+        row = connection.execute(select(t.devices.c.reports, t.devices.c.last_report_id, t.devices.c.state_hash)).one()
+    assert tuple(row) == (3, "a-3", "hash-1")
