@@ -34,6 +34,7 @@ from agent.fleet.store import Store, StoreError
 from agent.fleet.verdict import Policy, make_policy
 from agent.log import log_event
 from agent.service.server import ListenError, parse_listen
+from agent.service.server import tls_context as server_tls_context
 from agent.service.settings import read_token
 
 logger = logging.getLogger(__name__)
@@ -200,10 +201,8 @@ def tls_context(config: FleetConfig) -> ssl.SSLContext | None:
     Raise FleetError (one line) if the files cannot be used."""
     if not config.tls_cert:
         return None
-    # Not create_default_context(): it loads the system's CAs, which would then vouch for clients too.
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    try:
-        context.load_cert_chain(config.tls_cert, config.tls_key or None)
+    try:  # the agent endpoint's context: not create_default_context(), whose system CAs would vouch for clients too
+        context = server_tls_context(config.tls_cert, config.tls_key)
         if config.tls_client_ca:
             context.load_verify_locations(config.tls_client_ca)
             context.verify_mode = ssl.CERT_REQUIRED

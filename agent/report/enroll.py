@@ -172,7 +172,7 @@ class Enrollment:
 
     def __init__(self, state_dir: Path, clock: Callable[[], float] | None = None) -> None:
         self.state_dir = state_dir
-        self.repeats = Repeats(LOG_REPEATS_EVERY, *(() if clock is None else (clock,)))
+        self.repeats = Repeats(LOG_REPEATS_EVERY, clock or time.monotonic)
 
     def token(self, config: PushConfig, secret: str, device: dict[str, str] | None,
               session: requests.Session) -> str | None:

@@ -349,7 +349,8 @@ _ROUTES = {"/v1/report": _report, "/v1/inventory": _inventory, "/metrics": _metr
 
 
 def tls_context(cert: str, key: str) -> ssl.SSLContext:
-    """Return a server TLS context (TLS 1.2+) for the configured certificate and key.
+    """Return a server TLS context (TLS 1.2+) for the configured certificate and key (the agent
+    endpoint's, and the fleet listener's under its client-CA setting).
 
     Raise OSError (ssl.SSLError is one) if they cannot be loaded.
     """
