@@ -23,7 +23,8 @@ import psutil
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.service_support import TOKEN, Daemon, free_port, wait_until, write_config  # noqa: E402
+from tests.banlist_servers import make_pki  # noqa: E402
+from tests.service_support import TOKEN, Daemon, Receiver, free_port, wait_until, write_config  # noqa: E402
 
 MIB = 1024 * 1024
 
@@ -50,6 +51,18 @@ def footprint(process: psutil.Process) -> str:
     return f"USS {full.uss / MIB:.1f} MiB, PSS {full.pss / MIB:.1f} MiB"
 
 
+def get(port: int, path: str) -> int:
+    """GET `path` from the endpoint with the token, on a new connection; return the status."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path, headers={"Authorization": f"Bearer {TOKEN}"})
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
 def hammer(port: int, path: str, seconds: float, threads: int) -> float:
     """Request `path` from `threads` clients for `seconds`; return requests per second (all 200)."""
     done, failures = [0] * threads, []
@@ -57,13 +70,9 @@ def hammer(port: int, path: str, seconds: float, threads: int) -> float:
 
     def client(slot: int) -> None:
         while time.monotonic() < deadline:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            connection.request("GET", path, headers={"Authorization": f"Bearer {TOKEN}"})
-            response = connection.getresponse()
-            response.read()
-            connection.close()
-            if response.status != 200:
-                failures.append(response.status)
+            status = get(port, path)
+            if status != 200:
+                failures.append(status)
             done[slot] += 1
 
     workers = [threading.Thread(target=client, args=(n,)) for n in range(threads)]
@@ -76,15 +85,31 @@ def hammer(port: int, path: str, seconds: float, threads: int) -> float:
     return sum(done) / seconds
 
 
-def idle_rss(work: Path, settle: float = 3.0) -> float:
+def idle_rss(work: Path, settle: float = 3.0, scrapes: int = 0, push: bool = False) -> float:
     """Start `appban run` (pull endpoint on, every collector, this machine), wait for its first
-    scan, let it settle, and return its resident memory in MiB (the median of a few samples)."""
+    scan, let it settle, and return its resident memory in MiB (the median of a few samples).
+
+    `scrapes`: GET /metrics that many times after the first scan, as Prometheus would (the first
+    scrape loads whatever renders the metrics). `push`: also push to a local HTTPS receiver
+    with a client certificate, and wait for the first report delivered (requests and TLS loaded).
+    """
     folder = Path(tempfile.mkdtemp(prefix="idle-", dir=work))
-    server = {"listen": f"127.0.0.1:{free_port()}", "token_file": str(folder / "token")}
-    daemon = Daemon(write_config(folder, server=server, inventory={"root": "/", "sources": []},
-                                 logging={"format": "json", "level": "info"}))
+    port = free_port()
+    sections: dict = {"server": {"listen": f"127.0.0.1:{port}", "token_file": str(folder / "token")}}
+    receiver = Receiver(make_pki(folder / "pki")) if push else None
+    if receiver is not None:
+        pki = receiver.pki
+        sections["push"] = {"url": receiver.url, "token_file": str(folder / "push-token"), "ca_bundle": str(pki.ca),
+                            "client_cert": str(pki.client_cert), "client_key": str(pki.client_key)}
+        receiver.start()
+    daemon = Daemon(write_config(folder, inventory={"root": "/", "sources": []},
+                                 logging={"format": "json", "level": "info"}, **sections))
     try:
-        wait_until(lambda: daemon.events("scan.done"), timeout=120)
+        wait_until(lambda: daemon.events("scan.done") and (receiver is None or daemon.events("push.sent")),
+                   timeout=120)
+        for _ in range(scrapes):
+            if (status := get(port, "/metrics")) != 200:
+                raise SystemExit(f"/metrics answered {status}")
         process = psutil.Process(daemon.process.pid)
         samples = []
         for _ in range(5):
@@ -93,6 +118,8 @@ def idle_rss(work: Path, settle: float = 3.0) -> float:
         return statistics.median(samples)
     finally:
         daemon.stop()
+        if receiver is not None:
+            receiver.stop()
 
 
 def main() -> None:

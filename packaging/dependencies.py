@@ -17,13 +17,13 @@ from pathlib import Path
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 DEBIAN = {"psutil": "python3-psutil", "requests": "python3-requests", "pyyaml": "python3-yaml",
           "schedule": "python3-schedule", "cryptography": "python3-cryptography",
-          "prometheus-client": "python3-prometheus-client", "idna": "python3-idna", "regipy": None,
+          "idna": "python3-idna", "regipy": None,
           "truststore": None, "msgspec": None}
 """Debian's package for each requirement; None: not in Debian 12 (regipy, truststore, msgspec) —
 optional there (appban works without them: msgspec only makes large JSON documents faster)."""
 RPM = {"psutil": "python3-psutil", "requests": "python3-requests", "pyyaml": "python3-pyyaml",
        "schedule": "python3-schedule", "cryptography": "python3-cryptography",
-       "prometheus-client": "python3-prometheus_client", "idna": "python3-idna", "regipy": None,
+       "idna": "python3-idna", "regipy": None,
        "truststore": None, "msgspec": None}
 """Fedora/RHEL (EPEL) names; None as above (the spec Recommends python3-msgspec, which Fedora
 packages and RHEL may not: a weak dependency, installed where the distribution has it)."""

@@ -18,8 +18,6 @@ from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import anyio
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.registry import CollectorRegistry
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -28,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from agent.config import interval_seconds
+from agent.exposition import CONTENT_TYPE, Family, render
 from agent.fleet import query
 from agent.fleet import web
 from agent.fleet.auth import bearer, same
@@ -321,19 +320,18 @@ async def _control(fleet: Fleet, request: Request, device: str, action: str, act
 
 def metrics_route(fleet: Fleet) -> Route:
     """`/metrics`: the metrics token when one is configured, else the admin token."""
-    registry = CollectorRegistry(auto_describe=False)
 
-    def read_metrics() -> list[Any]:
+    def read_metrics() -> list[Family]:
         with fleet.store.read() as connection:
             facts = metric_facts(connection, time.time(), fleet.stale_after)
         return families(facts, fleet.counters, time.time(), fleet.policy.banlist.serial)
 
-    registry.register(FleetCollector(read_metrics))
+    collector = FleetCollector(read_metrics)
 
     async def metrics(request: Request) -> Response:
         if not same(bearer(request.headers.get("authorization")), fleet.metrics_token or fleet.admin_token):
             return _error(401, "metrics or admin token required")
-        return Response(await run_in_threadpool(generate_latest, registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(await run_in_threadpool(render, collector), media_type=CONTENT_TYPE)
 
     return Route("/metrics", metrics)
 

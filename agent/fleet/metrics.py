@@ -13,10 +13,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 from sqlalchemy import Connection, func, select
 
+from agent.exposition import Family, counter, gauge
 from agent.fleet import tables as t
 
 MAX_VALUES = 50
@@ -83,62 +82,61 @@ def capped(counts: dict[Any, int]) -> dict[str, int]:
     return kept
 
 
-def families(facts: dict[str, Any], counters: Counters, now: float, serial: int | None) -> list[Metric]:
+def families(facts: dict[str, Any], counters: Counters, now: float, serial: int | None) -> list[Family]:
     """Given the facts, the counters, the time and the fleet's own list serial, return the families."""
-    devices = GaugeMetricFamily("appban_fleet_devices", "Devices by kind and state (compliant, noncompliant, stale).",
-                                labels=["kind", "state"])
+    devices = gauge("appban_fleet_devices", "Devices by kind and state (compliant, noncompliant, stale).",
+                    labels=["kind", "state"])
     by_state: Counter[tuple[str, str]] = Counter()
     for kind, compliant, stale, count in facts["devices"]:
         kind = kind if kind in KINDS else OTHER
         by_state[(kind, "stale" if stale else "compliant" if compliant else "noncompliant")] += count
     for (kind, state), count in sorted(by_state.items()):
         devices.add_metric([kind, state], count)
-    stale = GaugeMetricFamily("appban_fleet_stale_devices", "Devices that have not reported within stale_after.",
-                              value=sum(c for (_, s), c in by_state.items() if s == "stale"))
-    entry = GaugeMetricFamily("appban_fleet_noncompliant_devices", "Devices in violation, by ban-list entry.",
-                              labels=["entry"])
+    stale = gauge("appban_fleet_stale_devices", "Devices that have not reported within stale_after.",
+                  value=sum(c for (_, s), c in by_state.items() if s == "stale"))
+    entry = gauge("appban_fleet_noncompliant_devices", "Devices in violation, by ban-list entry.",
+                  labels=["entry"])
     for name, count in capped(facts["by_entry"]).items():
         entry.add_metric([name], count)
-    oldest = GaugeMetricFamily("appban_fleet_oldest_violation_age_seconds",
-                               "Age of the oldest current violation, by entry.", labels=["entry"])
+    oldest = gauge("appban_fleet_oldest_violation_age_seconds",
+                   "Age of the oldest current violation, by entry.", labels=["entry"])
     for name, first in sorted(facts["oldest"].items())[:MAX_VALUES]:
         oldest.add_metric([name], max(now - first, 0.0))
-    group = GaugeMetricFamily("appban_fleet_noncompliant_devices_by_group", "Non-compliant devices, by group.",
-                              labels=["group"])
+    group = gauge("appban_fleet_noncompliant_devices_by_group", "Non-compliant devices, by group.",
+                  labels=["group"])
     for name, count in capped(facts["by_group"]).items():
         group.add_metric([name], count)
-    serials = GaugeMetricFamily("appban_fleet_devices_by_serial", "Agents by the ban-list serial they run.",
-                                labels=["serial"])
+    serials = gauge("appban_fleet_devices_by_serial", "Agents by the ban-list serial they run.",
+                    labels=["serial"])
     for name, count in capped(facts["serials"]).items():
         serials.add_metric([name], count)
-    drift = GaugeMetricFamily("appban_fleet_drift_devices",
-                              "Devices whose agent's list serial, signer or groups differ from the fleet's.",
-                              value=facts["drift"])
-    fleet_serial = GaugeMetricFamily("appban_fleet_banlist_serial", "Serial of the fleet's own ban list.",
-                                     value=-1 if serial is None else serial)
-    ingested = CounterMetricFamily("appban_fleet_ingested_reports", "Reports accepted, by outcome.", labels=["outcome"])
-    refused = CounterMetricFamily("appban_fleet_refused_requests", "Ingest requests refused, by HTTP status.",
-                                  labels=["status"])
+    drift = gauge("appban_fleet_drift_devices",
+                  "Devices whose agent's list serial, signer or groups differ from the fleet's.",
+                  value=facts["drift"])
+    fleet_serial = gauge("appban_fleet_banlist_serial", "Serial of the fleet's own ban list.",
+                         value=-1 if serial is None else serial)
+    ingested = counter("appban_fleet_ingested_reports", "Reports accepted, by outcome.", labels=["outcome"])
+    refused = counter("appban_fleet_refused_requests", "Ingest requests refused, by HTTP status.",
+                      labels=["status"])
     with counters.lock:
         for outcome in ("changed", "unchanged", "replayed"):
             ingested.add_metric([outcome], counters.ingested[outcome])
         for status, count in sorted(counters.refused.items()):
             refused.add_metric([status], count)
-        commits = [CounterMetricFamily("appban_fleet_ingest_commits", "Transactions of the push group commit.",
-                                       value=counters.commits),
-                   CounterMetricFamily("appban_fleet_ingest_committed_pushes",
-                                       "Pushes stored by the group commit (divided by the commits: pushes per transaction).",
-                                       value=counters.committed),
-                   GaugeMetricFamily("appban_fleet_ingest_queued", "Pushes waiting for the group commit.",
-                                     value=counters.queued)]
+        commits = [counter("appban_fleet_ingest_commits", "Transactions of the push group commit.",
+                           value=counters.commits),
+                   counter("appban_fleet_ingest_committed_pushes",
+                           "Pushes stored by the group commit (divided by the commits: pushes per transaction).",
+                           value=counters.committed),
+                   gauge("appban_fleet_ingest_queued", "Pushes waiting for the group commit.", value=counters.queued)]
     return [devices, stale, entry, oldest, group, serials, drift, fleet_serial, ingested, refused, *commits]
 
 
-class FleetCollector(Collector):
-    """A prometheus_client collector that reads the facts on every scrape."""
+class FleetCollector:
+    """A collector (agent.exposition's protocol) that reads the facts on every scrape."""
 
     def __init__(self, read: Any) -> None:
         self._read = read
 
-    def collect(self) -> Iterator[Metric]:
+    def collect(self) -> Iterator[Family]:
         yield from self._read()

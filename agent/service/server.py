@@ -50,7 +50,7 @@ except ImportError:  # another interpreter
 if TYPE_CHECKING:
     import ssl
 
-    from prometheus_client.registry import CollectorRegistry
+    from agent.report.metrics import SnapshotCollector
 
 logger = logging.getLogger(__name__)
 
@@ -110,9 +110,9 @@ class Endpoint(socketserver.ThreadingTCPServer):
         threading.Thread(target=self._watch_deadlines, name="appban-endpoint-deadlines", daemon=True).start()
 
     @functools.cached_property
-    def registry(self) -> CollectorRegistry:
-        """The metrics registry, built at the first scrape: prometheus_client costs ~5 MB of the
-        service's memory, which a service nobody scrapes should not pay."""
+    def collector(self) -> SnapshotCollector:
+        """What /metrics renders, made at the first scrape: a service nobody scrapes does not
+        load the metrics modules."""
         from agent.report.metrics import make_registry
 
         return make_registry(self.snapshot, lambda: datetime.now(timezone.utc))
@@ -340,9 +340,9 @@ def _inventory(server: Endpoint) -> tuple[HTTPStatus, bytes, str]:
 
 
 def _metrics(server: Endpoint) -> tuple[HTTPStatus, bytes, str]:
-    from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+    from agent.exposition import CONTENT_TYPE, render
 
-    return HTTPStatus.OK, generate_latest(server.registry), CONTENT_TYPE_LATEST
+    return HTTPStatus.OK, render(server.collector), CONTENT_TYPE
 
 
 _ROUTES = {"/v1/report": _report, "/v1/inventory": _inventory, "/metrics": _metrics}

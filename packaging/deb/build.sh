@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the appban .deb with debhelper and pybuild from packaging/deb/debian: the agent into
 # Debian's dist-packages, depending on Debian's own python3-psutil, -requests, -yaml, -schedule,
-# -cryptography and -prometheus-client (nothing bundled, so it runs with whatever python3 the
+# -cryptography and -idna (nothing bundled, so it runs with whatever python3 the
 # release ships); /usr/bin/appban; the systemd unit, installed but neither enabled nor started;
 # the example config as the conffile /etc/appban/agent.yaml; state removed on purge only.
 #

@@ -94,7 +94,9 @@ def test_endpoint_serves_the_check_report_and_refuses_without_token(running, tmp
 def test_a_serving_service_holds_no_http_client_mail_or_tls_code(tmp_path: Path, monkeypatch) -> None:
     """Issue 14 (the idle service's memory): with the endpoint on and no TLS configured, the
     service answers without http.server, which brings http.client, the email package and ssl,
-    and maps no libcrypto (3.5 MiB of resident memory; hmac and secrets map it too)."""
+    and maps no libcrypto (3.5 MiB of resident memory; hmac and secrets map it too). Scraped
+    by Prometheus it stays so: /metrics is written by agent.exposition, not prometheus_client,
+    whose package imports its own HTTP server and client (~7.5 MiB)."""
     monkeypatch.setenv("PYTHONVERBOSE", "1")  # the daemon writes "import 'name' # ..." to stderr for each module
     port = free_port()
     daemon = Daemon(write_config(tmp_path, server={"listen": f"127.0.0.1:{port}", "token_file": str(tmp_path / "token")}))
@@ -103,13 +105,17 @@ def test_a_serving_service_holds_no_http_client_mail_or_tls_code(tmp_path: Path,
         wait_until(lambda: healthy(base))
         wait_until(lambda: get(base + "/v1/report")[0] == 200)
         assert get(base + "/v1/report", token="wrong")[0] == 401
+        scrapes = [get(base + "/metrics") for _ in range(3)]
         lines = daemon.log_path.read_text().splitlines()
         maps = Path(f"/proc/{daemon.process.pid}/maps").read_text() if Path("/proc/self/maps").exists() else ""
     finally:
         daemon.stop()
+    assert all(status == 200 for status, _ in scrapes)
+    assert b'appban_findings{entry="tiktok",status="violation"} 1.0\n' in scrapes[-1][1]
     imported = {line.split("'")[1] for line in lines if line.startswith("import '")}
-    assert {"agent.service.server", "agent.inventory.dpkg"} <= imported
-    assert not {"http.server", "http.client", "email", "ssl", "_ssl", "_hashlib", "hmac", "secrets", "shutil"} & imported
+    assert {"agent.service.server", "agent.inventory.dpkg", "agent.exposition"} <= imported
+    assert not {"http.server", "http.client", "email", "ssl", "_ssl", "_hashlib", "hmac", "secrets", "shutil",
+                "prometheus_client", "urllib.request", "gzip"} & imported
     assert "libcrypto" not in maps and "libssl" not in maps
 
 
@@ -195,6 +201,14 @@ scrape_configs:
         assert series[0]["value"][1] == "1"
         targets = json.loads(get(f"http://127.0.0.1:{port}/api/v1/targets", token=None)[1])
         assert targets["data"]["activeTargets"][0]["health"] == "up"
+        # the HELP and TYPE lines as Prometheus read them: a counter's carry its _total name
+        metadata = wait_until(lambda: json.loads(get(f"http://127.0.0.1:{port}/api/v1/metadata", token=None)[1])["data"])
+        assert metadata["appban_push_dropped_total"] == [
+            {"type": "counter", "help": "Reports dropped because the outbox was full.", "unit": ""}]
+        assert metadata["appban_findings"][0]["type"] == "gauge"
+        query = urllib.parse.urlencode({"query": "appban_push_dropped_total"})
+        dropped = json.loads(get(f"http://127.0.0.1:{port}/api/v1/query?{query}", token=None)[1])["data"]["result"]
+        assert [s["value"][1] for s in dropped] == ["0"]
     finally:
         prometheus.terminate()
         prometheus.wait(10)

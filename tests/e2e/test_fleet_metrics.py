@@ -18,6 +18,8 @@ from tests.service_support import wait_until
 
 pytestmark = pytest.mark.slow
 MDM = REPO / "tests" / "fixtures" / "mdm"
+GROUP = 'staff "on call" \\ é\nnight'
+"""A group name as an agent may send one: the label value must be escaped for Prometheus."""
 
 
 def test_promtool_accepts_the_example_alerts() -> None:
@@ -30,7 +32,8 @@ def test_promtool_accepts_the_example_alerts() -> None:
 def test_prometheus_scrapes_the_fleet_with_the_metrics_token(tmp_path: Path) -> None:
     prometheus_path = require_tool("prometheus")
     folder = tmp_path / "fleet"
-    config = write_fleet_config(folder, banlist=PHONE_LIST, metrics_token_file=str(folder / "metrics-token"))
+    config = write_fleet_config(folder, banlist=PHONE_LIST, metrics_token_file=str(folder / "metrics-token"),
+                                default_groups=[GROUP])
     assert cli("fleet", "import", str(MDM / "intune-appinvrawdata.csv"), "--config", str(config)).returncode == 0
     fleet = FleetServer(config)
     port = free_port()
@@ -64,6 +67,8 @@ scrape_configs:
         names = {s["metric"]["__name__"] for s in series('{job="appban-fleet"}')}
         assert {"appban_fleet_stale_devices", "appban_fleet_drift_devices", "appban_fleet_banlist_serial",
                 "appban_fleet_ingested_reports_total", "appban_fleet_oldest_violation_age_seconds"} <= names
+        groups = series("appban_fleet_noncompliant_devices_by_group")
+        assert [(s["metric"]["group"], s["value"][1]) for s in groups] == [(GROUP, "3")]
         labels = {k for s in series('{job="appban-fleet"}') for k in s["metric"]}
         assert labels <= {"__name__", "job", "instance", "kind", "state", "entry", "group", "serial", "outcome", "status"}
         targets = requests.get(f"http://127.0.0.1:{port}/api/v1/targets", timeout=5).json()
