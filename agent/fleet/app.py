@@ -202,11 +202,15 @@ class Ingest:
             return _error(503, "database unavailable, retry later")
         outcome = "replayed" if result.replayed else "changed" if result.response["changed"] else "unchanged"
         fleet.counters.count("ingested", outcome)
-        log_event(logger, logging.INFO, "ingest.accepted", device=device, report=pushed.report_id, outcome=outcome)
+        log_event(logger, logging.INFO, "ingest.accepted", device=device, report=pushed.report_id, outcome=outcome,
+                  inventory="digest" if pushed.digest_only else None)
         return JSONResponse(result.response, headers={"Idempotent-Replayed": "true"} if result.replayed else {})
 
     async def _store(self, device: str, token: str, key: str, pushed: Pushed, body: bytes) -> Ingested:
-        """An unchanged report (same input hash) is only a sighting; any other is judged and stored.
+        """An unchanged report (same input hash) is only a sighting; any other is judged and stored
+        (a differential one, naming its inventory by digest, is refused with 409 instead: the
+        agent sends it again with the inventory). The answer carries the inventory's digest,
+        which the agent may send in place of the same inventory next time (not to a gateway).
         Either way the push joins the group commit (one writer, one transaction for the pushes
         that arrived together, answered after it committed), which also checks `token` (its
         hash) against the device's enrollment. A gateway's report (it names other devices) is parsed first, its
@@ -224,13 +228,16 @@ class Ingest:
                 raise RefusedReport(403, f"report carries enrolled devices ({', '.join(own[:3])}): each reports for itself")
 
         def judged() -> list[DeviceVerdict]:
+            if pushed.digest_only:  # not the state stored for this device: only the inventory can say what changed
+                raise RefusedReport(409, f"inventory_digest {pushed.inventory_digest[:12]}… with this report is not "
+                                         f"what the fleet holds for device {device!r}: send the inventory")
             verdicts = judge(policy, parsed or report_inventory(pushed, strict=True), {device: pushed.claim},
                              datetime.fromtimestamp(now, timezone.utc), {device: state})
             verdicts.sort(key=lambda verdict: verdict.device.id != device)  # the sender first: key and token are its
             return verdicts
 
         return await self.commits.push(PushJob(device, state, scoped, now, pushed.report_id, judged, body, token,
-                                               not gateway))
+                                               not gateway, "" if gateway else pushed.inventory_digest))
 
 
 View = Callable[[Any, Request, float], Any]

@@ -64,7 +64,8 @@ class PushJob:
     """One pushed report for `Store.push_batch`: the device, its input hash (`state_hash`), the
     scoped idempotency key, the time, the report id, `judged` (parses and matches the report,
     called only when it changed something), the raw body, the hash of the device token ("" for
-    none) and `fast` (False for a gateway: always the full ingest)."""
+    none), `fast` (False for a gateway: always the full ingest) and the inventory digest the
+    answer hands back ("" for none)."""
 
     device_id: str
     state_hash: str
@@ -75,6 +76,7 @@ class PushJob:
     body: bytes
     token: str = ""
     fast: bool = True
+    digest: str = ""
 
 
 @dataclass(frozen=True)
@@ -367,7 +369,7 @@ class Store:
             slow = sorted(slow + fast)  # a retry among them, or raced by another server: each on its own
         else:
             for index in fast:
-                results[index] = Ingested(_unchanged(jobs[index].report_id))
+                results[index] = Ingested(_unchanged(jobs[index]))
         stored: dict[str, Any] = {}
         for index in slow:
             results[index] = self._push_one(connection, jobs[index], stored)
@@ -385,7 +387,7 @@ class Store:
                                          (self.sql.touch, [j for j in jobs if not j.token])):
                     if group and statement.run(connection, [_ids(j) for j in group]) != len(group):
                         raise _Raced
-                keyed = [_key_row(j.key, j.device_id, j.now, _unchanged(j.report_id)) for j in jobs if j.key]
+                keyed = [_key_row(j.key, j.device_id, j.now, _unchanged(j)) for j in jobs if j.key]
                 if keyed:
                     self.sql.insert[t.idempotency_keys.name].run(connection, keyed)
         except (_Raced, IntegrityError):
@@ -418,12 +420,14 @@ class Store:
         full ingest: `judged()` gives the verdicts, stored with the raw body."""
         ids = _ids(job)
         if job.fast and (self.sql.touch_enrolled if job.token else self.sql.touch).run(connection, ids):
-            return _unchanged(job.report_id)
+            return _unchanged(job)
         if job.token and not self.sql.token_live.rows(connection, ids)[0].live:
             raise TokenRevoked(f"device {job.device_id}: token replaced or revoked")
         verdicts = job.judged()
         response = self._store_verdicts(connection, verdicts, "push", job.now, job.report_id,
                                         lambda: job.body.decode("utf-8", "replace"))
+        if job.digest:
+            response["inventory_digest"] = job.digest
         if job.token and len(verdicts) > 1:  # a gateway's push: it reported the other devices
             connection.execute(_REPORTED, {"b_ids": [v.device.id for v in verdicts[1:]], "b_by": job.device_id})
         return response
@@ -634,9 +638,12 @@ class _Raced(Exception):
     """An unchanged push's row no longer matched inside the group's transaction."""
 
 
-def _unchanged(report_id: str) -> dict[str, Any]:
+def _unchanged(job: PushJob) -> dict[str, Any]:
     """The answer to a push that changed nothing."""
-    return {"report": report_id, "devices": 1, "changed": 0}
+    answer: dict[str, Any] = {"report": job.report_id, "devices": 1, "changed": 0}
+    if job.digest:
+        answer["inventory_digest"] = job.digest
+    return answer
 
 
 def _ids(job: PushJob) -> dict[str, Any]:
