@@ -13,7 +13,8 @@ What the other answers mean:
 - 401, 404, 405, 407, 408, 410, 421, 425: about the endpoint or the credentials, not this
   report; every report would get the same, so all stay queued and the cycle stops (after a 401
   the service enrolls again when it has an enrollment secret).
-- any other 4xx (400, 403, 409, 413, 415, 422, …): the receiver refuses *this* report for good
+- any other 4xx (400, 403, 409, 413, 415, 422, …; a 409 to a differential push, below, is not
+  one of them): the receiver refuses *this* report for good
   (`appban fleet` answers 403 for a report naming another device); it is
   dead-lettered (kept, counted in metrics and `appban status`) and the next report goes on, so one
   poisoned report cannot block the outbox forever.

@@ -97,3 +97,40 @@ def test_a_digest_the_fleet_does_not_hold_is_refused_and_nothing_is_kept(tmp_pat
         assert [f["entry"] for f in device["findings"] if f["resolved_at"]] == ["tiktok"]  # r-3 was stored whole
     finally:
         fleet.stop()
+
+
+def test_the_outbox_remembers_the_digest_and_a_409_sends_the_same_report_whole(tmp_path: Path) -> None:
+    """push_pending (the agent's push cycle) against a real fleet: the first report goes whole, the
+    next with the same inventory as the digest, one whose findings changed with that digest gets
+    a 409 and goes whole at once under the same key; the outbox ends empty, nothing dead-lettered."""
+    import json
+
+    from agent.banlist.fetch import make_session
+    from agent.config import PushConfig
+    from agent.report.outbox import Outbox
+    from agent.report.push import push_pending
+
+    fleet = FleetServer(write_fleet_config(tmp_path / "fleet"))
+    outbox = Outbox(tmp_path, max_queue=10)
+    config = PushConfig(url=fleet.url, timeout=30.0)
+    try:
+        token = enroll_device(fleet, "host-p").json()["token"]
+        first = report("host-p", "p-1", "tiktok-desktop")
+        outbox.put("p-1", json.dumps(first).encode())
+        with make_session(config) as session:
+            assert push_pending(outbox, config, token, session).sent == 1
+            acknowledged = outbox.acknowledged()
+            assert acknowledged is not None and len(acknowledged.digest) == 64
+            outbox.put("p-2", json.dumps({**first, "id": "p-2"}).encode())
+            outbox.put("p-3", json.dumps({**first, "id": "p-3", "banlist": {"serial": 8}}).encode())
+            result = push_pending(outbox, config, token, session)
+        assert (result.sent, result.remaining, result.dead_lettered) == (2, 0, 0)
+        assert outbox.acknowledged() == acknowledged  # the same inventory: the same digest
+        accepted = {e["report"]: e for e in fleet.events("ingest.accepted")}
+        assert (accepted["p-1"].get("inventory"), accepted["p-2"].get("inventory")) == (None, "digest")
+        assert accepted["p-3"].get("inventory") is None and accepted["p-3"]["outcome"] == "changed"
+        assert [e["status"] for e in fleet.events("ingest.refused")] == [409]
+        assert fleet.api("devices/host-p")["device"]["reports"] == 3
+    finally:
+        outbox.close()
+        fleet.stop()
