@@ -70,11 +70,12 @@ def test_unchanged_reports_go_as_a_digest_and_a_restored_fleet_gets_the_inventor
     assert reports == keys
 
 
-def test_a_digest_the_fleet_does_not_hold_is_refused_and_nothing_is_kept(tmp_path: Path) -> None:
-    """Without an agent: a digest push for a device whose stored state differs is a 409 that keeps
-    nothing, not even its idempotency key, so the whole report under the same key is stored; a
-    whole report (an agent of before the differential push) is answered with its digest."""
-    fleet = FleetServer(write_fleet_config(tmp_path / "fleet"))
+def test_a_digest_the_fleet_does_not_hold_is_refused_and_nothing_is_kept(tmp_path: Path, database_url: str) -> None:
+    """Without an agent, on SQLite and PostgreSQL: a digest push for a device whose stored state
+    differs is a 409 that keeps nothing, not even its idempotency key, so the whole report under
+    the same key is stored; a whole report (an agent of before the differential push) is answered
+    with its digest."""
+    fleet = FleetServer(write_fleet_config(tmp_path / "fleet", database=database_url))
     try:
         token = enroll_device(fleet, "host-o").json()["token"]
         whole = push(fleet, token, report("host-o", "r-1", "tiktok-desktop"))
@@ -99,10 +100,12 @@ def test_a_digest_the_fleet_does_not_hold_is_refused_and_nothing_is_kept(tmp_pat
         fleet.stop()
 
 
-def test_the_outbox_remembers_the_digest_and_a_409_sends_the_same_report_whole(tmp_path: Path) -> None:
-    """push_pending (the agent's push cycle) against a real fleet: the first report goes whole, the
-    next with the same inventory as the digest, one whose findings changed with that digest gets
-    a 409 and goes whole at once under the same key; the outbox ends empty, nothing dead-lettered."""
+def test_the_outbox_remembers_the_digest_and_a_409_sends_the_same_report_whole(tmp_path: Path,
+                                                                                database_url: str) -> None:
+    """push_pending (the agent's push cycle) against a real fleet, on SQLite and PostgreSQL: the
+    first report goes whole, the next with the same inventory as the digest, one whose claim
+    changed with that digest gets a 409 and goes whole at once under the same key; the outbox
+    ends empty, nothing dead-lettered."""
     import json
 
     from agent.banlist.fetch import make_session
@@ -110,7 +113,7 @@ def test_the_outbox_remembers_the_digest_and_a_409_sends_the_same_report_whole(t
     from agent.report.outbox import Outbox
     from agent.report.push import push_pending
 
-    fleet = FleetServer(write_fleet_config(tmp_path / "fleet"))
+    fleet = FleetServer(write_fleet_config(tmp_path / "fleet", database=database_url))
     outbox = Outbox(tmp_path, max_queue=10)
     config = PushConfig(url=fleet.url, timeout=30.0)
     try:
