@@ -34,7 +34,6 @@ A receiver that answers no digest gets whole reports only.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -114,6 +113,8 @@ def _json(document: dict[str, object]) -> bytes:
 def inventory_digest(inventory: dict[str, object]) -> str:
     """The agent's own digest of a pushed inventory document, its `collected_at` left out (the
     time of every scan, not a change): equal digests, the same inventory."""
+    import hashlib  # here: the service loads this module at start, and hashlib brings OpenSSL's libcrypto
+
     same = {key: value for key, value in inventory.items() if key != "collected_at"}
     return hashlib.sha256(json.dumps(same, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
