@@ -20,6 +20,8 @@ _FIELDS = "appban_fields"
 
 def log_event(logger: logging.Logger, level: int, event: str, **fields: Any) -> None:
     """Log one event with its fields (None values are left out)."""
+    if not logger.isEnabledFor(level):  # before building the fields: ingest logs every push at INFO
+        return
     clean = {k: v for k, v in fields.items() if v is not None}
     logger.log(level, event, extra={_FIELDS: clean})
 

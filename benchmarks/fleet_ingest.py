@@ -5,7 +5,9 @@ cluster, or --database postgresql+psycopg://…), enrolls N simulated devices, a
 with a 100-app inventory per device from 4 concurrent senders: first ingest (every device new, in
 --rounds slices), then --rounds times an unchanged re-push (new report ids, same content: diff on
 ingest writes only the sighting) and a changed re-push (one app upgraded, TikTok removed or back on
-every 10th device). Prints reports/s (wall, senders included) against a GET /healthz round trip
+every 10th device). The unchanged re-push is sent as agents send it: the inventory replaced by the
+digest the fleet answered last time (the agent's own `differential_body`); the same re-push with
+the whole inventory, as agents before the differential push send it, is measured too. Prints reports/s (wall, senders included) against a GET /healthz round trip
 measured in the same run, the server's CPU per report against a bare POST of the same size that it
 does not read, the unchanged-vs-changed CPU ratio, the pushes per group-commit transaction (from the
 server's /metrics: with 4 senders a group holds at most 4), with PostgreSQL on this machine also
@@ -42,6 +44,8 @@ from agent.fleet import query  # noqa: E402
 from agent.fleet.store import Store  # noqa: E402
 from agent.fleet.verdict import judge  # noqa: E402
 from agent.model import App, Device, Inventory  # noqa: E402
+from agent.report.outbox import Acknowledged  # noqa: E402
+from agent.report.push import differential_body, inventory_digest  # noqa: E402
 from tests.fleet_support import ADMIN_TOKEN, ENROLL_SECRET, FleetServer, write_fleet_config  # noqa: E402
 
 SENDERS = 4
@@ -62,14 +66,24 @@ def report(device: str, version: str = "1.0", banned: bool = True) -> bytes:
     }).encode()
 
 
-def push_all(url: str, bodies: list[tuple[str, bytes]], tokens: dict[str, str]) -> float:
-    """Push every body from SENDERS threads; return the wall time. Every answer must be 200."""
+def as_agents_send(body: bytes, digest: str) -> bytes:
+    """An unchanged report as an agent sends it: its inventory replaced by the fleet's digest."""
+    inventory = json.loads(body)["inventory"]
+    differential, _ = differential_body(body, Acknowledged(inventory_digest(inventory), digest))
+    assert differential is not None
+    return differential
+
+
+def push_all(url: str, bodies: list[tuple[str, bytes]], tokens: dict[str, str], digests: dict[str, str]) -> float:
+    """Push every body from SENDERS threads; return the wall time. Every answer must be 200;
+    the inventory digest each answers is put in `digests`."""
     def send(chunk: list[tuple[str, bytes]]) -> None:
         with requests.Session() as session:
             for device, body in chunk:
                 answer = session.post(f"{url}/v1/reports", data=body, timeout=120, headers={
                     "Authorization": f"Bearer {tokens[device]}", "Content-Type": "application/json"})
                 assert answer.status_code == 200, answer.text
+                digests[device] = answer.json()["inventory_digest"]
 
     chunks = [bodies[n::SENDERS] for n in range(SENDERS)]
     start = time.perf_counter()
@@ -185,11 +199,14 @@ class Pushes:
         self.cpu: dict[str, list[float]] = {}
         self.db_cpu: dict[str, list[float]] = {}
         self.grouped: dict[str, list[float]] = {}
+        self.sizes: dict[str, float] = {}
+        self.digests: dict[str, str] = {}
 
     def phase(self, kind: str, bodies: list[tuple[str, bytes]]) -> None:
         groups = self.commits()
+        self.sizes[kind] = statistics.mean(len(body) for _, body in bodies)
         before, db_before = cpu_seconds(self.pid), self.database() if self.database else 0.0
-        self.rates.setdefault(kind, []).append(len(bodies) / push_all(self.url, bodies, self.tokens))
+        self.rates.setdefault(kind, []).append(len(bodies) / push_all(self.url, bodies, self.tokens, self.digests))
         self.cpu.setdefault(kind, []).append((cpu_seconds(self.pid) - before) / len(bodies) * 1000)
         if self.database:
             self.db_cpu.setdefault(kind, []).append((self.database() - db_before) / len(bodies) * 1000)
@@ -217,6 +234,39 @@ class Pushes:
                     assert session.post(f"{self.url}/healthz", data=body, timeout=30).status_code == 405
                 costs.append((cpu_seconds(self.pid) - before) / len(bodies) * 1000)
         return costs
+
+
+PHASES = {"first": "first", "unchanged": "unchanged, as agents send it (inventory digest in place of the inventory)",
+          "whole": "unchanged with the whole inventory (agents before the differential push)", "changed": "changed"}
+
+
+def print_pushes(pushes: Pushes, floor: float, floor_cpu: list[float]) -> None:
+    """Print each phase's figures and the unchanged-vs-changed ratios (the target's with the
+    differential push, and the whole re-push's)."""
+    bare = statistics.median(floor_cpu)
+    for kind, label in PHASES.items():
+        rates, costs = pushes.rates[kind], pushes.cpu[kind]
+        print(f"  {label}: {pushes.sizes[kind] / 1024:.1f} KiB a report")
+        print(f"  {'':<4}reports/s {spread(rates)}, {1 / statistics.median(rates) / floor:.1f}x floor; "
+              f"server CPU ms per report {spread(costs, 2)}; pushes per transaction "
+              f"{statistics.median(pushes.grouped[kind]):.1f}")
+        if pushes.database:
+            print(f"  {'':<4}PostgreSQL's own CPU ms per report {spread(pushes.db_cpu[kind], 2)}")
+    print(f"  bare POST of a report's size, not read (405): server CPU ms {spread(floor_cpu, 2)}")
+    changed = statistics.median(pushes.cpu["changed"])
+    for kind, what in (("unchanged", "unchanged re-push as agents send it"), ("whole", "whole unchanged re-push")):
+        unchanged = statistics.median(pushes.cpu[kind])
+        ratios = [c / max(u, 1e-9) for u, c in zip(pushes.cpu[kind], pushes.cpu["changed"])]
+        print(f"  {what} is {statistics.median(ratios):.1f}x cheaper in server CPU than a changed one "
+              f"[{min(ratios):.1f}-{max(ratios):.1f}, {len(ratios)} rounds]"
+              f"{' (target >= 5x)' if kind == 'unchanged' else ''}; "
+              f"above the bare POST: {(changed - bare) / max(unchanged - bare, 1e-9):.1f}x; in wall time "
+              f"{statistics.median(pushes.rates[kind]) / statistics.median(pushes.rates['changed']):.1f}x")
+        if pushes.database:
+            both = [(c + dc) / max(u + du, 1e-9) for u, c, du, dc in zip(
+                pushes.cpu[kind], pushes.cpu["changed"], pushes.db_cpu[kind], pushes.db_cpu["changed"])]
+            print(f"  {'':<4}with PostgreSQL's CPU added: {statistics.median(both):.1f}x cheaper "
+                  f"[{min(both):.1f}-{max(both):.1f}]")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -248,29 +298,12 @@ def run(args: argparse.Namespace) -> None:
                 # unchanged: the content of the last push again; changed: one app upgraded, TikTok
                 # removed or back on every 10th device.
                 last = (f"2.{round_number - 1}", (round_number - 1) % 2 == 1) if round_number else ("1.0", True)
-                pushes.phase("unchanged", [(d, report(d, *last)) for d in devices])
+                same = [(d, report(d, *last)) for d in devices]
+                pushes.phase("unchanged", [(d, as_agents_send(body, pushes.digests[d])) for d, body in same])
+                pushes.phase("whole", same)
                 pushes.phase("changed", [(d, report(d, f"2.{round_number}", round_number % 2 == 1)) for d in devices])
             floor_cpu = pushes.floor_cpu([report(d) for d in devices[:500]], args.rounds)
-            bare = statistics.median(floor_cpu)
-            for kind in ("first", "unchanged", "changed"):
-                rates, costs = pushes.rates[kind], pushes.cpu[kind]
-                print(f"  {kind:<9} reports/s {spread(rates)}, {1 / statistics.median(rates) / floor:.1f}x floor; "
-                      f"server CPU ms per report {spread(costs, 2)}; pushes per transaction "
-                      f"{statistics.median(pushes.grouped[kind]):.1f}")
-                if pushes.database:
-                    print(f"  {'':<9} PostgreSQL's own CPU ms per report {spread(pushes.db_cpu[kind], 2)}")
-            unchanged, changed = (statistics.median(pushes.cpu[k]) for k in ("unchanged", "changed"))
-            print(f"  bare POST of a report's size, not read (405): server CPU ms {spread(floor_cpu, 2)}")
-            ratios = [c / max(u, 1e-9) for u, c in zip(pushes.cpu["unchanged"], pushes.cpu["changed"])]
-            print(f"  unchanged re-push is {statistics.median(ratios):.1f}x cheaper in server CPU than a changed one "
-                  f"[{min(ratios):.1f}-{max(ratios):.1f}, {len(ratios)} rounds] (target >= 5x); "
-                  f"above the bare POST: {(changed - bare) / max(unchanged - bare, 1e-9):.1f}x; in wall time "
-                  f"{statistics.median(pushes.rates['unchanged']) / statistics.median(pushes.rates['changed']):.1f}x")
-            if pushes.database:
-                both = [(c + dc) / max(u + du, 1e-9) for u, c, du, dc in zip(
-                    pushes.cpu["unchanged"], pushes.cpu["changed"], pushes.db_cpu["unchanged"], pushes.db_cpu["changed"])]
-                print(f"  with PostgreSQL's CPU added: unchanged is {statistics.median(both):.1f}x cheaper "
-                      f"[{min(both):.1f}-{max(both):.1f}]")
+            print_pushes(pushes, floor, floor_cpu)
             print(f"  server peak RSS {peak_rss_mb(pid):.0f} MB (target < 150 MB)")
         finally:
             fleet.stop()

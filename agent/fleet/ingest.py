@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Callable
 
 import orjson
@@ -24,6 +25,8 @@ REPORT_FORMAT = "appban.report/v1"
 _NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 """A JSON escape of NUL: \\u0000 after an even number of backslashes (an odd one is a literal backslash)."""
 MAX_APPS = 200_000
+DIGEST = re.compile(r"[0-9a-f]{64}")
+"""An inventory digest as the fleet hands it out: a SHA-256 in lowercase hex."""
 
 
 class RefusedReport(ValueError):
@@ -50,18 +53,37 @@ class Pushed:
     claim: Claim
     document: dict[str, Any]
 
-    def input_hash(self, fingerprint: str) -> str:
-        """A digest of everything the central verdict depends on but the report id: the
-        inventory, the host's record, the agent's claim and the policy. Equal to the stored one,
-        the report changes nothing and the server skips parsing the apps and matching them."""
-        claim = self.claim
+    @property
+    def digest_only(self) -> bool:
+        """Whether the report names its inventory by digest instead of carrying it (a
+        differential push: the agent's inventory is the one the fleet acknowledged last)."""
+        return "inventory_digest" in self.document
+
+    @cached_property
+    def inventory_digest(self) -> str:
+        """The digest of the inventory the report carries (its `collected_at` left out: the time
+        of every scan, not a change), or the one it names; "" for a report without an inventory.
+        The fleet answers an accepted push with it, and the agent sends it in place of an
+        unchanged inventory."""
+        if self.digest_only:
+            return str(self.document["inventory_digest"])
         inventory = self.document.get("inventory")
-        if isinstance(inventory, dict) and "collected_at" in inventory:  # the time of every scan, not a change
+        if inventory is None:
+            return ""
+        if isinstance(inventory, dict) and "collected_at" in inventory:
             inventory = {key: value for key, value in inventory.items() if key != "collected_at"}
-        basis = [inventory, self.document["devices"][0], self.document.get("findings"),
-                 claim.agent_version, claim.serial, claim.signer, list(claim.groups), fingerprint]
         # Keys in the order sent (the agent's order is fixed): sorting them cost more than the rest
         # of the fast path, and another order only means one slow ingest, never a wrong "unchanged".
+        return hashlib.sha256(json_text(inventory).encode()).hexdigest()
+
+    def input_hash(self, fingerprint: str) -> str:
+        """A digest of everything the central verdict depends on but the report id: the
+        inventory (by its digest, so a differential push hashes to what the full one did), the
+        host's record, the agent's claim and the policy. Equal to the stored one, the report
+        changes nothing and the server skips parsing the apps and matching them."""
+        claim = self.claim
+        basis = [self.inventory_digest, self.document["devices"][0], self.document.get("findings"),
+                 claim.agent_version, claim.serial, claim.signer, list(claim.groups), fingerprint]
         return hashlib.sha256(json_text(basis).encode()).hexdigest()
 
 
@@ -95,6 +117,11 @@ def read_report(body: bytes, device_id: str | None) -> Pushed:
     host = _text(reported[0].get("id"), "field 'devices[0].id'")
     if device_id is not None and host != device_id:
         raise RefusedReport(403, f"report is for device {host!r}, token belongs to {device_id!r}")
+    if "inventory_digest" in document and (
+            "inventory" in document or not isinstance(document["inventory_digest"], str)
+            or not DIGEST.fullmatch(document["inventory_digest"])):
+        raise RefusedReport(422, "field 'inventory_digest' must be the 64 hex digits the fleet answered, "
+                                 "and replaces field 'inventory'")
     return Pushed(report_id, host, _claim(document, report_id, reported[0]), document)
 
 

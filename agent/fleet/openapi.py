@@ -87,11 +87,15 @@ OPENAPI: dict[str, Any] = {
                                                        "key returns the first answer", where="header")],
                                  "requestBody": {"content": {"application/json": {"schema": {
                                      "$ref": f"{_SCHEMAS}report-v1.schema.json"}}}},
-                                 "responses": {"200": {"description": "stored (or replayed)"},
+                                 "responses": {"200": {"description": "stored (or replayed): {report, devices, "
+                                                                      "changed, inventory_digest}"},
                                                "400": {"description": "not JSON"},
                                                "401": {"description": "unknown device token"},
                                                "403": {"description": "report for another device (outside "
                                                                       "a `gateways` grant)"},
+                                               "409": {"description": "an inventory_digest in place of the "
+                                                                      "inventory that does not match what the fleet "
+                                                                      "holds for the device: send the inventory"},
                                                "413": {"description": "too large"},
                                                "422": {"description": "not a usable report"}}}},
         "/metrics": {"get": {"summary": "Prometheus metrics (no per-device labels)",

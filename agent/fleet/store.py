@@ -64,7 +64,8 @@ class PushJob:
     """One pushed report for `Store.push_batch`: the device, its input hash (`state_hash`), the
     scoped idempotency key, the time, the report id, `judged` (parses and matches the report,
     called only when it changed something), the raw body, the hash of the device token ("" for
-    none) and `fast` (False for a gateway: always the full ingest)."""
+    none), `fast` (False for a gateway: always the full ingest) and the inventory digest the
+    answer hands back ("" for none)."""
 
     device_id: str
     state_hash: str
@@ -75,6 +76,7 @@ class PushJob:
     body: bytes
     token: str = ""
     fast: bool = True
+    digest: str = ""
 
 
 @dataclass(frozen=True)
@@ -228,7 +230,9 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if connection.get_execution_options().get("write") else "BEGIN")
+        # On the DBAPI cursor, as ingest's statements run: exec_driver_sql's execution context
+        # cost more than SQLite's BEGIN, once per group commit.
+        _raw(connection, "BEGIN IMMEDIATE" if connection.get_execution_options().get("write") else "BEGIN")
 
 
 class Store:
@@ -246,6 +250,7 @@ class Store:
             raise StoreError(f"database {self.safe_url}: {exc}") from None
         self.sqlite = self.engine.dialect.name == "sqlite"
         self._writer = threading.Lock() if self.sqlite else contextlib.nullcontext()
+        self._kept: Connection | None = None
         self.sql = _Statements(self.engine.dialect)
         if self.sqlite:
             _sqlite_setup(self.engine)
@@ -263,6 +268,10 @@ class Store:
             return self.url.split("@")[-1]
 
     def close(self) -> None:
+        with self._writer:
+            if self._kept is not None:
+                self._kept.close()
+                self._kept = None
         self.engine.dispose()
 
     @contextmanager
@@ -272,10 +281,28 @@ class Store:
         SQLite has one writer at a time: this server's threads queue on a lock in turn, instead
         of each polling the file lock in SQLite's busy handler (sleeps of up to 100 ms while a
         core sits idle); other processes on the file still wait in the busy handler."""
-        with self._writer, self.engine.connect() as connection:
-            connection.execution_options(write=True)
-            with connection.begin():
+        with self._writer, self._write_connection() as connection, connection.begin():
+            yield connection
+
+    @contextmanager
+    def _write_connection(self) -> Iterator[Connection]:
+        """SQLite: the one connection this server writes with, kept open (the writer lock lets
+        one thread at a time use it): checking a connection out of the pool and back in, with
+        its reset, cost twice the BEGIN and COMMIT of a group commit. Dropped if the database
+        invalidated it. PostgreSQL: a connection from the pool (pinged), as for reads."""
+        if not self.sqlite:
+            with self.engine.connect() as connection:
+                connection.execution_options(write=True)
                 yield connection
+            return
+        if self._kept is None:
+            self._kept = self.engine.connect().execution_options(write=True)
+        try:
+            yield self._kept
+        finally:
+            if self._kept.invalidated:
+                self._kept.close()
+                self._kept = None
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -367,7 +394,7 @@ class Store:
             slow = sorted(slow + fast)  # a retry among them, or raced by another server: each on its own
         else:
             for index in fast:
-                results[index] = Ingested(_unchanged(jobs[index].report_id))
+                results[index] = Ingested(_unchanged(jobs[index]))
         stored: dict[str, Any] = {}
         for index in slow:
             results[index] = self._push_one(connection, jobs[index], stored)
@@ -385,7 +412,7 @@ class Store:
                                          (self.sql.touch, [j for j in jobs if not j.token])):
                     if group and statement.run(connection, [_ids(j) for j in group]) != len(group):
                         raise _Raced
-                keyed = [_key_row(j.key, j.device_id, j.now, _unchanged(j.report_id)) for j in jobs if j.key]
+                keyed = [_key_row(j.key, j.device_id, j.now, _unchanged(j)) for j in jobs if j.key]
                 if keyed:
                     self.sql.insert[t.idempotency_keys.name].run(connection, keyed)
         except (_Raced, IntegrityError):
@@ -418,12 +445,14 @@ class Store:
         full ingest: `judged()` gives the verdicts, stored with the raw body."""
         ids = _ids(job)
         if job.fast and (self.sql.touch_enrolled if job.token else self.sql.touch).run(connection, ids):
-            return _unchanged(job.report_id)
+            return _unchanged(job)
         if job.token and not self.sql.token_live.rows(connection, ids)[0].live:
             raise TokenRevoked(f"device {job.device_id}: token replaced or revoked")
         verdicts = job.judged()
         response = self._store_verdicts(connection, verdicts, "push", job.now, job.report_id,
                                         lambda: job.body.decode("utf-8", "replace"))
+        if job.digest:
+            response["inventory_digest"] = job.digest
         if job.token and len(verdicts) > 1:  # a gateway's push: it reported the other devices
             connection.execute(_REPORTED, {"b_ids": [v.device.id for v in verdicts[1:]], "b_by": job.device_id})
         return response
@@ -613,30 +642,36 @@ def _savepoint(connection: Connection) -> Iterator[None]:
     """A SAVEPOINT on the transaction's own DBAPI connection, released on leaving, rolled back to
     on error (the error goes on; the database's own errors raised as SQLAlchemy's). Why not
     Connection.begin_nested: its bookkeeping cost 0.12 ms a push against 2 µs for the statements."""
-    def run(sql: str) -> None:
-        try:
-            with closing(connection.connection.cursor()) as cursor:
-                cursor.execute(sql)
-        except connection.dialect.loaded_dbapi.Error as exc:
-            raise DBAPIError.instance(sql, None, exc, connection.dialect.loaded_dbapi.Error) from None
-
-    run("SAVEPOINT push")
+    _raw(connection, "SAVEPOINT push")
     try:
         yield
     except BaseException:
-        run("ROLLBACK TO SAVEPOINT push")
-        run("RELEASE SAVEPOINT push")
+        _raw(connection, "ROLLBACK TO SAVEPOINT push")
+        _raw(connection, "RELEASE SAVEPOINT push")
         raise
-    run("RELEASE SAVEPOINT push")
+    _raw(connection, "RELEASE SAVEPOINT push")
+
+
+def _raw(connection: Connection, sql: str) -> None:
+    """Run one statement without parameters on the transaction's DBAPI cursor; the database's
+    errors raised as SQLAlchemy's."""
+    try:
+        with closing(connection.connection.cursor()) as cursor:
+            cursor.execute(sql)
+    except connection.dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, connection.dialect.loaded_dbapi.Error) from None
 
 
 class _Raced(Exception):
     """An unchanged push's row no longer matched inside the group's transaction."""
 
 
-def _unchanged(report_id: str) -> dict[str, Any]:
+def _unchanged(job: PushJob) -> dict[str, Any]:
     """The answer to a push that changed nothing."""
-    return {"report": report_id, "devices": 1, "changed": 0}
+    answer: dict[str, Any] = {"report": job.report_id, "devices": 1, "changed": 0}
+    if job.digest:
+        answer["inventory_digest"] = job.digest
+    return answer
 
 
 def _ids(job: PushJob) -> dict[str, Any]:
@@ -647,7 +682,7 @@ def _ids(job: PushJob) -> dict[str, Any]:
 
 def _key_row(key: str, device_id: str, now: float, response: dict[str, Any]) -> dict[str, Any]:
     """An idempotency key's row: the answer a retry gets again."""
-    return {"key": key, "device_id": device_id, "received": now, "response": json.dumps(response)}
+    return {"key": key, "device_id": device_id, "received": now, "response": t.json_text(response)}
 
 
 def _app_name(app: Any) -> str:

@@ -27,6 +27,8 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS dead (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, "
     "queued REAL NOT NULL, failed REAL NOT NULL, status INTEGER NOT NULL, reason TEXT NOT NULL, body BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS acknowledged (one INTEGER PRIMARY KEY CHECK (one = 1), inventory TEXT NOT NULL, "
+    "digest TEXT NOT NULL)",
 )
 
 
@@ -37,6 +39,15 @@ class Pending:
     id: str
     queued: float
     body: bytes
+
+
+@dataclass(frozen=True)
+class Acknowledged:
+    """What the receiver acknowledged of the last inventory pushed: the agent's own digest of that
+    inventory (`inventory`) and the receiver's (`digest`), sent in its place while it is unchanged."""
+
+    inventory: str
+    digest: str
 
 
 class Outbox:
@@ -88,9 +99,29 @@ class Outbox:
         rows = self._db.execute("SELECT id, queued, body FROM outbox ORDER BY seq").fetchall()
         return [Pending(id=r[0], queued=r[1], body=bytes(r[2])) for r in rows]
 
-    def delete(self, report_id: str) -> None:
-        """Remove a report the receiver has acknowledged."""
-        self._db.execute("DELETE FROM outbox WHERE id = ?", (report_id,))
+    def delete(self, report_id: str, acknowledged: Acknowledged | None = None) -> None:
+        """Remove a report the receiver has acknowledged, and in the same transaction remember
+        what it acknowledged of the report's inventory (None: nothing, forget the last)."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM outbox WHERE id = ?", (report_id,))
+            self._remember(acknowledged)
+
+    def acknowledged(self) -> Acknowledged | None:
+        """Return what the receiver acknowledged of the last inventory sent, if it answered a digest."""
+        row = self._db.execute("SELECT inventory, digest FROM acknowledged").fetchone()
+        return Acknowledged(row[0], row[1]) if row else None
+
+    def forget_acknowledged(self) -> None:
+        """Forget the acknowledged digest (the receiver no longer holds that inventory)."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._remember(None)
+
+    def _remember(self, acknowledged: Acknowledged | None) -> None:
+        self._db.execute("DELETE FROM acknowledged")
+        if acknowledged is not None:
+            self._db.execute("INSERT INTO acknowledged VALUES (1, ?, ?)", (acknowledged.inventory, acknowledged.digest))
 
     def dead_letter(self, report_id: str, status: int, reason: str) -> None:
         """Move a report the receiver refused for good out of the queue into the dead letters

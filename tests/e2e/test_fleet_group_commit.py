@@ -51,9 +51,11 @@ def test_pushes_arriving_together_share_a_transaction_and_a_hostile_one_is_refus
         with ThreadPoolExecutor(len(group)) as pool:
             answers: list[Future[requests.Response]] = []
             try:
-                for document in group:
+                for number, document in enumerate(group):
                     device = document["devices"][0]["id"]
                     answers.append(pool.submit(push, fleet, tokens[device], document))
+                    if number == 0:  # the writer takes it alone, and waits for the lock with it
+                        time.sleep(0.5)
                 wait_until(lambda: metric(fleet, "appban_fleet_ingest_queued") == len(group) - 1, timeout=30)
                 time.sleep(0.5)
                 assert not any(answer.done() for answer in answers)

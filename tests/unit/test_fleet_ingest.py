@@ -53,6 +53,12 @@ def test_without_inventory_the_findings_apps_are_rechecked() -> None:
     assert [a.id for a in inventory.apps] == ["tiktok-desktop"]
 
 
+def _without_inventory(**changes: object) -> dict:
+    document = report(**changes)
+    del document["inventory"]
+    return document
+
+
 HOSTILE = [
     ("not json", b"{nope", 400),
     ("binary", b"\xff\xfe\x00", 400),
@@ -69,6 +75,9 @@ HOSTILE = [
     ("bad inventory", body(report(inventory={"format": "nope"})), 422),
     ("bad app", body(report(inventory={"format": "appban.inventory/v1", "devices": [], "apps": [{"id": 1}]})), 422),
     ("apps not a list", body(report(inventory={"format": "appban.inventory/v1", "apps": "x"})), 422),
+    ("a digest with the inventory", body(report(inventory_digest="a" * 64)), 422),
+    ("a digest that is not hex", body({**_without_inventory(), "inventory_digest": "A" * 64}), 422),
+    ("a digest that is not text", body({**_without_inventory(), "inventory_digest": 7}), 422),
 ]
 
 
@@ -100,3 +109,21 @@ def test_json_the_fast_decoder_refuses_is_read_as_before(odd: bytes) -> None:
     pushed = read_report(data, "host-1")
     assert pushed.report_id == "r-1" and len(pushed.input_hash("policy")) == 64
     assert read_report(data, "host-1").input_hash("policy") == pushed.input_hash("policy")
+
+
+def test_a_report_naming_its_inventory_by_digest_hashes_as_the_whole_one() -> None:
+    """The differential push: the inventory's digest in place of the inventory gives the input
+    hash of the whole report, so the fleet sees it unchanged exactly when the whole one would be;
+    another digest, or other findings with the same digest, are another input."""
+    from agent.fleet.ingest import read_report
+
+    whole = read_report(body(report()), "host-1")
+    digest = whole.inventory_digest
+    named = read_report(body({**_without_inventory(), "inventory_digest": digest}), "host-1")
+    assert named.digest_only and not whole.digest_only and named.inventory_digest == digest
+    assert named.input_hash("policy") == whole.input_hash("policy")
+    other = read_report(body({**_without_inventory(), "inventory_digest": "0" * 64}), "host-1")
+    assert other.input_hash("policy") != whole.input_hash("policy")
+    changed = read_report(body({**_without_inventory(findings=[{"entry": "x"}]), "inventory_digest": digest}), "host-1")
+    assert changed.input_hash("policy") != whole.input_hash("policy")
+    assert read_report(body(_without_inventory()), "host-1").inventory_digest == ""
