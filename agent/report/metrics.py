@@ -81,7 +81,8 @@ def _report_families(snapshot: Snapshot, now: datetime) -> list[Family]:
 
 
 class SnapshotCollector:
-    """A collector (agent.exposition's protocol) that renders whatever snapshot `current()` returns."""
+    """What the endpoint renders on each scrape (agent.exposition's collector protocol): appban's metrics of
+    whatever snapshot `current()` returns, and no process metrics."""
 
     def __init__(self, current: Callable[[], Snapshot], clock: Callable[[], datetime]) -> None:
         self._current = current
@@ -89,8 +90,3 @@ class SnapshotCollector:
 
     def collect(self) -> Iterator[Family]:
         yield from families(self._current(), self._clock())
-
-
-def make_registry(current: Callable[[], Snapshot], clock: Callable[[], datetime]) -> SnapshotCollector:
-    """Return what the endpoint renders on each scrape: appban's metrics only (no process metrics)."""
-    return SnapshotCollector(current, clock)

@@ -113,9 +113,9 @@ class Endpoint(socketserver.ThreadingTCPServer):
     def collector(self) -> SnapshotCollector:
         """What /metrics renders, made at the first scrape: a service nobody scrapes does not
         load the metrics modules."""
-        from agent.report.metrics import make_registry
+        from agent.report.metrics import SnapshotCollector
 
-        return make_registry(self.snapshot, lambda: datetime.now(timezone.utc))
+        return SnapshotCollector(self.snapshot, lambda: datetime.now(timezone.utc))
 
     def process_request(self, request: socket.socket, client_address: tuple) -> None:
         """Start a handler thread, or drop the connection when MAX_CONNECTIONS are busy or its

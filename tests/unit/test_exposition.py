@@ -18,7 +18,7 @@ from agent import exposition
 from agent.exposition import Family, counter, gauge, render
 from agent.fleet.metrics import Counters
 from agent.fleet.metrics import families as fleet_families
-from agent.report.metrics import make_registry
+from agent.report.metrics import SnapshotCollector
 from agent.report.snapshot import Snapshot
 from tests.unit.test_service_pure import NOW, snapshot
 
@@ -137,7 +137,7 @@ def test_the_agents_and_the_fleets_metrics_are_what_prometheus_client_wrote_for_
     counters.group(3)
     facts = {"devices": [("host", True, False, 2), ("toaster", False, True, 1)], "by_entry": {"tiktok": 1},
              "oldest": {"tiktok": 50.0}, "by_group": {'grp "1"\\': 1}, "serials": {7: 2}, "drift": 1}
-    for collector in (make_registry(snapshot, lambda: NOW), make_registry(Snapshot, lambda: NOW),
+    for collector in (SnapshotCollector(snapshot, lambda: NOW), SnapshotCollector(Snapshot, lambda: NOW),
                       Listed(fleet_families(facts, counters, 100.0, 7))):
         text = render(collector)
         assert text == generate_latest(collector)

@@ -12,7 +12,7 @@ from agent.banlist.parse import parse_banlist
 from agent.commands.service import checkout_venv, exec_start, plan, systemd_quote
 from agent.model import App, BanListInfo, CollectorError, Device, Inventory
 from agent.scan import build_report
-from agent.report.metrics import families, make_registry
+from agent.report.metrics import SnapshotCollector, families
 from agent.service.server import ListenError, parse_listen
 from agent.report.snapshot import Snapshot
 
@@ -69,7 +69,7 @@ def test_before_the_first_scan_only_service_metrics() -> None:
 
 
 def test_registry_renders_text_format() -> None:
-    text = generate_latest(make_registry(snapshot, lambda: NOW)).decode()
+    text = generate_latest(SnapshotCollector(snapshot, lambda: NOW)).decode()
     assert '# TYPE appban_findings gauge' in text
     assert 'appban_findings{entry="tiktok",status="violation"} 1.0' in text
     assert "process_cpu_seconds_total" not in text
