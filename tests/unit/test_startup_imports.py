@@ -167,6 +167,26 @@ def test_a_check_never_calls_the_compile_builtin(tmp_path: Path) -> None:
     _modules_of_a_regular_install(code)
 
 
+def test_a_dpkg_check_compiles_no_version_or_guid_pattern(tmp_path: Path) -> None:
+    """agent.versions' four patterns and agent.platform.identity's GUID patterns are compiled on
+    first use (a few hundred thousand instructions each): a check of the bundled list (no
+    version constraints), on a host without Windows or macOS volumes, compiles none of them."""
+    config = tmp_path / "agent.json"
+    config.write_text("{}")
+    banlist = REPO / "config" / "banlist.example.json"
+    code = ("import contextlib, io, re._compiler\ncompiled = []\nreal = re._compiler.compile\n"
+            "re._compiler.compile = lambda p, flags=0: compiled.append(p) or real(p, flags)\n"
+            "from agent import versions\nfrom agent.platform import identity\nfrom agent.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    verdict = main(['check', '--config', {str(config)!r}, '--banlist', {str(banlist)!r}, "
+            "'--source', 'dpkg'])\n"
+            "assert verdict in (0, 1), verdict\n"
+            "lazy = {getattr(p, 'pattern', p) for p in (versions._TOKEN, versions._EPOCH, versions._CLAUSE,\n"
+            "        versions._RPM_TOKEN, identity._GUID, identity._IOREG_UUID)}\n"
+            "assert compiled and not lazy & set(compiled), lazy & set(compiled)\n")
+    _modules_of_a_regular_install(code)
+
+
 def _records_the_schema_builds() -> list[type]:
     import dataclasses
 
