@@ -187,6 +187,25 @@ def test_a_dpkg_check_compiles_no_version_or_guid_pattern(tmp_path: Path) -> Non
     _modules_of_a_regular_install(code)
 
 
+def test_a_dpkg_check_compiles_no_method_with_the_standard_dataclass_decorator(tmp_path: Path) -> None:
+    """The standard decorator compiles a class's methods when its module is imported (~1 M
+    instructions a class): the records a check defines are made by agent.records, and what is
+    not a record (schema's plans, a collector's result) does not use the decorator."""
+    config = tmp_path / "agent.json"
+    config.write_text("{}")
+    banlist = REPO / "config" / "banlist.example.json"
+    code = ("import contextlib, dataclasses, io\nmade = []\nreal = dataclasses._process_class\n"
+            "def counting(cls, init, repr, eq, *rest):\n"
+            "    if init or repr or eq:\n        made.append(cls.__qualname__)\n"
+            "    return real(cls, init, repr, eq, *rest)\n"
+            "dataclasses._process_class = counting\n"
+            "from agent.cli import main\nwith contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    verdict = main(['check', '--config', {str(config)!r}, '--banlist', {str(banlist)!r}, "
+            "'--source', 'dpkg'])\n"
+            "assert verdict in (0, 1), verdict\nassert not made, made\n")
+    _modules_of_a_regular_install(code)
+
+
 def _records_the_schema_builds() -> list[type]:
     import dataclasses
 
