@@ -60,6 +60,19 @@ def test_a_check_against_the_bundled_list_loads_no_yaml_network_or_mdm_code(tmp_
     assert not {"subprocess", "platform", "uuid", "socket", "difflib", "signal", "shutil"} & loaded
 
 
+def test_a_check_of_the_bundled_list_imports_it_rather_than_parsing_it(tmp_path: Path) -> None:
+    """The bundled list's Python twin makes its records (agent/banlist/source.bundled_banlist):
+    parsing its JSON (the decoder and the schema's plans of four classes) cost 5 % of a check."""
+    config = tmp_path / "agent.json"
+    config.write_text("{}")
+    code = ("import contextlib, io\nfrom agent.banlist import source\n"
+            "def refuse(*args, **kwargs):\n    raise AssertionError('parsed')\n"
+            "source.parse_banlist = refuse\nfrom agent.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    assert main(['check', '--config', {str(config)!r}, '--source', 'dpkg']) in (0, 1)\n")
+    assert "agent.bundled.banlist_example" in _modules_after(code)
+
+
 def test_a_full_check_loads_no_parser_of_a_system_that_is_not_here() -> None:
     code = ("import contextlib, io\nfrom agent.cli import main\nwith contextlib.redirect_stdout(io.StringIO()):\n"
             "    main(['check', '--root', '/nonexistent-root-for-test', '--format', 'json'])")
