@@ -6,15 +6,17 @@ each with `exec` when the class is defined; the ~40 classes every `appban check`
 frozen class with the standard options this module builds the same class — the same fields,
 `__dataclass_fields__`, `__match_args__`, parameters and behaviour — and compiles nothing up
 front: `__init__`, `__eq__` and `__hash__` are compiled (as the standard decorator writes them)
-the first time each is called, which for most records of a command is never; `__repr__`,
+the first time each is called, which for most records of a command is never (an `__init__`
+called with no arguments, a config section taking its defaults, stores them without compiling
+anything); `__repr__`,
 `__setattr__` and `__delattr__` are closures over the field names doing what the generated ones
 do (`Class(a=1, b='x')` with "..." for a recursive repr; FrozenInstanceError on assignment).
 
 Anything else (other options, a base that is a dataclass, fields with `init`, `repr`, `compare`,
 `hash` or `kw_only` set, ClassVar/InitVar/KW_ONLY annotations, methods the class defines
 itself, no docstring) goes to the standard decorator unchanged, so an unusual class is never
-built differently. The one visible difference: before a record's first instance,
-`inspect.signature` of its class shows `(*args, **kwargs)`.
+built differently. The one visible difference: before a record's first instance made with
+arguments, `inspect.signature` of its class shows `(*args, **kwargs)`.
 """
 
 from __future__ import annotations
