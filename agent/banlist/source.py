@@ -38,7 +38,7 @@ def bundled_banlist() -> BanList:
     It is taken from its Python twin, `agent.bundled.banlist_example` (written from the JSON by
     `scripts/banlist-json`; a test holds the two equal): importing that module's compiled form
     makes the records directly, without the JSON decoder or the schema's per-class plans, about
-    a sixth of what parsing the JSON cost every check of the bundled list (issue 14)."""
+    a seventh of what parsing the JSON cost every check of the bundled list (issue 14)."""
     from agent.bundled.banlist_example import BANLIST
 
     return BANLIST
