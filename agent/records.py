@@ -6,15 +6,17 @@ each with `exec` when the class is defined; the ~40 classes every `appban check`
 frozen class with the standard options this module builds the same class — the same fields,
 `__dataclass_fields__`, `__match_args__`, parameters and behaviour — and compiles nothing up
 front: `__init__`, `__eq__` and `__hash__` are compiled (as the standard decorator writes them)
-the first time each is called, which for most records of a command is never; `__repr__`,
+the first time each is called, which for most records of a command is never (an `__init__`
+called with no arguments, a config section taking its defaults, stores them without compiling
+anything); `__repr__`,
 `__setattr__` and `__delattr__` are closures over the field names doing what the generated ones
 do (`Class(a=1, b='x')` with "..." for a recursive repr; FrozenInstanceError on assignment).
 
 Anything else (other options, a base that is a dataclass, fields with `init`, `repr`, `compare`,
 `hash` or `kw_only` set, ClassVar/InitVar/KW_ONLY annotations, methods the class defines
 itself, no docstring) goes to the standard decorator unchanged, so an unusual class is never
-built differently. The one visible difference: before a record's first instance,
-`inspect.signature` of its class shows `(*args, **kwargs)`.
+built differently. The one visible difference: before a record's first instance made with
+arguments, `inspect.signature` of its class shows `(*args, **kwargs)`.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def _frozen_record(cls: type) -> type:
     fields = dataclasses.fields(cls)
     names = tuple(f.name for f in fields)
     methods: dict[str, Callable[..., Any]] = {
-        "__init__": _pending(cls, "__init__", lambda: _init(cls, fields)),
+        "__init__": _pending(cls, "__init__", lambda: _init(cls, fields), _defaults(cls, fields)),
         "__repr__": _repr(names),
         "__eq__": _pending(cls, "__eq__", lambda: _eq(names)),
         "__hash__": _pending(cls, "__hash__", lambda: _hash(names)),
@@ -97,32 +99,62 @@ def _frozen_record(cls: type) -> type:
 
 def _stub() -> types.CodeType:
     """Return the code of what a record's `__init__`, `__eq__` and `__hash__` are until first
-    called: compiled from a string once, as the standard decorator's methods are (agent.schema
-    takes `<string>` for "the generated __init__").
+    called (an `__init__` called with no arguments runs `__appban_defaults` instead, when set):
+    compiled from a string once, as the standard decorator's methods are (agent.schema takes
+    `<string>` for "the generated __init__").
 
     Why `exec` and not the `compile` builtin: the builtin's first call in a process sets up
     Python's AST node types (it accepts an AST as its source), ~1.5 ms of every start-up."""
     namespace: dict[str, Any] = {}
-    exec("def pending(self, *args, **kwargs):\n    return __appban_compile()(self, *args, **kwargs)\n",  # noqa: S102
-         {}, namespace)
+    exec("def pending(self, *args, **kwargs):\n"  # noqa: S102
+         "    if args or kwargs or __appban_defaults is None:\n"
+         "        return __appban_compile()(self, *args, **kwargs)\n"
+         "    __appban_defaults(self)\n", {}, namespace)
     return namespace["pending"].__code__
 
 
 _STUB = _stub()
 
 
-def _pending(cls: type, name: str, build: Callable[[], Callable[..., Any]]) -> Callable[..., Any]:
+def _pending(cls: type, name: str, build: Callable[[], Callable[..., Any]],
+             defaults: Callable[[Any], None] | None = None) -> Callable[..., Any]:
     """Return the method `name` of `cls` as a stand-in: its first call builds the real method
-    (`build`, which compiles it), puts it on the class in its place and runs it. Most records a
-    command defines are never compared or hashed, and a third are never made through __init__
-    (schema and build_record fill them directly), so most of them never pay for compiling."""
+    (`build`, which compiles it), puts it on the class in its place and runs it — except a call
+    without arguments when `defaults` is given, which `defaults` answers, leaving the stand-in.
+    Most records a command defines are never compared or hashed, and a third are never made
+    through __init__ (schema and build_record fill them directly), so most of them never pay for
+    compiling."""
     def compiled() -> Callable[..., Any]:
         method = build()
         method.__qualname__ = f"{cls.__qualname__}.{name}"
         setattr(cls, name, method)
         return method
 
-    return types.FunctionType(_STUB, {"__builtins__": __builtins__, "__appban_compile": compiled}, name)
+    return types.FunctionType(
+        _STUB, {"__builtins__": __builtins__, "__appban_compile": compiled, "__appban_defaults": defaults}, name)
+
+
+def _defaults(cls: type, fields: tuple[dataclasses.Field, ...]) -> Callable[[Any], None] | None:
+    """Return what the compiled `__init__` does when called with no arguments — store each
+    field's default in order, calling factories afresh, then run `__post_init__` — or None when
+    a field has no default (then the compiled one runs, and raises the standard TypeError).
+
+    Why: a record made with no arguments is a section of the config taking its defaults; a
+    check without a config file makes a dozen, and compiling each one's `__init__` for that
+    cost more than all the rest of making them."""
+    plan = []
+    for f in fields:
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            return None
+        plan.append((f.name, f.default, f.default_factory))
+    post_init = hasattr(cls, "__post_init__")
+    missing = dataclasses.MISSING
+
+    def defaults(self: Any) -> None:
+        self.__dict__.update({name: value if make is missing else make() for name, value, make in plan})
+        if post_init:
+            self.__post_init__()
+    return defaults
 
 
 def _compiled(source: str, bound: dict[str, Any]) -> Callable[..., Any]:

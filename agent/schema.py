@@ -16,6 +16,8 @@ import typing
 from datetime import date, datetime, timezone
 from typing import Any, Callable, Iterable, Literal, TypeVar, Union
 
+from agent.records import dataclass
+
 T = TypeVar("T")
 
 
@@ -124,7 +126,7 @@ def _build_in_order(cls: type[T], plan: _Plan, data: dict[str, Any], path: tuple
 Step = Callable[[Any, tuple[str | int, ...]], Any]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True)  # agent.records: the standard decorator would compile six methods at import
 class _Plan:
     """How to build one dataclass, worked out once per class: each init field's converter (type,
     pattern and check), default and factory. A 10,000-entry ban list has ~100,000 values;

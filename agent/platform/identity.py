@@ -22,8 +22,10 @@ CRYPTOGRAPHY_KEY = ("Microsoft", "Cryptography")
 """Where MachineGuid lives inside the SOFTWARE hive (HKLM\\SOFTWARE is the hive's root)."""
 
 _MACHINE_ID = re.compile(r"^[0-9a-f]{32}$")
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_IOREG_UUID = re.compile(r'"IOPlatformUUID"\s*=\s*"([^"]*)"')
+# Compiled by `re` on first use: only Windows and macOS volumes have these, and compiling them at
+# import was part of every check's start-up.
+_GUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_IOREG_UUID = r'"IOPlatformUUID"\s*=\s*"([^"]*)"'
 
 
 def parse_machine_id(text: str) -> str:
@@ -50,13 +52,13 @@ def read_machine_id(path: Path, root: Path = Path("/")) -> str:
 def parse_guid(value: object) -> str:
     """Given a registry value, return it as a lower-case GUID, or "" when it is not one."""
     text = str(value or "").strip().strip("\x00")
-    return text.lower() if _GUID.match(text) else ""
+    return text.lower() if re.match(_GUID, text) else ""
 
 
 def platform_uuid(ioreg_output: str) -> str:
     """Given `ioreg -rd1 -c IOPlatformExpertDevice` output, return IOPlatformUUID, or ""."""
-    found = _IOREG_UUID.search(ioreg_output)
-    return found.group(1) if found and _GUID.match(found.group(1)) else ""
+    found = re.search(_IOREG_UUID, ioreg_output)
+    return found.group(1) if found and re.match(_GUID, found.group(1)) else ""
 
 
 def hive_machine_guid(hive: Path, root: Path = Path("/")) -> str:

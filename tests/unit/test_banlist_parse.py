@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import timezone
 
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.banlist.parse import BanListError, parse_banlist
-from agent.banlist.source import bundled_bytes
+from agent.banlist.source import bundled_banlist, bundled_bytes
 from agent.model import Entry, Match, spelled
 
 MINIMAL = {
@@ -72,6 +73,28 @@ def test_bundled_json_is_the_yaml_people_edit() -> None:
     check = subprocess.run([sys.executable, str(folder / "scripts/banlist-json"), "--check"],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
+
+
+def _same(one: object, two: object) -> bool:
+    """Equal, of the same types all the way down, with the same spelling of folded identifiers
+    (a Folded tuple equals the plain tuple of its folded values)."""
+    if type(one) is not type(two):
+        return False
+    if dataclasses.is_dataclass(one):
+        return all(_same(getattr(one, f.name), getattr(two, f.name)) for f in dataclasses.fields(one))
+    if isinstance(one, tuple):
+        return (len(one) == len(two) and spelled(one) == spelled(two)  # type: ignore[arg-type]
+                and all(_same(a, b) for a, b in zip(one, two)))  # type: ignore[call-overload]
+    return one == two and repr(one) == repr(two)
+
+
+def test_a_check_of_the_bundled_list_gets_what_parsing_its_json_gives() -> None:
+    """A check imports the bundled list's Python twin (agent.bundled.banlist_example, written by
+    scripts/banlist-json, which the test above keeps up to date) instead of parsing the JSON."""
+    parsed = parse_banlist(bundled_bytes(), "bundled")
+    assert _same(bundled_banlist(), parsed)
+    assert any(spelled(e.match.names) != e.match.names for e in parsed.entries)  # folded ones are compared
+    assert not _same(dataclasses.replace(parsed, entries=parsed.entries[1:]), parsed)
 
 
 @pytest.mark.parametrize(

@@ -177,3 +177,18 @@ def test_records_built_in_bulk_are_the_records_built_one_by_one() -> None:
         assert all(type(app) is App and app.device == "local" for app in bulk)
     with pytest.raises(dataclasses.FrozenInstanceError):
         build_records(App, full)[0].id = "x"
+
+
+def test_a_record_made_without_arguments_takes_its_defaults_without_compiling() -> None:
+    """A config section made with no arguments gets its defaults (factories called afresh,
+    in field order, then __post_init__) from the stand-in, which stays in place."""
+    seen = []
+    body = lambda: {"a": 1, "b": dataclasses.field(default_factory=list), "c": "x",  # noqa: E731
+                    "__post_init__": lambda self: seen.append(dict(vars(self)))}
+    standard, ours = _pair(body, {"a": "int", "b": "list[int]", "c": "str"})
+    stub = ours.__dict__["__init__"]
+    one, two = ours(), ours()
+    assert ours.__dict__["__init__"] is stub
+    assert repr(one) == repr(standard()) and one == two and one.b is not two.b
+    assert seen[0] == seen[-1] == {"a": 1, "b": [], "c": "x"} and list(seen[0]) == ["a", "b", "c"]
+    assert ours(2) == ours(a=2) != one and ours.__dict__["__init__"] is not stub  # compiled now

@@ -60,6 +60,19 @@ def test_a_check_against_the_bundled_list_loads_no_yaml_network_or_mdm_code(tmp_
     assert not {"subprocess", "platform", "uuid", "socket", "difflib", "signal", "shutil"} & loaded
 
 
+def test_a_check_of_the_bundled_list_imports_it_rather_than_parsing_it(tmp_path: Path) -> None:
+    """The bundled list's Python twin makes its records (agent/banlist/source.bundled_banlist):
+    parsing its JSON (the decoder and the schema's plans of four classes) cost 5 % of a check."""
+    config = tmp_path / "agent.json"
+    config.write_text("{}")
+    code = ("import contextlib, io\nfrom agent.banlist import source\n"
+            "def refuse(*args, **kwargs):\n    raise AssertionError('parsed')\n"
+            "source.parse_banlist = refuse\nfrom agent.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    assert main(['check', '--config', {str(config)!r}, '--source', 'dpkg']) in (0, 1)\n")
+    assert "agent.bundled.banlist_example" in _modules_after(code)
+
+
 def test_a_full_check_loads_no_parser_of_a_system_that_is_not_here() -> None:
     code = ("import contextlib, io\nfrom agent.cli import main\nwith contextlib.redirect_stdout(io.StringIO()):\n"
             "    main(['check', '--root', '/nonexistent-root-for-test', '--format', 'json'])")
@@ -164,6 +177,45 @@ def test_a_check_never_calls_the_compile_builtin(tmp_path: Path) -> None:
             "from agent.cli import main\nwith contextlib.redirect_stdout(io.StringIO()):\n"
             f"    main(['check', '--config', {str(config)!r}, '--banlist', {str(banlist)!r}, '--source', 'dpkg'])\n"
             "assert not calls, calls\n")
+    _modules_of_a_regular_install(code)
+
+
+def test_a_dpkg_check_compiles_no_version_or_guid_pattern(tmp_path: Path) -> None:
+    """agent.versions' four patterns and agent.platform.identity's GUID patterns are compiled on
+    first use (a few hundred thousand instructions each): a check of the bundled list (no
+    version constraints), on a host without Windows or macOS volumes, compiles none of them."""
+    config = tmp_path / "agent.json"
+    config.write_text("{}")
+    banlist = REPO / "config" / "banlist.example.json"
+    code = ("import contextlib, io, re._compiler\ncompiled = []\nreal = re._compiler.compile\n"
+            "re._compiler.compile = lambda p, flags=0: compiled.append(p) or real(p, flags)\n"
+            "from agent import versions\nfrom agent.platform import identity\nfrom agent.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    verdict = main(['check', '--config', {str(config)!r}, '--banlist', {str(banlist)!r}, "
+            "'--source', 'dpkg'])\n"
+            "assert verdict in (0, 1), verdict\n"
+            "lazy = {getattr(p, 'pattern', p) for p in (versions._TOKEN, versions._EPOCH, versions._CLAUSE,\n"
+            "        versions._RPM_TOKEN, identity._GUID, identity._IOREG_UUID)}\n"
+            "assert compiled and not lazy & set(compiled), lazy & set(compiled)\n")
+    _modules_of_a_regular_install(code)
+
+
+def test_a_dpkg_check_compiles_no_method_with_the_standard_dataclass_decorator(tmp_path: Path) -> None:
+    """The standard decorator compiles a class's methods when its module is imported (~1 M
+    instructions a class): the records a check defines are made by agent.records, and what is
+    not a record (schema's plans, a collector's result) does not use the decorator."""
+    config = tmp_path / "agent.json"
+    config.write_text("{}")
+    banlist = REPO / "config" / "banlist.example.json"
+    code = ("import contextlib, dataclasses, io\nmade = []\nreal = dataclasses._process_class\n"
+            "def counting(cls, init, repr, eq, *rest):\n"
+            "    if init or repr or eq:\n        made.append(cls.__qualname__)\n"
+            "    return real(cls, init, repr, eq, *rest)\n"
+            "dataclasses._process_class = counting\n"
+            "from agent.cli import main\nwith contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    verdict = main(['check', '--config', {str(config)!r}, '--banlist', {str(banlist)!r}, "
+            "'--source', 'dpkg'])\n"
+            "assert verdict in (0, 1), verdict\nassert not made, made\n")
     _modules_of_a_regular_install(code)
 
 
