@@ -69,7 +69,7 @@ stray lines in the same pass is what proves no WANTED line was missed: counting 
 lines apart took seven more passes over the slice, a third of the parse."""
 
 
-def parse_status(data: bytes | str) -> list[App]:
+def parse_status(data: bytes | str, device: str = LOCAL_DEVICE) -> list[App]:
     """Given a dpkg status file, return one App per installed package (per architecture).
 
     A `Multi-Arch: same` package installed for two architectures gives two Apps; every package with
@@ -79,11 +79,12 @@ def parse_status(data: bytes | str) -> list[App]:
     at a time, each cut just before a `Package:` line: the rows of all 100,000 records of a large
     file at once would take more memory than the Apps themselves. Values are read as UTF-8 with
     bad bytes replaced, as decoding the whole file would (each starts and ends at an ASCII byte,
-    which UTF-8 never makes part of another character). Text is read as its UTF-8.
+    which UTF-8 never makes part of another character). Text is read as its UTF-8. The Apps are
+    on `device`.
     """
     if isinstance(data, str):
         data = data.encode("utf-8", "surrogatepass")
-    records = _Records()
+    records = _Records(device)
     with paused_gc():  # 100,000 records, no cycles: a third of the parse went to GC passes
         for buffer, start, end in _slices(data):
             records.add(_columns(buffer, start, end))
@@ -152,7 +153,8 @@ class _Records:
     and the records that share one share its answer, the same tuple of extra pairs included.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, device: str) -> None:
+        self.device = device
         self.apps: list[App] = []
         self._installed: dict[bytes, bool] = {}
         self._marks: dict[tuple[bytes, ...], Marks] = {}
@@ -170,9 +172,10 @@ class _Records:
         marks = list(compress(zip(arch, essential, multi_arch, priority), kept))
         for key in set(marks).difference(self._marks):
             self._marks[key] = _marks(*key)
+        device = self.device
         self.apps += build_records(App, [
             {"source": "dpkg", "id": name, "name": name, "version": number, "publisher": publisher, "path": "",
-             "user": "", "device": LOCAL_DEVICE, "aliases": (name + suffix,) if suffix else (), "sha256": "",
+             "user": "", "device": device, "aliases": (name + suffix,) if suffix else (), "sha256": "",
              "extra": extra}
             for name, number, publisher, (suffix, extra) in zip(
                 _texts(compress(package, kept)), _texts(compress(version, kept)),
@@ -221,7 +224,7 @@ class DpkgCollector:
         return None if exists(ctx.path(STATUS_FILE), root=ctx.root) else f"no dpkg database at {ctx.path(STATUS_FILE)}"
 
     def collect(self, ctx: Context) -> Collected:
-        return read_database(self.name, ctx.path(STATUS_FILE), parse_status, ctx.root)
+        return read_database(self.name, ctx.path(STATUS_FILE), lambda data: parse_status(data, ctx.device), ctx.root)
 
 
 def package_files(root: str, package: str, arch: str = "") -> list[str]:
