@@ -1,19 +1,20 @@
 """Installed Debian packages, read from dpkg's status database (no dpkg process needed).
 
 Reading `/var/lib/dpkg/status` directly works on a mounted image, needs no dpkg process, and gives
-the same answer as `dpkg-query`. On this project's benchmark (benchmarks/figures.py, synthetic
-databases of 10,000 and 100,000 packages) it takes about as long as `dpkg-query -W` takes to list
-them: the median of 13 rounds was 0.98-0.99x in CPU time in the last run on a loaded machine,
-1.10x in an earlier one, so "no slower" holds at the median, not in every round; on a machine's
-usual ~1,000 packages dpkg-query's process start dominates. Where the time goes: one regex match per record (a fifth),
-checking that those matches saw every field (a fifth), building the Apps (half), reading the
-file (the rest); cyclic GC is paused (agent/gcpause.py).
+the same answer as `dpkg-query`, in less time than `dpkg-query -W` takes to list the packages: on
+this project's benchmark (benchmarks/figures.py, synthetic databases of 10,000 and 100,000
+packages) 0.71-0.75x in CPU time, every round under 0.8x (2026-12-02, load average ~0.9); on a
+machine's usual ~1,000 packages dpkg-query's process start dominates. Where the time goes (100,000
+packages): one regex pass over the file that reads each record's first lines and finds any stray
+field line (a third), building the Apps (half), reading the file (a tenth); cyclic GC is paused
+(agent/gcpause.py).
 
 How: the file is read as bytes; a record laid out as dpkg writes it (fields in dpkg's order) is
 read by one match from its `Package:` line to its `Version:` line, so a record's description and
-file lists are never looked at, and counting each field's lines proves nothing was missed; a
-slice of the file where that fails (a file written by hand, fields out of order or twice) is read
-line by line, with the same result. Apps are built a slice at a time by columns (`_Records`).
+file lists cost a failed try per line, and the same pass finding no other line of a field read
+proves nothing was missed; a slice of the file where that fails (a file written by hand, fields
+out of order or twice) is read line by line, with the same result. Apps are built a slice at a
+time by columns (`_Records`).
 
 A package counts when its status's third word is `installed` (half-installed, half-configured,
 unpacked, triggers-pending, config-files and not-installed are not installed apps — the same rule
