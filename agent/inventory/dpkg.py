@@ -3,7 +3,7 @@
 Reading `/var/lib/dpkg/status` directly works on a mounted image, needs no dpkg process, and gives
 the same answer as `dpkg-query`, in less time than `dpkg-query -W` takes to list the packages: on
 this project's benchmark (benchmarks/figures.py, synthetic databases of 10,000 and 100,000
-packages) 0.71-0.75x in CPU time, every round under 0.8x (2026-12-02, load average ~0.9); on a
+packages) 0.71-0.77x in CPU time, every round under 0.8x (2026-12-02, load average 0.6-1.4); on a
 machine's usual ~1,000 packages dpkg-query's process start dominates. Where the time goes (100,000
 packages): one regex pass over the file that reads each record's first lines and finds any stray
 field line (a third), building the Apps (half), reading the file (a tenth); cyclic GC is paused
