@@ -119,3 +119,13 @@ def test_a_broken_database_is_one_error_and_other_collectors_still_run(tmp_path)
     assert [e.collector for e in inventory.errors] == ["dpkg"]
     assert "IsADirectoryError" in inventory.errors[0].message
     assert [a.name for a in inventory.apps] == ["WeChat"]
+
+
+def test_collected_packages_are_the_collectors_records_on_the_host(root):
+    """`collect` hands the host's id to the collector (Context.device): the records it returns
+    are the ones a copy onto the host would give."""
+    ctx = Context(root=root, live=False)
+    inventory = collect(ctx, ["dpkg"])
+    host = inventory.devices[0].id
+    assert host != "local"
+    assert list(inventory.apps) == [app.on_device(host) for app in DpkgCollector().collect(ctx).apps]
