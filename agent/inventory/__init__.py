@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Sequence
 
@@ -107,6 +108,7 @@ def collect(ctx: Context, sources: Sequence[str] = (), groups: Sequence[str] | N
     devices, errors and notes are). Such apps are on phones, never launchers or their owners, so
     folding launchers (inventory/dedupe.py) over the rest is what it would be over all."""
     host = local_device(ctx, groups)
+    ctx = replace(ctx, device=host.id)
     began = datetime.now(timezone.utc)
     devices: dict[str, Device] = {host.id: host}
     apps: list[App] = []

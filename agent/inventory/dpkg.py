@@ -1,19 +1,20 @@
 """Installed Debian packages, read from dpkg's status database (no dpkg process needed).
 
 Reading `/var/lib/dpkg/status` directly works on a mounted image, needs no dpkg process, and gives
-the same answer as `dpkg-query`. On this project's benchmark (benchmarks/figures.py, synthetic
-databases of 10,000 and 100,000 packages) it takes about as long as `dpkg-query -W` takes to list
-them: the median of 13 rounds was 0.98-0.99x in CPU time in the last run on a loaded machine,
-1.10x in an earlier one, so "no slower" holds at the median, not in every round; on a machine's
-usual ~1,000 packages dpkg-query's process start dominates. Where the time goes: one regex match per record (a fifth),
-checking that those matches saw every field (a fifth), building the Apps (half), reading the
-file (the rest); cyclic GC is paused (agent/gcpause.py).
+the same answer as `dpkg-query`, in less time than `dpkg-query -W` takes to list the packages: on
+this project's benchmark (benchmarks/figures.py, synthetic databases of 10,000 and 100,000
+packages) 0.71-0.77x in CPU time, every round under 0.8x (2026-12-02, load average 0.6-1.4); on a
+machine's usual ~1,000 packages dpkg-query's process start dominates. Where the time goes (100,000
+packages): one regex pass over the file that reads each record's first lines and finds any stray
+field line (a third), building the Apps (half), reading the file (a tenth); cyclic GC is paused
+(agent/gcpause.py).
 
 How: the file is read as bytes; a record laid out as dpkg writes it (fields in dpkg's order) is
 read by one match from its `Package:` line to its `Version:` line, so a record's description and
-file lists are never looked at, and counting each field's lines proves nothing was missed; a
-slice of the file where that fails (a file written by hand, fields out of order or twice) is read
-line by line, with the same result. Apps are built a slice at a time by columns (`_Records`).
+file lists cost a failed try per line, and the same pass finding no other line of a field read
+proves nothing was missed; a slice of the file where that fails (a file written by hand, fields
+out of order or twice) is read line by line, with the same result. Apps are built a slice at a
+time by columns (`_Records`).
 
 A package counts when its status's third word is `installed` (half-installed, half-configured,
 unpacked, triggers-pending, config-files and not-installed are not installed apps — the same rule
@@ -54,17 +55,22 @@ _DPKG_ORDER = (b"Essential", b"Protected", b"Status", b"Priority", b"Section", b
                b"Maintainer", b"Bugs", b"Architecture", b"Multi-Arch", b"Source", b"Version")
 """The fields dpkg writes after `Package:` and up to `Version:`, in the order it writes them
 (lib/dpkg/parse.c, `fieldinfos`); those it writes after Version are none of the WANTED."""
-_HEADER = re.compile(rb"\nPackage:[ \t]*([^\n]*)" + b"".join(
-    rb"(?:\n" + key + (rb":[ \t]*([^\n]*))?+" if key in WANTED else rb":[^\n]*)?+") for key in _DPKG_ORDER))
+_HEADER = re.compile(rb"\n(?:Package:[ \t]*([^\n]*)" + b"".join(
+    rb"(?:\n" + key + (rb":[ \t]*([^\n]*))?+" if key in WANTED else rb":[^\n]*)?+") for key in _DPKG_ORDER)
+    + rb"|(" + rb"|".join(WANTED[1:]) + rb"):)")
 """A record's lines from `Package:` to `Version:` as dpkg writes them, each line optional but
-Package, the WANTED values captured: one Row per match. Why: the regex engine's cost is per place
-it tries a match, and this pattern starts only at `Package:` lines (found as a string search
-finds them) where `_FIELD` starts at every line, so a record's Depends, Conffiles and Description
-are never looked at. Possessive (`?+`): a line taken is never given back, which nothing here
-needs, and the engine then keeps no state to backtrack to (40 % fewer instructions)."""
+Package, the WANTED values captured: one Row per match; or else a stray line, one that starts with
+a WANTED field outside such a run of lines, its key captured in a ninth group (b"" in a Row).
+Why: the regex engine's cost is per place it tries a match, and this pattern matches only at line
+starts (found as a string search finds a newline), taking a record's first lines at once where
+`_FIELD` takes each line, so a record's Depends, Conffiles and Description cost a failed try per
+line and no tuple. Possessive (`?+`): a line taken is never given back, which nothing here
+needs, and the engine then keeps no state to backtrack to (40 % fewer instructions). Finding the
+stray lines in the same pass is what proves no WANTED line was missed: counting each field's
+lines apart took seven more passes over the slice, a third of the parse."""
 
 
-def parse_status(data: bytes | str) -> list[App]:
+def parse_status(data: bytes | str, device: str = LOCAL_DEVICE) -> list[App]:
     """Given a dpkg status file, return one App per installed package (per architecture).
 
     A `Multi-Arch: same` package installed for two architectures gives two Apps; every package with
@@ -74,11 +80,12 @@ def parse_status(data: bytes | str) -> list[App]:
     at a time, each cut just before a `Package:` line: the rows of all 100,000 records of a large
     file at once would take more memory than the Apps themselves. Values are read as UTF-8 with
     bad bytes replaced, as decoding the whole file would (each starts and ends at an ASCII byte,
-    which UTF-8 never makes part of another character). Text is read as its UTF-8.
+    which UTF-8 never makes part of another character). Text is read as its UTF-8. The Apps are
+    on `device`.
     """
     if isinstance(data, str):
         data = data.encode("utf-8", "surrogatepass")
-    records = _Records()
+    records = _Records(device)
     with paused_gc():  # 100,000 records, no cycles: a third of the parse went to GC passes
         for buffer, start, end in _slices(data):
             records.add(_columns(buffer, start, end))
@@ -111,22 +118,14 @@ def _columns(data: bytes, start: int, end: int) -> Columns:
     """Return the Columns of the records in data[start:end], which starts at a `\nPackage:` line
     or at the start of the file ([] when it has no record).
 
-    Read as dpkg writes records (`_HEADER`) when that reading is sure to have seen every WANTED
-    line: when each field has as many values as the slice has lines starting with it (an empty
-    value counts as none, so it takes the other way). A record whose fields come in another order,
-    twice, or after a field dpkg does not write there, leaves one of its lines out of the count,
-    and the slice is read line by line (`_FIELD`) instead: same Rows, a little slower."""
+    Read as dpkg writes records (`_HEADER`) when that reading saw every WANTED line: when it found
+    no stray one. A record whose fields come in another order, twice, or after a field dpkg does
+    not write there, leaves one of its lines outside a record's match, and the slice is read line
+    by line (`_FIELD`) instead: same Rows, a little slower."""
     columns = list(zip(*_HEADER.findall(data, start, end)))
-    if columns and read_every_field(columns, data, start, end):
+    if columns and not any(columns.pop()):  # the last column holds the stray lines' keys
         return columns
     return list(zip(*_field_rows(data, start, end)))
-
-
-def read_every_field(columns: Columns, data: bytes, start: int, end: int) -> bool:
-    """Whether the Columns of what `_HEADER` found in data[start:end] hold every line there that
-    starts with a WANTED field (the `Package:` lines always start a match)."""
-    return all(len(values) - values.count(b"") == data.count(b"\n" + key + b":", start, end)
-               for key, values in zip(WANTED[1:], columns[1:]))
 
 
 def _field_rows(data: bytes, start: int, end: int) -> list[Row]:
@@ -155,7 +154,8 @@ class _Records:
     and the records that share one share its answer, the same tuple of extra pairs included.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, device: str) -> None:
+        self.device = device
         self.apps: list[App] = []
         self._installed: dict[bytes, bool] = {}
         self._marks: dict[tuple[bytes, ...], Marks] = {}
@@ -173,9 +173,10 @@ class _Records:
         marks = list(compress(zip(arch, essential, multi_arch, priority), kept))
         for key in set(marks).difference(self._marks):
             self._marks[key] = _marks(*key)
+        device = self.device
         self.apps += build_records(App, [
             {"source": "dpkg", "id": name, "name": name, "version": number, "publisher": publisher, "path": "",
-             "user": "", "device": LOCAL_DEVICE, "aliases": (name + suffix,) if suffix else (), "sha256": "",
+             "user": "", "device": device, "aliases": (name + suffix,) if suffix else (), "sha256": "",
              "extra": extra}
             for name, number, publisher, (suffix, extra) in zip(
                 _texts(compress(package, kept)), _texts(compress(version, kept)),
@@ -224,7 +225,7 @@ class DpkgCollector:
         return None if exists(ctx.path(STATUS_FILE), root=ctx.root) else f"no dpkg database at {ctx.path(STATUS_FILE)}"
 
     def collect(self, ctx: Context) -> Collected:
-        return read_database(self.name, ctx.path(STATUS_FILE), parse_status, ctx.root)
+        return read_database(self.name, ctx.path(STATUS_FILE), lambda data: parse_status(data, ctx.device), ctx.root)
 
 
 def package_files(root: str, package: str, arch: str = "") -> list[str]:

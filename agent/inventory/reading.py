@@ -64,23 +64,33 @@ class DanglingLinkError(FileNotFoundError):
     in an image to the host's files, or one a user planted); unlike a plain missing file, worth an error."""
 
 
+_CHUNK = 1024 * 1024
+"""Bytes asked for per read past the size `fstat` gave (a file that grew; /proc's files, size 0)."""
+
+
 def read_bytes(path: str | Path, limit: int = RECORD_LIMIT, *, root: str | Path = "/") -> bytes:
     """Given a path under `root`, return the bytes of the regular file there, at most `limit` of them.
 
     Raise UnsafeFileError when it is not a regular file, is larger than `limit` or is reached
     through a link that is refused, FileNotFoundError when it does not exist inside the root,
     IsADirectoryError for a folder, OSError if it cannot be read.
+
+    The first read asks for the size `fstat` gave, plus one byte to see a file that grew: the
+    whole file then comes in one bytes object, never copied again (read in 1 MiB chunks and
+    joined, dpkg's 4 MB status took 2.4 ms to read where one read takes 0.3).
     """
-    fd, _ = open_regular(path, limit, root=root)
+    fd, info = open_regular(path, limit, root=root)
     try:
         chunks = []
         left = limit + 1
+        size = info.st_size + 1 if info.st_size else _CHUNK
         while left > 0:
-            chunk = os.read(fd, min(left, 1024 * 1024))
+            chunk = os.read(fd, min(left, size))
             if not chunk:
                 break
             chunks.append(chunk)
             left -= len(chunk)
+            size = _CHUNK
     finally:
         os.close(fd)
     data = b"".join(chunks)

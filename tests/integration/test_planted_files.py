@@ -75,6 +75,13 @@ def test_reading_refuses_fifos_devices_and_oversized_files(tmp_path: Path) -> No
         read_bytes(tmp_path)
 
 
+@pytest.mark.skipif(not Path("/proc/version").exists(), reason="no /proc")
+def test_a_file_whose_size_fstat_does_not_know_is_read_whole() -> None:
+    """/proc's files say size 0: the read that asks for `fstat`'s size must not stop there."""
+    expected = Path("/proc/version").read_bytes()
+    assert expected and read_bytes("/proc/version") == expected
+
+
 def test_planted_launchers_cost_only_themselves(tmp_path: Path) -> None:
     apps = tmp_path / "home" / "eve" / ".local" / "share" / "applications"
     apps.mkdir(parents=True)

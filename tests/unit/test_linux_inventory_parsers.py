@@ -287,3 +287,11 @@ def test_dpkg_parser_gives_the_same_records_whatever_the_slice_size(lines: list[
         assert parse_status(text) == whole
     finally:
         dpkg.SLICE = saved
+
+
+@settings(max_examples=100)
+@given(st.lists(_dpkg_records(), max_size=8))
+def test_dpkg_records_built_on_a_device_are_the_local_ones_copied_onto_it(records: list[bytes]) -> None:
+    """`collect` passes the host's id (Context.device) so the records need no copy afterwards."""
+    data = b"\n\n".join(records) + b"\n"
+    assert parse_status(data, "host-1") == [app.on_device("host-1") for app in parse_status(data)]
