@@ -130,7 +130,8 @@ class AppImageCollector:
     live_only = False
 
     def unavailable(self, ctx: Context) -> str | None:
-        return None if _folders(ctx) else "none of the folders AppImages are kept in"
+        there = any(exists(folder, root=ctx.root, folder=True) for folder, _, _ in _folders(ctx))
+        return None if there else "none of the folders AppImages are kept in"
 
     def collect(self, ctx: Context) -> Collected:
         result = Collected()
@@ -151,7 +152,7 @@ class AppImageCollector:
 
 
 def _folders(ctx: Context) -> list[tuple[Path, int, str]]:
-    """Return (folder, depth, user) of every folder searched that exists under the root."""
+    """Return (folder, depth, user) of every folder searched, whether it is there or not: the
+    search skips one that is not (as `exists` would have), so nothing is looked up twice."""
     folders = [(ctx.path(d), depth, "") for d, depth in SYSTEM_DIRS]
-    folders += [(home / d, depth, user) for user, home in home_dirs(ctx) for d, depth in USER_DIRS]
-    return [(folder, depth, user) for folder, depth, user in folders if exists(folder, root=ctx.root, folder=True)]
+    return folders + [(home / d, depth, user) for user, home in home_dirs(ctx) for d, depth in USER_DIRS]
