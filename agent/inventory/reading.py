@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import operator
 import os
 import stat
 from pathlib import Path
@@ -162,25 +163,29 @@ def _listed(path: str | Path, root: str | Path, info: Callable[[os.DirEntry[str]
     name, leaving out entries removed while it was listed (`info` raising FileNotFoundError)."""
     if not _WALKS:
         with os.scandir(path) as entries:
-            return sorted(_known(entries, info))
+            return _known(entries, info)
     with _Walk(root) as walk:
         fd = walk.open_folder(_parts(path, root), str(path))
         try:
             with os.scandir(fd) as entries:  # an entry's stat is taken relative to `fd`: while it is open
-                return sorted(_known(entries, info))
+                return _known(entries, info)
         finally:
             os.close(fd)
 
 
 def _known(entries: Iterable[os.DirEntry[str]], info: Callable[[os.DirEntry[str]], _Info]) -> list[tuple[str, _Info]]:
-    """Return (name, info(entry)) of the entries still there when `info` looks at them."""
+    """Return (name, info(entry)) of the entries still there when `info` looks at them, by name
+    (sorted on the names alone: comparing (name, info) pairs costs twice as much)."""
     known = []
-    for entry in entries:
+    for entry in sorted(entries, key=_NAME):
         try:
             known.append((entry.name, info(entry)))
         except FileNotFoundError:
             continue
     return known
+
+
+_NAME = operator.attrgetter("name")
 
 
 def exists(path: str | Path, *, root: str | Path = "/", folder: bool = False) -> bool:
