@@ -19,7 +19,7 @@ import struct
 from pathlib import Path
 
 from agent.inventory.base import Collected, Context, home_dirs, record_error
-from agent.inventory.reading import exists, folder_entries, host_path, read_head
+from agent.inventory.reading import exists, folder_modes, host_path, read_head
 from agent.inventory.desktop import parse_desktop_entry
 from agent.log import log_event
 from agent.model import App, CollectorError
@@ -91,17 +91,17 @@ def _candidates(root: Path, folder: Path, depth: int, errors: list[CollectorErro
     that cannot be listed is one error in `errors`; its siblings are still searched."""
     files: list[Path] = []
     try:
-        entries = folder_entries(folder, root=root)
+        entries = folder_modes(folder, root=root)
     except (FileNotFoundError, NotADirectoryError):
         return files
     except OSError as exc:
         errors.append(CollectorError("appimage", f"{folder}: {exc.strerror or exc}"))
         return files
-    for name, info in entries:
-        if stat.S_ISREG(info.st_mode):
-            if name.lower().endswith(".appimage") or info.st_mode & 0o111:
+    for name, mode in entries:
+        if stat.S_ISREG(mode):
+            if name.lower().endswith(".appimage") or mode & 0o111:
                 files.append(folder / name)
-        elif depth > 1 and stat.S_ISDIR(info.st_mode) and name not in _SKIP_DIRS:
+        elif depth > 1 and stat.S_ISDIR(mode) and name not in _SKIP_DIRS:
             files.extend(_candidates(root, folder / name, depth - 1, errors))
     return files
 
@@ -130,7 +130,8 @@ class AppImageCollector:
     live_only = False
 
     def unavailable(self, ctx: Context) -> str | None:
-        return None if _folders(ctx) else "none of the folders AppImages are kept in"
+        there = any(exists(folder, root=ctx.root, folder=True) for folder, _, _ in _folders(ctx))
+        return None if there else "none of the folders AppImages are kept in"
 
     def collect(self, ctx: Context) -> Collected:
         result = Collected()
@@ -151,7 +152,7 @@ class AppImageCollector:
 
 
 def _folders(ctx: Context) -> list[tuple[Path, int, str]]:
-    """Return (folder, depth, user) of every folder searched that exists under the root."""
+    """Return (folder, depth, user) of every folder searched, whether it is there or not: the
+    search skips one that is not (as `exists` would have), so nothing is looked up twice."""
     folders = [(ctx.path(d), depth, "") for d, depth in SYSTEM_DIRS]
-    folders += [(home / d, depth, user) for user, home in home_dirs(ctx) for d, depth in USER_DIRS]
-    return [(folder, depth, user) for folder, depth, user in folders if exists(folder, root=ctx.root, folder=True)]
+    return folders + [(home / d, depth, user) for user, home in home_dirs(ctx) for d, depth in USER_DIRS]

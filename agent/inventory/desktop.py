@@ -144,13 +144,16 @@ class DesktopCollector:
     live_only = False
 
     def unavailable(self, ctx: Context) -> str | None:
-        return None if _folders(ctx) else "no applications folder"
+        there = any(exists(folder, root=ctx.root, folder=True) for folder, _ in _folders(ctx))
+        return None if there else "no applications folder"
 
     def collect(self, ctx: Context) -> Collected:
         result = Collected()
         for folder, user in _folders(ctx):
             try:
                 names = [name for name, _ in folder_entries(folder, root=ctx.root) if name.endswith(".desktop") and not name.startswith(".")]
+            except (FileNotFoundError, NotADirectoryError):  # no such folder here: what `exists` says no to
+                continue
             except OSError as exc:
                 result.errors.append(record_error(self.name, folder, exc))
                 continue
@@ -167,7 +170,7 @@ class DesktopCollector:
 
 
 def _folders(ctx: Context) -> list[tuple[Path, str]]:
-    """Return (folder, user) of every launcher folder that exists under the root."""
+    """Return (folder, user) of every launcher folder, whether it is there or not: collecting
+    skips one that is not (as `exists` would have), so nothing is looked up twice."""
     folders = [(ctx.path(d), "") for d in SYSTEM_DIRS]
-    folders += [(home / d, user) for user, home in home_dirs(ctx) for d in USER_DIRS]
-    return [(folder, user) for folder, user in folders if exists(folder, root=ctx.root, folder=True)]
+    return folders + [(home / d, user) for user, home in home_dirs(ctx) for d in USER_DIRS]

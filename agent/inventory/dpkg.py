@@ -249,25 +249,25 @@ def path_owners(ctx: Context, paths: Iterable[str]) -> dict[str, str]:
     """Given absolute paths on the device, return {path: package} for those a package installed.
 
     Why scan the lists rather than ask per path: dpkg keeps no reverse index, and one pass over
-    `info/*.list` answers any number of paths (as `dpkg -S` does internally). The lists of
-    packages named like one of the files (`vim-common` for `vim.desktop`) are read first, and the
-    scan stops once every path is placed: a file belongs to one package, so the order changes
-    nothing but how many of the ~1,000 lists are read.
+    `info/*.list` answers any number of paths (as `dpkg -S` does internally). The lists likeliest
+    to hold the paths not yet placed are read first (`_reading_order`), and the scan stops once
+    every path is placed: a file belongs to one package, so the order changes nothing but how
+    many of the ~1,000 lists are read (a handful, for a machine's launchers, where reading the
+    lists of every package named like any of them took ~70). A path that several lists name
+    (a diverted file is in the lists of the package and of its diverter) goes to the first read.
     """
     wanted = set(paths)
     found: dict[str, str] = {}
     info = ctx.path(INFO_DIR)
     if not wanted or not info.is_dir():
         return found
-    stems = {os.path.basename(path).partition(".")[0].casefold() for path in wanted} - {""}
-    lists = [entry for entry in os.scandir(info) if entry.name.endswith(".list")]
-    lists.sort(key=lambda entry: not _named_like(entry.name[:-5].partition(":")[0], stems))
-    for entry in lists:
-        package = entry.name[:-5].partition(":")[0]
+    lists = [name for name in os.listdir(info) if name.endswith(".list")]
+    for name in _reading_order(lists, wanted, found):
         try:
-            lines = read_text(entry.path, DATABASE_LIMIT, root=ctx.root).splitlines()
+            lines = read_text(os.path.join(info, name), DATABASE_LIMIT, root=ctx.root).splitlines()
         except OSError:
             continue
+        package = name[:-5].partition(":")[0]
         for line in wanted.intersection(lines):
             found.setdefault(line, package)
         if len(found) == len(wanted):
@@ -275,6 +275,63 @@ def path_owners(ctx: Context, paths: Iterable[str]) -> dict[str, str]:
     return found
 
 
-def _named_like(package: str, stems: set[str]) -> bool:
-    """Whether a package's name and one of the files' names contain each other."""
-    return any(stem in package or package in stem for stem in stems)
+def _reading_order(lists: list[str], wanted: set[str], found: dict[str, str]) -> Iterator[str]:
+    """Yield each of `lists` (`info/*.list` names) once: first, one at a time, the likeliest list
+    for the paths of `wanted` not yet in `found` (which the caller fills between yields), then
+    the rest in the folder's order.
+
+    The likeliest is the package named as a file (`vim` for vim.desktop, `python3.11` for
+    python3.11.desktop), then one named that plus `-…` (`vim-common`), then one whose name and a
+    file's contain each other. Asking again after each list lets a path placed stop drawing its
+    namesakes (the dozens of `python3-…` lists once python3.11.desktop is placed).
+    """
+    stems = {path: _stems(path) for path in wanted}
+    every_stem = set().union(*stems.values())
+    likely = {name: _ranks(package, every_stem) for name, package in _named_like(lists, every_stem)}
+    taken = set()
+    while likely:
+        unplaced = set().union(*(stems[path] for path in wanted if path not in found))
+        best = min(likely, key=lambda name: min((rank for stem, rank in likely[name].items() if stem in unplaced),
+                                                default=_UNLIKELY))
+        del likely[best]
+        taken.add(best)
+        yield best
+    yield from (name for name in lists if name not in taken)
+
+
+def _stems(path: str) -> set[str]:
+    """Return the names a package named for the file at `path` may have: `python3.11` and `python3`
+    for python3.11.desktop."""
+    base = os.path.basename(path).casefold()
+    return {os.path.splitext(base)[0], base.partition(".")[0]} - {""}
+
+
+_UNLIKELY = 3
+"""The rank of a list none of the unplaced files is named like."""
+
+
+def _named_like(lists: list[str], stems: set[str]) -> Iterator[tuple[str, str]]:
+    """Yield (list, package) of the lists whose package's name and a stem contain each other.
+
+    Why not `_ranks` for each: nearly no package is named like a launcher, and this test, with
+    the stems joined, costs one comparison per direction instead of a Python loop over the stems.
+    """
+    joined = "/".join(stems)  # no package name holds a "/": `package in joined` is "in one of the stems"
+    for name in lists:
+        package = name[:-5].partition(":")[0].casefold()
+        if package in joined or any(map(package.__contains__, stems)):
+            yield name, package
+
+
+def _ranks(package: str, stems: set[str]) -> dict[str, int]:
+    """Return {stem: rank} of each file stem the package is named like: 0 named as it, 1 named it
+    plus `-…`, 2 the two names contain each other."""
+    ranks: dict[str, int] = {}
+    for stem in stems:
+        if package == stem:
+            ranks[stem] = 0
+        elif package.startswith(f"{stem}-"):
+            ranks[stem] = 1
+        elif stem in package or package in stem:
+            ranks[stem] = 2
+    return ranks

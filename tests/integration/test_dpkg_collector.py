@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.inventory import collect
+from agent.inventory import collect, dpkg
 from agent.inventory.base import Context
 from agent.inventory.dpkg import _HEADER, DpkgCollector, package_files, path_owners
 from tests.conftest import require_tool
@@ -129,3 +129,65 @@ def test_collected_packages_are_the_collectors_records_on_the_host(root):
     host = inventory.devices[0].id
     assert host != "local"
     assert list(inventory.apps) == [app.on_device(host) for app in DpkgCollector().collect(ctx).apps]
+
+
+def _owners_from_every_list(root: Path) -> dict[str, set[str]]:
+    """{path: every package whose list names it}: what reading all of `info/*.list` gives."""
+    owners: dict[str, set[str]] = {}
+    for listed in (root / "var/lib/dpkg/info").glob("*.list"):
+        if listed.is_file():
+            for line in listed.read_text().splitlines():
+                owners.setdefault(line, set()).add(listed.name[:-5].partition(":")[0])
+    return owners
+
+
+def test_path_owners_answer_as_reading_every_list_does(tmp_path):
+    """Namesakes are read first and the scan stops early; the answer must still be what reading
+    every list gives: for a launcher in a `-common` package beside its namesake, one whose stem
+    has a dot (python3.11), one no namesake owns, a file nobody owns, a diverted file (in the
+    lists of its package and of the diverter: either may be named), next to an unreadable list."""
+    require_tool("dpkg-deb")
+    require_tool("dpkg-divert")
+    root = dpkg_root(tmp_path / "root")
+    apps = "/usr/share/applications"
+    install(root, *(build_deb(tmp_path, name, files=files) for name, files in (
+        ("viewer", {"/usr/bin/viewer": "#!/bin/sh\n"}),
+        ("viewer-common", {f"{apps}/viewer.desktop": "[Desktop Entry]\n"}),
+        ("viewer-data", {"/usr/share/viewer/data": "x\n"}),
+        ("tool2.1", {f"{apps}/tool2.1.desktop": "[Desktop Entry]\n"}),
+        ("tool2-extra", {"/usr/share/tool2/extra": "x\n"}),
+        ("zz-unrelated", {f"{apps}/other.desktop": "[Desktop Entry]\n"}),
+    )))
+    subprocess.run(["dpkg-divert", f"--root={root}", "--package", "zz-diverter", "--rename",
+                    "--divert", "/usr/bin/viewer.real", "--add", "/usr/bin/viewer"], check=True, capture_output=True, timeout=60)
+    install(root, build_deb(tmp_path, "zz-diverter", files={"/usr/bin/viewer": "#!/bin/sh\nexec viewer.real\n"}))
+    (root / "var/lib/dpkg/info/viewer-broken.list").mkdir()
+    paths = [f"{apps}/viewer.desktop", f"{apps}/tool2.1.desktop", f"{apps}/other.desktop", "/usr/bin/viewer",
+             "/usr/bin/nobody", "/usr/share/viewer/data"]
+    every = _owners_from_every_list(root)
+    assert every["/usr/bin/viewer"] == {"viewer", "zz-diverter"}
+    found = path_owners(Context(root=root, live=False), paths)
+    assert set(found) == {path for path in paths if path in every}
+    assert all(found[path] in every[path] for path in found)
+    assert {path: owner for path, owner in found.items() if len(every[path]) == 1} == {
+        f"{apps}/viewer.desktop": "viewer-common", f"{apps}/tool2.1.desktop": "tool2.1",
+        f"{apps}/other.desktop": "zz-unrelated", "/usr/share/viewer/data": "viewer-data"}
+
+
+def test_path_owners_read_only_namesakes_when_they_place_every_path(tmp_path, monkeypatch):
+    """Once a launcher is placed its namesakes are no longer read first: placing viewer.desktop
+    and tool2.1.desktop reads their packages' lists, not the other namesakes' (the point of the
+    order; on a real machine, dozens of `python3-…` lists for python3.11.desktop)."""
+    require_tool("dpkg-deb")
+    root = dpkg_root(tmp_path / "root")
+    apps = "/usr/share/applications"
+    names = ["viewer", "viewer-common", "viewer-data", "viewer-doc", "tool2.1", "tool2-extra", "tool2-more"]
+    files = {"viewer-common": {f"{apps}/viewer.desktop": "x\n"}, "tool2.1": {f"{apps}/tool2.1.desktop": "x\n"}}
+    install(root, *(build_deb(tmp_path, name, files=files.get(name, {f"/usr/share/{name}/f": "x\n"})) for name in names))
+    read: list[str] = []
+    real = dpkg.read_text
+    monkeypatch.setattr(dpkg, "read_text", lambda path, *args, **kwargs: read.append(Path(path).name) or real(path, *args, **kwargs))
+    found = path_owners(Context(root=root, live=False), [f"{apps}/viewer.desktop", f"{apps}/tool2.1.desktop"])
+    assert found == {f"{apps}/viewer.desktop": "viewer-common", f"{apps}/tool2.1.desktop": "tool2.1"}
+    assert set(read) <= {"viewer.list", "viewer-common.list", "viewer-data.list", "viewer-doc.list", "tool2.1.list"}
+    assert "tool2-extra.list" not in read and "tool2-more.list" not in read

@@ -390,3 +390,22 @@ def test_without_openat2_the_walk_alone_gives_the_same_answers(tmp_path: Path, s
     root.mkdir()
     host.mkdir()
     _check(root, host, ROWS[0], case, scratch)
+
+
+def test_launcher_and_appimage_folders_that_are_not_folders_are_skipped_without_an_error(tmp_path: Path) -> None:
+    """The desktop and AppImage collectors list each usual folder without asking first whether it
+    is there: what is not a folder (missing, a file, a link to nothing or out of the root, a link
+    to a file) is skipped as it was, no error, and a folder that is there is still read."""
+    root = tmp_path / "root"
+    (root / "usr/share/applications").mkdir(parents=True)
+    (root / "usr/share/applications/shared.desktop").write_bytes(_launcher(PUBLIC, tmp_path))
+    home = root / "home/eve"
+    (home / ".local/share").mkdir(parents=True)
+    (home / ".local/share/applications").write_text("not a folder\n")
+    (home / "Desktop").symlink_to("/media/usb/Desktop")
+    (home / "Downloads").symlink_to(str(tmp_path))
+    (home / "bin").symlink_to(".local/share/applications")
+    (home / "Applications").mkdir()
+    inventory = collect(Context(root=root, live=False), ["desktop", "appimage"])
+    assert [e.message for e in inventory.errors] == []
+    assert {a.name for a in inventory.apps} == {PUBLIC}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.inventory.process import process_app, proc_processes, psutil_processes, stat_fields, start_ticks
+from agent.inventory.process import _command_line, process_app, proc_processes, psutil_processes, stat_fields, start_ticks
 
 PROBE = """
 import json
@@ -122,3 +122,30 @@ def test_psutil_remains_the_reader_elsewhere() -> None:
     mine = {info["pid"]: info for info, _ in psutil_processes()}
     assert os.getpid() in mine and mine[os.getpid()]["uid"] == os.getuid()
     assert process_app(mine[os.getpid()], stat_fields(os.getpid())).path == os.path.realpath(sys.executable)
+
+
+def _text_mode_arguments(path: Path) -> list[str]:
+    """The arguments as the reader took them from a text-mode read of `cmdline` (psutil's way)."""
+    data = path.read_text(encoding=sys.getfilesystemencoding(), errors=sys.getfilesystemencodeerrors())
+    if not data:
+        return []
+    separator = "\x00" if data.endswith("\x00") else " "
+    arguments = (data[:-1] if data.endswith(separator) else data).split(separator)
+    if separator == "\x00" and len(arguments) == 1 and " " in arguments[0]:
+        arguments = arguments[0].split(" ")
+    return arguments
+
+
+@pytest.mark.parametrize("cmdline", [
+    b"/opt/very-long-program-name/bin/very-long-program-name\x00--flag\x00",
+    b"/opt/very-long-program-name-x --title rewritten with spaces",
+    b"/opt/very-long-program-name-\xff\xfe\x00a\rb\r\nc\x00",
+    b"/opt/very-long-program-name-" + b"y" * 200_000 + b"\x00",
+    b"\r\n\r",
+    b"",
+])
+def test_the_command_line_is_what_a_text_mode_read_gives(tmp_path: Path, cmdline: bytes) -> None:
+    """`cmdline` is read with descriptor calls, not a text-mode file: the arguments must be what
+    the text-mode read (psutil's) gave — bad bytes escaped, CR and CRLF as newlines, any length."""
+    (tmp_path / "cmdline").write_bytes(cmdline)
+    assert _command_line(str(tmp_path)) == _text_mode_arguments(tmp_path / "cmdline")
