@@ -13,14 +13,18 @@ import importlib
 import logging
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from agent.errors import UserError
 from agent import platform as host_platform
+from agent.inventory import preconditions
 from agent.inventory.base import Collected, Collector, Context
 from agent.inventory.dedupe import merge_launchers
 from agent.log import log_event
 from agent.model import LOCAL_DEVICE, App, CollectorError, Device, Inventory
+
+if TYPE_CHECKING:
+    from agent.inventory.preconditions import Precondition
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +48,16 @@ COLLECTORS: tuple[tuple[str, str], ...] = (
 )
 """(source name, "module:class") in the order collectors run."""
 
+PRECONDITIONS: dict[str, Precondition] = {
+    "windows": preconditions.WINDOWS,
+    "macos": preconditions.MACOS,
+    "android": preconditions.gateway_mode,
+    "ios": preconditions.gateway_mode,
+    **{name: preconditions.mdm_configured(name) for name in ("amapi", "intune", "jamf")},
+}
+"""source name -> what it needs before it can run, asked before its module is imported when the
+source was not named (the collector's own `unavailable` asks the same first)."""
+
 
 @functools.cache
 def load_collector(name: str) -> Collector:
@@ -66,11 +80,17 @@ def select(sources: Sequence[str]) -> list[Collector]:
 
     Raise UnknownSourceError naming the first unknown source.
     """
+    return [load_collector(name) for name in selected_names(sources)]
+
+
+def selected_names(sources: Sequence[str]) -> list[str]:
+    """Return the names of the collectors `sources` selects (all when empty), in registry order,
+    without importing any; raise UnknownSourceError naming the first unknown source."""
     known = collector_names()
     for name in sources:
         if name not in known:
             raise UnknownSourceError(f"unknown source {name!r} (known: {', '.join(known)})")
-    return [load_collector(name) for name in known if not sources or name in sources]
+    return [name for name in known if not sources or name in sources]
 
 
 def local_device(ctx: Context, groups: Sequence[str] | None = None) -> Device:
@@ -115,11 +135,14 @@ def collect(ctx: Context, sources: Sequence[str] = (), groups: Sequence[str] | N
     errors: list[CollectorError] = []
     notes: list[str] = []
     ran = 0
-    collectors = select(sources)
+    names = selected_names(sources)
     if not ctx.root.is_dir():
         return Inventory(devices=(host,), apps=(), errors=(CollectorError("inventory", f"root {ctx.root}: not a folder"),),
                          collected_at=began)
-    for collector in collectors:
+    for name in names:
+        if not sources and _unmet(name, ctx, errors):
+            continue
+        collector = load_collector(name)
         if collector.live_only and not ctx.live:
             if sources:
                 reason = f"reads the running system, not {ctx.root}"
@@ -128,7 +151,7 @@ def collect(ctx: Context, sources: Sequence[str] = (), groups: Sequence[str] | N
         try:
             reason = collector.unavailable(ctx)
         except Exception as exc:  # noqa: BLE001 - as in _run: one broken collector never stops the others
-            errors.append(_failed(collector, exc))
+            errors.append(_failed(collector.name, exc))
             continue
         if reason is not None:
             log_event(logger, logging.INFO, "collector.unavailable", collector=collector.name, reason=reason)
@@ -152,12 +175,27 @@ def collect(ctx: Context, sources: Sequence[str] = (), groups: Sequence[str] | N
     )
 
 
+def _unmet(name: str, ctx: Context, errors: list[CollectorError]) -> bool:
+    """Say whether collector `name`, not asked for by name, cannot run here by its precondition:
+    then it is skipped quietly, as its own `unavailable` would have it, without importing its
+    module. A precondition that raises is that collector's one error, as in _run."""
+    check = PRECONDITIONS.get(name)
+    try:
+        reason = check(ctx) if check is not None else None
+    except Exception as exc:  # noqa: BLE001 - one broken collector never stops the others
+        errors.append(_failed(name, exc))
+        return True
+    if reason is not None:
+        log_event(logger, logging.INFO, "collector.unavailable", collector=name, reason=reason)
+    return reason is not None
+
+
 def _run(collector: Collector, ctx: Context) -> Collected:
     """Run one collector; any failure becomes one CollectorError so the others still run."""
     try:
         result = collector.collect(ctx)
     except Exception as exc:  # noqa: BLE001 - a broken collector must never stop the others
-        return Collected(errors=[_failed(collector, exc)])
+        return Collected(errors=[_failed(collector.name, exc)])
     return _logged(result)
 
 
@@ -173,7 +211,7 @@ def _run_pages(collector: Any, ctx: Context, host: str, stream: Callable[[Iterab
             kept.errors += page.errors
             kept.notes += page.notes
     except Exception as exc:  # noqa: BLE001 - as in _run
-        kept.errors.append(_failed(collector, exc))
+        kept.errors.append(_failed(collector.name, exc))
     kept.notes = list(dict.fromkeys(kept.notes))
     return _logged(kept)
 
@@ -186,8 +224,8 @@ def _logged(result: Collected) -> Collected:
     return result
 
 
-def _failed(collector: Collector, exc: Exception) -> CollectorError:
-    """Return the one error a collector that raised becomes, and log it."""
+def _failed(name: str, exc: Exception) -> CollectorError:
+    """Return the one error collector `name` that raised becomes, and log it."""
     message = " ".join(f"{type(exc).__name__}: {exc}".split())
-    log_event(logger, logging.ERROR, "collector.failed", collector=collector.name, error=message)
-    return CollectorError(collector.name, message)
+    log_event(logger, logging.ERROR, "collector.failed", collector=name, error=message)
+    return CollectorError(name, message)

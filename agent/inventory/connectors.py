@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from agent.config import MdmConfig
 from agent.inventory.base import Collected, Context
+from agent.inventory.preconditions import mdm_configured
 
 if TYPE_CHECKING:
     from agent.inventory.api import Connector
@@ -43,7 +44,7 @@ class ConnectorCollector:
     live_only = True
 
     def unavailable(self, ctx: Context) -> str | None:
-        return None if getattr(ctx.config.mdm, self.name) is not None else f"mdm.{self.name} is not configured"
+        return mdm_configured(self.name)(ctx)
 
     def collect(self, ctx: Context) -> Collected:
         from agent.inventory.api import drain

@@ -12,6 +12,7 @@ import logging
 from typing import Callable, Mapping, Sequence, TypeVar
 
 from agent.inventory.base import Collected, Context
+from agent.inventory.preconditions import gateway_mode
 from agent.log import log_event
 from agent.model import CollectorError
 from agent.runner import CommandError
@@ -23,8 +24,9 @@ T = TypeVar("T")
 
 def gateway_unavailable(ctx: Context, programs: Sequence[str]) -> str | None:
     """Return why a phone collector cannot run: gateway mode off, or a tool missing; else None."""
-    if not ctx.config.gateway.enabled:
-        return "gateway mode is off (set gateway.enabled: true)"
+    off = gateway_mode(ctx)
+    if off is not None:
+        return off
     missing = [p for p in programs if not ctx.runner.which(p)]
     return f"not installed: {', '.join(missing)}" if missing else None
 

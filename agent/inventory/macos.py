@@ -9,11 +9,11 @@ Users are found by their folders under /Users, so people who are not logged on c
 from __future__ import annotations
 
 import stat
-import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 from agent.inventory.base import Collected, Context, record_error
+from agent.inventory.preconditions import MACOS
 from agent.inventory.reading import DanglingLinkError, exists, folder_entries, read_bytes
 from agent.model import App, CollectorError
 
@@ -135,7 +135,7 @@ class MacosCollector:
 
     def unavailable(self, ctx: Context) -> str | None:
         if ctx.live:
-            return None if sys.platform == "darwin" else "not a macOS system (use --root DIR for a mounted macOS volume)"
+            return MACOS(ctx)
         if not any(exists(ctx.path(m), root=ctx.root) for m in MARKERS):
             return f"no macOS volume at {ctx.root} (no Applications folder or SystemVersion.plist)"
         return None

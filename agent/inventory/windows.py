@@ -15,12 +15,12 @@ from __future__ import annotations
 import importlib.util
 import re
 import stat
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from agent.inventory.base import Collected, Context
+from agent.inventory.preconditions import WINDOWS
 from agent.inventory.reading import DATABASE_LIMIT, exists, folder_entries, open_regular, read_bytes
 from agent.model import App, CollectorError
 from agent.records import dataclass
@@ -469,7 +469,7 @@ class WindowsCollector:
 
     def unavailable(self, ctx: Context) -> str | None:
         if ctx.live:
-            return None if sys.platform == "win32" else "not a Windows system (use --root DIR for a mounted Windows volume)"
+            return WINDOWS(ctx)
         if find_path(ctx.root, *SOFTWARE_HIVE, root=ctx.root) is None and find_path(ctx.root, "Users", root=ctx.root) is None:
             return f"no Windows volume at {ctx.root} (no Windows/System32/config/SOFTWARE or Users folder)"
         if importlib.util.find_spec("regipy") is None:  # optional where the OS has no package of it (Debian)

@@ -81,6 +81,19 @@ def test_a_full_check_loads_no_parser_of_a_system_that_is_not_here() -> None:
     assert not {"platform", "uuid", "difflib"} & loaded
 
 
+def test_a_live_full_check_imports_no_collector_that_its_precondition_rules_out(tmp_path: Path) -> None:
+    """On Linux, with no gateway and no MDM configured, the Windows, macOS, phone and MDM
+    collectors are ruled out by agent/inventory/preconditions.py before their modules load."""
+    config = tmp_path / "agent.json"
+    config.write_text("{}")
+    code = ("import contextlib, io\nfrom agent.cli import main\nwith contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    main(['check', '--config', {str(config)!r}, '--format', 'json'])")
+    loaded = _modules_after(code)
+    assert "agent.inventory.dpkg" in loaded and "agent.inventory.preconditions" in loaded
+    assert not {"agent.inventory.windows", "agent.inventory.macos", "agent.inventory.android", "agent.inventory.ios",
+                "agent.inventory.gateway", "agent.inventory.connectors"} & loaded
+
+
 def test_a_live_check_lists_processes_without_psutil() -> None:
     """On Linux the process collector reads /proc itself (agent.inventory.process)."""
     code = ("import contextlib, io\nfrom agent.cli import main\nwith contextlib.redirect_stdout(io.StringIO()):\n"

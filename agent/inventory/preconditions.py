@@ -1,0 +1,53 @@
+"""What a collector needs before it can run at all, checked without importing the collector.
+
+A check with no `--source` asks every registered collector whether it can run here. Importing
+the Windows, macOS, phone and MDM collectors only to hear "not this system", "gateway mode is
+off" or "not configured" cost a Linux check about a quarter of its instructions, so those first
+answers live here, in a module that imports nothing heavy: the registry (agent/inventory) asks
+them before it imports a collector that was not asked for by name, and each collector's
+`unavailable` starts with the same function, so the two cannot disagree.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Callable
+
+    from agent.inventory.base import Context
+
+    Precondition = Callable[[Context], str | None]
+    """Return why a collector cannot run in this context, or None when it might (a type for
+    checkers only: made at run time it would compile its forward references at every start)."""
+
+
+def running_system(platform: str, label: str) -> Precondition:
+    """A collector of an OS's own records: on the running system only that OS has them; a
+    mounted volume (--root) is the collector's own question."""
+
+    def check(ctx: Context) -> str | None:
+        if ctx.live and sys.platform != platform:
+            return f"not a {label} system (use --root DIR for a mounted {label} volume)"
+        return None
+
+    return check
+
+
+def gateway_mode(ctx: Context) -> str | None:
+    """The phone collectors run only on a host configured as a gateway."""
+    return None if ctx.config.gateway.enabled else "gateway mode is off (set gateway.enabled: true)"
+
+
+def mdm_configured(name: str) -> Precondition:
+    """An MDM connector runs only when its `mdm.<name>` block is configured."""
+
+    def check(ctx: Context) -> str | None:
+        return None if getattr(ctx.config.mdm, name) is not None else f"mdm.{name} is not configured"
+
+    return check
+
+
+WINDOWS = running_system("win32", "Windows")
+MACOS = running_system("darwin", "macOS")

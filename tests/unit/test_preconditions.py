@@ -1,0 +1,47 @@
+"""The preconditions the registry asks before importing a collector (agent/inventory/preconditions.py)
+say what the collector's own `unavailable` says, and a source named on the command line still gets
+the collector's own answer."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from agent.config import Config, GatewayConfig
+from agent.inventory import PRECONDITIONS, collect, load_collector
+from agent.inventory.base import Context
+
+
+def _contexts() -> list[Context]:
+    gateway_on = Config(gateway=GatewayConfig(enabled=True))
+    return [Context(live=True), Context(live=True, config=gateway_on)]
+
+
+@pytest.mark.parametrize("name", sorted(PRECONDITIONS))
+def test_a_precondition_that_rules_a_collector_out_gives_the_collectors_own_reason(name: str) -> None:
+    for ctx in _contexts():
+        reason = PRECONDITIONS[name](ctx)
+        if reason is not None:
+            assert load_collector(name).unavailable(ctx) == reason
+
+
+def test_off_this_os_the_os_collectors_are_ruled_out_and_named_ones_still_say_why() -> None:
+    ctx = Context(live=True)
+    if sys.platform == "linux":
+        assert PRECONDITIONS["windows"](ctx) and PRECONDITIONS["macos"](ctx)
+        assert PRECONDITIONS["android"](ctx) == "gateway mode is off (set gateway.enabled: true)"
+        assert PRECONDITIONS["intune"](ctx) == "mdm.intune is not configured"
+    inventory = collect(ctx, ["windows", "intune"])
+    assert {e.collector for e in inventory.errors} >= {"windows", "intune"}
+    assert any("not a Windows system" in e.message for e in inventory.errors)
+
+
+def test_a_precondition_that_raises_is_that_collectors_one_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(ctx: Context) -> str | None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(PRECONDITIONS, "windows", broken)
+    inventory = collect(Context(live=True), [])
+    assert [e.message for e in inventory.errors if e.collector == "windows"] == ["RuntimeError: boom"]
+    assert inventory.apps  # the other collectors still ran
