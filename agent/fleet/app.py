@@ -378,8 +378,34 @@ async def healthz(request: Request) -> Response:
     return Response("ok\n", media_type="text/plain")
 
 
-def make_app(fleet: Fleet) -> Starlette:
-    """Return the ASGI application serving `fleet`."""
+PUSH_PATH = "/v1/reports"
+ASGI = Callable[[dict[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+
+
+def push_first(app: Starlette, reports: Callable[[Request], Awaitable[Response]]) -> ASGI:
+    """Return an ASGI application that hands `POST /v1/reports` straight to `reports` and every
+    other request (and the lifespan) to `app`.
+
+    Why: pushes are nearly all of a fleet's requests, and Starlette's two exception middlewares
+    and its router (a regular expression per route until one matches, a handler wrapper building
+    the request) cost about a fifth of what the server spent on an unchanged push. The push
+    handler catches every refusal it makes itself; anything else it raises is answered 500 and
+    logged by uvicorn, as Starlette's error middleware would. The route stays in `app` too, so
+    other methods still get Starlette's 405."""
+
+    async def dispatch(scope: dict[str, Any], receive: Callable[[], Awaitable[Any]],
+                       send: Callable[[Any], Awaitable[None]]) -> None:
+        if scope["type"] == "http" and scope["path"] == PUSH_PATH and scope["method"] == "POST":
+            response = await reports(Request(scope, receive))
+            await response(scope, receive, send)
+        else:
+            await app(scope, receive, send)
+
+    return dispatch
+
+
+def make_app(fleet: Fleet) -> ASGI:
+    """Return the ASGI application serving `fleet` (pushes first, then Starlette's routes)."""
     ingest = Ingest(fleet)
 
     @contextlib.asynccontextmanager
@@ -387,12 +413,13 @@ def make_app(fleet: Fleet) -> Starlette:
         yield
         await run_in_threadpool(ingest.commits.close)  # uvicorn has answered every request by now
 
-    return Starlette(lifespan=lifespan, routes=[
+    starlette = Starlette(lifespan=lifespan, routes=[
         Route("/healthz", healthz),
         Route("/v1/enroll", ingest.enroll, methods=["POST"]),
-        Route("/v1/reports", ingest.reports, methods=["POST"]),
+        Route(PUSH_PATH, ingest.reports, methods=["POST"]),
         metrics_route(fleet),
         *admin_routes(fleet),
         *api_routes(fleet),
         *web.routes(fleet),
     ])
+    return push_first(starlette, ingest.reports)

@@ -144,12 +144,14 @@ class _Statements:
         fields = {"status": b("b_status"), "matched_by": b("b_matched_by"), "app": b("b_app")}
         e = t.enrollments
         live = exists().where(e.c.device_id == b("b_id"), e.c.token_hash == b("b_token"), e.c.revoked_at.is_(None))
-        touch = (update(d).where(device, d.c.state_hash == b("b_hash"))
+        # Never twice for one report: a sighting stores no idempotency key, its report id is its key.
+        touch = (update(d).where(device, d.c.state_hash == b("b_hash"), d.c.last_report_id != b("b_report"))
                  .values(last_seen=b("b_now"), reports=d.c.reports + 1, last_report_id=b("b_report")))
+        last = exists().where(device, d.c.last_report_id == b("b_report"), b("b_report") != "")
         statements = {
             "touch": touch,
             "touch_enrolled": touch.where(live),  # the device token is checked in the same statement
-            "token_live": select(live.label("live")),
+            "token_live": select(live.label("live"), last.label("last")),
             "device": select(d.c.state_hash, d.c.groups).where(device),
             "seen": update(d).where(device).values(**seen),
             "device_update": update(d).where(device).values(**seen, **fields_of_device),
@@ -175,8 +177,9 @@ class _Statements:
 
     def among(self, name: str, count: int) -> _Compiled:
         """A group's lookup for `count` ids (b_0 …), compiled once per size: `keys` (idempotency
-        keys stored, with their answers) or `state` (rows ("hash", device, state hash) and
-        ("token", device, live token hash): one statement, one round trip for the group)."""
+        keys stored, with their answers) or `state` (rows ("hash", device, state hash), ("token",
+        device, live token hash) and ("last", device, last report id): one statement, one round
+        trip for the group)."""
         compiled = self._among.get((name, count))
         if compiled is None:
             ids = [bindparam(f"b_{n}") for n in range(count)]
@@ -185,7 +188,8 @@ class _Statements:
                 select(literal("hash").label("what"), d.c.id.label("device"), d.c.state_hash.label("value"))
                 .where(d.c.id.in_(ids)),
                 select(literal("token"), e.c.device_id, e.c.token_hash).where(e.c.device_id.in_(ids),
-                                                                              e.c.revoked_at.is_(None)))
+                                                                              e.c.revoked_at.is_(None)),
+                select(literal("last"), d.c.id, d.c.last_report_id).where(d.c.id.in_(ids)))
             compiled = self._among[(name, count)] = _Compiled(statement, self.dialect)
         return compiled
 
@@ -380,13 +384,14 @@ class Store:
         rows = self._among(connection, "state", list(dict.fromkeys(job.device_id for job in jobs)))
         hashes = {(row.device, row.value) for row in rows if row.what == "hash"}
         live = {(row.device, row.value) for row in rows if row.what == "token"}
+        last = {(row.device, row.value) for row in rows if row.what == "last"}
         devices, keys = Counter(job.device_id for job in jobs), Counter(job.key for job in jobs)
         fast, slow = [], []
         for index, job in enumerate(jobs):
             if job.token and (job.device_id, job.token) not in live:  # also a retry: a dead token gets nothing
                 results[index] = TokenRevoked(f"device {job.device_id}: token replaced or revoked")
             elif job.fast and devices[job.device_id] == 1 and keys[job.key] == 1 and (
-                    (job.device_id, job.state_hash) in hashes):
+                    (job.device_id, job.state_hash) in hashes) and (job.device_id, job.report_id) not in last:
                 fast.append(index)
             else:
                 slow.append(index)
@@ -403,19 +408,23 @@ class Store:
         return self.sql.among(name, len(ids)).rows(connection, {f"b_{n}": v for n, v in enumerate(ids)}) if ids else []
 
     def _sight(self, connection: Connection, jobs: list[PushJob]) -> bool:
-        """Record unchanged pushes: one executemany each to move the sightings and record the
-        keys, in a SAVEPOINT; return False (nothing kept) when a key was stored before (a retry)
-        or a row no longer matched (another server changed the device or the token meanwhile)."""
+        """Record unchanged pushes: one executemany to move the sightings, in a SAVEPOINT; return
+        False (nothing kept) when a row no longer matched (another server changed the device or
+        the token meanwhile, or stored this very report: a retry sent to two servers at once).
+
+        No idempotency key is stored for them: the device row's `last_report_id` is the report's
+        key. Why: the key rows were two thirds of what an unchanged push wrote to the WAL (a row,
+        and an index entry on a random page for a random key). Why it dedupes as the key did:
+        agents deliver their outbox in order and send nothing after a report that got no answer,
+        so a retried report is always its device's last one, and a report found as the device's
+        last is answered as a replay (`_push_one`)."""
         try:
             with _savepoint(connection):
                 for statement, group in ((self.sql.touch_enrolled, [j for j in jobs if j.token]),
                                          (self.sql.touch, [j for j in jobs if not j.token])):
                     if group and statement.run(connection, [_ids(j) for j in group]) != len(group):
                         raise _Raced
-                keyed = [_key_row(j.key, j.device_id, j.now, _unchanged(j)) for j in jobs if j.key]
-                if keyed:
-                    self.sql.insert[t.idempotency_keys.name].run(connection, keyed)
-        except (_Raced, IntegrityError):
+        except _Raced:
             return False
         return True
 
@@ -427,10 +436,13 @@ class Store:
             return Ingested(stored[job.key], replayed=True)
         try:
             with _savepoint(connection):
-                response = self._store_push(connection, job)
-                if job.key:
+                response, judged = self._store_push(connection, job)
+                if job.key and judged:
                     self.sql.insert[t.idempotency_keys.name].run(connection, _key_row(job.key, job.device_id, job.now,
                                                                                      response))
+        except _Repeated:  # the device's last report, stored before: its key's answer, or a sighting's
+            replayed = self._among(connection, "keys", [job.key]) if job.key else []
+            return Ingested(json.loads(replayed[0].response) if replayed else _unchanged(job), replayed=True)
         except IntegrityError as exc:  # the key was stored before (a retry), here or by another server
             replayed = self._among(connection, "keys", [job.key]) if job.key else []
             return Ingested(json.loads(replayed[0].response), replayed=True) if replayed else exc
@@ -440,14 +452,19 @@ class Store:
             stored[job.key] = response
         return Ingested(response)
 
-    def _store_push(self, connection: Connection, job: PushJob) -> dict[str, Any]:
+    def _store_push(self, connection: Connection, job: PushJob) -> tuple[dict[str, Any], bool]:
         """The fast path's statement (which also checks the token), else the token check and the
-        full ingest: `judged()` gives the verdicts, stored with the raw body."""
+        full ingest: `judged()` gives the verdicts, stored with the raw body. Return the answer
+        and whether the push was judged (a sighting keeps no idempotency key). Raise _Repeated
+        for the device's last report (a retry), TokenRevoked for a dead token."""
         ids = _ids(job)
         if job.fast and (self.sql.touch_enrolled if job.token else self.sql.touch).run(connection, ids):
-            return _unchanged(job)
-        if job.token and not self.sql.token_live.rows(connection, ids)[0].live:
+            return _unchanged(job), False
+        checked = self.sql.token_live.rows(connection, ids)[0]
+        if job.token and not checked.live:
             raise TokenRevoked(f"device {job.device_id}: token replaced or revoked")
+        if checked.last:
+            raise _Repeated
         verdicts = job.judged()
         response = self._store_verdicts(connection, verdicts, "push", job.now, job.report_id,
                                         lambda: job.body.decode("utf-8", "replace"))
@@ -455,7 +472,7 @@ class Store:
             response["inventory_digest"] = job.digest
         if job.token and len(verdicts) > 1:  # a gateway's push: it reported the other devices
             connection.execute(_REPORTED, {"b_ids": [v.device.id for v in verdicts[1:]], "b_by": job.device_id})
-        return response
+        return response, True
 
     def ingest(self, verdicts: Sequence[DeviceVerdict], source: str, now: float, report_id: str = "",
                key: str = "", body: str | None = None) -> Ingested:
@@ -664,6 +681,10 @@ def _raw(connection: Connection, sql: str) -> None:
 
 class _Raced(Exception):
     """An unchanged push's row no longer matched inside the group's transaction."""
+
+
+class _Repeated(Exception):
+    """The push is its device's last report, stored before: a retry."""
 
 
 def _unchanged(job: PushJob) -> dict[str, Any]:

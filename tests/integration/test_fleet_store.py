@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import event, func, select, text
+from sqlalchemy import event, func, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from agent.banlist.parse import parse_banlist
@@ -130,7 +130,7 @@ def test_a_dead_token_stores_nothing_on_either_path(store: Store) -> None:
     for report, changed in (("r3", False), ("r4", True)):  # refused on the fast path and the full one
         with pytest.raises(TokenRevoked):
             push(report, apps_changed=changed)
-    assert count(store, t.idempotency_keys) == 2
+    assert count(store, t.idempotency_keys) == 1  # r1's: the sighting r2 is keyed by the device's last report id
 
 
 def test_unchanged_report_only_moves_last_seen(store: Store) -> None:
@@ -180,7 +180,26 @@ def test_a_push_with_the_stored_input_hash_is_a_sighting_without_judging(store: 
         keys = connection.scalar(select(func.count()).select_from(t.idempotency_keys))
         reports = list(connection.scalars(select(t.reports.c.id).order_by(t.reports.c.id)))
         open_findings = connection.scalar(select(func.count()).select_from(t.findings).where(t.findings.c.resolved_at.is_(None)))
-    assert tuple(device) == (3, "r3", "hash-2") and keys == 3 and reports == ["r1", "r3"] and open_findings == 0
+    assert tuple(device) == (3, "r3", "hash-2") and keys == 2 and reports == ["r1", "r3"] and open_findings == 0
+
+
+def test_an_unchanged_push_keeps_no_key_and_its_retry_is_a_replay_counted_once(store: Store) -> None:
+    push(store, inventory("host-1", "tiktok-desktop"), "r1", "hash-1")
+
+    def never() -> list:
+        raise AssertionError("a retried sighting must not be judged")
+
+    sighting = push(store, inventory("host-1"), "r2", "hash-1", now=NOW + 60, judged=never)
+    keys = count(store, t.idempotency_keys)
+    again = push(store, inventory("host-1"), "r2", "hash-1", now=NOW + 70, judged=never)  # its answer was lost
+    assert again.replayed and again.response == sighting.response
+    with store.write() as connection:  # a central re-check under a new policy changed the stored hash
+        connection.execute(update(t.devices).values(state_hash="hash-rechecked"))
+    late = push(store, inventory("host-1"), "r2", "hash-1", now=NOW + 80, judged=never)
+    assert late.replayed and late.response == sighting.response
+    with store.read() as connection:
+        device = connection.execute(select(t.devices.c.reports, t.devices.c.last_report_id, t.devices.c.last_seen)).one()
+    assert tuple(device) == (2, "r2", NOW + 60) and count(store, t.idempotency_keys) == keys == 1
 
 
 def test_a_push_refused_while_judging_keeps_nothing(store: Store) -> None:
@@ -434,7 +453,7 @@ def test_a_group_is_one_transaction_and_a_hostile_push_is_refused_alone(store: S
     assert seen == {"a": (2, "a-2", NOW + 60), "b": (2, "b-2", NOW + 60), "c": (1, "c-1", NOW),
                     "d": (1, "d-1", NOW), "e": (2, "e-3", NOW + 60), "f": (1, "f-1", NOW)}
     assert scoped_key("c", "c-2") not in keys and scoped_key("d", "d-2") not in keys
-    assert count(store, t.idempotency_keys) == before["idempotency_keys"] + 3  # a-2, b-2, e-3
+    assert count(store, t.idempotency_keys) == before["idempotency_keys"] + 2  # b-2, e-3 (a-2 is a sighting)
     assert count(store, t.reports) == before["reports"] + 2  # b-2 and e-3 changed something
 
 
