@@ -178,58 +178,52 @@ def test_openat2_is_loaded_only_after_the_first_files_are_walked(tmp_path: Path)
     assert "ctypes" in _modules_of_a_regular_install(code)
 
 
-def test_a_check_never_calls_the_compile_builtin(tmp_path: Path) -> None:
-    """Its first call in a process sets up Python's AST types (~1.5 ms): typing's ForwardRef
-    (get_type_hints) and agent.records' stub used to make it."""
+def _run_a_dpkg_check(tmp_path: Path, before: str, after: str) -> None:
+    """Run, in a regular install's interpreter, `before`, then `appban check --source dpkg` of
+    the example list with an empty config (its verdict must be 0 or 1), then `after`."""
     config = tmp_path / "agent.json"
     config.write_text("{}")
     banlist = REPO / "config" / "banlist.example.json"
-    code = ("import builtins, contextlib, io\ncalls = []\nreal = builtins.compile\n"
-            # a source file without its .pyc is compiled too: only code made from strings counts
-            "builtins.compile = lambda *a, **k: (str(a[1]).startswith('<') and calls.append(a[1])) or real(*a, **k)\n"
-            "from agent.cli import main\nwith contextlib.redirect_stdout(io.StringIO()):\n"
-            f"    main(['check', '--config', {str(config)!r}, '--banlist', {str(banlist)!r}, '--source', 'dpkg'])\n"
-            "assert not calls, calls\n")
+    code = (before + "import contextlib, io\nfrom agent.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    verdict = main(['check', '--config', {str(config)!r}, '--banlist', {str(banlist)!r}, "
+            "'--source', 'dpkg'])\n"
+            "assert verdict in (0, 1), verdict\n" + after)
     _modules_of_a_regular_install(code)
+
+
+def test_a_check_never_calls_the_compile_builtin(tmp_path: Path) -> None:
+    """Its first call in a process sets up Python's AST types (~1.5 ms): typing's ForwardRef
+    (get_type_hints) and agent.records' stub used to make it."""
+    _run_a_dpkg_check(tmp_path, "import builtins\ncalls = []\nreal = builtins.compile\n"
+                      # a source file without its .pyc is compiled too: only code made from strings counts
+                      "builtins.compile = lambda *a, **k: (str(a[1]).startswith('<') and calls.append(a[1])) "
+                      "or real(*a, **k)\n",
+                      "assert not calls, calls\n")
 
 
 def test_a_dpkg_check_compiles_no_version_or_guid_pattern(tmp_path: Path) -> None:
     """agent.versions' four patterns and agent.platform.identity's GUID patterns are compiled on
     first use (a few hundred thousand instructions each): a check of the bundled list (no
     version constraints), on a host without Windows or macOS volumes, compiles none of them."""
-    config = tmp_path / "agent.json"
-    config.write_text("{}")
-    banlist = REPO / "config" / "banlist.example.json"
-    code = ("import contextlib, io, re._compiler\ncompiled = []\nreal = re._compiler.compile\n"
-            "re._compiler.compile = lambda p, flags=0: compiled.append(p) or real(p, flags)\n"
-            "from agent import versions\nfrom agent.platform import identity\nfrom agent.cli import main\n"
-            "with contextlib.redirect_stdout(io.StringIO()):\n"
-            f"    verdict = main(['check', '--config', {str(config)!r}, '--banlist', {str(banlist)!r}, "
-            "'--source', 'dpkg'])\n"
-            "assert verdict in (0, 1), verdict\n"
-            "lazy = {getattr(p, 'pattern', p) for p in (versions._TOKEN, versions._EPOCH, versions._CLAUSE,\n"
-            "        versions._RPM_TOKEN, identity._GUID, identity._IOREG_UUID)}\n"
-            "assert compiled and not lazy & set(compiled), lazy & set(compiled)\n")
-    _modules_of_a_regular_install(code)
+    _run_a_dpkg_check(tmp_path, "import re._compiler\ncompiled = []\nreal = re._compiler.compile\n"
+                      "re._compiler.compile = lambda p, flags=0: compiled.append(p) or real(p, flags)\n"
+                      "from agent import versions\nfrom agent.platform import identity\n",
+                      "lazy = {getattr(p, 'pattern', p) for p in (versions._TOKEN, versions._EPOCH, versions._CLAUSE,\n"
+                      "        versions._RPM_TOKEN, identity._GUID, identity._IOREG_UUID)}\n"
+                      "assert compiled and not lazy & set(compiled), lazy & set(compiled)\n")
 
 
 def test_a_dpkg_check_compiles_no_method_with_the_standard_dataclass_decorator(tmp_path: Path) -> None:
     """The standard decorator compiles a class's methods when its module is imported (~1 M
     instructions a class): the records a check defines are made by agent.records, and what is
     not a record (schema's plans, a collector's result) does not use the decorator."""
-    config = tmp_path / "agent.json"
-    config.write_text("{}")
-    banlist = REPO / "config" / "banlist.example.json"
-    code = ("import contextlib, dataclasses, io\nmade = []\nreal = dataclasses._process_class\n"
-            "def counting(cls, init, repr, eq, *rest):\n"
-            "    if init or repr or eq:\n        made.append(cls.__qualname__)\n"
-            "    return real(cls, init, repr, eq, *rest)\n"
-            "dataclasses._process_class = counting\n"
-            "from agent.cli import main\nwith contextlib.redirect_stdout(io.StringIO()):\n"
-            f"    verdict = main(['check', '--config', {str(config)!r}, '--banlist', {str(banlist)!r}, "
-            "'--source', 'dpkg'])\n"
-            "assert verdict in (0, 1), verdict\nassert not made, made\n")
-    _modules_of_a_regular_install(code)
+    _run_a_dpkg_check(tmp_path, "import dataclasses\nmade = []\nreal = dataclasses._process_class\n"
+                      "def counting(cls, init, repr, eq, *rest):\n"
+                      "    if init or repr or eq:\n        made.append(cls.__qualname__)\n"
+                      "    return real(cls, init, repr, eq, *rest)\n"
+                      "dataclasses._process_class = counting\n",
+                      "assert not made, made\n")
 
 
 def _records_the_schema_builds() -> list[type]:
