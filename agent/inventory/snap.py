@@ -40,7 +40,9 @@ BLOB_DIR = "/var/lib/snapd/snaps"
 ASSERTIONS = "/var/lib/snapd/assertions/asserts-v0"
 SERIES = "16"
 UNSQUASHFS_TIMEOUT = 30.0
-_YAML_KEY = re.compile(r"^(name|version|title):[ \t]*(.*?)[ \t]*$", re.M)
+# Compiled by `re` on first use (and cached there): only a snap found is read with it, and
+# compiling it at import was part of every full check's start-up.
+_YAML_KEY = r"(?m)^(name|version|title):[ \t]*(.*?)[ \t]*$"
 
 
 def snap_yaml_facts(text: str) -> dict[str, str]:
@@ -50,7 +52,7 @@ def snap_yaml_facts(text: str) -> dict[str, str]:
     untrusted image should not be fed to a full YAML loader.
     """
     facts: dict[str, str] = {}
-    for key, value in _YAML_KEY.findall(text):
+    for key, value in re.findall(_YAML_KEY, text):
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
         facts.setdefault(key, value)
