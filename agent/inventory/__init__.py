@@ -49,6 +49,9 @@ COLLECTORS: tuple[tuple[str, str], ...] = (
 """(source name, "module:class") in the order collectors run."""
 
 PRECONDITIONS: dict[str, Precondition] = {
+    "pacman": preconditions.PACMAN,
+    "apk": preconditions.APK,
+    "snap": preconditions.SNAP,
     "windows": preconditions.WINDOWS,
     "macos": preconditions.MACOS,
     "android": preconditions.gateway_mode,
@@ -56,7 +59,8 @@ PRECONDITIONS: dict[str, Precondition] = {
     **{name: preconditions.mdm_configured(name) for name in ("amapi", "intune", "jamf")},
 }
 """source name -> what it needs before it can run, asked before its module is imported when the
-source was not named (the collector's own `unavailable` asks the same first)."""
+source was not named (the collector's own `unavailable` asks the same first; for pacman, apk
+and snap it is all they ask)."""
 
 
 @functools.cache

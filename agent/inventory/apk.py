@@ -9,10 +9,11 @@ then the installed files as `F:` (folder, relative to /) followed by its `R:` (f
 from __future__ import annotations
 
 from agent.inventory.base import Collected, Context, read_text_database
-from agent.inventory.reading import DATABASE_LIMIT, exists, read_text
+from agent.inventory.preconditions import APK, APK_INSTALLED
+from agent.inventory.reading import DATABASE_LIMIT, read_text
 from agent.model import App
 
-INSTALLED = "/lib/apk/db/installed"
+INSTALLED = APK_INSTALLED
 
 
 def _stanzas(text: str) -> list[list[str]]:
@@ -64,7 +65,7 @@ class ApkCollector:
     live_only = False
 
     def unavailable(self, ctx: Context) -> str | None:
-        return None if exists(ctx.path(INSTALLED), root=ctx.root) else f"no apk database at {ctx.path(INSTALLED)}"
+        return APK(ctx)
 
     def collect(self, ctx: Context) -> Collected:
         return read_text_database(self.name, ctx.path(INSTALLED), parse_installed, ctx.root)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import re
 import stat
-import struct
 from pathlib import Path
 
 from agent.inventory.base import Collected, Context, home_dirs, record_error
@@ -32,8 +31,10 @@ USER_DIRS = (
     ("Applications", 2), ("AppImages", 2), ("Downloads", 1), ("Desktop", 1), ("bin", 1),
     (".local/bin", 1), ("opt", 2),
 )
-_ARCH = re.compile(r"[-_.](x86[-_]64|amd64|x64|aarch64|arm64|armhf|i[36]86|x86)$", re.I)
-_VERSION = re.compile(r"^(?P<name>.+?)[-_ ]v?(?P<version>\d[\w.+~-]*)$")
+# Patterns as text, compiled by `re` on first use (and cached there): only a file found to be an
+# AppImage is named by them, and compiling them at import was part of every full check's start-up.
+_ARCH = r"(?i)[-_.](x86[-_]64|amd64|x64|aarch64|arm64|armhf|i[36]86|x86)$"
+_VERSION = r"^(?P<name>.+?)[-_ ]v?(?P<version>\d[\w.+~-]*)$"
 _SKIP_DIRS = frozenset({"node_modules", ".git", "__pycache__", "lib", "share", "include"})
 UNSQUASHFS_TIMEOUT = 15.0
 HEADER_SIZE = 64
@@ -51,14 +52,13 @@ def elf_size(head: bytes) -> int:
     of the AppImage runtime, where the payload starts), or 0 if the header is not readable."""
     if len(head) < HEADER_SIZE or head[4] not in (1, 2) or head[5] not in (1, 2):
         return 0
-    order = "<" if head[5] == 1 else ">"
-    if head[4] == 2:  # 64-bit
-        (shoff,) = struct.unpack_from(order + "Q", head, 0x28)
-        shentsize, shnum = struct.unpack_from(order + "HH", head, 0x3A)
-    else:
-        (shoff,) = struct.unpack_from(order + "I", head, 0x20)
-        shentsize, shnum = struct.unpack_from(order + "HH", head, 0x2E)
-    return shoff + shentsize * shnum
+    # int.from_bytes rather than struct: importing struct loads a shared library (_struct) on
+    # every full check's start-up, for a header read only when an AppImage is found.
+    order = "little" if head[5] == 1 else "big"
+    shoff, sizes = (head[0x28:0x30], 0x3A) if head[4] == 2 else (head[0x20:0x24], 0x2E)  # 64- or 32-bit
+    shentsize = int.from_bytes(head[sizes:sizes + 2], order)
+    shnum = int.from_bytes(head[sizes + 2:sizes + 4], order)
+    return int.from_bytes(shoff, order) + shentsize * shnum
 
 
 def embedded_entry(ctx: Context, path: Path, offset: int) -> dict[str, str]:
@@ -79,8 +79,8 @@ def embedded_entry(ctx: Context, path: Path, offset: int) -> dict[str, str]:
 def name_version(filename: str) -> tuple[str, str]:
     """Given an AppImage's file name, return (name, version); version "" when the name has none."""
     stem = re.sub(r"\.appimage$", "", filename, flags=re.I)
-    stem = _ARCH.sub("", stem)
-    found = _VERSION.match(stem)
+    stem = re.sub(_ARCH, "", stem)
+    found = re.match(_VERSION, stem)
     return (found["name"], found["version"]) if found else (stem, "")
 
 

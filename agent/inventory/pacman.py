@@ -11,10 +11,11 @@ from __future__ import annotations
 import stat
 
 from agent.inventory.base import Collected, Context, record_error
-from agent.inventory.reading import DATABASE_LIMIT, exists, folder_entries, read_text
+from agent.inventory.preconditions import PACMAN, PACMAN_DB
+from agent.inventory.reading import DATABASE_LIMIT, folder_entries, read_text
 from agent.model import App, CollectorError
 
-LOCAL_DB = "/var/lib/pacman/local"
+LOCAL_DB = PACMAN_DB
 
 
 def parse_blocks(text: str) -> dict[str, list[str]]:
@@ -61,7 +62,7 @@ class PacmanCollector:
     live_only = False
 
     def unavailable(self, ctx: Context) -> str | None:
-        return None if exists(ctx.path(LOCAL_DB), root=ctx.root, folder=True) else f"no pacman database at {ctx.path(LOCAL_DB)}"
+        return PACMAN(ctx)
 
     def collect(self, ctx: Context) -> Collected:
         result = Collected()

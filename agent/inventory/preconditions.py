@@ -2,7 +2,8 @@
 
 A check with no `--source` asks every registered collector whether it can run here. Importing
 the Windows, macOS, phone and MDM collectors only to hear "not this system", "gateway mode is
-off" or "not configured" cost a Linux check about a quarter of its instructions, so those first
+off" or "not configured" cost a Linux check about a quarter of its instructions, and importing
+the pacman, apk and snap collectors to hear "no database here" ~1 % of it, so those first
 answers live here, in a module that imports nothing heavy: the registry (agent/inventory) asks
 them before it imports a collector that was not asked for by name, and each collector's
 `unavailable` starts with the same function, so the two cannot disagree.
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import sys
 from typing import TYPE_CHECKING
+
+from agent.inventory.reading import exists
 
 if TYPE_CHECKING:
     from typing import Callable
@@ -48,6 +51,27 @@ def mdm_configured(name: str) -> Precondition:
 
     return check
 
+
+def database_at(what: str, path: str, *, folder: bool = False, mounts: tuple[str, ...] = ()) -> Precondition:
+    """A collector that reads a package manager's database at `path` (a folder when `folder`)
+    under the root; one of `mounts` being a folder there also lets it run."""
+
+    def check(ctx: Context) -> str | None:
+        if exists(ctx.path(path), root=ctx.root, folder=folder) or any(
+                exists(ctx.path(mount), root=ctx.root, folder=True) for mount in mounts):
+            return None
+        return f"no {what} at {ctx.path(path)}"
+
+    return check
+
+
+PACMAN_DB = "/var/lib/pacman/local"
+APK_INSTALLED = "/lib/apk/db/installed"
+SNAP_STATE = "/var/lib/snapd/state.json"
+SNAP_MOUNTS = ("/snap", "/var/lib/snapd/snap")
+PACMAN = database_at("pacman database", PACMAN_DB, folder=True)
+APK = database_at("apk database", APK_INSTALLED)
+SNAP = database_at("snapd state", SNAP_STATE, mounts=SNAP_MOUNTS)
 
 WINDOWS = running_system("win32", "Windows")
 MACOS = running_system("darwin", "macOS")

@@ -27,6 +27,7 @@ from pathlib import Path
 from urllib.parse import quote_plus
 
 from agent.inventory.base import Collected, Context, record_error
+from agent.inventory.preconditions import SNAP, SNAP_MOUNTS, SNAP_STATE
 from agent.inventory.reading import DATABASE_LIMIT, DanglingLinkError, exists, folder_entries, host_path, link_target, read_bytes, read_text
 from agent.log import log_event
 from agent.model import App, CollectorError
@@ -34,13 +35,14 @@ from agent.runner import CommandError
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE = "/var/lib/snapd/state.json"
-SNAP_MOUNTS = ("/snap", "/var/lib/snapd/snap")
+STATE_FILE = SNAP_STATE
 BLOB_DIR = "/var/lib/snapd/snaps"
 ASSERTIONS = "/var/lib/snapd/assertions/asserts-v0"
 SERIES = "16"
 UNSQUASHFS_TIMEOUT = 30.0
-_YAML_KEY = re.compile(r"^(name|version|title):[ \t]*(.*?)[ \t]*$", re.M)
+# Compiled by `re` on first use (and cached there): only a snap found is read with it, and
+# compiling it at import was part of every full check's start-up.
+_YAML_KEY = r"(?m)^(name|version|title):[ \t]*(.*?)[ \t]*$"
 
 
 def snap_yaml_facts(text: str) -> dict[str, str]:
@@ -50,7 +52,7 @@ def snap_yaml_facts(text: str) -> dict[str, str]:
     untrusted image should not be fed to a full YAML loader.
     """
     facts: dict[str, str] = {}
-    for key, value in _YAML_KEY.findall(text):
+    for key, value in re.findall(_YAML_KEY, text):
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
         facts.setdefault(key, value)
@@ -164,10 +166,7 @@ class SnapCollector:
     live_only = False
 
     def unavailable(self, ctx: Context) -> str | None:
-        if exists(ctx.path(STATE_FILE), root=ctx.root) or any(exists(ctx.path(m), root=ctx.root, folder=True)
-                                                              for m in SNAP_MOUNTS):
-            return None
-        return f"no snapd state at {ctx.path(STATE_FILE)}"
+        return SNAP(ctx)
 
     def collect(self, ctx: Context) -> Collected:
         path = ctx.path(STATE_FILE)

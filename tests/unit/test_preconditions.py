@@ -5,6 +5,7 @@ the collector's own answer."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +46,33 @@ def test_a_precondition_that_raises_is_that_collectors_one_error(monkeypatch: py
     inventory = collect(Context(live=True), [])
     assert [e.message for e in inventory.errors if e.collector == "windows"] == ["RuntimeError: boom"]
     assert inventory.apps  # the other collectors still ran
+
+
+@pytest.mark.parametrize(("name", "made", "folder"), [
+    ("pacman", "var/lib/pacman/local", True),
+    ("apk", "lib/apk/db/installed", False),
+    ("snap", "var/lib/snapd/state.json", False),
+    ("snap", "snap", True),
+    ("snap", "var/lib/snapd/snap", True),
+])
+def test_a_database_precondition_is_the_collectors_whole_answer(tmp_path: Path, name: str, made: str,
+                                                                 folder: bool) -> None:
+    """pacman, apk and snap can run exactly where their database (or a snap mount) is, so a
+    full check that finds none skips them without importing their modules: with nothing there,
+    or a file where a folder is wanted, both say why; with it, both say None."""
+    ctx = Context(root=tmp_path, live=False)
+    database = {"pacman": "pacman database at var/lib/pacman/local", "apk": "apk database at lib/apk/db/installed",
+                "snap": "snapd state at var/lib/snapd/state.json"}[name]
+    reason = f"no {database.replace(' at ', f' at {tmp_path}/')}"
+    target = tmp_path / made
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for wrong_file in (False, True) if folder else (False,):
+        if wrong_file:
+            target.write_text("")
+        assert PRECONDITIONS[name](ctx) == load_collector(name).unavailable(ctx) == reason
+    if folder:
+        target.unlink()
+        target.mkdir()
+    else:
+        target.write_text("")
+    assert PRECONDITIONS[name](ctx) is None and load_collector(name).unavailable(ctx) is None

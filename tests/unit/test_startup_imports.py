@@ -94,6 +94,15 @@ def test_a_live_full_check_imports_no_collector_that_its_precondition_rules_out(
                 "agent.inventory.gateway", "agent.inventory.connectors"} & loaded
 
 
+def test_a_full_check_of_a_volume_without_their_databases_imports_no_pacman_apk_or_snap_collector(tmp_path: Path) -> None:
+    """agent/inventory/preconditions.py answers "no database here" for them before their modules load."""
+    code = ("from pathlib import Path\nfrom agent.inventory import collect\nfrom agent.inventory.base import Context\n"
+            f"collect(Context(root=Path({str(tmp_path)!r}), live=False))")
+    loaded = _modules_after(code)
+    assert "agent.inventory.preconditions" in loaded
+    assert not {"agent.inventory.pacman", "agent.inventory.apk", "agent.inventory.snap"} & loaded
+
+
 def test_a_live_check_lists_processes_without_psutil() -> None:
     """On Linux the process collector reads /proc itself (agent.inventory.process)."""
     code = ("import contextlib, io\nfrom agent.cli import main\nwith contextlib.redirect_stdout(io.StringIO()):\n"
