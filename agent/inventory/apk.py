@@ -13,8 +13,6 @@ from agent.inventory.preconditions import APK, APK_INSTALLED
 from agent.inventory.reading import DATABASE_LIMIT, read_text
 from agent.model import App
 
-INSTALLED = APK_INSTALLED
-
 
 def _stanzas(text: str) -> list[list[str]]:
     return [stanza.splitlines() for stanza in text.split("\n\n") if stanza.strip()]
@@ -55,7 +53,7 @@ def package_files(text: str, package: str) -> list[str]:
 
 def app_files(ctx: Context, app: App) -> list[str]:
     """Given an apk App, return the paths its package installed."""
-    return package_files(read_text(ctx.path(INSTALLED), DATABASE_LIMIT, root=ctx.root), app.id)
+    return package_files(read_text(ctx.path(APK_INSTALLED), DATABASE_LIMIT, root=ctx.root), app.id)
 
 
 class ApkCollector:
@@ -68,4 +66,4 @@ class ApkCollector:
         return APK(ctx)
 
     def collect(self, ctx: Context) -> Collected:
-        return read_text_database(self.name, ctx.path(INSTALLED), parse_installed, ctx.root)
+        return read_text_database(self.name, ctx.path(APK_INSTALLED), parse_installed, ctx.root)

@@ -15,8 +15,6 @@ from agent.inventory.preconditions import PACMAN, PACMAN_DB
 from agent.inventory.reading import DATABASE_LIMIT, folder_entries, read_text
 from agent.model import App, CollectorError
 
-LOCAL_DB = PACMAN_DB
-
 
 def parse_blocks(text: str) -> dict[str, list[str]]:
     """Given a pacman database file (`desc`, `files`), return {KEY: value lines}."""
@@ -47,7 +45,7 @@ def desc_app(text: str) -> App | None:
 
 def app_files(ctx: Context, app: App) -> list[str]:
     """Given a pacman App, return the paths its package installed (from its `files` entry)."""
-    folder = ctx.path(f"{LOCAL_DB}/{app.id}-{app.version}")
+    folder = ctx.path(f"{PACMAN_DB}/{app.id}-{app.version}")
     try:
         text = read_text(folder / "files", DATABASE_LIMIT, root=ctx.root)
     except FileNotFoundError:
@@ -66,7 +64,7 @@ class PacmanCollector:
 
     def collect(self, ctx: Context) -> Collected:
         result = Collected()
-        base = ctx.path(LOCAL_DB)
+        base = ctx.path(PACMAN_DB)
         for name, info in folder_entries(base, root=ctx.root):
             if not stat.S_ISDIR(info.st_mode):
                 continue

@@ -35,7 +35,6 @@ from agent.runner import CommandError
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE = SNAP_STATE
 BLOB_DIR = "/var/lib/snapd/snaps"
 ASSERTIONS = "/var/lib/snapd/assertions/asserts-v0"
 SERIES = "16"
@@ -169,7 +168,7 @@ class SnapCollector:
         return SNAP(ctx)
 
     def collect(self, ctx: Context) -> Collected:
-        path = ctx.path(STATE_FILE)
+        path = ctx.path(SNAP_STATE)
         try:
             state = json.loads(read_bytes(path, DATABASE_LIMIT, root=ctx.root))
             snaps = ((state.get("data") if isinstance(state, dict) else None) or {}).get("snaps") or {}
