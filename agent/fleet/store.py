@@ -407,6 +407,11 @@ class Store:
     def _among(self, connection: Connection, name: str, ids: list[str]) -> list[Any]:
         return self.sql.among(name, len(ids)).rows(connection, {f"b_{n}": v for n, v in enumerate(ids)}) if ids else []
 
+    def _stored_answer(self, connection: Connection, key: str) -> dict[str, Any] | None:
+        """Return the answer stored with idempotency key `key` (what a retry is answered), or None."""
+        rows = self._among(connection, "keys", [key]) if key else []
+        return json.loads(rows[0].response) if rows else None
+
     def _sight(self, connection: Connection, jobs: list[PushJob]) -> bool:
         """Record unchanged pushes: one executemany to move the sightings, in a SAVEPOINT; return
         False (nothing kept) when a row no longer matched (another server changed the device or
@@ -441,11 +446,11 @@ class Store:
                     self.sql.insert[t.idempotency_keys.name].run(connection, _key_row(job.key, job.device_id, job.now,
                                                                                      response))
         except _Repeated:  # the device's last report, stored before: its key's answer, or a sighting's
-            replayed = self._among(connection, "keys", [job.key]) if job.key else []
-            return Ingested(json.loads(replayed[0].response) if replayed else _unchanged(job), replayed=True)
+            answer = self._stored_answer(connection, job.key)
+            return Ingested(_unchanged(job) if answer is None else answer, replayed=True)
         except IntegrityError as exc:  # the key was stored before (a retry), here or by another server
-            replayed = self._among(connection, "keys", [job.key]) if job.key else []
-            return Ingested(json.loads(replayed[0].response), replayed=True) if replayed else exc
+            answer = self._stored_answer(connection, job.key)
+            return exc if answer is None else Ingested(answer, replayed=True)
         except Exception as exc:  # noqa: BLE001 - one push's failure is its own answer; the group goes on
             return exc
         if job.key:
