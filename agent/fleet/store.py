@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import (Connection, Dialect, Engine, bindparam, case, create_engine, delete, event, exists, insert,
-                        literal, select, text, union_all, update)
+                        select, text, update)
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from agent.fleet import tables as t
@@ -176,20 +176,12 @@ class _Statements:
                           t.idempotency_keys)}
 
     def among(self, name: str, count: int) -> _Compiled:
-        """A group's lookup for `count` ids (b_0 …), compiled once per size: `keys` (idempotency
-        keys stored, with their answers) or `state` (rows ("hash", device, state hash), ("token",
-        device, live token hash) and ("last", device, last report id): one statement, one round
-        trip for the group)."""
+        """A lookup of `count` idempotency keys (b_0 …) and their stored answers, compiled once
+        per size: `name` is "keys"."""
         compiled = self._among.get((name, count))
         if compiled is None:
-            ids = [bindparam(f"b_{n}") for n in range(count)]
-            d, e, k = t.devices, t.enrollments, t.idempotency_keys
-            statement = select(k.c.key, k.c.response).where(k.c.key.in_(ids)) if name == "keys" else union_all(
-                select(literal("hash").label("what"), d.c.id.label("device"), d.c.state_hash.label("value"))
-                .where(d.c.id.in_(ids)),
-                select(literal("token"), e.c.device_id, e.c.token_hash).where(e.c.device_id.in_(ids),
-                                                                              e.c.revoked_at.is_(None)),
-                select(literal("last"), d.c.id, d.c.last_report_id).where(d.c.id.in_(ids)))
+            k = t.idempotency_keys
+            statement = select(k.c.key, k.c.response).where(k.c.key.in_([bindparam(f"b_{n}") for n in range(count)]))
             compiled = self._among[(name, count)] = _Compiled(statement, self.dialect)
         return compiled
 
@@ -361,9 +353,11 @@ class Store:
         and worker hand-off, which was most of what an unchanged push cost. Why still exactly
         what one push per transaction gave: a changed push runs in a SAVEPOINT of its own, so one
         that is refused (RefusedReport from `judged`, TokenRevoked, an error) is rolled back alone
-        and the others are kept; the unchanged pushes (`fast`, the device's stored state hash is
-        the job's, its token live) are two executemany statements for all of them, in one
-        SAVEPOINT, redone one by one if one of them was a retry or another server raced them. A key
+        and the others are kept; an unchanged push (`fast`, the device's stored state hash is the
+        job's, its token live, its last report another one) is one statement that checks all of
+        that itself and changes nothing when it does not hold (another server changed the
+        device or the token meanwhile, or stored this very report), the push then taking the
+        path of a changed one. A key
         seen before, or twice in the group, returns its first answer (`replayed`); a dead token
         gets TokenRevoked, also for a retry. Nothing is answered before the commit:
         if the transaction or its commit fails, every job not refused gets the SQLAlchemyError
@@ -378,31 +372,19 @@ class Store:
         return results  # type: ignore[return-value]  # _push_group answers every job
 
     def _push_group(self, connection: Connection, jobs: Sequence[PushJob], results: list[Any]) -> None:
-        """Fill `results`: dead tokens first, then the unchanged pushes together, then the rest in
-        arrival order. A key stored before is found when recording it fails (a retry is rare, so
-        it is not looked up first): the unchanged pushes are then redone one by one."""
-        rows = self._among(connection, "state", list(dict.fromkeys(job.device_id for job in jobs)))
-        hashes = {(row.device, row.value) for row in rows if row.what == "hash"}
-        live = {(row.device, row.value) for row in rows if row.what == "token"}
-        last = {(row.device, row.value) for row in rows if row.what == "last"}
+        """Fill `results`: the pushes that may be sightings first, each tried as one (its device
+        and key once in the group), then every other push, and those that turned out not to
+        be, in arrival order. A key stored before is found when recording it fails (a retry is
+        rare, so it is not looked up first)."""
         devices, keys = Counter(job.device_id for job in jobs), Counter(job.key for job in jobs)
-        fast, slow = [], []
+        tried = [job.fast and devices[job.device_id] == 1 and keys[job.key] == 1 for job in jobs]
         for index, job in enumerate(jobs):
-            if job.token and (job.device_id, job.token) not in live:  # also a retry: a dead token gets nothing
-                results[index] = TokenRevoked(f"device {job.device_id}: token replaced or revoked")
-            elif job.fast and devices[job.device_id] == 1 and keys[job.key] == 1 and (
-                    (job.device_id, job.state_hash) in hashes) and (job.device_id, job.report_id) not in last:
-                fast.append(index)
-            else:
-                slow.append(index)
-        if fast and not self._sight(connection, [jobs[i] for i in fast]):
-            slow = sorted(slow + fast)  # a retry among them, or raced by another server: each on its own
-        else:
-            for index in fast:
-                results[index] = Ingested(_unchanged(jobs[index]))
+            if tried[index] and self._sight(connection, job):
+                results[index] = Ingested(_unchanged(job))
         stored: dict[str, Any] = {}
-        for index in slow:
-            results[index] = self._push_one(connection, jobs[index], stored)
+        for index, job in enumerate(jobs):
+            if results[index] is None:
+                results[index] = self._push_one(connection, job, stored, tried[index])
 
     def _among(self, connection: Connection, name: str, ids: list[str]) -> list[Any]:
         return self.sql.among(name, len(ids)).rows(connection, {f"b_{n}": v for n, v in enumerate(ids)}) if ids else []
@@ -412,36 +394,34 @@ class Store:
         rows = self._among(connection, "keys", [key]) if key else []
         return json.loads(rows[0].response) if rows else None
 
-    def _sight(self, connection: Connection, jobs: list[PushJob]) -> bool:
-        """Record unchanged pushes: one executemany to move the sightings, in a SAVEPOINT; return
-        False (nothing kept) when a row no longer matched (another server changed the device or
-        the token meanwhile, or stored this very report: a retry sent to two servers at once).
+    def _sight(self, connection: Connection, job: PushJob) -> bool:
+        """Record an unchanged push: one statement moves the sighting, under its own conditions
+        (the device's stored state hash is the job's, its token live, its last report another
+        one); return whether they held. Why no lookup first and no SAVEPOINT: the statement
+        checks everything itself and changes nothing when it does not match, so a push that is
+        not a sighting (changed, a retry, a dead token) costs one missed update before its own
+        path, and a sighting costs one statement (the group's lookup before, and the SAVEPOINT
+        and its release around the sightings, were half the statements a group of them ran).
 
-        No idempotency key is stored for them: the device row's `last_report_id` is the report's
+        No idempotency key is stored for it: the device row's `last_report_id` is the report's
         key. Why: the key rows were two thirds of what an unchanged push wrote to the WAL (a row,
         and an index entry on a random page for a random key). Why it dedupes as the key did:
         agents deliver their outbox in order and send nothing after a report that got no answer,
         so a retried report is always its device's last one, and a report found as the device's
         last is answered as a replay (`_push_one`)."""
-        try:
-            with _savepoint(connection):
-                for statement, group in ((self.sql.touch_enrolled, [j for j in jobs if j.token]),
-                                         (self.sql.touch, [j for j in jobs if not j.token])):
-                    if group and statement.run(connection, [_ids(j) for j in group]) != len(group):
-                        raise _Raced
-        except _Raced:
-            return False
-        return True
+        return bool((self.sql.touch_enrolled if job.token else self.sql.touch).run(connection, _ids(job)))
 
-    def _push_one(self, connection: Connection, job: PushJob, stored: dict[str, Any]) -> Ingested | Exception:
+    def _push_one(self, connection: Connection, job: PushJob, stored: dict[str, Any],
+                  sighted: bool = False) -> Ingested | Exception:
         """Store one push in a SAVEPOINT of its own; return its answer, or the exception that
         refused it (rolled back alone); a key stored before returns its first answer (`replayed`).
-        `stored` collects the group's keys and answers."""
+        `stored` collects the group's keys and answers; `sighted`: it was tried as a sighting
+        (`_sight`) in this transaction already, and was none."""
         if job.key in stored:  # the same key earlier in the group: a retry that overtook its answer
             return Ingested(stored[job.key], replayed=True)
         try:
             with _savepoint(connection):
-                response, judged = self._store_push(connection, job)
+                response, judged = self._store_push(connection, job, sighted)
                 if job.key and judged:
                     self.sql.insert[t.idempotency_keys.name].run(connection, _key_row(job.key, job.device_id, job.now,
                                                                                      response))
@@ -457,13 +437,14 @@ class Store:
             stored[job.key] = response
         return Ingested(response)
 
-    def _store_push(self, connection: Connection, job: PushJob) -> tuple[dict[str, Any], bool]:
-        """The fast path's statement (which also checks the token), else the token check and the
-        full ingest: `judged()` gives the verdicts, stored with the raw body. Return the answer
-        and whether the push was judged (a sighting keeps no idempotency key). Raise _Repeated
-        for the device's last report (a retry), TokenRevoked for a dead token."""
+    def _store_push(self, connection: Connection, job: PushJob, sighted: bool) -> tuple[dict[str, Any], bool]:
+        """The sighting's statement (which also checks the token; not again when `sighted`),
+        else the token check and the full ingest: `judged()` gives the verdicts, stored with the
+        raw body. Return the answer and whether the push was judged (a sighting keeps no
+        idempotency key). Raise _Repeated for the device's last report (a retry), TokenRevoked
+        for a dead token."""
         ids = _ids(job)
-        if job.fast and (self.sql.touch_enrolled if job.token else self.sql.touch).run(connection, ids):
+        if job.fast and not sighted and self._sight(connection, job):
             return _unchanged(job), False
         checked = self.sql.token_live.rows(connection, ids)[0]
         if job.token and not checked.live:
@@ -682,10 +663,6 @@ def _raw(connection: Connection, sql: str) -> None:
             cursor.execute(sql)
     except connection.dialect.loaded_dbapi.Error as exc:
         raise DBAPIError.instance(sql, None, exc, connection.dialect.loaded_dbapi.Error) from None
-
-
-class _Raced(Exception):
-    """An unchanged push's row no longer matched inside the group's transaction."""
 
 
 class _Repeated(Exception):
