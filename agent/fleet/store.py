@@ -44,6 +44,11 @@ MIGRATION_LOCK = 0x61707062616E  # "appban": one migrating server at a time on P
 AGENT_SOURCES = ("push", "pull")
 """Sources whose reports carry an agent's own claim (serial, signer, groups) to check for drift."""
 _STATUS_EVENT = {"exempt": "exempted"}
+CHECKPOINT_EVERY = 256
+"""On SQLite, every so many sightings one goes to the group commit instead of `Store.sight_at_once`:
+the writer thread's commit then runs SQLite's automatic checkpoint (when the WAL is past 1,000
+pages; a sighting writes 2-3), whose fsyncs would otherwise stall the event loop, and the WAL stays
+bounded (about 1,000 + 3 x 256 pages) while every push is a sighting."""
 
 
 class StoreError(RuntimeError):
@@ -101,7 +106,8 @@ class _Compiled:
         columns = getattr(statement, "selected_columns", None)
         self.row = None if columns is None else namedtuple("Row", [c.name for c in columns])  # type: ignore[misc]
 
-    def _params(self, values: dict[str, Any]) -> Any:
+    def params(self, values: dict[str, Any]) -> Any:
+        """The DBAPI parameters of one execution with `values` (and the statement's own literals)."""
         full = self.compiled.construct_params(values)  # with the statement's own literals
         names = self.compiled.positiontup
         return full if names is None else [full[name] for name in names]
@@ -111,9 +117,9 @@ class _Compiled:
         with closing(connection.connection.cursor()) as cursor:
             try:
                 if isinstance(values, list):
-                    cursor.executemany(self.sql, [self._params(v) for v in values])
+                    cursor.executemany(self.sql, [self.params(v) for v in values])
                 else:
-                    cursor.execute(self.sql, self._params(values))
+                    cursor.execute(self.sql, self.params(values))
             except self.error as exc:
                 raise DBAPIError.instance(self.sql, None, exc, self.error) from None
             return cursor.rowcount
@@ -122,7 +128,7 @@ class _Compiled:
         """Run a select; return its rows with the selected columns as attributes."""
         with closing(connection.connection.cursor()) as cursor:
             try:
-                cursor.execute(self.sql, self._params(values))
+                cursor.execute(self.sql, self.params(values))
                 return [self.row._make(r) for r in cursor.fetchall()]  # type: ignore[union-attr]
             except self.error as exc:
                 raise DBAPIError.instance(self.sql, None, exc, self.error) from None
@@ -247,6 +253,9 @@ class Store:
         self.sqlite = self.engine.dialect.name == "sqlite"
         self._writer = threading.Lock() if self.sqlite else contextlib.nullcontext()
         self._kept: Connection | None = None
+        self._at_once: Any = None
+        """SQLite: the DBAPI connection `sight_at_once` writes with."""
+        self._sightings = 0
         self.sql = _Statements(self.engine.dialect)
         if self.sqlite:
             _sqlite_setup(self.engine)
@@ -268,6 +277,9 @@ class Store:
             if self._kept is not None:
                 self._kept.close()
                 self._kept = None
+            if self._at_once is not None:
+                self._at_once.close()
+                self._at_once = None
         self.engine.dispose()
 
     @contextmanager
@@ -371,6 +383,61 @@ class Store:
             return [exc if result is None or isinstance(result, Ingested) else result for result in results]
         return results  # type: ignore[return-value]  # _push_group answers every job
 
+    def sight_at_once(self, job: PushJob) -> Ingested | None:
+        """SQLite: store a push that is a sighting (`_sight`'s statement) in a transaction of its
+        own on the caller's thread, when no other write of this server is under way and no
+        other process holds the database's write lock; return its answer, or None (not a
+        sighting, the database busy, or every CHECKPOINT_EVERY-th push): the caller then hands
+        the push to the group commit, which stores or refuses it as before. PostgreSQL: None
+        (a round trip must not block the event loop).
+
+        Why on the caller's thread (the server's event loop): handing an unchanged push to the
+        group commit's writer thread and its answer back cost more server CPU than the
+        statement (the writer's wake-up, its run under a contended GIL, the loop's wake-up),
+        and a sighting is one statement on a primary key. The transaction still commits
+        before the push is answered, so exactly once is what it was."""
+        if not self.sqlite or not job.fast or not self._writer.acquire(blocking=False):
+            return None
+        try:
+            self._sightings = (self._sightings + 1) % CHECKPOINT_EVERY
+            return self._sight_on(self._sighting_connection(), job) if self._sightings else None
+        finally:
+            self._writer.release()
+
+    def _sighting_connection(self) -> Any:
+        """The DBAPI connection of `sight_at_once`, opened on first use with the engine's set-up,
+        no busy timeout (a write lock held by another process is a hand-off, not a wait) and no
+        automatic checkpoint (see CHECKPOINT_EVERY)."""
+        if self._at_once is None:
+            self._at_once = self.engine.raw_connection()
+            self._at_once.detach()  # its own settings: never handed to another user of the pool
+            with closing(self._at_once.cursor()) as cursor:
+                cursor.execute("PRAGMA busy_timeout=0")
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
+        return self._at_once
+
+    def _sight_on(self, dbapi: Any, job: PushJob) -> Ingested | None:
+        """Run the sighting's statement in BEGIN IMMEDIATE … COMMIT on `dbapi`; None when it
+        did not match or SQLite refused: busy (nothing begun), or any error inside the
+        transaction (the connection is closed, which rolls it back; the group commit meets
+        the error again and answers it)."""
+        statement = self._sighting(job)
+        cursor = dbapi.cursor()
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+        except statement.error:
+            cursor.close()
+            return None
+        try:
+            sighted = cursor.execute(statement.sql, statement.params(_ids(job))).rowcount == 1
+            cursor.execute("COMMIT")
+        except statement.error:
+            self._at_once = None
+            dbapi.close()
+            return None
+        cursor.close()
+        return Ingested(_unchanged(job)) if sighted else None
+
     def _push_group(self, connection: Connection, jobs: Sequence[PushJob], results: list[Any]) -> None:
         """Fill `results`: the pushes that may be sightings first, each tried as one (its device
         and key once in the group), then every other push, and those that turned out not to
@@ -409,7 +476,11 @@ class Store:
         agents deliver their outbox in order and send nothing after a report that got no answer,
         so a retried report is always its device's last one, and a report found as the device's
         last is answered as a replay (`_push_one`)."""
-        return bool((self.sql.touch_enrolled if job.token else self.sql.touch).run(connection, _ids(job)))
+        return bool(self._sighting(job).run(connection, _ids(job)))
+
+    def _sighting(self, job: PushJob) -> _Compiled:
+        """The statement that records `job` as a sighting (with the token check when it has a token)."""
+        return self.sql.touch_enrolled if job.token else self.sql.touch
 
     def _push_one(self, connection: Connection, job: PushJob, stored: dict[str, Any],
                   sighted: bool = False) -> Ingested | Exception:
