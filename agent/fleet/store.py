@@ -405,8 +405,8 @@ class Store:
             self._writer.release()
 
     def _sighting_connection(self) -> Any:
-        """The DBAPI connection of `sight_at_once`, opened on first use with the engine's set-up,
-        no busy timeout (a write lock held by another process is a hand-off, not a wait) and no
+        """The DBAPI connection of `sight_at_once`, opened on first use with the engine's set-up
+        (autocommit: BEGIN is never issued on it), no busy timeout (a write lock held by another process is a hand-off, not a wait) and no
         automatic checkpoint (see CHECKPOINT_EVERY)."""
         if self._at_once is None:
             self._at_once = self.engine.raw_connection()
@@ -417,25 +417,16 @@ class Store:
         return self._at_once
 
     def _sight_on(self, dbapi: Any, job: PushJob) -> Ingested | None:
-        """Run the sighting's statement in BEGIN IMMEDIATE … COMMIT on `dbapi`; None when it
-        did not match or SQLite refused: busy (nothing begun), or any error inside the
-        transaction (the connection is closed, which rolls it back; the group commit meets
-        the error again and answers it)."""
+        """Run the sighting's statement on `dbapi` as a transaction of its own (SQLite's
+        autocommit: one statement, not BEGIN IMMEDIATE, it and COMMIT); None when it did not
+        match or SQLite refused it (busy, or any error: the statement rolled itself back, and
+        the group commit meets the error again and answers it)."""
         statement = self._sighting(job)
-        cursor = dbapi.cursor()
-        try:
-            cursor.execute("BEGIN IMMEDIATE")
-        except statement.error:
-            cursor.close()
-            return None
-        try:
-            sighted = cursor.execute(statement.sql, statement.params(_ids(job))).rowcount == 1
-            cursor.execute("COMMIT")
-        except statement.error:
-            self._at_once = None
-            dbapi.close()
-            return None
-        cursor.close()
+        with closing(dbapi.cursor()) as cursor:
+            try:
+                sighted = cursor.execute(statement.sql, statement.params(_ids(job))).rowcount == 1
+            except statement.error:
+                return None
         return Ingested(_unchanged(job)) if sighted else None
 
     def _push_group(self, connection: Connection, jobs: Sequence[PushJob], results: list[Any]) -> None:
