@@ -24,7 +24,7 @@ from agent.fleet.config import FleetConfig, PullConfig, PullTarget
 from agent.fleet.ingest import RefusedReport
 from agent.fleet.pull import Puller
 from agent.fleet.enrollment import device_for_token
-from agent.fleet.store import PushJob, Store, TokenRevoked, scoped_key, token_hash
+from agent.fleet.store import CHECKPOINT_EVERY, PushJob, Store, TokenRevoked, scoped_key, token_hash
 from agent.fleet.verdict import Claim, make_policy, judge
 from agent.model import App, BanListInfo, Device, Inventory
 from tests.service_support import BANLIST
@@ -524,3 +524,7 @@ def test_a_sighting_is_stored_at_once_on_sqlite_and_anything_else_is_left_to_the
         database.close()
     assert store.sight_at_once(job("a", "a-4", "hash-1", tokens["a"], now=NOW + 80)) is not None
     assert stored()["a"] == (3, "a-4", NOW + 80)
+    # One in CHECKPOINT_EVERY is left to the writer thread, whose commits checkpoint the WAL.
+    answers = [store.sight_at_once(job("a", f"a-{n}", "hash-1", tokens["a"], now=NOW + n))
+               for n in range(100, 100 + CHECKPOINT_EVERY)]
+    assert sum(answer is None for answer in answers) == 1
