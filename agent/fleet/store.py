@@ -158,6 +158,7 @@ class _Statements:
             "touch": touch,
             "touch_enrolled": touch.where(live),  # the device token is checked in the same statement
             "token_live": select(live.label("live"), last.label("last")),
+            "key_answer": select(t.idempotency_keys.c.response).where(t.idempotency_keys.c.key == b("b_key")),
             "device": select(d.c.state_hash, d.c.groups).where(device),
             "seen": update(d).where(device).values(**seen),
             "device_update": update(d).where(device).values(**seen, **fields_of_device),
@@ -174,26 +175,15 @@ class _Statements:
         }
         for name, statement in statements.items():
             setattr(self, name, _Compiled(statement, dialect))
-        self.dialect = dialect
-        self._among: dict[tuple[str, int], _Compiled] = {}
         self.insert = {table.name: _Compiled(insert(table), dialect, for_executemany=True, column_keys=[
             c.name for c in table.columns if not (c.primary_key and c.autoincrement is True)])
             for table in (t.devices, t.device_groups, t.inventories, t.findings, t.finding_events, t.reports,
                           t.idempotency_keys)}
 
-    def among(self, name: str, count: int) -> _Compiled:
-        """A lookup of `count` idempotency keys (b_0 …) and their stored answers, compiled once
-        per size: `name` is "keys"."""
-        compiled = self._among.get((name, count))
-        if compiled is None:
-            k = t.idempotency_keys
-            statement = select(k.c.key, k.c.response).where(k.c.key.in_([bindparam(f"b_{n}") for n in range(count)]))
-            compiled = self._among[(name, count)] = _Compiled(statement, self.dialect)
-        return compiled
-
     touch: _Compiled
     touch_enrolled: _Compiled
     token_live: _Compiled
+    key_answer: _Compiled
     device: _Compiled
     seen: _Compiled
     device_update: _Compiled
@@ -406,8 +396,8 @@ class Store:
 
     def _sighting_connection(self) -> Any:
         """The DBAPI connection of `sight_at_once`, opened on first use with the engine's set-up
-        (autocommit: BEGIN is never issued on it), no busy timeout (a write lock held by another process is a hand-off, not a wait) and no
-        automatic checkpoint (see CHECKPOINT_EVERY)."""
+        (autocommit: BEGIN is never issued on it), no busy timeout (a write lock held by another
+        process is a hand-off, not a wait) and no automatic checkpoint (see CHECKPOINT_EVERY)."""
         if self._at_once is None:
             self._at_once = self.engine.raw_connection()
             self._at_once.detach()  # its own settings: never handed to another user of the pool
@@ -444,12 +434,9 @@ class Store:
             if results[index] is None:
                 results[index] = self._push_one(connection, job, stored, tried[index])
 
-    def _among(self, connection: Connection, name: str, ids: list[str]) -> list[Any]:
-        return self.sql.among(name, len(ids)).rows(connection, {f"b_{n}": v for n, v in enumerate(ids)}) if ids else []
-
     def _stored_answer(self, connection: Connection, key: str) -> dict[str, Any] | None:
         """Return the answer stored with idempotency key `key` (what a retry is answered), or None."""
-        rows = self._among(connection, "keys", [key]) if key else []
+        rows = self.sql.key_answer.rows(connection, {"b_key": key}) if key else []
         return json.loads(rows[0].response) if rows else None
 
     def _sight(self, connection: Connection, job: PushJob) -> bool:
