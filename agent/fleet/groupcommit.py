@@ -43,8 +43,13 @@ class GroupCommit:
         self._thread: threading.Thread | None = None
 
     async def push(self, job: PushJob) -> Ingested:
-        """Queue a push and return its answer once its group committed. Raise what
-        Store.push_batch gave for it (RefusedReport, TokenRevoked, SQLAlchemyError, …)."""
+        """Queue a push and return its answer once its group committed (a sighting on SQLite,
+        when no write is under way: stored at once, `Store.sight_at_once`, a group of one).
+        Raise what Store.push_batch gave for it (RefusedReport, TokenRevoked, SQLAlchemyError, …)."""
+        at_once = self.store.sight_at_once(job)
+        if at_once is not None:
+            self.counters.group(1)
+            return at_once
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Ingested | Exception] = loop.create_future()
         with self._ready:

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import (Connection, Dialect, Engine, bindparam, case, create_engine, delete, event, exists, insert,
-                        literal, select, text, union_all, update)
+                        select, text, update)
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from agent.fleet import tables as t
@@ -44,6 +44,11 @@ MIGRATION_LOCK = 0x61707062616E  # "appban": one migrating server at a time on P
 AGENT_SOURCES = ("push", "pull")
 """Sources whose reports carry an agent's own claim (serial, signer, groups) to check for drift."""
 _STATUS_EVENT = {"exempt": "exempted"}
+CHECKPOINT_EVERY = 256
+"""On SQLite, every so many sightings one goes to the group commit instead of `Store.sight_at_once`:
+the writer thread's commit then runs SQLite's automatic checkpoint (when the WAL is past 1,000
+pages; a sighting writes 2-3), whose fsyncs would otherwise stall the event loop, and the WAL stays
+bounded (about 1,000 + 3 x 256 pages) while every push is a sighting."""
 
 
 class StoreError(RuntimeError):
@@ -101,7 +106,8 @@ class _Compiled:
         columns = getattr(statement, "selected_columns", None)
         self.row = None if columns is None else namedtuple("Row", [c.name for c in columns])  # type: ignore[misc]
 
-    def _params(self, values: dict[str, Any]) -> Any:
+    def params(self, values: dict[str, Any]) -> Any:
+        """The DBAPI parameters of one execution with `values` (and the statement's own literals)."""
         full = self.compiled.construct_params(values)  # with the statement's own literals
         names = self.compiled.positiontup
         return full if names is None else [full[name] for name in names]
@@ -111,9 +117,9 @@ class _Compiled:
         with closing(connection.connection.cursor()) as cursor:
             try:
                 if isinstance(values, list):
-                    cursor.executemany(self.sql, [self._params(v) for v in values])
+                    cursor.executemany(self.sql, [self.params(v) for v in values])
                 else:
-                    cursor.execute(self.sql, self._params(values))
+                    cursor.execute(self.sql, self.params(values))
             except self.error as exc:
                 raise DBAPIError.instance(self.sql, None, exc, self.error) from None
             return cursor.rowcount
@@ -122,7 +128,7 @@ class _Compiled:
         """Run a select; return its rows with the selected columns as attributes."""
         with closing(connection.connection.cursor()) as cursor:
             try:
-                cursor.execute(self.sql, self._params(values))
+                cursor.execute(self.sql, self.params(values))
                 return [self.row._make(r) for r in cursor.fetchall()]  # type: ignore[union-attr]
             except self.error as exc:
                 raise DBAPIError.instance(self.sql, None, exc, self.error) from None
@@ -152,6 +158,7 @@ class _Statements:
             "touch": touch,
             "touch_enrolled": touch.where(live),  # the device token is checked in the same statement
             "token_live": select(live.label("live"), last.label("last")),
+            "key_answer": select(t.idempotency_keys.c.response).where(t.idempotency_keys.c.key == b("b_key")),
             "device": select(d.c.state_hash, d.c.groups).where(device),
             "seen": update(d).where(device).values(**seen),
             "device_update": update(d).where(device).values(**seen, **fields_of_device),
@@ -168,34 +175,15 @@ class _Statements:
         }
         for name, statement in statements.items():
             setattr(self, name, _Compiled(statement, dialect))
-        self.dialect = dialect
-        self._among: dict[tuple[str, int], _Compiled] = {}
         self.insert = {table.name: _Compiled(insert(table), dialect, for_executemany=True, column_keys=[
             c.name for c in table.columns if not (c.primary_key and c.autoincrement is True)])
             for table in (t.devices, t.device_groups, t.inventories, t.findings, t.finding_events, t.reports,
                           t.idempotency_keys)}
 
-    def among(self, name: str, count: int) -> _Compiled:
-        """A group's lookup for `count` ids (b_0 …), compiled once per size: `keys` (idempotency
-        keys stored, with their answers) or `state` (rows ("hash", device, state hash), ("token",
-        device, live token hash) and ("last", device, last report id): one statement, one round
-        trip for the group)."""
-        compiled = self._among.get((name, count))
-        if compiled is None:
-            ids = [bindparam(f"b_{n}") for n in range(count)]
-            d, e, k = t.devices, t.enrollments, t.idempotency_keys
-            statement = select(k.c.key, k.c.response).where(k.c.key.in_(ids)) if name == "keys" else union_all(
-                select(literal("hash").label("what"), d.c.id.label("device"), d.c.state_hash.label("value"))
-                .where(d.c.id.in_(ids)),
-                select(literal("token"), e.c.device_id, e.c.token_hash).where(e.c.device_id.in_(ids),
-                                                                              e.c.revoked_at.is_(None)),
-                select(literal("last"), d.c.id, d.c.last_report_id).where(d.c.id.in_(ids)))
-            compiled = self._among[(name, count)] = _Compiled(statement, self.dialect)
-        return compiled
-
     touch: _Compiled
     touch_enrolled: _Compiled
     token_live: _Compiled
+    key_answer: _Compiled
     device: _Compiled
     seen: _Compiled
     device_update: _Compiled
@@ -255,6 +243,9 @@ class Store:
         self.sqlite = self.engine.dialect.name == "sqlite"
         self._writer = threading.Lock() if self.sqlite else contextlib.nullcontext()
         self._kept: Connection | None = None
+        self._at_once: Any = None
+        """SQLite: the DBAPI connection `sight_at_once` writes with."""
+        self._sightings = 0
         self.sql = _Statements(self.engine.dialect)
         if self.sqlite:
             _sqlite_setup(self.engine)
@@ -276,6 +267,9 @@ class Store:
             if self._kept is not None:
                 self._kept.close()
                 self._kept = None
+            if self._at_once is not None:
+                self._at_once.close()
+                self._at_once = None
         self.engine.dispose()
 
     @contextmanager
@@ -361,9 +355,11 @@ class Store:
         and worker hand-off, which was most of what an unchanged push cost. Why still exactly
         what one push per transaction gave: a changed push runs in a SAVEPOINT of its own, so one
         that is refused (RefusedReport from `judged`, TokenRevoked, an error) is rolled back alone
-        and the others are kept; the unchanged pushes (`fast`, the device's stored state hash is
-        the job's, its token live) are two executemany statements for all of them, in one
-        SAVEPOINT, redone one by one if one of them was a retry or another server raced them. A key
+        and the others are kept; an unchanged push (`fast`, the device's stored state hash is the
+        job's, its token live, its last report another one) is one statement that checks all of
+        that itself and changes nothing when it does not hold (another server changed the
+        device or the token meanwhile, or stored this very report), the push then taking the
+        path of a changed one. A key
         seen before, or twice in the group, returns its first answer (`replayed`); a dead token
         gets TokenRevoked, also for a retry. Nothing is answered before the commit:
         if the transaction or its commit fails, every job not refused gets the SQLAlchemyError
@@ -377,71 +373,104 @@ class Store:
             return [exc if result is None or isinstance(result, Ingested) else result for result in results]
         return results  # type: ignore[return-value]  # _push_group answers every job
 
-    def _push_group(self, connection: Connection, jobs: Sequence[PushJob], results: list[Any]) -> None:
-        """Fill `results`: dead tokens first, then the unchanged pushes together, then the rest in
-        arrival order. A key stored before is found when recording it fails (a retry is rare, so
-        it is not looked up first): the unchanged pushes are then redone one by one."""
-        rows = self._among(connection, "state", list(dict.fromkeys(job.device_id for job in jobs)))
-        hashes = {(row.device, row.value) for row in rows if row.what == "hash"}
-        live = {(row.device, row.value) for row in rows if row.what == "token"}
-        last = {(row.device, row.value) for row in rows if row.what == "last"}
-        devices, keys = Counter(job.device_id for job in jobs), Counter(job.key for job in jobs)
-        fast, slow = [], []
-        for index, job in enumerate(jobs):
-            if job.token and (job.device_id, job.token) not in live:  # also a retry: a dead token gets nothing
-                results[index] = TokenRevoked(f"device {job.device_id}: token replaced or revoked")
-            elif job.fast and devices[job.device_id] == 1 and keys[job.key] == 1 and (
-                    (job.device_id, job.state_hash) in hashes) and (job.device_id, job.report_id) not in last:
-                fast.append(index)
-            else:
-                slow.append(index)
-        if fast and not self._sight(connection, [jobs[i] for i in fast]):
-            slow = sorted(slow + fast)  # a retry among them, or raced by another server: each on its own
-        else:
-            for index in fast:
-                results[index] = Ingested(_unchanged(jobs[index]))
-        stored: dict[str, Any] = {}
-        for index in slow:
-            results[index] = self._push_one(connection, jobs[index], stored)
+    def sight_at_once(self, job: PushJob) -> Ingested | None:
+        """SQLite: store a push that is a sighting (`_sight`'s statement) in a transaction of its
+        own on the caller's thread, when no other write of this server is under way and no
+        other process holds the database's write lock; return its answer, or None (not a
+        sighting, the database busy, or every CHECKPOINT_EVERY-th push): the caller then hands
+        the push to the group commit, which stores or refuses it as before. PostgreSQL: None
+        (a round trip must not block the event loop).
 
-    def _among(self, connection: Connection, name: str, ids: list[str]) -> list[Any]:
-        return self.sql.among(name, len(ids)).rows(connection, {f"b_{n}": v for n, v in enumerate(ids)}) if ids else []
+        Why on the caller's thread (the server's event loop): handing an unchanged push to the
+        group commit's writer thread and its answer back cost more server CPU than the
+        statement (the writer's wake-up, its run under a contended GIL, the loop's wake-up),
+        and a sighting is one statement on a primary key. The transaction still commits
+        before the push is answered, so exactly once is what it was."""
+        if not self.sqlite or not job.fast or not self._writer.acquire(blocking=False):
+            return None
+        try:
+            self._sightings = (self._sightings + 1) % CHECKPOINT_EVERY
+            return self._sight_on(self._sighting_connection(), job) if self._sightings else None
+        finally:
+            self._writer.release()
+
+    def _sighting_connection(self) -> Any:
+        """The DBAPI connection of `sight_at_once`, opened on first use with the engine's set-up
+        (autocommit: BEGIN is never issued on it), no busy timeout (a write lock held by another
+        process is a hand-off, not a wait) and no automatic checkpoint (see CHECKPOINT_EVERY)."""
+        if self._at_once is None:
+            self._at_once = self.engine.raw_connection()
+            self._at_once.detach()  # its own settings: never handed to another user of the pool
+            with closing(self._at_once.cursor()) as cursor:
+                cursor.execute("PRAGMA busy_timeout=0")
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
+        return self._at_once
+
+    def _sight_on(self, dbapi: Any, job: PushJob) -> Ingested | None:
+        """Run the sighting's statement on `dbapi` as a transaction of its own (SQLite's
+        autocommit: one statement, not BEGIN IMMEDIATE, it and COMMIT); None when it did not
+        match or SQLite refused it (busy, or any error: the statement rolled itself back, and
+        the group commit meets the error again and answers it)."""
+        statement = self._sighting(job)
+        with closing(dbapi.cursor()) as cursor:
+            try:
+                sighted = cursor.execute(statement.sql, statement.params(_ids(job))).rowcount == 1
+            except statement.error:
+                return None
+        return Ingested(_unchanged(job)) if sighted else None
+
+    def _push_group(self, connection: Connection, jobs: Sequence[PushJob], results: list[Any]) -> None:
+        """Fill `results`: the pushes that may be sightings first, each tried as one (its device
+        and key once in the group), then every other push, and those that turned out not to
+        be, in arrival order. A key stored before is found when recording it fails (a retry is
+        rare, so it is not looked up first)."""
+        devices, keys = Counter(job.device_id for job in jobs), Counter(job.key for job in jobs)
+        tried = [job.fast and devices[job.device_id] == 1 and keys[job.key] == 1 for job in jobs]
+        for index, job in enumerate(jobs):
+            if tried[index] and self._sight(connection, job):
+                results[index] = Ingested(_unchanged(job))
+        stored: dict[str, Any] = {}
+        for index, job in enumerate(jobs):
+            if results[index] is None:
+                results[index] = self._push_one(connection, job, stored, tried[index])
 
     def _stored_answer(self, connection: Connection, key: str) -> dict[str, Any] | None:
         """Return the answer stored with idempotency key `key` (what a retry is answered), or None."""
-        rows = self._among(connection, "keys", [key]) if key else []
+        rows = self.sql.key_answer.rows(connection, {"b_key": key}) if key else []
         return json.loads(rows[0].response) if rows else None
 
-    def _sight(self, connection: Connection, jobs: list[PushJob]) -> bool:
-        """Record unchanged pushes: one executemany to move the sightings, in a SAVEPOINT; return
-        False (nothing kept) when a row no longer matched (another server changed the device or
-        the token meanwhile, or stored this very report: a retry sent to two servers at once).
+    def _sight(self, connection: Connection, job: PushJob) -> bool:
+        """Record an unchanged push: one statement moves the sighting, under its own conditions
+        (the device's stored state hash is the job's, its token live, its last report another
+        one); return whether they held. Why no lookup first and no SAVEPOINT: the statement
+        checks everything itself and changes nothing when it does not match, so a push that is
+        not a sighting (changed, a retry, a dead token) costs one missed update before its own
+        path, and a sighting costs one statement (the group's lookup before, and the SAVEPOINT
+        and its release around the sightings, were half the statements a group of them ran).
 
-        No idempotency key is stored for them: the device row's `last_report_id` is the report's
+        No idempotency key is stored for it: the device row's `last_report_id` is the report's
         key. Why: the key rows were two thirds of what an unchanged push wrote to the WAL (a row,
         and an index entry on a random page for a random key). Why it dedupes as the key did:
         agents deliver their outbox in order and send nothing after a report that got no answer,
         so a retried report is always its device's last one, and a report found as the device's
         last is answered as a replay (`_push_one`)."""
-        try:
-            with _savepoint(connection):
-                for statement, group in ((self.sql.touch_enrolled, [j for j in jobs if j.token]),
-                                         (self.sql.touch, [j for j in jobs if not j.token])):
-                    if group and statement.run(connection, [_ids(j) for j in group]) != len(group):
-                        raise _Raced
-        except _Raced:
-            return False
-        return True
+        return bool(self._sighting(job).run(connection, _ids(job)))
 
-    def _push_one(self, connection: Connection, job: PushJob, stored: dict[str, Any]) -> Ingested | Exception:
+    def _sighting(self, job: PushJob) -> _Compiled:
+        """The statement that records `job` as a sighting (with the token check when it has a token)."""
+        return self.sql.touch_enrolled if job.token else self.sql.touch
+
+    def _push_one(self, connection: Connection, job: PushJob, stored: dict[str, Any],
+                  sighted: bool = False) -> Ingested | Exception:
         """Store one push in a SAVEPOINT of its own; return its answer, or the exception that
         refused it (rolled back alone); a key stored before returns its first answer (`replayed`).
-        `stored` collects the group's keys and answers."""
+        `stored` collects the group's keys and answers; `sighted`: it was tried as a sighting
+        (`_sight`) in this transaction already, and was none."""
         if job.key in stored:  # the same key earlier in the group: a retry that overtook its answer
             return Ingested(stored[job.key], replayed=True)
         try:
             with _savepoint(connection):
-                response, judged = self._store_push(connection, job)
+                response, judged = self._store_push(connection, job, sighted)
                 if job.key and judged:
                     self.sql.insert[t.idempotency_keys.name].run(connection, _key_row(job.key, job.device_id, job.now,
                                                                                      response))
@@ -457,13 +486,14 @@ class Store:
             stored[job.key] = response
         return Ingested(response)
 
-    def _store_push(self, connection: Connection, job: PushJob) -> tuple[dict[str, Any], bool]:
-        """The fast path's statement (which also checks the token), else the token check and the
-        full ingest: `judged()` gives the verdicts, stored with the raw body. Return the answer
-        and whether the push was judged (a sighting keeps no idempotency key). Raise _Repeated
-        for the device's last report (a retry), TokenRevoked for a dead token."""
+    def _store_push(self, connection: Connection, job: PushJob, sighted: bool) -> tuple[dict[str, Any], bool]:
+        """The sighting's statement (which also checks the token; not again when `sighted`),
+        else the token check and the full ingest: `judged()` gives the verdicts, stored with the
+        raw body. Return the answer and whether the push was judged (a sighting keeps no
+        idempotency key). Raise _Repeated for the device's last report (a retry), TokenRevoked
+        for a dead token."""
         ids = _ids(job)
-        if job.fast and (self.sql.touch_enrolled if job.token else self.sql.touch).run(connection, ids):
+        if job.fast and not sighted and self._sight(connection, job):
             return _unchanged(job), False
         checked = self.sql.token_live.rows(connection, ids)[0]
         if job.token and not checked.live:
@@ -682,10 +712,6 @@ def _raw(connection: Connection, sql: str) -> None:
             cursor.execute(sql)
     except connection.dialect.loaded_dbapi.Error as exc:
         raise DBAPIError.instance(sql, None, exc, connection.dialect.loaded_dbapi.Error) from None
-
-
-class _Raced(Exception):
-    """An unchanged push's row no longer matched inside the group's transaction."""
 
 
 class _Repeated(Exception):

@@ -6,6 +6,7 @@ with SKIP LOCKED, retention prunes."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
@@ -23,7 +24,7 @@ from agent.fleet.config import FleetConfig, PullConfig, PullTarget
 from agent.fleet.ingest import RefusedReport
 from agent.fleet.pull import Puller
 from agent.fleet.enrollment import device_for_token
-from agent.fleet.store import PushJob, Store, TokenRevoked, scoped_key, token_hash
+from agent.fleet.store import CHECKPOINT_EVERY, PushJob, Store, TokenRevoked, scoped_key, token_hash
 from agent.fleet.verdict import Claim, make_policy, judge
 from agent.model import App, BanListInfo, Device, Inventory
 from tests.service_support import BANLIST
@@ -486,3 +487,44 @@ def test_the_same_device_twice_in_a_group_is_stored_in_arrival_order(store: Stor
     with store.read() as connection:
         row = connection.execute(select(t.devices.c.reports, t.devices.c.last_report_id, t.devices.c.state_hash)).one()
     assert tuple(row) == (3, "a-3", "hash-1")
+
+
+def test_a_sighting_is_stored_at_once_on_sqlite_and_anything_else_is_left_to_the_group_commit(
+        store: Store, tmp_path) -> None:
+    tokens = {d: token_hash(enrollment.enroll(store, d, NOW, "test").token) for d in ("a", "b")}
+    for device in tokens:
+        store.push_batch([job(device, f"{device}-1", "hash-1", tokens[device])])
+    enrollment.revoke(store, "b", NOW, "cli")
+
+    def stored() -> dict:
+        with store.read() as connection:
+            return {r.id: (r.reports, r.last_report_id, r.last_seen) for r in connection.execute(select(t.devices))}
+
+    before = stored()
+    sighting = store.sight_at_once(job("a", "a-2", "hash-1", tokens["a"], now=NOW + 60))
+    if not store.sqlite:  # a round trip to PostgreSQL is never made on the event loop
+        assert sighting is None and stored() == before
+        return
+    assert sighting is not None and sighting.response == {"report": "a-2", "devices": 1, "changed": 0}
+    assert stored()["a"] == (2, "a-2", NOW + 60)  # committed before it is answered
+    for other in (job("a", "a-2", "hash-1", tokens["a"], now=NOW + 70),  # its retry: a replay, the group commit's
+                  job("a", "a-3", "hash-2", tokens["a"], now=NOW + 70),  # changed
+                  job("b", "b-2", "hash-1", tokens["b"], now=NOW + 70)):  # a dead token
+        assert store.sight_at_once(other) is None
+    assert stored() == {**before, "a": (2, "a-2", NOW + 60)}
+
+    # Another process holds SQLite's write lock: handed over at once, not waited for, and the
+    # connection is still good once the lock is gone.
+    database = sqlite3.connect(store.engine.url.database, isolation_level=None)
+    database.execute("BEGIN IMMEDIATE")
+    try:
+        assert store.sight_at_once(job("a", "a-4", "hash-1", tokens["a"], now=NOW + 80)) is None
+    finally:
+        database.execute("ROLLBACK")
+        database.close()
+    assert store.sight_at_once(job("a", "a-4", "hash-1", tokens["a"], now=NOW + 80)) is not None
+    assert stored()["a"] == (3, "a-4", NOW + 80)
+    # One in CHECKPOINT_EVERY is left to the writer thread, whose commits checkpoint the WAL.
+    answers = [store.sight_at_once(job("a", f"a-{n}", "hash-1", tokens["a"], now=NOW + n))
+               for n in range(100, 100 + CHECKPOINT_EVERY)]
+    assert sum(answer is None for answer in answers) == 1
