@@ -13,8 +13,9 @@ import shlex
 from dataclasses import replace
 from pathlib import Path
 
-from agent.inventory import dpkg, rpm
+from agent.inventory import dpkg
 from agent.inventory.base import Collected, Context, home_dirs, record_error
+from agent.inventory.preconditions import rpm_dbpath
 from agent.inventory.reading import exists, folder_entries, read_text
 from agent.log import log_event
 from agent.model import App
@@ -122,7 +123,9 @@ def with_package_owners(ctx: Context, apps: list[App]) -> list[App]:
                              and os.path.isabs(app.path) and not app.path.startswith("/home/"))
     owners.update((path, f"dpkg:{pkg}") for path, pkg in dpkg.path_owners(ctx, programs).items())
     paths.update(programs)
-    if rpm.find_dbpath(ctx) is not None:
+    if rpm_dbpath(ctx) is not None:
+        from agent.inventory import rpm  # where there is an rpm database: most machines have none
+
         existing = [p for p in paths if p not in owners and exists(ctx.path(p), root=ctx.root)]
         try:
             owners.update((path, f"rpm:{pkg}") for path, pkg in rpm.path_owners(ctx, existing).items())
