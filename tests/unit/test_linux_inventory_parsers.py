@@ -195,6 +195,22 @@ def test_exec_program_skips_env_and_its_options(line: str, program: str) -> None
     assert exec_program(line) == program
 
 
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list(" \t\r\n\x0b\x0c\x85\xa0\u2028'\"\\%=#;|&$ab-/")), max_size=30))
+def test_exec_words_are_shlex_split(line: str) -> None:
+    """Words of an Exec= line are what shlex.split gives (or a plain split where it cannot),
+    whether or not the line has anything to unquote."""
+    import shlex
+
+    from agent.inventory.desktop import exec_words
+
+    try:
+        expected = shlex.split(line)
+    except ValueError:
+        expected = line.split()
+    assert exec_words(line) == expected
+
+
 def _reference_status(text: str) -> list[tuple[str, str, str, tuple[str, ...], tuple[tuple[str, str], ...]]]:
     """dpkg's status format read line by line, the plain way: a line starting with `Name:` (no
     leading space) is a field, `Package:` starts a record, a repeated field keeps its last value."""

@@ -98,7 +98,8 @@ def test_a_live_full_check_imports_no_collector_that_its_precondition_rules_out(
 def test_a_full_check_of_a_volume_without_their_databases_imports_no_rpm_flatpak_pacman_apk_or_snap_collector(
         tmp_path: Path, launcher: bool) -> None:
     """agent/inventory/preconditions.py answers "no database here" for them before their modules
-    load; the desktop collector, placing a launcher, asks it whether rpm could own one."""
+    load; the desktop collector, placing a launcher, asks it whether rpm could own one, and splits
+    an Exec= line with nothing to unquote without shlex."""
     if launcher:
         (tmp_path / "usr/share/applications").mkdir(parents=True)
         (tmp_path / "usr/share/applications/x.desktop").write_text("[Desktop Entry]\nName=X\nExec=/usr/bin/x\n")
@@ -108,7 +109,7 @@ def test_a_full_check_of_a_volume_without_their_databases_imports_no_rpm_flatpak
     loaded = _modules_after(code)
     assert "agent.inventory.preconditions" in loaded
     assert not {"agent.inventory.rpm", "agent.inventory.flatpak", "agent.inventory.pacman", "agent.inventory.apk",
-                "agent.inventory.snap", "configparser"} & loaded
+                "agent.inventory.snap", "configparser", "shlex"} & loaded
 
 
 def test_a_live_check_lists_processes_without_psutil() -> None:
