@@ -261,8 +261,7 @@ def path_owners(ctx: Context, paths: Iterable[str]) -> dict[str, str]:
     info = ctx.path(INFO_DIR)
     if not wanted or not info.is_dir():
         return found
-    lists = [name for name in os.listdir(info) if name.endswith(".list")]
-    for name in _reading_order(lists, wanted, found):
+    for name in _reading_order(os.listdir(info), wanted, found):
         try:
             lines = read_text(os.path.join(info, name), DATABASE_LIMIT, root=ctx.root).splitlines()
         except OSError:
@@ -275,8 +274,9 @@ def path_owners(ctx: Context, paths: Iterable[str]) -> dict[str, str]:
     return found
 
 
-def _reading_order(lists: list[str], wanted: set[str], found: dict[str, str]) -> Iterator[str]:
-    """Yield each of `lists` (`info/*.list` names) once: first, one at a time, the likeliest list
+def _reading_order(names: list[str], wanted: set[str], found: dict[str, str]) -> Iterator[str]:
+    """Yield each `info/*.list` name among `names` (the folder's listing) once: first, one at a
+    time, the likeliest list
     for the paths of `wanted` not yet in `found` (which the caller fills between yields), then
     the rest in the folder's order.
 
@@ -287,7 +287,7 @@ def _reading_order(lists: list[str], wanted: set[str], found: dict[str, str]) ->
     """
     stems = {path: _stems(path) for path in wanted}
     every_stem = set().union(*stems.values())
-    likely = {name: _ranks(package, every_stem) for name, package in _named_like(lists, every_stem)}
+    likely = {name: _ranks(package, every_stem) for name, package in _named_like(names, every_stem)}
     taken = set()
     while likely:
         unplaced = set().union(*(stems[path] for path in wanted if path not in found))
@@ -296,7 +296,7 @@ def _reading_order(lists: list[str], wanted: set[str], found: dict[str, str]) ->
         del likely[best]
         taken.add(best)
         yield best
-    yield from (name for name in lists if name not in taken)
+    yield from (name for name in names if name.endswith(".list") and name not in taken)
 
 
 def _stems(path: str) -> set[str]:
@@ -310,17 +310,27 @@ _UNLIKELY = 3
 """The rank of a list none of the unplaced files is named like."""
 
 
-def _named_like(lists: list[str], stems: set[str]) -> Iterator[tuple[str, str]]:
-    """Yield (list, package) of the lists whose package's name and a stem contain each other.
+def _named_like(names: list[str], stems: set[str]) -> Iterator[tuple[str, str]]:
+    """Yield (list, package) of the `info/*.list` files among `names` (the folder's listing)
+    whose package's name and a stem contain each other, in the folder's order.
 
-    Why not `_ranks` for each: nearly no package is named like a launcher, and this test, with
-    the stems joined, costs one comparison per direction instead of a Python loop over the stems.
+    Why this way: it runs over a folder of ~3,500 names (967 lists here) on every full check,
+    where each Python step per name counts (it was 9.4 M instructions, 6 M of them testing each
+    stem against each package). The lists are cut out of the names joined in one text (split
+    at `.list` and a newline: no per-name `endswith`), and the stems are one pattern (searched
+    in C), so a list costs a few string calls. A folder where a name holds a newline (never
+    dpkg's: no package name does) cannot be cut so, and is read in its own order.
     """
+    text = "\n".join(names) + "\n"
+    if text.count("\n") != len(names):
+        return
     joined = "/".join(stems)  # no package name holds a "/": `package in joined` is "in one of the stems"
-    for name in lists:
-        package = name[:-5].partition(":")[0].casefold()
-        if package in joined or any(map(package.__contains__, stems)):
-            yield name, package
+    held = re.compile("|".join(map(re.escape, sorted(stems)))).search  # a stem in the package
+    for piece in text.split(".list\n")[:-1]:
+        name = piece.rpartition("\n")[2]
+        package = name.partition(":")[0].casefold()
+        if package in joined or held(package):
+            yield f"{name}.list", package
 
 
 def _ranks(package: str, stems: set[str]) -> dict[str, int]:

@@ -211,6 +211,32 @@ def test_exec_words_are_shlex_split(line: str) -> None:
     assert exec_words(line) == expected
 
 
+_LIST_NAME = st.text(alphabet=st.sampled_from(list("abvV:.-1ß*[(|+")), max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(names=st.lists(st.tuples(_LIST_NAME, st.sampled_from([".list", ".md5sums", ":amd64.list", "", ".list.list"])),
+                      max_size=12).map(lambda pairs: list(dict.fromkeys(n + s for n, s in pairs))),
+       files=st.lists(_LIST_NAME, min_size=1, max_size=3))
+def test_lists_named_like_a_file_are_those_a_test_of_each_list_finds(names: list[str], files: list[str]) -> None:
+    """dpkg's `_named_like` cuts the lists out of the joined listing and searches the stems as
+    one pattern; it keeps what testing each `*.list` name's package against each stem keeps, in
+    the folder's order (regex characters, colons, `.list.list`, case and ß included)."""
+    stems = set().union(*(dpkg._stems(f"/usr/share/applications/{file}.desktop") for file in files))
+    expected = []
+    for name in names:
+        package = name[:-5].partition(":")[0].casefold()
+        if name.endswith(".list") and any(package in stem or stem in package for stem in stems):
+            expected.append((name, package))
+    assert list(dpkg._named_like(names, stems)) == expected
+
+
+def test_a_listing_with_a_newline_in_a_name_has_no_likely_list() -> None:
+    """Such a name cannot be cut out of the joined listing (dpkg never writes one): the lists are
+    then read in the folder's order, and the answer is the same."""
+    assert list(dpkg._named_like(["vim\nx.list", "vim.list"], {"vim"})) == []
+
+
 def _reference_status(text: str) -> list[tuple[str, str, str, tuple[str, ...], tuple[tuple[str, str], ...]]]:
     """dpkg's status format read line by line, the plain way: a line starting with `Name:` (no
     leading space) is a field, `Package:` starts a record, a repeated field keeps its last value."""
