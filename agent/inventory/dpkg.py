@@ -276,26 +276,30 @@ def path_owners(ctx: Context, paths: Iterable[str]) -> dict[str, str]:
 
 def _reading_order(names: list[str], wanted: set[str], found: dict[str, str]) -> Iterator[str]:
     """Yield each `info/*.list` name among `names` (the folder's listing) once: first, one at a
-    time, the likeliest list
-    for the paths of `wanted` not yet in `found` (which the caller fills between yields), then
-    the rest in the folder's order.
+    time, the likeliest list for the paths of `wanted` not yet in `found` (which the caller
+    fills between yields), then the rest in the folder's order.
 
     The likeliest is the package named as a file (`vim` for vim.desktop, `python3.11` for
     python3.11.desktop), then one named that plus `-…` (`vim-common`), then one whose name and a
     file's contain each other. Asking again after each list lets a path placed stop drawing its
-    namesakes (the dozens of `python3-…` lists once python3.11.desktop is placed).
+    namesakes (the dozens of `python3-…` lists once python3.11.desktop is placed). The likely
+    lists are ranked again only when a path was placed: until then the next likeliest is the
+    next in the same (stable) order, as picking the least again would give it.
     """
     stems = {path: _stems(path) for path in wanted}
     every_stem = set().union(*stems.values())
     likely = {name: _ranks(package, every_stem) for name, package in _named_like(names, every_stem)}
     taken = set()
     while likely:
+        placed = len(found)
         unplaced = set().union(*(stems[path] for path in wanted if path not in found))
-        best = min(likely, key=lambda name: min((rank for stem, rank in likely[name].items() if stem in unplaced),
-                                                default=_UNLIKELY))
-        del likely[best]
-        taken.add(best)
-        yield best
+        for best in sorted(likely, key=lambda name: min((rank for stem, rank in likely[name].items() if stem in unplaced),
+                                                        default=_UNLIKELY)):
+            del likely[best]
+            taken.add(best)
+            yield best
+            if len(found) != placed:
+                break
     yield from (name for name in names if name.endswith(".list") and name not in taken)
 
 

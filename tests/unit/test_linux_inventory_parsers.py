@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import xml.etree.ElementTree as ET
 from dataclasses import replace
+from typing import Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -229,6 +230,49 @@ def test_lists_named_like_a_file_are_those_a_test_of_each_list_finds(names: list
         if name.endswith(".list") and any(package in stem or stem in package for stem in stems):
             expected.append((name, package))
     assert list(dpkg._named_like(names, stems)) == expected
+
+
+def _least_each_time(names: list[str], wanted: set[str], found: dict[str, str]) -> Iterator[str]:
+    """The likely lists in the order first written: the least ranked picked again after each list."""
+    stems = {path: dpkg._stems(path) for path in wanted}
+    every = set().union(*stems.values())
+    likely = {name: dpkg._ranks(package, every) for name, package in dpkg._named_like(names, every)}
+    while likely:
+        unplaced = set().union(*(stems[path] for path in wanted if path not in found))
+        best = min(likely, key=lambda name: min((r for stem, r in likely[name].items() if stem in unplaced), default=3))
+        del likely[best]
+        yield best
+
+
+def _likely_read(order: Iterator[str], likely: set[str], owners: dict[str, str], found: dict[str, str]) -> list[str]:
+    """The likely lists `order` yields until every path is placed, filling `found` as a scan does."""
+    read = []
+    for name in order:
+        if name not in likely:
+            break
+        read.append(name)
+        found.update((path, name) for path, owner in owners.items() if owner == name and path not in found)
+        if len(found) == len(owners):
+            break
+    return read
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_the_reading_order_ranks_again_only_when_a_path_is_placed(data: st.DataObject) -> None:
+    """Sorting the likely lists once per path placed yields them in the order that picking the
+    least again after every list gives (ties in the folder's order)."""
+    words = ["vim", "vim-common", "vim-tiny", "python3", "python3.11", "python3-x", "viewer", "x", "lib"]
+    names = data.draw(st.lists(st.sampled_from([w + s for w in words for s in (".list", ":amd64.list", ".md5sums")]),
+                               unique=True, max_size=14))
+    paths = data.draw(st.lists(st.sampled_from(["/a/vim.desktop", "/a/python3.11.desktop", "/a/viewer.desktop", "/usr/bin/x"]),
+                               unique=True, min_size=1))
+    owners = {path: data.draw(st.sampled_from(names)) if names else "" for path in paths}
+    likely = {name for name, _ in dpkg._named_like(names, set().union(*map(dpkg._stems, paths)))}
+    found: dict[str, str] = {}
+    again: dict[str, str] = {}
+    assert (_likely_read(dpkg._reading_order(names, set(paths), found), likely, owners, found)
+            == _likely_read(_least_each_time(names, set(paths), again), likely, owners, again))
 
 
 def test_a_listing_with_a_newline_in_a_name_has_no_likely_list() -> None:
