@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import xml.etree.ElementTree as ET
 from dataclasses import replace
@@ -194,6 +195,55 @@ def test_exec_program_skips_env_and_its_options(line: str, program: str) -> None
     from agent.inventory.desktop import exec_program
 
     assert exec_program(line) == program
+
+
+def _merged_by_a_whole_index(apps: list[App]) -> list[App]:
+    """Launchers folded as first written: every record keyed, then each launcher looked up."""
+    from agent.inventory import dedupe
+
+    merged = list(apps)
+    by_key: dict = {}
+    by_path: dict = {}
+    for index, app in enumerate(merged):
+        if app.source not in ("desktop", "process"):
+            by_key.setdefault((app.device, app.source, app.id, app.user), index)
+            if app.source == "appimage":
+                by_path.setdefault((app.device, app.path), index)
+    dropped = set()
+    for index, launcher in enumerate(merged):
+        if launcher.source != "desktop" or (owner_index := dedupe._owner_key(launcher, by_key, by_path)) is None:
+            continue
+        owner = merged[owner_index]
+        same_name = launcher.name.casefold() == owner.name.casefold()
+        if (launcher.user and owner.user != launcher.user) or (not same_name and owner.name and owner.name != owner.id):
+            continue
+        extra = dict(owner.extra)
+        dedupe._append(extra, "launchers", launcher.extra_value("launcher"))
+        dedupe._append(extra, "launcher_programs", os.path.basename(launcher.path))
+        if not same_name and owner.name:
+            dedupe._append(extra, "former_names", owner.name)
+        merged[owner_index] = replace(owner, name=owner.name if same_name else launcher.name, extra=tuple(sorted(extra.items())))
+        dropped.add(index)
+    return [app for index, app in enumerate(merged) if index not in dropped]
+
+
+_FOLDABLE = st.builds(
+    lambda source, ident, name, user, path, owner, device: App(
+        source=source, id=ident, name=name or ident, user=user, path=path, device=device,
+        extra=((("launcher", f"/usr/share/applications/{ident}.desktop"),) + ((("owner", owner),) if owner else ()))
+        if source == "desktop" else ()),
+    st.sampled_from(["dpkg", "desktop", "process", "appimage", "flatpak"]), st.sampled_from(["vim", "tiktok", "x"]),
+    st.sampled_from(["", "Vim", "vim", "TikTok"]), st.sampled_from(["", "alice"]),
+    st.sampled_from(["", "/usr/bin/vim", "/opt/TikTok.AppImage"]),
+    st.sampled_from(["", "dpkg:vim", "flatpak:tiktok", "appimage:x", "dpkg:none"]), st.sampled_from(["pc", "phone"]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_FOLDABLE, max_size=10))
+def test_launchers_fold_as_with_an_index_of_every_record(apps: list[App]) -> None:
+    """Indexing only the ids the launchers' owners name (and the AppImages) folds as keying
+    every record did: the same records, in the same order."""
+    assert merge_launchers(apps) == _merged_by_a_whole_index(apps)
 
 
 @settings(max_examples=400, deadline=None)
