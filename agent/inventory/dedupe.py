@@ -52,9 +52,9 @@ def _owner_key(launcher: App, by_key: dict[Key, int], by_path: dict[tuple[str, s
 def merge_launchers(apps: Sequence[App]) -> list[App]:
     """Given every collected App, return them with launchers folded into their owners (see above)."""
     merged = list(apps)
+    if not any(app.source == "desktop" for app in merged):  # nothing to fold: no index of 100,000 packages
+        return merged  # (and no list of indexes either: enumerating them costs twice this test)
     launchers = [index for index, app in enumerate(merged) if app.source == "desktop"]
-    if not launchers:  # nothing to fold: no index of 100,000 packages
-        return merged
     by_key, by_path = _owners_index(merged, {merged[index].extra_value("owner").partition(":")[2] for index in launchers})
     dropped = []
     for index in launchers:

@@ -285,16 +285,35 @@ def _reading_order(names: list[str], wanted: set[str], found: dict[str, str]) ->
     namesakes (the dozens of `python3-…` lists once python3.11.desktop is placed). The likely
     lists are ranked again only when a path was placed: until then the next likeliest is the
     next in the same (stable) order, as picking the least again would give it.
+
+    Why the close namesakes first (`_close_namesakes`: ranks 0 and 1, found by a prefix search):
+    while one is left for a path not yet placed, no other list can come before it, and they
+    usually place every launcher (python3.11, chromium, vim-common here), so the lists that
+    merely contain a file's name or are contained in it (`_named_like`, a step per list: ~6 M
+    instructions here) are looked for only when those are not enough.
     """
     stems = {path: _stems(path) for path in wanted}
     every_stem = set().union(*stems.values())
-    likely = {name: _ranks(package, every_stem) for name, package in _named_like(names, every_stem)}
+    close = _close_namesakes(names, every_stem)
+    whole = close is None
+    likely = {name: _ranks(package, every_stem) for name, package in (_named_like(names, every_stem) if whole else close)}
     taken = set()
-    while likely:
+    while likely or not whole:
         placed = len(found)
         unplaced = set().union(*(stems[path] for path in wanted if path not in found))
-        for best in sorted(likely, key=lambda name: min((rank for stem, rank in likely[name].items() if stem in unplaced),
-                                                        default=_UNLIKELY)):
+
+        def rank(name: str) -> int:
+            return min((rank for stem, rank in likely[name].items() if stem in unplaced), default=_UNLIKELY)
+
+        ordered = sorted(likely, key=rank)
+        if not whole and (not ordered or rank(ordered[0]) > 1):  # no close namesake left for an unplaced path
+            likely = {name: _ranks(package, every_stem) for name, package in _named_like(names, every_stem)
+                      if name not in taken}
+            whole = True
+            continue
+        for best in ordered:
+            if not whole and rank(best) > 1:
+                break
             del likely[best]
             taken.add(best)
             yield best
@@ -312,6 +331,38 @@ def _stems(path: str) -> set[str]:
 
 _UNLIKELY = 3
 """The rank of a list none of the unplaced files is named like."""
+
+
+def _close_namesakes(names: list[str], stems: set[str]) -> list[tuple[str, str]] | None:
+    """Return (list, package) of the `info/*.list` files among `names` whose package is named as
+    a stem or as it plus `-…` (ranks 0 and 1), in the folder's order; None where the names cannot
+    be searched as one text (one holds a newline, or is not ASCII: never dpkg's own names).
+
+    How, without a step per name: such a list's line in the listing, lowercased, starts with the
+    stem followed by `.list`, `:` (a Multi-Arch list's `:arch`) or `-`; those lines are found by
+    str.find, and each that is a list is then judged exactly, as `_ranks` judges it.
+    """
+    text = "\n" + "\n".join(names) + "\n"
+    if text.count("\n") != len(names) + 1 or not text.isascii():
+        return None
+    folded = text.lower()  # as casefold, for ASCII, and the same length: the lines stay where they are
+    close: dict[int, tuple[str, str]] = {}
+    for stem in stems:
+        for at in (at for needle in (f"\n{stem}.list\n", f"\n{stem}:", f"\n{stem}-") for at in _occurrences(folded, needle)):
+            start, end = at + 1, text.index("\n", at + 1)
+            if text.endswith(".list", start, end):
+                package = text[start:end - 5].partition(":")[0].casefold()
+                if package == stem or package.startswith(f"{stem}-"):
+                    close[start] = (text[start:end], package)
+    return [close[start] for start in sorted(close)]
+
+
+def _occurrences(text: str, needle: str) -> Iterator[int]:
+    """Yield where each occurrence of `needle` in `text` starts."""
+    at = text.find(needle)
+    while at >= 0:
+        yield at
+        at = text.find(needle, at + 1)
 
 
 def _named_like(names: list[str], stems: set[str]) -> Iterator[tuple[str, str]]:
