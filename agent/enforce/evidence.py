@@ -26,6 +26,7 @@ from typing import Iterable
 
 from agent.inventory import dpkg, rpm
 from agent.inventory.base import Context
+from agent.inventory.preconditions import rpm_dbpath
 from agent.log import log_event
 from agent.model import App
 from agent.runner import CommandError, Runner
@@ -149,7 +150,7 @@ def _owners(ctx: Context, paths: list[str]) -> dict[str, str]:
     if not paths:
         return {}
     found = {path: f"dpkg:{name}" for path, name in dpkg.path_owners(ctx, paths).items()}
-    if rpm.find_dbpath(ctx) is None:
+    if rpm_dbpath(ctx) is None:
         return found
     try:
         found.update((path, f"rpm:{name}") for path, name in

@@ -49,6 +49,8 @@ COLLECTORS: tuple[tuple[str, str], ...] = (
 """(source name, "module:class") in the order collectors run."""
 
 PRECONDITIONS: dict[str, Precondition] = {
+    "rpm": preconditions.rpm_database,
+    "flatpak": preconditions.flatpak_installation,
     "pacman": preconditions.PACMAN,
     "apk": preconditions.APK,
     "snap": preconditions.SNAP,
@@ -59,8 +61,8 @@ PRECONDITIONS: dict[str, Precondition] = {
     **{name: preconditions.mdm_configured(name) for name in ("amapi", "intune", "jamf")},
 }
 """source name -> what it needs before it can run, asked before its module is imported when the
-source was not named (the collector's own `unavailable` asks the same first; for pacman, apk
-and snap it is all they ask)."""
+source was not named (the collector's own `unavailable` asks the same first; for rpm, pacman,
+apk and snap it is all they ask; flatpak then reads the installations declared in /etc)."""
 
 
 @functools.cache

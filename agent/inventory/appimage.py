@@ -13,12 +13,13 @@ the convention appimagetool follows).
 from __future__ import annotations
 
 import logging
+import os
 import re
-import stat
 from pathlib import Path
+from typing import Iterable
 
 from agent.inventory.base import Collected, Context, home_dirs, record_error
-from agent.inventory.reading import exists, folder_modes, host_path, read_head
+from agent.inventory.reading import exists, folder_scan, host_path, read_head
 from agent.inventory.desktop import parse_desktop_entry
 from agent.log import log_event
 from agent.model import App, CollectorError
@@ -91,19 +92,37 @@ def _candidates(root: Path, folder: Path, depth: int, errors: list[CollectorErro
     that cannot be listed is one error in `errors`; its siblings are still searched."""
     files: list[Path] = []
     try:
-        entries = folder_modes(folder, root=root)
+        kept = folder_scan(folder, lambda entries: _kept(entries, descend=depth > 1), root=root)
     except (FileNotFoundError, NotADirectoryError):
         return files
     except OSError as exc:
         errors.append(CollectorError("appimage", f"{folder}: {exc.strerror or exc}"))
         return files
-    for name, mode in entries:
-        if stat.S_ISREG(mode):
-            if name.lower().endswith(".appimage") or mode & 0o111:
-                files.append(folder / name)
-        elif depth > 1 and stat.S_ISDIR(mode) and name not in _SKIP_DIRS:
+    for name, searched in kept:
+        if searched:
             files.extend(_candidates(root, folder / name, depth - 1, errors))
+        else:
+            files.append(folder / name)
     return files
+
+
+def _kept(entries: Iterable[os.DirEntry[str]], descend: bool) -> list[tuple[str, bool]]:
+    """Return (name, whether it is a folder to search) of the entries that may be AppImages —
+    regular files named *.AppImage or with an execute bit (lstat: the listing has no mode) — and,
+    when `descend`, of the folders to search, sorted by name; an entry removed while the folder
+    is listed is left out. Links and other kinds of file are not kept (the listing's d_type)."""
+    kept = []
+    for entry in entries:
+        try:
+            if entry.is_file(follow_symlinks=False):
+                if entry.name.lower().endswith(".appimage") or entry.stat(follow_symlinks=False).st_mode & 0o111:
+                    kept.append((entry.name, False))
+            elif descend and entry.is_dir(follow_symlinks=False) and entry.name not in _SKIP_DIRS:
+                kept.append((entry.name, True))
+        except FileNotFoundError:
+            continue
+    kept.sort()  # names are unique in a folder: the pairs sort by name
+    return kept
 
 
 def appimage_app(ctx: Context, path: Path, user: str) -> App | None:

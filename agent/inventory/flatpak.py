@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.inventory.base import Collected, Context, home_dirs, record_error
+from agent.inventory.preconditions import FLATPAK_INSTALLATIONS_CONF, FLATPAK_SYSTEM_DIR, FLATPAK_USER_DIR, NO_FLATPAK, flatpak_installation
 from agent.inventory.reading import RECORD_LIMIT, exists, folder_entries, link_target, read_bytes, read_text
 from agent.log import log_event
 from agent.model import App, CollectorError
@@ -35,9 +36,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SYSTEM_DIR = "/var/lib/flatpak"
-USER_DIR = ".local/share/flatpak"
-INSTALLATIONS_CONF = "/etc/flatpak/installations.d"
 _LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 
 
@@ -146,8 +144,8 @@ def deployed_app(deploy: Path, app_id: str, arch: str, branch: str, user: str, i
 
 def installations(ctx: Context) -> list[tuple[Path, str, str]]:
     """Return (folder, owning user, installation name) of every installation under the root."""
-    found = [(ctx.path(SYSTEM_DIR), "", "system")]
-    conf_dir = ctx.path(INSTALLATIONS_CONF)
+    found = [(ctx.path(FLATPAK_SYSTEM_DIR), "", "system")]
+    conf_dir = ctx.path(FLATPAK_INSTALLATIONS_CONF)
     if exists(conf_dir, root=ctx.root, folder=True):
         for conf in _names(conf_dir, ctx.root, ".conf"):
             try:
@@ -159,7 +157,7 @@ def installations(ctx: Context) -> list[tuple[Path, str, str]]:
                 path = parser.get(section, "Path", fallback="")
                 if section.startswith("Installation ") and path:
                     found.append((ctx.path(path), "", section.removeprefix("Installation ").strip('"')))
-    found += [(home / USER_DIR, user, "user") for user, home in home_dirs(ctx)]
+    found += [(home / FLATPAK_USER_DIR, user, "user") for user, home in home_dirs(ctx)]
     return [(folder, user, name) for folder, user, name in found if exists(folder / "app", root=ctx.root, folder=True)]
 
 
@@ -170,7 +168,7 @@ class FlatpakCollector:
     live_only = False
 
     def unavailable(self, ctx: Context) -> str | None:
-        return None if installations(ctx) else "no flatpak installation"
+        return flatpak_installation(ctx) or (None if installations(ctx) else NO_FLATPAK)
 
     def collect(self, ctx: Context) -> Collected:
         result = Collected()

@@ -36,7 +36,7 @@ import operator
 import os
 import stat
 from pathlib import Path
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 RECORD_LIMIT = 4 * 1024 * 1024
 """One record: a launcher, an Info.plist, a keyfile, an assertion, a manifest."""
@@ -135,7 +135,7 @@ def open_regular(path: str | Path, limit: int | None = None, *, root: str | Path
     return fd, info
 
 
-_Info = TypeVar("_Info")
+_Selected = TypeVar("_Selected")
 
 
 def folder_entries(path: str | Path, *, root: str | Path = "/") -> list[tuple[str, os.stat_result]]:
@@ -145,51 +145,39 @@ def folder_entries(path: str | Path, *, root: str | Path = "/") -> list[tuple[st
     Raise FileNotFoundError / NotADirectoryError when there is no such folder inside the root,
     UnsafeFileError when it is reached through a link that is refused, OSError if it cannot be listed.
     """
-    return _listed(path, root, lambda entry: entry.stat(follow_symlinks=False))
+    return folder_scan(path, _lstats, root=root)
 
 
-def folder_modes(path: str | Path, *, root: str | Path = "/") -> list[tuple[str, int]]:
-    """Return what `folder_entries` returns with each lstat cut to its `st_mode`, except that a
-    folder's or link's mode is only its type (`stat.S_IFDIR`, `stat.S_IFLNK`: no permission bits).
+def folder_scan(path: str | Path, select: Callable[[Iterator[os.DirEntry[str]]], _Selected], *,
+                root: str | Path = "/") -> _Selected:
+    """Given a folder under `root`, return what `select` makes of its entries (os.scandir's, in
+    the folder's order), handed over while the folder is held open: an entry's `stat` is taken
+    relative to that descriptor. The folder itself is found by the rules above.
 
-    Why: the listing itself tells folders and links apart (d_type), so a search that descends
-    into folders and skips links (the AppImage search: ~1,900 entries under /opt) lstats only
-    the files it may read, not every entry. Raise as `folder_entries` does.
+    Why: a search that keeps few of many entries (the AppImage search: ~1,900 under /opt, of
+    which it keeps none here) tells folders and links apart by the listing's d_type, lstats only
+    what it may keep, and sorts only what it keeps. Raise as `folder_entries` does (and what
+    `select` raises).
     """
-    return _listed(path, root, _entry_mode)
-
-
-def _entry_mode(entry: os.DirEntry[str]) -> int:
-    """Return a listed entry's type (a folder, a link) from the listing, else its lstat's st_mode."""
-    if entry.is_dir(follow_symlinks=False):
-        return stat.S_IFDIR
-    if entry.is_symlink():
-        return stat.S_IFLNK
-    return entry.stat(follow_symlinks=False).st_mode
-
-
-def _listed(path: str | Path, root: str | Path, info: Callable[[os.DirEntry[str]], _Info]) -> list[tuple[str, _Info]]:
-    """Return (name, info(entry)) of each entry of the folder at `path` inside `root`, sorted by
-    name, leaving out entries removed while it was listed (`info` raising FileNotFoundError)."""
     if not _WALKS:
         with os.scandir(path) as entries:
-            return _known(entries, info)
+            return select(entries)
     with _Walk(root) as walk:
         fd = walk.open_folder(_parts(path, root), str(path))
         try:
-            with os.scandir(fd) as entries:  # an entry's stat is taken relative to `fd`: while it is open
-                return _known(entries, info)
+            with os.scandir(fd) as entries:
+                return select(entries)
         finally:
             os.close(fd)
 
 
-def _known(entries: Iterable[os.DirEntry[str]], info: Callable[[os.DirEntry[str]], _Info]) -> list[tuple[str, _Info]]:
-    """Return (name, info(entry)) of the entries still there when `info` looks at them, by name
-    (sorted on the names alone: comparing (name, info) pairs costs twice as much)."""
+def _lstats(entries: Iterable[os.DirEntry[str]]) -> list[tuple[str, os.stat_result]]:
+    """Return (name, lstat) of the entries still there when each is looked at, by name (sorted
+    on the names alone: comparing (name, stat) pairs costs twice as much)."""
     known = []
     for entry in sorted(entries, key=_NAME):
         try:
-            known.append((entry.name, info(entry)))
+            known.append((entry.name, entry.stat(follow_symlinks=False)))
         except FileNotFoundError:
             continue
     return known

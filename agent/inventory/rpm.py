@@ -4,7 +4,8 @@ The rpm database is a Berkeley DB, NDB or SQLite file depending on the distribut
 so the only stable interface is `rpm -qa --queryformat` itself; `--root` and an explicit
 `--dbpath` make it read a mounted image (and never the calling user's ~/.rpmdb, which Debian's
 rpm uses by default). The database lives in /usr/lib/sysimage/rpm on newer Fedora and openSUSE,
-in /var/lib/rpm elsewhere; the first that holds a database file wins.
+in /var/lib/rpm elsewhere; the first that holds a database file wins (agent.inventory.preconditions
+finds it: a full check asks before this module is imported).
 
 File lists are read on demand, per package (`rpm_package_files`), never for the whole inventory.
 """
@@ -12,23 +13,14 @@ File lists are read on demand, per package (`rpm_package_files`), never for the 
 from __future__ import annotations
 
 from agent.inventory.base import Collected, Context
+from agent.inventory.preconditions import rpm_database, rpm_dbpath
 from agent.model import App
 from agent.runner import Runner
 
-DB_DIRS = ("/usr/lib/sysimage/rpm", "/var/lib/rpm")
-DB_FILES = ("rpmdb.sqlite", "Packages", "Packages.db")
 QUERY_TIMEOUT = 120.0
 _TAGS = ("NAME", "EPOCH", "VERSION", "RELEASE", "ARCH", "VENDOR", "PACKAGER")
 QUERY_FORMAT = "\\t".join(f"%{{{tag}}}" for tag in _TAGS) + "\\n"
 _NONE = "(none)"
-
-
-def find_dbpath(ctx: Context) -> str | None:
-    """Return the rpm database folder (as a path on the device) under the root, or None."""
-    for folder in DB_DIRS:
-        if any(ctx.path(f"{folder}/{name}").exists() for name in DB_FILES):
-            return folder
-    return None
 
 
 def parse_query(text: str) -> list[App]:
@@ -70,7 +62,7 @@ def rpm_package_files(runner: Runner, root: str, dbpath: str, name: str) -> list
 def installed_files(ctx: Context, names: list[str]) -> list[str]:
     """Return the paths any of the packages `names` installed, with one `rpm -ql` for all of
     them (names that are not installed are skipped). Raise CommandError if rpm cannot run."""
-    dbpath = find_dbpath(ctx)
+    dbpath = rpm_dbpath(ctx)
     if dbpath is None or not names:
         return []
     result = ctx.runner.run("rpm", [*_base_args(str(ctx.root), dbpath), "-ql", "--", *names],
@@ -80,14 +72,14 @@ def installed_files(ctx: Context, names: list[str]) -> list[str]:
 
 def app_files(ctx: Context, app: App) -> list[str]:
     """Given an rpm App, return the paths its package installed. Raise CommandError as above."""
-    dbpath = find_dbpath(ctx)
+    dbpath = rpm_dbpath(ctx)
     return [] if dbpath is None else rpm_package_files(ctx.runner, str(ctx.root), dbpath, app.id)
 
 
 def path_owners(ctx: Context, paths: list[str]) -> dict[str, str]:
     """Given absolute paths on the device, return {path: package} for those a package installed
     (one `rpm -qf` for all of them). Raise CommandError if rpm cannot run."""
-    dbpath = find_dbpath(ctx)
+    dbpath = rpm_dbpath(ctx)
     if dbpath is None or not paths:
         return {}
     result = ctx.runner.run(
@@ -107,10 +99,10 @@ class RpmCollector:
     live_only = False
 
     def unavailable(self, ctx: Context) -> str | None:
-        return None if find_dbpath(ctx) else f"no rpm database under {ctx.path(DB_DIRS[0])} or {ctx.path(DB_DIRS[1])}"
+        return rpm_database(ctx)
 
     def collect(self, ctx: Context) -> Collected:
-        dbpath = find_dbpath(ctx)
+        dbpath = rpm_dbpath(ctx)
         if dbpath is None:
             return Collected()
         result = ctx.runner.run(

@@ -12,7 +12,8 @@ import pytest
 from agent.inventory import base, collect
 from agent.inventory.dpkg import DpkgCollector, package_files
 from agent.inventory.owned import app_files
-from agent.inventory.rpm import RpmCollector, find_dbpath, rpm_package_files
+from agent.inventory.preconditions import rpm_dbpath
+from agent.inventory.rpm import RpmCollector, rpm_package_files
 from agent.runner import Runner
 from tests.conftest import require_tool
 from tests.debs import build_deb, dpkg_root, install
@@ -110,7 +111,7 @@ def rpm_packages(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 def test_rpm_collector_agrees_with_rpm_qa(rpm_packages: list[Path], tmp_path: Path, dbpath: str) -> None:
     rpm_install(tmp_path, dbpath, *rpm_packages)
     ctx = context(tmp_path)
-    assert find_dbpath(ctx) == dbpath
+    assert rpm_dbpath(ctx) == dbpath
     listed = run("rpm", "--root", tmp_path, "--dbpath", dbpath, "-qa", "--qf",
                  "%{NAME} %{EPOCHNUM}:%{VERSION}-%{RELEASE} %{VENDOR}\n")
     expected = sorted(listed.replace(" 0:", " ").replace("(none)", "").strip().splitlines())

@@ -175,14 +175,14 @@ def test_an_unreadable_subfolder_is_one_error_and_its_siblings_are_still_searche
     (payload / "AppRun").write_text("#!/bin/sh\n")
     _appimage(root / "opt/tools/Banned-1.0.AppImage", payload)
     (root / "opt/locked").mkdir(parents=True)
-    real_modes = appimage.folder_modes
+    real_scan = appimage.folder_scan
 
-    def folder_modes(path, *, root):  # these tests run as root, whom a mode of 000 does not stop
+    def folder_scan(path, select, *, root):  # these tests run as root, whom a mode of 000 does not stop
         if os.fspath(path).endswith("/opt/locked"):
             raise PermissionError(13, "Permission denied", os.fspath(path))
-        return real_modes(path, root=root)
+        return real_scan(path, select, root=root)
 
-    monkeypatch.setattr(appimage, "folder_modes", folder_modes)
+    monkeypatch.setattr(appimage, "folder_scan", folder_scan)
     result = AppImageCollector().collect(context(root))
     assert [a.path for a in result.apps] == ["/opt/tools/Banned-1.0.AppImage"]
     assert [e.message for e in result.errors] == [f"{root}/opt/locked: Permission denied"]

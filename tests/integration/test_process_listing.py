@@ -117,6 +117,24 @@ def test_a_process_that_ends_while_listed_is_left_out(tmp_path: Path) -> None:
     assert start_ticks(fields) == "4242"
 
 
+def test_a_kernel_thread_is_left_out_by_its_stat_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel thread (PF_KTHREAD in stat's flags) makes no App, so neither its status nor its
+    cmdline is read (most of a machine's processes are such)."""
+    from agent.inventory import process
+
+    proc = tmp_path / "proc"
+    for pid, name, flags in ((2, "kthreadd", 2129984), (9, "sh", 4194560)):
+        (proc / str(pid)).mkdir(parents=True)
+        (proc / str(pid) / "stat").write_bytes(f"{pid} ({name}) S 1 9 9 0 -1 {flags} 0 0 0 0 0 0 0 0 20 0 1 0 4242 0 0\n".encode())
+        (proc / str(pid) / "status").write_bytes(b"Name:\tx\nUid:\t0\t0\t0\t0\n")
+        (proc / str(pid) / "cmdline").write_bytes(b"")
+    read: list[str] = []
+    real = process._read
+    monkeypatch.setattr(process, "_read", lambda path: read.append(path) or real(path))
+    assert [info["pid"] for info, _ in proc_processes(str(proc))] == [9]
+    assert not [path for path in read if "/2/" in path and not path.endswith("/stat")]
+
+
 def test_psutil_remains_the_reader_elsewhere() -> None:
     """On systems without /proc the collector lists through psutil: the same records here."""
     mine = {info["pid"]: info for info, _ in psutil_processes()}

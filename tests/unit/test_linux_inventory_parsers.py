@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import xml.etree.ElementTree as ET
 from dataclasses import replace
+from typing import Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -193,6 +195,146 @@ def test_exec_program_skips_env_and_its_options(line: str, program: str) -> None
     from agent.inventory.desktop import exec_program
 
     assert exec_program(line) == program
+
+
+def _merged_by_a_whole_index(apps: list[App]) -> list[App]:
+    """Launchers folded as first written: every record keyed, then each launcher looked up."""
+    from agent.inventory import dedupe
+
+    merged = list(apps)
+    by_key: dict = {}
+    by_path: dict = {}
+    for index, app in enumerate(merged):
+        if app.source not in ("desktop", "process"):
+            by_key.setdefault((app.device, app.source, app.id, app.user), index)
+            if app.source == "appimage":
+                by_path.setdefault((app.device, app.path), index)
+    dropped = set()
+    for index, launcher in enumerate(merged):
+        if launcher.source != "desktop" or (owner_index := dedupe._owner_key(launcher, by_key, by_path)) is None:
+            continue
+        owner = merged[owner_index]
+        same_name = launcher.name.casefold() == owner.name.casefold()
+        if (launcher.user and owner.user != launcher.user) or (not same_name and owner.name and owner.name != owner.id):
+            continue
+        extra = dict(owner.extra)
+        dedupe._append(extra, "launchers", launcher.extra_value("launcher"))
+        dedupe._append(extra, "launcher_programs", os.path.basename(launcher.path))
+        if not same_name and owner.name:
+            dedupe._append(extra, "former_names", owner.name)
+        merged[owner_index] = replace(owner, name=owner.name if same_name else launcher.name, extra=tuple(sorted(extra.items())))
+        dropped.add(index)
+    return [app for index, app in enumerate(merged) if index not in dropped]
+
+
+_FOLDABLE = st.builds(
+    lambda source, ident, name, user, path, owner, device: App(
+        source=source, id=ident, name=name or ident, user=user, path=path, device=device,
+        extra=((("launcher", f"/usr/share/applications/{ident}.desktop"),) + ((("owner", owner),) if owner else ()))
+        if source == "desktop" else ()),
+    st.sampled_from(["dpkg", "desktop", "process", "appimage", "flatpak"]), st.sampled_from(["vim", "tiktok", "x"]),
+    st.sampled_from(["", "Vim", "vim", "TikTok"]), st.sampled_from(["", "alice"]),
+    st.sampled_from(["", "/usr/bin/vim", "/opt/TikTok.AppImage"]),
+    st.sampled_from(["", "dpkg:vim", "flatpak:tiktok", "appimage:x", "dpkg:none"]), st.sampled_from(["pc", "phone"]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_FOLDABLE, max_size=10))
+def test_launchers_fold_as_with_an_index_of_every_record(apps: list[App]) -> None:
+    """Indexing only the ids the launchers' owners name (and the AppImages) folds as keying
+    every record did: the same records, in the same order."""
+    assert merge_launchers(apps) == _merged_by_a_whole_index(apps)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list(" \t\r\n\x0b\x0c\x85\xa0\u2028'\"\\%=#;|&$ab-/")), max_size=30))
+def test_exec_words_are_shlex_split(line: str) -> None:
+    """Words of an Exec= line are what shlex.split gives (or a plain split where it cannot),
+    whether or not the line has anything to unquote."""
+    import shlex
+
+    from agent.inventory.desktop import exec_words
+
+    try:
+        expected = shlex.split(line)
+    except ValueError:
+        expected = line.split()
+    assert exec_words(line) == expected
+
+
+_LIST_NAME = st.text(alphabet=st.sampled_from(list("abvV:.-1ß*[(|+")), max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(names=st.lists(st.tuples(_LIST_NAME, st.sampled_from([".list", ".md5sums", ":amd64.list", "", ".list.list"])),
+                      max_size=12).map(lambda pairs: list(dict.fromkeys(n + s for n, s in pairs))),
+       files=st.lists(_LIST_NAME, min_size=1, max_size=3))
+def test_lists_named_like_a_file_are_those_a_test_of_each_list_finds(names: list[str], files: list[str]) -> None:
+    """dpkg's `_named_like` cuts the lists out of the joined listing and searches the stems as
+    one pattern; it keeps what testing each `*.list` name's package against each stem keeps, in
+    the folder's order (regex characters, colons, `.list.list`, case and ß included)."""
+    stems = set().union(*(dpkg._stems(f"/usr/share/applications/{file}.desktop") for file in files))
+    expected = []
+    for name in names:
+        package = name[:-5].partition(":")[0].casefold()
+        if name.endswith(".list") and any(package in stem or stem in package for stem in stems):
+            expected.append((name, package))
+    assert list(dpkg._named_like(names, stems)) == expected
+
+
+def _least_each_time(names: list[str], wanted: set[str], found: dict[str, str]) -> Iterator[str]:
+    """The lists in the order first written: every likely list ranked, the least picked again
+    after each list, then the rest in the folder's order."""
+    stems = {path: dpkg._stems(path) for path in wanted}
+    every = set().union(*stems.values())
+    likely = {name: dpkg._ranks(package, every) for name, package in dpkg._named_like(names, every)}
+    taken = set()
+    while likely:
+        unplaced = set().union(*(stems[path] for path in wanted if path not in found))
+        best = min(likely, key=lambda name: min((r for stem, r in likely[name].items() if stem in unplaced), default=3))
+        del likely[best]
+        taken.add(best)
+        yield best
+    yield from (name for name in names if name.endswith(".list") and name not in taken)
+
+
+def _read(order: Iterator[str], owners: dict[str, str], found: dict[str, str]) -> list[str]:
+    """The lists `order` yields until every path is placed, filling `found` as a scan does."""
+    read = []
+    for name in order:
+        read.append(name)
+        found.update((path, name) for path, owner in owners.items() if owner == name and path not in found)
+        if len(found) == len(owners):
+            break
+    return read
+
+
+def test_the_reading_order_is_the_least_ranked_list_after_every_list() -> None:
+    """Sorting the likely lists once per path placed, the close namesakes (found by a prefix
+    search) before the others, yields the lists in the order that ranking every likely list and
+    picking the least again after every list gives (ties in the folder's order): 3,000 seeded
+    folders of namesakes, each path owned by one of the names or by none."""
+    import random
+
+    words = ["vim", "vim-common", "vim-tiny", "python3", "python3.11", "python3-x", "chromium", "chromium-common",
+             "viewer", "x", "lib", "tool2.1"]
+    every_name = [w + s for w in words for s in (".list", ":amd64.list", ".md5sums")]
+    files = ["/a/vim.desktop", "/a/python3.11.desktop", "/a/chromium.desktop", "/a/viewer.desktop", "/usr/bin/x"]
+    pick = random.Random(2)
+    for _ in range(3000):
+        names = pick.sample(every_name, pick.randint(0, 20))
+        paths = pick.sample(files, pick.randint(1, 4))
+        owners = {path: pick.choice(names) if names else "" for path in paths}
+        found: dict[str, str] = {}
+        again: dict[str, str] = {}
+        assert (_read(dpkg._reading_order(names, set(paths), found), owners, found)
+                == _read(_least_each_time(names, set(paths), again), owners, again)), (names, owners)
+
+
+def test_a_listing_with_a_newline_in_a_name_has_no_likely_list() -> None:
+    """Such a name cannot be cut out of the joined listing (dpkg never writes one): the lists are
+    then read in the folder's order, and the answer is the same."""
+    assert list(dpkg._named_like(["vim\nx.list", "vim.list"], {"vim"})) == []
 
 
 def _reference_status(text: str) -> list[tuple[str, str, str, tuple[str, ...], tuple[tuple[str, str], ...]]]:

@@ -12,6 +12,7 @@ import pytest
 from agent.config import Config, GatewayConfig
 from agent.inventory import PRECONDITIONS, collect, load_collector
 from agent.inventory.base import Context
+from agent.inventory.preconditions import rpm_dbpath
 
 
 def _contexts() -> list[Context]:
@@ -46,6 +47,41 @@ def test_a_precondition_that_raises_is_that_collectors_one_error(monkeypatch: py
     inventory = collect(Context(live=True), [])
     assert [e.message for e in inventory.errors if e.collector == "windows"] == ["RuntimeError: boom"]
     assert inventory.apps  # the other collectors still ran
+
+
+@pytest.mark.parametrize("made", ["var/lib/rpm/Packages", "var/lib/rpm/rpmdb.sqlite", "usr/lib/sysimage/rpm/Packages.db"])
+def test_the_rpm_precondition_is_the_collectors_whole_answer(tmp_path: Path, made: str) -> None:
+    """rpm runs where a database file is in one of its folders: a full check that finds none
+    skips it without importing its module (the desktop collector asks the same before it asks
+    rpm who owns a launcher)."""
+    ctx = Context(root=tmp_path, live=False)
+    reason = f"no rpm database under {tmp_path}/usr/lib/sysimage/rpm or {tmp_path}/var/lib/rpm"
+    assert PRECONDITIONS["rpm"](ctx) == load_collector("rpm").unavailable(ctx) == reason
+    (tmp_path / made).parent.mkdir(parents=True)
+    (tmp_path / made).write_text("")
+    assert PRECONDITIONS["rpm"](ctx) is None and load_collector("rpm").unavailable(ctx) is None
+    assert rpm_dbpath(ctx) == "/" + made.rpartition("/")[0]
+
+
+@pytest.mark.parametrize("made", ["var/lib/flatpak/app", "home/alice/.local/share/flatpak/app", "root/.local/share/flatpak/app"])
+def test_the_flatpak_precondition_rules_it_out_only_where_no_installation_can_be(tmp_path: Path, made: str) -> None:
+    """With no installation folder and no declared installations, both say why; with one, both
+    say None; with a declarations folder the precondition leaves the question to the collector,
+    which reads the declarations."""
+    ctx = Context(root=tmp_path, live=False)
+    assert PRECONDITIONS["flatpak"](ctx) == load_collector("flatpak").unavailable(ctx) == "no flatpak installation"
+    declared = tmp_path / "etc/flatpak/installations.d"
+    declared.mkdir(parents=True)
+    (declared / "extra.conf").write_text('[Installation "extra"]\nPath=/srv/flatpak\n')
+    assert PRECONDITIONS["flatpak"](ctx) is None
+    assert load_collector("flatpak").unavailable(ctx) == "no flatpak installation"
+    (tmp_path / "srv/flatpak/app").mkdir(parents=True)
+    assert load_collector("flatpak").unavailable(ctx) is None
+    for conf in declared.iterdir():
+        conf.unlink()
+    declared.rmdir()
+    (tmp_path / made).mkdir(parents=True)
+    assert PRECONDITIONS["flatpak"](ctx) is None and load_collector("flatpak").unavailable(ctx) is None
 
 
 @pytest.mark.parametrize(("name", "made", "folder"), [

@@ -94,13 +94,22 @@ def test_a_live_full_check_imports_no_collector_that_its_precondition_rules_out(
                 "agent.inventory.gateway", "agent.inventory.connectors"} & loaded
 
 
-def test_a_full_check_of_a_volume_without_their_databases_imports_no_pacman_apk_or_snap_collector(tmp_path: Path) -> None:
-    """agent/inventory/preconditions.py answers "no database here" for them before their modules load."""
+@pytest.mark.parametrize("launcher", [False, True])
+def test_a_full_check_of_a_volume_without_their_databases_imports_no_rpm_flatpak_pacman_apk_or_snap_collector(
+        tmp_path: Path, launcher: bool) -> None:
+    """agent/inventory/preconditions.py answers "no database here" for them before their modules
+    load; the desktop collector, placing a launcher, asks it whether rpm could own one, and splits
+    an Exec= line with nothing to unquote without shlex."""
+    if launcher:
+        (tmp_path / "usr/share/applications").mkdir(parents=True)
+        (tmp_path / "usr/share/applications/x.desktop").write_text("[Desktop Entry]\nName=X\nExec=/usr/bin/x\n")
     code = ("from pathlib import Path\nfrom agent.inventory import collect\nfrom agent.inventory.base import Context\n"
-            f"collect(Context(root=Path({str(tmp_path)!r}), live=False))")
+            f"apps = collect(Context(root=Path({str(tmp_path)!r}), live=False)).apps\n"
+            f"assert [a.name for a in apps] == {['X'] if launcher else []!r}")
     loaded = _modules_after(code)
     assert "agent.inventory.preconditions" in loaded
-    assert not {"agent.inventory.pacman", "agent.inventory.apk", "agent.inventory.snap"} & loaded
+    assert not {"agent.inventory.rpm", "agent.inventory.flatpak", "agent.inventory.pacman", "agent.inventory.apk",
+                "agent.inventory.snap", "configparser", "shlex"} & loaded
 
 
 def test_a_live_check_lists_processes_without_psutil() -> None:
