@@ -9,7 +9,6 @@ from typing import Iterator, Sequence
 
 from agent.model import App, Device, Entry, Finding, Inventory, Report, app_counts, app_total
 from agent.printable import printable
-from agent.report import jsontext
 from agent.report.textwidth import DEFAULT_WIDTH, fit, wrap
 
 Columns = tuple[tuple[str, int], ...]
@@ -29,7 +28,10 @@ def render_json(report: Report) -> str:
 
 def render_json_chunks(report: Report) -> Iterator[str]:
     """Yield render_json's text in pieces (a device or a finding at a time), for writing out a
-    fleet's report without holding its whole text."""
+    fleet's report without holding its whole text. The JSON writer (with the json package, ~5 M
+    instructions of a table's start-up) is imported here, for JSON only."""
+    from agent.report import jsontext
+
     yield from jsontext.chunks(report.to_dict())
     yield "\n"
 

@@ -154,6 +154,57 @@ def test_a_dpkg_check_loads_no_module_imported_only_for_what_it_does_not_do(tmp_
     loaded = _modules_of_a_regular_install(code)
     assert {"agent.inventory.dpkg", "dataclasses", "logging", "urllib.parse", "agent.domains"} <= loaded
     assert not {"inspect", "traceback", "ipaddress", "ctypes", "ast", "dis", "tokenize", "linecache"} & loaded
+    assert "copy" not in loaded  # deferred too: for dataclasses' asdict, astuple and replace's deep copies
+
+
+def test_a_check_that_reads_no_json_document_and_writes_a_table_loads_no_json() -> None:
+    """No config file, the bundled list (its Python twin), a table: json is imported where a
+    JSON document is read, a JSON report or log line written (agent.documents, agent.log,
+    agent.report.jsontext), ~5 M instructions otherwise spent on every check; no domain name
+    is read, so its pattern is not compiled either."""
+    from agent.config import DEFAULT_PATH
+
+    if Path(DEFAULT_PATH).exists():
+        pytest.skip(f"{DEFAULT_PATH} exists here")
+    code = ("import re._compiler\ncompiled = []\nreal = re._compiler.compile\n"
+            "re._compiler.compile = lambda p, flags=0: compiled.append(p) or real(p, flags)\n"
+            "import contextlib, io\nfrom agent.cli import main\nwith contextlib.redirect_stdout(io.StringIO()):\n"
+            "    assert main(['check', '--source', 'dpkg']) in (0, 1)\n"
+            "from agent import domains\n"
+            "assert compiled and domains._LDH not in compiled, compiled\n")
+    loaded = _modules_after(code)  # the editable finder (it maps agent.bundled) imports no json
+    assert "agent.inventory.dpkg" in loaded
+    assert not {"json", "json.decoder", "json.encoder", "_json", "agent.report.jsontext"} & loaded
+
+
+def test_patterns_standard_modules_compile_at_import_are_compiled_only_when_used(tmp_path: Path) -> None:
+    """logging's str.format and $-template styles, string.Template, gettext's plural forms,
+    locale's number formats, urllib.parse's unquote, dpkg's line-by-line reading: none is used by
+    a check of dpkg's own database, and none is compiled."""
+    _run_a_dpkg_check(tmp_path, "import re._compiler\ncompiled = []\nreal = re._compiler.compile\n"
+                      "re._compiler.compile = lambda p, flags=0: compiled.append(p) or real(p, flags)\n",
+                      "import gettext, locale, logging, string, urllib.parse\n"
+                      "from agent.inventory import dpkg\n"
+                      "lazy = [gettext._token_pattern, locale._percent_re, logging.StrFormatStyle.fmt_spec,\n"
+                      "        logging.StrFormatStyle.field_spec, string.Template.pattern, urllib.parse._asciire]\n"
+                      "sources = {p._source for p in lazy} | {dpkg._FIELD}\n"
+                      "assert compiled and not sources & set(compiled), sources & set(compiled)\n")
+
+
+def test_a_pattern_compiled_on_use_works_as_the_pattern_would() -> None:
+    """What agent/__init__.py leaves to be compiled on use gives what the standard module did:
+    gettext's plural forms (re.finditer of its pattern), string.Template, a str.format log style,
+    locale's formats, unquote; and a Template subclass made afterwards gets a real pattern."""
+    code = ("import agent, gettext, locale, logging, re, string, urllib.parse\n"
+            "assert gettext.c2py('n != 1')(2) == 1 and gettext.c2py('n%10==1 ? 0 : 1')(11) == 0\n"
+            "assert string.Template('$who is ${what}').substitute(who='it', what='lazy') == 'it is lazy'\n"
+            "class Percent(string.Template):\n    delimiter = '%'\n"
+            "assert isinstance(Percent.pattern, re.Pattern) and Percent('%a').substitute(a=1) == '1'\n"
+            "record = logging.makeLogRecord({'msg': 'm', 'n': 3})\n"
+            "assert logging.Formatter('{n:>4d} {message}', style='{').format(record) == '   3 m'\n"
+            "assert locale.format_string('%5.1f', 2.25) == '  2.2'\n"
+            "assert urllib.parse.unquote('a%20b%C3%A9') == 'a b\u00e9'\n")
+    _modules_of_a_regular_install(code)
 
 
 def test_a_deferred_module_is_the_real_one_when_it_is_used() -> None:
