@@ -13,7 +13,6 @@ import re
 from dataclasses import field
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
 from urllib.parse import urlsplit
 
 from agent import platform as host
@@ -22,6 +21,12 @@ from agent.errors import UserError
 from agent.log import log_event
 from agent.records import dataclass
 from agent.schema import SchemaError, build
+
+TYPE_CHECKING = False  # typing for type checkers only (agent.hints)
+if TYPE_CHECKING:
+    from typing import Literal
+else:
+    from agent.hints import Literal
 
 logger = logging.getLogger(__name__)
 

@@ -157,7 +157,7 @@ def test_a_dpkg_check_loads_no_module_imported_only_for_what_it_does_not_do(tmp_
     assert "copy" not in loaded  # deferred too: for dataclasses' asdict, astuple and replace's deep copies
 
 
-def test_a_check_that_reads_no_json_document_and_writes_a_table_loads_no_json() -> None:
+def test_a_check_that_reads_no_document_and_writes_a_table_loads_no_json_or_typing() -> None:
     """No config file, the bundled list (its Python twin), a table: json is imported where a
     JSON document is read, a JSON report or log line written (agent.documents, agent.log,
     agent.report.jsontext), ~5 M instructions otherwise spent on every check; no domain name
@@ -168,13 +168,16 @@ def test_a_check_that_reads_no_json_document_and_writes_a_table_loads_no_json() 
         pytest.skip(f"{DEFAULT_PATH} exists here")
     code = ("import re._compiler\ncompiled = []\nreal = re._compiler.compile\n"
             "re._compiler.compile = lambda p, flags=0: compiled.append(p) or real(p, flags)\n"
-            "import contextlib, io\nfrom agent.cli import main\nwith contextlib.redirect_stdout(io.StringIO()):\n"
-            "    assert main(['check', '--source', 'dpkg']) in (0, 1)\n"
+            "import io, sys\nfrom agent.cli import main\nsys.stdout = io.StringIO()\n"
+            "assert main(['check', '--source', 'dpkg']) in (0, 1)\nsys.stdout = sys.__stdout__\n"
             "from agent import domains\n"
             "assert compiled and domains._LDH not in compiled, compiled\n")
     loaded = _modules_after(code)  # the editable finder (it maps agent.bundled) imports no json
     assert "agent.inventory.dpkg" in loaded
     assert not {"json", "json.decoder", "json.encoder", "_json", "agent.report.jsontext"} & loaded
+    assert "typing" not in loaded  # ~14 M instructions: for type checkers only (agent.hints)
+    # and no contextlib, which typing imported; agent.gcpause was the one other module to use it
+    assert "contextlib" not in _modules_of_a_regular_install("import agent.gcpause, agent.cli, agent.commands.check")
 
 
 def test_patterns_standard_modules_compile_at_import_are_compiled_only_when_used(tmp_path: Path) -> None:
@@ -306,6 +309,18 @@ def test_the_schemas_type_hints_are_get_type_hints() -> None:
     assert len(records) > 30
     for record in records:
         assert type_hints(record) == typing.get_type_hints(record), record
+
+
+def test_the_literals_spelt_out_for_run_time_are_the_type_checkers_aliases() -> None:
+    """Device.ownership and Finding.status spell out model.Ownership and model.Status (aliases
+    for type checkers only, agent.hints); resolved, they are typing's Literal of the same values."""
+    import typing
+
+    from agent.model import STATUSES, Device, Finding
+
+    assert typing.get_type_hints(Finding)["status"] == typing.Literal[STATUSES]
+    assert typing.get_type_hints(Device)["ownership"] == typing.Literal["corporate", "personal", "unknown"]
+    assert typing.get_args(typing.get_type_hints(Device)["ownership"]) == ("corporate", "personal", "unknown")
 
 
 def test_what_eval_alone_would_not_resolve_goes_to_get_type_hints(monkeypatch: pytest.MonkeyPatch) -> None:
