@@ -20,17 +20,23 @@ class _ImportedOnUse(types.ModuleType):
 
 class _CompiledOnUse:
     """A pattern a standard module compiles as it loads, compiled (by `re`, into its cache as
-    usual) when it is first used: a method or attribute is read, or it is given to `re`."""
+    usual) when it is first used: a method or attribute is read, or it is given to `re`. A
+    module-level name that holds it is then given the real pattern (dataclasses matches its
+    pattern for every field of every record a command defines)."""
 
-    __slots__ = ("_source", "_flags", "_pattern")
+    __slots__ = ("_source", "_flags", "_pattern", "holders")
 
     def __init__(self, source: str | bytes, flags: int = 0) -> None:
         self._source, self._flags, self._pattern = source, flags, None
+        self.holders: list[tuple[dict[str, object], str]] = []
 
     def compiled(self) -> re.Pattern:
         """Return the real pattern, compiling it the first time."""
         if self._pattern is None:
             self._pattern = re.compile(self._source, self._flags)
+            for namespace, name in self.holders:
+                if namespace.get(name) is self:
+                    namespace[name] = self._pattern
         return self._pattern
 
     def __getattr__(self, attribute: str) -> object:
@@ -38,6 +44,24 @@ class _CompiledOnUse:
 
     def __repr__(self) -> str:
         return repr(self.compiled())
+
+
+class _CalledOnUse(types.ModuleType):
+    """A stand-in for a module another module takes functions from (`from module import f`) as
+    it loads: each function it takes imports the real module (with its own stand-ins, as
+    `_DEFERRED` lists them) when it is first called, and calls the real function."""
+
+    def __getattr__(self, attribute: str) -> object:
+        if attribute.startswith("__"):
+            raise AttributeError(attribute)
+        module = self.__name__
+
+        def call(*args: object, **kwargs: object) -> object:
+            _import_deferring(module, *_DEFERRED.get(module, ()))
+            return getattr(sys.modules[module], attribute)(*args, **kwargs)
+
+        call.__name__ = call.__qualname__ = attribute
+        return call
 
 
 def _real(pattern: object) -> object:
@@ -81,8 +105,10 @@ def _import_deferring(module: str, *dependencies: str) -> None:
     of a dependency gets the real module."""
     if module in sys.modules:
         return
-    stand_ins = {name: _PatternsOnUse() if name == "re" else _ImportedOnUse(name)
+    stand_ins = {name: _PatternsOnUse() if name == "re" else
+                 _CalledOnUse(name) if name in _CALLED_ON_USE else _ImportedOnUse(name)
                  for name in dependencies if name == "re" or name not in sys.modules}
+    before = set(sys.modules)
     sys.modules.update(stand_ins)
     try:
         __import__(module)
@@ -93,17 +119,30 @@ def _import_deferring(module: str, *dependencies: str) -> None:
                 sys.modules["re"] = re
             elif sys.modules.get(name) is stand_in:
                 del sys.modules[name]
+    for loaded in set(sys.modules) - before:
+        namespace = vars(sys.modules[loaded])
+        for name, value in namespace.items():
+            if type(value) is _CompiledOnUse:
+                value.holders.append((namespace, name))
 
 
-for _module, *_dependencies in (
+_DEFERRED = {
     # inspect: for the signature of a dataclass with no docstring (appban's all have one);
     # copy: for asdict, astuple and deepcopy; re: for string annotations of the standard decorator
-    ("dataclasses", "inspect", "copy", "re"),
-    ("urllib.parse", "ipaddress", "re"),  # a URL with a [bracketed] host; pathlib imports urllib.parse
-    ("logging", "traceback", "re"),  # a record with a traceback or a stack; logging imports string
+    "dataclasses": ("inspect", "copy", "re"),
+    "urllib.parse": ("ipaddress", "re"),  # a URL with a [bracketed] host
+    "logging": ("traceback", "re"),  # a record with a traceback or a stack; logging imports string
     # argparse imports gettext, which imports locale at argparse's first message: a translation's
     # plural forms and locale's number formats
-    ("gettext", "re"),
-    ("locale", "re"),
-):
-    _import_deferring(_module, *_dependencies)
+    "gettext": ("re",),
+    "locale": ("re",),
+    "pathlib": ("urllib.parse",),  # quote_from_bytes, for Path.as_uri
+}
+"""Each standard module every command imports, and the dependencies its top imports for what a
+command seldom does: agent imports each with stand-ins for those (urllib.parse only when used)."""
+_CALLED_ON_USE = frozenset(("urllib.parse",))
+"""Dependencies taken as `from module import f` (a _CalledOnUse stand-in); the others as `import module`."""
+
+for _module, _dependencies in _DEFERRED.items():
+    if _module not in _CALLED_ON_USE:
+        _import_deferring(_module, *_dependencies)

@@ -13,7 +13,6 @@ import re
 from dataclasses import field
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from agent import platform as host
 from agent.documents import DocumentError, load_document
@@ -119,6 +118,8 @@ def _url(url: str) -> str:
     read: found later, inside the service, it would be an error the reload path never expected."""
     if not url:
         return url
+    from urllib.parse import urlsplit  # here: a config without URLs (and a check without a config) never loads it
+
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - parsing the port is the check (out of range, not a number)

@@ -152,8 +152,11 @@ def test_a_dpkg_check_loads_no_module_imported_only_for_what_it_does_not_do(tmp_
     code = ("import contextlib, io\nfrom agent.cli import main\nwith contextlib.redirect_stdout(io.StringIO()):\n"
             f"    main(['check', '--config', {str(config)!r}, '--banlist', {str(banlist)!r}, '--source', 'dpkg'])")
     loaded = _modules_of_a_regular_install(code)
-    assert {"agent.inventory.dpkg", "dataclasses", "logging", "urllib.parse", "agent.domains"} <= loaded
+    assert {"agent.inventory.dpkg", "dataclasses", "logging", "pathlib", "agent.domains"} <= loaded
     assert not {"inspect", "traceback", "ipaddress", "ctypes", "ast", "dis", "tokenize", "linecache"} & loaded
+    # pathlib's from-import of urllib.parse (for Path.as_uri) is deferred, and the config's URLs
+    # are parsed only when it has some
+    assert not {"urllib.parse", "urllib"} & loaded
     assert "copy" not in loaded  # deferred too: for dataclasses' asdict, astuple and replace's deep copies
 
 
@@ -182,15 +185,15 @@ def test_a_check_that_reads_no_document_and_writes_a_table_loads_no_json_or_typi
 
 def test_patterns_standard_modules_compile_at_import_are_compiled_only_when_used(tmp_path: Path) -> None:
     """logging's str.format and $-template styles, string.Template, gettext's plural forms,
-    locale's number formats, urllib.parse's unquote, dpkg's line-by-line reading: none is used by
-    a check of dpkg's own database, and none is compiled."""
+    locale's number formats, dpkg's line-by-line reading: none is used by a check of dpkg's own
+    database, and none is compiled."""
     _run_a_dpkg_check(tmp_path, "import re._compiler\ncompiled = []\nreal = re._compiler.compile\n"
                       "re._compiler.compile = lambda p, flags=0: compiled.append(p) or real(p, flags)\n",
-                      "import gettext, locale, logging, string, urllib.parse\n"
+                      "import gettext, locale, logging, string\n"
                       "from agent.inventory import dpkg\n"
                       "lazy = [gettext._token_pattern, locale._percent_re, logging.StrFormatStyle.fmt_spec,\n"
-                      "        logging.StrFormatStyle.field_spec, string.Template.pattern, urllib.parse._asciire]\n"
-                      "sources = {p._source for p in lazy} | {dpkg._FIELD}\n"
+                      "        logging.StrFormatStyle.field_spec, string.Template.pattern]\n"
+                      "sources = {getattr(p, '_source', None) or p.pattern for p in lazy} | {dpkg._FIELD}\n"
                       "assert compiled and not sources & set(compiled), sources & set(compiled)\n")
 
 
@@ -210,6 +213,17 @@ def test_a_pattern_compiled_on_use_works_as_the_pattern_would() -> None:
     _modules_of_a_regular_install(code)
 
 
+def test_pathlib_imports_urllib_parse_when_a_path_becomes_a_uri() -> None:
+    """pathlib takes quote_from_bytes from urllib.parse for Path.as_uri: agent/__init__.py gives
+    it a function that imports urllib.parse (still without ipaddress) when first called."""
+    code = ("import sys, agent, pathlib\nassert 'urllib.parse' not in sys.modules\n"
+            "assert pathlib.Path('/a b/\u00e9').as_uri() == 'file:///a%20b/%C3%A9'\n"
+            "import urllib.parse\nassert pathlib.urlquote_from_bytes.__name__ == 'quote_from_bytes'\n"
+            "assert 'ipaddress' not in sys.modules\n"
+            "assert urllib.parse.urlsplit('https://[::1]:8443/').hostname == '::1' and 'ipaddress' in sys.modules\n")
+    _modules_of_a_regular_install(code)
+
+
 def test_a_deferred_module_is_the_real_one_when_it_is_used() -> None:
     """What agent/__init__.py defers is imported as soon as it is needed: a dataclass without a
     docstring gets its signature, a logged exception its traceback, a bracketed host its check."""
@@ -220,6 +234,7 @@ def test_a_deferred_module_is_the_real_one_when_it_is_used() -> None:
             "assert Point.__doc__ == 'Point(x: int)', Point.__doc__\n"
             "assert 'Traceback' in out.getvalue() and 'ZeroDivisionError' in out.getvalue(), out.getvalue()\n"
             "assert urllib.parse.urlsplit('https://[::1]:8443/').hostname == '::1'\n"
+            "import pathlib\nassert pathlib.Path('/a b').as_uri() == 'file:///a%20b'\n"
             "import inspect, traceback, ipaddress\n"
             "assert dataclasses.inspect.signature is inspect.signature and logging.traceback.format_exc is traceback.format_exc\n")
     loaded = _modules_of_a_regular_install(code)
