@@ -11,7 +11,7 @@ import logging
 import os
 import re
 from dataclasses import field
-from datetime import timedelta
+from agent.clock import timedelta
 from pathlib import Path
 
 from agent import platform as host

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from datetime import datetime, timezone
+from agent.clock import datetime, timezone
 
 from agent.printable import printable
 

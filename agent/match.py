@@ -13,7 +13,7 @@ import operator
 import os
 import re
 from collections import defaultdict
-from datetime import datetime
+from agent.clock import datetime
 
 from agent.model import (
     App, BanException, BanList, Device, Entry, Finding, aware, build_record,

@@ -10,7 +10,7 @@ import dataclasses
 import functools
 from collections import deque
 from dataclasses import field
-from datetime import datetime, timedelta, timezone
+from agent.clock import datetime, timedelta, timezone
 from itertools import repeat
 
 from agent.domains import normalise_domains

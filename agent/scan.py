@@ -14,7 +14,7 @@ inventory. Both give the same report for the same input.
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta
+from agent.clock import datetime, timedelta
 from pathlib import Path
 
 from agent import __version__

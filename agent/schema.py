@@ -12,7 +12,7 @@ import functools
 import re
 import sys
 import types
-from datetime import date, datetime, timezone
+from agent.clock import date, datetime, timezone
 
 from agent.records import dataclass
 

@@ -7,7 +7,7 @@ and (through `load_document`) duplicate keys, YAML aliases and oversized documen
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from agent.clock import datetime, timedelta
 
 from agent.errors import UserError
 from agent.documents import DocumentError, load_document

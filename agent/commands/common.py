@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import datetime
+from agent.clock import datetime
 from pathlib import Path
 
 from agent.banlist.keys import load_agent_config

@@ -12,7 +12,7 @@ import functools
 import importlib
 import logging
 from dataclasses import replace
-from datetime import datetime, timezone
+from agent.clock import datetime, timezone
 
 from agent.errors import UserError
 from agent import platform as host_platform
