@@ -12,13 +12,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Any, NoReturn, Sequence
 
 from agent import __version__
 from agent import log, terminal
 from agent.errors import UserError
 from agent.schema import did_you_mean
 from agent.printable import printable
+
+TYPE_CHECKING = False  # typing for type checkers only: importing it costs ~14 M instructions of a check
+if TYPE_CHECKING:
+    from typing import Any, NoReturn, Sequence
 
 COMMANDS = {
     "check": "agent.commands.check",

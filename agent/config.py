@@ -11,10 +11,8 @@ import logging
 import os
 import re
 from dataclasses import field
-from datetime import timedelta
+from agent.clock import timedelta
 from pathlib import Path
-from typing import Literal
-from urllib.parse import urlsplit
 
 from agent import platform as host
 from agent.documents import DocumentError, load_document
@@ -22,6 +20,12 @@ from agent.errors import UserError
 from agent.log import log_event
 from agent.records import dataclass
 from agent.schema import SchemaError, build
+
+TYPE_CHECKING = False  # typing for type checkers only (agent.hints)
+if TYPE_CHECKING:
+    from typing import Literal
+else:
+    from agent.hints import Literal
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +118,8 @@ def _url(url: str) -> str:
     read: found later, inside the service, it would be an error the reload path never expected."""
     if not url:
         return url
+    from urllib.parse import urlsplit  # here: a config without URLs (and a check without a config) never loads it
+
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - parsing the port is the check (out of range, not a number)

@@ -10,13 +10,18 @@ import dataclasses
 import functools
 from collections import deque
 from dataclasses import field
-from datetime import datetime, timedelta, timezone
+from agent.clock import datetime, timedelta, timezone
 from itertools import repeat
-from typing import Any, Literal
 
 from agent.domains import normalise_domains
 from agent.records import dataclass
 from agent.versions import parse_spec
+
+TYPE_CHECKING = False  # typing's own costs ~14 M instructions of a check: imported for type checkers only
+if TYPE_CHECKING:
+    from typing import Any, Literal
+else:
+    from agent.hints import Literal
 
 ID_PATTERN = r"[a-z0-9._-]+"
 
@@ -105,7 +110,9 @@ LOCAL_DEVICE = "local"
 """Placeholder device id that collectors of the local host use; the check replaces it with the
 real device id, so a collector never has to know how the device is named in config."""
 
-Status = Literal["violation", "advisory", "upcoming", "exempt"]
+if TYPE_CHECKING:
+    Status = Literal["violation", "advisory", "upcoming", "exempt"]
+    """A finding's status (for type checkers: made at run time it would import typing)."""
 STATUSES: tuple[Status, ...] = ("violation", "advisory", "upcoming", "exempt")
 
 MATCH_KINDS: tuple[str, ...] = (
@@ -118,8 +125,9 @@ DEVICE_KINDS: tuple[str, ...] = ("host", "android", "ios", "macos", "windows", "
 """The kinds a Device can be, which an entry's `device_kinds` names (a typo would silently make
 an entry apply to nothing, so other words are refused)."""
 
-Ownership = Literal["corporate", "personal", "unknown"]
-"""Who owns a device: the directives cover government-issued devices, not personal ones."""
+if TYPE_CHECKING:
+    Ownership = Literal["corporate", "personal", "unknown"]
+    """Who owns a device: the directives cover government-issued devices, not personal ones."""
 
 
 def _known_kinds(kinds: tuple[str, ...]) -> tuple[str, ...]:
@@ -140,7 +148,7 @@ class Device:
     groups: tuple[str, ...] = ()
     attributes: tuple[tuple[str, str], ...] = ()
     """Extra identity (serial, model, MDM owner, …) as sorted pairs, so the record stays hashable."""
-    ownership: Ownership = "unknown"
+    ownership: Literal["corporate", "personal", "unknown"] = "unknown"  # Ownership, spelt out to resolve at run time
     """corporate (government-issued), personal, or unknown when nothing said which."""
 
     def to_dict(self) -> dict[str, Any]:
@@ -362,7 +370,7 @@ class BanListInfo:
 class Finding:
     """One app matched by one entry on one device, with the status its scope gives it."""
 
-    status: Status
+    status: Literal["violation", "advisory", "upcoming", "exempt"]  # Status, spelt out to resolve at run time
     entry: Entry
     app: App
     device: str

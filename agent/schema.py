@@ -12,13 +12,15 @@ import functools
 import re
 import sys
 import types
-import typing
-from datetime import date, datetime, timezone
-from typing import Any, Callable, Iterable, Literal, TypeVar, Union
+from agent.clock import date, datetime, timezone
 
 from agent.records import dataclass
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing is imported by the functions that read hints: ~14 M instructions of a check
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable, TypeVar
+
+    T = TypeVar("T")
 
 
 class SchemaError(ValueError):
@@ -123,7 +125,8 @@ def _build_in_order(cls: type[T], plan: _Plan, data: dict[str, Any], path: tuple
     return cls(**values)
 
 
-Step = Callable[[Any, tuple[str | int, ...]], Any]
+if TYPE_CHECKING:
+    Step = Callable[[Any, tuple[str | int, ...]], Any]
 
 
 @dataclass(frozen=True)  # agent.records: the standard decorator would compile six methods at import
@@ -205,6 +208,8 @@ def _converter(hint: Any) -> Step:
     """Return a converter for `hint`, with a fast path for the common shapes (strings, lists of
     strings, nested dataclasses); anything else, and every error, goes through `convert`, so the
     messages are the same either way."""
+    import typing
+
     if hint is str:
         return lambda raw, path: raw if type(raw) is str else convert(hint, raw, path)
     if typing.get_origin(hint) is tuple and typing.get_args(hint)[0] is str:
@@ -241,6 +246,8 @@ def type_hints(cls: type) -> dict[str, Any]:
 
     Why: get_type_hints wraps each string in a ForwardRef, whose `compile` call sets up Python's
     AST types on its first use in a process, ~1.5 ms of every command's start-up (issue 14)."""
+    import typing
+
     hints: dict[str, Any] = {}
     for base in reversed(cls.__mro__):
         module = vars(sys.modules[base.__module__]) if base.__module__ in sys.modules else {}
@@ -257,26 +264,30 @@ def type_hints(cls: type) -> dict[str, Any]:
 def _plain_hint(hint: Any) -> bool:
     """True for a hint that get_type_hints returns as it is: a class, or a generic alias, union
     or Literal built of those (a string inside a builtin alias is a forward reference it resolves)."""
+    import typing
+
     if isinstance(hint, type) and not isinstance(hint, types.GenericAlias):
         return True
     origin = typing.get_origin(hint)
-    if origin is Literal:
+    if origin is typing.Literal:
         return True
-    if isinstance(hint, types.GenericAlias) or origin in (Union, types.UnionType):
+    if isinstance(hint, types.GenericAlias) or origin in (typing.Union, types.UnionType):
         return all(arg is Ellipsis or _plain_hint(arg) for arg in typing.get_args(hint))
     return False
 
 
 def convert(hint: Any, raw: Any, path: tuple[str | int, ...]) -> Any:
     """Convert one raw value to the type `hint` describes, or raise SchemaError."""
+    import typing
+
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
-    if origin in (Union, types.UnionType):
+    if origin in (typing.Union, types.UnionType):
         if raw is None and type(None) in args:
             return None
         (inner,) = [a for a in args if a is not type(None)]
         return convert(inner, raw, path)
-    if origin is Literal:
+    if origin is typing.Literal:
         if isinstance(raw, bool) and all(isinstance(a, str) for a in args):
             return _yaml_switch(raw, args, path)
         if raw not in args:
@@ -337,6 +348,8 @@ def _scalar(hint: Any, raw: Any, path: tuple[str | int, ...]) -> Any:
         if isinstance(raw, str):
             return raw
         raise SchemaError(path, f"expected a string, got {type_name(raw)}")
-    if hint is Any:
+    import typing
+
+    if hint is typing.Any:
         return raw
     raise TypeError(f"schema cannot convert to {hint!r}")  # a programming error, not bad input

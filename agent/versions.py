@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import operator
 import re
-from typing import Callable
 
 from agent.records import dataclass
+
+TYPE_CHECKING = False  # typing for type checkers only: importing it costs ~14 M instructions of a check
+if TYPE_CHECKING:
+    from typing import Callable
 
 # Patterns as text, compiled by `re` on first use (and cached there): a check whose list has no
 # version constraint compares no versions, and compiling the four at import was ~1 % of its start-up.

@@ -9,7 +9,7 @@ play: a check against a local or bundled list must start fast.
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta
+from agent.clock import datetime, timedelta
 from pathlib import Path
 
 from agent.banlist.parse import BanListError, check_issued, parse_banlist

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import datetime, timezone
+from agent.clock import datetime, timezone
 
 from agent.errors import UserError
 from agent.banlist.source import load_fresh

@@ -20,7 +20,7 @@ import operator
 import re
 import sys
 import time
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from agent.config import AmapiConfig, checked_endpoint
 from agent.inventory.api import (
@@ -29,7 +29,10 @@ from agent.inventory.api import (
 )
 from agent.inventory.base import Collected
 from agent.inventory.gateway import pairs
-from agent.model import App, CollectorError, Device, Ownership
+from agent.model import App, CollectorError, Device
+
+if TYPE_CHECKING:
+    from agent.model import Ownership  # a type alias for type checkers only
 
 
 NAME = "amapi"

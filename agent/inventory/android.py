@@ -18,13 +18,17 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import field
+from typing import TYPE_CHECKING
 
 from agent.inventory.base import Collected, Context
 from agent.inventory.gateway import UnsafeIdentifierError, gateway_unavailable, pairs, read_all
 from agent.log import log_event
-from agent.model import App, CollectorError, Device, Ownership
+from agent.model import App, CollectorError, Device
 from agent.records import dataclass
 from agent.runner import CommandError, Result, Runner
+
+if TYPE_CHECKING:
+    from agent.model import Ownership  # a type alias for type checkers only
 
 logger = logging.getLogger(__name__)
 

@@ -29,12 +29,15 @@ from __future__ import annotations
 import os
 import re
 from itertools import compress
-from typing import Iterable, Iterator
 
 from agent.inventory.base import Collected, Context, read_database
 from agent.gcpause import paused_gc
 from agent.inventory.reading import DATABASE_LIMIT, exists, read_text
 from agent.model import LOCAL_DEVICE, App, build_records
+
+TYPE_CHECKING = False  # typing for type checkers only: importing it costs ~14 M instructions of a check
+if TYPE_CHECKING:
+    from typing import Iterable, Iterator
 
 STATUS_FILE = "/var/lib/dpkg/status"
 INFO_DIR = "/var/lib/dpkg/info"
@@ -48,9 +51,10 @@ Marks = tuple[str, tuple[tuple[str, str], ...]]
 """What a record's architecture, Essential, Multi-Arch and Priority make of it: the `:arch`
 suffix of its alias ("" for none) and its extra pairs."""
 
-_FIELD = re.compile(rb"\n(" + rb"|".join(WANTED) + rb"):[ \t]*([^\n]*)")
+_FIELD = rb"\n(" + rb"|".join(WANTED) + rb"):[ \t]*([^\n]*)"
 """Any field read, as (key, value), at the start of a line (continuation lines start with a space
-and are never matched): the reading that holds for any file."""
+and are never matched): the reading that holds for any file. Compiled by `re` on first use: dpkg's
+own databases never need it (~1.2 M instructions of a check)."""
 _DPKG_ORDER = (b"Essential", b"Protected", b"Status", b"Priority", b"Section", b"Installed-Size", b"Origin",
                b"Maintainer", b"Bugs", b"Architecture", b"Multi-Arch", b"Source", b"Version")
 """The fields dpkg writes after `Package:` and up to `Version:`, in the order it writes them
@@ -133,7 +137,7 @@ def _field_rows(data: bytes, start: int, end: int) -> list[Row]:
     before the first `Package:` belongs to no record and is dropped)."""
     rows: list[Row] = []
     record: dict[bytes, bytes] = {}
-    for key, value in _FIELD.findall(data, start, end):
+    for key, value in re.compile(_FIELD).findall(data, start, end):
         if key == b"Package":
             if b"Package" in record:
                 rows.append(tuple(record.get(name, b"") for name in WANTED))

@@ -24,7 +24,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import replace
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from agent.config import IntuneConfig, checked_endpoint
 from agent.inventory.api import (
@@ -35,7 +35,10 @@ from agent.inventory.base import Collected
 from agent.inventory.gateway import pairs
 from agent.inventory.mdm import INTUNE_NOTE, ExportError, load_zip, platform_source
 from agent.log import log_event
-from agent.model import App, CollectorError, Device, Ownership
+from agent.model import App, CollectorError, Device
+
+if TYPE_CHECKING:
+    from agent.model import Ownership  # a type alias for type checkers only
 
 logger = logging.getLogger(__name__)
 

@@ -12,13 +12,16 @@ User Enrollment, the MDM sees only the managed apps).
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from agent.config import JamfConfig
 from agent.inventory.api import ApiClient, ApiError, Token, failed, read_secret, token_request
 from agent.inventory.base import Collected
 from agent.inventory.gateway import pairs
-from agent.model import App, Device, Ownership
+from agent.model import App, Device
+
+if TYPE_CHECKING:
+    from agent.model import Ownership  # a type alias for type checkers only
 
 
 NAME = "jamf"

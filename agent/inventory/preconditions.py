@@ -12,11 +12,11 @@ them before it imports a collector that was not asked for by name, and each coll
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
 from agent.inventory.base import home_dirs
 from agent.inventory.reading import exists
 
+TYPE_CHECKING = False  # typing for type checkers only: importing it costs ~14 M instructions of a check
 if TYPE_CHECKING:
     from typing import Callable
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
-from typing import IO, Any, Callable
+
+TYPE_CHECKING = False  # typing for type checkers only: importing it costs ~14 M instructions of a check
+if TYPE_CHECKING:
+    from typing import IO, Any, Callable
 
 
 def _flock_now(handle: IO[Any], shared: bool) -> bool:

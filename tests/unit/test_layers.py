@@ -25,9 +25,10 @@ FORBIDDEN: tuple[tuple[str, str, str], ...] = (
     ("agent.sources", "agent.", "the per-source facts are a pure table"),
 )
 ALLOWED = {("agent.model", "agent.versions"), ("agent.model", "agent.domains"), ("agent.model", "agent.records"),
-           ("agent.sources", "agent.records")}
+           ("agent.model", "agent.hints"), ("agent.model", "agent.clock"), ("agent.sources", "agent.records")}
 """versions and domains: pure leaves (version specs, DNS names) the model validates with; records:
-the dataclass decorator (a leaf that imports only the standard library)."""
+the dataclass decorator, hints: typing's Literal for annotations, and clock: datetime's types
+(leaves that import only the standard library)."""
 
 
 def module_name(path: Path) -> str:

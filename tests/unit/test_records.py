@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import sys
 from typing import Any, Callable
 
 import pytest
@@ -192,3 +193,39 @@ def test_a_record_made_without_arguments_takes_its_defaults_without_compiling() 
     assert repr(one) == repr(standard()) and one == two and one.b is not two.b
     assert seen[0] == seen[-1] == {"a": 1, "b": [], "c": "x"} and list(seen[0]) == ["a", "b", "c"]
     assert ours(2) == ours(a=2) != one and ours.__dict__["__init__"] is not stub  # compiled now
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="agent.records collects fields itself on 3.11 only")
+@pytest.mark.parametrize(("body", "annotations", "args", "kwargs"), SHAPES)
+def test_fields_are_collected_as_the_standard_module_collects_them(body, annotations, args, kwargs) -> None:
+    """records._collect_fields gives a plain record what `dataclasses.dataclass(init=False,
+    repr=False, eq=False)` gives it: the same Fields (every attribute, in order), class
+    attributes and __match_args__."""
+    made = []
+    for collect in (lambda c: dataclasses.dataclass(c, init=False, repr=False, eq=False), records._collect_fields):
+        cls = type("Rec", (), {"__doc__": "A record.", "__module__": __name__,
+                                "__annotations__": dict(annotations), **body()})
+        collect(cls)
+        made.append(cls)
+    standard, ours = made
+    assert [repr(f) for f in dataclasses.fields(ours)] == [repr(f) for f in dataclasses.fields(standard)]
+    assert [f._field_type for f in ours.__dataclass_fields__.values()] == [
+        f._field_type for f in standard.__dataclass_fields__.values()]
+    assert set(vars(ours)) == set(vars(standard)) - {"__dataclass_params__"}
+    assert {k: v for k, v in vars(ours).items() if k in annotations} == {
+        k: v for k, v in vars(standard).items() if k in annotations}
+    assert ours.__match_args__ == standard.__match_args__
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="agent.records collects fields itself on 3.11 only")
+@pytest.mark.parametrize(("namespace", "error"), [
+    ({"__annotations__": {"a": "list[int]"}, "a": []}, ValueError),
+    ({"__annotations__": {"a": "int"}, "b": dataclasses.field(default=1)}, TypeError),
+])
+def test_a_field_the_standard_module_refuses_is_refused_the_same_way(namespace, error) -> None:
+    messages = []
+    for collect in (lambda c: dataclasses.dataclass(c, init=False, repr=False, eq=False), records._collect_fields):
+        with pytest.raises(error) as raised:
+            collect(type("Rec", (), {"__doc__": "A record.", **namespace}))
+        messages.append(str(raised.value))
+    assert messages[0] == messages[1]

@@ -161,8 +161,77 @@ def test_a_dpkg_check_loads_no_module_imported_only_for_what_it_does_not_do(tmp_
     code = ("import contextlib, io\nfrom agent.cli import main\nwith contextlib.redirect_stdout(io.StringIO()):\n"
             f"    main(['check', '--config', {str(config)!r}, '--banlist', {str(banlist)!r}, '--source', 'dpkg'])")
     loaded = _modules_of_a_regular_install(code)
-    assert {"agent.inventory.dpkg", "dataclasses", "logging", "urllib.parse", "agent.domains"} <= loaded
+    assert {"agent.inventory.dpkg", "dataclasses", "logging", "pathlib", "agent.domains"} <= loaded
     assert not {"inspect", "traceback", "ipaddress", "ctypes", "ast", "dis", "tokenize", "linecache"} & loaded
+    # pathlib's from-import of urllib.parse (for Path.as_uri) is deferred, and the config's URLs
+    # are parsed only when it has some
+    assert not {"urllib.parse", "urllib"} & loaded
+    assert "datetime" not in loaded  # 3.11's module builds pure-Python classes it discards: agent.clock
+    assert "copy" not in loaded  # deferred too: for dataclasses' asdict, astuple and replace's deep copies
+
+
+def test_a_check_that_reads_no_document_and_writes_a_table_loads_no_json_or_typing() -> None:
+    """No config file, the bundled list (its Python twin), a table: json is imported where a
+    JSON document is read, a JSON report or log line written (agent.documents, agent.log,
+    agent.report.jsontext), ~5 M instructions otherwise spent on every check; no domain name
+    is read, so its pattern is not compiled either."""
+    from agent.config import DEFAULT_PATH
+
+    if Path(DEFAULT_PATH).exists():
+        pytest.skip(f"{DEFAULT_PATH} exists here")
+    code = ("import re._compiler\ncompiled = []\nreal = re._compiler.compile\n"
+            "re._compiler.compile = lambda p, flags=0: compiled.append(p) or real(p, flags)\n"
+            "import io, sys\nfrom agent.cli import main\nsys.stdout = io.StringIO()\n"
+            "assert main(['check', '--source', 'dpkg']) in (0, 1)\nsys.stdout = sys.__stdout__\n"
+            "from agent import domains\n"
+            "assert compiled and domains._LDH not in compiled, compiled\n")
+    loaded = _modules_after(code)  # the editable finder (it maps agent.bundled) imports no json
+    assert "agent.inventory.dpkg" in loaded
+    assert not {"json", "json.decoder", "json.encoder", "_json", "agent.report.jsontext"} & loaded
+    assert "typing" not in loaded  # ~14 M instructions: for type checkers only (agent.hints)
+    # and no contextlib, which typing imported; agent.gcpause was the one other module to use it
+    assert "contextlib" not in _modules_of_a_regular_install("import agent.gcpause, agent.cli, agent.commands.check")
+
+
+def test_patterns_standard_modules_compile_at_import_are_compiled_only_when_used(tmp_path: Path) -> None:
+    """logging's str.format and $-template styles, string.Template, gettext's plural forms,
+    locale's number formats, dpkg's line-by-line reading: none is used by a check of dpkg's own
+    database, and none is compiled."""
+    _run_a_dpkg_check(tmp_path, "import re._compiler\ncompiled = []\nreal = re._compiler.compile\n"
+                      "re._compiler.compile = lambda p, flags=0: compiled.append(p) or real(p, flags)\n",
+                      "import gettext, locale, logging, string\n"
+                      "from agent.inventory import dpkg\n"
+                      "lazy = [gettext._token_pattern, locale._percent_re, logging.StrFormatStyle.fmt_spec,\n"
+                      "        logging.StrFormatStyle.field_spec, string.Template.pattern]\n"
+                      "sources = {getattr(p, '_source', None) or p.pattern for p in lazy} | {dpkg._FIELD}\n"
+                      "assert compiled and not sources & set(compiled), sources & set(compiled)\n")
+
+
+def test_a_pattern_compiled_on_use_works_as_the_pattern_would() -> None:
+    """What agent/__init__.py leaves to be compiled on use gives what the standard module did:
+    gettext's plural forms (re.finditer of its pattern), string.Template, a str.format log style,
+    locale's formats, unquote; and a Template subclass made afterwards gets a real pattern."""
+    code = ("import agent, gettext, locale, logging, re, string, urllib.parse\n"
+            "assert gettext.c2py('n != 1')(2) == 1 and gettext.c2py('n%10==1 ? 0 : 1')(11) == 0\n"
+            "assert string.Template('$who is ${what}').substitute(who='it', what='lazy') == 'it is lazy'\n"
+            "class Percent(string.Template):\n    delimiter = '%'\n"
+            "assert isinstance(Percent.pattern, re.Pattern) and Percent('%a').substitute(a=1) == '1'\n"
+            "record = logging.makeLogRecord({'msg': 'm', 'n': 3})\n"
+            "assert logging.Formatter('{n:>4d} {message}', style='{').format(record) == '   3 m'\n"
+            "assert locale.format_string('%5.1f', 2.25) == '  2.2'\n"
+            "assert urllib.parse.unquote('a%20b%C3%A9') == 'a b\u00e9'\n")
+    _modules_of_a_regular_install(code)
+
+
+def test_pathlib_imports_urllib_parse_when_a_path_becomes_a_uri() -> None:
+    """pathlib takes quote_from_bytes from urllib.parse for Path.as_uri: agent/__init__.py gives
+    it a function that imports urllib.parse (still without ipaddress) when first called."""
+    code = ("import sys, agent, pathlib\nassert 'urllib.parse' not in sys.modules\n"
+            "assert pathlib.Path('/a b/\u00e9').as_uri() == 'file:///a%20b/%C3%A9'\n"
+            "import urllib.parse\nassert pathlib.urlquote_from_bytes.__name__ == 'quote_from_bytes'\n"
+            "assert 'ipaddress' not in sys.modules\n"
+            "assert urllib.parse.urlsplit('https://[::1]:8443/').hostname == '::1' and 'ipaddress' in sys.modules\n")
+    _modules_of_a_regular_install(code)
 
 
 def test_a_deferred_module_is_the_real_one_when_it_is_used() -> None:
@@ -175,6 +244,7 @@ def test_a_deferred_module_is_the_real_one_when_it_is_used() -> None:
             "assert Point.__doc__ == 'Point(x: int)', Point.__doc__\n"
             "assert 'Traceback' in out.getvalue() and 'ZeroDivisionError' in out.getvalue(), out.getvalue()\n"
             "assert urllib.parse.urlsplit('https://[::1]:8443/').hostname == '::1'\n"
+            "import pathlib\nassert pathlib.Path('/a b').as_uri() == 'file:///a%20b'\n"
             "import inspect, traceback, ipaddress\n"
             "assert dataclasses.inspect.signature is inspect.signature and logging.traceback.format_exc is traceback.format_exc\n")
     loaded = _modules_of_a_regular_install(code)
@@ -264,6 +334,18 @@ def test_the_schemas_type_hints_are_get_type_hints() -> None:
     assert len(records) > 30
     for record in records:
         assert type_hints(record) == typing.get_type_hints(record), record
+
+
+def test_the_literals_spelt_out_for_run_time_are_the_type_checkers_aliases() -> None:
+    """Device.ownership and Finding.status spell out model.Ownership and model.Status (aliases
+    for type checkers only, agent.hints); resolved, they are typing's Literal of the same values."""
+    import typing
+
+    from agent.model import STATUSES, Device, Finding
+
+    assert typing.get_type_hints(Finding)["status"] == typing.Literal[STATUSES]
+    assert typing.get_type_hints(Device)["ownership"] == typing.Literal["corporate", "personal", "unknown"]
+    assert typing.get_args(typing.get_type_hints(Device)["ownership"]) == ("corporate", "personal", "unknown")
 
 
 def test_what_eval_alone_would_not_resolve_goes_to_get_type_hints(monkeypatch: pytest.MonkeyPatch) -> None:
